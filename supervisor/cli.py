@@ -1,0 +1,93 @@
+"""The `synsup` command line: parsing, and mapping every error to one line and an exit code."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from . import __version__, commands, starting
+from .control import ControlError
+from .source import Source
+from .statedir import StateDirError
+
+COMMANDS = {
+    "check": "check the configuration and print the start plan",
+    "start": "start the deployment (in the background unless --foreground)",
+    "run": "run the daemon in the foreground (same as start --foreground)",
+    "stop": "stop every unit in reverse order and the daemon",
+    "status": "show every unit's state (exit 0: all ready, 1: not, 3: no daemon)",
+    "restart": "restart units, or everything in order",
+    "reload": "re-read the configuration and apply what changed",
+    "logs": "show a unit's captured output",
+}
+CONFIG_COMMANDS = ("check", "start", "run")
+
+
+class UsageError(Exception):
+    pass
+
+
+def _state_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--state-dir", metavar="DIR",
+                        help="control socket and records (default: $SYNSUP_STATE_DIR, /run/synsup "
+                             "for root, else $XDG_RUNTIME_DIR/synsup)")
+
+
+def build_parser(source: Source) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="synsup", description="Process supervisor for Synapse deployments with workers.")
+    parser.add_argument("--version", action="version", version=f"synsup {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, text in COMMANDS.items():
+        p = sub.add_parser(name, help=text, description=text)
+        if name in CONFIG_COMMANDS:
+            source.add_arguments(p, name)
+        if name != "check":
+            _state_options(p)
+        _command_options(name, p)
+    return parser
+
+
+def _command_options(name: str, p: argparse.ArgumentParser) -> None:
+    if name == "check":
+        p.add_argument("--json", action="store_true", help="print the result as JSON")
+    if name in ("start", "run"):
+        p.add_argument("--log-dir", metavar="DIR", help="per-unit logs (default: logs/ in the state dir)")
+        p.add_argument("--log-format", choices=("console", "json", "journal"),
+                       help="daemon log format (default: console on a TTY, journal under journald, else json)")
+    if name == "start":
+        p.add_argument("--foreground", action="store_true", help="run the daemon in this process (for systemd)")
+    if name == "status":
+        p.add_argument("--json", action="store_true", help="print the status as JSON")
+        p.add_argument("units", nargs="*", metavar="UNIT")
+    if name == "restart":
+        p.add_argument("units", nargs="*", metavar="UNIT")
+    if name == "logs":
+        p.add_argument("-f", "--follow", action="store_true", help="keep printing as the log grows")
+        p.add_argument("-n", "--lines", type=int, default=50, metavar="N", help="lines to show (default 50)")
+        p.add_argument("unit", metavar="UNIT")
+
+
+def dispatch(args: argparse.Namespace, source: Source, argv: list[str]) -> int:
+    if args.command == "check":
+        return commands.check(source.load(args), args.json)
+    if args.command in ("start", "run"):
+        return starting.start(args, source, argv)
+    return getattr(commands, args.command)(args)
+
+
+def main(source: Source, argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser(source)
+    args = parser.parse_args(argv)
+    if not args.command:
+        parser.print_help()
+        return 2
+    try:
+        return dispatch(args, source, argv)
+    except (ControlError, StateDirError, UsageError) as e:
+        print(f"synsup: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0

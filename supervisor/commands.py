@@ -1,0 +1,147 @@
+"""The client commands: check, status, stop, restart, reload, logs."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+import psutil
+
+from .control import ControlClient, NotRunning
+from .render import print_findings, print_plan, status_table
+from .source import Loaded
+from .spec import steps_of
+from .statedir import StateDir, default_state_dir, running_daemon
+
+EXIT_NOT_RUNNING = 3
+
+
+def state_of(args: argparse.Namespace) -> StateDir:
+    return StateDir(os.path.abspath(args.state_dir or default_state_dir()))
+
+
+def check(loaded: Loaded, as_json: bool) -> int:
+    if as_json:
+        print(json.dumps({
+            "ok": not loaded.errors,
+            "errors": [f.as_json() for f in loaded.errors],
+            "warnings": [f.as_json() for f in loaded.warnings],
+            "notes": loaded.notes,
+            "steps": steps_of(loaded.specs) if not loaded.errors else [],
+        }, indent=2))
+        return 1 if loaded.errors else 0
+    for note in loaded.notes:
+        print(f"note: {note}", file=sys.stderr)
+    if loaded.errors:
+        print_findings(loaded.errors + loaded.warnings)
+        print(f"{len(loaded.errors)} error(s): nothing would start", file=sys.stderr)
+        return 1
+    print_plan(loaded.specs)
+    print_findings(loaded.warnings)
+    return 0
+
+
+def status(args: argparse.Namespace) -> int:
+    state = state_of(args)
+    try:
+        with ControlClient(state.socket) as client:
+            reply = client.request({"cmd": "status", "units": args.units})
+    except NotRunning:
+        if args.json:
+            print(json.dumps({"daemon": None, "units": []}))
+        print(f"synsup is not running (state dir {state.path})", file=sys.stderr)
+        return EXIT_NOT_RUNNING
+    missing = [n for n in args.units if n not in {u["name"] for u in reply["units"]}]
+    if missing:
+        print(f"synsup: error: no unit named {', '.join(missing)}", file=sys.stderr)
+        return 1
+    if args.json:
+        reply.pop("ok", None)
+        print(json.dumps(reply, indent=2))
+    else:
+        print(status_table(reply, time.time()))
+    return 0 if all(u["state"] == "ready" for u in reply["units"]) else 1
+
+
+def stop(args: argparse.Namespace) -> int:
+    state = state_of(args)
+    try:
+        client = ControlClient(state.socket, timeout=None)
+    except NotRunning:
+        print(f"synsup is not running (state dir {state.path}); nothing to stop")
+        return 0
+    pid = running_daemon(state)
+    with client:
+        client.send({"cmd": "stop"})
+        for reply in client.replies():
+            if reply.get("stopping"):
+                print("stopping: workers, then stream writers, then main, then Redis ...")
+    _wait_gone(pid)
+    print("stopped")
+    return 0
+
+
+def _wait_gone(pid: int | None, timeout: float = 30.0) -> None:
+    if pid is None:
+        return
+    try:
+        psutil.Process(pid).wait(timeout)  # not our child: psutil polls it
+    except (psutil.NoSuchProcess, psutil.TimeoutExpired):
+        pass
+
+
+def restart(args: argparse.Namespace) -> int:
+    state = state_of(args)
+    try:
+        with ControlClient(state.socket, timeout=None) as client:
+            reply = client.request({"cmd": "restart", "units": args.units})
+    except NotRunning:
+        print(f"synsup is not running (state dir {state.path}); use `synsup start`", file=sys.stderr)
+        return EXIT_NOT_RUNNING
+    print(status_table(reply, time.time()))
+    return 0 if all(u["state"] == "ready" for u in reply["units"]) else 1
+
+
+def reload(args: argparse.Namespace) -> int:
+    state = state_of(args)
+    try:
+        with ControlClient(state.socket, timeout=None) as client:
+            reply = client.request({"cmd": "reload"})
+    except NotRunning:
+        print(f"synsup is not running (state dir {state.path})", file=sys.stderr)
+        return EXIT_NOT_RUNNING
+    for line in reply.get("errors") or []:
+        print(line, file=sys.stderr)
+    for action in reply.get("actions") or []:
+        print(action)
+    return 0 if reply.get("applied") else 1
+
+
+def log_path(state: StateDir, unit: str) -> str:
+    record = state.read_json(state.daemon_file) or {}
+    log_dir = record.get("log_dir") or os.path.join(state.path, "logs")
+    return os.path.join(log_dir, f"{unit}.log")
+
+
+def logs(args: argparse.Namespace) -> int:
+    path = log_path(state_of(args), args.unit)
+    try:
+        f = open(path, "rb")  # noqa: SIM115 - followed below
+    except FileNotFoundError:
+        print(f"synsup: error: no log for unit {args.unit!r} ({path})", file=sys.stderr)
+        return 1
+    with f:
+        lines = f.read().splitlines(keepends=True)
+        sys.stdout.buffer.write(b"".join(lines[-args.lines:] if args.lines > 0 else []))
+        sys.stdout.flush()
+        while args.follow:
+            chunk = f.read()
+            if chunk:
+                sys.stdout.buffer.write(chunk)
+                sys.stdout.flush()
+            else:
+                time.sleep(0.2)
+    return 0

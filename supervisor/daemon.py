@@ -1,0 +1,165 @@
+"""The daemon: a Supervisor, its control socket, its signals, its records in the state dir."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+import time
+from typing import Any, Callable
+
+import structlog
+
+from .control import ControlServer, Send
+from .engine import Supervisor
+from .notify import SystemdNotifier
+from .spec import UnitSpec
+from .state import UnitState
+from .statedir import StateDir, process_record
+from .status import daemon_status, unit_status
+from .unit import Timing, Unit
+
+if sys.version_info < (3, 12) and hasattr(os, "pidfd_open"):
+    # One pidfd per child instead of a thread per child (3.12 does this by itself).
+    asyncio.set_child_watcher(asyncio.PidfdChildWatcher())
+
+
+class Daemon:
+    def __init__(self, specs: list[UnitSpec], state: StateDir, log_dir: str,
+                 timing: Timing | None = None, notifier: SystemdNotifier | None = None,
+                 supervisor_factory: Callable[..., Supervisor] = Supervisor) -> None:
+        self.state, self.log_dir = state, log_dir
+        self.specs = specs
+        self.timing = timing
+        self.notifier = notifier or SystemdNotifier(None)
+        self.supervisor_factory = supervisor_factory
+        self.supervisor: Supervisor | None = None
+        self.config_generation = 1
+        self.extra_status: dict[str, Any] = {}
+        self._stop = asyncio.Event()
+        self._stopped = asyncio.Event()
+        self._records_dirty = False
+        self.log = structlog.get_logger()
+
+    # -- lifecycle
+    async def run(self) -> int:
+        self.state.create()
+        os.makedirs(self.log_dir, exist_ok=True)
+        self.state.write_json(self.state.daemon_file, {**(process_record(os.getpid()) or {}), "log_dir": self.log_dir})
+        sup = self.supervisor = self.supervisor_factory(
+            self.specs, log_dir=self.log_dir, notify_dir=self.state.notify_dir, timing=self.timing)
+        sup.add_listener(self._unit_changed)
+        server = ControlServer(self.state.socket, self.handle)
+        await server.start()
+        self._install_signals()
+        self.log.info("daemon.started", pid=os.getpid(), units=len(sup.units))
+        try:
+            async with asyncio.TaskGroup() as group:
+                sup.spawn_tasks(group)
+                sup.start_all()
+                announcer = group.create_task(self._announce())
+                await self._stop.wait()
+                self.notifier.send(STOPPING=1, STATUS="stopping")
+                announcer.cancel()
+                await sup.stop_all()
+                sup.cancel_tasks()
+        finally:
+            self._stopped.set()
+            server.close()
+            sup.close()
+            self._write_records()
+            self.state.remove(self.state.daemon_file, self.state.units_file)
+            self.log.info("daemon.stopped")
+        return 0
+
+    def _install_signals(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._stop.set)
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    async def _announce(self) -> None:
+        sup = self.supervisor
+        assert sup is not None
+        self.notifier.send(STATUS="starting")
+        await sup.wait_until(sup.all_ready)
+        sup.state = "running"
+        self.log.info("daemon.ready", units=len(sup.units))
+        self.notifier.send(READY=1, STATUS=f"{len(sup.units)}/{len(sup.units)} ready")
+
+    # -- records of our processes, so a later daemon can tell if they still run
+    def _unit_changed(self, unit: Unit) -> None:
+        if not self._records_dirty:
+            self._records_dirty = True
+            asyncio.get_running_loop().call_soon(self._write_records)
+
+    def _write_records(self) -> None:
+        self._records_dirty = False
+        if self.supervisor is None:
+            return
+        records = {}
+        for name, unit in self.supervisor.units.items():
+            if unit.pid and unit.spec.argv:
+                records[name] = {"pid": unit.pid, "create_time": None, "cmdline": list(unit.spec.argv)}
+                live = process_record(unit.pid)
+                if live:
+                    records[name]["create_time"] = live["create_time"]
+        self.state.write_json(self.state.units_file, records)
+
+    # -- requests
+    def status(self, names: list[str] | None = None) -> dict[str, Any]:
+        sup = self.supervisor
+        assert sup is not None
+        now = time.time()
+        units = [unit_status(u, now) for n, u in sup.units.items() if not names or n in names]
+        extra = {"config_generation": self.config_generation, **self.extra_status}
+        return {"ok": True, "daemon": daemon_status(os.getpid(), sup.state, extra), "units": units}
+
+    async def handle(self, request: dict[str, Any], send: Send) -> None:
+        command = request.get("cmd")
+        handler = getattr(self, f"_cmd_{command}", None) if isinstance(command, str) else None
+        if handler is None:
+            await send({"ok": False, "error": f"unknown request {command!r}"})
+            return
+        await handler(request, send)
+
+    async def _cmd_status(self, request: dict[str, Any], send: Send) -> None:
+        await send(self.status(request.get("units") or None))
+
+    async def _cmd_watch(self, request: dict[str, Any], send: Send) -> None:
+        """The status, then every unit change, until the client hangs up or the daemon stops."""
+        sup = self.supervisor
+        assert sup is not None
+        queue: asyncio.Queue[Unit] = asyncio.Queue()
+        sup.add_listener(queue.put_nowait)
+        try:
+            await send(self.status())
+            while not self._stopped.is_set():
+                unit = await queue.get()
+                await send({"ok": True, "unit": unit_status(unit, time.time()), "daemon_state": sup.state})
+        finally:
+            sup.remove_listener(queue.put_nowait)
+
+    async def _cmd_stop(self, request: dict[str, Any], send: Send) -> None:
+        await send({"ok": True, "stopping": True})
+        self._stop.set()
+        await self._stopped.wait()
+        await send({"ok": True, "stopped": True})
+
+    async def _cmd_restart(self, request: dict[str, Any], send: Send) -> None:
+        sup = self.supervisor
+        assert sup is not None
+        names = [str(n) for n in request.get("units") or []]
+        unknown = [n for n in names if n not in sup.units]
+        if unknown:
+            await send({"ok": False, "error": f"no unit named {', '.join(unknown)}; units: {', '.join(sup.units)}"})
+            return
+        await sup.restart(names)
+        await send(self.status(names or None))
+
+    def failed_units(self) -> list[Unit]:
+        assert self.supervisor is not None
+        return [u for u in self.supervisor.units.values() if u.state is UnitState.FAILED]

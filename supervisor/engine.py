@@ -1,0 +1,120 @@
+"""The supervisor: units wired by their dependencies, started and stopped by step."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from typing import Callable, Iterable
+
+import structlog
+
+from .clock import Clock
+from .output import UnitOutput
+from .policy import RestartPolicy
+from .process import Spawner
+from .spec import UnitSpec, steps_of
+from .state import UnitState
+from .unit import Timing, Unit
+
+S = UnitState
+
+
+class Supervisor:
+    def __init__(self, specs: list[UnitSpec], *, log_dir: str, notify_dir: str | None,
+                 clock: Clock | None = None, spawner: Spawner | None = None,
+                 timing: Timing | None = None, policy: Callable[[], RestartPolicy] = RestartPolicy) -> None:
+        self.clock = clock or Clock()
+        self.spawner = spawner or Spawner()
+        self.timing = timing or Timing()
+        self.policy = policy
+        self.log_dir, self.notify_dir = log_dir, notify_dir
+        self.units: dict[str, Unit] = {}
+        self.state = "starting"
+        self._changed = asyncio.Event()
+        self._listeners: list[Callable[[Unit], None]] = []
+        self._tasks: dict[str, asyncio.Task] = {}
+        self.log = structlog.get_logger()
+        for spec in specs:
+            self._add(spec)
+        self._wire()
+
+    # -- building
+    def _add(self, spec: UnitSpec) -> Unit:
+        notify_path = os.path.join(self.notify_dir, f"{spec.name}.sock") if self.notify_dir else None
+        unit = Unit(spec, clock=self.clock, spawner=self.spawner,
+                    output=UnitOutput(os.path.join(self.log_dir, f"{spec.name}.log")),
+                    notify_path=notify_path, policy=self.policy(), timing=self.timing,
+                    on_change=self._unit_changed)
+        self.units[spec.name] = unit
+        return unit
+
+    def _wire(self) -> None:
+        for unit in self.units.values():
+            unit.dependencies = [self.units[d] for d in unit.spec.dependencies if d in self.units]
+
+    def steps(self) -> list[list[Unit]]:
+        return [[self.units[n] for n in step] for step in steps_of([u.spec for u in self.units.values()])]
+
+    # -- change notification
+    def add_listener(self, listener: Callable[[Unit], None]) -> None:
+        self._listeners.append(listener)
+
+    def remove_listener(self, listener: Callable[[Unit], None]) -> None:
+        if listener in self._listeners:
+            self._listeners.remove(listener)
+
+    def _unit_changed(self, unit: Unit) -> None:
+        self._changed.set()
+        self._changed = asyncio.Event()
+        for listener in list(self._listeners):
+            listener(unit)
+
+    async def wait_until(self, predicate: Callable[[], bool]) -> None:
+        while not predicate():
+            await self._changed.wait()
+
+    async def wait_settled(self, units: Iterable[Unit]) -> None:
+        units = list(units)
+        await self.wait_until(lambda: all(u.settled for u in units))
+
+    # -- running
+    def spawn_tasks(self, group: asyncio.TaskGroup) -> None:
+        for name, unit in self.units.items():
+            if name not in self._tasks:
+                self._tasks[name] = group.create_task(unit.supervise(), name=f"unit:{name}")
+
+    def cancel_tasks(self) -> None:
+        for task in self._tasks.values():
+            task.cancel()
+
+    def start_all(self) -> None:
+        self.state = "starting"
+        for unit in self.units.values():
+            unit.start()
+
+    async def stop_all(self) -> None:
+        self.state = "stopping"
+        self.log.info("supervisor.stopping")
+        for step in reversed(self.steps()):
+            await asyncio.gather(*(u.stop() for u in step))
+        self.state = "stopped"
+
+    async def restart(self, names: list[str]) -> None:
+        if not names:
+            await self.stop_all()
+            self.start_all()
+            await self.wait_settled(self.units.values())
+            self.state = "running" if self.all_ready() else "degraded"
+            return
+        units = [self.units[n] for n in names]
+        await asyncio.gather(*(u.stop() for u in units))
+        for unit in units:
+            unit.start(reset=True)
+        await self.wait_settled(units)
+
+    def all_ready(self) -> bool:
+        return all(u.state is S.READY for u in self.units.values())
+
+    def close(self) -> None:
+        for unit in self.units.values():
+            unit.output.close()

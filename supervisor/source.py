@@ -1,0 +1,32 @@
+"""What the CLI needs from the application layer: arguments in, unit specs and findings out."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from .spec import UnitSpec
+
+
+class Finding(Protocol):
+    def format(self) -> str: ...
+
+    def as_json(self) -> dict[str, Any]: ...
+
+
+@dataclass
+class Loaded:
+    specs: list[UnitSpec]
+    errors: list[Finding] = field(default_factory=list)
+    warnings: list[Finding] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    watch_paths: list[str] = field(default_factory=list)
+
+
+class Source(Protocol):
+    module: str  # `python -m MODULE run ...` runs the daemon in the background
+
+    def add_arguments(self, parser: argparse.ArgumentParser, command: str) -> None: ...
+
+    def load(self, args: argparse.Namespace) -> Loaded: ...

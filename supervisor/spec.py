@@ -1,0 +1,65 @@
+"""What the engine runs: generic unit specs, knowing nothing of any application."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class HttpProbe:
+    """GET `url_path` over TCP (host, port) or a UNIX socket (path); healthy on 200."""
+
+    host: str | None = None
+    port: int | None = None
+    path: str | None = None
+    url_path: str = "/health"
+    tls: bool = False
+
+    def describe(self) -> str:
+        where = f"unix:{self.path}" if self.path else f"{self.host}:{self.port}"
+        return f"http://{where}{self.url_path}"
+
+
+@dataclass(frozen=True)
+class RedisProbe:
+    """PING (after AUTH when a password is set); healthy on +PONG."""
+
+    host: str | None = None
+    port: int | None = None
+    path: str | None = None
+    password: str | None = field(default=None, repr=False)
+    tls: bool = False
+
+    def describe(self) -> str:
+        return f"redis://{'unix:' + self.path if self.path else f'{self.host}:{self.port}'}"
+
+
+Probe = HttpProbe | RedisProbe
+
+
+@dataclass(frozen=True)
+class UnitSpec:
+    name: str
+    argv: tuple[str, ...] | None  # None: an external service, only probed, never started
+    env: tuple[tuple[str, str], ...] = ()
+    stdin: bytes | None = field(default=None, repr=False)  # fed to the child, then closed
+    cwd: str | None = None
+    dependencies: tuple[str, ...] = ()
+    probes: tuple[Probe, ...] = ()  # readiness and liveness checks
+    notify: bool = True  # gets a NOTIFY_SOCKET and may send READY=1
+    group: str | None = None
+    step: int = 0
+    kind: str = "process"
+    app: str = ""
+    start_timeout: float = 120.0
+    stop_timeout: float = 30.0
+    sighup_files: tuple[str, ...] = ()  # files whose change needs only SIGHUP
+    describe: str = ""  # one line for plans and status
+
+
+def steps_of(specs: list[UnitSpec]) -> list[list[str]]:
+    """Unit names grouped by start step, in step order."""
+    by_step: dict[int, list[str]] = {}
+    for spec in specs:
+        by_step.setdefault(spec.step, []).append(spec.name)
+    return [by_step[s] for s in sorted(by_step)]

@@ -1,0 +1,38 @@
+"""Unit states and the transitions allowed between them."""
+
+from __future__ import annotations
+
+import enum
+
+
+class UnitState(enum.Enum):
+    WAITING = "waiting"  # for its dependencies
+    STARTING = "starting"
+    READY = "ready"
+    UNHEALTHY = "unhealthy"
+    BACKOFF = "backoff"
+    FAILED = "failed"
+    STOPPING = "stopping"
+    STOPPED = "stopped"
+
+
+S = UnitState
+ALLOWED: dict[UnitState, frozenset[UnitState]] = {
+    S.STOPPED: frozenset({S.WAITING}),
+    S.WAITING: frozenset({S.STARTING, S.STOPPED}),
+    S.STARTING: frozenset({S.READY, S.BACKOFF, S.WAITING, S.FAILED, S.STOPPING, S.STOPPED}),
+    S.READY: frozenset({S.UNHEALTHY, S.BACKOFF, S.WAITING, S.STOPPING, S.STOPPED}),
+    S.UNHEALTHY: frozenset({S.READY, S.BACKOFF, S.WAITING, S.FAILED, S.STOPPING, S.STOPPED}),
+    S.BACKOFF: frozenset({S.WAITING, S.STOPPED}),
+    S.FAILED: frozenset({S.WAITING, S.STOPPED}),
+    S.STOPPING: frozenset({S.STOPPED}),
+}
+
+
+class TransitionError(RuntimeError):
+    pass
+
+
+def check_transition(old: UnitState, new: UnitState) -> None:
+    if new is not old and new not in ALLOWED[old]:
+        raise TransitionError(f"{old.value} -> {new.value} is not a unit transition")

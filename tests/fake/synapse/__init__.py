@@ -1,0 +1,5 @@
+"""A small fake Synapse for fast tests: `python -m synapse.app.homeserver` / `generic_worker`."""
+
+import os
+
+__version__ = os.environ.get("FAKE_SYNAPSE_VERSION", "1.163.0")

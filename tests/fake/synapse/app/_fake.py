@@ -1,0 +1,135 @@
+"""What the fake does: read the -c files like Synapse, bind the listeners, answer /health,
+send READY=1, honour SIGTERM, and misbehave on request.
+
+Behaviour comes from $FAKE_SYNAPSE_CONTROL/<instance>.json, read at start:
+  {"refuse": true}            exit 1 at once (with a message on stderr)
+  {"ready_delay": 0.5}        bind and send READY=1 only after this many seconds
+  {"hang": true}              never bind, never send READY=1
+  {"crash_after": 0.5}        exit 1 this long after becoming ready
+  {"ignore_term": true}       ignore SIGTERM
+  {"no_notify": true}         never send READY=1
+Health answers 500 while $FAKE_SYNAPSE_CONTROL/<instance>.unhealthy exists.
+Every start, ready and exit is appended to $FAKE_SYNAPSE_CONTROL/events.jsonl.
+"""
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import socket
+import sys
+import time
+
+import yaml
+
+
+def load_config(paths):
+    config = {}
+    for path in paths:
+        if os.path.isdir(path):
+            files = sorted(os.path.join(path, n) for n in os.listdir(path) if n.endswith(".yaml"))
+        else:
+            files = [path]
+        for file in files:
+            with open(file) as f:
+                config.update(yaml.safe_load(f) or {})
+    return config
+
+
+class Fake:
+    def __init__(self, config, is_main):
+        self.config = config
+        self.is_main = is_main
+        self.name = "main" if is_main else str(config.get("worker_name") or config.get("worker_app"))
+        self.control = os.environ.get("FAKE_SYNAPSE_CONTROL", "")
+        self.behaviour = self._read_behaviour()
+        self.stopping = asyncio.Event()
+
+    def _read_behaviour(self):
+        if not self.control:
+            return {}
+        try:
+            with open(os.path.join(self.control, f"{self.name}.json")) as f:
+                return json.load(f)
+        except FileNotFoundError:
+            return {}
+
+    def record(self, event, **fields):
+        if not self.control:
+            return
+        line = json.dumps({"name": self.name, "event": event, "pid": os.getpid(), "t": time.time(), **fields})
+        with open(os.path.join(self.control, "events.jsonl"), "a") as f:
+            f.write(line + "\n")
+
+    def listeners(self):
+        items = self.config.get("listeners" if self.is_main else "worker_listeners") or []
+        return [l for l in items if l.get("type", "http") == "http"]
+
+    async def health(self, reader, writer):
+        try:
+            await reader.readuntil(b"\r\n\r\n")
+            sick = self.control and os.path.exists(os.path.join(self.control, f"{self.name}.unhealthy"))
+            status = b"500 Internal Server Error" if sick else b"200 OK"
+            writer.write(b"HTTP/1.1 " + status + b"\r\nContent-Length: 2\r\nConnection: close\r\n\r\nOK")
+            await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    async def bind(self):
+        servers = []
+        for listener in self.listeners():
+            if listener.get("path"):
+                servers.append(await asyncio.start_unix_server(self.health, listener["path"]))
+                continue
+            addresses = listener.get("bind_addresses") or [listener.get("bind_address") or "127.0.0.1"]
+            for address in addresses:
+                servers.append(await asyncio.start_server(self.health, address, listener["port"], reuse_address=True))
+        return servers
+
+    def notify(self, message):
+        address = os.environ.get("NOTIFY_SOCKET")
+        if not address or self.behaviour.get("no_notify"):
+            return
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+            s.sendto(message.encode(), address)
+
+    async def run(self):
+        b = self.behaviour
+        self.record("start", events_writers=(self.config.get("stream_writers") or {}).get("events"),
+                    config=sorted(self.config.get("_fake_tags", [])))
+        if b.get("refuse"):
+            print(f"fake synapse {self.name}: refusing to start as asked", file=sys.stderr)
+            return 1
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, lambda: None if b.get("ignore_term") else self.stopping.set())
+        loop.add_signal_handler(signal.SIGHUP, lambda: self.record("sighup"))
+        if b.get("hang"):
+            await asyncio.Event().wait()
+        await asyncio.sleep(b.get("ready_delay", 0))
+        servers = await self.bind()
+        self.notify(f"READY=1\nMAINPID={os.getpid()}")
+        self.record("ready")
+        print(f"fake synapse {self.name} ready", file=sys.stderr, flush=True)
+        if "crash_after" in b:
+            try:
+                await asyncio.wait_for(self.stopping.wait(), b["crash_after"])
+            except asyncio.TimeoutError:
+                print(f"fake synapse {self.name}: crashing as asked", file=sys.stderr)
+                self.record("exit", code=1)
+                return 1
+        await self.stopping.wait()
+        for server in servers:
+            server.close()
+        self.record("exit", code=0)
+        return 0
+
+
+def main(is_main):
+    parser = argparse.ArgumentParser()
+    parser.add_argument("-c", "--config-path", action="append", default=[])
+    args, _ = parser.parse_known_args()
+    fake = Fake(load_config(args.config_path), is_main)
+    sys.exit(asyncio.run(fake.run()))

@@ -1,0 +1,1 @@
+"""The Synapse knowledge: config in, unit specs out. No asyncio, no processes supervised here."""

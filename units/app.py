@@ -1,0 +1,52 @@
+"""The `synsup` entry point: the generic CLI with Synapse as its source of unit specs."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from supervisor import cli
+from supervisor.source import Loaded
+
+from .check import check_deployment
+from .specs import unit_specs
+
+
+class SynapseSource:
+    module = "units.app"
+
+    def add_arguments(self, parser: argparse.ArgumentParser, command: str) -> None:
+        group = parser.add_argument_group("configuration (as for synctl)")
+        group.add_argument("-c", "--config", action="append", metavar="PATH", default=[],
+                           help="shared config file, or a directory of *.yaml files; repeatable, "
+                                "merged in order (default ./homeserver.yaml)")
+        group.add_argument("configfile", nargs="?", metavar="CONFIGFILE", help="shared config file, as synctl takes it")
+        group.add_argument("-a", "--workers", "--all-processes", dest="workers", metavar="DIR",
+                           help="worker directory: one *.yaml file per process")
+        group.add_argument("--python", metavar="PATH", default=sys.executable,
+                           help="the interpreter that runs Synapse (default: this one)")
+        if command in ("start", "run"):
+            group.add_argument("--external-redis", action="store_true",
+                               help="Redis is run by someone else: only wait for it to answer PING")
+
+    def config_paths(self, args: argparse.Namespace) -> list[str]:
+        paths = list(args.config) + ([args.configfile] if args.configfile else [])
+        return paths or ["homeserver.yaml"]
+
+    def load(self, args: argparse.Namespace) -> Loaded:
+        paths = self.config_paths(args)
+        result = check_deployment(paths, args.workers, args.python)
+        specs = []
+        if result.deployment is not None and result.ok:
+            specs = unit_specs(result.deployment, external_redis=getattr(args, "external_redis", False))
+        watch = [os.path.abspath(p) for p in paths] + ([os.path.abspath(args.workers)] if args.workers else [])
+        return Loaded(specs, result.errors, result.warnings, result.notes, watch)
+
+
+def main(argv: list[str] | None = None) -> int:
+    return cli.main(SynapseSource(), argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,114 @@
+"""Rules about sharded and singleton duties, and the warnings about legacy setups."""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+from .model import GENERIC_WORKER_APP, Deployment, Finding, error, warning
+from .roles import SHARDED_DUTIES, SINGLE_DUTIES, as_names
+from .rules_replication import LOOPBACK, replication_listeners
+
+DUTY_OPTIONS = (
+    "federation_sender_instances", "pusher_instances", "run_background_tasks_on",
+    "update_user_directory_from_worker", "notify_appservices_from_worker",
+    "media_instance_running_background_jobs", "outbound_federation_restricted_to",
+)
+REPLACEMENTS = {
+    "synapse.app.appservice": "synapse.app.generic_worker with `notify_appservices_from_worker`",
+    "synapse.app.user_dir": "synapse.app.generic_worker with `update_user_directory_from_worker`",
+    "synapse.app.federation_sender": "synapse.app.generic_worker listed in `federation_sender_instances`",
+    "synapse.app.pusher": "synapse.app.generic_worker listed in `pusher_instances`",
+    "synapse.app.media_repository": "synapse.app.generic_worker with the `media` resource and "
+                                    "`media_instance_running_background_jobs`",
+    "synapse.app.frontend_proxy": "synapse.app.generic_worker (frontend_proxy is a generic worker today)",
+}
+
+
+def duties_name_processes(d: Deployment) -> Iterator[Finding]:
+    for option in DUTY_OPTIONS:
+        value = d.shared.get(option)
+        if value is None or value == []:
+            continue
+        for name in as_names(value):
+            if d.by_instance(name) is None:
+                yield error(d.shared.where(option), f"`{option}` names {name!r}, which is no process of "
+                            "this deployment; add its worker file or fix the name")
+
+
+def legacy_flags(d: Deployment) -> Iterator[Finding]:
+    for duty, (option, flag, app) in SHARDED_DUTIES.items():
+        holders = [w for w in d.workers if duty in w.duties]
+        if holders and d.shared.get(flag) is True:
+            yield error(d.shared.where(flag), f"`{flag}: true` keeps {duty} on main, but "
+                        f"{', '.join(w.name for w in holders)} hold it; set `{flag}: false`")
+        yield from _legacy_app_needs_flag(d, app, flag, option)
+    for duty, (option, flag, app) in SINGLE_DUTIES.items():
+        if flag is None:
+            continue
+        if d.shared.get(option) and d.shared.get(flag) is True:
+            yield error(d.shared.where(flag), f"`{flag}: true` contradicts `{option}`; "
+                        f"remove `{flag}` (it is the legacy form)")
+        yield from _legacy_app_needs_flag(d, app, flag, option)
+
+
+def _legacy_app_needs_flag(d: Deployment, app: str, flag: str, option: str) -> Iterator[Finding]:
+    for w in d.workers:
+        if w.app == app and option not in d.shared and d.shared.get(flag, True) is not False:
+            yield error(w.at("worker_app"), f"{w.name}: worker_app {app} needs `{flag}: false` in the "
+                        f"shared config (Synapse refuses to start it otherwise); add it, or use "
+                        f"{GENERIC_WORKER_APP} with `{option}`")
+
+
+def outbound_federation(d: Deployment) -> Iterator[Finding]:
+    names = as_names(d.shared.get("outbound_federation_restricted_to"))
+    if not names:
+        return
+    at = d.shared.where("outbound_federation_restricted_to")
+    if not d.shared.get("worker_replication_secret"):
+        yield error(at, "`outbound_federation_restricted_to` needs `worker_replication_secret`; "
+                    "add a random secret to the shared config")
+    instance_map = d.shared.get("instance_map") or {}
+    for name in names:
+        if isinstance(instance_map, dict) and name not in instance_map and d.by_instance(name):
+            yield error(at, f"`outbound_federation_restricted_to` names {name!r}, which is missing "
+                        "from `instance_map`; add it there")
+
+
+def deprecated_apps(d: Deployment) -> Iterator[Finding]:
+    for w in d.workers:
+        if w.app in REPLACEMENTS:
+            yield warning(w.at("worker_app"), f"{w.name}: worker_app {w.app} is deprecated; use "
+                          f"{REPLACEMENTS[w.app]}")
+        elif w.app != GENERIC_WORKER_APP and w.app.startswith("synapse.app."):
+            yield warning(w.at("worker_app"), f"{w.name}: worker_app {w.app} is a legacy name; "
+                          f"use {GENERIC_WORKER_APP}")
+
+
+def exposed_replication(d: Deployment) -> Iterator[Finding]:
+    if d.shared.get("worker_replication_secret"):
+        return
+    for p in d.processes:
+        for listener in replication_listeners(p):
+            if listener.path is None and not set(listener.addresses) <= LOOPBACK:
+                yield warning(listener.at, f"{p.name}: replication listener on "
+                              f"{'/'.join(listener.addresses)} without `worker_replication_secret`; "
+                              "bind it to 127.0.0.1 or set a secret")
+
+
+def unused_keys(d: Deployment) -> Iterator[Finding]:
+    notes = {
+        "pid_file": "synsup tracks the processes itself; remove it",
+        "worker_pid_file": "synsup tracks the processes itself; remove it",
+        "worker_main_http_uri": "Synapse ignores it since 1.73; remove it",
+    }
+    seen = set()
+    for p in d.processes:
+        for key, note in notes.items():
+            at = p.at(key)
+            if key in p.config and (at.file, key) not in seen:
+                seen.add((at.file, key))
+                yield warning(at, f"`{key}` is unused under synsup: {note}")
+
+
+RULES = (duties_name_processes, legacy_flags, outbound_federation)
+WARNINGS = (deprecated_apps, exposed_replication, unused_keys)

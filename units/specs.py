@@ -1,0 +1,128 @@
+"""From the deployment model to the generic unit specs the engine runs."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from supervisor.spec import HttpProbe, RedisProbe, UnitSpec
+
+from .model import Deployment, Listener, Process, Redis
+from .roles import group_of
+
+STEP_REDIS, STEP_MAIN, STEP_WRITERS, STEP_WORKERS = range(4)
+MAIN_START_TIMEOUT = 300.0  # main may be migrating the database
+WORKER_START_TIMEOUT = 120.0
+
+
+def probe_for(listener: Listener) -> HttpProbe | None:
+    if listener.type != "http":
+        return None
+    if listener.path:
+        return HttpProbe(path=listener.path, tls=listener.tls)
+    return HttpProbe(host=_connect_address(listener.addresses), port=listener.port, tls=listener.tls)
+
+
+def _connect_address(addresses: tuple[str, ...]) -> str:
+    for candidates, target in ((("127.0.0.1", "0.0.0.0", "localhost"), "127.0.0.1"), (("::1", "::"), "::1")):
+        if any(a in candidates for a in addresses):
+            return target
+    return addresses[0]
+
+
+def cache_env(p: Process) -> tuple[tuple[str, str], ...]:
+    """synctl's cache factor options, as the environment Synapse reads them from."""
+    env: dict[str, str] = {}
+    factor = p.config.get("synctl_cache_factor")
+    if factor is not None:
+        env["SYNAPSE_CACHE_FACTOR"] = str(factor)
+    for layer in p.config.layers:
+        factors: Any = layer.get("synctl_cache_factors")
+        if isinstance(factors, dict):
+            for cache, value in factors.items():
+                env[f"SYNAPSE_CACHE_FACTOR_{str(cache).upper()}"] = str(value)
+    return tuple(sorted(env.items()))
+
+
+def _config_args(files: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(arg for f in files for arg in ("-c", os.path.abspath(f)))
+
+
+def _log_files(p: Process) -> tuple[str, ...]:
+    key = "log_config" if p.kind == "main" else "worker_log_config"
+    path = p.config.get(key)
+    return (os.path.abspath(path),) if isinstance(path, str) else ()
+
+
+def process_spec(d: Deployment, p: Process, writers: list[str]) -> UnitSpec:
+    is_main = p.kind == "main"
+    files = d.config_files if is_main else d.config_files + (p.file or "",)
+    module = "synapse.app.homeserver" if is_main else "synapse.app.generic_worker"
+    if is_main:
+        step, deps = STEP_MAIN, (("redis",) if d.redis else ())
+    elif p.streams:
+        step, deps = STEP_WRITERS, ("main",)
+    else:
+        step, deps = STEP_WORKERS, ("main", *writers)
+    return UnitSpec(
+        name=p.name,
+        argv=(d.python, "-m", module) + _config_args(files),
+        env=cache_env(p),
+        dependencies=deps,
+        probes=tuple(probe for l in p.listeners if (probe := probe_for(l))),
+        group=group_of(p),
+        step=step,
+        kind=p.kind,
+        app=p.app,
+        start_timeout=MAIN_START_TIMEOUT if is_main else WORKER_START_TIMEOUT,
+        sighup_files=_log_files(p),
+        describe=describe(p),
+    )
+
+
+def describe(p: Process) -> str:
+    parts = [p.app]
+    if p.listeners:
+        parts.append("listeners: " + "; ".join(l.describe() for l in p.listeners))
+    roles = [f"writes {s}" for s in p.streams] + list(p.duties)
+    if roles and p.kind == "worker":
+        parts.append("roles: " + ", ".join(roles))
+    return "  ".join(parts)
+
+
+def redis_config(r: Redis) -> bytes:
+    lines = ["daemonize no", 'save ""', "appendonly no"]
+    if r.path:
+        lines += ["port 0", f"unixsocket {r.path}", "unixsocketperm 700"]
+    else:
+        bind = "127.0.0.1 -::1" if r.host == "localhost" else r.host
+        lines += [f"bind {bind}", f"port {r.port}"]
+    if r.password:
+        lines.append(f'requirepass "{r.password}"')
+    return ("\n".join(lines) + "\n").encode()
+
+
+def redis_spec(r: Redis, external: bool, redis_server: str = "redis-server") -> UnitSpec:
+    host = None if r.path else ("127.0.0.1" if r.host == "localhost" else r.host)
+    probe = RedisProbe(host=host, port=None if r.path else r.port, path=r.path,
+                       password=r.password, tls=r.use_tls)
+    place = f"unix:{r.path}" if r.path else f"{r.host}:{r.port}"
+    return UnitSpec(
+        name="redis",
+        argv=None if external else (redis_server, "-"),
+        stdin=None if external else redis_config(r),
+        probes=(probe,),
+        notify=False,
+        step=STEP_REDIS,
+        kind="redis",
+        app="redis-server" if not external else "external",
+        start_timeout=30.0,
+        describe=f"{'external ' if external else ''}redis {place}",
+    )
+
+
+def unit_specs(d: Deployment, external_redis: bool = False) -> list[UnitSpec]:
+    writers = [w.name for w in d.workers if w.streams]
+    specs = [redis_spec(d.redis, external_redis)] if d.redis else []
+    specs += [process_spec(d, p, writers) for p in d.processes]
+    return sorted(specs, key=lambda s: s.step)

@@ -1,0 +1,46 @@
+"""The version of the Synapse that `--python` would run, and the keys it rejects."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from typing import Iterator
+
+from .model import Deployment, Finding, error
+
+PROBE = "import sys, synapse; sys.stdout.write(synapse.__version__)"
+LEGACY_ENDPOINT_KEYS = ("worker_replication_host", "worker_replication_http_port", "worker_replication_http_tls")
+
+
+def installed_version(python: str) -> tuple[str | None, str | None]:
+    """(version, None), or (None, why it could not be read)."""
+    try:
+        done = subprocess.run([python, "-c", PROBE], capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.SubprocessError) as e:
+        return None, f"cannot run {python}: {e}"
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ["import failed"])[-1]
+        return None, f"Synapse is not importable with {python} ({last}); version checks skipped"
+    return done.stdout.strip(), None
+
+
+def parse_version(text: str) -> tuple[int, int]:
+    match = re.match(r"(\d+)\.(\d+)", text)
+    return (int(match.group(1)), int(match.group(2))) if match else (0, 0)
+
+
+def version_rules(d: Deployment, version: str) -> Iterator[Finding]:
+    number = parse_version(version)
+    if number >= (1, 88):
+        for w in d.workers:
+            for key in LEGACY_ENDPOINT_KEYS:
+                if key in w.config:
+                    yield error(w.at(key), f"{w.name}: Synapse {version} rejects `{key}` (removed in "
+                                "1.88); put main into instance_map (`instance_map: {main: {host, port}}`) "
+                                "and remove the worker_replication_* keys")
+    elif number < (1, 84) and d.workers:
+        instance_map = d.shared.get("instance_map")
+        if isinstance(instance_map, dict) and "main" in instance_map:
+            yield error(d.shared.where("instance_map"), f"Synapse {version} does not read "
+                        "instance_map.main (added in 1.84); give each worker `worker_replication_host` "
+                        "and `worker_replication_http_port`, or upgrade Synapse")
