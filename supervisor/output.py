@@ -25,11 +25,14 @@ class UnitOutput:
         return self._file
 
     def write(self, data: bytes) -> None:
-        f = self._open()
-        f.write(data)
+        self._append(data)
         lines = (self._partial + data.decode(errors="replace")).split("\n")
         self._partial = lines.pop()[-4096:]
         self.tail.extend(line.rstrip("\r") for line in lines)
+
+    def _append(self, data: bytes) -> None:
+        f = self._open()
+        f.write(data)
         if f.tell() >= self.max_bytes:
             self._rotate()
 
@@ -43,7 +46,7 @@ class UnitOutput:
 
     def note(self, text: str) -> None:
         """A line of synsup's own in the unit's log (spawns and exits)."""
-        self.write(f"[synsup] {text}\n".encode())
+        self._append(f"[synsup] {text}\n".encode())
 
     async def pump(self, stream: asyncio.StreamReader) -> None:
         while True:

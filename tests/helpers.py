@@ -1,0 +1,106 @@
+"""Shared test helpers: building deployments on disk, finding free ports, polling."""
+
+from __future__ import annotations
+
+import copy
+import os
+import socket
+import time
+from typing import Any, Callable
+
+import yaml
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+FAKE_SYNAPSE = os.path.join(HERE, "fake")
+REPO = os.path.dirname(HERE)
+
+
+def free_ports(n: int) -> list[int]:
+    sockets, ports = [], []
+    for _ in range(n):
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        sockets.append(s)
+        ports.append(s.getsockname()[1])
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def wait_for(condition: Callable[[], Any], timeout: float = 20.0, what: str = "condition") -> Any:
+    """Poll until `condition()` is truthy; fail with `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.05)
+
+
+def listener(port: int, *names: str) -> dict[str, Any]:
+    return {"type": "http", "port": port, "bind_addresses": ["127.0.0.1"], "resources": [{"names": list(names)}]}
+
+
+def worker(name: str, *listeners: dict, app: str = "synapse.app.generic_worker", **extra: Any) -> dict[str, Any]:
+    doc = {"worker_app": app, "worker_name": name}
+    if listeners:
+        doc["worker_listeners"] = list(listeners)
+    doc.update(extra)
+    return doc
+
+
+def modern_deployment(ports: list[int] | None = None) -> tuple[dict, dict[str, dict]]:
+    """main (client + replication), Redis, two event persisters, a generic worker, a
+    federation sender and a pusher, in today's dialect (instance_map.main)."""
+    p = ports or [8008, 9093, 9101, 9102, 8081, 6379]
+    shared = {
+        "server_name": "example.org",
+        "listeners": [listener(p[0], "client", "federation"), listener(p[1], "replication")],
+        "database": {"name": "psycopg2", "args": {"database": "synapse"}},
+        "redis": {"enabled": True, "host": "127.0.0.1", "port": p[5]},
+        "worker_replication_secret": "secret",
+        "instance_map": {
+            "main": {"host": "127.0.0.1", "port": p[1]},
+            "persister1": {"host": "127.0.0.1", "port": p[2]},
+            "persister2": {"host": "127.0.0.1", "port": p[3]},
+        },
+        "stream_writers": {"events": ["persister1", "persister2"]},
+        "federation_sender_instances": ["sender1"],
+        "pusher_instances": ["pusher1"],
+    }
+    workers = {
+        "persister1": worker("persister1", listener(p[2], "replication")),
+        "persister2": worker("persister2", listener(p[3], "replication")),
+        "generic1": worker("generic1", listener(p[4], "client", "federation")),
+        "sender1": worker("sender1"),
+        "pusher1": worker("pusher1"),
+    }
+    return shared, workers
+
+
+def legacy_deployment() -> tuple[dict, dict[str, dict]]:
+    """The same in the v1.66 dialect: worker_replication_host/port in every worker file."""
+    shared, workers = modern_deployment()
+    del shared["instance_map"]["main"]
+    for doc in workers.values():
+        doc["worker_replication_host"] = "127.0.0.1"
+        doc["worker_replication_http_port"] = 9093
+    return shared, workers
+
+
+def write_deployment(directory: str, shared: dict, workers: dict[str, dict]) -> tuple[str, str]:
+    """Write homeserver.yaml and workers/<name>.yaml; return (config path, worker dir)."""
+    os.makedirs(os.path.join(directory, "workers"), exist_ok=True)
+    config = os.path.join(directory, "homeserver.yaml")
+    with open(config, "w") as f:
+        yaml.safe_dump(shared, f, sort_keys=False)
+    for name, doc in workers.items():
+        with open(os.path.join(directory, "workers", f"{name}.yaml"), "w") as f:
+            yaml.safe_dump(doc, f, sort_keys=False)
+    return config, os.path.join(directory, "workers")
+
+
+def deep(value: Any) -> Any:
+    return copy.deepcopy(value)

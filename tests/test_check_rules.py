@@ -1,0 +1,239 @@
+"""One case per check rule, in both dialects: (mutation of a valid deployment) -> finding."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from helpers import legacy_deployment, listener, modern_deployment, worker, write_deployment
+from units.check import check_deployment, run_rules
+from units.loader import load_deployment
+
+DIALECTS = {"modern": modern_deployment, "v1.66": legacy_deployment}
+
+
+def check(tmp_path, shared, workers):
+    config, workers_dir = write_deployment(str(tmp_path), shared, workers)
+    return check_deployment([config], workers_dir, "python-not-used", read_version=False)
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+def test_valid_deployment_has_no_errors(tmp_path, dialect):
+    result = check(tmp_path, *DIALECTS[dialect]())
+    assert result.errors == []
+    assert result.warnings == []
+
+
+def _set(path, value):
+    def mutate(shared, workers):
+        target = shared if path[0] == "shared" else workers[path[0]]
+        for key in path[1:-1]:
+            target = target[key]
+        target[path[-1]] = value
+    return mutate
+
+
+def _delete(path):
+    def mutate(shared, workers):
+        target = shared if path[0] == "shared" else workers[path[0]]
+        for key in path[1:-1]:
+            target = target[key]
+        del target[path[-1]]
+    return mutate
+
+
+def _add_worker(name, doc):
+    def mutate(shared, workers):
+        workers[name] = doc
+    return mutate
+
+
+# (rule, mutation, file the finding names, fragment of the message)
+ERROR_CASES = [
+    ("2-no-app", _delete(("generic1", "worker_app")), "generic1.yaml", "has no `worker_app`"),
+    ("2-bad-app", _set(("generic1", "worker_app"), "synapse.app.nonsense"), "generic1.yaml",
+     "is not one Synapse accepts; use one of: synapse.app.generic_worker"),
+    ("2-main-with-worker-keys", _add_worker("main", {"worker_app": "synapse.app.homeserver", "worker_name": "x"}),
+     "main.yaml", "main process file sets `worker_name`"),
+    ("2-two-mains", lambda s, w: w.update(main1={"worker_app": "synapse.app.homeserver"},
+                                          main2={"worker_app": "synapse.app.homeserver"}),
+     "main2.yaml", "a second main process file"),
+    ("3-duplicate-name", _add_worker("generic1copy", worker("generic1")), "generic1", "same instance name"),
+    ("3-reserved-name", _add_worker("redis", worker("redis")), "redis.yaml", "reserved"),
+    ("4-same-port", _set(("generic1", "worker_listeners"), [listener(9101, "client")]), "persister1.yaml",
+     "uses the same address as generic1's listener"),
+    ("4-wildcard-collides", _set(("generic1", "worker_listeners"),
+                                 [{"type": "http", "port": 8008, "bind_addresses": ["0.0.0.0"],
+                                   "resources": [{"names": ["client"]}]}]),
+     "generic1.yaml", "uses the same address as main"),
+    ("4-replication-listener", _set(("generic1", "worker_listeners"), [{"type": "replication", "port": 9200}]),
+     "generic1.yaml", "`type: replication`"),
+    ("4-replication-port", _set(("generic1", "worker_replication_port"), 9092), "generic1.yaml",
+     "`worker_replication_port` is TCP replication"),
+    ("5-unknown-stream", _set(("shared", "stream_writers", "eventz"), "persister1"), "homeserver.yaml",
+     "unknown stream 'eventz'"),
+    ("5-two-typing-writers", _set(("shared", "stream_writers", "typing"), ["persister1", "persister2"]),
+     "homeserver.yaml", "typing takes exactly one"),
+    ("5-writer-no-process", _set(("shared", "stream_writers", "events"), ["persister1", "ghost"]),
+     "homeserver.yaml", "'ghost' is no process"),
+    ("5-writer-not-in-instance-map", _delete(("shared", "instance_map", "persister2")), "homeserver.yaml",
+     "writer 'persister2' is missing from `instance_map`"),
+    ("5-writer-without-replication", _set(("persister2", "worker_listeners"), [listener(9102, "client")]),
+     "persister2.yaml", "no http listener with the `replication` resource"),
+    ("5-instance-map-wrong-port", _set(("shared", "instance_map", "persister1"), {"host": "127.0.0.1", "port": 9999}),
+     "homeserver.yaml", "instance_map.persister1: 127.0.0.1:9999 matches no replication listener"),
+    ("7-no-redis", _set(("shared", "redis"), {"enabled": False}), "homeserver.yaml", "workers need Redis"),
+    ("7-sqlite", _set(("shared", "database"), {"name": "sqlite3", "args": {"database": "h.db"}}),
+     "homeserver.yaml", "workers need PostgreSQL"),
+    ("8-sender-no-process", _set(("shared", "federation_sender_instances"), ["sender9"]), "homeserver.yaml",
+     "`federation_sender_instances` names 'sender9'"),
+    ("8-pusher-no-process", _set(("shared", "pusher_instances"), ["pusher9"]), "homeserver.yaml",
+     "`pusher_instances` names 'pusher9'"),
+    ("8-background-no-process", _set(("shared", "run_background_tasks_on"), "bg"), "homeserver.yaml",
+     "`run_background_tasks_on` names 'bg'"),
+    ("8-userdir-no-process", _set(("shared", "update_user_directory_from_worker"), "ud"), "homeserver.yaml",
+     "`update_user_directory_from_worker` names 'ud'"),
+    ("8-appservice-no-process", _set(("shared", "notify_appservices_from_worker"), "as"), "homeserver.yaml",
+     "`notify_appservices_from_worker` names 'as'"),
+    ("8-media-no-process", _set(("shared", "media_instance_running_background_jobs"), "m"), "homeserver.yaml",
+     "`media_instance_running_background_jobs` names 'm'"),
+    ("8-send-federation-contradicts", _set(("shared", "send_federation"), True), "homeserver.yaml",
+     "`send_federation: true` keeps federation_sender on main"),
+    ("8-legacy-pusher-app", lambda s, w: (s.pop("pusher_instances"), w["pusher1"].update(worker_app="synapse.app.pusher")),
+     "pusher1.yaml", "needs `start_pushers: false`"),
+    ("8-outbound-without-secret", lambda s, w: (s.pop("worker_replication_secret"),
+                                                s.update(outbound_federation_restricted_to=["persister1"])),
+     "homeserver.yaml", "`outbound_federation_restricted_to` needs `worker_replication_secret`"),
+    ("9-daemonize", _set(("shared", "daemonize"), True), "homeserver.yaml", "`daemonize: true` makes Synapse fork"),
+    ("9-worker-daemonize", _set(("generic1", "worker_daemonize"), True), "generic1.yaml", "`worker_daemonize: true`"),
+    ("10-log-config-missing", _set(("generic1", "worker_log_config"), "/nonexistent/log.yaml"), "generic1.yaml",
+     "`worker_log_config` names '/nonexistent/log.yaml', which does not exist"),
+]
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+@pytest.mark.parametrize("case", ERROR_CASES, ids=[c[0] for c in ERROR_CASES])
+def test_error_rule(tmp_path, dialect, case):
+    _, mutate, file_part, fragment = case
+    shared, workers = DIALECTS[dialect]()
+    mutate(shared, workers)
+    result = check(tmp_path, shared, workers)
+    matching = [f for f in result.errors if fragment in f.message]
+    assert matching, f"no error containing {fragment!r} in {[f.format() for f in result.errors]}"
+    assert file_part in matching[0].file or file_part in matching[0].message
+    assert matching[0].format().count(": error: ") == 1
+
+
+def test_main_endpoint_missing_in_both_dialects(tmp_path):
+    shared, workers = legacy_deployment()
+    for doc in workers.values():
+        del doc["worker_replication_host"], doc["worker_replication_http_port"]
+    result = check(tmp_path, shared, workers)
+    assert any("no replication endpoint for the main process" in f.message for f in result.errors)
+
+
+def test_main_endpoint_not_a_replication_listener(tmp_path):
+    shared, workers = modern_deployment()
+    shared["instance_map"]["main"]["port"] = 8008  # the client listener
+    result = check(tmp_path, shared, workers)
+    assert any("instance_map.main: 127.0.0.1:8008 matches no replication listener on main" in f.message
+               for f in result.errors)
+
+
+def test_legacy_endpoint_not_a_replication_listener(tmp_path):
+    shared, workers = legacy_deployment()
+    workers["generic1"]["worker_replication_http_port"] = 9999
+    result = check(tmp_path, shared, workers)
+    assert any("main's replication endpoint 127.0.0.1:9999 matches no replication listener" in f.message
+               for f in result.errors)
+
+
+def test_both_dialects_disagreeing(tmp_path):
+    shared, workers = modern_deployment()
+    workers["generic1"].update(worker_replication_host="127.0.0.1", worker_replication_http_port=9094)
+    result = check(tmp_path, shared, workers)
+    errors = [f for f in result.errors if "instance_map.main says 127.0.0.1:9093" in f.message]
+    assert errors and errors[0].file.endswith("generic1.yaml")
+
+
+def test_both_dialects_agreeing_is_fine(tmp_path):
+    shared, workers = modern_deployment()
+    workers["generic1"].update(worker_replication_host="127.0.0.1", worker_replication_http_port=9093)
+    assert check(tmp_path, shared, workers).errors == []
+
+
+WARNING_CASES = [
+    ("deprecated-app", lambda s, w: (s.pop("pusher_instances"), s.update(start_pushers=False),
+                                     w["pusher1"].update(worker_app="synapse.app.pusher")),
+     "worker_app synapse.app.pusher is deprecated; use synapse.app.generic_worker listed in `pusher_instances`"),
+    ("frontend-proxy", _set(("generic1", "worker_app"), "synapse.app.frontend_proxy"), "frontend_proxy is deprecated"),
+    ("exposed-replication", lambda s, w: (s.pop("worker_replication_secret"),
+                                          s["listeners"][1].update(bind_addresses=["0.0.0.0"])),
+     "replication listener on 0.0.0.0 without `worker_replication_secret`"),
+    ("pid-file", _set(("shared", "pid_file"), "/run/hs.pid"), "`pid_file` is unused under synsup"),
+    ("worker-pid-file", _set(("generic1", "worker_pid_file"), "/run/w.pid"), "`worker_pid_file` is unused"),
+    ("main-http-uri", _set(("generic1", "worker_main_http_uri"), "http://127.0.0.1:8008"),
+     "`worker_main_http_uri` is unused under synsup: Synapse ignores it"),
+]
+
+
+@pytest.mark.parametrize("case", WARNING_CASES, ids=[c[0] for c in WARNING_CASES])
+def test_warning_rule(tmp_path, case):
+    _, mutate, fragment = case
+    shared, workers = modern_deployment()
+    mutate(shared, workers)
+    result = check(tmp_path, shared, workers)
+    assert result.errors == []
+    assert any(fragment in f.message for f in result.warnings), [f.format() for f in result.warnings]
+
+
+def test_line_numbers_point_at_the_key(tmp_path):
+    (tmp_path / "workers").mkdir()
+    (tmp_path / "homeserver.yaml").write_text(
+        "server_name: x\n"
+        "listeners:\n"
+        "  - port: 9093\n"
+        "    type: http\n"
+        "    bind_addresses: ['127.0.0.1']\n"
+        "    resources: [{names: [replication]}]\n"
+        "database: {name: psycopg2}\n"
+        "redis: {enabled: true}\n"
+        "instance_map:\n"
+        "  main: {host: 127.0.0.1, port: 9093}\n"
+        "stream_writers:\n"
+        "  typing: w1\n"
+        "  eventz: w1\n")
+    (tmp_path / "workers" / "w1.yaml").write_text(
+        "worker_app: synapse.app.generic_worker\n"
+        "worker_name: w1\n"
+        "worker_daemonize: true\n")
+    result = check_deployment([str(tmp_path / "homeserver.yaml")], str(tmp_path / "workers"), "x", read_version=False)
+    lines = {(os.path.basename(f.file), f.line, f.message.split(";")[0]) for f in result.errors}
+    assert ("homeserver.yaml", 13, "stream_writers: unknown stream 'eventz'") in lines
+    assert ("w1.yaml", 3, "w1: `worker_daemonize: true` makes Synapse fork away from its supervisor") in lines
+    assert any(f.line == 12 and "missing from `instance_map`" in f.message for f in result.errors)
+
+
+@pytest.mark.parametrize("version,expect_error", [("1.90.0", True), ("1.87.0", False)])
+def test_version_rejects_legacy_endpoint_keys(tmp_path, version, expect_error):
+    config, workers_dir = write_deployment(str(tmp_path), *legacy_deployment())
+    deployment = load_deployment([config], workers_dir, "x").deployment
+    findings = run_rules(deployment, version)
+    rejected = [f for f in findings if f"Synapse {version} rejects `worker_replication_host`" in f.message]
+    assert bool(rejected) is expect_error
+    if expect_error:
+        assert "put main into instance_map" in rejected[0].message
+
+
+def test_old_version_does_not_read_instance_map_main(tmp_path):
+    config, workers_dir = write_deployment(str(tmp_path), *modern_deployment())
+    deployment = load_deployment([config], workers_dir, "x").deployment
+    assert any("does not read instance_map.main" in f.message for f in run_rules(deployment, "1.70.0"))
+
+
+def test_unimportable_synapse_is_one_note(tmp_path):
+    config, workers_dir = write_deployment(str(tmp_path), *modern_deployment())
+    result = check_deployment([config], workers_dir, "/bin/false")
+    assert result.errors == []
+    assert len(result.notes) == 1 and "version checks skipped" in result.notes[0]
