@@ -172,8 +172,7 @@ class Unit:
         if outcome == "done":
             ready_at = self.clock.monotonic()
             self.policy.became_ready()
-            self.set_state(S.READY, error=None)
-            self.error = None
+            self.set_state(S.READY)
             outcome = await self._race(self._liveness(), exited)
             if outcome == "done":
                 self.set_state(S.UNHEALTHY)
@@ -208,12 +207,12 @@ class Unit:
             if outcome == "timeout":
                 self.error = f"not answering within {self.spec.start_timeout:g}s ({self.health})"
             return None
-        self.set_state(S.READY, error=None)
+        self.set_state(S.READY)
         while await self._race(self._liveness()) == "done":
             self.set_state(S.UNHEALTHY)
             if await self._race(self._until_healthy()) == "stop":
                 break
-            self.set_state(S.READY, error=None)
+            self.set_state(S.READY)
         return None
 
     def _environment(self) -> dict[str, str]:

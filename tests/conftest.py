@@ -1,4 +1,40 @@
 import os
+import shutil
+import signal
 import sys
+import tempfile
+
+import psutil
+import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from helpers import Deployment  # noqa: E402
+
+
+def _kill_tree_of_state(state_dir: str) -> None:
+    """Last resort: anything still running with the state dir on its command line or environment."""
+    for proc in psutil.process_iter(["pid", "cmdline", "environ"]):
+        try:
+            cmdline = " ".join(proc.info["cmdline"] or [])
+            environ = proc.info["environ"] or {}
+            if state_dir in cmdline or any(v.startswith(state_dir) for v in environ.values()):
+                os.killpg(proc.pid, signal.SIGKILL) if os.getpgid(proc.pid) == proc.pid else proc.kill()
+        except (psutil.NoSuchProcess, psutil.AccessDenied, ProcessLookupError):
+            pass
+
+
+@pytest.fixture
+def short_dir():
+    """A short temp path: UNIX socket paths must stay under 108 bytes."""
+    path = tempfile.mkdtemp(prefix="ss", dir="/tmp")
+    yield path
+    _kill_tree_of_state(path)
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def deployment(short_dir):
+    d = Deployment(os.path.join(short_dir, "d"), os.path.join(short_dir, "s"))
+    yield d
+    d.synsup("stop", timeout=120)

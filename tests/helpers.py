@@ -104,3 +104,54 @@ def write_deployment(directory: str, shared: dict, workers: dict[str, dict]) -> 
 
 def deep(value: Any) -> Any:
     return copy.deepcopy(value)
+
+
+class Deployment:
+    """A fake-Synapse deployment on free ports, driven through the synsup CLI."""
+
+    def __init__(self, root: str, state_dir: str) -> None:
+        import json as _json  # noqa: F401 - keeps module import light for rule tests
+        self.root, self.state_dir = root, state_dir
+        self.control = os.path.join(root, "control")
+        os.makedirs(self.control, exist_ok=True)
+        ports = free_ports(6)
+        self.shared, self.workers = modern_deployment(ports)
+        self.ports = ports
+        self.write()
+
+    def write(self) -> None:
+        self.config, self.workers_dir = write_deployment(self.root, self.shared, self.workers)
+
+    def env(self) -> dict[str, str]:
+        return {**os.environ, "PYTHONPATH": FAKE_SYNAPSE, "FAKE_SYNAPSE_CONTROL": self.control}
+
+    def synsup(self, *args: str, config: bool = False, timeout: float = 120):
+        import subprocess
+        import sys
+        extra = ["-c", self.config, "-a", self.workers_dir] if config else []
+        return subprocess.run([sys.executable, "-m", "units.app", *args, "--state-dir", self.state_dir, *extra],
+                              capture_output=True, text=True, env=self.env(), timeout=timeout, cwd=REPO)
+
+    def start(self):
+        return self.synsup("start", config=True)
+
+    def status(self) -> dict:
+        import json
+        done = self.synsup("status", "--json")
+        return json.loads(done.stdout)
+
+    def unit(self, name: str) -> dict:
+        return next(u for u in self.status()["units"] if u["name"] == name)
+
+    def behave(self, name: str, **behaviour: Any) -> None:
+        import json
+        with open(os.path.join(self.control, f"{name}.json"), "w") as f:
+            json.dump(behaviour, f)
+
+    def events(self) -> list[dict]:
+        import json
+        try:
+            with open(os.path.join(self.control, "events.jsonl")) as f:
+                return [json.loads(line) for line in f]
+        except FileNotFoundError:
+            return []

@@ -1,0 +1,154 @@
+"""The daemon through the CLI, with the fake Synapse: start order, crashes, status, stop."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+
+import psutil
+import pytest
+
+from helpers import wait_for
+
+pytestmark = pytest.mark.integration
+
+
+def alive(pid):
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def test_start_order_status_and_stop(deployment):
+    done = deployment.start()
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "all 7 units ready" in done.stdout
+    assert "ready  main" in done.stdout
+
+    status = deployment.status()
+    assert {u["name"]: u["state"] for u in status["units"]} == dict.fromkeys(
+        ["redis", "main", "persister1", "persister2", "generic1", "pusher1", "sender1"], "ready")
+    assert status["daemon"]["config_generation"] == 1 and status["daemon"]["pid"] > 0
+    unit = deployment.unit("persister1")
+    assert unit["kind"] == "worker" and unit["group"] == "event_persisters" and unit["step"] == 2
+    assert unit["app"] == "synapse.app.generic_worker" and unit["last_exit"] is None
+    assert deployment.unit("redis")["kind"] == "redis" and deployment.unit("main")["kind"] == "main"
+
+    events = deployment.events()
+    ready = {e["name"]: e["t"] for e in events if e["event"] == "ready"}
+    started = {e["name"]: e["t"] for e in events if e["event"] == "start"}
+    writers = ("persister1", "persister2")
+    for name in ("persister1", "persister2", "generic1", "pusher1", "sender1"):
+        assert started[name] >= ready["main"], f"{name} started before main was ready"
+    for name in ("generic1", "pusher1", "sender1"):
+        assert all(started[name] >= ready[w] for w in writers), f"{name} started before the writers were ready"
+
+    assert deployment.synsup("status").returncode == 0
+    pids = [u["pid"] for u in status["units"]]
+    done = deployment.synsup("stop")
+    assert done.returncode == 0 and "stopped" in done.stdout
+    assert not any(alive(pid) for pid in pids)
+    assert not any(alive(pid) for pid in [status["daemon"]["pid"]])
+    assert not os.path.exists(os.path.join(deployment.state_dir, "synsup.sock"))
+    assert os.listdir(os.path.join(deployment.state_dir, "notify")) == []
+    stopped = [e["name"] for e in deployment.events() if e["event"] == "exit"]
+    assert stopped.index("main") > max(stopped.index(n) for n in ("generic1", "pusher1", "sender1", *writers))
+    assert deployment.synsup("status").returncode == 3
+    again = deployment.synsup("stop")
+    assert again.returncode == 0 and "not running" in again.stdout
+
+
+def test_crash_is_restarted_with_a_new_pid(deployment):
+    assert deployment.start().returncode == 0
+    old = deployment.unit("persister1")["pid"]
+    os.kill(old, signal.SIGKILL)
+    unit = wait_for(lambda: (u := deployment.unit("persister1"))["state"] == "ready" and u["pid"] != old and u,
+                    what="persister1 back with a new pid")
+    assert unit["restarts"] == 1
+    assert unit["last_exit"]["signal"] == "SIGKILL" and unit["last_exit"]["code"] is None
+    assert unit["error"].startswith("killed by SIGKILL (out of memory?)")
+    others = [e for e in deployment.events() if e["event"] == "start" and e["name"] == "generic1"]
+    assert len(others) == 1, "a writer's crash must not restart other workers"
+
+
+def test_already_running_and_restart_unit(deployment):
+    assert deployment.start().returncode == 0
+    again = deployment.start()
+    assert again.returncode == 0 and "already running" in again.stdout
+    old = deployment.unit("generic1")["pid"]
+    done = deployment.synsup("restart", "generic1")
+    assert done.returncode == 0, done.stderr
+    assert deployment.unit("generic1")["pid"] != old
+    assert deployment.synsup("restart", "nosuch").returncode == 1
+
+
+def test_failed_start_names_the_unit_and_why(deployment):
+    deployment.behave("generic1", refuse=True)
+    done = deployment.start()
+    assert done.returncode == 1
+    assert "unit generic1 failed" in done.stderr
+    assert "exited with code 1" in done.stderr and "refusing to start as asked" in done.stderr
+    status = deployment.synsup("status")
+    assert status.returncode == 1 and "failed" in status.stdout
+    assert deployment.unit("persister1")["state"] == "ready"
+
+
+def test_config_error_starts_nothing(deployment):
+    deployment.workers["generic1"]["worker_app"] = "synapse.app.bogus"
+    deployment.write()
+    done = deployment.start()
+    assert done.returncode == 1 and "generic1.yaml" in done.stderr and ": error: " in done.stderr
+    assert deployment.events() == []
+    assert deployment.synsup("status").returncode == 3
+
+
+def test_logs_command(deployment):
+    assert deployment.start().returncode == 0
+    done = deployment.synsup("logs", "-n", "5", "main")
+    assert done.returncode == 0 and "fake synapse main ready" in done.stdout
+    assert deployment.synsup("logs", "nosuch").returncode == 1
+
+
+def test_leftover_processes_refuse_a_second_daemon(deployment):
+    assert deployment.start().returncode == 0
+    status = deployment.status()
+    os.kill(status["daemon"]["pid"], signal.SIGKILL)
+    wait_for(lambda: not alive(status["daemon"]["pid"]), what="daemon gone")
+    try:
+        done = deployment.start()
+        assert done.returncode == 1
+        assert "still run" in done.stderr and f"main (pid {deployment_pid(status, 'main')})" in done.stderr
+    finally:
+        for unit in status["units"]:
+            try:
+                os.killpg(unit["pid"], signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+def deployment_pid(status, name):
+    return next(u["pid"] for u in status["units"] if u["name"] == name)
+
+
+def test_socket_refuses_another_uid(deployment):
+    assert deployment.start().returncode == 0
+    if os.getuid() != 0:
+        pytest.skip("needs root to act as another uid")
+    os.chmod(os.path.dirname(deployment.state_dir), 0o755)
+    os.chmod(deployment.state_dir, 0o755)
+    os.chmod(os.path.join(deployment.state_dir, "synsup.sock"), 0o666)
+    code = (
+        "import os, socket, sys\n"
+        "os.setgid(65534); os.setuid(65534)\n"
+        "s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1])\n"
+        "s.sendall(b'{\"cmd\": \"status\"}\\n'); print(s.makefile().readline())\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code, os.path.join(deployment.state_dir, "synsup.sock")],
+                          capture_output=True, text=True, timeout=30)
+    assert "uid 65534 may not control this synsup daemon" in done.stdout, done.stderr
+    assert deployment.synsup("status").returncode == 0
+    mode = os.stat(os.path.join(deployment.state_dir, "synsup.sock")).st_mode & 0o777
+    assert mode == 0o666  # we changed it; the daemon made it 0600

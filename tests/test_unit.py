@@ -1,0 +1,157 @@
+"""The unit state machine, restarts, backoff and crash loops, with a fake clock and fake children."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+
+from fakes import FakeClock, FakeSpawner, until
+from supervisor.engine import Supervisor
+from supervisor.spec import UnitSpec
+from supervisor.state import UnitState
+from supervisor.unit import Timing
+
+S = UnitState
+TIMING = Timing(liveness_interval=None, notify_grace=0.0)
+
+
+def spec(name, *deps, step=0):
+    return UnitSpec(name=name, argv=("fake", name), dependencies=deps, step=step, notify=False)
+
+
+def run(scenario, specs, tmp_path):
+    async def main():
+        clock, spawner = FakeClock(), FakeSpawner()
+        sup = Supervisor(specs, log_dir=str(tmp_path), notify_dir=None, clock=clock, spawner=spawner, timing=TIMING)
+        async with asyncio.TaskGroup() as group:
+            sup.spawn_tasks(group)
+            try:
+                await scenario(sup, clock, spawner)
+            finally:
+                sup.cancel_tasks()
+        sup.close()
+    asyncio.run(main())
+
+
+def test_start_ready_and_stop(tmp_path):
+    async def scenario(sup, clock, spawner):
+        unit = sup.units["a"]
+        history = []
+        sup.add_listener(lambda u: history.append(u.state))
+        sup.start_all()
+        await until(lambda: unit.state is S.READY)
+        assert unit.pid == spawner.children[0].pid
+        await sup.stop_all()
+        assert unit.state is S.STOPPED and unit.pid is None
+        assert spawner.children[0].signals == [signal.SIGTERM]
+        assert [s for i, s in enumerate(history) if i == 0 or history[i - 1] is not s] == \
+            [S.WAITING, S.STARTING, S.READY, S.STOPPING, S.STOPPED]
+    run(scenario, [spec("a")], tmp_path)
+
+
+def test_crash_of_a_stable_unit_restarts_at_once(tmp_path):
+    async def scenario(sup, clock, spawner):
+        unit = sup.units["a"]
+        sup.start_all()
+        first = await spawner.next_child()
+        await until(lambda: unit.state is S.READY)
+        clock.advance(61)
+        first.exit(1)
+        second = await spawner.next_child()
+        assert second.pid != first.pid
+        assert clock.sleeps == []
+        assert unit.restarts == 1 and unit.last_exit.code == 1
+        assert unit.error.startswith("exited with code 1")
+        await sup.stop_all()
+    run(scenario, [spec("a")], tmp_path)
+
+
+def test_crashes_soon_after_ready_back_off(tmp_path):
+    async def scenario(sup, clock, spawner):
+        unit = sup.units["a"]
+        sup.start_all()
+        for _ in range(4):
+            child = await spawner.next_child()
+            await until(lambda: unit.state is S.READY)
+            clock.advance(5)
+            child.exit(-9)
+        await spawner.next_child()
+        assert clock.sleeps == [1.0, 2.0, 4.0, 8.0]
+        assert unit.last_exit.signal == "SIGKILL"
+        assert "killed by SIGKILL (out of memory?)" in unit.error
+        await sup.stop_all()
+    run(scenario, [spec("a")], tmp_path)
+
+
+def test_crash_loop_ends_failed_and_dependents_keep_running(tmp_path):
+    async def scenario(sup, clock, spawner):
+        a, b = sup.units["a"], sup.units["b"]
+        sup.start_all()
+        child_a = await spawner.next_child()
+        await until(lambda: a.state is S.READY)
+        child_b = await spawner.next_child()
+        await until(lambda: b.state is S.READY)
+        clock.advance(100)
+        a._notify_ready.clear()
+        # every new start of a dies before it is ready: give it a readiness that never comes
+        a.timing = Timing(liveness_interval=None, notify_grace=3600)
+        a.spec = UnitSpec(name="a", argv=("fake",), notify=True)
+        child_a.exit(1)
+        for _ in range(5):
+            child = await spawner.next_child()
+            child.exit(2)
+        await until(lambda: a.state is S.FAILED)
+        assert "failed to become ready 5 times in a row" in a.error
+        assert clock.sleeps == [1.0, 2.0, 4.0, 8.0]
+        assert b.state is S.READY and b.pid == child_b.pid
+        await asyncio.sleep(0)
+        assert len(spawner.children) == 7  # a failed unit is left alone
+        sup.units["a"].timing = TIMING
+        sup.units["a"].spec = spec("a")
+        await sup.restart(["a"])
+        assert a.state is S.READY and a.restarts == 0
+        await sup.stop_all()
+    run(scenario, [spec("a"), spec("b", "a", step=1)], tmp_path)
+
+
+def test_dependents_wait_for_dependencies(tmp_path):
+    async def scenario(sup, clock, spawner):
+        a, b = sup.units["a"], sup.units["b"]
+        a.timing = Timing(liveness_interval=None, notify_grace=3600)
+        a.spec = UnitSpec(name="a", argv=("fake",), notify=True)
+        sup.start_all()
+        await spawner.next_child()
+        await until(lambda: b.state is S.WAITING and a.state is S.STARTING)
+        for _ in range(50):
+            await asyncio.sleep(0)
+        assert len(spawner.children) == 1 and b.state is S.WAITING
+        a._on_notify({"READY": "1"})
+        await until(lambda: b.state is S.READY)
+        assert len(spawner.children) == 2
+        await sup.stop_all()
+    run(scenario, [spec("a"), spec("b", "a", step=1)], tmp_path)
+
+
+def test_stop_runs_in_reverse_step_order(tmp_path):
+    async def scenario(sup, clock, spawner):
+        order = []
+        sup.add_listener(lambda u: order.append(u.spec.name) if u.state is S.STOPPED else None)
+        sup.start_all()
+        await until(lambda: sup.all_ready())
+        await sup.stop_all()
+        assert order.index("w1") < order.index("main") < order.index("redis")
+        assert order.index("w2") < order.index("main")
+    run(scenario, [spec("redis"), spec("main", "redis", step=1), spec("w1", "main", step=2),
+                   spec("w2", "main", step=2)], tmp_path)
+
+
+def test_restart_of_dependency_does_not_restart_dependents(tmp_path):
+    async def scenario(sup, clock, spawner):
+        sup.start_all()
+        await until(lambda: sup.all_ready())
+        worker_pid = sup.units["w"].pid
+        await sup.restart(["main"])
+        assert sup.units["main"].state is S.READY
+        assert sup.units["w"].pid == worker_pid
+        await sup.stop_all()
+    run(scenario, [spec("main"), spec("w", "main", step=1)], tmp_path)
