@@ -107,7 +107,9 @@ class Fake:
         loop.add_signal_handler(signal.SIGTERM, lambda: None if b.get("ignore_term") else self.stopping.set())
         loop.add_signal_handler(signal.SIGHUP, lambda: self.record("sighup"))
         if b.get("hang"):
-            await asyncio.Event().wait()
+            await self.stopping.wait()
+            self.record("exit", code=0)
+            return 0
         await asyncio.sleep(b.get("ready_delay", 0))
         servers = await self.bind()
         self.notify(f"READY=1\nMAINPID={os.getpid()}")

@@ -1,0 +1,126 @@
+"""The engine with real processes and short timings: timeouts, SIGKILL escalation, liveness."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+import time
+
+import psutil
+import pytest
+
+from helpers import FAKE_SYNAPSE, Deployment
+from supervisor.engine import Supervisor
+from supervisor.policy import RestartPolicy
+from supervisor.state import UnitState
+from supervisor.unit import Timing
+from units.loader import load_deployment
+from units.specs import unit_specs
+
+pytestmark = pytest.mark.integration
+S = UnitState
+
+
+@pytest.fixture
+def fake_env(short_dir, monkeypatch):
+    d = Deployment(os.path.join(short_dir, "d"), os.path.join(short_dir, "s"))
+    monkeypatch.setenv("PYTHONPATH", FAKE_SYNAPSE)
+    monkeypatch.setenv("FAKE_SYNAPSE_CONTROL", d.control)
+    os.makedirs(d.state_dir)
+    return d
+
+
+def specs_of(d: Deployment, **overrides):
+    deployment = load_deployment([d.config], d.workers_dir, os.environ.get("PYTHON", "python3")).deployment
+    specs = [s for s in unit_specs(deployment) if s.name in ("main", "generic1", "redis")]
+    specs = [dataclasses.replace(s, dependencies=tuple(x for x in s.dependencies if x in ("main", "redis")))
+             for s in specs]
+    return [dataclasses.replace(s, **overrides.get(s.name, {})) for s in specs]
+
+
+def run(d, specs, scenario, timing=None, policy=RestartPolicy):
+    async def main():
+        sup = Supervisor(specs, log_dir=d.state_dir, notify_dir=d.state_dir, timing=timing, policy=policy)
+        async with asyncio.TaskGroup() as group:
+            sup.spawn_tasks(group)
+            try:
+                sup.start_all()
+                await asyncio.wait_for(scenario(sup), 60)
+            finally:
+                await sup.stop_all()
+                sup.cancel_tasks()
+        sup.close()
+    asyncio.run(main())
+
+
+def test_hung_start_times_out(fake_env):
+    fake_env.behave("generic1", hang=True)
+    specs = specs_of(fake_env, generic1={"start_timeout": 0.5})
+
+    async def scenario(sup):
+        unit = sup.units["generic1"]
+        await sup.wait_until(lambda: unit.restarts >= 1)
+        assert unit.last_exit.code == 0  # it honoured the SIGTERM
+        assert unit.error.startswith("not ready within 0.5s")
+    run(fake_env, specs, scenario)
+
+
+def test_ignored_sigterm_gets_sigkill(fake_env):
+    fake_env.behave("generic1", ignore_term=True)
+    specs = specs_of(fake_env, generic1={"stop_timeout": 0.5})
+
+    async def scenario(sup):
+        unit = sup.units["generic1"]
+        await sup.wait_until(sup.all_ready)
+        pid = unit.pid
+        began = time.monotonic()
+        await unit.stop()
+        assert 0.4 < time.monotonic() - began < 5
+        assert unit.last_exit.signal == "SIGKILL" and not psutil.pid_exists(pid)
+    run(fake_env, specs, scenario)
+
+
+def test_crash_loop_ends_failed(fake_env):
+    fake_env.behave("generic1", refuse=True)
+
+    async def scenario(sup):
+        unit = sup.units["generic1"]
+        await sup.wait_until(lambda: unit.state is S.FAILED)
+        assert unit.restarts == 4 and "failed to become ready 5 times in a row" in unit.error
+        assert sup.units["main"].state is S.READY
+        starts = [e for e in fake_env.events() if e["name"] == "generic1" and e["event"] == "start"]
+        assert len(starts) == 5
+    run(fake_env, specs_of(fake_env), scenario, policy=lambda: RestartPolicy(base=0.05))
+
+
+def test_unhealthy_unit_is_restarted(fake_env):
+    timing = Timing(liveness_interval=0.1, probe_timeout=1.0)
+
+    async def scenario(sup):
+        unit = sup.units["generic1"]
+        await sup.wait_until(sup.all_ready)
+        pid = unit.pid
+        states = []
+        sup.add_listener(lambda u: states.append(u.state) if u is unit else None)
+        open(os.path.join(fake_env.control, "generic1.unhealthy"), "w").close()
+        await sup.wait_until(lambda: S.UNHEALTHY in states)
+        os.unlink(os.path.join(fake_env.control, "generic1.unhealthy"))
+        await sup.wait_until(lambda: unit.state is S.READY and unit.pid != pid)
+        assert "unhealthy: failing 3/3" in unit.error and "answered 'HTTP/1.1 500" in unit.error
+        assert unit.restarts == 1
+    run(fake_env, specs_of(fake_env), scenario, timing=timing)
+
+
+def test_redis_needs_its_password(fake_env):
+    fake_env.shared["redis"]["password"] = "s3cret"
+    fake_env.write()
+
+    async def scenario(sup):
+        await sup.wait_until(sup.all_ready)
+        from supervisor.probes import check
+        probe = sup.units["redis"].spec.probes[0]
+        assert await check(probe, 2) is None
+        assert "refused AUTH" in (await check(dataclasses.replace(probe, password="wrong"), 2) or "")
+        assert "NOAUTH" in (await check(dataclasses.replace(probe, password=None), 2) or "")
+    run(fake_env, specs_of(fake_env), scenario)
