@@ -1,0 +1,102 @@
+"""From the deployment model to unit specs: argv, environment, probes, steps, groups."""
+
+from __future__ import annotations
+
+import os
+
+from helpers import legacy_deployment, modern_deployment, write_deployment
+from supervisor.spec import HttpProbe, RedisProbe, steps_of
+from units.loader import load_deployment
+from units.specs import unit_specs
+
+
+def specs_for(tmp_path, shared, workers, **kw):
+    config, workers_dir = write_deployment(str(tmp_path), shared, workers)
+    deployment = load_deployment([config], workers_dir, "/opt/venv/bin/python").deployment
+    return {s.name: s for s in unit_specs(deployment, **kw)}, config, workers_dir
+
+
+def test_argv_and_dependencies(tmp_path):
+    specs, config, workers_dir = specs_for(tmp_path, *modern_deployment())
+    assert specs["main"].argv == ("/opt/venv/bin/python", "-m", "synapse.app.homeserver", "-c", config)
+    assert specs["generic1"].argv == ("/opt/venv/bin/python", "-m", "synapse.app.generic_worker", "-c", config,
+                                      "-c", os.path.join(workers_dir, "generic1.yaml"))
+    assert specs["main"].dependencies == ("redis",)
+    assert specs["persister1"].dependencies == ("main",)
+    assert set(specs["generic1"].dependencies) == {"main", "persister1", "persister2"}
+    assert steps_of(list(specs.values())) == [["redis"], ["main"], ["persister1", "persister2"],
+                                              ["generic1", "pusher1", "sender1"]]
+    assert specs["main"].start_timeout == 300 and specs["generic1"].start_timeout == 120
+
+
+def test_groups(tmp_path):
+    specs, _, _ = specs_for(tmp_path, *modern_deployment())
+    assert specs["persister1"].group == "event_persisters"
+    assert specs["sender1"].group == "federation_senders"
+    assert specs["pusher1"].group == "pushers"
+    assert specs["generic1"].group is None and specs["main"].group is None
+
+
+def test_legacy_apps_imply_their_groups(tmp_path):
+    shared, workers = legacy_deployment()
+    del shared["federation_sender_instances"], shared["pusher_instances"]
+    shared.update(send_federation=False, start_pushers=False)
+    workers["sender1"]["worker_app"] = "synapse.app.federation_sender"
+    workers["pusher1"]["worker_app"] = "synapse.app.pusher"
+    specs, _, _ = specs_for(tmp_path, shared, workers)
+    assert specs["sender1"].group == "federation_senders" and specs["pusher1"].group == "pushers"
+    assert specs["sender1"].argv[2] == "synapse.app.generic_worker"
+
+
+def test_probes_cover_every_http_listener(tmp_path):
+    shared, workers = modern_deployment()
+    shared["listeners"].append({"type": "metrics", "port": 9000})
+    specs, _, _ = specs_for(tmp_path, shared, workers)
+    assert specs["main"].probes == (HttpProbe(host="127.0.0.1", port=8008), HttpProbe(host="127.0.0.1", port=9093))
+    assert specs["persister1"].probes == (HttpProbe(host="127.0.0.1", port=9101),)
+    assert specs["pusher1"].probes == ()
+    assert specs["redis"].probes == (RedisProbe(host="127.0.0.1", port=6379),)
+
+
+def test_wildcard_and_unix_listeners_are_probed_locally(tmp_path):
+    shared, workers = modern_deployment()
+    workers["generic1"]["worker_listeners"] = [
+        {"type": "http", "port": 8081, "bind_addresses": ["::"], "resources": [{"names": ["client"]}]},
+        {"type": "http", "path": "/run/synapse/g1.sock", "resources": [{"names": ["client"]}]},
+    ]
+    specs, _, _ = specs_for(tmp_path, shared, workers)
+    assert specs["generic1"].probes == (HttpProbe(host="::1", port=8081), HttpProbe(path="/run/synapse/g1.sock"))
+
+
+def test_cache_factors_become_environment(tmp_path):
+    shared, workers = modern_deployment()
+    shared.update(synctl_cache_factor=2.0, synctl_cache_factors={"stateGroupCache": 3})
+    workers["generic1"].update(synctl_cache_factor=0.5, synctl_cache_factors={"getEvent": 4})
+    specs, _, _ = specs_for(tmp_path, shared, workers)
+    assert dict(specs["main"].env) == {"SYNAPSE_CACHE_FACTOR": "2.0", "SYNAPSE_CACHE_FACTOR_STATEGROUPCACHE": "3"}
+    assert dict(specs["generic1"].env) == {"SYNAPSE_CACHE_FACTOR": "0.5", "SYNAPSE_CACHE_FACTOR_STATEGROUPCACHE": "3",
+                                           "SYNAPSE_CACHE_FACTOR_GETEVENT": "4"}
+
+
+def test_redis_runs_with_password_on_stdin_and_no_persistence(tmp_path):
+    shared, workers = modern_deployment()
+    shared["redis"]["password"] = "pw"
+    specs, _, _ = specs_for(tmp_path, shared, workers)
+    redis = specs["redis"]
+    assert redis.argv == ("redis-server", "-") and "pw" not in " ".join(redis.argv)
+    config = redis.stdin.decode()
+    assert 'requirepass "pw"' in config and 'save ""' in config and "appendonly no" in config
+    assert "bind 127.0.0.1" in config and "port 6379" in config
+
+
+def test_external_redis_is_only_probed(tmp_path):
+    specs, _, _ = specs_for(tmp_path, *modern_deployment(), external_redis=True)
+    assert specs["redis"].argv is None and specs["redis"].probes
+
+
+def test_main_alone_without_worker_dir(tmp_path):
+    shared, _ = modern_deployment()
+    config, _ = write_deployment(str(tmp_path), shared, {})
+    deployment = load_deployment([config], None, "python").deployment
+    specs = unit_specs(deployment)
+    assert [s.name for s in specs] == ["redis", "main"]
