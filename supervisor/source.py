@@ -6,6 +6,7 @@ import argparse
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from .actions import Action
 from .spec import UnitSpec
 
 
@@ -22,6 +23,7 @@ class Loaded:
     warnings: list[Finding] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     watch_paths: list[str] = field(default_factory=list)
+    model: Any = None  # what the source needs to plan a reload from this load
 
 
 class Source(Protocol):
@@ -30,3 +32,5 @@ class Source(Protocol):
     def add_arguments(self, parser: argparse.ArgumentParser, command: str) -> None: ...
 
     def load(self, args: argparse.Namespace) -> Loaded: ...
+
+    def plan(self, old: Loaded, new: Loaded) -> list[Action]: ...

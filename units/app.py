@@ -7,9 +7,11 @@ import os
 import sys
 
 from supervisor import cli
+from supervisor.actions import Action
 from supervisor.source import Loaded
 
 from .check import check_deployment
+from .plan import plan, snapshot_of
 from .specs import unit_specs
 
 
@@ -37,11 +39,16 @@ class SynapseSource:
     def load(self, args: argparse.Namespace) -> Loaded:
         paths = self.config_paths(args)
         result = check_deployment(paths, args.workers, args.python)
-        specs = []
+        specs, model = [], None
         if result.deployment is not None and result.ok:
             specs = unit_specs(result.deployment, external_redis=getattr(args, "external_redis", False))
+            model = snapshot_of(result.deployment, specs)
         watch = [os.path.abspath(p) for p in paths] + ([os.path.abspath(args.workers)] if args.workers else [])
-        return Loaded(specs, result.errors, result.warnings, result.notes, watch)
+        watch += sorted({f for s in specs for f in s.sighup_files})
+        return Loaded(specs, result.errors, result.warnings, result.notes, watch, model)
+
+    def plan(self, old: Loaded, new: Loaded) -> list[Action]:
+        return plan(old.model, new.model)
 
 
 def main(argv: list[str] | None = None) -> int:
