@@ -11,10 +11,12 @@ from typing import Any, Callable
 
 import structlog
 
+from .actions import Action
 from .control import ControlServer, Send
 from .engine import Supervisor
 from .notify import SystemdNotifier
-from .spec import UnitSpec
+from .reloads import Reloads
+from .source import Loaded
 from .state import UnitState
 from .statedir import StateDir, process_record
 from .status import daemon_status, unit_status
@@ -26,17 +28,21 @@ if sys.version_info < (3, 12) and hasattr(os, "pidfd_open"):
 
 
 class Daemon:
-    def __init__(self, specs: list[UnitSpec], state: StateDir, log_dir: str,
+    def __init__(self, loaded: Loaded, state: StateDir, log_dir: str,
+                 reloader: Callable[[], Loaded] | None = None,
+                 planner: Callable[[Loaded, Loaded], list[Action]] | None = None,
                  timing: Timing | None = None, notifier: SystemdNotifier | None = None,
                  supervisor_factory: Callable[..., Supervisor] = Supervisor) -> None:
         self.state, self.log_dir = state, log_dir
-        self.specs = specs
+        self.current = loaded
+        self.specs = loaded.specs
+        self.reloads = Reloads(self, reloader, planner)
         self.timing = timing
         self.notifier = notifier or SystemdNotifier(None)
         self.supervisor_factory = supervisor_factory
         self.supervisor: Supervisor | None = None
         self.config_generation = 1
-        self.extra_status: dict[str, Any] = {}
+        self.extra_status: dict[str, Any] = {"reload_error": None, "last_reload": None}
         self._stop = asyncio.Event()
         self._stopped = asyncio.Event()
         self._records_dirty = False
@@ -58,10 +64,11 @@ class Daemon:
             async with asyncio.TaskGroup() as group:
                 sup.spawn_tasks(group)
                 sup.start_all()
-                announcer = group.create_task(self._announce())
+                helpers = [group.create_task(self._announce()), *self.reloads.tasks(group, self._stop)]
                 await self._stop.wait()
                 self.notifier.send(STOPPING=1, STATUS="stopping")
-                announcer.cancel()
+                for task in helpers:
+                    task.cancel()
                 await sup.stop_all()
                 sup.cancel_tasks()
         finally:
@@ -77,6 +84,7 @@ class Daemon:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stop.set)
+        loop.add_signal_handler(signal.SIGHUP, self.reloads.request)
 
     def request_stop(self) -> None:
         self._stop.set()
@@ -88,10 +96,22 @@ class Daemon:
         await sup.wait_until(sup.all_ready)
         sup.state = "running"
         self.log.info("daemon.ready", units=len(sup.units))
-        self.notifier.send(READY=1, STATUS=f"{len(sup.units)}/{len(sup.units)} ready")
+        self.notifier.send(READY=1, STATUS=self.status_line())
+
+    def status_line(self) -> str:
+        units = list(self.supervisor.units.values()) if self.supervisor else []
+        ready = sum(u.state is UnitState.READY for u in units)
+        others = [f"{u.spec.name} {u.state.value}" for u in units
+                  if u.state not in (UnitState.READY, UnitState.WAITING)]
+        main = self.supervisor.units.get("main") if self.supervisor else None
+        line = f"{ready}/{len(units)} ready"
+        if main is not None and main.state is UnitState.STARTING:
+            line = f"starting main (database migration may take a while); {line}"
+        return line + ("; " + ", ".join(others[:3]) if others and ready < len(units) else "")
 
     # -- records of our processes, so a later daemon can tell if they still run
     def _unit_changed(self, unit: Unit) -> None:
+        self.notifier.send(STATUS=self.status_line())
         if not self._records_dirty:
             self._records_dirty = True
             asyncio.get_running_loop().call_soon(self._write_records)
@@ -159,6 +179,9 @@ class Daemon:
             return
         await sup.restart(names)
         await send(self.status(names or None))
+
+    async def _cmd_reload(self, request: dict[str, Any], send: Send) -> None:
+        await send(await self.reloads.request_and_wait())
 
     def failed_units(self) -> list[Unit]:
         assert self.supervisor is not None

@@ -33,6 +33,7 @@ class Supervisor:
         self._changed = asyncio.Event()
         self._listeners: list[Callable[[Unit], None]] = []
         self._tasks: dict[str, asyncio.Task] = {}
+        self._group: asyncio.TaskGroup | None = None
         self.log = structlog.get_logger()
         for spec in specs:
             self._add(spec)
@@ -51,6 +52,27 @@ class Supervisor:
     def _wire(self) -> None:
         for unit in self.units.values():
             unit.dependencies = [self.units[d] for d in unit.spec.dependencies if d in self.units]
+
+    def set_spec(self, spec: UnitSpec) -> Unit:
+        """Add a unit, or give an existing one the spec its next start uses."""
+        unit = self.units.get(spec.name)
+        if unit is None:
+            unit = self._add(spec)
+            if self._group is not None:
+                self.spawn_tasks(self._group)
+        else:
+            unit.spec = spec
+        self._wire()
+        return unit
+
+    def remove(self, name: str) -> None:
+        """Forget a stopped unit."""
+        unit = self.units.pop(name)
+        task = self._tasks.pop(name, None)
+        if task is not None:
+            task.cancel()
+        unit.output.close()
+        self._wire()
 
     def steps(self) -> list[list[Unit]]:
         return [[self.units[n] for n in step] for step in steps_of([u.spec for u in self.units.values()])]
@@ -79,6 +101,7 @@ class Supervisor:
 
     # -- running
     def spawn_tasks(self, group: asyncio.TaskGroup) -> None:
+        self._group = group
         for name, unit in self.units.items():
             if name not in self._tasks:
                 self._tasks[name] = group.create_task(unit.supervise(), name=f"unit:{name}")

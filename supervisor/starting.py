@@ -42,7 +42,8 @@ def start(args: argparse.Namespace, source: Source, argv: list[str]) -> int:
     log_dir = os.path.abspath(args.log_dir or os.path.join(state.path, "logs"))
     if args.command == "run" or args.foreground:
         configure(args.log_format)
-        daemon = Daemon(loaded.specs, state, log_dir, notifier=SystemdNotifier.from_environment())
+        daemon = Daemon(loaded, state, log_dir, reloader=lambda: source.load(args), planner=source.plan,
+                        notifier=SystemdNotifier.from_environment())
         return asyncio.run(daemon.run())
     return _start_background(state, source, argv)
 

@@ -93,6 +93,14 @@ class Unit:
         if self.state is S.FAILED:
             self.set_state(S.STOPPED)
 
+    def send_signal(self, sig: int) -> None:
+        if self.pid is not None:
+            try:
+                os.kill(self.pid, sig)
+            except ProcessLookupError:
+                pass
+            self.log.info("unit.signalled", pid=self.pid, signal=sig)
+
     @property
     def settled(self) -> bool:
         """Ready, failed or stopped, with no start pending."""
