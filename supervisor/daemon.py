@@ -12,6 +12,7 @@ from typing import Any, Callable
 import structlog
 
 from .actions import Action
+from . import systemd
 from .control import ControlServer, Send
 from .engine import Supervisor
 from .notify import SystemdNotifier
@@ -65,11 +66,14 @@ class Daemon:
                 sup.spawn_tasks(group)
                 sup.start_all()
                 helpers = [group.create_task(self._announce()), *self.reloads.tasks(group, self._stop)]
+                keepalive = self._systemd_tasks(group)
                 await self._stop.wait()
                 self.notifier.send(STOPPING=1, STATUS="stopping")
                 for task in helpers:
                     task.cancel()
                 await sup.stop_all()
+                for task in keepalive:
+                    task.cancel()
                 sup.cancel_tasks()
         finally:
             self._stopped.set()
@@ -79,6 +83,20 @@ class Daemon:
             self.state.remove(self.state.daemon_file, self.state.units_file)
             self.log.info("daemon.stopped")
         return 0
+
+    def _systemd_tasks(self, group: asyncio.TaskGroup) -> list[asyncio.Task]:
+        if self.notifier.address is None:
+            return []
+        tasks = [group.create_task(systemd.extend_start(self.notifier, systemd.start_timeout(), self._main_starting))]
+        interval = systemd.watchdog_interval()
+        if interval:
+            tasks.append(group.create_task(systemd.watchdog(self.notifier, interval)))
+        return tasks
+
+    def _main_starting(self) -> bool:
+        main = self.supervisor.units.get("main") if self.supervisor else None
+        return self.supervisor is not None and self.supervisor.state == "starting" and \
+            main is not None and main.state in (UnitState.WAITING, UnitState.STARTING, UnitState.BACKOFF)
 
     def _install_signals(self) -> None:
         loop = asyncio.get_running_loop()

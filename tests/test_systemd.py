@@ -1,0 +1,171 @@
+"""systemd integration: the notify protocol as a test notify socket sees it, and the unit files."""
+
+from __future__ import annotations
+
+import configparser
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from helpers import REPO, wait_for
+from supervisor.notify import SystemdNotifier, parse
+from supervisor.systemd import watchdog_interval
+
+UNIT_FILES = ("synsup.service", "synsup@.service")
+
+
+class NotifyServer:
+    """What systemd would receive: (time, fields) for every datagram."""
+
+    def __init__(self, path: str) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(path)
+        self.sock.settimeout(0.2)
+        self.messages: list[tuple[float, dict[str, str]]] = []
+        self._stop = False
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while not self._stop:
+            try:
+                data = self.sock.recv(65536)
+            except socket.timeout:
+                continue
+            self.messages.append((time.time(), parse(data)))
+
+    def first(self, key: str, value: str | None = None, after: float = 0.0) -> float | None:
+        for t, fields in list(self.messages):
+            if t >= after and key in fields and (value is None or fields[key] == value):
+                return t
+        return None
+
+    def close(self) -> None:
+        self._stop = True
+        self.thread.join()
+        self.sock.close()
+
+
+@pytest.mark.integration
+def test_notify_sequence(deployment, short_dir):
+    server = NotifyServer(os.path.join(short_dir, "systemd.sock"))
+    deployment.behave("main", ready_delay=1.5)
+    env = {**deployment.env(), "NOTIFY_SOCKET": server.sock.getsockname(), "WATCHDOG_USEC": "400000",
+           "SYNSUP_TIMEOUT_START_SEC": "1"}
+    env.pop("WATCHDOG_PID", None)
+    proc = subprocess.Popen([sys.executable, "-m", "units.app", "start", "--foreground", "--state-dir",
+                             deployment.state_dir, "-c", deployment.config, "-a", deployment.workers_dir],
+                            env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        ready_at = wait_for(lambda: server.first("READY", "1"), timeout=60, what="READY=1")
+        last_unit_ready = max(e["t"] for e in deployment.events() if e["event"] == "ready")
+        assert ready_at >= last_unit_ready
+        assert len({e["name"] for e in deployment.events() if e["event"] == "ready"}) == 6
+        extend = server.first("EXTEND_TIMEOUT_USEC")
+        assert extend is not None and extend < ready_at, "no EXTEND_TIMEOUT_USEC while main was starting"
+        statuses = [f["STATUS"] for _, f in server.messages if "STATUS" in f]
+        assert "7/7 ready" in statuses
+        assert any(s.startswith("starting main (database migration may take a while)") for s in statuses)
+
+        window_start = time.time()
+        time.sleep(1.2)  # counting pings over a fixed window is what this checks
+        pings = [t for t, f in server.messages if f.get("WATCHDOG") == "1" and t >= window_start]
+        assert 4 <= len(pings) <= 9, f"{len(pings)} watchdog pings in 1.2 s at a 0.2 s interval"
+
+        before_reload = time.time()
+        assert deployment.synsup("reload").returncode == 0
+        reloading = server.first("RELOADING", "1", after=before_reload)
+        assert reloading is not None
+        assert "MONOTONIC_USEC" in next(f for t, f in server.messages if t == reloading)
+        assert server.first("READY", "1", after=reloading) is not None
+
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 0
+        assert server.first("STOPPING", "1") is not None
+        assert not any("MAINPID" in f for _, f in server.messages), "a child's message reached synsup's socket"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        server.close()
+
+
+def test_abstract_notify_address(short_dir):
+    name = f"synsup-test-{os.getpid()}"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind("\0" + name)
+        sock.settimeout(5)
+        notifier = SystemdNotifier("@" + name)
+        notifier.send(READY=1, STATUS="hello")
+        assert parse(sock.recv(1024)) == {"READY": "1", "STATUS": "hello"}
+        notifier.close()
+
+
+def test_watchdog_interval_is_half_of_watchdog_usec():
+    assert watchdog_interval({"WATCHDOG_USEC": "30000000"}) == 15.0
+    assert watchdog_interval({}) is None
+    assert watchdog_interval({"WATCHDOG_USEC": "1000", "WATCHDOG_PID": "1"}) is None
+
+
+@pytest.mark.integration
+def test_journald_log_format(deployment):
+    env = {**deployment.env(), "JOURNAL_STREAM": "8:12345"}
+    proc = subprocess.Popen([sys.executable, "-m", "units.app", "run", "--state-dir", deployment.state_dir,
+                             "-c", deployment.config, "-a", deployment.workers_dir],
+                            env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: deployment.synsup("status").returncode == 0, timeout=60, what="all ready")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    lines = [l for l in err.splitlines() if l]
+    assert lines and all(l.startswith("<") and l[1].isdigit() and l[2] == ">" for l in lines), lines[:3]
+    assert any(l.startswith("<6>unit.ready") and "unit=main" in l for l in lines)
+    assert "\x1b[" not in err
+
+
+def _unit(path: str) -> configparser.ConfigParser:
+    parser = configparser.ConfigParser(strict=False, interpolation=None)
+    parser.optionxform = str
+    parser.read(path)
+    return parser
+
+
+@pytest.mark.parametrize("name", UNIT_FILES)
+def test_unit_file_settings(name):
+    unit = _unit(os.path.join(REPO, "contrib", "systemd", name))
+    service = unit["Service"]
+    assert service["Type"] == "notify" and service["KillMode"] == "mixed"
+    assert service["Restart"] == "on-failure" and int(service["WatchdogSec"]) >= 10
+    assert "start --foreground" in service["ExecStart"] and "reload" in service["ExecReload"]
+    assert int(service["TimeoutStartSec"]) >= 300, "main alone may take 300 s to become ready"
+    with open(os.path.join(REPO, "contrib", "systemd", name)) as f:
+        timeout_env = [line for line in f if "SYNSUP_TIMEOUT_START_SEC=" in line]
+    assert timeout_env and timeout_env[0].strip().endswith("=" + service["TimeoutStartSec"])
+    assert int(service["TimeoutStopSec"]) >= 4 * 30, "four stop steps of up to 30 s each"
+    assert service["NoNewPrivileges"] == "yes" and service["PrivateTmp"] == "yes"
+    assert service["RuntimeDirectory"].startswith("synsup")
+    assert unit["Install"]["WantedBy"] == "multi-user.target"
+
+
+@pytest.mark.parametrize("name", UNIT_FILES)
+def test_systemd_analyze_verify(name, tmp_path):
+    analyze = shutil.which("systemd-analyze")
+    if analyze is None:
+        if os.environ.get("CI"):
+            pytest.fail("systemd-analyze is missing in CI; contrib/test.sh installs the systemd package")
+        pytest.skip("systemd-analyze not installed (apt-get install systemd)")
+    with open(os.path.join(REPO, "contrib", "systemd", name)) as f:
+        text = f.read()
+    synsup = shutil.which("synsup") or os.path.join(os.path.dirname(sys.executable), "synsup")
+    target = tmp_path / name.replace("@.", "@demo.")
+    target.write_text(text.replace("/usr/local/bin/synsup", synsup))  # verify wants the binary to exist
+    done = subprocess.run([analyze, "verify", "--man=no", str(target)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stderr.strip() == "", done.stderr
