@@ -103,27 +103,41 @@ def follow_start(client: ControlClient, out) -> int:
     replies = client.replies()
     units = {u["name"]: u for u in next(replies)["units"]}
     live = out.isatty()
+    for unit in list(units.values()):
+        result = _progress(out, live, units, unit)
+        if result is not None:
+            return result
     for reply in replies:
-        if "unit" not in reply:
-            continue
-        unit = units[reply["unit"]["name"]] = reply["unit"]
-        if unit["state"] == "ready" and not unit.get("_printed"):
-            _line(out, live, f"ready  {unit['name']:<24} ({unit.get('uptime') or 0:.2f}s)")
-            unit["_printed"] = True
-        elif unit["state"] == "failed":
-            _line(out, live, f"synsup: unit {unit['name']} failed: {unit['error']}", sys.stderr)
-            print("the rest keeps running; see `synsup status` and `synsup logs UNIT`", file=sys.stderr)
-            return 1
-        if live:
-            ready = sum(u["state"] == "ready" for u in units.values())
-            busy = [u["name"] for u in units.values() if u["state"] in ("starting", "waiting", "backoff")]
-            out.write(f"\r[{ready}/{len(units)} ready] {', '.join(busy[:3])}\x1b[K")
-            out.flush()
-        if all(u["state"] == "ready" for u in units.values()):
-            _line(out, live, f"all {len(units)} units ready")
-            return 0
+        if "unit" in reply:
+            result = _progress(out, live, units, reply["unit"])
+            if result is not None:
+                return result
     print("synsup: error: the daemon stopped during the start; see its log", file=sys.stderr)
     return 1
+
+
+def _progress(out, live: bool, units: dict, unit: dict) -> int | None:
+    """Print what changed; 0 when all are ready, 1 when one failed, None to go on."""
+    previous = units.get(unit["name"], {})
+    units[unit["name"]] = unit
+    if unit["state"] == "ready" and not previous.get("_printed"):
+        _line(out, live, f"ready  {unit['name']:<24} ({unit.get('uptime') or 0:.2f}s)")
+        unit["_printed"] = True
+    elif unit["state"] == "ready":
+        unit["_printed"] = True
+    if unit["state"] == "failed":
+        _line(out, live, f"synsup: unit {unit['name']} failed: {unit['error']}", sys.stderr)
+        print("the rest keeps running; see `synsup status` and `synsup logs UNIT`", file=sys.stderr)
+        return 1
+    if live:
+        ready = sum(u["state"] == "ready" for u in units.values())
+        busy = [u["name"] for u in units.values() if u["state"] in ("starting", "waiting", "backoff")]
+        out.write(f"\r[{ready}/{len(units)} ready] {', '.join(busy[:3])}\x1b[K")
+        out.flush()
+    if all(u["state"] == "ready" for u in units.values()):
+        _line(out, live, f"all {len(units)} units ready")
+        return 0
+    return None
 
 
 def _line(out, live: bool, text: str, stream=None) -> None:

@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# Brings up the demo: PostgreSQL, Redis and Synapse (main + two event persisters, a generic
+# worker, a federation sender, a pusher and a background worker) supervised by synsup.
+# Fresh Debian, as root. Safe to run again: it reuses what exists.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+repo=$(cd "$here/../.." && pwd)
+run=${SYNSUP_DEMO_DIR:-$here/run}
+mkdir -p "$run"
+
+echo "== packages"
+need=()
+command -v redis-server >/dev/null || need+=(redis-server)
+command -v pg_ctlcluster >/dev/null || need+=(postgresql)
+if [ ${#need[@]} -gt 0 ]; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+# Debian starts a redis-server of its own where it can; the demo runs Redis under synsup.
+if pgrep -x redis-server >/dev/null && ! [ -S "$run/state/synsup.sock" ]; then
+    service redis-server stop >/dev/null 2>&1 || true
+fi
+
+echo "== PostgreSQL: role and database synapse"
+bash "$repo/contrib/postgres.sh" synapse synapse synapse
+
+echo "== virtualenv with synsup and Synapse ($run/venv)"
+if [ ! -x "$run/venv/bin/synsup" ] || ! "$run/venv/bin/python" -c "import synapse" 2>/dev/null; then
+    python3 -m venv "$run/venv"
+    "$run/venv/bin/pip" install -q --disable-pip-version-check -e "$repo" "matrix-synapse[postgres,redis]"
+fi
+py="$run/venv/bin/python"
+synsup="$run/venv/bin/synsup"
+
+echo "== config ($run/homeserver.yaml, $run/workers/)"
+"$py" "$here/deployment.py" "$run" --python "$py"
+
+state="$run/state"
+args=(-c "$run/homeserver.yaml" -a "$run/workers" --python "$py" --state-dir "$state")
+echo "== synsup start"
+"$synsup" start "${args[@]}"
+"$synsup" status --state-dir "$state"
+
+echo "== demo user"
+if out=$("$run/venv/bin/register_new_matrix_user" -c "$run/homeserver.yaml" -u demo -p demo --no-admin \
+        http://127.0.0.1:8008 2>&1); then
+    echo "registered @demo:localhost"
+elif grep -q "already taken" <<<"$out"; then
+    echo "@demo:localhost exists already"
+else
+    echo "$out" >&2
+    exit 1
+fi
+
+cat <<EOT
+
+The demo runs. Log in with any Matrix client (for example Element) at homeserver
+http://127.0.0.1:8008 (main) or http://127.0.0.1:8081 (the generic worker),
+user "demo", password "demo". From the shell:
+
+  curl -s -XPOST http://127.0.0.1:8081/_matrix/client/v3/login \\
+    -d '{"type":"m.login.password","identifier":{"type":"m.id.user","user":"demo"},"password":"demo"}'
+
+Watch and drive it:
+  $synsup status --state-dir $state
+  $synsup logs -f --state-dir $state generic1
+  $synsup reload --state-dir $state        # after editing $run/homeserver.yaml or $run/workers/*.yaml
+Stop it:
+  $synsup stop --state-dir $state
+EOT
