@@ -20,6 +20,13 @@ fi
 if [ ! -x .venv/bin/python ]; then
     python3 -m venv .venv
 fi
-.venv/bin/pip install -q --disable-pip-version-check -e '.[test]'
+# synsup with its test extra, and real Synapse for tests/e2e (run with --python .venv/bin/python)
+.venv/bin/pip install -q --disable-pip-version-check -e '.[test]' 'matrix-synapse[postgres,redis]'
 
+# PostgreSQL for tests/e2e: a running cluster and a role that may create databases
+if [ "$(id -u)" = 0 ]; then
+    bash contrib/postgres.sh synsup synsup
+fi
+
+export PATH="$PWD/.venv/bin:$PATH"
 exec .venv/bin/python -m pytest "$@"

@@ -1,0 +1,129 @@
+"""Real Synapse, PostgreSQL and Redis. Skips with the reason on a developer machine that lacks
+them; in CI (CI=true) a missing part fails instead, since .ci/run installs all of them."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from datetime import datetime
+
+import psutil
+import pytest
+import yaml
+
+from helpers import REPO, free_ports
+
+sys.path.insert(0, os.path.join(REPO, "contrib", "demo"))
+import deployment as demo  # noqa: E402
+
+DB = {"user": "synsup", "password": "synsup"}  # contrib/test.sh creates this role
+
+
+def _missing() -> str | None:
+    if importlib.util.find_spec("synapse") is None:
+        return f"Synapse is not installed for {sys.executable} (pip install 'matrix-synapse[postgres,redis]')"
+    if shutil.which("redis-server") is None:
+        return "redis-server is not installed (apt-get install redis-server)"
+    try:
+        import psycopg2
+        psycopg2.connect(host="127.0.0.1", dbname="postgres", **DB).close()
+    except Exception as e:  # noqa: BLE001 - any failure means: no usable PostgreSQL
+        return f"PostgreSQL role synsup on 127.0.0.1 unusable ({str(e).strip()}); run contrib/postgres.sh synsup synsup"
+    return None
+
+
+def _admin(sql: str) -> None:
+    import psycopg2
+    connection = psycopg2.connect(host="127.0.0.1", dbname="postgres", **DB)
+    connection.autocommit = True
+    with connection.cursor() as cursor:
+        cursor.execute(sql)
+    connection.close()
+
+
+class RealDeployment:
+    def __init__(self, root: str) -> None:
+        self.root = root
+        self.state_dir = os.path.join(root, "s")
+        self.dir = os.path.join(root, "d")
+        os.makedirs(self.dir)
+        self.ports = dict(zip(["main", "replication", "persister1", "persister2", "generic1", "redis",
+                               "persister3"], free_ports(7)))
+        self.database = f"synsup_e2e_{os.getpid()}"
+        self.config, self.workers_dir = demo.write(self.dir, sys.executable, {**DB, "database": self.database},
+                                                   self.ports)
+
+    def synsup(self, *args: str, config: bool = False, timeout: float = 600):
+        extra = ["-c", self.config, "-a", self.workers_dir, "--python", sys.executable] if config else []
+        return subprocess.run([sys.executable, "-m", "units.app", *args, "--state-dir", self.state_dir, *extra],
+                              capture_output=True, text=True, timeout=timeout, cwd=REPO)
+
+    def status(self) -> dict:
+        return json.loads(self.synsup("status", "--json").stdout)
+
+    def pids(self) -> dict[str, int]:
+        return {u["name"]: u["pid"] for u in self.status()["units"]}
+
+    def shared(self) -> dict:
+        with open(self.config) as f:
+            return yaml.safe_load(f)
+
+    def write_shared(self, config: dict) -> None:
+        with open(self.config, "w") as f:
+            yaml.safe_dump(config, f, sort_keys=False)
+
+    def write_worker(self, name: str, doc: dict | str) -> None:
+        with open(os.path.join(self.workers_dir, f"{name}.yaml"), "w") as f:
+            f.write(doc if isinstance(doc, str) else yaml.safe_dump(doc, sort_keys=False))
+
+    def daemon_events(self, since: float) -> list[dict]:
+        """synsup's own log (JSON lines): unit.spawned / unit.stopped with their times."""
+        events = []
+        with open(os.path.join(self.state_dir, "daemon.log")) as f:
+            for line in f:
+                try:
+                    event = json.loads(line)
+                except ValueError:
+                    continue
+                event["t"] = datetime.fromisoformat(event["timestamp"]).timestamp()
+                if event["t"] >= since:
+                    events.append(event)
+        return events
+
+    def leftovers(self) -> list[psutil.Process]:
+        """Synapse processes of this deployment and its redis-server, if any still run."""
+        found = []
+        for proc in psutil.process_iter(["name", "cmdline"]):
+            try:
+                if self.dir in " ".join(proc.info["cmdline"] or []) or (
+                        proc.info["name"] == "redis-server" and
+                        any(c.laddr.port == self.ports["redis"] for c in proc.net_connections("inet"))):
+                    found.append(proc)
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                pass
+        return found
+
+
+@pytest.fixture(scope="module")
+def real():
+    missing = _missing()
+    if missing:
+        if os.environ.get("CI"):
+            pytest.fail(f"end-to-end prerequisites missing in CI: {missing}")
+        pytest.skip(missing)
+    root = tempfile.mkdtemp(prefix="se", dir="/tmp")
+    d = RealDeployment(root)
+    _admin(f"CREATE DATABASE {d.database} ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0")
+    try:
+        yield d
+    finally:
+        d.synsup("stop")
+        for proc in d.leftovers():
+            proc.kill()
+        _admin(f"DROP DATABASE IF EXISTS {d.database}")
+        shutil.rmtree(root, ignore_errors=True)

@@ -1,0 +1,161 @@
+"""End to end with real Synapse, PostgreSQL and Redis, shaped like the demo. The tests run in
+order on one deployment (starting Synapse is the slow part)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+import urllib.request
+
+import pytest
+
+from helpers import wait_for
+from e2e.matrix import Client
+
+pytestmark = pytest.mark.e2e
+MESSAGES = 200
+
+
+def all_ready(real) -> bool:
+    units = real.status()["units"]
+    return bool(units) and all(u["state"] == "ready" for u in units)
+
+
+class Sender(threading.Thread):
+    """Sends numbered messages in the background, retrying each with its transaction id."""
+
+    def __init__(self, client: Client, room: str, prefix: str, count: int) -> None:
+        super().__init__(daemon=True)
+        self.client, self.room, self.prefix, self.count = client, room, prefix, count
+        self.sent = 0
+        self.error: Exception | None = None
+
+    def run(self) -> None:
+        try:
+            for i in range(self.count):
+                self.client.send(self.room, f"{self.prefix}-{i}", f"{self.prefix} {i}")
+                self.sent = i + 1
+        except Exception as e:  # noqa: BLE001 - reported by the test
+            self.error = e
+
+    def finish(self) -> None:
+        self.join(300)
+        assert not self.is_alive(), "sender did not finish"
+        assert self.error is None, self.error
+
+
+@pytest.fixture(scope="module")
+def client(real):
+    base = f"http://127.0.0.1:{real.ports['generic1']}"
+    main = Client(f"http://127.0.0.1:{real.ports['main']}")
+    return main, Client(base)
+
+
+def test_1_start_brings_every_unit_to_ready(real):
+    began = time.monotonic()
+    done = real.synsup("start", config=True)
+    real.start_seconds = time.monotonic() - began
+    assert done.returncode == 0, done.stdout + done.stderr
+    status = real.status()
+    assert sorted(u["name"] for u in status["units"]) == sorted(
+        ["redis", "main", "persister1", "persister2", "generic1", "sender1", "pusher1", "background1"])
+    assert [u["name"] for u in status["units"]][:2] == ["redis", "main"]
+    assert all(u["state"] == "ready" for u in status["units"])
+    for name in ("main", "replication", "persister1", "persister2", "generic1"):
+        with urllib.request.urlopen(f"http://127.0.0.1:{real.ports[name]}/health", timeout=10) as r:
+            assert r.status == 200 and r.read() == b"OK"
+    print(f"\nstart to all-ready: {real.start_seconds:.2f} s")
+
+
+def test_2_messages_through_the_generic_worker(real, client):
+    main, worker = client
+    main.register(real.shared()["registration_shared_secret"], "alice", "wonderland")
+    worker.login("alice", "wonderland")
+    room = worker.create_room()
+    real.room = room
+    for i in range(MESSAGES):
+        worker.send(room, f"m-{i}", f"m {i}")
+    texts = [t for t in worker.texts(room) if t.startswith("m ")]
+    assert texts == [f"m {i}" for i in range(MESSAGES)]
+
+
+def test_3_kill_an_event_persister_while_sending(real, client):
+    from synapse.config.workers import RoutableShardedWorkerHandlingConfig
+    _, worker = client
+    victim = RoutableShardedWorkerHandlingConfig(["persister1", "persister2"]).get_instance(real.room)
+    old_pid = real.pids()[victim]
+    sender = Sender(worker, real.room, "k", 60)
+    sender.start()
+    wait_for(lambda: sender.sent >= 10, timeout=60, what="10 messages sent")
+    os.kill(old_pid, signal.SIGKILL)
+    sender.finish()
+    wait_for(lambda: all_ready(real) and real.pids()[victim] != old_pid, timeout=120, what=f"{victim} restarted")
+    unit = next(u for u in real.status()["units"] if u["name"] == victim)
+    assert unit["restarts"] == 1 and unit["last_exit"]["signal"] == "SIGKILL"
+    texts = [t for t in worker.texts(real.room) if t.startswith("k ")]
+    assert texts == [f"k {i}" for i in range(60)], "every message exactly once, in order"
+
+
+def test_4_add_an_event_persister_while_sending(real, client):
+    _, worker = client
+    sender = Sender(worker, real.room, "p", 80)
+    sender.start()
+    wait_for(lambda: sender.sent >= 10, timeout=60, what="10 messages sent")
+    edited = time.time()
+    shared = real.shared()
+    shared["instance_map"]["persister3"] = {"host": "127.0.0.1", "port": real.ports["persister3"]}
+    shared["stream_writers"]["events"].append("persister3")
+    real.write_shared(shared)  # rejected alone (persister3 is no process yet), applied with the worker file
+    real.write_worker("persister3", {
+        "worker_app": "synapse.app.generic_worker", "worker_name": "persister3",
+        "worker_log_config": shared["log_config"],
+        "worker_listeners": [{"type": "http", "port": real.ports["persister3"], "bind_addresses": ["127.0.0.1"],
+                              "resources": [{"names": ["replication"]}]}]})
+    wait_for(lambda: "persister3" in real.pids() and all_ready(real) and
+             real.status()["daemon"]["reload_error"] is None, timeout=300, what="persister3 added, all ready")
+    real.persister_change_seconds = time.time() - edited
+    sender.finish()
+    print(f"\npersister change, edit to all-ready: {real.persister_change_seconds:.2f} s")
+
+    texts = [t for t in worker.texts(real.room) if t.startswith("p ")]
+    assert texts == [f"p {i}" for i in range(80)], "every message exactly once, in order"
+    events = real.daemon_events(edited)
+    old_stops = [e["t"] for e in events if e["event"] == "unit.stopped" and e["unit"] in ("persister1", "persister2")]
+    new_spawns = [e["t"] for e in events if e["event"] == "unit.spawned" and
+                  e["unit"] in ("persister1", "persister2", "persister3")]
+    assert len(old_stops) == 2 and len(new_spawns) == 3, (old_stops, new_spawns)
+    assert max(old_stops) <= min(new_spawns), "an old-set persister ran while a new-set persister started"
+
+
+def test_5_second_sender_removed_worker_and_broken_edit(real):
+    before = real.pids()
+    shared = real.shared()
+    shared["federation_sender_instances"] = ["sender1", "sender2"]
+    real.write_shared(shared)
+    real.write_worker("sender2", {"worker_app": "synapse.app.generic_worker", "worker_name": "sender2",
+                                  "worker_log_config": shared["log_config"]})
+    wait_for(lambda: "sender2" in real.pids() and all_ready(real), timeout=180, what="sender2 ready")
+    after = real.pids()
+    assert after["sender1"] != before["sender1"], "senders are stopped and started together"
+    assert after["main"] == before["main"] and after["generic1"] == before["generic1"]
+
+    generic_pid = after["generic1"]
+    os.unlink(os.path.join(real.workers_dir, "generic1.yaml"))
+    wait_for(lambda: "generic1" not in real.pids(), timeout=120, what="generic1 removed")
+    assert not os.path.exists(f"/proc/{generic_pid}")
+
+    before = real.pids()
+    real.write_worker("pusher1", "worker_app: [broken\n")
+    done = real.synsup("reload")
+    assert done.returncode == 1 and "pusher1.yaml" in done.stderr
+    assert real.pids() == before
+
+
+def test_6_stop_leaves_nothing(real):
+    pids = list(real.pids().values())
+    done = real.synsup("stop")
+    assert done.returncode == 0
+    assert real.leftovers() == []
+    assert not any(os.path.exists(f"/proc/{pid}") for pid in pids)
