@@ -1,0 +1,249 @@
+"""synsup's engine against supervisord, on fake units. Prints figures; asserts nothing.
+
+  python contrib/bench/bench.py                 # everything (about 6 minutes)
+  python contrib/bench/bench.py --quick         # fewer crashes, 15 s idle windows
+  python contrib/bench/bench.py --no-supervisord
+
+supervisord is installed into contrib/bench/.venv-supervisord (never into synsup's own
+environment: PyPI's supervisor package also provides an import package `supervisor`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import psutil
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(os.path.dirname(HERE)))
+
+from supervisor.engine import Supervisor  # noqa: E402
+from supervisor.logs import configure  # noqa: E402
+from supervisor.policy import RestartPolicy  # noqa: E402
+from supervisor.spec import HttpProbe, UnitSpec  # noqa: E402
+from supervisor.state import UnitState  # noqa: E402
+
+UNIT_PY = os.path.join(HERE, "unit.py")
+
+
+def unit_argv(python_units: bool = False) -> tuple[str, ...]:
+    """The C unit (built here with cc) unless asked for the Python one or there is no compiler."""
+    binary = os.path.join(HERE, ".build", "unit")
+    if not python_units and (os.path.exists(binary) or shutil.which("cc")):
+        if not os.path.exists(binary) or os.path.getmtime(binary) < os.path.getmtime(os.path.join(HERE, "unit.c")):
+            os.makedirs(os.path.dirname(binary), exist_ok=True)
+            subprocess.run(["cc", "-O2", "-o", binary, os.path.join(HERE, "unit.c")], check=True)
+        return (binary,)
+    return (sys.executable, "-S", UNIT_PY)
+
+
+UNIT = unit_argv(os.environ.get("BENCH_PYTHON_UNITS") == "1")
+
+
+def unit_spec(name: str, step: int = 0, deps: tuple = (), delay: float = 0.0, port: int = 0) -> UnitSpec:
+    env = (("UNIT_READY_DELAY", str(delay)), ("UNIT_PORT", str(port)))
+    probes = (HttpProbe(host="127.0.0.1", port=port),) if port else ()
+    return UnitSpec(name=name, argv=UNIT, env=env, dependencies=deps, step=step,
+                    probes=probes, stop_timeout=5)
+
+
+class Recorder:
+    """perf_counter times of pid changes and ready transitions, from the engine's own events."""
+
+    def __init__(self) -> None:
+        self.spawned: dict[str, list[tuple[float, int]]] = {}
+        self.ready: dict[str, list[float]] = {}
+
+    def __call__(self, unit) -> None:
+        now = time.perf_counter()
+        name = unit.spec.name
+        if unit.pid and (not self.spawned.get(name) or self.spawned[name][-1][1] != unit.pid):
+            self.spawned.setdefault(name, []).append((now, unit.pid))
+        if unit.state is UnitState.READY and len(self.ready.get(name, [])) < len(self.spawned.get(name, [])):
+            self.ready.setdefault(name, []).append(now)
+
+
+async def with_supervisor(specs, work, policy=RestartPolicy):
+    tmp = tempfile.mkdtemp(prefix="sb", dir="/tmp")
+    sup = Supervisor(specs, log_dir=tmp, notify_dir=tmp, policy=policy)
+    recorder = Recorder()
+    sup.add_listener(recorder)
+    try:
+        async with asyncio.TaskGroup() as group:
+            sup.spawn_tasks(group)
+            try:
+                return await work(sup, recorder)
+            finally:
+                await sup.stop_all()
+                sup.cancel_tasks()
+    finally:
+        sup.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+
+
+async def bench_respawn(crashes: int) -> tuple[list[float], list[float]]:
+    async def work(sup, rec):
+        unit = sup.units["u"]
+        sup.start_all()
+        to_spawn, to_ready = [], []
+        for _ in range(crashes):
+            await sup.wait_until(lambda: unit.state is UnitState.READY)
+            spawns, readies = len(rec.spawned["u"]), len(rec.ready["u"])
+            crashed = time.perf_counter()
+            os.kill(unit.pid, signal.SIGKILL)
+            await sup.wait_until(lambda: len(rec.ready["u"]) > readies)
+            to_spawn.append(rec.spawned["u"][spawns][0] - crashed)
+            to_ready.append(rec.ready["u"][readies] - crashed)
+        return to_spawn, to_ready
+
+    # stable_after=0: every crash counts as the crash of a stable unit (restart at once)
+    return await with_supervisor([unit_spec("u")], work, policy=lambda: RestartPolicy(stable_after=0.0))
+
+
+def layered_specs(total: int, seed: int = 7) -> tuple[list[UnitSpec], float]:
+    """redis-like, main-like, 8 writers, the rest: each with its own ready delay."""
+    rng = random.Random(seed)
+    sizes = [1, 1, 8, total - 10]
+    specs, path, previous = [], 0.0, ()
+    for step, size in enumerate(sizes):
+        delays = [round(rng.uniform(0.5, 1.5), 2) for _ in range(size)]
+        names = [f"s{step}u{i}" for i in range(size)]
+        specs += [unit_spec(n, step, previous, d) for n, d in zip(names, delays)]
+        path += max(delays)
+        previous = tuple(names)
+    return specs, path
+
+
+async def bench_start_to_ready(total: int) -> tuple[float, float]:
+    specs, path = layered_specs(total)
+
+    async def work(sup, rec):
+        began = time.perf_counter()
+        sup.start_all()
+        await sup.wait_until(sup.all_ready)
+        return time.perf_counter() - began
+
+    return await with_supervisor(specs, work), path
+
+
+async def bench_spawn(total: int) -> float:
+    async def work(sup, rec):
+        began = time.perf_counter()
+        sup.start_all()
+        await sup.wait_until(lambda: len(rec.spawned) == total)
+        return max(t for times in rec.spawned.values() for t, _ in times) - began
+
+    return await with_supervisor([unit_spec(f"u{i}") for i in range(total)], work)
+
+
+def free_ports(n: int) -> list[int]:
+    import socket
+    sockets = []
+    for _ in range(n):
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        sockets.append(s)
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def idle_usage(pid: int, seconds: float) -> tuple[float, float]:
+    """(% of one core, RSS MB) of one process over `seconds`."""
+    proc = psutil.Process(pid)
+    before = proc.cpu_times()
+    time.sleep(seconds)
+    after = proc.cpu_times()
+    cpu = (after.user + after.system) - (before.user + before.system)
+    return 100 * cpu / seconds, proc.memory_info().rss / 2**20
+
+
+def bench_idle_synsup(total: int, probes: bool, seconds: float) -> tuple[float, float]:
+    state = tempfile.mkdtemp(prefix="si", dir="/tmp")
+    args = [sys.executable, os.path.join(HERE, "daemon.py"), "run", "--state-dir", state, "--units", str(total)]
+    if probes:
+        args += ["--ports", ",".join(map(str, free_ports(total)))]
+    daemon = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        from supervisor.control import ControlClient, NotRunning
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                with ControlClient(os.path.join(state, "synsup.sock")) as client:
+                    units = client.request({"cmd": "status"})["units"]
+                if all(u["state"] == "ready" for u in units):
+                    break
+            except (NotRunning, OSError):
+                pass
+            time.sleep(0.5)
+        time.sleep(2)  # let the start settle before measuring the idle state
+        return idle_usage(daemon.pid, seconds)
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        daemon.wait(120)
+        shutil.rmtree(state, ignore_errors=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="synsup engine benchmarks")
+    parser.add_argument("--quick", action="store_true", help="10 crashes and 15 s idle windows")
+    parser.add_argument("--no-supervisord", action="store_true")
+    parser.add_argument("--python-units", action="store_true", help="units in Python instead of C")
+    args = parser.parse_args()
+    if args.python_units:
+        os.environ["BENCH_PYTHON_UNITS"] = "1"  # for the daemon processes too
+        global UNIT
+        UNIT = unit_argv(True)
+    print(f"units: {' '.join(UNIT)}")
+    crashes, idle = (10, 15.0) if args.quick else (50, 60.0)
+    configure("json", stream=open(os.devnull, "w"))  # noqa: SIM115 - the engine's own log is not measured
+    rows = []
+
+    spawn_times, ready_times = asyncio.run(bench_respawn(crashes))
+    rows.append(("respawn: crash -> spawned, median ms", statistics.median(spawn_times) * 1e3, "< 20"))
+    rows.append(("respawn: crash -> spawned, p95 ms", percentile(spawn_times, 95) * 1e3, ""))
+    rows.append(("respawn: crash -> ready, median ms", statistics.median(ready_times) * 1e3, ""))
+    rows.append(("respawn: crash -> ready, p95 ms", percentile(ready_times, 95) * 1e3, ""))
+    took, path = asyncio.run(bench_start_to_ready(100))
+    rows.append(("100 units start -> all ready, s", took, f"critical path {path:.2f} s"))
+    rows.append(("  over the critical path, %", 100 * (took - path) / path, "< 5"))
+    rows.append(("500 units spawned in one step, s", asyncio.run(bench_spawn(500)), "< 2"))
+    cpu, rss = bench_idle_synsup(500, False, idle)
+    rows.append(("500 idle units, probes off: % of a core", cpu, "<= supervisord"))
+    rows.append(("500 idle units, probes off: RSS MB", rss, "< 45"))
+    cpu, rss = bench_idle_synsup(500, True, idle)
+    rows.append(("500 idle units, probes every 10 s: % of a core", cpu, "< 0.5"))
+    rows.append(("500 idle units, probes every 10 s: RSS MB", rss, ""))
+
+    theirs = {} if args.no_supervisord else supervisord_figures(crashes, idle)
+    print(f"\n{'measure':<50} {'synsup':>10} {'supervisord':>12} {'ratio':>7}  target")
+    for label, value, target in rows:
+        other = theirs.get(label)
+        ratio = f"{value / other:7.2f}" if other else "      -"
+        print(f"{label:<50} {value:10.2f} {other if other is not None else '-':>12} {ratio}  {target}"
+              .replace(f"{other} ", f"{other:.2f} " if isinstance(other, float) else f"{other} "))
+
+
+def supervisord_figures(crashes: int, idle: float) -> dict[str, float]:
+    from supervisord_bench import run_all
+    return run_all(" ".join(UNIT), crashes, idle)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,34 @@
+"""The synsup daemon over N benchmark units: `python daemon.py run --state-dir D --units N [--ports P,...]`."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(os.path.dirname(HERE)))
+
+from supervisor import cli  # noqa: E402
+from supervisor.source import Loaded  # noqa: E402
+
+from bench import unit_spec  # noqa: E402
+
+
+class BenchSource:
+    module = "daemon"
+
+    def add_arguments(self, parser: argparse.ArgumentParser, command: str) -> None:
+        parser.add_argument("--units", type=int, default=500)
+        parser.add_argument("--ports", default="", help="comma-separated: one HTTP port per unit, probed")
+
+    def load(self, args: argparse.Namespace) -> Loaded:
+        ports = [int(p) for p in args.ports.split(",") if p] or [0] * args.units
+        return Loaded([unit_spec(f"u{i}", port=ports[i]) for i in range(args.units)])
+
+    def plan(self, old: Loaded, new: Loaded) -> list:
+        return []
+
+
+if __name__ == "__main__":
+    sys.exit(cli.main(BenchSource()))

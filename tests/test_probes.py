@@ -1,0 +1,76 @@
+"""Probes against small local servers: healthy, unhealthy, refused, silent, UNIX socket."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+from helpers import free_ports
+from supervisor.probes import check, check_all
+from supervisor.spec import HttpProbe, RedisProbe
+
+
+def serve(reply: bytes | None, path: str | None = None):
+    async def handle(reader, writer):
+        await reader.readline()
+        if reply is None:
+            await asyncio.sleep(5)
+        else:
+            writer.write(reply)
+            await writer.drain()
+        writer.close()
+
+    async def start():
+        if path:
+            return await asyncio.start_unix_server(handle, path)
+        return await asyncio.start_server(handle, "127.0.0.1", 0)
+    return start
+
+
+def run(reply, probe_for, path=None, timeout=1.0):
+    async def main():
+        server = await serve(reply, path)()
+        port = server.sockets[0].getsockname()[1] if not path else None
+        try:
+            return await check(probe_for(port), timeout)
+        finally:
+            server.close()
+    return asyncio.run(main())
+
+
+def test_http_200_is_healthy():
+    assert run(b"HTTP/1.1 200 OK\r\n\r\nOK", lambda p: HttpProbe(host="127.0.0.1", port=p)) is None
+
+
+def test_http_500_says_what_it_answered():
+    why = run(b"HTTP/1.1 500 Internal Server Error\r\n\r\n", lambda p: HttpProbe(host="127.0.0.1", port=p))
+    assert "answered 'HTTP/1.1 500 Internal Server Error'" in why
+
+
+def test_silence_times_out():
+    why = run(None, lambda p: HttpProbe(host="127.0.0.1", port=p), timeout=0.2)
+    assert "did not answer within 0.2s" in why
+
+
+def test_refused_connection():
+    (port,) = free_ports(1)
+    why = asyncio.run(check(HttpProbe(host="127.0.0.1", port=port), 1.0))
+    assert why.startswith(f"http://127.0.0.1:{port}/health: ") and "refused" in why.lower()
+
+
+def test_unix_socket_listener(tmp_path):
+    path = str(tmp_path / "h.sock")
+    assert run(b"HTTP/1.0 200 OK\r\n\r\n", lambda p: HttpProbe(path=path), path=path) is None
+
+
+def test_redis_auth_and_ping():
+    assert run(b"+OK\r\n+PONG\r\n", lambda p: RedisProbe(host="127.0.0.1", port=p, password="x")) is None
+    why = run(b"-WRONGPASS invalid password\r\n-NOAUTH\r\n", lambda p: RedisProbe(host="127.0.0.1", port=p, password="x"))
+    assert "refused AUTH: -WRONGPASS" in why
+
+
+def test_check_all_joins_failures():
+    (port,) = free_ports(1)
+    probes = (HttpProbe(host="127.0.0.1", port=port), HttpProbe(host="127.0.0.1", port=port, url_path="/x"))
+    why = asyncio.run(check_all(probes, 1.0))
+    assert why.count("refused") == 2 and "; " in why
