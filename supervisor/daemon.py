@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import resource
 import signal
-import sys
 import time
 from typing import Any, Callable
 
@@ -23,9 +23,11 @@ from .statedir import StateDir, process_record
 from .status import daemon_status, unit_status
 from .unit import Timing, Unit
 
-if sys.version_info < (3, 12) and hasattr(os, "pidfd_open"):
-    # One pidfd per child instead of a thread per child (3.12 does this by itself).
-    asyncio.set_child_watcher(asyncio.PidfdChildWatcher())
+def _raise_fd_limit() -> None:
+    """Each unit holds a pipe, a notify socket and a pidfd: lift the soft limit to the hard one."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 class Daemon:
@@ -51,6 +53,7 @@ class Daemon:
 
     # -- lifecycle
     async def run(self) -> int:
+        _raise_fd_limit()
         self.state.create()
         os.makedirs(self.log_dir, exist_ok=True)
         self.state.write_json(self.state.daemon_file, {**(process_record(os.getpid()) or {}), "log_dir": self.log_dir})

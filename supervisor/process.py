@@ -5,10 +5,16 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import sys
 from dataclasses import dataclass
 
 from .output import UnitOutput
 from .spec import UnitSpec
+
+if sys.version_info < (3, 12) and hasattr(os, "pidfd_open"):
+    # One pidfd per child instead of a thread per child (3.12 does this by itself). Set before
+    # the event loop exists, so asyncio.run attaches it.
+    asyncio.set_child_watcher(asyncio.PidfdChildWatcher())
 
 
 @dataclass(frozen=True)

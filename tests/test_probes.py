@@ -10,15 +10,18 @@ from supervisor.probes import check, check_all
 from supervisor.spec import HttpProbe, RedisProbe
 
 
-def serve(reply: bytes | None, path: str | None = None):
+def serve(reply: bytes | None, path: str | None = None, handlers: list | None = None):
     async def handle(reader, writer):
+        if handlers is not None:
+            handlers.append(asyncio.current_task())
         await reader.readline()
         if reply is None:
-            await asyncio.sleep(5)
+            await reader.read()  # silent until the probe gives up and hangs up
         else:
             writer.write(reply)
             await writer.drain()
         writer.close()
+        await writer.wait_closed()
 
     async def start():
         if path:
@@ -29,12 +32,14 @@ def serve(reply: bytes | None, path: str | None = None):
 
 def run(reply, probe_for, path=None, timeout=1.0):
     async def main():
-        server = await serve(reply, path)()
+        handlers: list = []
+        server = await serve(reply, path, handlers)()
         port = server.sockets[0].getsockname()[1] if not path else None
         try:
             return await check(probe_for(port), timeout)
         finally:
             server.close()
+            await asyncio.gather(*handlers, return_exceptions=True)
     return asyncio.run(main())
 
 
