@@ -88,8 +88,14 @@ def process_record(pid: int) -> dict[str, Any] | None:
 
 
 def still_running(record: dict[str, Any]) -> bool:
+    """Same pid, same start time, same command (a process may retitle itself, as redis-server
+    does, so the program name is compared when the full command line differs)."""
     live = process_record(int(record.get("pid", 0) or 0)) if record.get("pid") else None
-    return bool(live) and live["create_time"] == record.get("create_time") and live["cmdline"] == record.get("cmdline")
+    if not live or live["create_time"] != record.get("create_time"):
+        return False
+    recorded, now = record.get("cmdline") or [], live["cmdline"] or []
+    return recorded == now or bool(recorded and now and
+                                   os.path.basename(recorded[0]) in os.path.basename(now[0]))
 
 
 def leftover_units(state: StateDir) -> dict[str, int]:

@@ -55,12 +55,12 @@ class Unit:
         self._idle = asyncio.Event()
         self._idle.set()
         self._notify_ready = asyncio.Event()
-        self._sends_ready = False
+        self._sends_ready: bool | None = None  # learned: does this unit send READY=1?
         self._notify: NotifySocket | None = None
         self.log = structlog.get_logger().bind(unit=spec.name)
 
     # -- the one place state changes
-    def set_state(self, new: UnitState, error: str | None = None) -> None:
+    def set_state(self, new: UnitState, error: str | None = None, **fields: object) -> None:
         if error is not None:
             self.error = error
         if new is self.state:
@@ -71,7 +71,7 @@ class Unit:
             self.ready_event.set()
         else:
             self.ready_event.clear()
-        self.log.info(f"unit.{new.value}", pid=self.pid, **({"error": error} if error else {}))
+        self.log.info(f"unit.{new.value}", pid=self.pid, **({"error": error} if error else {}), **fields)
         self._on_change(self)
 
     # -- commands
@@ -143,8 +143,7 @@ class Unit:
                 return
             self.restarts += 1
             if delay > 0:
-                self.set_state(S.BACKOFF)
-                self.log.info("unit.backoff", delay=delay)
+                self.set_state(S.BACKOFF, delay=delay)
                 if await self._race(self.clock.sleep(delay)) == "stop":
                     break
         self.set_state(S.STOPPED)
@@ -233,13 +232,15 @@ class Unit:
     async def _readiness(self) -> None:
         if self.spec.probes:
             await self._until_healthy()
+        if self._sends_ready is False and self.spec.probes:
+            return  # it never sent READY=1 before: judged by its listeners alone
         if self.spec.notify or not self.spec.probes:
             grace = None if self._sends_ready else self.timing.notify_grace
             try:
                 async with asyncio.timeout(grace):
                     await self._notify_ready.wait()
             except TimeoutError:
-                pass  # judged by its listeners alone, or by staying up
+                self._sends_ready = False  # judged by its listeners alone, or by staying up
 
     async def _until_healthy(self) -> None:
         delay = 0.02
