@@ -17,7 +17,6 @@ import tempfile
 import time
 import urllib.request
 
-import psycopg2
 import yaml
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -29,14 +28,6 @@ import deployment as demo  # noqa: E402
 from helpers import free_ports  # noqa: E402
 
 DB = {"user": "synsup", "password": "synsup"}
-
-
-def admin(sql: str) -> None:
-    connection = psycopg2.connect(host="127.0.0.1", dbname="postgres", **DB)
-    connection.autocommit = True
-    with connection.cursor() as cursor:
-        cursor.execute(sql)
-    connection.close()
 
 
 def healthy(ports: list[int]) -> bool:
@@ -110,7 +101,7 @@ def main() -> None:
     root = tempfile.mkdtemp(prefix="vs", dir="/tmp")
     database = f"synsup_vs_{os.getpid()}"
     ports = dict(zip(["main", "replication", "persister1", "persister2", "generic1", "redis"], free_ports(6)))
-    admin(f"CREATE DATABASE {database} ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0")
+    demo.create_database(database, DB)
     try:
         config, workers = demo.write(os.path.join(root, "d"), sys.executable, {**DB, "database": database}, ports)
         state = os.path.join(root, "s")
@@ -120,7 +111,7 @@ def main() -> None:
         http = [ports[n] for n in ("main", "replication", "persister1", "persister2", "generic1")]
         synctl = [time_synctl(copy, copy_workers, ports["redis"], http) for _ in range(3)]
     finally:
-        admin(f"DROP DATABASE IF EXISTS {database}")
+        demo.drop_database(database, DB)
         shutil.rmtree(root, ignore_errors=True)
     print(f"synsup start, empty database (migrations):  {fresh:.2f} s to all ready (8 units)")
     print(f"synsup start, migrated database:           {', '.join(f'{t:.2f}' for t in migrated)} s")

@@ -112,6 +112,24 @@ def write(directory: str, python: str, database: dict, ports: dict | None = None
     return config, os.path.join(directory, "workers")
 
 
+def _admin(sql: str, role: dict) -> None:
+    import psycopg2  # from matrix-synapse[postgres]
+    connection = psycopg2.connect(host="127.0.0.1", dbname="postgres", **role)
+    connection.autocommit = True
+    with connection.cursor() as cursor:
+        cursor.execute(sql)
+    connection.close()
+
+
+def create_database(name: str, role: dict) -> None:
+    """A database as Synapse wants it (UTF8, C locale), owned by `role` ({user, password})."""
+    _admin(f"CREATE DATABASE {name} ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0", role)
+
+
+def drop_database(name: str, role: dict) -> None:
+    _admin(f"DROP DATABASE IF EXISTS {name}", role)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("directory")

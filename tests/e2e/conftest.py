@@ -37,15 +37,6 @@ def _missing() -> str | None:
     return None
 
 
-def _admin(sql: str) -> None:
-    import psycopg2
-    connection = psycopg2.connect(host="127.0.0.1", dbname="postgres", **DB)
-    connection.autocommit = True
-    with connection.cursor() as cursor:
-        cursor.execute(sql)
-    connection.close()
-
-
 class RealDeployment:
     def __init__(self, root: str) -> None:
         self.root = root
@@ -118,12 +109,12 @@ def real():
         pytest.skip(missing)
     root = tempfile.mkdtemp(prefix="se", dir="/tmp")
     d = RealDeployment(root)
-    _admin(f"CREATE DATABASE {d.database} ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0")
+    demo.create_database(d.database, DB)
     try:
         yield d
     finally:
         d.synsup("stop")
         for proc in d.leftovers():
             proc.kill()
-        _admin(f"DROP DATABASE IF EXISTS {d.database}")
+        demo.drop_database(d.database, DB)
         shutil.rmtree(root, ignore_errors=True)
