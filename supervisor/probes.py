@@ -43,13 +43,24 @@ async def _plain(probe: Probe, request: bytes, lines: int) -> bytes:
         await loop.sock_sendall(sock, request)
         data = b""
         while data.count(b"\n") < lines:
-            chunk = await loop.sock_recv(sock, 4096)
+            await _readable(loop, sock.fileno())
+            chunk = sock.recv(4096)
             if not chunk:
                 break
             data += chunk
         return data
     finally:
         sock.close()
+
+
+async def _readable(loop: asyncio.AbstractEventLoop, fd: int) -> None:
+    """Wait for the reply before reading (saves the EAGAIN read that sock_recv makes first)."""
+    ready = loop.create_future()
+    loop.add_reader(fd, lambda: ready.done() or ready.set_result(None))
+    try:
+        await ready
+    finally:
+        loop.remove_reader(fd)
 
 
 async def _over_tls(probe: Probe, request: bytes, lines: int) -> bytes:
