@@ -13,7 +13,7 @@ from .clock import Clock
 from .notify import NotifySocket
 from .output import UnitOutput
 from .policy import RestartPolicy
-from .probes import check_all
+from .probes import Prober
 from .process import Child, ExitStatus, Spawner, stop_child
 from .spec import UnitSpec
 from .state import UnitState, check_transition
@@ -57,6 +57,7 @@ class Unit:
         self._notify_ready = asyncio.Event()
         self._sends_ready: bool | None = None  # learned: does this unit send READY=1?
         self._notify: NotifySocket | None = None
+        self._prober = Prober(())
         self.log = structlog.get_logger().bind(unit=spec.name)
 
     # -- the one place state changes
@@ -156,8 +157,13 @@ class Unit:
         """One process from spawn to exit; seconds it was ready, or None if it never was."""
         self._notify_ready.clear()
         self.set_state(S.STARTING)
-        if self.spec.argv is None:
-            return await self._watch_external()
+        self._prober = Prober(self.spec.probes)
+        try:
+            return await (self._watch_external() if self.spec.argv is None else self._spawn_and_supervise())
+        finally:
+            self._prober.close()
+
+    async def _spawn_and_supervise(self) -> float | None:
         try:
             child = await self.spawner.spawn(self.spec, self._environment(), self.output)
         except OSError as e:
@@ -244,7 +250,7 @@ class Unit:
 
     async def _until_healthy(self) -> None:
         delay = 0.02
-        while (why := await check_all(self.spec.probes, self.timing.probe_timeout)) is not None:
+        while (why := await self._prober.check_all(self.timing.probe_timeout)) is not None:
             self.health = why
             await self.clock.sleep(delay)
             delay = min(delay * 2, 0.5)
@@ -257,7 +263,7 @@ class Unit:
         failures = 0
         while failures < self.timing.failure_threshold:
             await self.clock.sleep(self.timing.liveness_interval)
-            why = await check_all(self.spec.probes, self.timing.probe_timeout)
+            why = await self._prober.check_all(self.timing.probe_timeout)
             failures = failures + 1 if why else 0
             self.health = f"failing {failures}/{self.timing.failure_threshold}: {why}" if why else "ok"
         self.error = f"unhealthy: {self.health}"

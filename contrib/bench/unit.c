@@ -3,6 +3,7 @@
  * UNIT_PORT (answering every request with HTTP 200) if set, sends READY=1 to
  * $NOTIFY_SOCKET, then idles until signalled. Built by bench.py with the system's cc. */
 #include <netinet/in.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,12 +51,27 @@ int main(void) {
         close(s);
     }
     if (srv < 0) for (;;) pause();
-    const char *reply = "HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nOK";
+    /* answer every request with 200, keeping connections open as an HTTP/1.1 server does */
+    const char *reply = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nOK";
+    struct pollfd fds[64] = {{.fd = srv, .events = POLLIN}};
+    int n = 1;
     for (;;) {
-        int c = accept(srv, NULL, NULL);
-        if (c < 0) continue;
-        char buf[1024];
-        if (recv(c, buf, sizeof buf, 0) > 0) send(c, reply, strlen(reply), 0);
-        close(c);
+        if (poll(fds, n, -1) < 0) continue;
+        for (int i = n - 1; i >= 0; i--) {
+            if (!(fds[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
+            if (fds[i].fd == srv) {
+                int c = accept(srv, NULL, NULL);
+                if (c >= 0 && n < 64) fds[n++] = (struct pollfd){.fd = c, .events = POLLIN};
+                else if (c >= 0) close(c);
+                continue;
+            }
+            char buf[1024];
+            if (recv(fds[i].fd, buf, sizeof buf, 0) > 0) {
+                send(fds[i].fd, reply, strlen(reply), MSG_NOSIGNAL);
+            } else {
+                close(fds[i].fd);
+                fds[i] = fds[--n];
+            }
+        }
     }
 }
