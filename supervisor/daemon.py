@@ -11,8 +11,8 @@ from typing import Any, Callable
 
 import structlog
 
-from .actions import Action
 from . import systemd
+from .actions import Action
 from .control import ControlServer, Send
 from .engine import Supervisor
 from .notify import SystemdNotifier
@@ -22,6 +22,7 @@ from .state import UnitState
 from .statedir import StateDir, process_record
 from .status import daemon_status, unit_status
 from .unit import Timing, Unit
+
 
 def _raise_fd_limit() -> None:
     """Each unit holds a pipe, a notify socket and a pidfd: lift the soft limit to the hard one."""
@@ -34,15 +35,12 @@ class Daemon:
     def __init__(self, loaded: Loaded, state: StateDir, log_dir: str,
                  reloader: Callable[[], Loaded] | None = None,
                  planner: Callable[[Loaded, Loaded], list[Action]] | None = None,
-                 timing: Timing | None = None, notifier: SystemdNotifier | None = None,
-                 supervisor_factory: Callable[..., Supervisor] = Supervisor) -> None:
+                 timing: Timing | None = None, notifier: SystemdNotifier | None = None) -> None:
         self.state, self.log_dir = state, log_dir
         self.current = loaded
-        self.specs = loaded.specs
         self.reloads = Reloads(self, reloader, planner)
         self.timing = timing
         self.notifier = notifier or SystemdNotifier(None)
-        self.supervisor_factory = supervisor_factory
         self.supervisor: Supervisor | None = None
         self.config_generation = 1
         self.extra_status: dict[str, Any] = {"reload_error": None, "last_reload": None}
@@ -57,8 +55,8 @@ class Daemon:
         self.state.create()
         os.makedirs(self.log_dir, exist_ok=True)
         self.state.write_json(self.state.daemon_file, {**(process_record(os.getpid()) or {}), "log_dir": self.log_dir})
-        sup = self.supervisor = self.supervisor_factory(
-            self.specs, log_dir=self.log_dir, notify_dir=self.state.notify_dir, timing=self.timing)
+        sup = self.supervisor = Supervisor(
+            self.current.specs, log_dir=self.log_dir, notify_dir=self.state.notify_dir, timing=self.timing)
         sup.add_listener(self._unit_changed)
         server = ControlServer(self.state.socket, self.handle)
         await server.start()
@@ -203,7 +201,3 @@ class Daemon:
 
     async def _cmd_reload(self, request: dict[str, Any], send: Send) -> None:
         await send(await self.reloads.request_and_wait())
-
-    def failed_units(self) -> list[Unit]:
-        assert self.supervisor is not None
-        return [u for u in self.supervisor.units.values() if u.state is UnitState.FAILED]

@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING, Any, Callable
 import structlog
 
 from .actions import Action
-from .reload import apply_actions, config_changes
+from .executor import apply_actions
+from .watch import config_changes
 from .source import Loaded
 
 if TYPE_CHECKING:

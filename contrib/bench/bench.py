@@ -235,9 +235,9 @@ def main() -> None:
     print(f"\n{'measure':<50} {'synsup':>10} {'supervisord':>12} {'ratio':>7}  target")
     for label, value, target in rows:
         other = theirs.get(label)
-        ratio = f"{value / other:7.2f}" if other else "      -"
-        print(f"{label:<50} {value:10.2f} {other if other is not None else '-':>12} {ratio}  {target}"
-              .replace(f"{other} ", f"{other:.2f} " if isinstance(other, float) else f"{other} "))
+        theirs_text = f"{other:12.2f}" if other is not None else f"{'-':>12}"
+        ratio = f"{value / other:7.2f}" if other else f"{'-':>7}"
+        print(f"{label:<50} {value:10.2f} {theirs_text} {ratio}  {target}")
 
 
 def supervisord_figures(crashes: int, idle: float) -> dict[str, float]:
