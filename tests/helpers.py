@@ -16,15 +16,20 @@ REPO = os.path.dirname(HERE)
 
 
 def free_ports(n: int) -> list[int]:
-    sockets, ports = [], []
-    for _ in range(n):
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        sockets.append(s)
-        ports.append(s.getsockname()[1])
-    for s in sockets:
-        s.close()
-    return ports
+    """Ports that bind now, below the kernel's ephemeral range (32768+), so that no outgoing
+    connection (a probe's, a client's) takes one of them between now and the server's bind."""
+    import random
+    ports: list[int] = []
+    for port in random.sample(range(20000, 32000), 12000):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        ports.append(port)
+        if len(ports) == n:
+            return ports
+    raise RuntimeError(f"no {n} free ports in 20000-32000")
 
 
 def wait_for(condition: Callable[[], Any], timeout: float = 20.0, what: str = "condition") -> Any:

@@ -26,12 +26,15 @@ import psutil
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(os.path.dirname(HERE)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(HERE)), "tests"))
 
 from supervisor.engine import Supervisor  # noqa: E402
 from supervisor.logs import configure  # noqa: E402
 from supervisor.policy import RestartPolicy  # noqa: E402
 from supervisor.spec import HttpProbe, UnitSpec  # noqa: E402
 from supervisor.state import UnitState  # noqa: E402
+
+from helpers import free_ports  # noqa: E402
 
 UNIT_PY = os.path.join(HERE, "unit.py")
 
@@ -149,19 +152,6 @@ async def bench_spawn(total: int) -> float:
         return max(t for times in rec.spawned.values() for t, _ in times) - began
 
     return await with_supervisor([unit_spec(f"u{i}") for i in range(total)], work)
-
-
-def free_ports(n: int) -> list[int]:
-    import socket
-    sockets = []
-    for _ in range(n):
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        sockets.append(s)
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
 
 
 def idle_usage(pid: int, seconds: float) -> tuple[float, float]:
