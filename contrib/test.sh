@@ -4,18 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-need=()
-command -v redis-server >/dev/null || need+=(redis-server)
-command -v pg_ctlcluster >/dev/null || need+=(postgresql)
-command -v systemd-analyze >/dev/null || need+=(systemd)
-if [ ${#need[@]} -gt 0 ]; then
-    if [ "$(id -u)" = 0 ]; then
-        apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-    else
-        echo "missing ${need[*]}: install them (apt-get install ${need[*]}) or run as root" >&2
-    fi
-fi
+bash contrib/debian-packages.sh || echo "continuing: the tests that need those parts skip"
 
 if [ ! -x .venv/bin/python ]; then
     python3 -m venv .venv

@@ -9,13 +9,7 @@ run=${SYNSUP_DEMO_DIR:-$here/run}
 mkdir -p "$run"
 
 echo "== packages"
-need=()
-command -v redis-server >/dev/null || need+=(redis-server)
-command -v pg_ctlcluster >/dev/null || need+=(postgresql)
-if [ ${#need[@]} -gt 0 ]; then
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-fi
+bash "$repo/contrib/debian-packages.sh"
 # Debian starts a redis-server of its own where it can; the demo runs Redis under synsup.
 if pgrep -x redis-server >/dev/null && ! [ -S "$run/state/synsup.sock" ]; then
     service redis-server stop >/dev/null 2>&1 || true
