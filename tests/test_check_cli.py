@@ -79,6 +79,12 @@ def test_missing_and_empty_worker_dir(tmp_path):
     assert_one_line_error(synsup("check", "-c", config, "-a", str(tmp_path / "empty")), "holds no *.yaml worker file")
 
 
+def test_worker_dir_with_only_the_main_file(tmp_path):
+    config, workers_dir = write_deployment(str(tmp_path), modern_deployment()[0], {})
+    (tmp_path / "workers" / "main.yaml").write_text("worker_app: synapse.app.homeserver\n")
+    assert_one_line_error(synsup("check", "-c", config, "-a", workers_dir), "holds only the main process")
+
+
 @pytest.mark.skipif(os.getuid() == 0, reason="root reads every file")
 def test_unreadable_file(tmp_path):
     path = tmp_path / "homeserver.yaml"

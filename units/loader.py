@@ -161,6 +161,9 @@ def load_deployment(config_paths: list[str], workers_dir: str | None, python: st
     shared = LayeredConfig(tuple(layers))
     mains = [d for d in docs if d.get("worker_app") == HOMESERVER_APP]
     worker_docs = [d for d in docs if d.get("worker_app") != HOMESERVER_APP]
+    if mains and not worker_docs:
+        findings.append(error(Where(workers_dir or ""), "the worker directory holds only the main process; "
+                              "add the worker files, or leave out -a to run main alone"))
     main = _main_process(shared, mains[0] if mains else None, findings)
     workers = tuple(p for d in worker_docs if (p := _worker_process(shared, d, findings)))
     deployment = Deployment(
