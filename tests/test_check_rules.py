@@ -86,6 +86,8 @@ ERROR_CASES = [
     ("7-no-redis", _set(("shared", "redis"), {"enabled": False}), "homeserver.yaml", "workers need Redis"),
     ("7-sqlite", _set(("shared", "database"), {"name": "sqlite3", "args": {"database": "h.db"}}),
      "homeserver.yaml", "workers need PostgreSQL"),
+    ("7-redis-password-file", _set(("shared", "redis", "password_path"), "/nonexistent/redis.pw"),
+     "homeserver.yaml", "redis.password_path names '/nonexistent/redis.pw', which does not exist"),
     ("8-sender-no-process", _set(("shared", "federation_sender_instances"), ["sender9"]), "homeserver.yaml",
      "`federation_sender_instances` names 'sender9'"),
     ("8-pusher-no-process", _set(("shared", "pusher_instances"), ["pusher9"]), "homeserver.yaml",

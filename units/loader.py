@@ -125,7 +125,7 @@ def parse_redis(shared: LayeredConfig) -> Redis | None:
             with open(str(password_path), encoding="utf-8") as f:
                 password = f.read().strip()
         except OSError:
-            password = None  # reported by the redis rule
+            password = None  # reported by the redis_password_file rule
     return Redis(
         host=str(section.get("host", "localhost")),
         port=int(section.get("port", 6379)) if isinstance(section.get("port", 6379), int) else 6379,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any, Iterator
 
 from .model import WILDCARDS, Deployment, Finding, Listener, Process, error
@@ -138,4 +139,12 @@ def redis_and_database(d: Deployment) -> Iterator[Finding]:
                     "set `database: {name: psycopg2, args: ...}`")
 
 
-RULES = (stream_writers, instance_map_entries, main_endpoint, redis_and_database)
+def redis_password_file(d: Deployment) -> Iterator[Finding]:
+    section = d.shared.get("redis")
+    path = section.get("password_path") if isinstance(section, dict) else None
+    if path is not None and not os.path.isfile(str(path)):
+        yield error(where(section, "password_path"), f"redis.password_path names {path!r}, which does not "
+                    "exist; create it or fix the path")
+
+
+RULES = (stream_writers, instance_map_entries, main_endpoint, redis_and_database, redis_password_file)
