@@ -4,9 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-VERBS = ("stop", "start", "restart", "signal")
-
-
 @dataclass(frozen=True)
 class Action:
     """stop: these units together, wait until all exited; start: these together (new

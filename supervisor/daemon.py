@@ -105,9 +105,6 @@ class Daemon:
             loop.add_signal_handler(sig, self._stop.set)
         loop.add_signal_handler(signal.SIGHUP, self.reloads.request)
 
-    def request_stop(self) -> None:
-        self._stop.set()
-
     async def _announce(self) -> None:
         sup = self.supervisor
         assert sup is not None

@@ -9,6 +9,7 @@ import asyncio
 import os
 import socket
 import ssl
+from typing import Awaitable
 
 from .spec import HttpProbe, Probe, RedisProbe
 
@@ -92,12 +93,16 @@ def _text(line: bytes) -> str:
     return line.decode(errors="replace").strip()
 
 
-async def _http(probe: HttpProbe) -> None:
-    request = f"GET {probe.url_path} HTTP/1.0\r\nHost: {probe.host or 'localhost'}\r\n\r\n".encode()
-    (status,) = await exchange(probe, request, 1)
+def _expect_200(probe: HttpProbe, status: bytes) -> None:
     parts = status.split()
     if len(parts) < 2 or parts[1] != b"200":
         raise ProbeFailed(f"{probe.describe()} answered {_text(status)!r}")
+
+
+async def _http(probe: HttpProbe) -> None:
+    request = f"GET {probe.url_path} HTTP/1.0\r\nHost: {probe.host or 'localhost'}\r\n\r\n".encode()
+    (status,) = await exchange(probe, request, 1)
+    _expect_200(probe, status)
 
 
 async def _redis(probe: RedisProbe) -> None:
@@ -110,10 +115,15 @@ async def _redis(probe: RedisProbe) -> None:
 
 
 async def check(probe: Probe, timeout: float) -> str | None:
-    """None when healthy, else why not."""
+    """None when healthy, else why not (a new connection each time)."""
+    return await _verdict(probe, timeout, _http(probe) if isinstance(probe, HttpProbe) else _redis(probe))
+
+
+async def _verdict(probe: Probe, timeout: float, work: Awaitable[None]) -> str | None:
+    """Run a probe's work under its timeout: None when healthy, else one line saying why not."""
     try:
         async with asyncio.timeout(timeout):
-            await (_http(probe) if isinstance(probe, HttpProbe) else _redis(probe))
+            await work
     except ProbeFailed as e:
         return str(e)
     except TimeoutError:
@@ -180,21 +190,12 @@ class Prober:
     async def _check(self, probe: Probe, timeout: float) -> str | None:
         if not isinstance(probe, HttpProbe) or probe.tls:
             return await check(probe, timeout)
-        try:
-            async with asyncio.timeout(timeout):
-                status = await self._http(probe)
-        except ProbeFailed as e:
-            return str(e)
-        except TimeoutError:
-            return f"{probe.describe()} did not answer within {timeout:g}s"
-        except (OSError, ValueError) as e:
-            return f"{probe.describe()}: {os.strerror(e.errno) if isinstance(e, OSError) and e.errno else e}"
-        parts = status.split()
-        if len(parts) < 2 or parts[1] != b"200":
-            return f"{probe.describe()} answered {_text(status)!r}"
-        return None
+        return await _verdict(probe, timeout, self._http(probe))
 
-    async def _http(self, probe: HttpProbe) -> bytes:
+    async def _http(self, probe: HttpProbe) -> None:
+        _expect_200(probe, await self._status(probe))
+
+    async def _status(self, probe: HttpProbe) -> bytes:
         sock = self._kept.pop(probe, None)
         if sock is not None:
             try:
@@ -225,11 +226,3 @@ class Prober:
         for sock in self._kept.values():
             sock.close()
         self._kept.clear()
-
-
-async def check_all(probes: tuple[Probe, ...], timeout: float) -> str | None:
-    if len(probes) <= 1:
-        return await check(probes[0], timeout) if probes else None
-    results = await asyncio.gather(*(check(p, timeout) for p in probes))
-    failures = [r for r in results if r]
-    return "; ".join(failures) if failures else None

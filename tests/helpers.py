@@ -115,7 +115,6 @@ class Deployment:
     """A fake-Synapse deployment on free ports, driven through the synsup CLI."""
 
     def __init__(self, root: str, state_dir: str) -> None:
-        import json as _json  # noqa: F401 - keeps module import light for rule tests
         self.root, self.state_dir = root, state_dir
         self.control = os.path.join(root, "control")
         os.makedirs(self.control, exist_ok=True)

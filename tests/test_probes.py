@@ -6,7 +6,7 @@ import asyncio
 import os
 
 from helpers import free_ports
-from supervisor.probes import check, check_all
+from supervisor.probes import Prober, check
 from supervisor.spec import HttpProbe, RedisProbe
 
 
@@ -77,13 +77,11 @@ def test_redis_auth_and_ping():
 def test_check_all_joins_failures():
     (port,) = free_ports(1)
     probes = (HttpProbe(host="127.0.0.1", port=port), HttpProbe(host="127.0.0.1", port=port, url_path="/x"))
-    why = asyncio.run(check_all(probes, 1.0))
+    why = asyncio.run(Prober(probes).check_all(1.0))
     assert why.count("refused") == 2 and "; " in why
 
 
 def test_prober_keeps_the_connection_alive_and_recovers_when_it_is_closed():
-    from supervisor.probes import Prober
-
     async def main():
         connections = []
 
