@@ -117,7 +117,7 @@ class Daemon:
     def status_line(self) -> str:
         units = list(self.supervisor.units.values()) if self.supervisor else []
         ready = sum(u.state is UnitState.READY for u in units)
-        others = [f"{u.spec.name} {u.state.value}" for u in units
+        others = [f"{u.spec.name} in {u.state.value}" for u in units
                   if u.state not in (UnitState.READY, UnitState.WAITING)]
         main = self.supervisor.units.get("main") if self.supervisor else None
         line = f"{ready}/{len(units)} ready"
