@@ -191,3 +191,33 @@ def test_logs_follow(deployment):
         follow.kill()
         follow.wait()
         follow.stdout.close()
+
+
+def test_start_on_a_tty_shows_a_live_progress_line(deployment):
+    import pty
+
+    from helpers import REPO
+    controller, terminal = pty.openpty()
+    try:
+        done = subprocess.run([sys.executable, "-m", "units.app", "start", "--state-dir", deployment.state_dir,
+                               "-c", deployment.config, "-a", deployment.workers_dir],
+                              stdout=terminal, stderr=subprocess.DEVNULL, env=deployment.env(), cwd=REPO, timeout=120)
+        os.close(terminal)
+        terminal = -1
+        output = b""
+        while True:
+            try:
+                chunk = os.read(controller, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            output += chunk
+    finally:
+        os.close(controller)
+        if terminal >= 0:
+            os.close(terminal)
+    text = output.decode(errors="replace")
+    assert done.returncode == 0
+    assert "ready]" in text and "\r" in text, "a progress line rewritten in place"
+    assert "all 7 units ready" in text
