@@ -47,6 +47,7 @@ class Daemon:
         self._stop = asyncio.Event()
         self._stopped = asyncio.Event()
         self._records_dirty = False
+        self._records: dict[str, dict[str, Any]] = {}
         self.log = structlog.get_logger()
 
     # -- lifecycle
@@ -127,7 +128,8 @@ class Daemon:
 
     # -- records of our processes, so a later daemon can tell if they still run
     def _unit_changed(self, unit: Unit) -> None:
-        self.notifier.send(STATUS=self.status_line())
+        if self.notifier.address:
+            self.notifier.send(STATUS=self.status_line())
         if not self._records_dirty:
             self._records_dirty = True
             asyncio.get_running_loop().call_soon(self._write_records)
@@ -139,10 +141,11 @@ class Daemon:
         records = {}
         for name, unit in self.supervisor.units.items():
             if unit.pid and unit.spec.argv:
-                records[name] = {"pid": unit.pid, "create_time": None, "cmdline": list(unit.spec.argv)}
-                live = process_record(unit.pid)
-                if live:
-                    records[name]["create_time"] = live["create_time"]
+                kept = self._records.get(name)
+                records[name] = kept if kept and kept["pid"] == unit.pid else {
+                    "pid": unit.pid, "cmdline": list(unit.spec.argv),
+                    "create_time": (process_record(unit.pid) or {}).get("create_time")}
+        self._records = records  # only a new pid costs a look-up of its start time
         self.state.write_json(self.state.units_file, records)
 
     # -- requests
