@@ -9,8 +9,15 @@ bash contrib/debian-packages.sh || echo "continuing: the tests that need those p
 if [ ! -x .venv/bin/python ]; then
     python3 -m venv .venv
 fi
-# synsup with its test extra, and real Synapse for tests/e2e (run with --python .venv/bin/python)
-.venv/bin/pip install -q --disable-pip-version-check -e '.[test]' 'matrix-synapse[postgres,redis]'
+# synsup with its test and dev extras, and real Synapse for tests/e2e (run with --python
+# .venv/bin/python). Strict editable mode: the import names are links into this checkout that
+# type checkers follow (no import hook); a module added later needs this line again.
+.venv/bin/pip install -q --disable-pip-version-check --config-settings editable_mode=strict \
+    -e '.[test,dev]' 'matrix-synapse[postgres,redis]'
+
+# code health first: lint and import order, then types (config in pyproject.toml)
+.venv/bin/ruff check .
+.venv/bin/mypy
 
 # PostgreSQL for tests/e2e: a running cluster and a role that may create databases
 if [ "$(id -u)" = 0 ]; then

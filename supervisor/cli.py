@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import __version__, commands, starting
+from .. import __version__
+from . import commands, starting
 from .control import ControlError
 from .source import Source
 from .statedir import StateDirError
@@ -21,10 +22,6 @@ COMMANDS = {
     "logs": "show a unit's captured output",
 }
 CONFIG_COMMANDS = ("check", "start", "run")
-
-
-class UsageError(Exception):
-    pass
 
 
 def _state_options(parser: argparse.ArgumentParser) -> None:
@@ -84,10 +81,10 @@ def main(source: Source, argv: list[str] | None = None) -> int:
         return 2
     try:
         return dispatch(args, source, argv)
-    except (ControlError, StateDirError, UsageError) as e:
+    except (ControlError, StateDirError) as e:
         print(f"synsup: error: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
-    except BrokenPipeError:
+    except BrokenPipeError:  # our stdout closed early (`synsup status | head`): not an error
         return 0

@@ -36,7 +36,7 @@ def check(loaded: Loaded, as_json: bool) -> int:
     for note in loaded.notes:
         print(f"note: {note}", file=sys.stderr)
     if loaded.errors:
-        print_findings(loaded.errors + loaded.warnings)
+        print_findings([*loaded.errors, *loaded.warnings])
         print(f"{len(loaded.errors)} error(s): nothing would start", file=sys.stderr)
         return 1
     print_plan(loaded.specs)
@@ -129,7 +129,7 @@ def log_path(state: StateDir, unit: str) -> str:
 def logs(args: argparse.Namespace) -> int:
     path = log_path(state_of(args), args.unit)
     try:
-        f = open(path, "rb")  # noqa: SIM115 - followed below
+        f = open(path, "rb")
     except FileNotFoundError:
         print(f"synsup: error: no log for unit {args.unit!r} ({path})", file=sys.stderr)
         return 1

@@ -7,7 +7,8 @@ import os
 import resource
 import signal
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import structlog
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
-from typing import Callable
+from collections.abc import Callable
 
 
 def parse(datagram: bytes) -> dict[str, str]:
@@ -59,7 +59,7 @@ class SystemdNotifier:
             self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
 
     @classmethod
-    def from_environment(cls) -> "SystemdNotifier":
+    def from_environment(cls) -> SystemdNotifier:
         return cls(os.environ.get("NOTIFY_SOCKET"))
 
     def send(self, **fields: object) -> None:

@@ -21,7 +21,7 @@ class UnitOutput:
 
     def _open(self):
         if self._file is None:
-            self._file = open(self.path, "ab", buffering=0)  # noqa: SIM115 - kept open across lines
+            self._file = open(self.path, "ab", buffering=0)
         return self._file
 
     def write(self, data: bytes) -> None:

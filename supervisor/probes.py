@@ -1,7 +1,8 @@
 """Health probes: one request, the first reply lines, over a bare non-blocking socket.
 
-Cheap enough to run every 10 s on hundreds of units: no streams, no HTTP client, no DNS
-for numeric hosts (asyncio resolves IP literals without a thread)."""
+Cheap enough to run every 10 s on hundreds of units: no streams, no HTTP client library, no
+DNS for numeric hosts (asyncio resolves IP literals without a thread), and plain HTTP
+connections kept alive between checks."""
 
 from __future__ import annotations
 
@@ -9,13 +10,17 @@ import asyncio
 import os
 import socket
 import ssl
-from typing import Awaitable
+from collections.abc import Awaitable
 
 from .spec import HttpProbe, Probe, RedisProbe
 
 
 class ProbeFailed(Exception):
     pass
+
+
+class _Stale(Exception):
+    """A kept-alive connection the peer had closed: try again on a fresh one."""
 
 
 _TLS: ssl.SSLContext | None = None
@@ -30,56 +35,94 @@ def _tls() -> ssl.SSLContext:
     return _TLS
 
 
-async def _plain(probe: Probe, request: bytes, lines: int) -> bytes:
-    """A bare non-blocking socket: about 60 % of the CPU of asyncio's transports per probe."""
-    loop = asyncio.get_running_loop()
-    if probe.path:
-        family, address = socket.AF_UNIX, probe.path
-    else:
-        family = socket.AF_INET6 if ":" in (probe.host or "") else socket.AF_INET
-        address = (probe.host, probe.port)
-    sock = socket.socket(family, socket.SOCK_STREAM | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC)
-    try:
-        await loop.sock_connect(sock, address)
-        await loop.sock_sendall(sock, request)
-        data = b""
-        while data.count(b"\n") < lines:
-            await _readable(loop, sock.fileno())
-            chunk = sock.recv(4096)
-            if not chunk:
-                break
-            data += chunk
-        return data
-    finally:
-        sock.close()
+class _Connection:
+    """One socket to a probe's address: a bare non-blocking socket (about 60 % of the CPU of
+    asyncio's transports per probe), or asyncio streams when the probe speaks TLS."""
+
+    def __init__(self, sock: socket.socket | None = None,
+                 streams: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None) -> None:
+        self.sock, self.streams = sock, streams
+
+    @classmethod
+    async def open(cls, probe: Probe) -> _Connection:
+        if probe.tls:
+            if probe.path:
+                streams = await asyncio.open_unix_connection(probe.path, ssl=_tls(), server_hostname="localhost")
+            else:
+                streams = await asyncio.open_connection(probe.host, probe.port, ssl=_tls())
+            return cls(streams=streams)
+        loop = asyncio.get_running_loop()
+        family = socket.AF_UNIX if probe.path else (socket.AF_INET6 if ":" in (probe.host or "") else socket.AF_INET)
+        sock = socket.socket(family, socket.SOCK_STREAM | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC)
+        try:
+            await loop.sock_connect(sock, probe.path or (probe.host, probe.port))
+        except BaseException:
+            sock.close()
+            raise
+        return cls(sock=sock)
+
+    async def send(self, data: bytes) -> None:
+        if self.streams is not None:
+            self.streams[1].write(data)
+            await self.streams[1].drain()
+        else:
+            assert self.sock is not None
+            await asyncio.get_running_loop().sock_sendall(self.sock, data)
+
+    async def recv(self) -> bytes:
+        """The next bytes the peer sends; b"" when it closed."""
+        if self.streams is not None:
+            return await self.streams[0].read(4096)
+        assert self.sock is not None
+        await _readable(self.sock.fileno())
+        return self.sock.recv(4096)
+
+    def close(self) -> None:
+        if self.streams is not None:
+            self.streams[1].close()
+        elif self.sock is not None:
+            self.sock.close()
 
 
-async def _readable(loop: asyncio.AbstractEventLoop, fd: int) -> None:
+async def _readable(fd: int) -> None:
     """Wait for the reply before reading (saves the EAGAIN read that sock_recv makes first)."""
+    loop = asyncio.get_running_loop()
     ready = loop.create_future()
-    loop.add_reader(fd, lambda: ready.done() or ready.set_result(None))
+
+    def wake() -> None:
+        if not ready.done():
+            ready.set_result(None)
+
+    loop.add_reader(fd, wake)
     try:
         await ready
     finally:
         loop.remove_reader(fd)
 
 
-async def _over_tls(probe: Probe, request: bytes, lines: int) -> bytes:
-    if probe.path:
-        reader, writer = await asyncio.open_unix_connection(probe.path, ssl=_tls(), server_hostname="localhost")
-    else:
-        reader, writer = await asyncio.open_connection(probe.host, probe.port, ssl=_tls())
-    try:
-        writer.write(request)
-        return b"".join([await reader.readline() for _ in range(lines)])
-    finally:
-        writer.close()
+def _text(line: bytes) -> str:
+    return line.decode(errors="replace").strip()
 
 
-async def exchange(probe: Probe, request: bytes, lines: int) -> list[bytes]:
-    """Send `request`; the first `lines` reply lines (fewer if the peer closes early)."""
-    data = await (_over_tls if probe.tls else _plain)(probe, request, lines)
-    return (data.split(b"\n") + [b""] * lines)[:lines]
+async def _http_on(conn: _Connection, probe: HttpProbe) -> tuple[bytes, bool]:
+    """One HTTP/1.1 request on an open connection: (status line, whether to keep it open)."""
+    await conn.send(f"GET {probe.url_path} HTTP/1.1\r\nHost: {probe.host or 'localhost'}\r\n\r\n".encode())
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = await conn.recv()
+        if not chunk:
+            raise _Stale() if not data else ProbeFailed(f"{probe.describe()} closed mid-reply")
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(b":") for line in lines[1:])}
+    length = headers.get(b"content-length", b"")
+    keep = lines[0].startswith(b"HTTP/1.1") and headers.get(b"connection", b"").lower() != b"close" \
+        and length.isdigit() and len(body) == int(length)
+    parts = lines[0].split()
+    if len(parts) < 2 or parts[1] != b"200":
+        raise ProbeFailed(f"{probe.describe()} answered {_text(lines[0])!r}")
+    return lines[0], keep
 
 
 def _command(*words: str) -> bytes:
@@ -89,34 +132,25 @@ def _command(*words: str) -> bytes:
     return "".join(out).encode()
 
 
-def _text(line: bytes) -> str:
-    return line.decode(errors="replace").strip()
-
-
-def _expect_200(probe: HttpProbe, status: bytes) -> None:
-    parts = status.split()
-    if len(parts) < 2 or parts[1] != b"200":
-        raise ProbeFailed(f"{probe.describe()} answered {_text(status)!r}")
-
-
-async def _http(probe: HttpProbe) -> None:
-    request = f"GET {probe.url_path} HTTP/1.0\r\nHost: {probe.host or 'localhost'}\r\n\r\n".encode()
-    (status,) = await exchange(probe, request, 1)
-    _expect_200(probe, status)
-
-
 async def _redis(probe: RedisProbe) -> None:
     auth = _command("AUTH", probe.password) if probe.password else b""
-    replies = await exchange(probe, auth + _command("PING"), 2 if auth else 1)
+    lines = 2 if auth else 1
+    conn = await _Connection.open(probe)
+    try:
+        await conn.send(auth + _command("PING"))
+        data = b""
+        while data.count(b"\n") < lines:
+            chunk = await conn.recv()
+            if not chunk:
+                break
+            data += chunk
+    finally:
+        conn.close()
+    replies = (data.split(b"\n") + [b""] * lines)[:lines]
     if auth and not replies[0].startswith(b"+OK"):
         raise ProbeFailed(f"{probe.describe()} refused AUTH: {_text(replies[0])}")
     if not replies[-1].startswith(b"+PONG"):
         raise ProbeFailed(f"{probe.describe()} answered PING with {_text(replies[-1])!r}")
-
-
-async def check(probe: Probe, timeout: float) -> str | None:
-    """None when healthy, else why not (a new connection each time)."""
-    return await _verdict(probe, timeout, _http(probe) if isinstance(probe, HttpProbe) else _redis(probe))
 
 
 async def _verdict(probe: Probe, timeout: float, work: Awaitable[None]) -> str | None:
@@ -134,51 +168,14 @@ async def _verdict(probe: Probe, timeout: float, work: Awaitable[None]) -> str |
     return None
 
 
-class _Stale(Exception):
-    """A kept-alive connection the peer had closed: try again on a fresh one."""
-
-
-async def _http_on(sock: socket.socket, probe: HttpProbe) -> tuple[bytes, bool]:
-    """One HTTP/1.1 request on an open socket: (status line, whether to keep the socket)."""
-    loop = asyncio.get_running_loop()
-    request = f"GET {probe.url_path} HTTP/1.1\r\nHost: {probe.host or 'localhost'}\r\n\r\n".encode()
-    await loop.sock_sendall(sock, request)
-    data = b""
-    while b"\r\n\r\n" not in data:
-        await _readable(loop, sock.fileno())
-        chunk = sock.recv(4096)
-        if not chunk:
-            raise _Stale() if not data else ProbeFailed(f"{probe.describe()} closed mid-reply")
-        data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
-    lines = head.split(b"\r\n")
-    headers = {k.strip().lower(): v.strip() for k, _, v in (l.partition(b":") for l in lines[1:])}
-    length = headers.get(b"content-length", b"")
-    keep = lines[0].startswith(b"HTTP/1.1") and headers.get(b"connection", b"").lower() != b"close" \
-        and length.isdigit() and len(body) == int(length)
-    return lines[0], keep
-
-
-async def _open(probe: Probe) -> socket.socket:
-    loop = asyncio.get_running_loop()
-    family = socket.AF_UNIX if probe.path else (socket.AF_INET6 if ":" in (probe.host or "") else socket.AF_INET)
-    sock = socket.socket(family, socket.SOCK_STREAM | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC)
-    try:
-        await loop.sock_connect(sock, probe.path or (probe.host, probe.port))
-    except BaseException:
-        sock.close()
-        raise
-    return sock
-
-
 class Prober:
-    """A unit's probes, keeping plain HTTP connections alive between checks (half the CPU of
-    a new TCP connection each time). A kept connection that turns out closed is retried
-    once on a fresh one; only a fresh connection's failure counts."""
+    """A unit's probes, keeping HTTP connections alive between checks (half the CPU of a new
+    TCP connection each time). A kept connection that turns out closed is retried once on a
+    fresh one; only a fresh connection's failure counts."""
 
     def __init__(self, probes: tuple[Probe, ...]) -> None:
         self.probes = probes
-        self._kept: dict[Probe, socket.socket] = {}
+        self._kept: dict[HttpProbe, _Connection] = {}
 
     async def check_all(self, timeout: float) -> str | None:
         if len(self.probes) == 1:
@@ -188,41 +185,42 @@ class Prober:
         return "; ".join(failures) if failures else None
 
     async def _check(self, probe: Probe, timeout: float) -> str | None:
-        if not isinstance(probe, HttpProbe) or probe.tls:
-            return await check(probe, timeout)
-        return await _verdict(probe, timeout, self._http(probe))
+        work = self._http(probe) if isinstance(probe, HttpProbe) else _redis(probe)
+        return await _verdict(probe, timeout, work)
 
     async def _http(self, probe: HttpProbe) -> None:
-        _expect_200(probe, await self._status(probe))
-
-    async def _status(self, probe: HttpProbe) -> bytes:
-        sock = self._kept.pop(probe, None)
-        if sock is not None:
+        conn = self._kept.pop(probe, None)
+        if conn is not None:
             try:
-                return self._keep(probe, sock, *await _http_on(sock, probe))
+                return await self._request(probe, conn)
             except (_Stale, OSError):
-                sock.close()
-            except BaseException:
-                sock.close()
-                raise
-        sock = await _open(probe)
+                pass  # closed by the peer since the last check: one more try on a new one
         try:
-            return self._keep(probe, sock, *await _http_on(sock, probe))
+            await self._request(probe, await _Connection.open(probe))
         except _Stale:
-            sock.close()
             raise ProbeFailed(f"{probe.describe()} closed the connection without answering") from None
-        except BaseException:
-            sock.close()
-            raise
 
-    def _keep(self, probe: HttpProbe, sock: socket.socket, status: bytes, keep: bool) -> bytes:
+    async def _request(self, probe: HttpProbe, conn: _Connection) -> None:
+        try:
+            _, keep = await _http_on(conn, probe)
+        except BaseException:
+            conn.close()
+            raise
         if keep:
-            self._kept[probe] = sock
+            self._kept[probe] = conn
         else:
-            sock.close()
-        return status
+            conn.close()
 
     def close(self) -> None:
-        for sock in self._kept.values():
-            sock.close()
+        for conn in self._kept.values():
+            conn.close()
         self._kept.clear()
+
+
+async def check(probe: Probe, timeout: float) -> str | None:
+    """One check on a new connection: None when healthy, else why not."""
+    prober = Prober((probe,))
+    try:
+        return await prober.check_all(timeout)
+    finally:
+        prober.close()

@@ -24,7 +24,7 @@ class ExitStatus:
     at: float
 
     @classmethod
-    def from_returncode(cls, returncode: int, at: float) -> "ExitStatus":
+    def from_returncode(cls, returncode: int, at: float) -> ExitStatus:
         if returncode < 0:
             return cls(None, signal.Signals(-returncode).name, at)
         return cls(returncode, None, at)

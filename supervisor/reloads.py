@@ -4,23 +4,25 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
 from .actions import Action
 from .executor import apply_actions
-from .watch import config_changes
 from .source import Loaded
+from .watch import config_changes
 
 if TYPE_CHECKING:
     from .daemon import Daemon
+    from .engine import Supervisor
 
 log = structlog.get_logger()
 
 
 class Reloads:
-    def __init__(self, daemon: "Daemon", reloader: Callable[[], Loaded] | None,
+    def __init__(self, daemon: Daemon, reloader: Callable[[], Loaded] | None,
                  planner: Callable[[Loaded, Loaded], list[Action]] | None) -> None:
         self.daemon = daemon
         self.reloader, self.planner = reloader, planner
@@ -57,16 +59,19 @@ class Reloads:
     async def _reload_once(self) -> dict[str, Any]:
         d = self.daemon
         d.notifier.send(RELOADING=1, MONOTONIC_USEC=int(time.monotonic() * 1e6), STATUS="reloading")
-        previous_state = d.supervisor.state
-        d.supervisor.state = "reloading"
+        sup = d.supervisor
+        assert sup is not None
+        previous_state = sup.state
+        sup.state = "reloading"
         try:
-            return await self._check_and_apply()
+            return await self._check_and_apply(sup)
         finally:
-            d.supervisor.state = previous_state if previous_state != "reloading" else "running"
+            sup.state = previous_state if previous_state != "reloading" else "running"
             d.notifier.send(READY=1, STATUS=d.status_line())
 
-    async def _check_and_apply(self) -> dict[str, Any]:
+    async def _check_and_apply(self, sup: Supervisor) -> dict[str, Any]:
         d = self.daemon
+        assert self.reloader is not None and self.planner is not None
         new = await asyncio.to_thread(self.reloader)
         if new.errors:
             errors = [f.format() for f in new.errors]
@@ -76,7 +81,7 @@ class Reloads:
         actions = self.planner(d.current, new)
         d.extra_status["reload_error"] = None
         log.info("reload.plan", actions=[a.describe() for a in actions] or ["no changes"])
-        await apply_actions(d.supervisor, actions, new.specs)
+        await apply_actions(sup, actions, new.specs)
         if set(new.watch_paths) != set(d.current.watch_paths):
             self._watch_restart.set()
         d.current = new

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -19,8 +20,8 @@ class Finding(Protocol):
 @dataclass
 class Loaded:
     specs: list[UnitSpec]
-    errors: list[Finding] = field(default_factory=list)
-    warnings: list[Finding] = field(default_factory=list)
+    errors: Sequence[Finding] = field(default_factory=list)
+    warnings: Sequence[Finding] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     watch_paths: list[str] = field(default_factory=list)
     model: Any = None  # what the source needs to plan a reload from this load

@@ -5,6 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 
+def address(path: str | None, host: object, port: object) -> str:
+    """Where a socket is, the way synsup prints it: `unix:PATH` or `HOST:PORT`."""
+    return f"unix:{path}" if path else f"{host}:{port}"
+
+
 @dataclass(frozen=True)
 class HttpProbe:
     """GET `url_path` over TCP (host, port) or a UNIX socket (path); healthy on 200."""
@@ -16,8 +21,7 @@ class HttpProbe:
     tls: bool = False
 
     def describe(self) -> str:
-        where = f"unix:{self.path}" if self.path else f"{self.host}:{self.port}"
-        return f"http://{where}{self.url_path}"
+        return f"http://{address(self.path, self.host, self.port)}{self.url_path}"
 
 
 @dataclass(frozen=True)
@@ -31,7 +35,7 @@ class RedisProbe:
     tls: bool = False
 
     def describe(self) -> str:
-        return f"redis://{'unix:' + self.path if self.path else f'{self.host}:{self.port}'}"
+        return f"redis://{address(self.path, self.host, self.port)}"
 
 
 Probe = HttpProbe | RedisProbe

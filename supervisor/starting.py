@@ -25,7 +25,7 @@ def start(args: argparse.Namespace, source: Source, argv: list[str]) -> int:
     loaded = source.load(args)
     for note in loaded.notes:
         print(f"note: {note}", file=sys.stderr)
-    print_findings(loaded.errors + loaded.warnings)
+    print_findings([*loaded.errors, *loaded.warnings])
     if loaded.errors:
         print(f"{len(loaded.errors)} error(s): nothing started", file=sys.stderr)
         return 1

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from typing import Callable
+from collections.abc import Callable, Mapping
 
 from .notify import SystemdNotifier
 
@@ -12,7 +12,7 @@ DEFAULT_TIMEOUT_START = 90.0  # systemd's DefaultTimeoutStartSec
 EXTENSION = 60.0
 
 
-def watchdog_interval(environ: dict[str, str] | None = None) -> float | None:
+def watchdog_interval(environ: Mapping[str, str] | None = None) -> float | None:
     """Half of $WATCHDOG_USEC, when the watchdog is meant for this process."""
     environ = os.environ if environ is None else environ
     try:
@@ -25,7 +25,7 @@ def watchdog_interval(environ: dict[str, str] | None = None) -> float | None:
     return usec / 2e6
 
 
-def start_timeout(environ: dict[str, str] | None = None) -> float:
+def start_timeout(environ: Mapping[str, str] | None = None) -> float:
     """systemd's TimeoutStartSec for this unit, as the unit file passes it on."""
     environ = os.environ if environ is None else environ
     try:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Awaitable, Callable
 
 import structlog
 
@@ -34,7 +34,7 @@ class Timing:
 class Unit:
     def __init__(self, spec: UnitSpec, *, clock: Clock, spawner: Spawner, output: UnitOutput,
                  notify_path: str | None, policy: RestartPolicy, timing: Timing,
-                 on_change: Callable[["Unit"], None]) -> None:
+                 on_change: Callable[[Unit], None]) -> None:
         self.spec = spec
         self.clock, self.spawner, self.output = clock, spawner, output
         self.policy, self.timing, self._on_change = policy, timing, on_change
@@ -167,7 +167,7 @@ class Unit:
         try:
             child = await self.spawner.spawn(self.spec, self._environment(), self.output)
         except OSError as e:
-            self.error = f"cannot start {self.spec.argv[0]}: {e.strerror or e}"
+            self.error = f"cannot start {(self.spec.argv or ('?',))[0]}: {e.strerror or e}"
             self.log.error("unit.spawn_failed", error=self.error)
             return None
         self.pid, self.started_at = child.pid, self.clock.time()
@@ -258,11 +258,13 @@ class Unit:
 
     async def _liveness(self) -> None:
         """Returns once the unit failed its probes `failure_threshold` times in a row."""
-        if not self.spec.probes or self.timing.liveness_interval is None:
+        interval = self.timing.liveness_interval
+        if not self.spec.probes or interval is None:
             await asyncio.Event().wait()
+            return
         failures = 0
         while failures < self.timing.failure_threshold:
-            await self.clock.sleep(self.timing.liveness_interval)
+            await self.clock.sleep(interval)
             why = await self._prober.check_all(self.timing.probe_timeout)
             failures = failures + 1 if why else 0
             self.health = f"failing {failures}/{self.timing.failure_threshold}: {why}" if why else "ok"

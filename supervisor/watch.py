@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import os
-from typing import AsyncIterator
+from collections.abc import AsyncIterator
 
 import watchfiles
 
 
 def watch_targets(paths: list[str]) -> tuple[set[str], set[str]]:
     """(files to watch, directories whose *.yaml files count) for the config paths."""
-    files, dirs = set(), set()
+    files: set[str] = set()
+    dirs: set[str] = set()
     for path in paths:
         (dirs if os.path.isdir(path) else files).add(os.path.abspath(path))
     return files, dirs

@@ -9,7 +9,7 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from helpers import Deployment  # noqa: E402
+from helpers import Deployment
 
 
 def _kill_tree_of_state(state_dir: str) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from supervisor.process import Child
+from synsup.supervisor.process import Child
 
 
 class FakeClock:

@@ -6,7 +6,8 @@ import copy
 import os
 import socket
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import yaml
 
@@ -133,7 +134,7 @@ class Deployment:
         import subprocess
         import sys
         extra = ["-c", self.config, "-a", self.workers_dir] if config else []
-        return subprocess.run([sys.executable, "-m", "units.app", *args, "--state-dir", self.state_dir, *extra],
+        return subprocess.run([sys.executable, "-m", "synsup", *args, "--state-dir", self.state_dir, *extra],
                               capture_output=True, text=True, env=self.env(), timeout=timeout, cwd=REPO)
 
     def start(self):

@@ -8,13 +8,12 @@ import subprocess
 import sys
 
 import pytest
-
 from helpers import FAKE_SYNAPSE, HERE, modern_deployment, write_deployment
 
 
 def synsup(*args, cwd=None, env_extra=None):
     env = {**os.environ, "PYTHONPATH": FAKE_SYNAPSE, **(env_extra or {})}
-    return subprocess.run([sys.executable, "-m", "units.app", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "synsup", *args], capture_output=True, text=True,
                           cwd=cwd, env=env, timeout=60)
 
 

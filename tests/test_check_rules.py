@@ -5,10 +5,10 @@ from __future__ import annotations
 import os
 
 import pytest
-
 from helpers import legacy_deployment, listener, modern_deployment, worker, write_deployment
-from units.check import check_deployment, run_rules
-from units.loader import load_deployment
+
+from synsup.units.check import check_deployment, run_rules
+from synsup.units.loader import load_deployment
 
 DIALECTS = {"modern": modern_deployment, "v1.66": legacy_deployment}
 

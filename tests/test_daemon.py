@@ -9,7 +9,6 @@ import sys
 
 import psutil
 import pytest
-
 from helpers import wait_for
 
 pytestmark = pytest.mark.integration
@@ -151,6 +150,14 @@ def test_socket_refuses_another_uid(deployment):
     done = subprocess.run([sys.executable, "-c", code, os.path.join(deployment.state_dir, "synsup.sock")],
                           capture_output=True, text=True, timeout=30)
     assert "uid 65534 may not control this synsup daemon" in done.stdout, done.stderr
+    for command in ("status", "restart", "reload"):  # the real client: one line, exit 1, every time
+        refused = subprocess.run(
+            [sys.executable, "-c", "import os, sys; from synsup.units.app import main; "
+             "os.setgid(65534); os.setuid(65534); sys.exit(main(sys.argv[1:]))", command,
+             "--state-dir", deployment.state_dir], capture_output=True, text=True, timeout=30, cwd="/")
+        assert refused.returncode == 1, (command, refused.stdout, refused.stderr)
+        assert refused.stderr.strip().splitlines() == [
+            "synsup: error: uid 65534 may not control this synsup daemon (only uid 0 and root); run as that user"]
     assert deployment.synsup("status").returncode == 0
 
 
@@ -176,7 +183,7 @@ def test_logs_follow(deployment):
     import threading
 
     from helpers import REPO
-    follow = subprocess.Popen([sys.executable, "-m", "units.app", "logs", "-f", "-n", "1", "--state-dir",
+    follow = subprocess.Popen([sys.executable, "-m", "synsup", "logs", "-f", "-n", "1", "--state-dir",
                                deployment.state_dir, "generic1"], stdout=subprocess.PIPE, text=True,
                               cwd=REPO, env=deployment.env())
     deadline = threading.Timer(30, follow.kill)  # a missing line fails the test instead of hanging it
@@ -199,7 +206,7 @@ def test_start_on_a_tty_shows_a_live_progress_line(deployment):
     from helpers import REPO
     controller, terminal = pty.openpty()
     try:
-        done = subprocess.run([sys.executable, "-m", "units.app", "start", "--state-dir", deployment.state_dir,
+        done = subprocess.run([sys.executable, "-m", "synsup", "start", "--state-dir", deployment.state_dir,
                                "-c", deployment.config, "-a", deployment.workers_dir],
                               stdout=terminal, stderr=subprocess.DEVNULL, env=deployment.env(), cwd=REPO, timeout=120)
         os.close(terminal)

@@ -9,14 +9,14 @@ import time
 
 import psutil
 import pytest
-
 from helpers import FAKE_SYNAPSE, Deployment
-from supervisor.engine import Supervisor
-from supervisor.policy import RestartPolicy
-from supervisor.state import UnitState
-from supervisor.unit import Timing
-from units.loader import load_deployment
-from units.specs import unit_specs
+
+from synsup.supervisor.engine import Supervisor
+from synsup.supervisor.policy import RestartPolicy
+from synsup.supervisor.state import UnitState
+from synsup.supervisor.unit import Timing
+from synsup.units.loader import load_deployment
+from synsup.units.specs import unit_specs
 
 pytestmark = pytest.mark.integration
 S = UnitState
@@ -118,7 +118,7 @@ def test_redis_needs_its_password(fake_env):
 
     async def scenario(sup):
         await sup.wait_until(sup.all_ready)
-        from supervisor.probes import check
+        from synsup.supervisor.probes import check
         probe = sup.units["redis"].spec.probes[0]
         assert await check(probe, 2) is None
         assert "refused AUTH" in (await check(dataclasses.replace(probe, password="wrong"), 2) or "")

@@ -6,11 +6,11 @@ import os
 import shutil
 
 import pytest
-
 from helpers import listener, modern_deployment, worker, write_deployment
-from units.loader import load_deployment
-from units.plan import plan, snapshot_of
-from units.specs import unit_specs
+
+from synsup.units.loader import load_deployment
+from synsup.units.plan import plan, snapshot_of
+from synsup.units.specs import unit_specs
 
 ROLLING_ALL = [("restart", ("main",)), ("restart", ("persister1",)), ("restart", ("persister2",)),
                ("restart", ("generic1",)), ("restart", ("pusher1",)), ("restart", ("sender1",))]

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import os
 
 from helpers import free_ports
-from supervisor.probes import Prober, check
-from supervisor.spec import HttpProbe, RedisProbe
+
+from synsup.supervisor.probes import Prober, check
+from synsup.supervisor.spec import HttpProbe, RedisProbe
 
 
 def serve(reply: bytes | None, path: str | None = None, handlers: list | None = None):

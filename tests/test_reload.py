@@ -7,7 +7,6 @@ import signal
 
 import pytest
 import yaml
-
 from helpers import free_ports, listener, wait_for, worker
 
 pytestmark = pytest.mark.integration

@@ -5,9 +5,10 @@ from __future__ import annotations
 import os
 
 from helpers import legacy_deployment, modern_deployment, write_deployment
-from supervisor.spec import HttpProbe, RedisProbe, steps_of
-from units.loader import load_deployment
-from units.specs import unit_specs
+
+from synsup.supervisor.spec import HttpProbe, RedisProbe, steps_of
+from synsup.units.loader import load_deployment
+from synsup.units.specs import unit_specs
 
 
 def specs_for(tmp_path, shared, workers, **kw):

@@ -13,10 +13,10 @@ import threading
 import time
 
 import pytest
-
 from helpers import REPO, wait_for
-from supervisor.notify import SystemdNotifier, parse
-from supervisor.systemd import watchdog_interval
+
+from synsup.supervisor.notify import SystemdNotifier, parse
+from synsup.supervisor.systemd import watchdog_interval
 
 UNIT_FILES = ("synsup.service", "synsup@.service")
 
@@ -37,7 +37,7 @@ class NotifyServer:
         while not self._stop:
             try:
                 data = self.sock.recv(65536)
-            except socket.timeout:
+            except TimeoutError:
                 continue
             self.messages.append((time.time(), parse(data)))
 
@@ -60,7 +60,7 @@ def test_notify_sequence(deployment, short_dir):
     env = {**deployment.env(), "NOTIFY_SOCKET": server.sock.getsockname(), "WATCHDOG_USEC": "400000",
            "SYNSUP_TIMEOUT_START_SEC": "1"}
     env.pop("WATCHDOG_PID", None)
-    proc = subprocess.Popen([sys.executable, "-m", "units.app", "start", "--foreground", "--state-dir",
+    proc = subprocess.Popen([sys.executable, "-m", "synsup", "start", "--foreground", "--state-dir",
                              deployment.state_dir, "-c", deployment.config, "-a", deployment.workers_dir],
                             env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -117,7 +117,7 @@ def test_watchdog_interval_is_half_of_watchdog_usec():
 @pytest.mark.integration
 def test_journald_log_format(deployment):
     env = {**deployment.env(), "JOURNAL_STREAM": "8:12345"}
-    proc = subprocess.Popen([sys.executable, "-m", "units.app", "run", "--state-dir", deployment.state_dir,
+    proc = subprocess.Popen([sys.executable, "-m", "synsup", "run", "--state-dir", deployment.state_dir,
                              "-c", deployment.config, "-a", deployment.workers_dir],
                             env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:

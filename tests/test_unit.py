@@ -6,10 +6,11 @@ import asyncio
 import signal
 
 from fakes import FakeClock, FakeSpawner, until
-from supervisor.engine import Supervisor
-from supervisor.spec import UnitSpec
-from supervisor.state import UnitState
-from supervisor.unit import Timing
+
+from synsup.supervisor.engine import Supervisor
+from synsup.supervisor.spec import UnitSpec
+from synsup.supervisor.state import UnitState
+from synsup.supervisor.unit import Timing
 
 S = UnitState
 TIMING = Timing(liveness_interval=None, notify_grace=0.0)

@@ -6,9 +6,9 @@ import argparse
 import os
 import sys
 
-from supervisor import cli
-from supervisor.actions import Action
-from supervisor.source import Loaded
+from synsup.supervisor import cli
+from synsup.supervisor.actions import Action
+from synsup.supervisor.source import Loaded
 
 from .check import check_deployment
 from .plan import plan, snapshot_of
@@ -16,7 +16,7 @@ from .specs import unit_specs
 
 
 class SynapseSource:
-    module = "units.app"
+    module = "synsup"
 
     def add_arguments(self, parser: argparse.ArgumentParser, command: str) -> None:
         group = parser.add_argument_group("configuration (as for synctl)")

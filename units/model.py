@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
+
+from synsup.supervisor.spec import address
 
 from .yamldoc import Where, YamlMap, where
 
@@ -70,7 +73,7 @@ class LayeredConfig:
             return where(layer, key)
         return where(self.layers[-1]) if self.layers else Where("")
 
-    def overlay(self, top: YamlMap) -> "LayeredConfig":
+    def overlay(self, top: YamlMap) -> LayeredConfig:
         return LayeredConfig(self.layers + (top,))
 
     def as_dict(self) -> dict[str, Any]:
@@ -91,7 +94,7 @@ class Listener:
     at: Where
 
     def describe(self) -> str:
-        place = f"unix:{self.path}" if self.path else f"{'/'.join(self.addresses)}:{self.port}"
+        place = address(self.path, "/".join(self.addresses), self.port)
         names = ",".join(sorted(self.resources))
         return f"{self.type} {place}" + (f" [{names}]" if names else "")
 

@@ -5,21 +5,14 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 
-from supervisor.actions import Action
-from supervisor.spec import UnitSpec
+from synsup.supervisor.actions import Action
+from synsup.supervisor.spec import UnitSpec
 
 from .model import Deployment, Process
-from .roles import STREAMS, writers_of
+from .roles import SHARDED_DUTY_KEYS, SINGLE_DUTIES, SINGLE_DUTY_KEYS, STREAMS, writers_of
 
 # shared keys whose changes have their own rules; any other changed key restarts every Synapse process
-ROLE_KEYS = frozenset({
-    "stream_writers", "instance_map", "federation_sender_instances", "send_federation",
-    "pusher_instances", "start_pushers", "update_user_directory_from_worker", "update_user_directory",
-    "notify_appservices_from_worker", "notify_appservices", "run_background_tasks_on",
-})
-SINGLE_DUTY_KEYS = ("update_user_directory_from_worker", "update_user_directory", "notify_appservices_from_worker",
-                    "notify_appservices", "run_background_tasks_on")
-SINGLE_DUTIES = ("user_directory", "appservice_notifier", "background_tasks")
+ROLE_KEYS = frozenset({"stream_writers", "instance_map"}) | SHARDED_DUTY_KEYS | SINGLE_DUTY_KEYS
 
 
 @dataclass(frozen=True, eq=False)
@@ -71,7 +64,7 @@ def _names_with(d: Deployment, role: str) -> list[str]:
     return [p.name for p in d.processes if role in p.streams or role in p.duties]
 
 
-def _synapse_units(snapshot: Snapshot, exclude: set[str] = frozenset()) -> list[str]:
+def _synapse_units(snapshot: Snapshot, exclude: frozenset[str] | set[str] = frozenset()) -> list[str]:
     return [n for n, s in snapshot.specs.items() if s.kind != "redis" and n not in exclude]
 
 
@@ -143,7 +136,7 @@ def plan_sharded(b: _Builder, duty: str, label: str, restart_main: bool) -> None
 
 
 def plan_single_duties(b: _Builder, keys: set[str]) -> None:
-    if not keys & set(SINGLE_DUTY_KEYS):
+    if not keys & SINGLE_DUTY_KEYS:
         return
     for duty in SINGLE_DUTIES:
         holders = set(_names_with(b.old.deployment, duty)) ^ set(_names_with(b.new.deployment, duty))

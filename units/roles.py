@@ -26,6 +26,9 @@ SINGLE_DUTIES = {
     "appservice_notifier": ("notify_appservices_from_worker", "notify_appservices", "synapse.app.appservice"),
     "media_background_jobs": ("media_instance_running_background_jobs", None, None),
 }
+# the shared keys that say which process holds which single duty (current and legacy forms)
+SINGLE_DUTY_KEYS = frozenset(k for option, flag, _ in SINGLE_DUTIES.values() for k in (option, flag) if k)
+SHARDED_DUTY_KEYS = frozenset(k for option, flag, _ in SHARDED_DUTIES.values() for k in (option, flag))
 # the group a worker belongs to, by the sharded duty it holds (first match wins)
 GROUPS = (("events", "event_persisters"), ("federation_sender", "federation_senders"), ("pusher", "pushers"))
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 from .model import GENERIC_WORKER_APP, Deployment, Finding, error, warning
 from .roles import SHARDED_DUTIES, SINGLE_DUTIES, as_names
@@ -42,13 +42,13 @@ def legacy_flags(d: Deployment) -> Iterator[Finding]:
             yield error(d.shared.where(flag), f"`{flag}: true` keeps {duty} on main, but "
                         f"{', '.join(w.name for w in holders)} hold it; set `{flag}: false`")
         yield from _legacy_app_needs_flag(d, app, flag, option)
-    for duty, (option, flag, app) in SINGLE_DUTIES.items():
-        if flag is None:
+    for option, single_flag, single_app in SINGLE_DUTIES.values():
+        if single_flag is None or single_app is None:
             continue
-        if d.shared.get(option) and d.shared.get(flag) is True:
-            yield error(d.shared.where(flag), f"`{flag}: true` contradicts `{option}`; "
-                        f"remove `{flag}` (it is the legacy form)")
-        yield from _legacy_app_needs_flag(d, app, flag, option)
+        if d.shared.get(option) and d.shared.get(single_flag) is True:
+            yield error(d.shared.where(single_flag), f"`{single_flag}: true` contradicts `{option}`; "
+                        f"remove `{single_flag}` (it is the legacy form)")
+        yield from _legacy_app_needs_flag(d, single_app, single_flag, option)
 
 
 def _legacy_app_needs_flag(d: Deployment, app: str, flag: str, option: str) -> Iterator[Finding]:

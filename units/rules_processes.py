@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections import defaultdict
-from typing import Iterator
+from collections.abc import Iterator
 
 from .model import (
     HOMESERVER_APP,

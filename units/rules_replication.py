@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
+
+from synsup.supervisor.spec import address
 
 from .model import WILDCARDS, Deployment, Finding, Listener, Process, error
 from .roles import INSTANCE_MAP_STREAMS, SINGLE_WRITER_STREAMS, STREAMS, as_names
@@ -35,7 +38,7 @@ def endpoint_matches(entry: dict, p: Process) -> bool:
 
 
 def _describe(entry: dict) -> str:
-    return f"unix:{entry['path']}" if entry.get("path") else f"{entry.get('host', 'localhost')}:{entry.get('port')}"
+    return address(entry.get("path"), entry.get("host", "localhost"), entry.get("port"))
 
 
 def stream_writers(d: Deployment) -> Iterator[Finding]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from supervisor.spec import HttpProbe, RedisProbe, UnitSpec
+from synsup.supervisor.spec import HttpProbe, RedisProbe, UnitSpec, address
 
 from .model import Deployment, Listener, Process, Redis
 from .roles import group_of
@@ -58,8 +58,9 @@ def process_spec(d: Deployment, p: Process, writers: list[str]) -> UnitSpec:
     is_main = p.kind == "main"
     files = d.config_files if is_main else d.config_files + (p.file or "",)
     module = "synapse.app.homeserver" if is_main else "synapse.app.generic_worker"
+    deps: tuple[str, ...]
     if is_main:
-        step, deps = STEP_MAIN, (("redis",) if d.redis else ())
+        step, deps = STEP_MAIN, ("redis",) if d.redis else ()
     elif p.streams:
         step, deps = STEP_WRITERS, ("main",)
     else:
@@ -106,7 +107,7 @@ def redis_spec(r: Redis, external: bool, redis_server: str = "redis-server") -> 
     host = None if r.path else ("127.0.0.1" if r.host == "localhost" else r.host)
     probe = RedisProbe(host=host, port=None if r.path else r.port, path=r.path,
                        password=r.password, tls=r.use_tls)
-    place = f"unix:{r.path}" if r.path else f"{r.host}:{r.port}"
+    place = address(r.path, r.host, r.port)
     return UnitSpec(
         name="redis",
         argv=None if external else (redis_server, "-"),

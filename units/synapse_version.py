@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import subprocess
-from typing import Iterator
+from collections.abc import Iterator
 
 from .model import Deployment, Finding, error
 

@@ -25,16 +25,15 @@ import time
 import psutil
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.dirname(os.path.dirname(HERE)))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(HERE)), "tests"))
 
-from supervisor.engine import Supervisor  # noqa: E402
-from supervisor.logs import configure  # noqa: E402
-from supervisor.policy import RestartPolicy  # noqa: E402
-from supervisor.spec import HttpProbe, UnitSpec  # noqa: E402
-from supervisor.state import UnitState  # noqa: E402
-
 from helpers import free_ports  # noqa: E402
+
+from synsup.supervisor.engine import Supervisor  # noqa: E402
+from synsup.supervisor.logs import configure  # noqa: E402
+from synsup.supervisor.policy import RestartPolicy  # noqa: E402
+from synsup.supervisor.spec import HttpProbe, UnitSpec  # noqa: E402
+from synsup.supervisor.state import UnitState  # noqa: E402
 
 UNIT_PY = os.path.join(HERE, "unit.py")
 
@@ -109,7 +108,7 @@ async def bench_respawn(crashes: int) -> tuple[list[float], list[float]]:
             spawns, readies = len(rec.spawned["u"]), len(rec.ready["u"])
             crashed = time.perf_counter()
             os.kill(unit.pid, signal.SIGKILL)
-            await sup.wait_until(lambda: len(rec.ready["u"]) > readies)
+            await sup.wait_until(lambda readies=readies: len(rec.ready["u"]) > readies)
             to_spawn.append(rec.spawned["u"][spawns][0] - crashed)
             to_ready.append(rec.ready["u"][readies] - crashed)
         return to_spawn, to_ready
@@ -171,7 +170,7 @@ def bench_idle_synsup(total: int, probes: bool, seconds: float) -> tuple[float, 
         args += ["--ports", ",".join(map(str, free_ports(total)))]
     daemon = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        from supervisor.control import ControlClient, NotRunning
+        from synsup.supervisor.control import ControlClient, NotRunning
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             try:
@@ -202,7 +201,7 @@ def main() -> None:
         UNIT = unit_argv(True)
     print(f"units: {' '.join(UNIT)}")
     crashes, idle = (10, 15.0) if args.quick else (50, 60.0)
-    configure("json", stream=open(os.devnull, "w"))  # noqa: SIM115 - the engine's own log is not measured
+    configure("json", stream=open(os.devnull, "w"))
     rows = []
 
     spawn_times, ready_times = asyncio.run(bench_respawn(crashes))

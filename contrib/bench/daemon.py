@@ -7,12 +7,11 @@ import os
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.dirname(os.path.dirname(HERE)))
-
-from supervisor import cli  # noqa: E402
-from supervisor.source import Loaded  # noqa: E402
 
 from bench import unit_spec  # noqa: E402
+
+from synsup.supervisor import cli  # noqa: E402
+from synsup.supervisor.source import Loaded  # noqa: E402
 
 
 class BenchSource:

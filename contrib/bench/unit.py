@@ -30,7 +30,7 @@ while True:
     if not port:
         time.sleep(3600)
         continue
-    for key, _ in selector.select():
+    for _key, _ in selector.select():
         conn, _ = server.accept()
         conn.settimeout(1)
         try:

@@ -42,7 +42,7 @@ def healthy(ports: list[int]) -> bool:
 
 
 def synsup(state: str, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "units.app", *args, "--state-dir", state], cwd=REPO,
+    return subprocess.run([sys.executable, "-m", "synsup", *args, "--state-dir", state], cwd=REPO,
                           capture_output=True, text=True)
 
 

@@ -15,11 +15,10 @@ from datetime import datetime
 import psutil
 import pytest
 import yaml
-
 from helpers import REPO, free_ports
 
 sys.path.insert(0, os.path.join(REPO, "contrib", "demo"))
-import deployment as demo  # noqa: E402
+import deployment as demo
 
 DB = {"user": "synsup", "password": "synsup"}  # contrib/test.sh creates this role
 
@@ -32,7 +31,7 @@ def _missing() -> str | None:
     try:
         import psycopg2
         psycopg2.connect(host="127.0.0.1", dbname="postgres", **DB).close()
-    except Exception as e:  # noqa: BLE001 - any failure means: no usable PostgreSQL
+    except Exception as e:
         return f"PostgreSQL role synsup on 127.0.0.1 unusable ({str(e).strip()}); run contrib/postgres.sh synsup synsup"
     return None
 
@@ -51,7 +50,7 @@ class RealDeployment:
 
     def synsup(self, *args: str, config: bool = False, timeout: float = 600):
         extra = ["-c", self.config, "-a", self.workers_dir, "--python", sys.executable] if config else []
-        return subprocess.run([sys.executable, "-m", "units.app", *args, "--state-dir", self.state_dir, *extra],
+        return subprocess.run([sys.executable, "-m", "synsup", *args, "--state-dir", self.state_dir, *extra],
                               capture_output=True, text=True, timeout=timeout, cwd=REPO)
 
     def status(self) -> dict:

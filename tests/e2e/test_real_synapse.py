@@ -10,8 +10,8 @@ import time
 import urllib.request
 
 import pytest
-
 from helpers import wait_for
+
 from e2e.matrix import Client
 
 pytestmark = pytest.mark.e2e
@@ -37,7 +37,7 @@ class Sender(threading.Thread):
             for i in range(self.count):
                 self.client.send(self.room, f"{self.prefix}-{i}", f"{self.prefix} {i}")
                 self.sent = i + 1
-        except Exception as e:  # noqa: BLE001 - reported by the test
+        except Exception as e:
             self.error = e
 
     def finish(self) -> None:

@@ -118,7 +118,7 @@ class Fake:
         if "crash_after" in b:
             try:
                 await asyncio.wait_for(self.stopping.wait(), b["crash_after"])
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 print(f"fake synapse {self.name}: crashing as asked", file=sys.stderr)
                 self.record("exit", code=1)
                 return 1
