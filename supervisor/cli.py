@@ -8,6 +8,7 @@ import sys
 from .. import __version__
 from . import commands, starting
 from .control import ControlError
+from .output import LogDirError
 from .source import Source
 from .statedir import StateDirError
 
@@ -51,13 +52,22 @@ def _command_options(name: str, p: argparse.ArgumentParser) -> None:
         p.add_argument("--log-dir", metavar="DIR", help="per-unit logs (default: logs/ in the state dir)")
         p.add_argument("--log-format", choices=("console", "json", "journal"),
                        help="daemon log format (default: console on a TTY, journal under journald, else json)")
+        p.add_argument("--no-watch", action="store_true",
+                       help="apply config changes only on `synsup reload` or SIGHUP (also SYNSUP_WATCH=0)")
+        p.add_argument("--watch-settle", type=float, default=1.0, metavar="SECONDS",
+                       help="a changed config file is read once it was unchanged this long (default 1)")
     if name == "start":
         p.add_argument("--foreground", action="store_true", help="run the daemon in this process (for systemd)")
+        p.add_argument("--replace", action="store_true",
+                       help="first stop processes left behind by a synsup daemon that is gone")
     if name == "status":
         p.add_argument("--json", action="store_true", help="print the status as JSON")
         p.add_argument("units", nargs="*", metavar="UNIT")
     if name == "restart":
         p.add_argument("units", nargs="*", metavar="UNIT")
+    if name in ("restart", "reload"):
+        p.add_argument("--timeout", type=float, default=600.0, metavar="SECONDS",
+                       help="give up waiting after this long (default 600); the operation goes on")
     if name == "logs":
         p.add_argument("-f", "--follow", action="store_true", help="keep printing as the log grows")
         p.add_argument("-n", "--lines", type=int, default=50, metavar="N", help="lines to show (default 50)")
@@ -81,7 +91,7 @@ def main(source: Source, argv: list[str] | None = None) -> int:
         return 2
     try:
         return dispatch(args, source, argv)
-    except (ControlError, StateDirError) as e:
+    except (ControlError, StateDirError, LogDirError) as e:
         print(f"synsup: error: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -5,12 +5,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 import time
+from typing import Any
 
 import psutil
 
-from .control import ControlClient, NotRunning
+from .control import ControlClient, ControlError, ControlTimeout, NotRunning
+from .leftovers import leftover_records, orphan_rows, stop_leftovers
 from .render import print_findings, print_plan, status_table
 from .source import Loaded
 from .spec import steps_of
@@ -50,14 +53,7 @@ def status(args: argparse.Namespace) -> int:
         with ControlClient(state.socket) as client:
             reply = client.request({"cmd": "status", "units": args.units})
     except NotRunning:
-        if args.json:
-            print(json.dumps({"daemon": None, "units": []}))
-        print(f"synsup is not running (state dir {state.path})", file=sys.stderr)
-        return EXIT_NOT_RUNNING
-    missing = [n for n in args.units if n not in {u["name"] for u in reply["units"]}]
-    if missing:
-        print(f"synsup: error: no unit named {', '.join(missing)}", file=sys.stderr)
-        return 1
+        return _status_without_daemon(state, args.json)
     if args.json:
         reply.pop("ok", None)
         print(json.dumps(reply, indent=2))
@@ -66,13 +62,25 @@ def status(args: argparse.Namespace) -> int:
     return 0 if all(u["state"] == "ready" for u in reply["units"]) else 1
 
 
+def _status_without_daemon(state: StateDir, as_json: bool) -> int:
+    """No daemon (exit 3); processes a dead daemon left behind are listed as `orphaned`."""
+    rows = orphan_rows(leftover_records(state))
+    if as_json:
+        print(json.dumps({"daemon": None, "units": rows}))
+    print(f"synsup is not running (state dir {state.path})", file=sys.stderr)
+    if rows:
+        print("processes left by a synsup daemon that is gone (stop them with `synsup stop`):", file=sys.stderr)
+        for row in rows:
+            print(f"  {row['name']:<24} orphaned  pid {row['pid']}", file=sys.stderr)
+    return EXIT_NOT_RUNNING
+
+
 def stop(args: argparse.Namespace) -> int:
     state = state_of(args)
     try:
         client = ControlClient(state.socket, timeout=None)
     except NotRunning:
-        print(f"synsup is not running (state dir {state.path}); nothing to stop")
-        return 0
+        return _stop_without_daemon(state)
     pid = running_daemon(state)
     with client:
         client.send({"cmd": "stop"})
@@ -81,6 +89,21 @@ def stop(args: argparse.Namespace) -> int:
                 print("stopping: workers, then stream writers, then main, then Redis ...")
     _wait_gone(pid)
     print("stopped")
+    return 0
+
+
+def _stop_without_daemon(state: StateDir) -> int:
+    starting = running_daemon(state)
+    if starting is not None:  # started, not yet listening: SIGTERM stops it cleanly
+        os.kill(starting, signal.SIGTERM)
+        _wait_gone(starting, 120.0)
+        print("stopped (the daemon was still starting)")
+        return 0
+    names = stop_leftovers(state)
+    if names:
+        print(f"stopped {len(names)} processes left by a synsup daemon that is gone: {', '.join(names)}")
+        return 0
+    print(f"synsup is not running (state dir {state.path}); nothing to stop")
     return 0
 
 
@@ -93,31 +116,51 @@ def _wait_gone(pid: int | None, timeout: float = 30.0) -> None:
         pass
 
 
-def restart(args: argparse.Namespace) -> int:
+def _long_request(args: argparse.Namespace, request: dict[str, Any]) -> dict[str, Any] | int:
+    """A request that may wait behind other operations: the reply, or an exit code."""
     state = state_of(args)
     try:
-        with ControlClient(state.socket, timeout=None) as client:
-            reply = client.request({"cmd": "restart", "units": args.units})
+        with ControlClient(state.socket, timeout=args.timeout) as client:
+            return client.request(request)
     except NotRunning:
         print(f"synsup is not running (state dir {state.path}); use `synsup start`", file=sys.stderr)
         return EXIT_NOT_RUNNING
+    except ControlTimeout:
+        print(f"synsup: error: still running: {_running_operation(state)} (gave up waiting after "
+              f"{args.timeout:g}s; see `synsup status`)", file=sys.stderr)
+        return 1
+
+
+def _running_operation(state: StateDir) -> str:
+    try:
+        with ControlClient(state.socket, timeout=10) as client:
+            operation = client.request({"cmd": "status"})["daemon"].get("operation") or {}
+    except ControlError:
+        return "an operation"
+    return str(operation.get("name") or "an operation")
+
+
+def restart(args: argparse.Namespace) -> int:
+    reply = _long_request(args, {"cmd": "restart", "units": args.units})
+    if isinstance(reply, int):
+        return reply
     print(status_table(reply, time.time()))
     return 0 if all(u["state"] == "ready" for u in reply["units"]) else 1
 
 
 def reload(args: argparse.Namespace) -> int:
-    state = state_of(args)
-    try:
-        with ControlClient(state.socket, timeout=None) as client:
-            reply = client.request({"cmd": "reload"})
-    except NotRunning:
-        print(f"synsup is not running (state dir {state.path})", file=sys.stderr)
-        return EXIT_NOT_RUNNING
+    reply = _long_request(args, {"cmd": "reload"})
+    if isinstance(reply, int):
+        return reply
     for line in reply.get("errors") or []:
         print(line, file=sys.stderr)
     for action in reply.get("actions") or []:
         print(action)
-    return 0 if reply.get("applied") else 1
+    if reply.get("result") == "partial":
+        print(f"synsup: error: reload partial: {reply.get('unit')} did not become ready: {reply.get('error')}; "
+              "it runs its last good config again, the units not yet restarted kept theirs", file=sys.stderr)
+        return 1
+    return 0 if reply.get("applied") is True else 1
 
 
 def log_path(state: StateDir, unit: str) -> str:

@@ -34,6 +34,10 @@ class ControlError(Exception):
     pass
 
 
+class ControlTimeout(ControlError):
+    pass
+
+
 def peer_uid(sock: socket.socket) -> int:
     creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
     return int(struct.unpack("3i", creds)[1])
@@ -154,7 +158,7 @@ class ControlClient:
             try:
                 line = self._file.readline()
             except TimeoutError:
-                raise ControlError(f"no answer from the daemon within {self.timeout:g}s") from None
+                raise ControlTimeout(f"no answer from the daemon within {self.timeout:g}s") from None
             except ConnectionResetError:
                 return
             if not line:

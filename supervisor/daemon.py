@@ -1,4 +1,8 @@
-"""The daemon: a Supervisor, its control socket, its signals, its records in the state dir."""
+"""The daemon: a Supervisor, its control socket, its signals, its records in the state dir.
+
+Its last line of defence (gunicorn's arbiter is the model): whatever fails, every unit is
+stopped in reverse order within a bounded time, every process it started is killed and
+reaped, and units.json is kept while a recorded pid still lives."""
 
 from __future__ import annotations
 
@@ -7,7 +11,7 @@ import os
 import resource
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import structlog
@@ -17,16 +21,23 @@ from .actions import Action
 from .control import ControlServer, Send
 from .engine import Supervisor
 from .notify import SystemdNotifier
+from .operations import Lifecycle, Operations, Phase, Stopping
+from .output import prepare_log_dir
+from .process import REAPER, Spawner, become_subreaper
+from .records import Records
 from .reloads import Reloads
+from .requests import RequestError, validate
 from .source import Loaded
 from .state import UnitState
 from .statedir import StateDir, process_record
 from .status import daemon_status, unit_status
 from .unit import Timing, Unit
 
+STOP_MARGIN = 10.0  # seconds beyond the units' own stop timeouts before the daemon gives up waiting
+
 
 def _raise_fd_limit() -> None:
-    """Each unit holds a pipe, a notify socket and a pidfd: lift the soft limit to the hard one."""
+    """Each unit holds a pipe, a pidfd and a notify socket: lift the soft limit to the hard one."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < hard:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
@@ -36,85 +47,133 @@ class Daemon:
     def __init__(self, loaded: Loaded, state: StateDir, log_dir: str,
                  reloader: Callable[[], Loaded] | None = None,
                  planner: Callable[[Loaded, Loaded], list[Action]] | None = None,
-                 timing: Timing | None = None, notifier: SystemdNotifier | None = None) -> None:
+                 timing: Timing | None = None, notifier: SystemdNotifier | None = None,
+                 spawner: Spawner | None = None, stop_trigger: Callable[[], Awaitable[None]] | None = None,
+                 watch: bool = True, settle: float = 1.0) -> None:
         self.state, self.log_dir = state, log_dir
         self.current = loaded
-        self.reloads = Reloads(self, reloader, planner)
-        self.timing = timing
+        self.timing, self.spawner, self.watch = timing, spawner, watch
         self.notifier = notifier or SystemdNotifier(None)
+        self.lifecycle = Lifecycle()
+        self.operations = Operations()
+        self.reloads = Reloads(self, reloader, planner, settle)
+        self.records = Records(state)
         self.supervisor: Supervisor | None = None
-        self.config_generation = 1
-        self.extra_status: dict[str, Any] = {"reload_error": None, "last_reload": None}
         self._stop = asyncio.Event()
         self._stopped = asyncio.Event()
-        self._records_dirty = False
-        self._records: dict[str, dict[str, Any]] = {}
+        self._stop_trigger = stop_trigger
         self.log = structlog.get_logger()
 
     # -- lifecycle
     async def run(self) -> int:
         _raise_fd_limit()
+        become_subreaper()
         self.state.create()
-        os.makedirs(self.log_dir, exist_ok=True)
-        self.state.write_json(self.state.daemon_file, {**(process_record(os.getpid()) or {}), "log_dir": self.log_dir})
-        sup = self.supervisor = Supervisor(
-            self.current.specs, log_dir=self.log_dir, notify_dir=self.state.notify_dir, timing=self.timing)
+        prepare_log_dir(self.log_dir, [s.name for s in self.current.specs if s.argv is not None])
+        self.records.write_daemon({**(process_record(os.getpid()) or {}), "log_dir": self.log_dir})
+        sup = self.supervisor = Supervisor(self.current.specs, log_dir=self.log_dir, notify_dir=self.state.notify_dir,
+                                           timing=self.timing, spawner=self.spawner)
         sup.add_listener(self._unit_changed)
+        self.reloads.take_snapshot()
         server = ControlServer(self.state.socket, self.handle)
         await server.start()
         self._install_signals()
         self.log.info("daemon.started", pid=os.getpid(), units=len(sup.units))
         try:
-            async with asyncio.TaskGroup() as group:
-                sup.spawn_tasks(group)
-                sup.start_all()
-                helpers = [group.create_task(self._announce()), *self.reloads.tasks(group, self._stop)]
-                keepalive = self._systemd_tasks(group)
-                await self._stop.wait()
-                self.notifier.send(STOPPING=1, STATUS="stopping")
-                for task in helpers:
-                    task.cancel()
-                await sup.stop_all()
-                for task in keepalive:
-                    task.cancel()
-                sup.cancel_tasks()
+            async with asyncio.TaskGroup() as units:
+                sup.spawn_tasks(units)
+                try:
+                    await self._serve()
+                except Exception:
+                    self.log.exception("daemon.crashed")  # the last line of defence: stop all below
+                finally:
+                    await self._shutdown(sup)
         finally:
             self._stopped.set()
             server.close()
+            REAPER.kill_all()
             sup.close()
-            self._write_records()
-            self.state.remove(self.state.daemon_file, self.state.units_file)
+            self.records.finish(sup)
             self.log.info("daemon.stopped")
         return 0
 
-    def _systemd_tasks(self, group: asyncio.TaskGroup) -> list[asyncio.Task]:
+    async def _serve(self) -> None:
+        helpers = [asyncio.ensure_future(self.operations.run()), *self._systemd_tasks()]
+        if self.watch and self.reloads.enabled:
+            helpers.append(asyncio.ensure_future(self._guarded("watch", self.reloads.watch)))
+        self.operations.submit("start", self._initial_start)
+        try:
+            await (self._stop_trigger() if self._stop_trigger else self._stop.wait())
+        finally:
+            for task in helpers:
+                task.cancel()
+
+    async def _guarded(self, name: str, work: Callable[[], Awaitable[None]]) -> None:
+        """A helper task that fails is logged and started again, never fatal."""
+        while True:
+            try:
+                await work()
+            except Exception:
+                self.log.exception("daemon.helper_failed", helper=name)
+            await asyncio.sleep(1.0)
+
+    async def _initial_start(self) -> None:
+        sup = self.supervisor
+        assert sup is not None
+        self.notifier.send(STATUS="starting")
+        sup.start_all()
+        await sup.wait_settled(sup.units.values())
+        self.settle()
+        self.log.info("daemon.ready", units=len(sup.units), all_ready=sup.all_ready())
+        self.notifier.send(READY=1, STATUS=self.status_line())
+
+    async def _shutdown(self, sup: Supervisor) -> None:
+        self.operations.preempt()
+        if not self.lifecycle.stopping:
+            self.lifecycle.move(Phase.STOPPING)
+        self.notifier.send(STOPPING=1, STATUS="stopping")
+        bound = sum(max(u.spec.stop_timeout for u in step) for step in sup.steps() if step) + STOP_MARGIN
+        try:
+            async with asyncio.timeout(bound):
+                await sup.stop_all()
+        except TimeoutError:
+            self.log.error("daemon.stop_timeout", after=bound)
+        sup.cancel_tasks()
+        self.lifecycle.move(Phase.STOPPED)
+
+    def request_stop(self) -> None:
+        if not self._stop.is_set():
+            self.log.info("daemon.stop_requested")
+            self.operations.preempt()
+            if not self.lifecycle.stopping:
+                self.lifecycle.move(Phase.STOPPING)
+            self._stop.set()
+
+    def settle(self) -> None:
+        """running or degraded, after an operation or on a unit change while none runs."""
+        if self.supervisor is not None:
+            self.lifecycle.settle(self.supervisor.all_ready())
+
+    def _systemd_tasks(self) -> list[asyncio.Future]:
         if self.notifier.address is None:
             return []
-        tasks = [group.create_task(systemd.extend_start(self.notifier, systemd.start_timeout(), self._main_starting))]
+        tasks: list[asyncio.Future] = [asyncio.ensure_future(systemd.extend_start(self.notifier, systemd.start_timeout(), self._main_starting))]
         interval = systemd.watchdog_interval()
         if interval:
-            tasks.append(group.create_task(systemd.watchdog(self.notifier, interval)))
+            tasks.append(asyncio.ensure_future(systemd.watchdog(self.notifier, interval)))
         return tasks
 
     def _main_starting(self) -> bool:
         main = self.supervisor.units.get("main") if self.supervisor else None
-        return self.supervisor is not None and self.supervisor.state == "starting" and \
-            main is not None and main.state in (UnitState.WAITING, UnitState.STARTING, UnitState.BACKOFF)
+        return self.lifecycle.phase is Phase.STARTING and main is not None and \
+            main.state in (UnitState.WAITING, UnitState.STARTING, UnitState.BACKOFF)
 
     def _install_signals(self) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, self._stop.set)
+            loop.add_signal_handler(sig, self.request_stop)
         loop.add_signal_handler(signal.SIGHUP, self.reloads.request)
-
-    async def _announce(self) -> None:
-        sup = self.supervisor
-        assert sup is not None
-        self.notifier.send(STATUS="starting")
-        await sup.wait_until(sup.all_ready)
-        sup.state = "running"
-        self.log.info("daemon.ready", units=len(sup.units))
-        self.notifier.send(READY=1, STATUS=self.status_line())
+        loop.add_signal_handler(signal.SIGCHLD, REAPER.reap)
 
     def status_line(self) -> str:
         units = list(self.supervisor.units.values()) if self.supervisor else []
@@ -127,27 +186,13 @@ class Daemon:
             line = f"starting main (database migration may take a while); {line}"
         return line + ("; " + ", ".join(others[:3]) if others and ready < len(units) else "")
 
-    # -- records of our processes, so a later daemon can tell if they still run
     def _unit_changed(self, unit: Unit) -> None:
         if self.notifier.address:
             self.notifier.send(STATUS=self.status_line())
-        if not self._records_dirty:
-            self._records_dirty = True
-            asyncio.get_running_loop().call_soon(self._write_records)
-
-    def _write_records(self) -> None:
-        self._records_dirty = False
-        if self.supervisor is None:
-            return
-        records = {}
-        for name, unit in self.supervisor.units.items():
-            if unit.pid and unit.spec.argv:
-                kept = self._records.get(name)
-                records[name] = kept if kept and kept["pid"] == unit.pid else {
-                    "pid": unit.pid, "cmdline": list(unit.spec.argv),
-                    "create_time": (process_record(unit.pid) or {}).get("create_time")}
-        self._records = records  # only a new pid costs a look-up of its start time
-        self.state.write_json(self.state.units_file, records)
+        if self.operations.current is None and not self.lifecycle.stopping:
+            self.settle()
+        if self.supervisor is not None:
+            self.records.changed(self.supervisor)
 
     # -- requests
     def status(self, names: list[str] | None = None) -> dict[str, Any]:
@@ -155,16 +200,19 @@ class Daemon:
         assert sup is not None
         now = time.time()
         units = [unit_status(u, now) for n, u in sup.units.items() if not names or n in names]
-        extra = {"config_generation": self.config_generation, **self.extra_status}
-        return {"ok": True, "daemon": daemon_status(os.getpid(), sup.state, extra), "units": units}
+        extra = {"config_generation": self.reloads.generation, "reload_error": self.reloads.rejected,
+                 "last_reload": self.reloads.last, **self.operations.status()}
+        return {"ok": True, "daemon": daemon_status(os.getpid(), self.lifecycle.phase.value, extra), "units": units}
 
     async def handle(self, request: dict[str, Any], send: Send) -> None:
-        command = request.get("cmd")
-        handler = getattr(self, f"_cmd_{command}", None) if isinstance(command, str) else None
-        if handler is None:
-            await send({"ok": False, "error": f"unknown request {command!r}"})
+        sup = self.supervisor
+        assert sup is not None
+        try:
+            command = validate(request, list(sup.units))
+        except RequestError as e:
+            await send({"ok": False, "error": str(e)})
             return
-        await handler(request, send)
+        await getattr(self, f"_cmd_{command}")(request, send)
 
     async def _cmd_status(self, request: dict[str, Any], send: Send) -> None:
         await send(self.status(request.get("units") or None))
@@ -179,26 +227,36 @@ class Daemon:
             await send(self.status())
             while not self._stopped.is_set():
                 unit = await queue.get()
-                await send({"ok": True, "unit": unit_status(unit, time.time()), "daemon_state": sup.state})
+                await send({"ok": True, "unit": unit_status(unit, time.time()),
+                            "daemon_state": self.lifecycle.phase.value,
+                            "operation": self.operations.status()["operation"]})
         finally:
             sup.remove_listener(queue.put_nowait)
 
     async def _cmd_stop(self, request: dict[str, Any], send: Send) -> None:
         await send({"ok": True, "stopping": True})
-        self._stop.set()
+        self.request_stop()
         await self._stopped.wait()
         await send({"ok": True, "stopped": True})
 
     async def _cmd_restart(self, request: dict[str, Any], send: Send) -> None:
         sup = self.supervisor
         assert sup is not None
-        names = [str(n) for n in request.get("units") or []]
-        unknown = [n for n in names if n not in sup.units]
-        if unknown:
-            await send({"ok": False, "error": f"no unit named {', '.join(unknown)}; units: {', '.join(sup.units)}"})
+        names = list(request.get("units") or [])
+        try:
+            await self.operations.submit("restart", lambda: self._restart(names))
+        except Stopping as e:
+            await send({"ok": False, "error": str(e)})
             return
-        await sup.restart(names)
         await send(self.status(names or None))
 
+    async def _restart(self, names: list[str]) -> None:
+        assert self.supervisor is not None
+        await self.supervisor.restart(names)
+        self.settle()
+
     async def _cmd_reload(self, request: dict[str, Any], send: Send) -> None:
-        await send(await self.reloads.request_and_wait())
+        try:
+            await send(await self.reloads.request_and_wait())
+        except Stopping as e:
+            await send({"ok": False, "error": str(e)})

@@ -29,7 +29,7 @@ class Supervisor:
         self.policy = policy
         self.log_dir, self.notify_dir = log_dir, notify_dir
         self.units: dict[str, Unit] = {}
-        self.state = "starting"
+        self._notify_index = 0
         self._changed = asyncio.Event()
         self._listeners: list[Callable[[Unit], None]] = []
         self._tasks: dict[str, asyncio.Task] = {}
@@ -41,7 +41,9 @@ class Supervisor:
 
     # -- building
     def _add(self, spec: UnitSpec) -> Unit:
-        notify_path = os.path.join(self.notify_dir, f"{spec.name}.sock") if self.notify_dir else None
+        # short names: no unit name can push a socket path over the AF_UNIX limit
+        self._notify_index += 1
+        notify_path = os.path.join(self.notify_dir, f"{self._notify_index}.sock") if self.notify_dir else None
         unit = Unit(spec, clock=self.clock, spawner=self.spawner,
                     output=UnitOutput(os.path.join(self.log_dir, f"{spec.name}.log")),
                     notify_path=notify_path, policy=self.policy(), timing=self.timing,
@@ -111,23 +113,19 @@ class Supervisor:
             task.cancel()
 
     def start_all(self) -> None:
-        self.state = "starting"
         for unit in self.units.values():
             unit.start()
 
     async def stop_all(self) -> None:
-        self.state = "stopping"
         self.log.info("supervisor.stopping")
         for step in reversed(self.steps()):
             await asyncio.gather(*(u.stop() for u in step))
-        self.state = "stopped"
 
     async def restart(self, names: list[str]) -> None:
         if not names:
             await self.stop_all()
             self.start_all()
             await self.wait_settled(self.units.values())
-            self.state = "running" if self.all_ready() else "degraded"
             return
         units = [self.units[n] for n in names]
         await asyncio.gather(*(u.stop() for u in units))

@@ -1,27 +1,55 @@
-"""Executing a reload plan on a running Supervisor, action by action."""
+"""Executing a reload plan on a running Supervisor, action by action.
+
+Each start/restart waits until its units are ready or one of them fails its first attempt.
+A unit that does not become ready halts the plan: the units not yet restarted keep running
+their old config, the failed one is started again with the last good one (rollback), and
+the reload ends `partial`."""
 
 from __future__ import annotations
 
 import asyncio
 import signal
+from collections.abc import Mapping
 
 import structlog
 
 from .actions import Action
 from .engine import Supervisor
 from .spec import UnitSpec
+from .state import UnitState
+from .unit import Unit
 
+S = UnitState
 log = structlog.get_logger()
 
 
-async def apply_actions(sup: Supervisor, actions: list[Action], specs: list[UnitSpec]) -> None:
+class PartialReload(Exception):
+    def __init__(self, unit: str, error: str, done: list[str]) -> None:
+        super().__init__(f"{unit} did not become ready: {error}")
+        self.unit, self.error, self.done = unit, error, done
+
+
+def _outcome_known(unit: Unit) -> bool:
+    return unit.state is S.READY or unit.failed_attempts > 0 or unit.settled
+
+
+async def apply_actions(sup: Supervisor, actions: list[Action], specs: list[UnitSpec],
+                        last_good: Mapping[str, UnitSpec]) -> None:
+    """Apply `actions`; raise PartialReload at the first unit that does not become ready."""
     new = {s.name: s for s in specs}
     for spec in specs:  # units to be added exist (stopped) from the start, so dependencies resolve
         if spec.name not in sup.units:
             sup.set_spec(spec)
+    done: list[str] = []
     for action in actions:
         log.info("reload.action", action=action.describe())
-        await _apply(sup, action, new)
+        started = await _apply(sup, action, new)
+        failed = [u for u in started if u.state is not S.READY]
+        if failed:
+            partial = PartialReload(failed[0].spec.name, failed[0].error or failed[0].state.value, done)
+            await _roll_back(sup, failed, last_good)
+            raise partial
+        done.append(action.describe())
     for name in [n for n in sup.units if n not in new]:
         await sup.units[name].stop()
         sup.remove(name)
@@ -29,7 +57,7 @@ async def apply_actions(sup: Supervisor, actions: list[Action], specs: list[Unit
         sup.set_spec(spec)
 
 
-async def _apply(sup: Supervisor, action: Action, new: dict[str, UnitSpec]) -> None:
+async def _apply(sup: Supervisor, action: Action, new: dict[str, UnitSpec]) -> list[Unit]:
     units = [sup.units[n] for n in action.units if n in sup.units]
     if action.verb == "stop":
         await asyncio.gather(*(u.stop() for u in units))
@@ -40,7 +68,21 @@ async def _apply(sup: Supervisor, action: Action, new: dict[str, UnitSpec]) -> N
         started = [sup.set_spec(new[n]) for n in action.units if n in new]
         for unit in started:
             unit.start(reset=True)
-        await sup.wait_settled(started)
+        await sup.wait_until(lambda: all(_outcome_known(u) for u in started))
+        return started
     elif action.verb == "signal":
         for unit in units:
             unit.send_signal(signal.SIGHUP)
+    return []
+
+
+async def _roll_back(sup: Supervisor, failed: list[Unit], last_good: Mapping[str, UnitSpec]) -> None:
+    for unit in failed:
+        log.error("reload.unit_failed", unit=unit.spec.name, error=unit.error)
+        await unit.stop()
+        good = last_good.get(unit.spec.name)
+        if good is None:
+            continue  # a unit the reload added: it stays stopped
+        sup.set_spec(good)
+        unit.start(reset=True)
+        log.info("reload.rolled_back", unit=unit.spec.name)

@@ -15,24 +15,22 @@ class RestartPolicy:
     failed_starts: int = 0  # consecutive starts that never became ready
     level: int = 0  # backoff exponent
 
-    def became_ready(self) -> None:
-        self.failed_starts = 0
-
     def reset(self) -> None:
         self.failed_starts = 0
         self.level = 0
 
     def delay_after_exit(self, ready_for: float | None) -> float | None:
-        """Seconds to wait before the next start, or None to give up (crash loop)."""
-        if ready_for is None:
-            self.failed_starts += 1
-            if self.failed_starts >= self.max_failed_starts:
-                return None
-            return self._next_delay()
-        if ready_for >= self.reset_after:
-            self.level = 0
-        if ready_for >= self.stable_after:
+        """Seconds to wait before the next start, or None to give up (crash loop). A unit that
+        crashes within `stable_after` of becoming ready counts like one that never did
+        (flapping), so it ends `failed` too instead of backing off forever."""
+        if ready_for is not None and ready_for >= self.stable_after:
+            self.failed_starts = 0
+            if ready_for >= self.reset_after:
+                self.level = 0
             return 0.0
+        self.failed_starts += 1
+        if self.failed_starts >= self.max_failed_starts:
+            return None
         return self._next_delay()
 
     def _next_delay(self) -> float:

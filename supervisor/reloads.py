@@ -1,4 +1,5 @@
-"""Reload requests (file changes, SIGHUP, `synsup reload`): queued, merged, checked, applied."""
+"""Reload requests (file changes, SIGHUP, `synsup reload`): queued as operations, merged,
+checked, applied. `Reloads` owns the config generation and the last reload's result."""
 
 from __future__ import annotations
 
@@ -10,89 +11,109 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from .actions import Action
-from .executor import apply_actions
+from .executor import PartialReload, apply_actions
+from .operations import Phase
+from .snapshot import ConfigSnapshot
 from .source import Loaded
 from .watch import config_changes
 
 if TYPE_CHECKING:
     from .daemon import Daemon
-    from .engine import Supervisor
 
 log = structlog.get_logger()
 
 
 class Reloads:
     def __init__(self, daemon: Daemon, reloader: Callable[[], Loaded] | None,
-                 planner: Callable[[Loaded, Loaded], list[Action]] | None) -> None:
+                 planner: Callable[[Loaded, Loaded], list[Action]] | None, settle: float = 1.0) -> None:
         self.daemon = daemon
         self.reloader, self.planner = reloader, planner
-        self._requested = asyncio.Event()
-        self._waiters: list[asyncio.Future] = []
+        self.settle = settle  # a changed file must be unchanged this long before it is read
+        self.generation = 1
+        self.last: dict[str, Any] | None = None  # the last reload's result, for status
+        self.rejected: list[str] | None = None  # the errors of the last rejected reload
+        self.snapshot: ConfigSnapshot | None = None
         self._watch_restart = asyncio.Event()
 
-    def tasks(self, group: asyncio.TaskGroup, stop: asyncio.Event) -> list[asyncio.Task]:
-        if self.reloader is None or self.planner is None:
-            return []
-        return [group.create_task(self._loop()), group.create_task(self._watch(stop))]
+    @property
+    def enabled(self) -> bool:
+        return self.reloader is not None and self.planner is not None
 
-    def request(self) -> None:
-        self._requested.set()
+    def request(self) -> asyncio.Future | None:
+        """Queue a reload (merged with one already waiting); None when it cannot be queued."""
+        if not self.enabled:
+            return None
+        try:
+            future = self.daemon.operations.submit("reload", self._reload_once, merge=True)
+        except Exception as e:  # stopping: a reload now would be pointless
+            log.info("reload.refused", reason=str(e))
+            return None
+        future.add_done_callback(lambda f: f.cancelled() or f.exception())  # retrieved: no warning
+        return future
 
     async def request_and_wait(self) -> dict[str, Any]:
-        if self.reloader is None:
-            return {"ok": True, "applied": False, "errors": ["this daemon cannot reload"]}
-        waiter = asyncio.get_running_loop().create_future()
-        self._waiters.append(waiter)
-        self.request()
-        return await waiter
-
-    async def _loop(self) -> None:
-        while True:
-            await self._requested.wait()
-            self._requested.clear()
-            waiters, self._waiters = self._waiters, []  # requests arriving from now on wait for the next round
-            result = await self._reload_once()
-            for waiter in waiters:
-                if not waiter.done():
-                    waiter.set_result(result)
+        if not self.enabled:
+            return {"ok": True, "applied": False, "result": "rejected", "errors": ["this daemon cannot reload"]}
+        future = self.daemon.operations.submit("reload", self._reload_once, merge=True)
+        result: dict[str, Any] = await future
+        return result
 
     async def _reload_once(self) -> dict[str, Any]:
         d = self.daemon
         d.notifier.send(RELOADING=1, MONOTONIC_USEC=int(time.monotonic() * 1e6), STATUS="reloading")
-        sup = d.supervisor
-        assert sup is not None
-        previous_state = sup.state
-        sup.state = "reloading"
+        d.lifecycle.move(Phase.RELOADING)
         try:
-            return await self._check_and_apply(sup)
+            return await self._check_and_apply()
         finally:
-            sup.state = previous_state if previous_state != "reloading" else "running"
+            d.settle()
             d.notifier.send(READY=1, STATUS=d.status_line())
 
-    async def _check_and_apply(self, sup: Supervisor) -> dict[str, Any]:
+    async def _check_and_apply(self) -> dict[str, Any]:
         d = self.daemon
-        assert self.reloader is not None and self.planner is not None
+        assert self.reloader is not None and self.planner is not None and d.supervisor is not None
         new = await asyncio.to_thread(self.reloader)
         if new.errors:
             errors = [f.format() for f in new.errors]
-            d.extra_status["reload_error"] = errors
+            self.rejected = errors
+            self._record("rejected", [], errors=errors)
             log.error("reload.rejected", errors=errors)
-            return {"ok": True, "applied": False, "errors": errors}
+            return {"ok": True, "applied": False, "result": "rejected", "errors": errors}
         actions = self.planner(d.current, new)
-        d.extra_status["reload_error"] = None
-        log.info("reload.plan", actions=[a.describe() for a in actions] or ["no changes"])
-        await apply_actions(sup, actions, new.specs)
+        self.rejected = None
+        described = [a.describe() for a in actions]
+        log.info("reload.plan", actions=described or ["no changes"])
+        last_good = self.snapshot.specs() if self.snapshot else {}
+        try:
+            await apply_actions(d.supervisor, actions, new.specs, last_good)
+        except PartialReload as partial:
+            self._record("partial", partial.done, unit=partial.unit, error=partial.error)
+            log.error("reload.partial", unit=partial.unit, error=partial.error, done=partial.done)
+            return {"ok": True, "applied": "partial", "result": "partial", "unit": partial.unit,
+                    "error": partial.error, "actions": partial.done, "config_generation": self.generation}
         if set(new.watch_paths) != set(d.current.watch_paths):
             self._watch_restart.set()
         d.current = new
-        d.config_generation += 1
-        described = [a.describe() for a in actions]
-        d.extra_status["last_reload"] = {"at": time.time(), "actions": described}
-        return {"ok": True, "applied": True, "actions": described or ["no changes"],
-                "config_generation": d.config_generation}
+        self.generation += 1
+        self.take_snapshot()
+        self._record("applied", described)
+        return {"ok": True, "applied": True, "result": "applied", "actions": described or ["no changes"],
+                "config_generation": self.generation}
 
-    async def _watch(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
+    def _record(self, result: str, actions: list[str], **fields: Any) -> None:
+        self.last = {"at": time.time(), "result": result, "actions": actions, **fields}
+
+    def take_snapshot(self) -> None:
+        """Copy the config files the current specs read, for rolling a unit back later."""
+        d = self.daemon
+        try:
+            self.snapshot = ConfigSnapshot.take(d.state.config_dir, self.generation, d.current)
+        except OSError as e:
+            log.warning("reload.snapshot_failed", error=str(e))
+            self.snapshot = None
+
+    # -- file watching
+    async def watch(self) -> None:
+        while True:
             self._watch_restart.clear()
             watching = asyncio.ensure_future(self._watch_paths(list(self.daemon.current.watch_paths)))
             restart = asyncio.ensure_future(self._watch_restart.wait())
@@ -101,11 +122,11 @@ class Reloads:
             finally:
                 watching.cancel()
                 restart.cancel()
-            if watching.done() and not watching.cancelled():
-                watching.result()
-                await self._watch_restart.wait()
+            if watching.done() and not watching.cancelled() and watching.exception() is not None:
+                log.error("reload.watch_failed", error=str(watching.exception()))
+                await asyncio.sleep(1.0)  # try again: the paths may be back
 
     async def _watch_paths(self, paths: list[str]) -> None:
-        async for changed in config_changes(paths, asyncio.Event()):
+        async for changed in config_changes(paths, self.settle):
             log.info("reload.files_changed", files=changed)
             self.request()

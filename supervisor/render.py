@@ -41,7 +41,7 @@ def status_table(reply: dict[str, Any], now: float) -> str:
               f"config generation {daemon.get('config_generation')}")
     rows = [("UNIT", "STATE", "PID", "UPTIME", "RESTARTS", "HEALTH", "LAST ERROR")]
     for u in reply.get("units", []):
-        rows.append((u["name"], u["state"], str(u["pid"] or "-"), duration(u.get("uptime")),
+        rows.append((u["name"], _state_cell(u, now), str(u["pid"] or "-"), duration(u.get("uptime")),
                      str(u["restarts"]), _short(u.get("health") or "-", 30), _short(u.get("error") or "", 70)))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
     lines = [header]
@@ -50,7 +50,31 @@ def status_table(reply: dict[str, Any], now: float) -> str:
     if daemon.get("reload_error"):
         lines.append("last reload rejected:")
         lines.extend(f"  {e}" for e in daemon["reload_error"])
+    lines.extend(_daemon_notes(daemon, reply.get("units", []), now))
     return "\n".join(line.rstrip() for line in lines)
+
+
+def _state_cell(unit: dict[str, Any], now: float) -> str:
+    state = str(unit["state"])
+    if unit.get("waiting_for"):
+        return f"{state} (for {unit['waiting_for']})"
+    if unit.get("retry_at"):
+        return f"{state} (retry in {duration(max(0.0, unit['retry_at'] - now))})"
+    return state
+
+
+def _daemon_notes(daemon: dict[str, Any], units: list[dict[str, Any]], now: float) -> list[str]:
+    notes = []
+    operation = daemon.get("operation")
+    if operation:
+        notes.append(f"running: {operation['name']} (for {duration(now - (operation.get('started_at') or now))})"
+                     + (f"; queued: {', '.join(daemon['queued'])}" if daemon.get("queued") else ""))
+    last = daemon.get("last_reload") or {}
+    if last.get("result") == "partial":
+        notes.append(f"last reload partial: {last.get('unit')} did not become ready ({last.get('error')}); "
+                     "it runs its last good config, units not yet restarted kept theirs")
+    notes.extend(f"{u['name']}: {u['log']}" for u in units if u.get("log"))
+    return notes
 
 
 def _short(text: str, width: int) -> str:

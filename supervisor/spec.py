@@ -51,6 +51,7 @@ class UnitSpec:
     dependencies: tuple[str, ...] = ()
     probes: tuple[Probe, ...] = ()  # readiness and liveness checks
     notify: bool = True  # gets a NOTIFY_SOCKET and may send READY=1
+    ready_notify: bool = False  # sends READY=1 once ready: wait for it up to start_timeout
     group: str | None = None
     step: int = 0
     kind: str = "process"

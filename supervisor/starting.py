@@ -12,11 +12,13 @@ import time
 from .commands import state_of
 from .control import ControlClient, NotRunning
 from .daemon import Daemon
+from .leftovers import leftover_records, stop_leftovers
 from .logs import configure
 from .notify import SystemdNotifier
+from .output import prepare_log_dir
 from .render import print_findings
 from .source import Source
-from .statedir import StateDir, leftover_units
+from .statedir import StateDir, process_record
 
 SOCKET_WAIT = 30.0
 
@@ -33,17 +35,22 @@ def start(args: argparse.Namespace, source: Source, argv: list[str]) -> int:
     if _answers(state):
         print(f"synsup is already running for {state.path}")
         return 0
-    leftovers = leftover_units(state)
+    if getattr(args, "replace", False):
+        stop_leftovers(state)
+    leftovers = leftover_records(state)
     if leftovers:
-        names = ", ".join(f"{n} (pid {p})" for n, p in leftovers.items())
+        names = ", ".join(f"{n} (pid {r['pid']})" for n, r in leftovers.items())
         print(f"synsup: error: processes started by an earlier synsup still run: {names}; "
-              "stop them (kill the pids) before starting again", file=sys.stderr)
+              "stop them with `synsup stop`, or start with --replace", file=sys.stderr)
         return 1
     log_dir = os.path.abspath(args.log_dir or os.path.join(state.path, "logs"))
+    state.create()
+    prepare_log_dir(log_dir, [s.name for s in loaded.specs if s.argv is not None])
     if args.command == "run" or args.foreground:
         configure(args.log_format)
+        watch = not args.no_watch and os.environ.get("SYNSUP_WATCH", "1") != "0"
         daemon = Daemon(loaded, state, log_dir, reloader=lambda: source.load(args), planner=source.plan,
-                        notifier=SystemdNotifier.from_environment())
+                        notifier=SystemdNotifier.from_environment(), watch=watch, settle=args.watch_settle)
         return asyncio.run(daemon.run())
     return _start_background(state, source, argv)
 
@@ -69,6 +76,8 @@ def _start_background(state: StateDir, source: Source, argv: list[str]) -> int:
     with open(state.daemon_log, "ab") as log:
         daemon = subprocess.Popen(_daemon_argv(source, argv), stdin=subprocess.DEVNULL, stdout=log,
                                   stderr=log, env=env, start_new_session=True)
+    # at once, so that a `synsup stop` before the daemon listens finds it and stops it
+    state.write_json(state.daemon_file, process_record(daemon.pid) or {"pid": daemon.pid})
     client = _connect(state, daemon)
     if client is None:
         print(f"synsup: error: the daemon exited with code {daemon.returncode} before it was up; "
@@ -101,30 +110,32 @@ def follow_start(client: ControlClient, out) -> int:
     """Print each unit as it becomes ready; 0 once all are, 1 naming a unit that failed."""
     client.send({"cmd": "watch"})
     replies = client.replies()
-    units = {u["name"]: u for u in next(replies)["units"]}
+    first = next(replies, None)
+    if first is None:
+        print("synsup: error: the daemon stopped during the start; see its log", file=sys.stderr)
+        return 1
+    units = {u["name"]: u for u in first["units"]}
+    printed: set[str] = set()
     live = out.isatty()
     for unit in list(units.values()):
-        result = _progress(out, live, units, unit)
+        result = _progress(out, live, units, unit, printed)
         if result is not None:
             return result
     for reply in replies:
         if "unit" in reply:
-            result = _progress(out, live, units, reply["unit"])
+            result = _progress(out, live, units, reply["unit"], printed)
             if result is not None:
                 return result
     print("synsup: error: the daemon stopped during the start; see its log", file=sys.stderr)
     return 1
 
 
-def _progress(out, live: bool, units: dict, unit: dict) -> int | None:
+def _progress(out, live: bool, units: dict, unit: dict, printed: set[str]) -> int | None:
     """Print what changed; 0 when all are ready, 1 when one failed, None to go on."""
-    previous = units.get(unit["name"], {})
     units[unit["name"]] = unit
-    if unit["state"] == "ready" and not previous.get("_printed"):
+    if unit["state"] == "ready" and unit["name"] not in printed:
         _line(out, live, f"ready  {unit['name']:<24} ({unit.get('uptime') or 0:.2f}s)")
-        unit["_printed"] = True
-    elif unit["state"] == "ready":
-        unit["_printed"] = True
+        printed.add(unit["name"])
     if unit["state"] == "failed":
         _line(out, live, f"synsup: unit {unit['name']} failed: {unit['error']}", sys.stderr)
         print("the rest keeps running; see `synsup status` and `synsup logs UNIT`", file=sys.stderr)

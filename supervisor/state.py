@@ -18,14 +18,14 @@ class UnitState(enum.Enum):
 
 S = UnitState
 ALLOWED: dict[UnitState, frozenset[UnitState]] = {
-    S.STOPPED: frozenset({S.WAITING}),
-    S.WAITING: frozenset({S.STARTING, S.STOPPED}),
+    S.STOPPED: frozenset({S.WAITING, S.FAILED}),
+    S.WAITING: frozenset({S.STARTING, S.STOPPED, S.FAILED}),
     S.STARTING: frozenset({S.READY, S.BACKOFF, S.WAITING, S.FAILED, S.STOPPING, S.STOPPED}),
-    S.READY: frozenset({S.UNHEALTHY, S.BACKOFF, S.WAITING, S.STOPPING, S.STOPPED}),
+    S.READY: frozenset({S.UNHEALTHY, S.BACKOFF, S.WAITING, S.FAILED, S.STOPPING, S.STOPPED}),
     S.UNHEALTHY: frozenset({S.READY, S.BACKOFF, S.WAITING, S.FAILED, S.STOPPING, S.STOPPED}),
-    S.BACKOFF: frozenset({S.WAITING, S.STOPPED}),
+    S.BACKOFF: frozenset({S.WAITING, S.FAILED, S.STOPPED}),
     S.FAILED: frozenset({S.WAITING, S.STOPPED}),
-    S.STOPPING: frozenset({S.STOPPED}),
+    S.STOPPING: frozenset({S.STOPPED, S.FAILED}),
 }
 
 

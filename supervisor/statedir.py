@@ -45,6 +45,10 @@ class StateDir:
         return os.path.join(self.path, "units.json")
 
     @property
+    def config_dir(self) -> str:
+        return os.path.join(self.path, "config")
+
+    @property
     def daemon_log(self) -> str:
         return os.path.join(self.path, "daemon.log")
 
@@ -96,12 +100,6 @@ def still_running(record: dict[str, Any]) -> bool:
     recorded, now = record.get("cmdline") or [], live["cmdline"] or []
     return recorded == now or bool(recorded and now and
                                    os.path.basename(recorded[0]) in os.path.basename(now[0]))
-
-
-def leftover_units(state: StateDir) -> dict[str, int]:
-    """Units recorded by an earlier daemon whose processes still run."""
-    records = state.read_json(state.units_file) or {}
-    return {name: r["pid"] for name, r in records.items() if isinstance(r, dict) and still_running(r)}
 
 
 def running_daemon(state: StateDir) -> int | None:

@@ -1,4 +1,7 @@
-"""One unit: its state machine and the task that keeps its process alive."""
+"""One unit: its state machine and the task that keeps its process alive.
+
+Whatever goes wrong inside a unit's task stays in that unit: an unexpected exception marks it
+`failed` with the error, and its process group is SIGKILLed when the task ends for any reason."""
 
 from __future__ import annotations
 
@@ -10,6 +13,7 @@ from dataclasses import dataclass
 import structlog
 
 from .clock import Clock
+from .environment import unit_environment
 from .notify import NotifySocket
 from .output import UnitOutput
 from .policy import RestartPolicy
@@ -28,7 +32,18 @@ class Timing:
     liveness_interval: float | None = 10.0  # None: no liveness probes
     probe_timeout: float = 2.0
     failure_threshold: int = 3
-    notify_grace: float = 5.0  # how long to wait for READY=1 from a unit not yet seen sending it
+    notify_grace: float = 5.0  # how long to wait for READY=1 from a unit not known to send it
+    failed_retry: float | None = 300.0  # a failed unit is tried again after this cool-down
+
+
+def process_stopped(pid: int) -> str | None:
+    """Why a live process cannot be working (stopped or traced), from /proc; None if it can."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            state = f.read().rsplit(b")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return None
+    return {b"T": "stopped (SIGSTOP)", b"t": "stopped by a tracer"}.get(state)
 
 
 class Unit:
@@ -41,9 +56,11 @@ class Unit:
         self.notify_path = notify_path
         self.state = S.STOPPED
         self.since = clock.time()
-        self.pid: int | None = None
+        self.child: Child | None = None
         self.started_at: float | None = None
         self.restarts = 0
+        self.failed_attempts = 0  # starts that never became ready since the last start()
+        self.retry_at: float | None = None  # when a failed unit is tried again
         self.last_exit: ExitStatus | None = None
         self.error: str | None = None
         self.health: str | None = None
@@ -59,6 +76,10 @@ class Unit:
         self._notify: NotifySocket | None = None
         self._prober = Prober(())
         self.log = structlog.get_logger().bind(unit=spec.name)
+
+    @property
+    def pid(self) -> int | None:
+        return self.child.pid if self.child is not None and not self.child.exited else None
 
     # -- the one place state changes
     def set_state(self, new: UnitState, error: str | None = None, **fields: object) -> None:
@@ -80,6 +101,7 @@ class Unit:
         if reset:
             self.policy.reset()
             self.restarts = 0
+        self.failed_attempts = 0
         if not self._idle.is_set():
             return
         self.wanted = True
@@ -103,25 +125,57 @@ class Unit:
             self.log.info("unit.signalled", pid=self.pid, signal=sig)
 
     @property
+    def blocked_by(self) -> Unit | None:
+        """The dependency that keeps this waiting unit from ever starting (failed, or stopped
+        and not wanted), directly or through another dependency."""
+        if self.state is not S.WAITING:
+            return None
+        for dependency in self.dependencies:
+            if dependency.state is S.FAILED or (dependency.state is S.STOPPED and not dependency.wanted):
+                return dependency
+            if dependency.blocked_by is not None:
+                return dependency
+        return None
+
+    @property
     def settled(self) -> bool:
-        """Ready, failed or stopped, with no start pending."""
+        """Ready, failed or stopped with no start pending, or waiting on a dependency that
+        cannot become ready: nothing more will happen without a command."""
+        if self.blocked_by is not None:
+            return True
         return self.state in (S.READY, S.FAILED, S.STOPPED) and not self._start_requested.is_set()
 
     # -- the task
     async def supervise(self) -> None:
-        if self.spec.notify and self.notify_path:
-            self._notify = NotifySocket(self.notify_path, self._on_notify)
         try:
             while True:
                 await self._start_requested.wait()
                 self._start_requested.clear()
                 try:
-                    await self._life()
+                    await self._contained(self._life())
                 finally:
+                    self._kill_child()
                     self._idle.set()
         finally:
+            self._kill_child()
             if self._notify:
                 self._notify.close()
+
+    async def _contained(self, work: Awaitable[None]) -> None:
+        """Run `work`; an unexpected exception fails this unit, never the daemon."""
+        try:
+            await work
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:
+            self.log.exception("unit.internal_error")
+            self.wanted = False
+            self._kill_child()
+            self.set_state(S.FAILED, f"internal error: {type(e).__name__}: {e}")
+
+    def _kill_child(self) -> None:
+        if self.child is not None and not self.child.exited:
+            self.child.force_close()
 
     def _on_notify(self, fields: dict[str, str]) -> None:
         if fields.get("READY") == "1":
@@ -129,25 +183,46 @@ class Unit:
             self._notify_ready.set()
 
     async def _life(self) -> None:
+        if self.spec.notify and self.notify_path and self._notify is None:
+            self._notify = NotifySocket(self.notify_path, self._on_notify)
         while self.wanted:
+            self.retry_at = None
             self.set_state(S.WAITING)
             if await self._race(self._dependencies_ready()) == "stop":
                 break
             ready_for = await self._run_once()
             if not self.wanted:
                 break
+            if ready_for is None:
+                self.failed_attempts += 1
             delay = self.policy.delay_after_exit(ready_for)
             if delay is None:
-                self.wanted = False
-                self.set_state(S.FAILED, f"failed to become ready {self.policy.failed_starts} times "
-                               f"in a row; last: {self.error}")
-                return
+                if not await self._failed():
+                    break
+                continue
             self.restarts += 1
             if delay > 0:
                 self.set_state(S.BACKOFF, delay=delay)
                 if await self._race(self.clock.sleep(delay)) == "stop":
                     break
         self.set_state(S.STOPPED)
+
+    async def _failed(self) -> bool:
+        """Crash loop: `failed` until the cool-down ends (True: try again) or a stop (False)."""
+        self.set_state(S.FAILED, f"failed to become ready {self.policy.failed_starts} times "
+                       f"in a row; last: {self.error}")
+        retry = self.timing.failed_retry
+        if retry is None:
+            self.wanted = False
+            await self._stop.wait()
+            return False
+        self.retry_at = self.clock.time() + retry
+        self._on_change(self)
+        if await self._race(self.clock.sleep(retry)) == "stop":
+            return False
+        self.policy.reset()
+        self.log.info("unit.retrying", after=retry)
+        return True
 
     async def _dependencies_ready(self) -> None:
         for dependency in self.dependencies:
@@ -165,18 +240,18 @@ class Unit:
 
     async def _spawn_and_supervise(self) -> float | None:
         try:
-            child = await self.spawner.spawn(self.spec, self._environment(), self.output)
+            self.child = child = await self.spawner.spawn(self.spec, self._environment(), self.output)
         except OSError as e:
             self.error = f"cannot start {(self.spec.argv or ('?',))[0]}: {e.strerror or e}"
             self.log.error("unit.spawn_failed", error=self.error)
             return None
-        self.pid, self.started_at = child.pid, self.clock.time()
+        self.started_at = self.clock.time()
         self.output.note(f"started pid {child.pid}")
         self.log.info("unit.spawned", pid=child.pid)
         self._on_change(self)
         exited = asyncio.ensure_future(child.wait())
         ready_for = await self._supervise_child(child, exited)
-        self._record_exit(await exited)
+        self._record_exit(child, await exited)
         return ready_for
 
     async def _supervise_child(self, child: Child, exited: asyncio.Future) -> float | None:
@@ -184,7 +259,6 @@ class Unit:
         ready_at = None
         if outcome == "done":
             ready_at = self.clock.monotonic()
-            self.policy.became_ready()
             self.set_state(S.READY)
             outcome = await self._race(self._liveness(), exited)
             if outcome == "done":
@@ -199,16 +273,15 @@ class Unit:
             await stop_child(child, exited, self.spec.stop_timeout)
         return None if ready_at is None else self.clock.monotonic() - ready_at
 
-    def _record_exit(self, returncode: int) -> None:
-        status = ExitStatus.from_returncode(returncode, self.clock.time())
-        pid, self.pid = self.pid, None
+    def _record_exit(self, child: Child, returncode: int) -> None:
+        status = ExitStatus.from_returncode(returncode, self.clock.time(), child.killed_after)
         self.last_exit = status
-        self.output.note(f"pid {pid} {status.describe()}")
+        self.output.note(f"pid {child.pid} {status.describe()}")
         if self.wanted:
             lines = " | ".join(self.output.last(3))
             if self.state is not S.UNHEALTHY and not (self.error and self.error.startswith("not ready")):
                 self.error = status.describe() + (f": {lines}" if lines else "")
-            self.log.warning("unit.exited", pid=pid, status=status.describe())
+            self.log.warning("unit.exited", pid=child.pid, status=status.describe())
         else:
             self.set_state(S.STOPPED)
         self._on_change(self)
@@ -229,15 +302,14 @@ class Unit:
         return None
 
     def _environment(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if k != "NOTIFY_SOCKET"}
-        env.update(self.spec.env)
-        if self._notify is not None:
-            env["NOTIFY_SOCKET"] = self._notify.path
-        return env
+        return unit_environment(self.spec.env, self._notify.path if self._notify is not None else None)
 
     async def _readiness(self) -> None:
         if self.spec.probes:
             await self._until_healthy()
+        if self.spec.ready_notify:
+            await self._notify_ready.wait()  # it does send READY=1: up to the start timeout
+            return
         if self._sends_ready is False and self.spec.probes:
             return  # it never sent READY=1 before: judged by its listeners alone
         if self.spec.notify or not self.spec.probes:
@@ -256,16 +328,23 @@ class Unit:
             delay = min(delay * 2, 0.5)
         self.health = "ok"
 
+    async def _check_alive(self) -> str | None:
+        """One liveness check: the probes, or for a unit without any, that it is not stopped."""
+        if self.spec.probes:
+            return await self._prober.check_all(self.timing.probe_timeout)
+        pid = self.pid
+        return process_stopped(pid) if pid is not None else None
+
     async def _liveness(self) -> None:
-        """Returns once the unit failed its probes `failure_threshold` times in a row."""
+        """Returns once the unit failed its checks `failure_threshold` times in a row."""
         interval = self.timing.liveness_interval
-        if not self.spec.probes or interval is None:
+        if interval is None or (not self.spec.probes and self.spec.argv is None):
             await asyncio.Event().wait()
             return
         failures = 0
         while failures < self.timing.failure_threshold:
             await self.clock.sleep(interval)
-            why = await self._prober.check_all(self.timing.probe_timeout)
+            why = await self._check_alive()
             failures = failures + 1 if why else 0
             self.health = f"failing {failures}/{self.timing.failure_threshold}: {why}" if why else "ok"
         self.error = f"unhealthy: {self.health}"

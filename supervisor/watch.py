@@ -1,4 +1,9 @@
-"""Watching config files: one batch of changed paths per editor save."""
+"""Watching config files: one batch of changed paths once the files have settled.
+
+A batch is yielded only after no relevant change was seen for `settle` seconds, so a file
+written in two chunks is read once, complete, and a burst of edits is one reload. The parents
+of watched directories are watched too: a directory that is removed and created again ends
+the iteration (after yielding what changed), and the caller watches the new one."""
 
 from __future__ import annotations
 
@@ -18,16 +23,48 @@ def watch_targets(paths: list[str]) -> tuple[set[str], set[str]]:
     return files, dirs
 
 
-async def config_changes(paths: list[str], stop: asyncio.Event) -> AsyncIterator[list[str]]:
-    """Yields the relevant changed paths, one batch per editor save (debounced)."""
+def _relevant(path: str, files: set[str], dirs: set[str]) -> bool:
+    return path in files or path in dirs or (os.path.dirname(path) in dirs and path.endswith(".yaml"))
+
+
+Batch = set[tuple[watchfiles.Change, str]]
+
+
+async def _pump(roots: list[str], queue: asyncio.Queue[Batch | Exception]) -> None:
+    try:
+        async for changes in watchfiles.awatch(*roots, debounce=200, step=50, recursive=False,
+                                               ignore_permission_denied=True):
+            queue.put_nowait(changes)
+    except Exception as e:  # a root vanished, inotify limits: the caller watches again
+        queue.put_nowait(e)
+
+
+async def config_changes(paths: list[str], settle: float = 1.0) -> AsyncIterator[list[str]]:
+    """Yields the relevant changed paths, one batch per settled change."""
     files, dirs = watch_targets(paths)
-    roots = sorted({os.path.dirname(f) for f in files} | dirs)
+    roots = sorted({os.path.dirname(f) for f in files} | dirs | {os.path.dirname(d) for d in dirs})
     roots = [r for r in roots if os.path.isdir(r)]
     if not roots:
+        await asyncio.sleep(settle)  # nothing to watch yet: the caller looks again
         return
-    async for changes in watchfiles.awatch(*roots, stop_event=stop, debounce=1000, step=200,
-                                           recursive=False, ignore_permission_denied=True):
-        relevant = sorted({p for _, p in changes if p in files or
-                           (os.path.dirname(p) in dirs and p.endswith(".yaml"))})
-        if relevant:
-            yield relevant
+    queue: asyncio.Queue[Batch | Exception] = asyncio.Queue()
+    pump = asyncio.ensure_future(_pump(roots, queue))
+    pending: set[str] = set()
+    try:
+        while True:
+            try:
+                async with asyncio.timeout(settle if pending else None):
+                    changes = await queue.get()
+            except TimeoutError:
+                yield sorted(pending)
+                pending.clear()
+                continue
+            if isinstance(changes, Exception):
+                raise changes
+            pending |= {p for _, p in changes if _relevant(p, files, dirs)}
+            if any(p in dirs for _, p in changes):  # a watched dir itself was removed or created
+                await asyncio.sleep(settle)
+                yield sorted(pending)
+                return
+    finally:
+        pump.cancel()

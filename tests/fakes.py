@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 
 from synsup.supervisor.process import Child
 
@@ -32,6 +33,14 @@ class FakeChild(Child):
         self.pid = pid
         self._exit: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self.signals: list[int] = []
+        self.killed_after = None
+
+    @property
+    def exited(self) -> bool:
+        return self._exit.done()
+
+    def force_close(self) -> None:
+        self.exit(-signal.SIGKILL)
 
     def exit(self, returncode: int) -> None:
         if not self._exit.done():
@@ -41,6 +50,8 @@ class FakeChild(Child):
         return await asyncio.shield(self._exit)
 
     def signal_group(self, sig: int) -> None:
+        if sig == signal.SIGCONT:
+            return  # a running child does not notice
         self.signals.append(sig)
         self.exit(-sig)
 

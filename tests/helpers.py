@@ -128,7 +128,7 @@ class Deployment:
         self.config, self.workers_dir = write_deployment(self.root, self.shared, self.workers)
 
     def env(self) -> dict[str, str]:
-        return {**os.environ, "PYTHONPATH": FAKE_SYNAPSE, "FAKE_SYNAPSE_CONTROL": self.control}
+        return {**os.environ, "PYTHONPATH": FAKE_SYNAPSE, "SYNAPSE_FAKE_CONTROL": self.control}
 
     def synsup(self, *args: str, config: bool = False, timeout: float = 120):
         import subprocess

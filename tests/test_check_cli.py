@@ -137,7 +137,7 @@ def test_fixture_deployments_pass(tmp_path):
     for name in ("modern", "v166"):
         base = os.path.join(HERE, "fixtures", name)
         done = synsup("check", "-c", os.path.join(base, "homeserver.yaml"), "-a", os.path.join(base, "workers"),
-                      env_extra={"FAKE_SYNAPSE_VERSION": "1.66.0" if name == "v166" else "1.163.0"})
+                      env_extra={"SYNAPSE_FAKE_VERSION": "1.66.0" if name == "v166" else "1.163.0"})
         assert done.returncode == 0, done.stderr
         assert "step 3" in done.stdout
 
@@ -145,7 +145,7 @@ def test_fixture_deployments_pass(tmp_path):
 def test_v166_fixture_rejected_by_modern_synapse():
     base = os.path.join(HERE, "fixtures", "v166")
     done = synsup("check", "-c", os.path.join(base, "homeserver.yaml"), "-a", os.path.join(base, "workers"),
-                  env_extra={"FAKE_SYNAPSE_VERSION": "1.120.0"})
+                  env_extra={"SYNAPSE_FAKE_VERSION": "1.120.0"})
     assert done.returncode == 1
     assert "Synapse 1.120.0 rejects `worker_replication_host`" in done.stderr
 

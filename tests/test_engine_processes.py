@@ -26,7 +26,7 @@ S = UnitState
 def fake_env(short_dir, monkeypatch):
     d = Deployment(os.path.join(short_dir, "d"), os.path.join(short_dir, "s"))
     monkeypatch.setenv("PYTHONPATH", FAKE_SYNAPSE)
-    monkeypatch.setenv("FAKE_SYNAPSE_CONTROL", d.control)
+    monkeypatch.setenv("SYNAPSE_FAKE_CONTROL", d.control)
     os.makedirs(d.state_dir)
     return d
 

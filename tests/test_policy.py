@@ -19,22 +19,23 @@ def test_stable_unit_restarts_at_once():
     assert policy.delay_after_exit(3600.0) == 0.0
 
 
-def test_short_lived_ready_unit_backs_off_but_never_fails():
+def test_flapping_unit_counts_towards_the_crash_loop_limit():
+    """Regression: a unit crashing 2 s after ready backed off forever and was never failed."""
     policy = RestartPolicy()
-    delays = [policy.delay_after_exit(5.0) for _ in range(8)]
-    assert delays[:4] == [1.0, 2.0, 4.0, 8.0] and None not in delays
+    delays = [policy.delay_after_exit(2.0) for _ in range(5)]
+    assert delays == [1.0, 2.0, 4.0, 8.0, None]
 
 
-def test_becoming_ready_resets_the_failed_start_count():
+def test_a_stable_run_resets_the_failed_start_count():
     policy = RestartPolicy()
     for _ in range(4):
         policy.delay_after_exit(None)
-    policy.became_ready()
+    assert policy.delay_after_exit(60.0) == 0.0
     assert policy.delay_after_exit(None) is not None
 
 
 def test_ten_minutes_ready_resets_the_backoff():
-    policy = RestartPolicy()
+    policy = RestartPolicy(max_failed_starts=100)
     for _ in range(5):
         policy.delay_after_exit(5.0)
     assert policy.delay_after_exit(5.0) == 32.0

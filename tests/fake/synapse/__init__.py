@@ -2,4 +2,4 @@
 
 import os
 
-__version__ = os.environ.get("FAKE_SYNAPSE_VERSION", "1.163.0")
+__version__ = os.environ.get("SYNAPSE_FAKE_VERSION", "1.163.0")

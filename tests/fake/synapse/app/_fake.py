@@ -1,15 +1,15 @@
 """What the fake does: read the -c files like Synapse, bind the listeners, answer /health,
 send READY=1, honour SIGTERM, and misbehave on request.
 
-Behaviour comes from $FAKE_SYNAPSE_CONTROL/<instance>.json, read at start:
+Behaviour comes from $SYNAPSE_FAKE_CONTROL/<instance>.json, read at start:
   {"refuse": true}            exit 1 at once (with a message on stderr)
   {"ready_delay": 0.5}        bind and send READY=1 only after this many seconds
   {"hang": true}              never bind, never send READY=1
   {"crash_after": 0.5}        exit 1 this long after becoming ready
   {"ignore_term": true}       ignore SIGTERM
   {"no_notify": true}         never send READY=1
-Health answers 500 while $FAKE_SYNAPSE_CONTROL/<instance>.unhealthy exists.
-Every start, ready and exit is appended to $FAKE_SYNAPSE_CONTROL/events.jsonl.
+Health answers 500 while $SYNAPSE_FAKE_CONTROL/<instance>.unhealthy exists.
+Every start, ready and exit is appended to $SYNAPSE_FAKE_CONTROL/events.jsonl.
 """
 
 import argparse
@@ -42,7 +42,7 @@ class Fake:
         self.config = config
         self.is_main = is_main
         self.name = "main" if is_main else str(config.get("worker_name") or config.get("worker_app"))
-        self.control = os.environ.get("FAKE_SYNAPSE_CONTROL", "")
+        self.control = os.environ.get("SYNAPSE_FAKE_CONTROL", "")
         self.behaviour = self._read_behaviour()
         self.stopping = asyncio.Event()
 

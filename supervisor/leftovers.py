@@ -1,0 +1,67 @@
+"""Processes recorded by a synsup daemon that is gone: listed by `status`, stopped by `stop`
+and by `start --replace`, in reverse dependency order."""
+
+from __future__ import annotations
+
+import os
+import signal
+from typing import Any
+
+import psutil
+
+from .statedir import StateDir, still_running
+
+
+def leftover_records(state: StateDir) -> dict[str, dict[str, Any]]:
+    """Unit name -> record, for the recorded processes that still run."""
+    records = state.read_json(state.units_file) or {}
+    if not isinstance(records, dict):
+        return {}
+    return {name: r for name, r in records.items() if isinstance(r, dict) and still_running(r)}
+
+
+def orphan_rows(records: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{"name": name, "state": "orphaned", "pid": r["pid"], "step": r.get("step", 0)}
+            for name, r in sorted(records.items(), key=lambda item: item[1].get("step", 0))]
+
+
+def _signal_group(pid: int, sig: int) -> None:
+    try:
+        os.killpg(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        try:
+            os.kill(pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+def _wait_gone(pids: list[int], timeout: float) -> list[int]:
+    """The pids still alive after `timeout` seconds (not our children: psutil polls them)."""
+    procs = []
+    for pid in pids:
+        try:
+            procs.append(psutil.Process(pid))
+        except psutil.NoSuchProcess:
+            pass
+    _, alive = psutil.wait_procs(procs, timeout=timeout)
+    return [p.pid for p in alive]
+
+
+def stop_leftovers(state: StateDir, say: Any = print) -> list[str]:
+    """Stop every leftover unit, last step first: SIGCONT+SIGTERM to its group, SIGKILL after
+    its stop timeout. Returns the names stopped."""
+    records = leftover_records(state)
+    steps = sorted({r.get("step", 0) for r in records.values()}, reverse=True)
+    for step in steps:
+        group = {n: r for n, r in records.items() if r.get("step", 0) == step}
+        listed = ", ".join(f"{n} (pid {r['pid']})" for n, r in sorted(group.items()))
+        say(f"stopping {listed}")
+        for record in group.values():
+            _signal_group(record["pid"], signal.SIGCONT)
+            _signal_group(record["pid"], signal.SIGTERM)
+        timeout = max(float(r.get("stop_timeout") or 30.0) for r in group.values())
+        for pid in _wait_gone([r["pid"] for r in group.values()], timeout):
+            _signal_group(pid, signal.SIGKILL)
+        _wait_gone([r["pid"] for r in group.values()], 5.0)
+    state.remove(state.units_file)
+    return sorted(records)
