@@ -157,7 +157,8 @@ class Daemon:
     def _systemd_tasks(self) -> list[asyncio.Future]:
         if self.notifier.address is None:
             return []
-        tasks: list[asyncio.Future] = [asyncio.ensure_future(systemd.extend_start(self.notifier, systemd.start_timeout(), self._main_starting))]
+        extend = systemd.extend_start(self.notifier, systemd.start_timeout(), self._main_starting)
+        tasks: list[asyncio.Future] = [asyncio.ensure_future(extend)]
         interval = systemd.watchdog_interval()
         if interval:
             tasks.append(asyncio.ensure_future(systemd.watchdog(self.notifier, interval)))
