@@ -1,14 +1,72 @@
-"""structlog set-up: readable on a TTY, JSON lines otherwise, syslog priorities under journald."""
+"""structlog set-up: readable on a TTY, JSON lines otherwise, syslog priorities under journald.
+
+Logging never fails the daemon: a log stream that cannot be written (a full disk under
+daemon.log) drops the line. Repeated identical events are rate-limited."""
 
 from __future__ import annotations
 
 import logging
 import os
 import sys
+import time
+from typing import Any, TextIO, cast
 
 import structlog
 
 PRIORITIES = {"critical": 2, "error": 3, "warning": 4, "info": 6, "debug": 7}
+BURST = 10  # identical events (same event, unit, error) let through per window
+WINDOW = 10.0
+
+
+class SafeStream:
+    """A text stream whose write never raises: what cannot be written is dropped."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self.dropped = 0
+
+    def write(self, text: str) -> int:
+        try:
+            return self.stream.write(text)
+        except (OSError, ValueError):
+            self.dropped += 1
+            return 0
+
+    def flush(self) -> None:
+        try:
+            self.stream.flush()
+        except (OSError, ValueError):
+            pass
+
+    def isatty(self) -> bool:
+        return self.stream.isatty()
+
+
+class RateLimiter:
+    """A structlog processor: at most BURST identical events per WINDOW seconds; the next one
+    let through says how many were suppressed."""
+
+    def __init__(self, burst: int = BURST, window: float = WINDOW) -> None:
+        self.burst, self.window = burst, window
+        self._seen: dict[tuple[Any, ...], list[float]] = {}  # key -> [window start, count, suppressed]
+
+    def __call__(self, _logger: object, _method: str, event_dict: dict) -> dict:
+        key = (event_dict.get("event"), event_dict.get("unit"), event_dict.get("error"))
+        now = time.monotonic()
+        seen = self._seen.get(key)
+        if seen is None or now - seen[0] >= self.window:
+            suppressed = int(seen[2]) if seen else 0
+            self._seen[key] = [now, 1, 0]
+            if len(self._seen) > 10_000:
+                self._seen = {key: self._seen[key]}
+            if suppressed:
+                event_dict["suppressed"] = suppressed
+            return event_dict
+        seen[1] += 1
+        if seen[1] > self.burst:
+            seen[2] += 1
+            raise structlog.DropEvent
+        return event_dict
 
 
 def _journal_prefix(_logger: object, method: str, event_dict: dict) -> dict:
@@ -23,7 +81,7 @@ def _journal_render(_logger: object, _method: str, event_dict: dict) -> str:
     return f"<{priority}>{event} {fields}".rstrip()
 
 
-def choose_format(requested: str | None, stream=sys.stderr) -> str:
+def choose_format(requested: str | None, stream: Any = sys.stderr) -> str:
     if requested:
         return requested
     if os.environ.get("JOURNAL_STREAM"):
@@ -31,18 +89,20 @@ def choose_format(requested: str | None, stream=sys.stderr) -> str:
     return "console" if stream.isatty() else "json"
 
 
-def configure(fmt: str | None = None, stream=sys.stderr, level: int = logging.INFO) -> None:
+def configure(fmt: str | None = None, stream: Any = sys.stderr, level: int = logging.INFO) -> None:
     fmt = choose_format(fmt, stream)
-    processors: list = [structlog.processors.add_log_level]
+    processors: list = [RateLimiter(), structlog.processors.add_log_level]
     if fmt == "journal":
         processors += [_journal_prefix, _journal_render]
     else:
         processors.append(structlog.processors.TimeStamper(fmt="iso" if fmt == "json" else "%H:%M:%S"))
-        processors.append(structlog.processors.JSONRenderer() if fmt == "json"
-                          else structlog.dev.ConsoleRenderer(colors=stream.isatty()))
+        if fmt == "json":
+            processors += [structlog.processors.format_exc_info, structlog.processors.JSONRenderer()]
+        else:
+            processors.append(structlog.dev.ConsoleRenderer(colors=stream.isatty()))
     structlog.configure(
         processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.PrintLoggerFactory(stream),
+        logger_factory=structlog.PrintLoggerFactory(cast(TextIO, SafeStream(stream))),
         cache_logger_on_first_use=False,
     )

@@ -56,7 +56,8 @@ class SystemdNotifier:
         self.address = address
         self._sock: socket.socket | None = None
         if address:
-            self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+            # non-blocking: a stalled systemd must never freeze the event loop
+            self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC | socket.SOCK_NONBLOCK)
 
     @classmethod
     def from_environment(cls) -> SystemdNotifier:
@@ -70,7 +71,7 @@ class SystemdNotifier:
         try:
             self._sock.sendto(message, target)
         except OSError:
-            pass  # systemd gone: nothing to tell
+            pass  # would block (advisory STATUS lines are dropped), or systemd is gone
 
     def close(self) -> None:
         if self._sock is not None:

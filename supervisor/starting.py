@@ -67,7 +67,7 @@ def _answers(state: StateDir) -> bool:
 def _daemon_argv(source: Source, argv: list[str]) -> list[str]:
     rest = list(argv)
     rest[rest.index("start")] = "run"
-    return [sys.executable, "-m", source.module] + [a for a in rest if a != "--foreground"]
+    return [sys.executable, "-m", source.module] + [a for a in rest if a not in ("--foreground", "--replace")]
 
 
 def _start_background(state: StateDir, source: Source, argv: list[str]) -> int:

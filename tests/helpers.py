@@ -160,3 +160,18 @@ class Deployment:
                 return [json.loads(line) for line in f]
         except FileNotFoundError:
             return []
+
+
+def processes_with(marker: str) -> list[int]:
+    """Pids of live processes whose environment holds `marker` (a test's own directory)."""
+    import psutil
+    found = []
+    for proc in psutil.process_iter(["pid", "environ", "status"]):
+        try:
+            if proc.info["status"] == psutil.STATUS_ZOMBIE:
+                continue
+            if any(marker in v for v in (proc.info["environ"] or {}).values()):
+                found.append(proc.info["pid"])
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            pass
+    return found

@@ -8,6 +8,9 @@ Behaviour comes from $SYNAPSE_FAKE_CONTROL/<instance>.json, read at start:
   {"crash_after": 0.5}        exit 1 this long after becoming ready
   {"ignore_term": true}       ignore SIGTERM
   {"no_notify": true}         never send READY=1
+  {"grandchild": "group"}     leave a sleeping grandchild holding stdout, in the unit's group
+  {"grandchild": "setsid"}    the same, in a session of its own (escaping the group)
+  {"spam": 4096}              write this many bytes of output every 10 ms once ready
 Health answers 500 while $SYNAPSE_FAKE_CONTROL/<instance>.unhealthy exists.
 Every start, ready and exit is appended to $SYNAPSE_FAKE_CONTROL/events.jsonl.
 """
@@ -96,6 +99,18 @@ class Fake:
         with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
             s.sendto(message.encode(), address)
 
+    def grandchild(self, setsid):
+        import subprocess
+        child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(3600)"],
+                                 start_new_session=setsid, stdout=sys.stdout, stderr=sys.stderr)
+        self.record("grandchild", grandchild=child.pid)
+
+    async def spam(self, size):
+        line = (b"x" * 99 + b"\n") * max(1, size // 100)
+        while True:
+            os.write(1, line)
+            await asyncio.sleep(0.01)
+
     async def run(self):
         b = self.behaviour
         self.record("start", events_writers=(self.config.get("stream_writers") or {}).get("events"),
@@ -112,6 +127,10 @@ class Fake:
             return 0
         await asyncio.sleep(b.get("ready_delay", 0))
         servers = await self.bind()
+        if b.get("grandchild"):
+            self.grandchild(b["grandchild"] == "setsid")
+        if b.get("spam"):
+            asyncio.get_running_loop().create_task(self.spam(int(b["spam"])))
         self.notify(f"READY=1\nMAINPID={os.getpid()}")
         self.record("ready")
         print(f"fake synapse {self.name} ready", file=sys.stderr, flush=True)
