@@ -10,10 +10,8 @@ import sys
 import time
 from typing import Any
 
-import psutil
-
 from .control import ControlClient, ControlError, ControlTimeout, NotRunning
-from .leftovers import leftover_records, orphan_rows, stop_leftovers
+from .leftovers import leftover_records, orphan_rows, stop_leftovers, wait_gone
 from .render import print_findings, print_plan, status_table
 from .source import Loaded
 from .spec import steps_of
@@ -87,7 +85,8 @@ def stop(args: argparse.Namespace) -> int:
         for reply in client.replies():
             if reply.get("stopping"):
                 print("stopping: workers, then stream writers, then main, then Redis ...")
-    _wait_gone(pid)
+    if pid is not None:
+        wait_gone([pid], 30.0)
     print("stopped")
     return 0
 
@@ -96,7 +95,7 @@ def _stop_without_daemon(state: StateDir) -> int:
     starting = running_daemon(state)
     if starting is not None:  # started, not yet listening: SIGTERM stops it cleanly
         os.kill(starting, signal.SIGTERM)
-        _wait_gone(starting, 120.0)
+        wait_gone([starting], 120.0)
         print("stopped (the daemon was still starting)")
         return 0
     names = stop_leftovers(state)
@@ -105,15 +104,6 @@ def _stop_without_daemon(state: StateDir) -> int:
         return 0
     print(f"synsup is not running (state dir {state.path}); nothing to stop")
     return 0
-
-
-def _wait_gone(pid: int | None, timeout: float = 30.0) -> None:
-    if pid is None:
-        return
-    try:
-        psutil.Process(pid).wait(timeout)  # not our child: psutil polls it
-    except (psutil.NoSuchProcess, psutil.TimeoutExpired):
-        pass
 
 
 def _long_request(args: argparse.Namespace, request: dict[str, Any]) -> dict[str, Any] | int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from typing import Any
 
 import psutil
@@ -35,16 +36,22 @@ def _signal_group(pid: int, sig: int) -> None:
             pass
 
 
-def _wait_gone(pids: list[int], timeout: float) -> list[int]:
-    """The pids still alive after `timeout` seconds (not our children: psutil polls them)."""
-    procs = []
-    for pid in pids:
-        try:
-            procs.append(psutil.Process(pid))
-        except psutil.NoSuchProcess:
-            pass
-    _, alive = psutil.wait_procs(procs, timeout=timeout)
-    return [p.pid for p in alive]
+def _alive(pid: int) -> bool:
+    """Running, not a zombie (a dead process its parent has not reaped yet counts as gone)."""
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def wait_gone(pids: list[int], timeout: float) -> list[int]:
+    """The pids still alive after `timeout` seconds (not our children: polled)."""
+    deadline = time.monotonic() + timeout
+    alive = [p for p in pids if _alive(p)]
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.05)
+        alive = [p for p in alive if _alive(p)]
+    return alive
 
 
 def stop_leftovers(state: StateDir, say: Any = print) -> list[str]:
@@ -60,8 +67,8 @@ def stop_leftovers(state: StateDir, say: Any = print) -> list[str]:
             _signal_group(record["pid"], signal.SIGCONT)
             _signal_group(record["pid"], signal.SIGTERM)
         timeout = max(float(r.get("stop_timeout") or 30.0) for r in group.values())
-        for pid in _wait_gone([r["pid"] for r in group.values()], timeout):
+        for pid in wait_gone([r["pid"] for r in group.values()], timeout):
             _signal_group(pid, signal.SIGKILL)
-        _wait_gone([r["pid"] for r in group.values()], 5.0)
+        wait_gone([r["pid"] for r in group.values()], 5.0)
     state.remove(state.units_file)
     return sorted(records)

@@ -51,7 +51,7 @@ class Lifecycle:
             return
         if new not in ALLOWED[self.phase]:
             raise RuntimeError(f"daemon phase {self.phase.value} -> {new.value} is not allowed")
-        log.info(f"daemon.{new.value}")
+        log.info("daemon.phase", phase=new.value)
         self.phase = new
         if self._on_change is not None:
             self._on_change(new)

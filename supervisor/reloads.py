@@ -92,12 +92,23 @@ class Reloads:
                     "error": partial.error, "actions": partial.done, "config_generation": self.generation}
         if set(new.watch_paths) != set(d.current.watch_paths):
             self._watch_restart.set()
+        changed = bool(actions) or new.specs != d.current.specs
         d.current = new
+        if not changed:  # e.g. `synsup reload` after the watcher applied the change already
+            return {"ok": True, "applied": True, "result": "applied", "actions": [self._already_applied()],
+                    "config_generation": self.generation}
         self.generation += 1
         self.take_snapshot()
         self._record("applied", described)
         return {"ok": True, "applied": True, "result": "applied", "actions": described or ["no changes"],
                 "config_generation": self.generation}
+
+    def _already_applied(self) -> str:
+        last = self.last if self.last and self.last.get("result") == "applied" else None
+        if last is None:
+            return "no changes"
+        return (f"no changes: already applied at {time.strftime('%H:%M:%S', time.localtime(last['at']))} "
+                f"(generation {self.generation})")
 
     def _record(self, result: str, actions: list[str], **fields: Any) -> None:
         self.last = {"at": time.time(), "result": result, "actions": actions, **fields}

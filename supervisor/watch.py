@@ -62,7 +62,8 @@ async def config_changes(paths: list[str], settle: float = 1.0) -> AsyncIterator
             if isinstance(changes, Exception):
                 raise changes
             pending |= {p for _, p in changes if _relevant(p, files, dirs)}
-            if any(p in dirs for _, p in changes):  # a watched dir itself was removed or created
+            if any(p in dirs or (p in files and os.path.isdir(p)) for _, p in changes):
+                # a watched dir itself was removed, or is back: watch it anew
                 await asyncio.sleep(settle)
                 yield sorted(pending)
                 return

@@ -1,0 +1,125 @@
+"""Chaos in reloads with the fake Synapse: a unit that fails mid-plan, slow operations, files
+written in pieces or in bursts, directories that move, a worker that stops answering."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import time
+
+import pytest
+import yaml
+from helpers import processes_with, wait_for
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def running(deployment):
+    done = deployment.start()
+    assert done.returncode == 0, done.stdout + done.stderr
+    yield deployment
+    done = deployment.synsup("stop", timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    wait_for(lambda: not processes_with(deployment.control), timeout=10, what="every process to be gone")
+
+
+def write_shared(deployment):
+    with open(deployment.config, "w") as f:
+        yaml.safe_dump(deployment.shared, f)
+
+
+def daemon(deployment):
+    return deployment.status()["daemon"]
+
+
+def test_a_unit_failing_mid_plan_halts_rolls_back_and_the_fix_applies(running):
+    """Regression: main failing in a rolling restart left the daemon `reloading` forever."""
+    pids = {u["name"]: u["pid"] for u in running.status()["units"]}
+    running.behave("main", refuse=True)  # the new config "breaks" main
+    running.shared["_fake_tags"] = ["broken"]
+    write_shared(running)
+    done = running.synsup("reload", timeout=120)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "reload partial: main did not become ready" in done.stderr
+    last = daemon(running)["last_reload"]
+    assert last["result"] == "partial" and last["unit"] == "main"
+    assert daemon(running)["config_generation"] == 1
+    after = {u["name"]: u["pid"] for u in running.status()["units"]}
+    assert all(after[n] == pids[n] for n in pids if n not in ("main", "redis")), "the rest kept running"
+    assert "partial" in running.synsup("status").stdout
+    running.behave("main")  # the admin fixes it
+    running.shared["_fake_tags"] = ["fixed"]
+    write_shared(running)
+    done = running.synsup("reload", timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    wait_for(lambda: all(u["state"] == "ready" for u in running.status()["units"]), timeout=30,
+             what="all units ready")
+    assert daemon(running)["config_generation"] == 2 and daemon(running)["state"] == "running"
+
+
+def test_reload_gives_up_waiting_after_its_timeout(running):
+    running.behave("generic1", ready_delay=4)
+    running.workers["generic1"]["worker_log_level"] = "DEBUG"
+    with open(os.path.join(running.workers_dir, "generic1.yaml"), "w") as f:
+        yaml.safe_dump(running.workers["generic1"], f)
+    began = time.monotonic()
+    done = running.synsup("reload", "--timeout", "1", timeout=60)
+    assert done.returncode == 1 and "still running: reload" in done.stderr, done.stderr
+    assert time.monotonic() - began < 10
+    wait_for(lambda: daemon(running)["operation"] is None, timeout=30, what="the reload to finish")
+
+
+def test_a_file_written_in_two_chunks_is_read_once_complete(running):
+    """Regression: a half-written homeserver.yaml was applied (persisters stopped, no stream_writers)."""
+    text = yaml.safe_dump({**running.shared, "_fake_tags": ["complete"]})
+    cut = text.index("stream_writers")
+    with open(running.config, "w") as f:
+        f.write(text[:cut])
+        f.flush()
+        time.sleep(0.5)  # the writer pauses mid-file: what a slow editor or Ansible does
+        f.write(text[cut:])
+    wait_for(lambda: daemon(running)["config_generation"] == 2, timeout=30, what="one reload")
+    time.sleep(2.5)  # nothing else may follow: the settle time has long passed
+    status = daemon(running)
+    assert status["config_generation"] == 2 and status["reload_error"] is None
+    assert not any("stop persister" in a for a in status["last_reload"]["actions"])
+
+
+def test_a_burst_of_edits_is_one_reload(running):
+    path = os.path.join(running.workers_dir, "generic1.yaml")
+    for i in range(50):
+        running.workers["generic1"]["_fake_tags"] = [f"edit{i}"]
+        with open(path, "w") as f:
+            yaml.safe_dump(running.workers["generic1"], f)
+        time.sleep(0.04)
+    wait_for(lambda: daemon(running)["config_generation"] == 2, timeout=30, what="the reload")
+    time.sleep(2.5)
+    assert daemon(running)["config_generation"] == 2
+
+
+def test_a_worker_dir_moved_away_and_back_is_watched_again(running):
+    away = running.workers_dir + ".away"
+    shutil.move(running.workers_dir, away)
+    time.sleep(1.5)  # the watcher notices the dir is gone (a reload now is rejected or empty)
+    shutil.move(away, running.workers_dir)
+    wait_for(lambda: daemon(running)["operation"] is None, timeout=30, what="reloads to finish")
+    time.sleep(1.5)
+    before = daemon(running)["config_generation"]
+    running.workers["generic1"]["_fake_tags"] = ["after the move"]
+    with open(os.path.join(running.workers_dir, "generic1.yaml"), "w") as f:
+        yaml.safe_dump(running.workers["generic1"], f)
+    wait_for(lambda: daemon(running)["config_generation"] > before and
+             any("generic1" in a for a in daemon(running)["last_reload"]["actions"]),
+             timeout=30, what="the edit after the move to be applied")
+
+
+def test_a_stopped_worker_without_listeners_is_restarted(running):
+    """Regression: a SIGSTOPped pusher stayed `ready` forever (no HTTP listener to probe)."""
+    pid = running.unit("pusher1")["pid"]
+    os.kill(pid, signal.SIGSTOP)
+    began = time.monotonic()
+    wait_for(lambda: running.unit("pusher1")["pid"] not in (None, pid) and
+             running.unit("pusher1")["state"] == "ready", timeout=45, what="pusher1 to be restarted")
+    assert time.monotonic() - began < 45
