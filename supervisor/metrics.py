@@ -64,17 +64,23 @@ def unit_labels(unit: Unit) -> list[str]:
     return [unit.spec.name, unit.spec.app, unit.spec.group or ""]
 
 
-class SynsupCollector:
+class _Families:
     def __init__(self, daemon: DaemonView, tallies: Tallies, sampler: ResourceSampler) -> None:
         self.daemon, self.tallies, self.sampler = daemon, tallies, sampler
 
-    def collect(self) -> Iterator[Metric]:
+    def units(self) -> list[Unit]:
         sup = self.daemon.supervisor
-        units = list(sup.units.values()) if sup is not None else []
+        return list(sup.units.values()) if sup is not None else []
+
+
+class UnitEventFamilies(_Families):
+    """What changes only when a unit does (state, restarts, exits, start times): rendered again
+    only after the supervisor reported a change."""
+
+    def collect(self) -> Iterator[Metric]:
+        units = self.units()
         yield from self._states(units)
         yield from self._events(units)
-        yield from self._resources(units)
-        yield from self._daemon(sup)
 
     def _states(self, units: list[Unit]) -> Iterator[Metric]:
         state = GaugeMetricFamily("synsup_unit_state", "1 for the unit's current state, 0 for the others",
@@ -95,10 +101,6 @@ class SynsupCollector:
                                     labels=[*UNIT_LABELS, "reason"])
         start = HistogramMetricFamily("synsup_unit_start_seconds", "Seconds from spawn to ready",
                                       labels=UNIT_LABELS)
-        probe = HistogramMetricFamily("synsup_unit_probe_seconds", "Seconds a liveness check took",
-                                      labels=UNIT_LABELS)
-        failures = CounterMetricFamily("synsup_unit_probe_failures", "Failed liveness checks",
-                                       labels=UNIT_LABELS)
         for unit in units:
             labels = unit_labels(unit)
             t = self.tallies.units.get(unit.spec.name) or UnitTally()
@@ -106,10 +108,30 @@ class SynsupCollector:
             for reason in EXIT_REASONS:
                 exits.add_metric([*labels, reason], t.exits[reason])
             start.add_metric(labels, t.start_seconds.buckets(), t.start_seconds.total)
-            probes: ProbeTally = getattr(unit, "probe_tally", None) or ProbeTally()
-            probe.add_metric(labels, probes.seconds.buckets(), probes.seconds.total)
-            failures.add_metric(labels, probes.failures)
-        yield from (restarts, exits, start, probe, failures)
+        yield from (restarts, exits, start)
+
+
+class ScrapeTimeFamilies(_Families):
+    """What changes all the time (probe times, resources, the daemon's figures): every scrape."""
+
+    def collect(self) -> Iterator[Metric]:
+        units = self.units()
+        yield from self._probes(units)
+        yield from self._resources(units)
+        yield from self._daemon(self.daemon.supervisor)
+
+    def _probes(self, units: list[Unit]) -> Iterator[Metric]:
+        probe = HistogramMetricFamily("synsup_unit_probe_seconds", "Seconds a liveness check took",
+                                      labels=UNIT_LABELS)
+        failures = CounterMetricFamily("synsup_unit_probe_failures", "Failed liveness checks",
+                                       labels=UNIT_LABELS)
+        for unit in units:
+            if unit.spec.probes:
+                labels = unit_labels(unit)
+                probes: ProbeTally = getattr(unit, "probe_tally", None) or ProbeTally()
+                probe.add_metric(labels, probes.seconds.buckets(), probes.seconds.total)
+                failures.add_metric(labels, probes.failures)
+        yield from (probe, failures)
 
     def _resources(self, units: list[Unit]) -> Iterator[Metric]:
         rss = GaugeMetricFamily("synsup_unit_resident_memory_bytes", "Resident memory of the unit's process tree",
@@ -147,11 +169,29 @@ class SynsupCollector:
         yield operation
 
 
-def registry_for(collector: SynsupCollector) -> CollectorRegistry:
+class Exposition:
+    """The text of /metrics: the unit-event families as rendered after the last unit change,
+    then the scrape-time families rendered now. Both by prometheus_client's generate_latest."""
+
+    def __init__(self, daemon: DaemonView, tallies: Tallies, sampler: ResourceSampler) -> None:
+        self.daemon = daemon
+        self._events = _registry(UnitEventFamilies(daemon, tallies, sampler))
+        self._now = _registry(ScrapeTimeFamilies(daemon, tallies, sampler))
+        self._cached: tuple[object, bytes] | None = None
+
+    def changed(self, *_: object) -> None:
+        """A unit changed (a Supervisor listener): render its event families again."""
+        self._cached = None
+
+    def render(self) -> bytes:
+        sup = self.daemon.supervisor
+        key = (id(sup), tuple(sup.units) if sup is not None else ())  # units added or removed
+        if self._cached is None or self._cached[0] != key:
+            self._cached = (key, generate_latest(self._events))
+        return self._cached[1] + generate_latest(self._now)
+
+
+def _registry(collector: UnitEventFamilies | ScrapeTimeFamilies) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(collector)
     return registry
-
-
-def exposition(registry: CollectorRegistry) -> bytes:
-    return generate_latest(registry)

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from . import hooks
 from .exporter import METRICS_CONTENT_TYPE, MetricsAddress, MetricsServer
 from .hooks import FailureHooks
-from .metrics import RELOAD_RESULTS, SynsupCollector, Tallies, exposition, registry_for
+from .metrics import RELOAD_RESULTS, Exposition, Tallies
 from .resources import ResourceSampler
 from .state import UnitState
 from .targets import targets_json
@@ -56,9 +56,11 @@ class Telemetry:
             daemon.supervisor.add_listener(self.unit_changed)
         hooks.activate(self.hooks)
         if self.metrics is not None:
-            registry = registry_for(SynsupCollector(daemon, self.tallies, self.sampler))
+            exposition = Exposition(daemon, self.tallies, self.sampler)
+            if daemon.supervisor is not None:
+                daemon.supervisor.add_listener(exposition.changed)
             self.server = MetricsServer(self.metrics, {
-                "/metrics": lambda: (exposition(registry), METRICS_CONTENT_TYPE),
+                "/metrics": lambda: (exposition.render(), METRICS_CONTENT_TYPE),
                 "/targets": lambda: (targets_json(daemon.current.specs).encode(), "application/json"),
             })
             await self.server.start()

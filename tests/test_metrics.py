@@ -11,7 +11,7 @@ from fakes import FakeClock, FakeSpawner, until
 from prometheus_client.parser import text_string_to_metric_families
 
 from synsup.supervisor.engine import Supervisor
-from synsup.supervisor.metrics import SynsupCollector, exposition, registry_for
+from synsup.supervisor.metrics import Exposition
 from synsup.supervisor.resources import ResourceSampler
 from synsup.supervisor.source import Loaded
 from synsup.supervisor.spec import UnitSpec
@@ -52,8 +52,7 @@ def scrape_after(scenario, tmp_path) -> dict:
             sup.spawn_tasks(group)
             try:
                 await scenario(sup, clock, spawner, telemetry)
-                registry = registry_for(SynsupCollector(view, telemetry.tallies, ResourceSampler()))
-                result["found"] = samples(exposition(registry))
+                result["found"] = samples(Exposition(view, telemetry.tallies, ResourceSampler()).render())
             finally:
                 sup.cancel_tasks()
         telemetry.close()
@@ -85,10 +84,10 @@ def test_states_restarts_exits_and_start_seconds(tmp_path):
     assert value(found, "synsup_unit_exits_total", **p1, reason="exit_code") == 1
     assert value(found, "synsup_unit_exits_total", **p1, reason="signal") == 0
     assert value(found, "synsup_unit_start_seconds_count", **p1) == 2
-    assert value(found, "synsup_unit_start_seconds_bucket", **p1, le="2.0") == 1  # 0 s, then 2.5 s
+    assert value(found, "synsup_unit_start_seconds_bucket", **p1, le="1.0") == 1  # 0 s, then 2.5 s
+    assert value(found, "synsup_unit_start_seconds_bucket", **p1, le="5.0") == 2
     assert value(found, "synsup_unit_start_seconds_sum", **p1) == 2.5
-    assert value(found, "synsup_unit_probe_seconds_count", **p1) == 0
-    assert value(found, "synsup_unit_probe_failures_total", **p1) == 0
+    assert ("synsup_unit_probe_seconds_count", frozenset(p1.items())) not in found  # it has no probes
     assert value(found, "synsup_reloads_total", result="rejected") == 1
     assert value(found, "synsup_reloads_total", result="applied") == 1
     assert value(found, "synsup_reloads_total", result="partial") == 0
@@ -128,3 +127,25 @@ def test_resources_of_a_process_tree():
             subprocess.run(["kill", "-9", str(pid)])
         child.wait()
     assert ResourceSampler().usage(child.pid) is None
+
+
+def test_probe_times_and_failures_of_units_with_probes(tmp_path):
+    from synsup.supervisor.spec import HttpProbe
+    specs = [UnitSpec(name="generic1", argv=("fake",), probes=(HttpProbe(host="127.0.0.1", port=1),))]
+
+    async def main():
+        sup = Supervisor(specs, log_dir=str(tmp_path), notify_dir=None, clock=FakeClock(), timing=TIMING)
+        view = SimpleNamespace(supervisor=sup, current=Loaded(specs), config_generation=1)
+        tally = sup.units["generic1"].probe_tally
+        tally.observe(0.0004, False)
+        tally.observe(0.05, True)
+        found = samples(Exposition(view, Telemetry().tallies, ResourceSampler()).render())
+        sup.close()
+        return found
+
+    found = asyncio.run(main())
+    g1 = {"unit": "generic1", "app": "", "group": ""}
+    assert value(found, "synsup_unit_probe_seconds_bucket", **g1, le="0.001") == 1
+    assert value(found, "synsup_unit_probe_seconds_bucket", **g1, le="0.1") == 2
+    assert value(found, "synsup_unit_probe_seconds_count", **g1) == 2
+    assert value(found, "synsup_unit_probe_failures_total", **g1) == 1
