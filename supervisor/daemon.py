@@ -77,12 +77,12 @@ class Daemon:
                                            timing=self.timing, spawner=self.spawner)
         sup.add_listener(self._unit_changed)
         self.reloads.take_snapshot()
+        await self.telemetry.start(self)  # before the socket: a busy --metrics address ends the start here
         server = ControlServer(self.state.socket, self.handle)
         await server.start()
         self._install_signals()
         self.log.info("daemon.started", pid=os.getpid(), units=len(sup.units))
         try:
-            await self.telemetry.start(self)
             async with asyncio.TaskGroup() as units:
                 sup.spawn_tasks(units)
                 try:

@@ -25,12 +25,35 @@ RELOAD_RESULTS = ("applied", "rejected", "partial")
 EXIT_REASONS = ("exit_code", "signal", "unhealthy", "start_timeout", "stopped")
 
 
-class DaemonView(Protocol):
-    """What the collector reads of the daemon."""
+class _Generation(Protocol):
+    @property
+    def generation(self) -> int: ...
 
-    supervisor: Supervisor | None
-    current: Loaded
-    config_generation: int
+
+class _Operation(Protocol):
+    @property
+    def name(self) -> str: ...
+
+
+class _Operations(Protocol):
+    @property
+    def current(self) -> _Operation | None: ...
+
+
+class DaemonView(Protocol):
+    """What the collector reads of the daemon (read-only)."""
+
+    @property
+    def supervisor(self) -> Supervisor | None: ...
+
+    @property
+    def current(self) -> Loaded: ...
+
+    @property
+    def reloads(self) -> _Generation: ...
+
+    @property
+    def operations(self) -> _Operations: ...
 
 
 @dataclass
@@ -156,7 +179,7 @@ class ScrapeTimeFamilies(_Families):
             reloads.add_metric([result], count)
         yield reloads
         yield GaugeMetricFamily("synsup_config_generation", "Generation of the configuration in use",
-                                value=self.daemon.config_generation)
+                                value=self.daemon.reloads.generation)
         yield GaugeMetricFamily("synsup_last_reload_timestamp_seconds",
                                 "When the configuration was last loaded (start or reload)", value=self.tallies.last_reload)
         extra = {k: v for k, v in self.daemon.current.info.items() if k.isidentifier()}
@@ -165,7 +188,8 @@ class ScrapeTimeFamilies(_Families):
         info.add_metric([__version__, *extra.values()], 1)
         yield info
         operation = GaugeMetricFamily("synsup_operation", "What the daemon does now", labels=["name"])
-        operation.add_metric([getattr(self.daemon, "operation", None) or (sup.state if sup else "starting")], 1)
+        running = self.daemon.operations.current
+        operation.add_metric([running.name if running is not None else "none"], 1)
         yield operation
 
 

@@ -69,7 +69,8 @@ async def measure(units: int, scrapes: int) -> None:
         sup.start_all()
         await sup.wait_until(sup.all_ready)
         view = SimpleNamespace(supervisor=sup, current=Loaded(specs, info={"synapse_version": "bench"}),
-                               config_generation=1)
+                               reloads=SimpleNamespace(generation=1),
+                               operations=SimpleNamespace(current=None))
         telemetry = Telemetry(MetricsAddress("127.0.0.1", port))
         await telemetry.start(view)
         try:
