@@ -6,11 +6,13 @@ import argparse
 import sys
 
 from .. import __version__
-from . import commands, starting
+from . import commands, starting, top
 from .control import ControlError
+from .exporter import MetricsAddressError
 from .output import LogDirError
 from .source import Source
 from .statedir import StateDirError
+from .targets import FORMATS, print_targets
 
 COMMANDS = {
     "check": "check the configuration and print the start plan",
@@ -21,8 +23,10 @@ COMMANDS = {
     "restart": "restart units, or everything in order",
     "reload": "re-read the configuration and apply what changed",
     "logs": "show a unit's captured output",
+    "top": "show every unit's state, memory and CPU, refreshed every 2 s",
+    "targets": "print the Prometheus scrape targets of the processes' metrics listeners",
 }
-CONFIG_COMMANDS = ("check", "start", "run")
+CONFIG_COMMANDS = ("check", "start", "run", "targets")
 
 
 def _state_options(parser: argparse.ArgumentParser) -> None:
@@ -39,7 +43,7 @@ def build_parser(source: Source) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=text, description=text)
         if name in CONFIG_COMMANDS:
             source.add_arguments(p, name)
-        if name != "check":
+        if name not in ("check", "targets"):
             _state_options(p)
         _command_options(name, p)
     return parser
@@ -56,6 +60,17 @@ def _command_options(name: str, p: argparse.ArgumentParser) -> None:
                        help="apply config changes only on `synsup reload` or SIGHUP (also SYNSUP_WATCH=0)")
         p.add_argument("--watch-settle", type=float, default=1.0, metavar="SECONDS",
                        help="a changed config file is read once it was unchanged this long (default 1)")
+    if name in ("start", "run"):
+        p.add_argument("--metrics", metavar="ADDR",
+                       help="serve Prometheus /metrics and /targets (http_sd) at HOST:PORT or a UNIX socket path")
+        p.add_argument("--on-failure", action="append", metavar="CMD",
+                       help="shell command to run when a unit fails or a reload is rejected (repeatable; "
+                            "default $SYNSUP_ON_FAILURE); gets SYNSUP_UNIT, SYNSUP_EVENT, SYNSUP_ERROR, SYNSUP_HOST")
+    if name == "targets":
+        p.add_argument("--format", choices=FORMATS, default="file_sd",
+                       help="file_sd_configs file (default) or the http_sd document; the same JSON")
+    if name == "top":
+        p.add_argument("--interval", type=float, default=2.0, metavar="SECONDS", help="refresh period (default 2)")
     if name == "start":
         p.add_argument("--foreground", action="store_true", help="run the daemon in this process (for systemd)")
         p.add_argument("--replace", action="store_true",
@@ -79,6 +94,10 @@ def dispatch(args: argparse.Namespace, source: Source, argv: list[str]) -> int:
         return commands.check(source.load(args), args.json)
     if args.command in ("start", "run"):
         return starting.start(args, source, argv)
+    if args.command == "targets":
+        return print_targets(source.load(args))
+    if args.command == "top":
+        return top.top(args)
     return getattr(commands, args.command)(args)
 
 
@@ -91,7 +110,7 @@ def main(source: Source, argv: list[str] | None = None) -> int:
         return 2
     try:
         return dispatch(args, source, argv)
-    except (ControlError, StateDirError, LogDirError) as e:
+    except (ControlError, StateDirError, LogDirError, MetricsAddressError) as e:
         print(f"synsup: error: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

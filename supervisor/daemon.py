@@ -31,6 +31,7 @@ from .source import Loaded
 from .state import UnitState
 from .statedir import StateDir, process_record
 from .status import daemon_status, unit_status
+from .telemetry import Telemetry
 from .unit import Timing, Unit
 
 STOP_MARGIN = 10.0  # seconds beyond the units' own stop timeouts before the daemon gives up waiting
@@ -49,7 +50,7 @@ class Daemon:
                  planner: Callable[[Loaded, Loaded], list[Action]] | None = None,
                  timing: Timing | None = None, notifier: SystemdNotifier | None = None,
                  spawner: Spawner | None = None, stop_trigger: Callable[[], Awaitable[None]] | None = None,
-                 watch: bool = True, settle: float = 1.0) -> None:
+                 watch: bool = True, settle: float = 1.0, telemetry: Telemetry | None = None) -> None:
         self.state, self.log_dir = state, log_dir
         self.current = loaded
         self.timing, self.spawner, self.watch = timing, spawner, watch
@@ -58,6 +59,7 @@ class Daemon:
         self.operations = Operations()
         self.reloads = Reloads(self, reloader, planner, settle)
         self.records = Records(state)
+        self.telemetry = telemetry or Telemetry()  # metrics, resource columns, failure hooks
         self.supervisor: Supervisor | None = None
         self._stop = asyncio.Event()
         self._stopped = asyncio.Event()
@@ -75,6 +77,7 @@ class Daemon:
                                            timing=self.timing, spawner=self.spawner)
         sup.add_listener(self._unit_changed)
         self.reloads.take_snapshot()
+        await self.telemetry.start(self)  # before the socket: a busy --metrics address ends the start here
         server = ControlServer(self.state.socket, self.handle)
         await server.start()
         self._install_signals()
@@ -90,6 +93,7 @@ class Daemon:
                     await self._shutdown(sup)
         finally:
             self._stopped.set()
+            self.telemetry.close()
             server.close()
             REAPER.kill_all()
             sup.close()
@@ -201,6 +205,7 @@ class Daemon:
         assert sup is not None
         now = time.time()
         units = [unit_status(u, now) for n, u in sup.units.items() if not names or n in names]
+        self.telemetry.annotate(units, sup.units)
         extra = {"config_generation": self.reloads.generation, "reload_error": self.reloads.rejected,
                  "last_reload": self.reloads.last, **self.operations.status()}
         return {"ok": True, "daemon": daemon_status(os.getpid(), self.lifecycle.phase.value, extra), "units": units}

@@ -10,6 +10,7 @@ import asyncio
 import os
 import socket
 import ssl
+import time
 from collections.abc import Awaitable
 
 from .spec import HttpProbe, Probe, RedisProbe
@@ -176,8 +177,16 @@ class Prober:
     def __init__(self, probes: tuple[Probe, ...]) -> None:
         self.probes = probes
         self._kept: dict[HttpProbe, _Connection] = {}
+        self.last_seconds = 0.0  # how long the last check_all took
 
     async def check_all(self, timeout: float) -> str | None:
+        started = time.perf_counter()
+        try:
+            return await self._check_all(timeout)
+        finally:
+            self.last_seconds = time.perf_counter() - started
+
+    async def _check_all(self, timeout: float) -> str | None:
         if len(self.probes) == 1:
             return await self._check(self.probes[0], timeout)
         results = await asyncio.gather(*(self._check(p, timeout) for p in self.probes))

@@ -112,6 +112,7 @@ class Reloads:
 
     def _record(self, result: str, actions: list[str], **fields: Any) -> None:
         self.last = {"at": time.time(), "result": result, "actions": actions, **fields}
+        self.daemon.telemetry.reload_done(self.last)
 
     def take_snapshot(self) -> None:
         """Copy the config files the current specs read, for rolling a unit back later."""

@@ -35,14 +35,28 @@ def duration(seconds: float | None) -> str:
     return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
 
 
+def size(n: int | None) -> str:
+    if n is None:
+        return "-"
+    for unit, scale in (("G", 1 << 30), ("M", 1 << 20), ("K", 1 << 10)):
+        if n >= scale:
+            return f"{n / scale:.1f}{unit}"
+    return f"{n}B"
+
+
+def percent(p: float | None) -> str:
+    return "-" if p is None else f"{p:.1f}"
+
+
 def status_table(reply: dict[str, Any], now: float) -> str:
     daemon = reply.get("daemon") or {}
     header = (f"synsup {daemon.get('version', '')} pid {daemon.get('pid')} {daemon.get('state')}, "
               f"config generation {daemon.get('config_generation')}")
-    rows = [("UNIT", "STATE", "PID", "UPTIME", "RESTARTS", "HEALTH", "LAST ERROR")]
+    rows = [("UNIT", "STATE", "PID", "UPTIME", "RESTARTS", "RSS", "CPU%", "HEALTH", "LAST ERROR")]
     for u in reply.get("units", []):
         rows.append((u["name"], _state_cell(u, now), str(u["pid"] or "-"), duration(u.get("uptime")),
-                     str(u["restarts"]), _short(u.get("health") or "-", 30), _short(u.get("error") or "", 70)))
+                     str(u["restarts"]), size(u.get("rss_bytes")), percent(u.get("cpu_percent")),
+                     _short(u.get("health") or "-", 30), _short(u.get("error") or "", 70)))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
     lines = [header]
     for row in rows:

@@ -25,6 +25,7 @@ class Loaded:
     notes: list[str] = field(default_factory=list)
     watch_paths: list[str] = field(default_factory=list)
     model: Any = None  # what the source needs to plan a reload from this load
+    info: dict[str, str] = field(default_factory=dict)  # extra labels of synsup_info (e.g. synapse_version)
 
 
 class Source(Protocol):

@@ -60,6 +60,8 @@ class UnitSpec:
     stop_timeout: float = 30.0
     sighup_files: tuple[str, ...] = ()  # files whose change needs only SIGHUP
     describe: str = ""  # one line for plans and status
+    metrics: tuple[str, ...] = ()  # HOST:PORT of the unit's own Prometheus endpoints
+    metrics_labels: tuple[tuple[str, str], ...] = ()  # labels of its scrape target group
 
 
 def steps_of(specs: list[UnitSpec]) -> list[list[str]]:

@@ -19,6 +19,7 @@ from .output import prepare_log_dir
 from .render import print_findings
 from .source import Source
 from .statedir import StateDir, process_record
+from .telemetry import Telemetry
 
 SOCKET_WAIT = 30.0
 
@@ -31,6 +32,7 @@ def start(args: argparse.Namespace, source: Source, argv: list[str]) -> int:
     if loaded.errors:
         print(f"{len(loaded.errors)} error(s): nothing started", file=sys.stderr)
         return 1
+    telemetry = Telemetry.from_args(args)  # a bad --metrics is an error before anything starts
     state = state_of(args)
     if _answers(state):
         print(f"synsup is already running for {state.path}")
@@ -50,7 +52,8 @@ def start(args: argparse.Namespace, source: Source, argv: list[str]) -> int:
         configure(args.log_format)
         watch = not args.no_watch and os.environ.get("SYNSUP_WATCH", "1") != "0"
         daemon = Daemon(loaded, state, log_dir, reloader=lambda: source.load(args), planner=source.plan,
-                        notifier=SystemdNotifier.from_environment(), watch=watch, settle=args.watch_settle)
+                        notifier=SystemdNotifier.from_environment(), watch=watch, settle=args.watch_settle,
+                        telemetry=telemetry)
         return asyncio.run(daemon.run())
     return _start_background(state, source, argv)
 

@@ -21,6 +21,7 @@ from .probes import Prober
 from .process import Child, ExitStatus, Spawner, stop_child
 from .spec import UnitSpec
 from .state import UnitState, check_transition
+from .tallies import ProbeTally
 
 S = UnitState
 
@@ -75,6 +76,7 @@ class Unit:
         self._sends_ready: bool | None = None  # learned: does this unit send READY=1?
         self._notify: NotifySocket | None = None
         self._prober = Prober(())
+        self.probe_tally = ProbeTally()  # liveness check times and failures, for metrics
         self.log = structlog.get_logger().bind(unit=spec.name)
 
     @property
@@ -345,6 +347,7 @@ class Unit:
         while failures < self.timing.failure_threshold:
             await self.clock.sleep(interval)
             why = await self._check_alive()
+            self.probe_tally.observe(self._prober.last_seconds, why is not None)
             failures = failures + 1 if why else 0
             self.health = f"failing {failures}/{self.timing.failure_threshold}: {why}" if why else "ok"
         self.error = f"unhealthy: {self.health}"

@@ -45,7 +45,8 @@ class SynapseSource:
             model = snapshot_of(result.deployment, specs)
         watch = [os.path.abspath(p) for p in paths] + ([os.path.abspath(args.workers)] if args.workers else [])
         watch += sorted({f for s in specs for f in s.sighup_files})
-        return Loaded(specs, result.errors, result.warnings, result.notes, watch, model)
+        return Loaded(specs, result.errors, result.warnings, result.notes, watch, model,
+                      {"synapse_version": result.synapse_version or ""})
 
     def plan(self, old: Loaded, new: Loaded) -> list[Action]:
         return plan(old.model, new.model)

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from . import rules_duties, rules_processes, rules_replication
+from . import rules_duties, rules_processes, rules_replication, targets
 from .loader import load_deployment
 from .model import Deployment, Finding
 from .synapse_version import installed_version, version_rules
 
 ERROR_RULES = rules_processes.RULES + rules_replication.RULES + rules_duties.RULES
-WARNING_RULES = rules_duties.WARNINGS
+WARNING_RULES = rules_duties.WARNINGS + targets.WARNINGS
 
 
 @dataclass
@@ -19,6 +19,7 @@ class CheckResult:
     errors: list[Finding] = field(default_factory=list)
     warnings: list[Finding] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    synapse_version: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -40,12 +41,13 @@ def check_deployment(
     loaded = load_deployment(config_paths, workers_dir, python)
     findings = list(loaded.findings)
     notes: list[str] = []
+    version: str | None = None
     if loaded.deployment is not None:
         version, why = installed_version(python) if read_version else (None, None)
         if why:
             notes.append(why)
         findings.extend(run_rules(loaded.deployment, version))
-    result = CheckResult(loaded.deployment, notes=notes)
+    result = CheckResult(loaded.deployment, notes=notes, synapse_version=version)
     for f in findings:
         (result.errors if f.severity == "error" else result.warnings).append(f)
     return result

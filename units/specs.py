@@ -9,6 +9,7 @@ from synsup.supervisor.spec import HttpProbe, RedisProbe, UnitSpec, address
 
 from .model import Deployment, Listener, Process, Redis
 from .roles import group_of
+from .targets import metrics_targets, target_labels
 
 STEP_REDIS, STEP_MAIN, STEP_WRITERS, STEP_WORKERS = range(4)
 MAIN_START_TIMEOUT = 300.0  # main may be migrating the database
@@ -78,6 +79,8 @@ def process_spec(d: Deployment, p: Process, writers: list[str]) -> UnitSpec:
         start_timeout=MAIN_START_TIMEOUT if is_main else WORKER_START_TIMEOUT,
         sighup_files=_log_files(p),
         describe=describe(p),
+        metrics=metrics_targets(p),
+        metrics_labels=target_labels(p),
     )
 
 

@@ -15,6 +15,10 @@ import yaml
 
 DEFAULT_PORTS = {"main": 8008, "replication": 9093, "persister1": 9101, "persister2": 9102,
                  "generic1": 8081, "redis": 6379}
+PROCESSES = ("main", "persister1", "persister2", "generic1", "sender1", "pusher1", "background1")
+# Each process's metrics listener, on "metrics_<process>"; a deployment written without these
+# ports has no metrics listeners.
+DEFAULT_PORTS.update({f"metrics_{name}": 9410 + i for i, name in enumerate(PROCESSES)})
 LOG_CONFIG = {
     "version": 1,
     "formatters": {"plain": {"format": "%(asctime)s %(name)s %(levelname)s %(message)s"}},
@@ -29,6 +33,11 @@ UNLIMITED = {"per_second": 1000, "burst_count": 1000}
 def http(port: int, *names: str) -> dict:
     return {"type": "http", "port": port, "bind_addresses": ["127.0.0.1"], "tls": False,
             "resources": [{"names": list(names), "compress": False}]}
+
+
+def metrics(ports: dict, name: str) -> list[dict]:
+    port = ports.get(f"metrics_{name}")
+    return [{"type": "metrics", "port": port, "bind_addresses": ["127.0.0.1"]}] if port else []
 
 
 def generated_secrets(directory: str, python: str) -> dict:
@@ -50,7 +59,9 @@ def shared_config(directory: str, ports: dict, database: dict, python: str) -> d
         "server_name": "localhost",
         "public_baseurl": f"http://127.0.0.1:{ports['main']}/",
         "report_stats": False,
-        "listeners": [http(ports["main"], "client", "federation"), http(ports["replication"], "replication")],
+        "listeners": [http(ports["main"], "client", "federation"), http(ports["replication"], "replication"),
+                      *metrics(ports, "main")],
+        "enable_metrics": any(k.startswith("metrics_") for k in ports),
         "database": {"name": "psycopg2", "args": {**database, "host": "127.0.0.1", "cp_min": 1, "cp_max": 5}},
         "redis": {"enabled": True, "host": "127.0.0.1", "port": ports["redis"]},
         "log_config": os.path.join(directory, "log.yaml"),
@@ -79,6 +90,7 @@ def workers(directory: str, ports: dict) -> dict:
 
     def worker(name: str, *listeners: dict) -> dict:
         doc = {"worker_app": "synapse.app.generic_worker", "worker_name": name, "worker_log_config": log}
+        listeners += tuple(metrics(ports, name))
         if listeners:
             doc["worker_listeners"] = list(listeners)
         return doc

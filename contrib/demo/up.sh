@@ -32,7 +32,7 @@ echo "== config ($run/homeserver.yaml, $run/workers/)"
 state="$run/state"
 args=(-c "$run/homeserver.yaml" -a "$run/workers" --python "$py" --state-dir "$state")
 echo "== synsup start"
-"$synsup" start "${args[@]}"
+"$synsup" start "${args[@]}" --metrics 127.0.0.1:9400
 "$synsup" status --state-dir "$state"
 
 echo "== demo user"
@@ -55,8 +55,21 @@ user "demo", password "demo". From the shell:
   curl -s -XPOST http://127.0.0.1:8081/_matrix/client/v3/login \\
     -d '{"type":"m.login.password","identifier":{"type":"m.id.user","user":"demo"},"password":"demo"}'
 
+Prometheus: synsup's metrics are at http://127.0.0.1:9400/metrics, and every Synapse
+process's metrics listener is listed at http://127.0.0.1:9400/targets. In prometheus.yml:
+
+  scrape_configs:
+    - job_name: synsup
+      static_configs: [{targets: ["127.0.0.1:9400"]}]
+    - job_name: synapse
+      http_sd_configs: [{url: "http://127.0.0.1:9400/targets"}]
+
+For file_sd_configs instead, write the same targets to a file:
+  $synsup targets --format file_sd -c $run/homeserver.yaml -a $run/workers > synapse-targets.json
+
 Watch and drive it:
   $synsup status --state-dir $state
+  $synsup top --state-dir $state
   $synsup logs -f --state-dir $state generic1
   $synsup reload --state-dir $state        # after editing $run/homeserver.yaml or $run/workers/*.yaml
 Stop it:

@@ -37,14 +37,15 @@ def _missing() -> str | None:
 
 
 class RealDeployment:
-    def __init__(self, root: str) -> None:
+    def __init__(self, root: str, metrics: bool = False) -> None:
         self.root = root
         self.state_dir = os.path.join(root, "s")
         self.dir = os.path.join(root, "d")
         os.makedirs(self.dir)
-        self.ports = dict(zip(["main", "replication", "persister1", "persister2", "generic1", "redis",
-                               "persister3"], free_ports(7)))
-        self.database = f"synsup_e2e_{os.getpid()}"
+        names = ["main", "replication", "persister1", "persister2", "generic1", "redis", "persister3"]
+        names += [f"metrics_{p}" for p in demo.PROCESSES] if metrics else []  # with metrics listeners
+        self.ports = dict(zip(names, free_ports(len(names))))
+        self.database = f"synsup_e2e_{os.getpid()}" + ("_metrics" if metrics else "")
         self.config, self.workers_dir = demo.write(self.dir, sys.executable, {**DB, "database": self.database},
                                                    self.ports)
 
@@ -99,15 +100,22 @@ class RealDeployment:
         return found
 
 
-@pytest.fixture(scope="module")
-def real():
-    missing = _missing()
+def skip_or_fail(missing: str | None) -> None:
     if missing:
         if os.environ.get("CI"):
             pytest.fail(f"end-to-end prerequisites missing in CI: {missing}")
         pytest.skip(missing)
+
+
+@pytest.fixture(scope="module")
+def real():
+    yield from real_deployment()
+
+
+def real_deployment(metrics: bool = False):
+    skip_or_fail(_missing())
     root = tempfile.mkdtemp(prefix="se", dir="/tmp")
-    d = RealDeployment(root)
+    d = RealDeployment(root, metrics)
     demo.create_database(d.database, DB)
     try:
         yield d

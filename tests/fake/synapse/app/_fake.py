@@ -11,6 +11,7 @@ Behaviour comes from $SYNAPSE_FAKE_CONTROL/<instance>.json, read at start:
   {"grandchild": "group"}     leave a sleeping grandchild holding stdout, in the unit's group
   {"grandchild": "setsid"}    the same, in a session of its own (escaping the group)
   {"spam": 4096}              write this many bytes of output every 10 ms once ready
+`metrics` listeners (with enable_metrics) answer any path with a Prometheus exposition.
 Health answers 500 while $SYNAPSE_FAKE_CONTROL/<instance>.unhealthy exists.
 Every start, ready and exit is appended to $SYNAPSE_FAKE_CONTROL/events.jsonl.
 """
@@ -67,11 +68,18 @@ class Fake:
 
     def listeners(self):
         items = self.config.get("listeners" if self.is_main else "worker_listeners") or []
-        return [l for l in items if l.get("type", "http") == "http"]
+        wanted = ("http", "metrics") if self.config.get("enable_metrics") else ("http",)
+        return [l for l in items if l.get("type", "http") in wanted]
 
     async def health(self, reader, writer):
         try:
-            await reader.readuntil(b"\r\n\r\n")
+            head = await reader.readuntil(b"\r\n\r\n")
+            if b"metrics" in head.split(b"\r\n", 1)[0]:
+                body = f'fake_synapse_up{{name="{self.name}"}} 1\n'.encode()
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: "
+                             + str(len(body)).encode() + b"\r\nConnection: close\r\n\r\n" + body)
+                await writer.drain()
+                return
             sick = self.control and os.path.exists(os.path.join(self.control, f"{self.name}.unhealthy"))
             status = b"500 Internal Server Error" if sick else b"200 OK"
             writer.write(b"HTTP/1.1 " + status + b"\r\nContent-Length: 2\r\nConnection: close\r\n\r\nOK")

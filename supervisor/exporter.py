@@ -1,0 +1,108 @@
+"""The metrics address (`--metrics`): a tiny HTTP/1.1 server in the daemon's event loop serving
+GET /metrics (Prometheus text format) and GET /targets (http_sd), one request per connection."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import structlog
+from prometheus_client import CONTENT_TYPE_LATEST
+
+REQUEST_TIMEOUT = 10.0
+MAX_HEAD = 16 * 1024
+Route = Callable[[], tuple[bytes, str]]  # -> (body, content type)
+
+log = structlog.get_logger()
+
+
+class MetricsAddressError(Exception):
+    """A `--metrics` value that cannot be served; the message names the flag and the fix."""
+
+
+@dataclass(frozen=True)
+class MetricsAddress:
+    host: str | None = None
+    port: int | None = None
+    path: str | None = None
+
+    def describe(self) -> str:
+        return f"unix:{self.path}" if self.path else f"http://{self.host}:{self.port}"
+
+    @classmethod
+    def parse(cls, text: str) -> MetricsAddress:
+        """HOST:PORT, [V6]:PORT, :PORT (loopback) or a UNIX socket path (with a /)."""
+        if "/" in text:
+            return cls(path=os.path.abspath(text))
+        host, sep, port = text.rpartition(":")
+        host = host.strip("[]") or "127.0.0.1"
+        if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+            raise MetricsAddressError(f"--metrics {text!r}: give HOST:PORT (e.g. 127.0.0.1:9400) or a UNIX "
+                                      "socket path (e.g. /run/synsup/metrics.sock)")
+        return cls(host=host, port=int(port))
+
+
+def _response(status: str, body: bytes, content_type: str = "text/plain; charset=utf-8") -> bytes:
+    head = (f"HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {len(body)}\r\n"
+            "Connection: close\r\n\r\n")
+    return head.encode() + body
+
+
+class MetricsServer:
+    def __init__(self, address: MetricsAddress, routes: dict[str, Route]) -> None:
+        self.address, self.routes = address, routes
+        self._server: asyncio.AbstractServer | None = None
+
+    async def start(self) -> None:
+        try:
+            if self.address.path:
+                if os.path.lexists(self.address.path):
+                    os.unlink(self.address.path)
+                self._server = await asyncio.start_unix_server(self._serve, self.address.path, limit=MAX_HEAD)
+            else:
+                self._server = await asyncio.start_server(self._serve, self.address.host, self.address.port,
+                                                          limit=MAX_HEAD, reuse_address=True)
+        except OSError as e:
+            raise MetricsAddressError(f"--metrics {self.address.describe()}: cannot listen: {e.strerror or e}; "
+                                      "choose a free port or a writable path") from None
+        log.info("metrics.listening", address=self.address.describe())
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            async with asyncio.timeout(REQUEST_TIMEOUT):
+                head = await reader.readuntil(b"\r\n\r\n")
+            writer.write(self._answer(head))
+            await writer.drain()
+        except (TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    def _answer(self, head: bytes) -> bytes:
+        parts = head.split(b"\r\n", 1)[0].decode("latin-1").split()
+        if len(parts) != 3 or parts[0] not in ("GET", "HEAD"):
+            return _response("405 Method Not Allowed", b"only GET\n")
+        route = self.routes.get(parts[1].split("?", 1)[0])
+        if route is None:
+            return _response("404 Not Found", f"try {' or '.join(self.routes)}\n".encode())
+        try:
+            body, content_type = route()
+        except Exception as e:  # a bug in one scrape never takes the daemon down
+            log.exception("metrics.scrape_failed")
+            return _response("500 Internal Server Error", f"{type(e).__name__}: {e}\n".encode())
+        return _response("200 OK", b"" if parts[0] == "HEAD" else body, content_type)
+
+    def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+        if self.address.path:
+            try:
+                os.unlink(self.address.path)
+            except FileNotFoundError:
+                pass
+
+
+METRICS_CONTENT_TYPE = CONTENT_TYPE_LATEST

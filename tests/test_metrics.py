@@ -1,0 +1,152 @@
+"""synsup's metric families, read back through prometheus_client's own parser."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from types import SimpleNamespace
+
+from fakes import FakeClock, FakeSpawner, until
+from prometheus_client.parser import text_string_to_metric_families
+
+from synsup.supervisor.engine import Supervisor
+from synsup.supervisor.metrics import Exposition
+from synsup.supervisor.resources import ResourceSampler
+from synsup.supervisor.source import Loaded
+from synsup.supervisor.spec import UnitSpec
+from synsup.supervisor.state import UnitState
+from synsup.supervisor.telemetry import Telemetry
+from synsup.supervisor.unit import Timing
+
+S = UnitState
+TIMING = Timing(liveness_interval=None, notify_grace=0.0)
+SPECS = [UnitSpec(name="main", argv=("fake",), notify=False, app="synapse.app.homeserver", kind="main"),
+         UnitSpec(name="persister1", argv=("fake",), notify=False, app="synapse.app.generic_worker",
+                  group="event_persisters", step=1)]
+
+
+def samples(text: bytes) -> dict[tuple[str, frozenset], float]:
+    out = {}
+    for family in text_string_to_metric_families(text.decode()):
+        for s in family.samples:
+            out[(s.name, frozenset(s.labels.items()))] = s.value
+    return out
+
+
+def value(found, metric, **labels):
+    return found[(metric, frozenset(labels.items()))]
+
+
+def scrape_after(scenario, tmp_path) -> dict:
+    result = {}
+
+    async def main():
+        clock, spawner = FakeClock(), FakeSpawner()
+        sup = Supervisor(SPECS, log_dir=str(tmp_path), notify_dir=None, clock=clock, spawner=spawner, timing=TIMING)
+        view = SimpleNamespace(supervisor=sup, current=Loaded(SPECS, info={"synapse_version": "1.140.0"}),
+                               reloads=SimpleNamespace(generation=3),
+                               operations=SimpleNamespace(current=None))
+        telemetry = Telemetry()
+        await telemetry.start(view)
+        async with asyncio.TaskGroup() as group:
+            sup.spawn_tasks(group)
+            try:
+                await scenario(sup, clock, spawner, telemetry)
+                result["found"] = samples(Exposition(view, telemetry.tallies, ResourceSampler()).render())
+            finally:
+                sup.cancel_tasks()
+        telemetry.close()
+        sup.close()
+    asyncio.run(main())
+    return result["found"]
+
+
+def test_states_restarts_exits_and_start_seconds(tmp_path):
+    async def scenario(sup, clock, spawner, telemetry):
+        sup.start_all()
+        await until(lambda: sup.all_ready())
+        clock.advance(61)
+        spawner.children[1].exit(1)  # persister1 crashes after a minute: restarted at once
+        await until(lambda: len(spawner.children) == 3)
+        clock.advance(2.5)
+        await until(lambda: sup.units["persister1"].state is S.READY)
+        telemetry.reload_done({"applied": False, "errors": ["x.yaml:1: error: bad"]})
+        telemetry.reload_done({"applied": True, "actions": []})
+
+    found = scrape_after(scenario, tmp_path)
+    p1 = {"unit": "persister1", "app": "synapse.app.generic_worker", "group": "event_persisters"}
+    main = {"unit": "main", "app": "synapse.app.homeserver", "group": ""}
+    assert value(found, "synsup_unit_state", **p1, state="ready") == 1
+    assert value(found, "synsup_unit_state", **p1, state="failed") == 0
+    assert value(found, "synsup_unit_ready", **main) == 1
+    assert value(found, "synsup_unit_restarts_total", **p1) == 1
+    assert value(found, "synsup_unit_restarts_total", **main) == 0
+    assert value(found, "synsup_unit_exits_total", **p1, reason="exit_code") == 1
+    assert value(found, "synsup_unit_exits_total", **p1, reason="signal") == 0
+    assert value(found, "synsup_unit_start_seconds_count", **p1) == 2
+    assert value(found, "synsup_unit_start_seconds_bucket", **p1, le="1.0") == 1  # 0 s, then 2.5 s
+    assert value(found, "synsup_unit_start_seconds_bucket", **p1, le="5.0") == 2
+    assert value(found, "synsup_unit_start_seconds_sum", **p1) == 2.5
+    assert ("synsup_unit_probe_seconds_count", frozenset(p1.items())) not in found  # it has no probes
+    assert value(found, "synsup_reloads_total", result="rejected") == 1
+    assert value(found, "synsup_reloads_total", result="applied") == 1
+    assert value(found, "synsup_reloads_total", result="partial") == 0
+    assert value(found, "synsup_config_generation") == 3
+    assert value(found, "synsup_last_reload_timestamp_seconds") > 1.7e9
+    assert ("synsup_info", frozenset({"version": "0.1.0", "synapse_version": "1.140.0"}.items())) in found
+    assert value(found, "synsup_operation", name="none") == 1
+
+
+def test_stop_counts_as_stopped_not_a_crash(tmp_path):
+    async def scenario(sup, clock, spawner, telemetry):
+        sup.start_all()
+        await until(lambda: sup.all_ready())
+        await sup.stop_all()
+
+    found = scrape_after(scenario, tmp_path)
+    p1 = {"unit": "persister1", "app": "synapse.app.generic_worker", "group": "event_persisters"}
+    assert value(found, "synsup_unit_exits_total", **p1, reason="stopped") == 1
+    assert value(found, "synsup_unit_exits_total", **p1, reason="signal") == 0
+    assert value(found, "synsup_unit_state", **p1, state="stopped") == 1
+
+
+def test_resources_of_a_process_tree():
+    child = subprocess.Popen([sys.executable, "-c", "import subprocess, sys; sum(range(3 * 10**6)); "
+                              "subprocess.run([sys.executable, '-c', 'import time; time.sleep(60)'])"])
+    try:
+        sampler = ResourceSampler()
+        from helpers import wait_for
+        wait_for(lambda: len(sampler.tree(child.pid)) == 2, what="the grandchild")
+        usage = sampler.usage(child.pid)
+        assert usage is not None and usage.rss_bytes > 2 * 1024 * 1024 and usage.open_fds >= 6
+        assert usage.cpu_seconds > 0
+        assert sampler.cpu_percent(child.pid, usage) >= 0
+    finally:
+        for pid in ResourceSampler().tree(child.pid)[::-1]:
+            subprocess.run(["kill", "-9", str(pid)])
+        child.wait()
+    assert ResourceSampler().usage(child.pid) is None
+
+
+def test_probe_times_and_failures_of_units_with_probes(tmp_path):
+    from synsup.supervisor.spec import HttpProbe
+    specs = [UnitSpec(name="generic1", argv=("fake",), probes=(HttpProbe(host="127.0.0.1", port=1),))]
+
+    async def main():
+        sup = Supervisor(specs, log_dir=str(tmp_path), notify_dir=None, clock=FakeClock(), timing=TIMING)
+        view = SimpleNamespace(supervisor=sup, current=Loaded(specs), reloads=SimpleNamespace(generation=1),
+                               operations=SimpleNamespace(current=None))
+        tally = sup.units["generic1"].probe_tally
+        tally.observe(0.0004, False)
+        tally.observe(0.05, True)
+        found = samples(Exposition(view, Telemetry().tallies, ResourceSampler()).render())
+        sup.close()
+        return found
+
+    found = asyncio.run(main())
+    g1 = {"unit": "generic1", "app": "", "group": ""}
+    assert value(found, "synsup_unit_probe_seconds_bucket", **g1, le="0.001") == 1
+    assert value(found, "synsup_unit_probe_seconds_bucket", **g1, le="0.1") == 2
+    assert value(found, "synsup_unit_probe_seconds_count", **g1) == 2
+    assert value(found, "synsup_unit_probe_failures_total", **g1) == 1
