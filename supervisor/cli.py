@@ -18,19 +18,23 @@ COMMANDS = {
     "check": "check the configuration and print the start plan",
     "start": "start the deployment (in the background unless --foreground)",
     "run": "run the daemon in the foreground (same as start --foreground)",
-    "stop": "stop every unit in reverse order and the daemon",
+    "stop": "stop every unit in reverse order and the daemon; or only the units named (they stay stopped)",
     "status": "show every unit's state (exit 0: all ready, 1: not, 3: no daemon)",
     "restart": "restart units, or everything in order",
     "reload": "re-read the configuration and apply what changed",
     "logs": "show a unit's captured output",
+    "pause": "no automatic restarts and no reloads until `synsup resume` (for maintenance)",
+    "resume": "automatic restarts and reloads again",
     "top": "show every unit's state, memory and CPU, refreshed every 2 s",
     "targets": "print the Prometheus scrape targets of the processes' metrics listeners",
 }
 CONFIG_COMMANDS = ("check", "start", "run", "targets")
 
 
-def _state_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--state-dir", metavar="DIR",
+def _state_options(parser: argparse.ArgumentParser, top: bool = False) -> None:
+    """--state-dir, before or after the command (SUPPRESS: a command's own default never
+    hides the value given before it)."""
+    parser.add_argument("--state-dir", metavar="DIR", default=None if top else argparse.SUPPRESS,
                         help="control socket and records (default: $SYNSUP_STATE_DIR, /run/synsup "
                              "for root, else $XDG_RUNTIME_DIR/synsup)")
 
@@ -38,6 +42,7 @@ def _state_options(parser: argparse.ArgumentParser) -> None:
 def build_parser(source: Source) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="synsup", description="Process supervisor for Synapse deployments with workers.")
     parser.add_argument("--version", action="version", version=f"synsup {__version__}")
+    _state_options(parser, top=True)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, text in COMMANDS.items():
         p = sub.add_parser(name, help=text, description=text)
@@ -80,6 +85,15 @@ def _command_options(name: str, p: argparse.ArgumentParser) -> None:
         p.add_argument("units", nargs="*", metavar="UNIT")
     if name == "restart":
         p.add_argument("units", nargs="*", metavar="UNIT")
+    if name == "stop":
+        p.add_argument("units", nargs="*", metavar="UNIT", help="only these units; they stay stopped until "
+                       "`synsup start UNIT`")
+        p.add_argument("--force", action="store_true", help="stop a unit even though others depend on it")
+    if name == "start":
+        p.add_argument("units", nargs="*", metavar="UNIT", help="with the daemon running: start these units "
+                       "(stopped by `synsup stop UNIT`)")
+    if name == "reload":
+        p.add_argument("--dry-run", action="store_true", help="print the plan the files would produce; change nothing")
     if name in ("restart", "reload"):
         p.add_argument("--timeout", type=float, default=600.0, metavar="SECONDS",
                        help="give up waiting after this long (default 600); the operation goes on")

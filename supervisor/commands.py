@@ -74,6 +74,8 @@ def _status_without_daemon(state: StateDir, as_json: bool) -> int:
 
 
 def stop(args: argparse.Namespace) -> int:
+    if args.units:
+        return unit_command(args, {"cmd": "stop", "units": args.units, "force": args.force})
     state = state_of(args)
     try:
         client = ControlClient(state.socket, timeout=None)
@@ -138,14 +140,49 @@ def restart(args: argparse.Namespace) -> int:
     return 0 if all(u["state"] == "ready" for u in reply["units"]) else 1
 
 
+def unit_command(args: argparse.Namespace, request: dict[str, Any]) -> int:
+    """stop/start UNIT... with the daemon running: the warnings, then the units' status."""
+    args.timeout = getattr(args, "timeout", 600.0)
+    reply = _long_request(args, request)
+    if isinstance(reply, int):
+        return reply
+    for warning in reply.get("warnings") or []:
+        print(f"synsup: warning: {warning}", file=sys.stderr)
+    print(status_table(reply, time.time()))
+    wanted = "stopped" if request["cmd"] == "stop" else "ready"
+    return 0 if all(u["state"] == wanted for u in reply["units"]) else 1
+
+
+def pause(args: argparse.Namespace) -> int:
+    return _switch(args, "pause", "paused: no automatic restarts and no reloads until `synsup resume`")
+
+
+def resume(args: argparse.Namespace) -> int:
+    return _switch(args, "resume", "resumed: automatic restarts and reloads again")
+
+
+def _switch(args: argparse.Namespace, command: str, done: str) -> int:
+    state = state_of(args)
+    try:
+        with ControlClient(state.socket) as client:
+            client.request({"cmd": command})
+    except NotRunning:
+        print(f"synsup is not running (state dir {state.path})", file=sys.stderr)
+        return EXIT_NOT_RUNNING
+    print(done)
+    return 0
+
+
 def reload(args: argparse.Namespace) -> int:
-    reply = _long_request(args, {"cmd": "reload"})
+    reply = _long_request(args, {"cmd": "reload", **({"dry_run": True} if args.dry_run else {})})
     if isinstance(reply, int):
         return reply
     for line in reply.get("errors") or []:
         print(line, file=sys.stderr)
     for action in reply.get("actions") or []:
         print(action)
+    if reply.get("dry_run"):
+        return 1 if reply.get("errors") else 0
     if reply.get("result") == "partial":
         print(f"synsup: error: reload partial: {reply.get('unit')} did not become ready: {reply.get('error')}; "
               "it runs its last good config again, the units not yet restarted kept theirs", file=sys.stderr)

@@ -207,6 +207,7 @@ class Daemon:
         units = [unit_status(u, now) for n, u in sup.units.items() if not names or n in names]
         self.telemetry.annotate(units, sup.units)
         extra = {"config_generation": self.reloads.generation, "reload_error": self.reloads.rejected,
+                 "paused": self.paused,
                  "last_reload": self.reloads.last, **self.operations.status()}
         return {"ok": True, "daemon": daemon_status(os.getpid(), self.lifecycle.phase.value, extra), "units": units}
 
@@ -239,29 +240,75 @@ class Daemon:
         finally:
             sup.remove_listener(queue.put_nowait)
 
+    @property
+    def paused(self) -> bool:
+        return self.supervisor is not None and not self.supervisor.unpaused.is_set()
+
+    async def _cmd_pause(self, request: dict[str, Any], send: Send) -> None:
+        assert self.supervisor is not None
+        self.supervisor.unpaused.clear()
+        self.log.warning("daemon.paused")
+        self.notifier.send(STATUS="PAUSED: no automatic restarts, no reloads; " + self.status_line())
+        await send(self.status())
+
+    async def _cmd_resume(self, request: dict[str, Any], send: Send) -> None:
+        assert self.supervisor is not None
+        self.supervisor.unpaused.set()
+        self.log.info("daemon.resumed")
+        self.notifier.send(STATUS=self.status_line())
+        if self.reloads.missed:
+            self.reloads.missed = False
+            self.reloads.request()
+        await send(self.status())
+
+    async def _cmd_start(self, request: dict[str, Any], send: Send) -> None:
+        assert self.supervisor is not None
+        sup, names = self.supervisor, list(request.get("units") or [])
+        await self._queued(send, "start " + " ".join(names), lambda: sup.start_units(names), names)
+
+    async def _queued(self, send: Send, name: str, work: Callable[[], Awaitable[Any]], names: list[str],
+                      **extra: Any) -> None:
+        """Run `work` as an operation; answer with the status of `names` when it is done."""
+        try:
+            await self.operations.submit(name, work)
+        except Stopping as e:
+            await send({"ok": False, "error": str(e)})
+            return
+        self.settle()
+        await send({**self.status(names or None), **extra})
+
+    async def _stop_units(self, request: dict[str, Any], send: Send) -> None:
+        assert self.supervisor is not None
+        sup, names = self.supervisor, list(request["units"])
+        needed = {n: [d for d in sup.dependents(n) if d not in names] for n in names}
+        needed = {n: deps for n, deps in needed.items() if deps}
+        if needed and not request.get("force"):
+            listed = "; ".join(f"{n} is needed by {', '.join(deps)}" for n, deps in needed.items())
+            await send({"ok": False, "error": f"{listed}: they cannot work without it; stop them too, "
+                        "or use --force to stop it anyway"})
+            return
+        warnings = [f"{n} is one member of the sharded group {sup.units[n].spec.group}: the others keep running, "
+                    f"and the work sharded to {n} waits until it runs again" for n in names if sup.units[n].spec.group]
+        await self._queued(send, "stop " + " ".join(names), lambda: sup.hold(names), names, warnings=warnings)
+
     async def _cmd_stop(self, request: dict[str, Any], send: Send) -> None:
+        if request.get("units"):
+            await self._stop_units(request, send)
+            return
         await send({"ok": True, "stopping": True})
         self.request_stop()
         await self._stopped.wait()
         await send({"ok": True, "stopped": True})
 
     async def _cmd_restart(self, request: dict[str, Any], send: Send) -> None:
-        sup = self.supervisor
-        assert sup is not None
-        names = list(request.get("units") or [])
-        try:
-            await self.operations.submit("restart", lambda: self._restart(names))
-        except Stopping as e:
-            await send({"ok": False, "error": str(e)})
-            return
-        await send(self.status(names or None))
-
-    async def _restart(self, names: list[str]) -> None:
         assert self.supervisor is not None
-        await self.supervisor.restart(names)
-        self.settle()
+        sup, names = self.supervisor, list(request.get("units") or [])
+        await self._queued(send, "restart", lambda: sup.restart(names), names)
 
     async def _cmd_reload(self, request: dict[str, Any], send: Send) -> None:
+        if request.get("dry_run"):
+            await send(await self.reloads.dry_run())
+            return
         try:
             await send(await self.reloads.request_and_wait())
         except Stopping as e:

@@ -29,6 +29,8 @@ class Supervisor:
         self.policy = policy
         self.log_dir, self.notify_dir = log_dir, notify_dir
         self.units: dict[str, Unit] = {}
+        self.unpaused = asyncio.Event()  # cleared by `synsup pause`
+        self.unpaused.set()
         self._notify_index = 0
         self._changed = asyncio.Event()
         self._listeners: list[Callable[[Unit], None]] = []
@@ -47,7 +49,7 @@ class Supervisor:
         unit = Unit(spec, clock=self.clock, spawner=self.spawner,
                     output=UnitOutput(os.path.join(self.log_dir, f"{spec.name}.log")),
                     notify_path=notify_path, policy=self.policy(), timing=self.timing,
-                    on_change=self._unit_changed)
+                    on_change=self._unit_changed, unpaused=self.unpaused)
         self.units[spec.name] = unit
         return unit
 
@@ -114,7 +116,8 @@ class Supervisor:
 
     def start_all(self) -> None:
         for unit in self.units.values():
-            unit.start()
+            if not unit.held:
+                unit.start()
 
     async def stop_all(self) -> None:
         self.log.info("supervisor.stopping")
@@ -130,8 +133,26 @@ class Supervisor:
         units = [self.units[n] for n in names]
         await asyncio.gather(*(u.stop() for u in units))
         for unit in units:
+            unit.held = False  # naming a unit is the admin asking for it
             unit.start(reset=True)
         await self.wait_settled(units)
+
+    async def hold(self, names: list[str]) -> None:
+        """Stop these units and keep them stopped (by admin) until `start_units`."""
+        units = [self.units[n] for n in names]
+        for unit in units:
+            unit.held = True
+        await asyncio.gather(*(u.stop() for u in units))
+
+    async def start_units(self, names: list[str]) -> None:
+        units = [self.units[n] for n in names]
+        for unit in units:
+            unit.held = False
+            unit.start(reset=True)
+        await self.wait_settled(units)
+
+    def dependents(self, name: str) -> list[str]:
+        return [n for n, u in self.units.items() if name in u.spec.dependencies and not u.held]
 
     def all_ready(self) -> bool:
         return all(u.state is S.READY for u in self.units.values())

@@ -65,7 +65,7 @@ async def _apply(sup: Supervisor, action: Action, new: dict[str, UnitSpec]) -> l
             sup.remove(name)
     elif action.verb in ("start", "restart"):
         await asyncio.gather(*(u.stop() for u in units))  # a running unit takes new config only by restarting
-        started = [sup.set_spec(new[n]) for n in action.units if n in new]
+        started = [u for u in (sup.set_spec(new[n]) for n in action.units if n in new) if not u.held]
         for unit in started:
             unit.start(reset=True)
         await sup.wait_until(lambda: all(_outcome_known(u) for u in started))

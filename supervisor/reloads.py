@@ -34,6 +34,7 @@ class Reloads:
         self.rejected: list[str] | None = None  # the errors of the last rejected reload
         self.snapshot: ConfigSnapshot | None = None
         self._watch_restart = asyncio.Event()
+        self.missed = False  # a change came while paused
 
     @property
     def enabled(self) -> bool:
@@ -43,6 +44,10 @@ class Reloads:
         """Queue a reload (merged with one already waiting); None when it cannot be queued."""
         if not self.enabled:
             return None
+        if self.daemon.paused:
+            self.missed = True  # applied on `synsup resume`
+            log.info("reload.deferred", reason="paused")
+            return None
         try:
             future = self.daemon.operations.submit("reload", self._reload_once, merge=True)
         except Exception as e:  # stopping: a reload now would be pointless
@@ -51,9 +56,23 @@ class Reloads:
         future.add_done_callback(lambda f: f.cancelled() or f.exception())  # retrieved: no warning
         return future
 
+    async def dry_run(self) -> dict[str, Any]:
+        """The plan the current files would produce, applied to nothing."""
+        d = self.daemon
+        if self.reloader is None or self.planner is None:
+            return {"ok": False, "error": "this daemon cannot reload"}
+        new = await asyncio.to_thread(self.reloader)
+        if new.errors:
+            return {"ok": True, "dry_run": True, "applied": False, "result": "rejected",
+                    "errors": [f.format() for f in new.errors]}
+        actions = [a.describe() for a in self.planner(d.current, new)]
+        return {"ok": True, "dry_run": True, "applied": False, "result": "plan", "actions": actions or ["no changes"]}
+
     async def request_and_wait(self) -> dict[str, Any]:
         if not self.enabled:
             return {"ok": True, "applied": False, "result": "rejected", "errors": ["this daemon cannot reload"]}
+        if self.daemon.paused:
+            return {"ok": False, "error": "synsup is paused: no reloads until `synsup resume`"}
         future = self.daemon.operations.submit("reload", self._reload_once, merge=True)
         result: dict[str, Any] = await future
         return result

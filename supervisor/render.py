@@ -50,7 +50,8 @@ def percent(p: float | None) -> str:
 
 def status_table(reply: dict[str, Any], now: float) -> str:
     daemon = reply.get("daemon") or {}
-    header = (f"synsup {daemon.get('version', '')} pid {daemon.get('pid')} {daemon.get('state')}, "
+    header = (("PAUSED: no automatic restarts, no reloads (synsup resume)\n" if daemon.get("paused") else "")
+              + f"synsup {daemon.get('version', '')} pid {daemon.get('pid')} {daemon.get('state')}, "
               f"config generation {daemon.get('config_generation')}")
     rows = [("UNIT", "STATE", "PID", "UPTIME", "RESTARTS", "RSS", "CPU%", "HEALTH", "LAST ERROR")]
     for u in reply.get("units", []):
@@ -70,6 +71,8 @@ def status_table(reply: dict[str, Any], now: float) -> str:
 
 def _state_cell(unit: dict[str, Any], now: float) -> str:
     state = str(unit["state"])
+    if unit.get("held"):
+        return f"{state} (by admin)"
     if unit.get("waiting_for"):
         return f"{state} (for {unit['waiting_for']})"
     if unit.get("retry_at"):

@@ -14,9 +14,12 @@ class RequestError(Exception):
 FIELDS: dict[str, frozenset[str]] = {
     "status": frozenset({"units"}),
     "watch": frozenset(),
-    "stop": frozenset(),
+    "stop": frozenset({"units", "force"}),
+    "start": frozenset({"units"}),
     "restart": frozenset({"units"}),
-    "reload": frozenset(),
+    "reload": frozenset({"dry_run"}),
+    "pause": frozenset(),
+    "resume": frozenset(),
 }
 
 
@@ -28,6 +31,9 @@ def validate(request: dict[str, Any], unit_names: list[str]) -> str:
     unknown = sorted(set(request) - FIELDS[command] - {"cmd"})
     if unknown:
         raise RequestError(f"{command}: unknown field(s) {', '.join(unknown)}")
+    for flag in ("force", "dry_run"):
+        if not isinstance(request.get(flag, False), bool):
+            raise RequestError(f"{command}: `{flag}` must be true or false")
     units = request.get("units")
     if units is not None:
         if not isinstance(units, list) or not all(isinstance(u, str) for u in units):

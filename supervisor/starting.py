@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 
-from .commands import state_of
+from .commands import state_of, unit_command
 from .control import ControlClient, NotRunning
 from .daemon import Daemon
 from .leftovers import leftover_records, stop_leftovers
@@ -25,6 +25,13 @@ SOCKET_WAIT = 30.0
 
 
 def start(args: argparse.Namespace, source: Source, argv: list[str]) -> int:
+    units = _unit_names(args)
+    if units:
+        if not _answers(state_of(args)):
+            print(f"synsup: error: no daemon runs to start {', '.join(units)} in; start the deployment "
+                  "first (`synsup start -c ... -a ...`)", file=sys.stderr)
+            return 1
+        return unit_command(args, {"cmd": "start", "units": units})
     loaded = source.load(args)
     for note in loaded.notes:
         print(f"note: {note}", file=sys.stderr)
@@ -56,6 +63,16 @@ def start(args: argparse.Namespace, source: Source, argv: list[str]) -> int:
                         telemetry=telemetry)
         return asyncio.run(daemon.run())
     return _start_background(state, source, argv)
+
+
+def _unit_names(args: argparse.Namespace) -> list[str]:
+    """`synsup start UNIT...`: names after the command (a CONFIGFILE that is no file is one too)."""
+    units = list(getattr(args, "units", None) or [])
+    configfile = getattr(args, "configfile", None)
+    if configfile and not os.path.exists(configfile) and (units or not getattr(args, "config", None)) \
+            and "." not in os.path.basename(configfile):
+        units.insert(0, configfile)
+    return units
 
 
 def _answers(state: StateDir) -> bool:

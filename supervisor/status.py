@@ -25,6 +25,7 @@ def unit_status(unit: Unit, now: float) -> dict[str, Any]:
         "last_exit": unit.last_exit.as_json() if unit.last_exit else None,
         "error": unit.error,
         "retry_at": unit.retry_at,
+        "held": unit.held,
         "waiting_for": blocked.spec.name if (blocked := unit.blocked_by) else None,
         "log": unit.output.describe_drops(),
     }

@@ -50,7 +50,7 @@ def process_stopped(pid: int) -> str | None:
 class Unit:
     def __init__(self, spec: UnitSpec, *, clock: Clock, spawner: Spawner, output: UnitOutput,
                  notify_path: str | None, policy: RestartPolicy, timing: Timing,
-                 on_change: Callable[[Unit], None]) -> None:
+                 on_change: Callable[[Unit], None], unpaused: asyncio.Event | None = None) -> None:
         self.spec = spec
         self.clock, self.spawner, self.output = clock, spawner, output
         self.policy, self.timing, self._on_change = policy, timing, on_change
@@ -68,6 +68,11 @@ class Unit:
         self.dependencies: list[Unit] = []
         self.ready_event = asyncio.Event()
         self.wanted = False
+        self.held = False  # stopped by the admin: no automatic start until `synsup start UNIT`
+        if unpaused is None:
+            unpaused = asyncio.Event()
+            unpaused.set()
+        self.unpaused = unpaused  # cleared while synsup is paused: no automatic restarts
         self._stop = asyncio.Event()
         self._start_requested = asyncio.Event()
         self._idle = asyncio.Event()
@@ -197,6 +202,8 @@ class Unit:
                 break
             if ready_for is None:
                 self.failed_attempts += 1
+            if not self.unpaused.is_set() and not await self._paused():
+                break
             delay = self.policy.delay_after_exit(ready_for)
             if delay is None:
                 if not await self._failed():
@@ -208,6 +215,11 @@ class Unit:
                 if await self._race(self.clock.sleep(delay)) == "stop":
                     break
         self.set_state(S.STOPPED)
+
+    async def _paused(self) -> bool:
+        """Exited while synsup is paused: no restart until resumed (True) or stopped (False)."""
+        self.set_state(S.BACKOFF, f"{self.error}; not restarted while synsup is paused")
+        return await self._race(self.unpaused.wait()) != "stop"
 
     async def _failed(self) -> bool:
         """Crash loop: `failed` until the cool-down ends (True: try again) or a stop (False)."""
@@ -348,6 +360,9 @@ class Unit:
             await self.clock.sleep(interval)
             why = await self._check_alive()
             self.probe_tally.observe(self._prober.last_seconds, why is not None)
+            if why and not self.unpaused.is_set():
+                self.health = f"paused: {why}"  # no restarts while paused, so no counting
+                continue
             failures = failures + 1 if why else 0
             self.health = f"failing {failures}/{self.timing.failure_threshold}: {why}" if why else "ok"
         self.error = f"unhealthy: {self.health}"

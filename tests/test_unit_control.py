@@ -1,0 +1,95 @@
+"""Per-unit control and maintenance with the fake Synapse: stop/start UNIT, pause/resume,
+reload --dry-run, options before the command."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+import yaml
+from helpers import REPO, wait_for
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def running(deployment):
+    done = deployment.start()
+    assert done.returncode == 0, done.stdout + done.stderr
+    return deployment
+
+
+def edit_worker(deployment, name, **changes):
+    deployment.workers[name].update(changes)
+    with open(os.path.join(deployment.workers_dir, f"{name}.yaml"), "w") as f:
+        yaml.safe_dump(deployment.workers[name], f)
+
+
+def test_a_unit_stopped_by_the_admin_stays_stopped_until_started(running):
+    done = running.synsup("stop", "generic1")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "stopped (by admin)" in done.stdout
+    assert running.unit("generic1")["held"] is True
+    edit_worker(running, "generic1", _fake_tags=["edited while stopped"])
+    assert running.synsup("reload").returncode == 0
+    assert running.synsup("restart", timeout=120).returncode == 1  # everything but generic1 restarts
+    unit = running.unit("generic1")
+    assert unit["state"] == "stopped" and unit["pid"] is None
+    done = running.synsup("start", "generic1")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert running.unit("generic1")["state"] == "ready"
+    assert running.synsup("status").returncode == 0
+
+
+def test_stopping_a_unit_others_need_asks_for_force(running):
+    done = running.synsup("stop", "main")
+    assert done.returncode == 1 and "main is needed by" in done.stderr and "--force" in done.stderr
+    assert running.unit("main")["state"] == "ready"
+    done = running.synsup("stop", "main", "--force")
+    assert done.returncode == 0, done.stderr
+    assert running.unit("main")["state"] == "stopped"
+    assert running.synsup("start", "main").returncode == 0
+
+
+def test_stopping_one_member_of_a_sharded_group_says_what_it_means(running):
+    done = running.synsup("stop", "persister1", "--force")  # the workers start after the writers
+    assert done.returncode == 0, done.stderr
+    assert "one member of the sharded group event_persisters" in done.stderr
+
+
+def test_pause_stops_restarts_and_reloads_until_resume(running):
+    assert running.synsup("pause").returncode == 0
+    assert "PAUSED" in running.synsup("status").stdout
+    pid = running.unit("generic1")["pid"]
+    os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: running.unit("generic1")["pid"] is None, what="generic1 to be seen dead")
+    unit = running.unit("generic1")
+    assert unit["state"] == "backoff" and "paused" in unit["error"]
+    edit_worker(running, "sender1", _fake_tags=["edited while paused"])
+    done = running.synsup("reload")
+    assert done.returncode == 1 and "paused" in done.stderr
+    assert running.status()["daemon"]["config_generation"] == 1
+    assert running.synsup("resume").returncode == 0
+    wait_for(lambda: running.unit("generic1")["state"] == "ready", what="generic1 to restart after resume")
+    wait_for(lambda: running.status()["daemon"]["config_generation"] == 2, timeout=30,
+             what="the change seen while paused to be applied")
+
+
+def test_reload_dry_run_prints_the_plan_and_changes_nothing(running):
+    before = {u["name"]: u["pid"] for u in running.status()["units"]}
+    running.synsup("pause")  # keeps the watcher from applying the edit meanwhile
+    edit_worker(running, "generic1", _fake_tags=["planned"])
+    done = running.synsup("reload", "--dry-run")
+    assert done.returncode == 0 and "restart generic1" in done.stdout, done.stdout + done.stderr
+    assert {u["name"]: u["pid"] for u in running.status()["units"]} == before
+    assert running.status()["daemon"]["config_generation"] == 1
+
+
+def test_options_work_before_and_after_the_command(running):
+    for argv in (["--state-dir", running.state_dir, "status"], ["status", "--state-dir", running.state_dir]):
+        done = subprocess.run([sys.executable, "-m", "synsup", *argv], capture_output=True, text=True,
+                              env=running.env(), cwd=REPO, timeout=30)
+        assert done.returncode == 0 and "generic1" in done.stdout, (argv, done.stderr)
