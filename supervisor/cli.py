@@ -22,7 +22,8 @@ COMMANDS = {
     "status": "show every unit's state (exit 0: all ready, 1: not, 3: no daemon)",
     "restart": "restart units, or everything in order",
     "reload": "re-read the configuration and apply what changed",
-    "logs": "show a unit's captured output",
+    "logs": "show a unit's captured output, or all units' merged",
+    "reopen-logs": "reopen the unit logs and daemon.log (after rename-style logrotate; also SIGUSR1)",
     "pause": "no automatic restarts and no reloads until `synsup resume` (for maintenance)",
     "resume": "automatic restarts and reloads again",
     "top": "show every unit's state, memory and CPU, refreshed every 2 s",
@@ -59,6 +60,10 @@ def _command_options(name: str, p: argparse.ArgumentParser) -> None:
         p.add_argument("--json", action="store_true", help="print the result as JSON")
     if name in ("start", "run"):
         p.add_argument("--log-dir", metavar="DIR", help="per-unit logs (default: logs/ in the state dir)")
+        p.add_argument("--log-max-bytes", type=int, default=10 * 1024 * 1024, metavar="N",
+                       help="rotate a unit log (and daemon.log) at this size (default 10 MiB; 0: never)")
+        p.add_argument("--log-backups", type=int, default=3, metavar="N",
+                       help="rotated files kept per log (default 3)")
         p.add_argument("--log-format", choices=("console", "json", "journal"),
                        help="daemon log format (default: console on a TTY, journal under journald, else json)")
         p.add_argument("--no-watch", action="store_true",
@@ -100,7 +105,10 @@ def _command_options(name: str, p: argparse.ArgumentParser) -> None:
     if name == "logs":
         p.add_argument("-f", "--follow", action="store_true", help="keep printing as the log grows")
         p.add_argument("-n", "--lines", type=int, default=50, metavar="N", help="lines to show (default 50)")
-        p.add_argument("unit", metavar="UNIT")
+        p.add_argument("unit", metavar="UNIT", nargs="?", help="one unit (default: all, merged, each line "
+                       "prefixed with its unit)")
+        p.add_argument("--log-dir", metavar="DIR", help="where the unit logs are (default: where the last "
+                       "daemon wrote them)")
 
 
 def dispatch(args: argparse.Namespace, source: Source, argv: list[str]) -> int:
@@ -112,7 +120,7 @@ def dispatch(args: argparse.Namespace, source: Source, argv: list[str]) -> int:
         return print_targets(source.load(args))
     if args.command == "top":
         return top.top(args)
-    return getattr(commands, args.command)(args)
+    return getattr(commands, args.command.replace("-", "_"))(args)
 
 
 def main(source: Source, argv: list[str] | None = None) -> int:

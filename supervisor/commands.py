@@ -10,6 +10,7 @@ import sys
 import time
 from typing import Any
 
+from . import follow
 from .control import ControlClient, ControlError, ControlTimeout, NotRunning
 from .leftovers import leftover_records, orphan_rows, stop_leftovers, wait_gone
 from .render import print_findings, print_plan, status_table
@@ -153,6 +154,10 @@ def unit_command(args: argparse.Namespace, request: dict[str, Any]) -> int:
     return 0 if all(u["state"] == wanted for u in reply["units"]) else 1
 
 
+def reopen_logs(args: argparse.Namespace) -> int:
+    return _switch(args, "reopen_logs", "reopened the unit logs and daemon.log")
+
+
 def pause(args: argparse.Namespace) -> int:
     return _switch(args, "pause", "paused: no automatic restarts and no reloads until `synsup resume`")
 
@@ -190,28 +195,26 @@ def reload(args: argparse.Namespace) -> int:
     return 0 if reply.get("applied") is True else 1
 
 
-def log_path(state: StateDir, unit: str) -> str:
-    record = state.read_json(state.daemon_file) or {}
-    log_dir = record.get("log_dir") or os.path.join(state.path, "logs")
-    return os.path.join(log_dir, f"{unit}.log")
+def log_dir_of(state: StateDir, given: str | None) -> str:
+    """--log-dir, else the one the last daemon recorded (kept after it stopped), else the default."""
+    if given:
+        return os.path.abspath(given)
+    record = state.read_json(state.log_dir_file) or state.read_json(state.daemon_file) or {}
+    return str(record.get("log_dir") or os.path.join(state.path, "logs"))
 
 
 def logs(args: argparse.Namespace) -> int:
-    path = log_path(state_of(args), args.unit)
+    log_dir = log_dir_of(state_of(args), args.log_dir)
+    if args.unit:
+        path = os.path.join(log_dir, f"{os.path.basename(args.unit)}.log")
+        if not os.path.exists(path):
+            print(f"synsup: error: no log for unit {args.unit!r} ({path}); pass --log-dir DIR if the "
+                  "logs are elsewhere", file=sys.stderr)
+            return 1
+        return follow.show({args.unit: path}, args.lines, args.follow)
     try:
-        f = open(path, "rb")
-    except FileNotFoundError:
-        print(f"synsup: error: no log for unit {args.unit!r} ({path})", file=sys.stderr)
+        names = sorted(n[:-4] for n in os.listdir(log_dir) if n.endswith(".log"))
+    except OSError as e:
+        print(f"synsup: error: cannot read log dir {log_dir}: {e.strerror}; pass --log-dir DIR", file=sys.stderr)
         return 1
-    with f:
-        lines = f.read().splitlines(keepends=True)
-        sys.stdout.buffer.write(b"".join(lines[-args.lines:] if args.lines > 0 else []))
-        sys.stdout.flush()
-        while args.follow:
-            chunk = f.read()
-            if chunk:
-                sys.stdout.buffer.write(chunk)
-                sys.stdout.flush()
-            else:
-                time.sleep(0.2)
-    return 0
+    return follow.show({n: os.path.join(log_dir, f"{n}.log") for n in names}, args.lines, args.follow)

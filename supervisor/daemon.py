@@ -20,9 +20,10 @@ from . import systemd
 from .actions import Action
 from .control import ControlServer, Send
 from .engine import Supervisor
+from .logs import DaemonLog
 from .notify import SystemdNotifier
 from .operations import Lifecycle, Operations, Phase, Stopping
-from .output import prepare_log_dir
+from .output import KEEP_FILES, MAX_BYTES, prepare_log_dir
 from .process import REAPER, Spawner, become_subreaper
 from .records import Records
 from .reloads import Reloads
@@ -50,7 +51,9 @@ class Daemon:
                  planner: Callable[[Loaded, Loaded], list[Action]] | None = None,
                  timing: Timing | None = None, notifier: SystemdNotifier | None = None,
                  spawner: Spawner | None = None, stop_trigger: Callable[[], Awaitable[None]] | None = None,
-                 watch: bool = True, settle: float = 1.0, telemetry: Telemetry | None = None) -> None:
+                 watch: bool = True, settle: float = 1.0, telemetry: Telemetry | None = None,
+                 daemon_log: DaemonLog | None = None, log_rotation: tuple[int, int] = (MAX_BYTES, KEEP_FILES)) -> None:
+        self.daemon_log, self.log_rotation = daemon_log, log_rotation
         self.state, self.log_dir = state, log_dir
         self.current = loaded
         self.timing, self.spawner, self.watch = timing, spawner, watch
@@ -73,7 +76,10 @@ class Daemon:
         self.state.create()
         prepare_log_dir(self.log_dir, [s.name for s in self.current.specs if s.argv is not None])
         self.records.write_daemon({**(process_record(os.getpid()) or {}), "log_dir": self.log_dir})
+        self.records.write_log_dir(self.log_dir)
+        max_bytes, backups = self.log_rotation
         sup = self.supervisor = Supervisor(self.current.specs, log_dir=self.log_dir, notify_dir=self.state.notify_dir,
+                                           log_max_bytes=max_bytes, log_backups=backups,
                                            timing=self.timing, spawner=self.spawner)
         sup.add_listener(self._unit_changed)
         self.reloads.take_snapshot()
@@ -179,6 +185,18 @@ class Daemon:
             loop.add_signal_handler(sig, self.request_stop)
         loop.add_signal_handler(signal.SIGHUP, self.reloads.request)
         loop.add_signal_handler(signal.SIGCHLD, REAPER.reap)
+        loop.add_signal_handler(signal.SIGUSR1, self.reopen_logs)
+
+    def reopen_logs(self) -> None:
+        """After a rename-style logrotate: unit logs and daemon.log are opened at their paths anew."""
+        if self.supervisor is not None:
+            self.supervisor.reopen_logs()
+        if self.daemon_log is not None:
+            try:
+                self.daemon_log.reopen()
+            except OSError as e:
+                self.log.error("daemon.reopen_failed", error=str(e))
+        self.log.info("daemon.logs_reopened")
 
     def status_line(self) -> str:
         units = list(self.supervisor.units.values()) if self.supervisor else []
@@ -243,6 +261,10 @@ class Daemon:
     @property
     def paused(self) -> bool:
         return self.supervisor is not None and not self.supervisor.unpaused.is_set()
+
+    async def _cmd_reopen_logs(self, request: dict[str, Any], send: Send) -> None:
+        self.reopen_logs()
+        await send({"ok": True, "reopened": True})
 
     async def _cmd_pause(self, request: dict[str, Any], send: Send) -> None:
         assert self.supervisor is not None

@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable
 import structlog
 
 from .clock import Clock
-from .output import UnitOutput
+from .output import KEEP_FILES, MAX_BYTES, UnitOutput
 from .policy import RestartPolicy
 from .process import Spawner
 from .spec import UnitSpec, steps_of
@@ -22,7 +22,9 @@ S = UnitState
 class Supervisor:
     def __init__(self, specs: list[UnitSpec], *, log_dir: str, notify_dir: str | None,
                  clock: Clock | None = None, spawner: Spawner | None = None,
-                 timing: Timing | None = None, policy: Callable[[], RestartPolicy] = RestartPolicy) -> None:
+                 timing: Timing | None = None, policy: Callable[[], RestartPolicy] = RestartPolicy,
+                 log_max_bytes: int = MAX_BYTES, log_backups: int = KEEP_FILES) -> None:
+        self.log_max_bytes, self.log_backups = log_max_bytes, log_backups
         self.clock = clock or Clock()
         self.spawner = spawner or Spawner()
         self.timing = timing or Timing()
@@ -47,7 +49,8 @@ class Supervisor:
         self._notify_index += 1
         notify_path = os.path.join(self.notify_dir, f"{self._notify_index}.sock") if self.notify_dir else None
         unit = Unit(spec, clock=self.clock, spawner=self.spawner,
-                    output=UnitOutput(os.path.join(self.log_dir, f"{spec.name}.log")),
+                    output=UnitOutput(os.path.join(self.log_dir, f"{spec.name}.log"), self.log_max_bytes,
+                                      self.log_backups),
                     notify_path=notify_path, policy=self.policy(), timing=self.timing,
                     on_change=self._unit_changed, unpaused=self.unpaused)
         self.units[spec.name] = unit
@@ -153,6 +156,10 @@ class Supervisor:
 
     def dependents(self, name: str) -> list[str]:
         return [n for n, u in self.units.items() if name in u.spec.dependencies and not u.held]
+
+    def reopen_logs(self) -> None:
+        for unit in self.units.values():
+            unit.output.reopen()
 
     def all_ready(self) -> bool:
         return all(u.state is S.READY for u in self.units.values())

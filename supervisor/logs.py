@@ -13,24 +13,70 @@ from typing import Any, TextIO, cast
 
 import structlog
 
+from .output import LOG_FLAGS, rotate_files
+
 PRIORITIES = {"critical": 2, "error": 3, "warning": 4, "info": 6, "debug": 7}
 BURST = 10  # identical events (same event, unit, error) let through per window
 WINDOW = 10.0
 
 
+class DaemonLog:
+    """daemon.log, when it is this daemon's stderr (a background start): rotated by size
+    like the unit logs, and reopened on SIGUSR1 after a rename-style logrotate."""
+
+    CHECK_EVERY = 64  # writes between size checks
+
+    def __init__(self, path: str, max_bytes: int, keep: int) -> None:
+        self.path, self.max_bytes, self.keep = path, max_bytes, keep
+        self._writes = 0
+
+    @classmethod
+    def of_stderr(cls, path: str, max_bytes: int, keep: int) -> DaemonLog | None:
+        try:
+            ours = os.fstat(2)
+            there = os.stat(path)
+        except OSError:
+            return None
+        same = (ours.st_dev, ours.st_ino) == (there.st_dev, there.st_ino)
+        return cls(path, max_bytes, keep) if same else None
+
+    def reopen(self) -> None:
+        sys.stderr.flush()
+        fd = os.open(self.path, LOG_FLAGS & ~os.O_NONBLOCK, 0o640)
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
+        os.close(fd)
+
+    def written(self) -> None:
+        self._writes += 1
+        if self._writes % self.CHECK_EVERY or not self.max_bytes:
+            return
+        try:
+            if os.fstat(2).st_size >= self.max_bytes:
+                rotate_files(self.path, self.keep)
+                self.reopen()
+        except OSError:
+            pass
+
+
 class SafeStream:
     """A text stream whose write never raises: what cannot be written is dropped."""
 
-    def __init__(self, stream: TextIO) -> None:
+    def __init__(self, stream: TextIO, daemon_log: DaemonLog | None = None) -> None:
         self.stream = stream
+        self.daemon_log = daemon_log
         self.dropped = 0
 
     def write(self, text: str) -> int:
         try:
-            return self.stream.write(text)
+            written = self.stream.write(text)
         except (OSError, ValueError):
             self.dropped += 1
             return 0
+        if self.daemon_log is not None:
+            self.flush()
+            self.daemon_log.written()
+        return written
 
     def flush(self) -> None:
         try:
@@ -89,7 +135,8 @@ def choose_format(requested: str | None, stream: Any = sys.stderr) -> str:
     return "console" if stream.isatty() else "json"
 
 
-def configure(fmt: str | None = None, stream: Any = sys.stderr, level: int = logging.INFO) -> None:
+def configure(fmt: str | None = None, stream: Any = sys.stderr, level: int = logging.INFO,
+              daemon_log: DaemonLog | None = None) -> None:
     fmt = choose_format(fmt, stream)
     processors: list = [RateLimiter(), structlog.processors.add_log_level]
     if fmt == "journal":
@@ -103,6 +150,6 @@ def configure(fmt: str | None = None, stream: Any = sys.stderr, level: int = log
     structlog.configure(
         processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.PrintLoggerFactory(cast(TextIO, SafeStream(stream))),
+        logger_factory=structlog.PrintLoggerFactory(cast(TextIO, SafeStream(stream, daemon_log))),
         cache_logger_on_first_use=False,
     )

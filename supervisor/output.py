@@ -40,10 +40,22 @@ def prepare_log_dir(log_dir: str, names: list[str]) -> None:
                               "(a directory synsup may write)") from None
 
 
+def rotate_files(path: str, keep: int) -> None:
+    """path -> path.1 -> path.2 ... keeping `keep` rotated files."""
+    for index in range(keep - 1, 0, -1):
+        older = f"{path}.{index}"
+        if os.path.exists(older):
+            os.replace(older, f"{path}.{index + 1}")
+    if keep > 0:
+        os.replace(path, f"{path}.1")
+    else:
+        os.unlink(path)
+
+
 class UnitOutput:
-    def __init__(self, path: str, max_bytes: int = MAX_BYTES) -> None:
+    def __init__(self, path: str, max_bytes: int = MAX_BYTES, keep: int = KEEP_FILES) -> None:
         self.path = path
-        self.max_bytes = max_bytes
+        self.max_bytes, self.keep = max_bytes, keep
         self.tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
         self.dropped = 0  # bytes not written to the log file
         self.drop_reason: str | None = None
@@ -67,8 +79,9 @@ class UnitOutput:
             self._size += written
             if written < len(data):
                 raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-            if self._size >= self.max_bytes:
-                self._rotate()
+            if self.max_bytes and self._size >= self.max_bytes:
+                self.close()
+                rotate_files(self.path, self.keep)
         except OSError as e:
             self._drop(len(data), e)
 
@@ -91,14 +104,6 @@ class UnitOutput:
             self.close()
             self._retry_at = time.monotonic() + RETRY_AFTER
 
-    def _rotate(self) -> None:
-        self.close()
-        for index in range(KEEP_FILES - 1, 0, -1):
-            older = f"{self.path}.{index}"
-            if os.path.exists(older):
-                os.replace(older, f"{self.path}.{index + 1}")
-        os.replace(self.path, f"{self.path}.1")
-
     def note(self, text: str) -> None:
         """A line of synsup's own in the unit's log (spawns and exits)."""
         self._append(f"[synsup] {text}\n".encode())
@@ -111,6 +116,11 @@ class UnitOutput:
         if not self.dropped:
             return None
         return f"log: {self.dropped} bytes dropped ({self.drop_reason or 'log file unavailable'})"
+
+    def reopen(self) -> None:
+        """After a rename-style logrotate: the next write opens the file at its path anew."""
+        self.close()
+        self._retry_at = 0.0
 
     def close(self) -> None:
         if self._fd is not None:

@@ -23,6 +23,9 @@ class Records:
         self._dirty = False
         self._failing = False
 
+    def write_log_dir(self, log_dir: str) -> None:
+        self._write(self.state.log_dir_file, {"log_dir": log_dir})
+
     def write_daemon(self, record: dict[str, Any]) -> None:
         self._write(self.state.daemon_file, record)
 

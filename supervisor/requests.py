@@ -19,6 +19,7 @@ FIELDS: dict[str, frozenset[str]] = {
     "restart": frozenset({"units"}),
     "reload": frozenset({"dry_run"}),
     "pause": frozenset(),
+    "reopen_logs": frozenset(),
     "resume": frozenset(),
 }
 

@@ -13,7 +13,7 @@ from .commands import state_of, unit_command
 from .control import ControlClient, NotRunning
 from .daemon import Daemon
 from .leftovers import leftover_records, stop_leftovers
-from .logs import configure
+from .logs import DaemonLog, configure
 from .notify import SystemdNotifier
 from .output import prepare_log_dir
 from .render import print_findings
@@ -56,11 +56,13 @@ def start(args: argparse.Namespace, source: Source, argv: list[str]) -> int:
     state.create()
     prepare_log_dir(log_dir, [s.name for s in loaded.specs if s.argv is not None])
     if args.command == "run" or args.foreground:
-        configure(args.log_format)
+        daemon_log = DaemonLog.of_stderr(state.daemon_log, args.log_max_bytes, args.log_backups)
+        configure(args.log_format, daemon_log=daemon_log)
         watch = not args.no_watch and os.environ.get("SYNSUP_WATCH", "1") != "0"
         daemon = Daemon(loaded, state, log_dir, reloader=lambda: source.load(args), planner=source.plan,
                         notifier=SystemdNotifier.from_environment(), watch=watch, settle=args.watch_settle,
-                        telemetry=telemetry)
+                        telemetry=telemetry, daemon_log=daemon_log,
+                        log_rotation=(args.log_max_bytes, args.log_backups))
         return asyncio.run(daemon.run())
     return _start_background(state, source, argv)
 

@@ -45,6 +45,11 @@ class StateDir:
         return os.path.join(self.path, "units.json")
 
     @property
+    def log_dir_file(self) -> str:
+        """Where the unit logs are: written at start, kept after the daemon stops."""
+        return os.path.join(self.path, "log_dir.json")
+
+    @property
     def config_dir(self) -> str:
         return os.path.join(self.path, "config")
 
