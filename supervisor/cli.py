@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from .. import __version__
-from . import commands, starting, top
+from . import commands, completion, starting, top
 from .control import ControlError
 from .exporter import MetricsAddressError
 from .output import LogDirError
@@ -27,6 +27,8 @@ COMMANDS = {
     "pause": "no automatic restarts and no reloads until `synsup resume` (for maintenance)",
     "resume": "automatic restarts and reloads again",
     "top": "show every unit's state, memory and CPU, refreshed every 2 s",
+    "completion": "print a shell completion script: source <(synsup completion bash)",
+    "units": "print the running daemon's unit names, one a line (for completion)",
     "targets": "print the Prometheus scrape targets of the processes' metrics listeners",
 }
 CONFIG_COMMANDS = ("check", "start", "run", "targets")
@@ -97,6 +99,8 @@ def _command_options(name: str, p: argparse.ArgumentParser) -> None:
     if name == "start":
         p.add_argument("units", nargs="*", metavar="UNIT", help="with the daemon running: start these units "
                        "(stopped by `synsup stop UNIT`)")
+    if name == "completion":
+        p.add_argument("shell", choices=("bash", "zsh"))
     if name == "reload":
         p.add_argument("--dry-run", action="store_true", help="print the plan the files would produce; change nothing")
     if name in ("restart", "reload"):
@@ -120,6 +124,9 @@ def dispatch(args: argparse.Namespace, source: Source, argv: list[str]) -> int:
         return print_targets(source.load(args))
     if args.command == "top":
         return top.top(args)
+    if args.command == "completion":
+        print(completion.script(build_parser(source), args.shell), end="")
+        return 0
     return getattr(commands, args.command.replace("-", "_"))(args)
 
 

@@ -13,7 +13,7 @@ from typing import Any
 from . import follow
 from .control import ControlClient, ControlError, ControlTimeout, NotRunning
 from .leftovers import leftover_records, orphan_rows, stop_leftovers, wait_gone
-from .render import print_findings, print_plan, status_table
+from .render import print_findings, print_plan, status_table, use_colour
 from .source import Loaded
 from .spec import steps_of
 from .statedir import StateDir, default_state_dir, running_daemon
@@ -57,7 +57,7 @@ def status(args: argparse.Namespace) -> int:
         reply.pop("ok", None)
         print(json.dumps(reply, indent=2))
     else:
-        print(status_table(reply, time.time()))
+        print(status_table(reply, time.time(), use_colour(sys.stdout)))
     return 0 if all(u["state"] == "ready" for u in reply["units"]) else 1
 
 
@@ -152,6 +152,16 @@ def unit_command(args: argparse.Namespace, request: dict[str, Any]) -> int:
     print(status_table(reply, time.time()))
     wanted = "stopped" if request["cmd"] == "stop" else "ready"
     return 0 if all(u["state"] == wanted for u in reply["units"]) else 1
+
+
+def units(args: argparse.Namespace) -> int:
+    try:
+        with ControlClient(state_of(args).socket, timeout=2) as client:
+            reply = client.request({"cmd": "status"})
+    except (NotRunning, ControlError):
+        return 0  # completion: nothing to offer
+    print("\n".join(u["name"] for u in reply["units"]))
+    return 0
 
 
 def reopen_logs(args: argparse.Namespace) -> int:

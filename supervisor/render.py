@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Iterable
 from typing import Any
@@ -48,7 +49,22 @@ def percent(p: float | None) -> str:
     return "-" if p is None else f"{p:.1f}"
 
 
-def status_table(reply: dict[str, Any], now: float) -> str:
+STATE_COLOURS = {"ready": "32", "failed": "31", "unhealthy": "33", "backoff": "33", "orphaned": "31",
+                 "starting": "36", "waiting": "36", "stopping": "35", "stopped": "2"}
+
+
+def use_colour(stream: Any) -> bool:
+    """Colours on a terminal, unless NO_COLOR is set (https://no-color.org)."""
+    return bool(stream.isatty()) and not os.environ.get("NO_COLOR")
+
+
+def _paint(cell: str, width: int, state: str, colour: bool) -> str:
+    padded = cell.ljust(width)
+    code = STATE_COLOURS.get(state)
+    return f"\x1b[{code}m{padded}\x1b[0m" if colour and code else padded
+
+
+def status_table(reply: dict[str, Any], now: float, colour: bool = False) -> str:
     daemon = reply.get("daemon") or {}
     header = (("PAUSED: no automatic restarts, no reloads (synsup resume)\n" if daemon.get("paused") else "")
               + f"synsup {daemon.get('version', '')} pid {daemon.get('pid')} {daemon.get('state')}, "
@@ -60,8 +76,11 @@ def status_table(reply: dict[str, Any], now: float) -> str:
                      _short(u.get("health") or "-", 30), _short(u.get("error") or "", 70)))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
     lines = [header]
-    for row in rows:
-        lines.append("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[-1])
+    states = [""] + [str(u["state"]) for u in reply.get("units", [])]
+    for row, state in zip(rows, states):
+        cells = [_paint(cell, w, state, colour) if i == 1 else cell.ljust(w)
+                 for i, (cell, w) in enumerate(zip(row, widths))]
+        lines.append("  ".join(cells) + "  " + row[-1])
     if daemon.get("reload_error"):
         lines.append("last reload rejected:")
         lines.extend(f"  {e}" for e in daemon["reload_error"])

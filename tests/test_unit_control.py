@@ -93,3 +93,19 @@ def test_options_work_before_and_after_the_command(running):
         done = subprocess.run([sys.executable, "-m", "synsup", *argv], capture_output=True, text=True,
                               env=running.env(), cwd=REPO, timeout=30)
         assert done.returncode == 0 and "generic1" in done.stdout, (argv, done.stderr)
+
+
+def test_bash_completion_offers_commands_options_and_live_unit_names(running):
+    script = running.synsup("completion", "bash").stdout
+    env = {**running.env(), "SYNSUP_STATE_DIR": running.state_dir,
+           "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")}
+
+    def complete(*words):
+        line = " ".join(words)
+        done = subprocess.run(["bash", "-c", f'{script}\nCOMP_WORDS=({line}); COMP_CWORD={len(words) - 1}; '
+                               '_synsup; echo "${COMPREPLY[@]}"'], capture_output=True, text=True, env=env, timeout=30)
+        return done.stdout.split()
+
+    assert "restart" in complete("synsup", "res")
+    assert "--dry-run" in complete("synsup", "reload", "--d")
+    assert complete("synsup", "restart", "gen") == ["generic1"]

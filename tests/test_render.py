@@ -1,0 +1,27 @@
+from synsup.supervisor.render import status_table, use_colour
+
+REPLY = {"daemon": {"version": "x", "pid": 1, "state": "degraded", "config_generation": 1, "paused": True},
+         "units": [{"name": "main", "state": "ready", "pid": 2, "restarts": 0, "uptime": 5},
+                   {"name": "generic1", "state": "failed", "pid": None, "restarts": 5, "error": "boom",
+                    "retry_at": 1060.0},
+                   {"name": "pusher1", "state": "stopped", "pid": None, "restarts": 0, "held": True}]}
+
+
+def test_states_are_coloured_only_when_asked():
+    plain = status_table(REPLY, 1000.0)
+    assert "\x1b[" not in plain
+    assert "failed (retry in 1m00s)" in plain and "stopped (by admin)" in plain and plain.startswith("PAUSED")
+    coloured = status_table(REPLY, 1000.0, colour=True)
+    assert "\x1b[32mready" in coloured and "\x1b[31mfailed" in coloured
+
+
+class Tty:
+    def isatty(self):
+        return True
+
+
+def test_no_color_turns_colours_off(monkeypatch):
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    assert use_colour(Tty())
+    monkeypatch.setenv("NO_COLOR", "1")
+    assert not use_colour(Tty())
