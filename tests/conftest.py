@@ -34,6 +34,18 @@ def short_dir():
 
 
 @pytest.fixture
+def running(deployment):
+    """A started fake-Synapse deployment; after the test it stops, leaving no process."""
+    from helpers import processes_with, wait_for
+    done = deployment.start()
+    assert done.returncode == 0, done.stdout + done.stderr
+    yield deployment
+    done = deployment.synsup("stop", timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    wait_for(lambda: not processes_with(deployment.control), timeout=10, what="every process to be gone")
+
+
+@pytest.fixture
 def deployment(short_dir):
     d = Deployment(os.path.join(short_dir, "d"), os.path.join(short_dir, "s"))
     yield d

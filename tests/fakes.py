@@ -80,3 +80,21 @@ async def until(predicate, turns: int = 1000) -> None:
             return
         await asyncio.sleep(0)
     raise AssertionError("condition not reached")
+
+
+def run_supervisor(scenario, specs, log_dir, timing) -> None:
+    """Run `scenario(sup, clock, spawner)` against a Supervisor of `specs` with a fake clock
+    and fake children."""
+    from synsup.supervisor.engine import Supervisor
+
+    async def main():
+        clock, spawner = FakeClock(), FakeSpawner()
+        sup = Supervisor(specs, log_dir=str(log_dir), notify_dir=None, clock=clock, spawner=spawner, timing=timing)
+        async with asyncio.TaskGroup() as group:
+            sup.spawn_tasks(group)
+            try:
+                await scenario(sup, clock, spawner)
+            finally:
+                sup.cancel_tasks()
+        sup.close()
+    asyncio.run(main())

@@ -31,13 +31,6 @@ def write_shared(deployment):
         yaml.safe_dump(deployment.shared, f)
 
 
-@pytest.fixture
-def running(deployment):
-    done = deployment.start()
-    assert done.returncode == 0, done.stderr
-    return deployment
-
-
 def test_editing_a_worker_file_restarts_only_that_unit(running):
     before = pids(running)
     edit_worker(running, "generic1", worker_log_level="DEBUG")

@@ -5,9 +5,8 @@ from __future__ import annotations
 import asyncio
 import signal
 
-from fakes import FakeClock, FakeSpawner, until
+from fakes import run_supervisor, until
 
-from synsup.supervisor.engine import Supervisor
 from synsup.supervisor.spec import UnitSpec
 from synsup.supervisor.state import UnitState
 from synsup.supervisor.unit import Timing
@@ -21,17 +20,7 @@ def spec(name, *deps, step=0):
 
 
 def run(scenario, specs, tmp_path):
-    async def main():
-        clock, spawner = FakeClock(), FakeSpawner()
-        sup = Supervisor(specs, log_dir=str(tmp_path), notify_dir=None, clock=clock, spawner=spawner, timing=TIMING)
-        async with asyncio.TaskGroup() as group:
-            sup.spawn_tasks(group)
-            try:
-                await scenario(sup, clock, spawner)
-            finally:
-                sup.cancel_tasks()
-        sup.close()
-    asyncio.run(main())
+    run_supervisor(scenario, specs, tmp_path, TIMING)
 
 
 def test_start_ready_and_stop(tmp_path):

@@ -15,13 +15,6 @@ from helpers import REPO, wait_for
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-def running(deployment):
-    done = deployment.start()
-    assert done.returncode == 0, done.stdout + done.stderr
-    return deployment
-
-
 def edit_worker(deployment, name, **changes):
     deployment.workers[name].update(changes)
     with open(os.path.join(deployment.workers_dir, f"{name}.yaml"), "w") as f:

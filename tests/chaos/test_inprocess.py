@@ -8,10 +8,9 @@ import errno
 import os
 
 import pytest
-from fakes import FakeClock, FakeSpawner, until
+from fakes import FakeSpawner, run_supervisor, until
 
 from synsup.supervisor.daemon import Daemon
-from synsup.supervisor.engine import Supervisor
 from synsup.supervisor.source import Loaded
 from synsup.supervisor.spec import UnitSpec
 from synsup.supervisor.state import UnitState
@@ -108,20 +107,6 @@ def test_a_full_state_dir_never_stops_the_daemon(short_dir, monkeypatch, capsys)
     assert "No space left on device; supervising on" in capsys.readouterr().err
 
 
-def run_supervisor(scenario, specs, tmp_path, timing=TIMING):
-    async def main():
-        clock, spawner = FakeClock(), FakeSpawner()
-        sup = Supervisor(specs, log_dir=str(tmp_path), notify_dir=None, clock=clock, spawner=spawner, timing=timing)
-        async with asyncio.TaskGroup() as group:
-            sup.spawn_tasks(group)
-            try:
-                await scenario(sup, clock, spawner)
-            finally:
-                sup.cancel_tasks()
-        sup.close()
-    asyncio.run(main())
-
-
 def test_a_flapping_unit_ends_failed(tmp_path):
     """Regression: a unit crashing 2 s after ready backed off forever and was never failed."""
     async def scenario(sup, clock, spawner):
@@ -152,7 +137,7 @@ def test_a_failed_unit_is_retried_after_its_cool_down(tmp_path):
         await until(lambda: unit.state is S.READY)
         assert child.pid == unit.pid and unit.retry_at is None
         await sup.stop_all()
-    run_supervisor(scenario, [spec("redis")], tmp_path)
+    run_supervisor(scenario, [spec("redis")], tmp_path, TIMING)
 
 
 def test_waiting_on_a_failed_dependency_counts_as_settled(tmp_path):

@@ -10,19 +10,9 @@ import time
 
 import pytest
 import yaml
-from helpers import processes_with, wait_for
+from helpers import wait_for
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def running(deployment):
-    done = deployment.start()
-    assert done.returncode == 0, done.stdout + done.stderr
-    yield deployment
-    done = deployment.synsup("stop", timeout=120)
-    assert done.returncode == 0, done.stdout + done.stderr
-    wait_for(lambda: not processes_with(deployment.control), timeout=10, what="every process to be gone")
 
 
 def write_shared(deployment):
