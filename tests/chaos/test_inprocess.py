@@ -11,6 +11,7 @@ import pytest
 from fakes import FakeSpawner, run_supervisor, until
 
 from synsup.supervisor.daemon import Daemon
+from synsup.supervisor.engine import Supervisor
 from synsup.supervisor.source import Loaded
 from synsup.supervisor.spec import UnitSpec
 from synsup.supervisor.state import UnitState
@@ -206,3 +207,55 @@ def test_ready_goes_to_systemd_after_the_start_and_a_sighup_waits_behind_it(shor
         stop.set()
         assert await run == 0
     asyncio.run(main())
+
+
+def test_identical_log_events_are_rate_limited():
+    import structlog
+
+    from synsup.supervisor.logs import RateLimiter
+    limiter = RateLimiter(burst=3, window=60.0)
+    passed = 0
+    for _ in range(100):
+        try:
+            limiter(None, "warning", {"event": "probe.failed", "unit": "main", "error": "refused"})
+            passed += 1
+        except structlog.DropEvent:
+            pass
+    assert passed == 3
+    limiter(None, "info", {"event": "unit.ready", "unit": "main"})  # another event passes
+
+
+def test_an_idle_control_connection_is_dropped_with_an_answer(short_dir):
+    from synsup.supervisor.control import ControlServer
+
+    async def main():
+        async def handler(request, send):
+            await send({"ok": True})
+
+        server = ControlServer(os.path.join(short_dir, "c.sock"), handler, request_timeout=0.2)
+        await server.start()
+        reader, writer = await asyncio.open_unix_connection(server.path)
+        async with asyncio.timeout(5):
+            line = await reader.readline()  # we never send: the server gives up and says why
+        assert b"no request within 0.2s" in line and server.connections == 0
+        writer.close()
+        server.close()
+    asyncio.run(main())
+
+
+def test_a_unit_that_ignores_sigterm_is_killed_and_the_exit_says_so(short_dir):
+    spec_ = UnitSpec(name="stubborn", argv=("sh", "-c", "trap '' TERM; while :; do sleep 0.1; done"), notify=False,
+                     stop_timeout=0.5)
+
+    async def main():
+        sup = Supervisor([spec_], log_dir=short_dir, notify_dir=None, timing=TIMING)
+        async with asyncio.TaskGroup() as group:
+            sup.spawn_tasks(group)
+            sup.start_all()
+            await sup.wait_until(sup.all_ready)
+            await sup.stop_all()
+            sup.cancel_tasks()
+        sup.close()
+        return sup.units["stubborn"]
+    unit = asyncio.run(main())
+    assert unit.last_exit.describe() == "killed by synsup after 0.5s (did not stop on SIGTERM)"
