@@ -245,6 +245,7 @@ class Unit:
     async def _run_once(self) -> float | None:
         """One process from spawn to exit; seconds it was ready, or None if it never was."""
         self._notify_ready.clear()
+        self.health = None  # the last run's verdict does not describe the new process
         self.set_state(S.STARTING)
         self._prober = Prober(self.spec.probes)
         try:

@@ -19,10 +19,9 @@ echo "== PostgreSQL: role and database synapse"
 bash "$repo/contrib/postgres.sh" synapse synapse synapse
 
 echo "== virtualenv with synsup and Synapse ($run/venv)"
-if [ ! -x "$run/venv/bin/synsup" ] || ! "$run/venv/bin/python" -c "import synapse" 2>/dev/null; then
-    python3 -m venv "$run/venv"
-    "$run/venv/bin/pip" install -q --disable-pip-version-check -e "$repo" "matrix-synapse[postgres,redis]"
-fi
+[ -x "$run/venv/bin/python" ] || python3 -m venv "$run/venv"
+# every time (quick when nothing changed): a venv from an older checkout gets today's synsup
+"$run/venv/bin/pip" install -q --disable-pip-version-check -e "$repo" "matrix-synapse[postgres,redis]"
 py="$run/venv/bin/python"
 synsup="$run/venv/bin/synsup"
 
