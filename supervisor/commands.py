@@ -22,7 +22,10 @@ EXIT_NOT_RUNNING = 3
 
 
 def state_of(args: argparse.Namespace) -> StateDir:
-    return StateDir(os.path.abspath(args.state_dir or default_state_dir()))
+    """The state dir, checked to be ours before anything in it is trusted (StateDirError if not)."""
+    state = StateDir(os.path.abspath(args.state_dir or default_state_dir()))
+    state.verify()
+    return state
 
 
 def check(loaded: Loaded, as_json: bool) -> int:

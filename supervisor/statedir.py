@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 from dataclasses import dataclass
 from typing import Any
 
 import psutil
+
+from .ownership import UntrustedPath, check_ancestors, who
+
+FIX = "pass --state-dir DIR (a directory of your own, mode 0700) or set SYNSUP_STATE_DIR"
 
 
 class StateDirError(Exception):
@@ -58,13 +63,55 @@ class StateDir:
         return os.path.join(self.path, "daemon.log")
 
     def create(self) -> None:
+        """Make the dir (never through a symlink), or take an existing one only if it is ours."""
         try:
-            os.makedirs(self.path, mode=0o700, exist_ok=True)
-            os.chmod(self.path, 0o700)
+            self._check_above()
+            os.makedirs(os.path.dirname(self.path), mode=0o755, exist_ok=True)
+            self._check_above()
+            try:
+                os.mkdir(self.path, 0o700)
+            except FileExistsError:
+                pass
+            self._check_own()
+            fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            try:
+                os.fchmod(fd, 0o700)
+            finally:
+                os.close(fd)
             os.makedirs(self.notify_dir, mode=0o700, exist_ok=True)
         except OSError as e:
-            raise StateDirError(f"cannot create state dir {self.path}: {e.strerror}; "
-                                "pass --state-dir DIR or set SYNSUP_STATE_DIR") from None
+            raise StateDirError(f"cannot create state dir {self.path}: {e.strerror}; {FIX}") from None
+
+    def verify(self) -> None:
+        """What a client checks before it trusts anything in the dir (its socket, its records):
+        nothing there is fine (nothing runs); a dir that is not ours is an error."""
+        try:
+            if os.path.lexists(self.path):
+                self._check_above()
+                self._check_own()
+        except OSError as e:
+            raise StateDirError(f"cannot check state dir {self.path}: {e.strerror}; {FIX}") from None
+
+    def _check_above(self) -> None:
+        try:
+            check_ancestors(self.path)
+        except UntrustedPath as e:
+            raise StateDirError(f"state dir {self.path} is not safe: {e}, so another user could replace it; "
+                                f"{FIX}") from None
+
+    def _check_own(self) -> None:
+        st = os.lstat(self.path)
+        if stat.S_ISLNK(st.st_mode):
+            raise StateDirError(f"state dir {self.path} is a symlink (to {os.readlink(self.path)}); synsup never "
+                                f"uses a state dir through a symlink: remove it, or {FIX}")
+        if not stat.S_ISDIR(st.st_mode):
+            raise StateDirError(f"state dir {self.path} is not a directory; remove it, or {FIX}")
+        if st.st_uid != os.getuid():
+            raise StateDirError(f"state dir {self.path} is owned by {who(st.st_uid)}, not by {who(os.getuid())}: "
+                                f"it is not ours (another user may have made it); remove it, or {FIX}")
+        if st.st_mode & 0o022:
+            raise StateDirError(f"state dir {self.path} is writable by other users "
+                                f"(mode {stat.S_IMODE(st.st_mode):04o}); chmod 700 {self.path}, or {FIX}")
 
     def write_json(self, path: str, data: Any) -> None:
         tmp = path + ".tmp"
