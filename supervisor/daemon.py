@@ -74,7 +74,7 @@ class Daemon:
         _raise_fd_limit()
         become_subreaper()
         self.state.create()
-        prepare_log_dir(self.log_dir, [s.name for s in self.current.specs if s.argv is not None])
+        self.log_dir = prepare_log_dir(self.log_dir)
         self.records.write_daemon({**(process_record(os.getpid()) or {}), "log_dir": self.log_dir})
         self.records.write_log_dir(self.log_dir)
         max_bytes, backups = self.log_rotation

@@ -49,8 +49,7 @@ class Supervisor:
         self._notify_index += 1
         notify_path = os.path.join(self.notify_dir, f"{self._notify_index}.sock") if self.notify_dir else None
         unit = Unit(spec, clock=self.clock, spawner=self.spawner,
-                    output=UnitOutput(os.path.join(self.log_dir, f"{spec.name}.log"), self.log_max_bytes,
-                                      self.log_backups),
+                    output=UnitOutput.for_unit(self.log_dir, spec.name, self.log_max_bytes, self.log_backups),
                     notify_path=notify_path, policy=self.policy(), timing=self.timing,
                     on_change=self._unit_changed, unpaused=self.unpaused)
         self.units[spec.name] = unit

@@ -12,6 +12,9 @@ import os
 import stat
 import time
 
+from .ownership import UntrustedPath, check_symlinks, open_dir_nofollow
+from .spec import NAME_RULE, valid_name
+
 MAX_BYTES = 10 * 1024 * 1024
 KEEP_FILES = 3
 TAIL_LINES = 50
@@ -24,20 +27,30 @@ class LogDirError(Exception):
     pass
 
 
-def prepare_log_dir(log_dir: str, names: list[str]) -> None:
-    """Create the log dir and open every unit's log once, before anything starts."""
+def prepare_log_dir(log_dir: str) -> str:
+    """Create the log dir (0750) before anything starts; the resolved path the units' logs go
+    to. A symlink on the way that another user owns is refused: it could point anywhere."""
+    fix = "pass --log-dir DIR (a directory synsup may write)"
+    try:
+        check_symlinks(log_dir)
+    except UntrustedPath as e:
+        raise LogDirError(f"log dir {log_dir} is not safe: {e}; remove it, or {fix}") from None
     try:
         os.makedirs(log_dir, mode=0o750, exist_ok=True)
+        real = os.path.realpath(log_dir)
+        os.close(open_dir_nofollow(real))
     except OSError as e:
-        raise LogDirError(f"cannot create log dir {log_dir}: {e.strerror}; pass --log-dir DIR "
-                          "(a directory synsup may write)") from None
-    for name in names:
-        path = os.path.join(log_dir, f"{name}.log")
-        try:
-            os.close(os.open(path, LOG_FLAGS, 0o640))
-        except OSError as e:
-            raise LogDirError(f"cannot open log file {path}: {e.strerror}; pass --log-dir DIR "
-                              "(a directory synsup may write)") from None
+        raise LogDirError(f"cannot create log dir {log_dir}: {e.strerror}; {fix}") from None
+    return real
+
+
+def refusal_of(path: str, st: os.stat_result) -> str | None:
+    """Why an opened log file must not be written, or None."""
+    if not stat.S_ISREG(st.st_mode):
+        return f"log file {path} is not a regular file; remove it"
+    if st.st_nlink > 1:
+        return f"log file {path} has other hard links ({st.st_nlink}); remove it"
+    return None
 
 
 def rotate_files(path: str, keep: int) -> None:
@@ -59,10 +72,21 @@ class UnitOutput:
         self.tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
         self.dropped = 0  # bytes not written to the log file
         self.drop_reason: str | None = None
+        self.refusal: str | None = None  # why the log file must not be written (a planted symlink ...)
+        self._bad_name: str | None = None
         self._fd: int | None = None
         self._size = 0
         self._retry_at = 0.0
         self._partial = ""
+
+    @classmethod
+    def for_unit(cls, log_dir: str, name: str, max_bytes: int = MAX_BYTES, keep: int = KEEP_FILES) -> UnitOutput:
+        """`name`.log in `log_dir`; a name that is no single safe file name is refused
+        (it could lead outside the dir)."""
+        output = cls(os.path.join(log_dir, f"{name}.log"), max_bytes, keep)
+        if not valid_name(name):
+            output._bad_name = f"unit name {name!r} cannot name a log file: use {NAME_RULE}"
+        return output
 
     def write(self, data: bytes) -> None:
         self._append(data)
@@ -89,13 +113,41 @@ class UnitOutput:
         if self._fd is None:
             if time.monotonic() < self._retry_at:
                 return None
-            fd = os.open(self.path, LOG_FLAGS, 0o640)
-            st = os.fstat(fd)
-            if not stat.S_ISREG(st.st_mode):
-                os.close(fd)
-                raise OSError(errno.EINVAL, f"{self.path} is not a regular file")
-            self._fd, self._size = fd, st.st_size
+            self._fd = self._open_file()
+            self._size = os.fstat(self._fd).st_size
         return self._fd
+
+    def _open_file(self) -> int:
+        """Open the log without following a symlink anywhere on its path; refuse what is not
+        a file of its own. OSError (refusals as ELOOP) otherwise."""
+        if self._bad_name is not None:
+            self.refusal = self._bad_name
+            raise OSError(errno.EINVAL, self.refusal)
+        directory, name = os.path.split(self.path)
+        dir_fd = open_dir_nofollow(directory)  # the resolved dir: a symlink planted since is ELOOP
+        try:
+            fd = os.open(name, LOG_FLAGS, 0o640, dir_fd=dir_fd)
+        except OSError as e:
+            if e.errno == errno.ELOOP:
+                self.refusal = f"log file {self.path} is a symlink; synsup never writes through one: remove it"
+            raise
+        finally:
+            os.close(dir_fd)
+        self.refusal = refusal_of(self.path, os.fstat(fd))
+        if self.refusal is not None:
+            os.close(fd)
+            raise OSError(errno.ELOOP, self.refusal)
+        return fd
+
+    def check(self) -> str | None:
+        """Before a spawn: open the log now; why it must not be written, or None (other errors
+        only drop output, as writing does)."""
+        self._retry_at = 0.0
+        try:
+            self._open()
+        except OSError as e:
+            self._drop(0, e)
+        return self.refusal
 
     def _drop(self, size: int, error: OSError) -> None:
         self.dropped += size
@@ -115,7 +167,7 @@ class UnitOutput:
     def describe_drops(self) -> str | None:
         if not self.dropped:
             return None
-        return f"log: {self.dropped} bytes dropped ({self.drop_reason or 'log file unavailable'})"
+        return f"log: {self.dropped} bytes dropped ({self.refusal or self.drop_reason or 'log file unavailable'})"
 
     def reopen(self) -> None:
         """After a rename-style logrotate: the next write opens the file at its path anew."""

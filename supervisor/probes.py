@@ -13,6 +13,7 @@ import ssl
 import time
 from collections.abc import Awaitable
 
+from .identity import foreign_listeners
 from .spec import HttpProbe, Probe, RedisProbe
 
 
@@ -133,25 +134,64 @@ def _command(*words: str) -> bytes:
     return "".join(out).encode()
 
 
-async def _redis(probe: RedisProbe) -> None:
-    auth = _command("AUTH", probe.password) if probe.password else b""
-    lines = 2 if auth else 1
+def _resp(data: bytes, count: int) -> list[bytes] | None:
+    """The first `count` RESP replies in `data` (a line, or a bulk string's content); None
+    while incomplete."""
+    replies: list[bytes] = []
+    pos = 0
+    while len(replies) < count:
+        end = data.find(b"\r\n", pos)
+        if end < 0:
+            return None
+        line, pos = data[pos:end], end + 2
+        if line[:1] == b"$" and line[1:].isdigit():
+            size = int(line[1:])
+            if len(data) < pos + size + 2:
+                return None
+            line, pos = data[pos:pos + size], pos + size + 2
+        replies.append(line)
+    return replies
+
+
+async def _redis_replies(probe: RedisProbe, commands: list[bytes]) -> list[bytes]:
     conn = await _Connection.open(probe)
     try:
-        await conn.send(auth + _command("PING"))
+        await conn.send(b"".join(commands))
         data = b""
-        while data.count(b"\n") < lines:
+        while (replies := _resp(data, len(commands))) is None:
             chunk = await conn.recv()
             if not chunk:
+                replies = _resp(data + b"\r\n" * len(commands), len(commands))
+                if replies is None:
+                    raise ProbeFailed(f"{probe.describe()} closed the connection mid-reply")
                 break
             data += chunk
     finally:
         conn.close()
-    replies = (data.split(b"\n") + [b""] * lines)[:lines]
-    if auth and not replies[0].startswith(b"+OK"):
+    return replies
+
+
+def _redis_pid(probe: RedisProbe, info: bytes) -> int:
+    for line in info.splitlines():
+        if line.startswith(b"process_id:") and line[11:].strip().isdigit():
+            return int(line[11:])
+    raise ProbeFailed(f"{probe.describe()} did not say its process_id (INFO server: {_text(info[:80])!r})")
+
+
+async def _redis(probe: RedisProbe, owner_pid: int | None = None) -> None:
+    """PING (after AUTH); with `owner_pid`, also that `INFO server` names that process: the
+    Redis answering is ours, not another one on the same port."""
+    commands = ([_command("AUTH", probe.password)] if probe.password else []) + [_command("PING")]
+    if owner_pid is not None:
+        commands.append(_command("INFO", "server"))
+    replies = await _redis_replies(probe, commands)
+    if probe.password and not replies[0].startswith(b"+OK"):
         raise ProbeFailed(f"{probe.describe()} refused AUTH: {_text(replies[0])}")
-    if not replies[-1].startswith(b"+PONG"):
-        raise ProbeFailed(f"{probe.describe()} answered PING with {_text(replies[-1])!r}")
+    pong = replies[1 if probe.password else 0]
+    if not pong.startswith(b"+PONG"):
+        raise ProbeFailed(f"{probe.describe()} answered PING with {_text(pong)!r}")
+    if owner_pid is not None and (pid := _redis_pid(probe, replies[-1])) != owner_pid:
+        raise ProbeFailed(f"{probe.describe()} is answered by another Redis (pid {pid}), not ours (pid {owner_pid})")
 
 
 async def _verdict(probe: Probe, timeout: float, work: Awaitable[None]) -> str | None:
@@ -178,6 +218,8 @@ class Prober:
         self.probes = probes
         self._kept: dict[HttpProbe, _Connection] = {}
         self.last_seconds = 0.0  # how long the last check_all took
+        self.owner_pid: int | None = None  # the unit's process: the one that must be answering
+        self._confirmed: int | None = None  # the pid whose HTTP listeners were confirmed as its own
 
     async def check_all(self, timeout: float) -> str | None:
         started = time.perf_counter()
@@ -188,13 +230,24 @@ class Prober:
 
     async def _check_all(self, timeout: float) -> str | None:
         if len(self.probes) == 1:
-            return await self._check(self.probes[0], timeout)
-        results = await asyncio.gather(*(self._check(p, timeout) for p in self.probes))
-        failures = [r for r in results if r]
-        return "; ".join(failures) if failures else None
+            why = await self._check(self.probes[0], timeout)
+        else:
+            results = await asyncio.gather(*(self._check(p, timeout) for p in self.probes))
+            why = "; ".join(r for r in results if r) or None
+        return why or self._confirm_listeners()
+
+    def _confirm_listeners(self) -> str | None:
+        """Once per process, when its HTTP probes first pass: the listeners are its own."""
+        pid = self.owner_pid
+        if pid is None or pid == self._confirmed:
+            return None
+        why = foreign_listeners(self.probes, pid)
+        if why is None:
+            self._confirmed = pid
+        return why
 
     async def _check(self, probe: Probe, timeout: float) -> str | None:
-        work = self._http(probe) if isinstance(probe, HttpProbe) else _redis(probe)
+        work = self._http(probe) if isinstance(probe, HttpProbe) else _redis(probe, self.owner_pid)
         return await _verdict(probe, timeout, work)
 
     async def _http(self, probe: HttpProbe) -> None:

@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
+
+# a unit name becomes a log file name, a record key and a metrics label
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+NAME_RULE = "letters, digits, '.', '_' and '-', starting with a letter or digit, at most 64 characters"
+
+
+def valid_name(name: str) -> bool:
+    return NAME_PATTERN.fullmatch(name) is not None
 
 
 def address(path: str | None, host: object, port: object) -> str:
@@ -62,6 +71,7 @@ class UnitSpec:
     describe: str = ""  # one line for plans and status
     metrics: tuple[str, ...] = ()  # HOST:PORT of the unit's own Prometheus endpoints
     metrics_labels: tuple[tuple[str, str], ...] = ()  # labels of its scrape target group
+    listens: tuple[str, ...] = ()  # HOST:PORT and unix:PATH it binds: checked free before a spawn
 
 
 def steps_of(specs: list[UnitSpec]) -> list[list[str]]:

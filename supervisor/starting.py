@@ -54,7 +54,7 @@ def start(args: argparse.Namespace, source: Source, argv: list[str]) -> int:
         return 1
     log_dir = os.path.abspath(args.log_dir or os.path.join(state.path, "logs"))
     state.create()
-    prepare_log_dir(log_dir, [s.name for s in loaded.specs if s.argv is not None])
+    log_dir = prepare_log_dir(log_dir)
     if args.command == "run" or args.foreground:
         daemon_log = DaemonLog.of_stderr(state.daemon_log, args.log_max_bytes, args.log_backups)
         configure(args.log_format, daemon_log=daemon_log)

@@ -17,6 +17,7 @@ from .environment import unit_environment
 from .notify import NotifySocket
 from .output import UnitOutput
 from .policy import RestartPolicy
+from .preflight import preflight
 from .probes import Prober
 from .process import Child, ExitStatus, Spawner, stop_child
 from .spec import UnitSpec
@@ -64,6 +65,7 @@ class Unit:
         self.retry_at: float | None = None  # when a failed unit is tried again
         self.last_exit: ExitStatus | None = None
         self.error: str | None = None
+        self.refused = False  # the last start was refused before a spawn (log file, address in use)
         self.health: str | None = None
         self.dependencies: list[Unit] = []
         self.ready_event = asyncio.Event()
@@ -204,7 +206,7 @@ class Unit:
                 self.failed_attempts += 1
             if not self.unpaused.is_set() and not await self._paused():
                 break
-            delay = self.policy.delay_after_exit(ready_for)
+            delay = None if self.refused else self.policy.delay_after_exit(ready_for)
             if delay is None:
                 if not await self._failed():
                     break
@@ -223,8 +225,8 @@ class Unit:
 
     async def _failed(self) -> bool:
         """Crash loop: `failed` until the cool-down ends (True: try again) or a stop (False)."""
-        self.set_state(S.FAILED, f"failed to become ready {self.policy.failed_starts} times "
-                       f"in a row; last: {self.error}")
+        self.set_state(S.FAILED, self.error if self.refused else f"failed to become ready "
+                       f"{self.policy.failed_starts} times in a row; last: {self.error}")
         retry = self.timing.failed_retry
         if retry is None:
             self.wanted = False
@@ -254,6 +256,11 @@ class Unit:
             self._prober.close()
 
     async def _spawn_and_supervise(self) -> float | None:
+        self.refused = (refusal := preflight(self.spec, self.output)) is not None
+        if refusal is not None:
+            self.error = refusal
+            self.log.error("unit.refused", error=refusal)
+            return None
         try:
             self.child = child = await self.spawner.spawn(self.spec, self._environment(), self.output)
         except OSError as e:
@@ -261,6 +268,7 @@ class Unit:
             self.log.error("unit.spawn_failed", error=self.error)
             return None
         self.started_at = self.clock.time()
+        self._prober.owner_pid = child.pid  # probes must reach this process, not another on its address
         self.output.note(f"started pid {child.pid}")
         self.log.info("unit.spawned", pid=child.pid)
         self._on_change(self)
