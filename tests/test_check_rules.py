@@ -61,6 +61,11 @@ ERROR_CASES = [
      "main2.yaml", "a second main process file"),
     ("3-duplicate-name", _add_worker("generic1copy", worker("generic1")), "generic1", "same instance name"),
     ("3-reserved-name", _add_worker("redis", worker("redis")), "redis.yaml", "reserved"),
+    ("3-name-escapes-dirs", _set(("generic1", "worker_name"), "../../escape/victim"), "generic1.yaml",
+     "cannot be a synsup unit name: use letters, digits"),
+    ("3-name-too-long", _set(("generic1", "worker_name"), "g" * 96), "generic1.yaml", "at most 64 characters"),
+    ("3-name-with-space", _set(("generic1", "worker_name"), "generic 1"), "generic1.yaml", "a log file name"),
+    ("3-name-starts-with-dot", _set(("generic1", "worker_name"), ".hidden"), "generic1.yaml", "starting with a letter"),
     ("4-same-port", _set(("generic1", "worker_listeners"), [listener(9101, "client")]), "persister1.yaml",
      "uses the same address as generic1's listener"),
     ("4-wildcard-collides", _set(("generic1", "worker_listeners"),
@@ -239,3 +244,19 @@ def test_unimportable_synapse_is_one_note(tmp_path):
     result = check_deployment([config], workers_dir, "/bin/false")
     assert result.errors == []
     assert len(result.notes) == 1 and "version checks skipped" in result.notes[0]
+
+
+def test_an_unsafe_worker_name_is_reported_on_its_worker_name_line(tmp_path):
+    shared, workers = modern_deployment()
+    workers["generic1"]["worker_name"] = "../../escape/victim"
+    result = check(tmp_path, shared, workers)
+    [finding] = [f for f in result.errors if "cannot be a synsup unit name" in f.message]
+    with open(finding.file) as f:
+        assert f.read().splitlines()[finding.line - 1].startswith("worker_name:")
+
+
+@pytest.mark.parametrize("name", ["generic1", "a", "Persister_2.eu-west", "x" * 64])
+def test_safe_worker_names_pass(tmp_path, name):
+    shared, workers = modern_deployment()
+    workers["generic1"]["worker_name"] = name
+    assert not [f for f in check(tmp_path, shared, workers).errors if "unit name" in f.message]

@@ -101,3 +101,17 @@ def test_main_alone_without_worker_dir(tmp_path):
     deployment = load_deployment([config], None, "python").deployment
     specs = unit_specs(deployment)
     assert [s.name for s in specs] == ["redis", "main"]
+
+
+def test_listen_addresses_are_every_listener_and_redis(tmp_path):
+    shared, workers = modern_deployment()
+    shared["listeners"].append({"type": "metrics", "port": 9000})
+    workers["generic1"]["worker_listeners"].append({"type": "http", "path": "/run/synapse/g1.sock",
+                                                    "resources": [{"names": ["client"]}]})
+    specs, _, _ = specs_for(tmp_path, shared, workers)
+    assert specs["main"].listens == ("127.0.0.1:8008", "127.0.0.1:9093", "[::]:9000", "0.0.0.0:9000")
+    assert specs["generic1"].listens == ("127.0.0.1:8081", "unix:/run/synapse/g1.sock")
+    assert specs["pusher1"].listens == ()
+    assert specs["redis"].listens == ("127.0.0.1:6379",)
+    external, _, _ = specs_for(tmp_path, shared, workers, external_redis=True)
+    assert external["redis"].listens == ()

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 
+from synsup.supervisor.spec import NAME_RULE, valid_name
+
 from .model import (
     HOMESERVER_APP,
     WILDCARDS,
@@ -54,6 +56,14 @@ def unique_names(d: Deployment) -> Iterator[Finding]:
                         f"{seen[w.instance].file}; give each worker a unique `worker_name`")
         else:
             seen[w.instance] = w
+
+
+def safe_names(d: Deployment) -> Iterator[Finding]:
+    for w in d.workers:
+        if not valid_name(w.instance):
+            yield error(w.at("worker_name"), f"worker name {w.instance!r} cannot be a synsup unit name: use "
+                        f"{NAME_RULE} (Synapse accepts more, but synsup makes the name a log file name, "
+                        "a record key and a metrics label)")
 
 
 def _collides(a: tuple, b: tuple) -> bool:
@@ -116,5 +126,5 @@ def log_configs(d: Deployment) -> Iterator[Finding]:
                             "create it or fix the path")
 
 
-RULES = (worker_apps, main_files, unique_names, listener_collisions, tcp_replication,
+RULES = (worker_apps, main_files, unique_names, safe_names, listener_collisions, tcp_replication,
          no_daemonize, log_configs)

@@ -31,6 +31,16 @@ def _connect_address(addresses: tuple[str, ...]) -> str:
     return addresses[0]
 
 
+def listens_of(p: Process) -> tuple[str, ...]:
+    """Every address the process binds, as `HOST:PORT` or `unix:PATH`."""
+    return tuple(f"unix:{where}" if host == "unix" else _host_port(host, where)
+                 for listener in p.listeners for host, where in listener.endpoints())
+
+
+def _host_port(host: str, port: object) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 def cache_env(p: Process) -> tuple[tuple[str, str], ...]:
     """synctl's cache factor options, as the environment Synapse reads them from."""
     env: dict[str, str] = {}
@@ -81,6 +91,7 @@ def process_spec(d: Deployment, p: Process, writers: list[str]) -> UnitSpec:
         describe=describe(p),
         metrics=metrics_targets(p),
         metrics_labels=target_labels(p),
+        listens=listens_of(p),
     )
 
 
@@ -122,7 +133,15 @@ def redis_spec(r: Redis, external: bool, redis_server: str = "redis-server") -> 
         app="redis-server" if not external else "external",
         start_timeout=30.0,
         describe=f"{'external ' if external else ''}redis {place}",
+        listens=() if external else _redis_listens(r),
     )
+
+
+def _redis_listens(r: Redis) -> tuple[str, ...]:
+    if r.path:
+        return (f"unix:{r.path}",)
+    hosts = ("127.0.0.1", "::1") if r.host == "localhost" else (r.host,)
+    return tuple(_host_port(host, r.port) for host in hosts)
 
 
 def unit_specs(d: Deployment, external_redis: bool = False) -> list[UnitSpec]:
