@@ -8,6 +8,7 @@ import sys
 from .. import __version__
 from . import commands, completion, starting, top
 from .control import ControlError
+from .environment import EnvFileError
 from .exporter import MetricsAddressError
 from .output import LogDirError
 from .source import Source
@@ -66,6 +67,9 @@ def _command_options(name: str, p: argparse.ArgumentParser) -> None:
                        help="rotate a unit log (and daemon.log) at this size (default 10 MiB; 0: never)")
         p.add_argument("--log-backups", type=int, default=3, metavar="N",
                        help="rotated files kept per log (default 3)")
+        p.add_argument("--env-file", metavar="PATH",
+                       help="KEY=VALUE lines (# comments, optional quotes) every unit gets, read at start, "
+                            "as systemd's EnvironmentFile= (e.g. /etc/default/matrix-synapse)")
         p.add_argument("--log-format", choices=("console", "json", "journal"),
                        help="daemon log format (default: console on a TTY, journal under journald, else json)")
         p.add_argument("--no-watch", action="store_true",
@@ -139,7 +143,7 @@ def main(source: Source, argv: list[str] | None = None) -> int:
         return 2
     try:
         return dispatch(args, source, argv)
-    except (ControlError, StateDirError, LogDirError, MetricsAddressError) as e:
+    except (ControlError, StateDirError, LogDirError, MetricsAddressError, EnvFileError) as e:
         print(f"synsup: error: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -15,7 +15,7 @@ from .control import ControlClient, ControlError, ControlTimeout, NotRunning
 from .leftovers import leftover_records, orphan_rows, stop_leftovers, wait_gone
 from .render import print_findings, print_plan, status_table, use_colour
 from .source import Loaded
-from .spec import steps_of
+from .spec import NAME_RULE, steps_of, valid_name
 from .statedir import StateDir, default_state_dir, running_daemon
 
 EXIT_NOT_RUNNING = 3
@@ -219,6 +219,9 @@ def log_dir_of(state: StateDir, given: str | None) -> str:
 def logs(args: argparse.Namespace) -> int:
     log_dir = log_dir_of(state_of(args), args.log_dir)
     if args.unit:
+        if not valid_name(args.unit):
+            print(f"synsup: error: {args.unit!r} is no unit name ({NAME_RULE}); see `synsup status`", file=sys.stderr)
+            return 1
         path = os.path.join(log_dir, f"{os.path.basename(args.unit)}.log")
         if not os.path.exists(path):
             print(f"synsup: error: no log for unit {args.unit!r} ({path}); pass --log-dir DIR if the "

@@ -12,6 +12,7 @@ import time
 from .commands import state_of, unit_command
 from .control import ControlClient, NotRunning
 from .daemon import Daemon
+from .environment import read_env_file, with_environment
 from .leftovers import leftover_records, stop_leftovers
 from .logs import DaemonLog, configure
 from .notify import SystemdNotifier
@@ -32,7 +33,8 @@ def start(args: argparse.Namespace, source: Source, argv: list[str]) -> int:
                   "first (`synsup start -c ... -a ...`)", file=sys.stderr)
             return 1
         return unit_command(args, {"cmd": "start", "units": units})
-    loaded = source.load(args)
+    variables = read_env_file(args.env_file) if args.env_file else {}
+    loaded = with_environment(source.load(args), variables)
     for note in loaded.notes:
         print(f"note: {note}", file=sys.stderr)
     print_findings([*loaded.errors, *loaded.warnings])
@@ -59,7 +61,8 @@ def start(args: argparse.Namespace, source: Source, argv: list[str]) -> int:
         daemon_log = DaemonLog.of_stderr(state.daemon_log, args.log_max_bytes, args.log_backups)
         configure(args.log_format, daemon_log=daemon_log)
         watch = not args.no_watch and os.environ.get("SYNSUP_WATCH", "1") != "0"
-        daemon = Daemon(loaded, state, log_dir, reloader=lambda: source.load(args), planner=source.plan,
+        daemon = Daemon(loaded, state, log_dir, reloader=lambda: with_environment(source.load(args), variables),
+                        planner=source.plan,
                         notifier=SystemdNotifier.from_environment(), watch=watch, settle=args.watch_settle,
                         telemetry=telemetry, daemon_log=daemon_log,
                         log_rotation=(args.log_max_bytes, args.log_backups))
