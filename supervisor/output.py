@@ -130,6 +130,8 @@ class UnitOutput:
         except OSError as e:
             if e.errno == errno.ELOOP:
                 self.refusal = f"log file {self.path} is a symlink; synsup never writes through one: remove it"
+            elif e.errno == errno.ENXIO:  # a FIFO nobody reads (or a device socket)
+                self.refusal = f"log file {self.path} is not a regular file; remove it"
             raise
         finally:
             os.close(dir_fd)

@@ -86,9 +86,14 @@ class StateDir:
         """What a client checks before it trusts anything in the dir (its socket, its records):
         nothing there is fine (nothing runs); a dir that is not ours is an error."""
         try:
-            if os.path.lexists(self.path):
-                self._check_above()
-                self._check_own()
+            os.lstat(self.path)
+        except FileNotFoundError:
+            return
+        except OSError as e:
+            raise StateDirError(f"cannot check state dir {self.path}: {e.strerror}; run as its owner, or {FIX}") from None
+        try:
+            self._check_above()
+            self._check_own()
         except OSError as e:
             raise StateDirError(f"cannot check state dir {self.path}: {e.strerror}; {FIX}") from None
 
