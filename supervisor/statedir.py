@@ -113,7 +113,7 @@ class StateDir:
             raise StateDirError(f"state dir {self.path} is not a directory; remove it, or {FIX}")
         if st.st_uid != os.getuid():
             raise StateDirError(f"state dir {self.path} is owned by {who(st.st_uid)}, not by {who(os.getuid())}: "
-                                f"it is not ours (another user may have made it); remove it, or {FIX}")
+                                f"not ours: run synsup as its owner, remove it if you did not make it, or {FIX}")
         if st.st_mode & 0o022:
             raise StateDirError(f"state dir {self.path} is writable by other users "
                                 f"(mode {stat.S_IMODE(st.st_mode):04o}); chmod 700 {self.path}, or {FIX}")

@@ -156,8 +156,10 @@ def test_socket_refuses_another_uid(deployment):
              "os.setgid(65534); os.setuid(65534); sys.exit(main(sys.argv[1:]))", command,
              "--state-dir", deployment.state_dir], capture_output=True, text=True, timeout=30, cwd="/")
         assert refused.returncode == 1, (command, refused.stdout, refused.stderr)
-        assert refused.stderr.strip().splitlines() == [
-            "synsup: error: uid 65534 may not control this synsup daemon (only uid 0 and root); run as that user"]
+        assert refused.stderr.strip().splitlines() == [  # the client trusts no state dir of another uid
+            f"synsup: error: state dir {deployment.state_dir} is owned by uid 0 (root), not by uid 65534 (nobody): "
+            "not ours: run synsup as its owner, remove it if you did not make it, or pass --state-dir DIR (a "
+            "directory of your own, mode 0700) or set SYNSUP_STATE_DIR"]
     assert deployment.synsup("status").returncode == 0
 
 
