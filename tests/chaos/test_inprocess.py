@@ -244,8 +244,9 @@ def test_an_idle_control_connection_is_dropped_with_an_answer(short_dir):
 
 
 def test_a_unit_that_ignores_sigterm_is_killed_and_the_exit_says_so(short_dir):
-    spec_ = UnitSpec(name="stubborn", argv=("sh", "-c", "trap '' TERM; while :; do sleep 0.1; done"), notify=False,
-                     stop_timeout=0.5)
+    trapped = os.path.join(short_dir, "trapped")
+    spec_ = UnitSpec(name="stubborn", argv=("sh", "-c", f"trap '' TERM; touch {trapped}; while :; do sleep 0.1; done"),
+                     notify=False, stop_timeout=0.5)
 
     async def main():
         sup = Supervisor([spec_], log_dir=short_dir, notify_dir=None, timing=TIMING)
@@ -253,6 +254,8 @@ def test_a_unit_that_ignores_sigterm_is_killed_and_the_exit_says_so(short_dir):
             sup.spawn_tasks(group)
             sup.start_all()
             await sup.wait_until(sup.all_ready)
+            while not os.path.exists(trapped):  # SIGTERM is ignored from here on
+                await asyncio.sleep(0.02)
             await sup.stop_all()
             sup.cancel_tasks()
         sup.close()
