@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import os
+import sys
 
 import pytest
-from helpers import legacy_deployment, listener, modern_deployment, worker, write_deployment
+from helpers import FAKE_SYNAPSE, legacy_deployment, listener, modern_deployment, worker, write_deployment
 
 from synsup.units.check import check_deployment, run_rules
 from synsup.units.loader import load_deployment
@@ -234,8 +235,61 @@ def test_old_version_does_not_read_instance_map_main(tmp_path):
     assert any("does not read instance_map.main" in f.message for f in run_rules(deployment, "1.70.0"))
 
 
+def _python_without_synapse(tmp_path) -> str:
+    wrapper = tmp_path / "python-no-site"
+    wrapper.write_text(f'#!/bin/sh\nexec {sys.executable} -S "$@"\n')  # -S: no site-packages, no Synapse
+    wrapper.chmod(0o755)
+    return str(wrapper)
+
+
 def test_unimportable_synapse_is_one_note(tmp_path):
     config, workers_dir = write_deployment(str(tmp_path), *modern_deployment())
-    result = check_deployment([config], workers_dir, "/bin/false")
+    result = check_deployment([config], workers_dir, _python_without_synapse(tmp_path))
     assert result.errors == []
-    assert len(result.notes) == 1 and "version checks skipped" in result.notes[0]
+    assert len(result.notes) == 1 and "Synapse's own config checks and version checks skipped" in result.notes[0]
+
+
+@pytest.mark.parametrize("python,why", [("/nonexistent/python3", "cannot run"), ("/bin/false", "is not a working Python")])
+def test_python_that_cannot_run_is_an_error(tmp_path, python, why):
+    config, workers_dir = write_deployment(str(tmp_path), *modern_deployment())
+    result = check_deployment([config], workers_dir, python)
+    assert [f.file for f in result.errors] == [python]
+    assert why in result.errors[0].message and "pass the interpreter of Synapse's virtualenv" in result.errors[0].message
+
+
+@pytest.fixture
+def fake_synapse(monkeypatch):
+    monkeypatch.setenv("PYTHONPATH", FAKE_SYNAPSE)
+
+
+def test_synapse_loader_accepts_a_valid_deployment(tmp_path, fake_synapse):
+    config, workers_dir = write_deployment(str(tmp_path), *modern_deployment())
+    result = check_deployment([config], workers_dir, sys.executable)
+    assert result.errors == [] and result.notes == []
+    assert result.synapse_version == "1.163.0"
+
+
+@pytest.mark.parametrize("where", ["shared", "generic1"])
+def test_value_synapse_rejects_is_one_error_at_its_line(tmp_path, fake_synapse, where):
+    shared, workers = modern_deployment()
+    (shared if where == "shared" else workers["generic1"])["event_cache_size"] = "lots"
+    config, workers_dir = write_deployment(str(tmp_path), shared, workers)
+    result = check_deployment([config], workers_dir, sys.executable)
+    assert len(result.errors) == 1, [f.format() for f in result.errors]
+    finding = result.errors[0]
+    assert "Synapse rejects this config: ValueError: invalid literal for int() with base 10: 'lots'" in finding.message
+    expected_file = config if where == "shared" else os.path.join(workers_dir, "generic1.yaml")
+    with open(expected_file) as f:
+        assert "event_cache_size" in f.read().splitlines()[finding.line - 1]
+    assert finding.message.startswith("every process:" if where == "shared" else "generic1:")
+
+
+def test_synapse_config_error_names_its_key(tmp_path, fake_synapse):
+    shared, workers = modern_deployment()
+    shared["caches"] = "big"
+    config, workers_dir = write_deployment(str(tmp_path), shared, workers)
+    result = check_deployment([config], workers_dir, sys.executable)
+    assert len(result.errors) == 1
+    assert "Error in configuration at 'caches': caches must be a mapping" in result.errors[0].message
+    with open(config) as f:
+        assert f.read().splitlines()[result.errors[0].line - 1].startswith("caches:")
