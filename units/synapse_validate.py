@@ -19,14 +19,15 @@ MARKER = "synsup-validate"
 # the marker line, then one JSON object {"version": ..., "results": {name: message or null}}.
 SCRIPT = r'''
 import io, json, os, select, sys, time
-sys.stdout.write("MARKER\n"); sys.stdout.flush()
+out = os.fdopen(os.dup(1), "w")
+out.write("MARKER\n"); out.flush()
 jobs = json.load(sys.stdin)
 try:
     import synapse
     from synapse.config._base import ConfigError, format_config_error
     from synapse.config.homeserver import HomeServerConfig
 except Exception as e:
-    sys.stdout.write(json.dumps({"import_error": "%s: %s" % (type(e).__name__, e)})); sys.exit(0)
+    out.write(json.dumps({"import_error": "%s: %s" % (type(e).__name__, e)})); sys.exit(0)
 
 def load(job):
     os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
@@ -47,8 +48,12 @@ def load(job):
         return "%s: %s" % (type(e).__name__, e)
     return None
 
+# the first load imports what the others need: do it here, so each child only parses
+results = {}
+first, *rest = jobs["processes"]
+results[first["name"]] = load(first)
 children = {}
-for job in jobs["processes"]:
+for job in rest:
     r, w = os.pipe()
     pid = os.fork()
     if pid == 0:
@@ -60,7 +65,6 @@ for job in jobs["processes"]:
         os.write(w, json.dumps(message).encode()); os._exit(0)
     os.close(w)
     children[r] = (job["name"], pid, [])
-results = {}
 deadline = time.monotonic() + jobs["time_limit"]
 while children and time.monotonic() < deadline:
     readable, _, _ = select.select(list(children), [], [], max(0.0, deadline - time.monotonic()))
@@ -77,7 +81,7 @@ while children and time.monotonic() < deadline:
 for fd, (name, pid, _) in children.items():
     os.kill(pid, 9); os.waitpid(pid, 0)
     results[name] = "Synapse's config loader did not finish within %gs" % jobs["time_limit"]
-sys.stdout.write(json.dumps({"version": synapse.__version__, "results": results}))
+out.write(json.dumps({"version": synapse.__version__, "results": results})); out.flush()
 '''.replace("MARKER", MARKER)
 
 
