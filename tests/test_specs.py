@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 
+import pytest
+
 from helpers import legacy_deployment, modern_deployment, write_deployment
 
 from synsup.supervisor.spec import HttpProbe, RedisProbe, steps_of
@@ -101,3 +103,11 @@ def test_main_alone_without_worker_dir(tmp_path):
     deployment = load_deployment([config], None, "python").deployment
     specs = unit_specs(deployment)
     assert [s.name for s in specs] == ["redis", "main"]
+
+
+@pytest.mark.parametrize("version,expected", [("1.163.2", True), ("1.3.0", True), ("1.2.1", False), (None, False)])
+def test_synapse_processes_wait_for_ready_when_their_version_sends_it(tmp_path, version, expected):
+    specs, _, _ = specs_for(tmp_path, *modern_deployment(), synapse_version=version)
+    assert {n: s.ready_notify for n, s in specs.items() if s.kind in ("main", "worker")} == dict.fromkeys(
+        ["main", "persister1", "persister2", "generic1", "pusher1", "sender1"], expected)
+    assert specs["redis"].ready_notify is False

@@ -9,9 +9,13 @@ from synsup.supervisor.spec import HttpProbe, RedisProbe, UnitSpec, address
 
 from .model import Deployment, Listener, Process, Redis
 from .roles import group_of
+from .synapse_version import parse_version
 from .targets import metrics_targets, target_labels
 
 STEP_REDIS, STEP_MAIN, STEP_WRITERS, STEP_WORKERS = range(4)
+# Synapse 1.3.0 (matrix-org/synapse#5732) added setup_sdnotify to synapse.app._base.start, which
+# main and every worker app run after binding their listeners: READY=1 from every process
+READY_NOTIFY_SINCE = (1, 3)
 MAIN_START_TIMEOUT = 300.0  # main may be migrating the database
 WORKER_START_TIMEOUT = 120.0
 
@@ -55,7 +59,12 @@ def _log_files(p: Process) -> tuple[str, ...]:
     return (os.path.abspath(path),) if isinstance(path, str) else ()
 
 
-def process_spec(d: Deployment, p: Process, writers: list[str]) -> UnitSpec:
+def sends_ready(synapse_version: str | None) -> bool:
+    """Whether this Synapse sends READY=1 (unknown version: no, judge it like any process)."""
+    return synapse_version is not None and parse_version(synapse_version) >= READY_NOTIFY_SINCE
+
+
+def process_spec(d: Deployment, p: Process, writers: list[str], ready_notify: bool = False) -> UnitSpec:
     is_main = p.kind == "main"
     files = d.config_files if is_main else d.config_files + (p.file or "",)
     module = "synapse.app.homeserver" if is_main else "synapse.app.generic_worker"
@@ -76,6 +85,7 @@ def process_spec(d: Deployment, p: Process, writers: list[str]) -> UnitSpec:
         step=step,
         kind=p.kind,
         app=p.app,
+        ready_notify=ready_notify,
         start_timeout=MAIN_START_TIMEOUT if is_main else WORKER_START_TIMEOUT,
         sighup_files=_log_files(p),
         describe=describe(p),
@@ -125,8 +135,8 @@ def redis_spec(r: Redis, external: bool, redis_server: str = "redis-server") -> 
     )
 
 
-def unit_specs(d: Deployment, external_redis: bool = False) -> list[UnitSpec]:
+def unit_specs(d: Deployment, external_redis: bool = False, synapse_version: str | None = None) -> list[UnitSpec]:
     writers = [w.name for w in d.workers if w.streams]
     specs = [redis_spec(d.redis, external_redis)] if d.redis else []
-    specs += [process_spec(d, p, writers) for p in d.processes]
+    specs += [process_spec(d, p, writers, sends_ready(synapse_version)) for p in d.processes]
     return sorted(specs, key=lambda s: s.step)
