@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 
 import pytest
-
 from helpers import legacy_deployment, modern_deployment, write_deployment
 
 from synsup.supervisor.spec import HttpProbe, RedisProbe, steps_of
