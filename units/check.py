@@ -11,7 +11,7 @@ from .synapse_validate import Validation, validate
 from .synapse_version import version_rules
 
 ERROR_RULES = rules_processes.RULES + rules_replication.RULES + rules_duties.RULES
-WARNING_RULES = rules_duties.WARNINGS + targets.WARNINGS
+WARNING_RULES = rules_duties.WARNINGS + rules_processes.WARNINGS + targets.WARNINGS
 
 
 @dataclass
