@@ -13,7 +13,7 @@ import ssl
 import time
 from collections.abc import Awaitable
 
-from .spec import HttpProbe, Probe, RedisProbe
+from .spec import HttpProbe, Probe, RedisProbe, TcpProbe
 
 
 class ProbeFailed(Exception):
@@ -154,6 +154,13 @@ async def _redis(probe: RedisProbe) -> None:
         raise ProbeFailed(f"{probe.describe()} answered PING with {_text(replies[-1])!r}")
 
 
+async def _connect(probe: TcpProbe) -> None:
+    loop = asyncio.get_running_loop()
+    family = socket.AF_UNIX if probe.path else (socket.AF_INET6 if ":" in (probe.host or "") else socket.AF_INET)
+    with socket.socket(family, socket.SOCK_STREAM | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC) as sock:
+        await loop.sock_connect(sock, probe.path or (probe.host, probe.port))
+
+
 async def _verdict(probe: Probe, timeout: float, work: Awaitable[None]) -> str | None:
     """Run a probe's work under its timeout: None when healthy, else one line saying why not."""
     try:
@@ -194,7 +201,13 @@ class Prober:
         return "; ".join(failures) if failures else None
 
     async def _check(self, probe: Probe, timeout: float) -> str | None:
-        work = self._http(probe) if isinstance(probe, HttpProbe) else _redis(probe)
+        work: Awaitable[None]
+        if isinstance(probe, HttpProbe):
+            work = self._http(probe)
+        elif isinstance(probe, TcpProbe):
+            work = _connect(probe)
+        else:
+            work = _redis(probe)
         return await _verdict(probe, timeout, work)
 
     async def _http(self, probe: HttpProbe) -> None:

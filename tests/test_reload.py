@@ -58,7 +58,7 @@ def test_adding_an_event_persister_is_coordinated(running):
     write_shared(running)  # alone it is rejected: persister3 is no process yet
     running.workers["persister3"] = worker("persister3", listener(port, "replication"))
     running.write()
-    wait_for(lambda: len(units := running.status()["units"]) == 8 and all(u["state"] == "ready" for u in units),
+    wait_for(lambda: len(units := running.status()["units"]) == 9 and all(u["state"] == "ready" for u in units),
              timeout=60, what="persister3 and everything else ready")
     wait_for(lambda: running.status()["daemon"]["reload_error"] is None, what="no reload error")
 
@@ -107,7 +107,7 @@ def test_sighup_and_reload_command(running):
     running.shared["max_upload_size"] = "1M"
     write_shared(running)
     os.kill(running.status()["daemon"]["pid"], signal.SIGHUP)
-    wait_for(lambda: all(pids(running)[n] != before[n] for n in before if n != "redis"), timeout=60,
+    wait_for(lambda: all(pids(running)[n] != before[n] for n in before if before[n] and n != "redis"), timeout=60,
              what="every Synapse process restarted")
     assert pids(running)["redis"] == before["redis"]
     edit_worker(running, "pusher1", worker_log_level="INFO")

@@ -19,7 +19,7 @@ from .model import (
 )
 from .yamldoc import Where, where
 
-RESERVED_NAMES = ("main", "master", "redis")
+RESERVED_NAMES = ("main", "master", "redis", "postgres")
 
 
 def worker_apps(d: Deployment) -> Iterator[Finding]:
