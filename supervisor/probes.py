@@ -45,7 +45,7 @@ class _Connection:
         self.sock, self.streams = sock, streams
 
     @classmethod
-    async def open(cls, probe: Probe) -> _Connection:
+    async def open(cls, probe: HttpProbe | RedisProbe) -> _Connection:
         if probe.tls:
             if probe.path:
                 streams = await asyncio.open_unix_connection(probe.path, ssl=_tls(), server_hostname="localhost")

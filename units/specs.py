@@ -143,7 +143,8 @@ def postgres_probe(database: object) -> TcpProbe | None:
     directory (libpq's UNIX socket convention); None for SQLite or an unreadable section."""
     if not isinstance(database, dict) or database.get("name") not in ("psycopg2", "psycopg"):
         return None
-    args = database.get("args") if isinstance(database.get("args"), dict) else {}
+    args: dict = database.get("args") or {}
+    args = args if isinstance(args, dict) else {}
     host = str(args.get("host") or LIBPQ_SOCKET_DIR)
     port = args.get("port", 5432)
     port = int(port) if str(port).isdigit() else 5432
