@@ -48,19 +48,30 @@ def percent(p: float | None) -> str:
     return "-" if p is None else f"{p:.1f}"
 
 
+ERROR_WIDTH = 60  # longer errors go below the table, in full
+
+
 def status_table(reply: dict[str, Any], now: float) -> str:
     daemon = reply.get("daemon") or {}
     header = (f"synsup {daemon.get('version', '')} pid {daemon.get('pid')} {daemon.get('state')}, "
               f"config generation {daemon.get('config_generation')}")
     rows = [("UNIT", "STATE", "PID", "UPTIME", "RESTARTS", "RSS", "CPU%", "HEALTH", "LAST ERROR")]
+    long_errors = []
     for u in reply.get("units", []):
+        error = u.get("error") or ""
+        if len(error) > ERROR_WIDTH:
+            long_errors.append(f"{u['name']}: {error}")
+            error = "(below)"
         rows.append((u["name"], _state_cell(u, now), str(u["pid"] or "-"), duration(u.get("uptime")),
                      str(u["restarts"]), size(u.get("rss_bytes")), percent(u.get("cpu_percent")),
-                     _short(u.get("health") or "-", 30), _short(u.get("error") or "", 70)))
+                     _short(u.get("health") or "-", 30), error))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
     lines = [header]
     for row in rows:
         lines.append("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[-1])
+    if long_errors:
+        lines.append("last errors:")
+        lines.extend(f"  {e}" for e in long_errors)
     if daemon.get("reload_error"):
         lines.append("last reload rejected:")
         lines.extend(f"  {e}" for e in daemon["reload_error"])
