@@ -114,3 +114,15 @@ def test_sighup_and_reload_command(running):
     done = running.synsup("reload")
     assert done.returncode == 0
     assert "restart pusher1" in done.stdout or "no changes" in done.stdout  # the watcher may have been first
+
+
+def test_value_synapse_rejects_is_refused_and_nothing_restarts(running):
+    before = pids(running)
+    running.shared["event_cache_size"] = "lots"
+    write_shared(running)
+    done = running.synsup("reload")
+    assert done.returncode == 1
+    assert "every process: Synapse rejects this config: ValueError: invalid literal for int() with base 10: " \
+           "'lots'" in done.stderr
+    assert pids(running) == before
+    assert running.status()["daemon"]["config_generation"] == 1
