@@ -118,7 +118,8 @@ def test_json_output_and_steps(tmp_path):
     done = synsup("check", "--json", "-c", config, "-a", workers_dir)
     result = json.loads(done.stdout)
     assert result["ok"] is True and result["errors"] == []
-    assert result["steps"] == [["redis", "postgres"], ["main"], ["persister1", "persister2"], ["generic1", "pusher1", "sender1"]]
+    assert result["steps"] == [["redis", "postgres"], ["main"], ["persister1", "persister2"],
+                               ["generic1", "pusher1", "sender1"]]
 
 
 def test_json_errors_have_file_line_message(tmp_path):
