@@ -49,6 +49,8 @@ CASES = [
      [("start", ("generic2",))]),
     ("worker removed", lambda s, w: w.pop("generic1"), [("stop", ("generic1",))]),
     ("shared change restarts all, rolling", lambda s, w: s.update(max_upload_size="100M"), ROLLING_ALL),
+    ("database moved: probe it, then every Synapse process",
+     lambda s, w: s["database"]["args"].update(host="10.0.0.5"), [("restart", ("postgres",))] + ROLLING_ALL),
     ("redis section", lambda s, w: s["redis"].update(password="pw"), [("restart", ("redis",))] + ROLLING_ALL),
     ("event persister added", add_persister3,
      [("stop", ("persister1", "persister2")), ("restart", ("main",)),

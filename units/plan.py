@@ -92,6 +92,14 @@ def _unit_name(d: Deployment, instance: str) -> str | None:
     return p.name if p else None
 
 
+def plan_external(b: _Builder) -> None:
+    """A database that moved: watch the new address first (nothing is started or stopped)."""
+    for name, spec in b.new.specs.items():
+        before = b.old.specs.get(name)
+        if spec.kind == "postgres" and before is not None and before.probes != spec.probes:
+            b.restart(name, f"database moved: probe {spec.describe}")
+
+
 def plan_events(b: _Builder) -> None:
     old, new = b.old.deployment, b.new.deployment
     if writers_of(old.shared, "events") == writers_of(new.shared, "events"):
@@ -198,6 +206,7 @@ def plan(old: Snapshot, new: Snapshot) -> list[Action]:
     if "redis" in keys and "redis" in old.specs and "redis" in new.specs:
         b.restart("redis", "redis: section changed")
         b.roll(_synapse_units(new), "redis: section changed (every process connects to it)")
+    plan_external(b)
     plan_events(b)
     b.stop(removed, "removed from the config")
     plan_writers(b)
