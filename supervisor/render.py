@@ -49,6 +49,7 @@ def percent(p: float | None) -> str:
     return "-" if p is None else f"{p:.1f}"
 
 
+ERROR_WIDTH = 60  # longer errors go below the table, in full
 STATE_COLOURS = {"ready": "32", "failed": "31", "unhealthy": "33", "backoff": "33", "orphaned": "31",
                  "starting": "36", "waiting": "36", "stopping": "35", "stopped": "2"}
 
@@ -70,10 +71,15 @@ def status_table(reply: dict[str, Any], now: float, colour: bool = False) -> str
               + f"synsup {daemon.get('version', '')} pid {daemon.get('pid')} {daemon.get('state')}, "
               f"config generation {daemon.get('config_generation')}")
     rows = [("UNIT", "STATE", "PID", "UPTIME", "RESTARTS", "RSS", "CPU%", "HEALTH", "LAST ERROR")]
+    long_errors = []
     for u in reply.get("units", []):
+        error = u.get("error") or ""
+        if len(error) > ERROR_WIDTH:
+            long_errors.append(f"{u['name']}: {error}")
+            error = "(below)"
         rows.append((u["name"], _state_cell(u, now), str(u["pid"] or "-"), duration(u.get("uptime")),
                      str(u["restarts"]), size(u.get("rss_bytes")), percent(u.get("cpu_percent")),
-                     _short(u.get("health") or "-", 30), _short(u.get("error") or "", 70)))
+                     _short(u.get("health") or "-", 30), error))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
     lines = [header]
     states = [""] + [str(u["state"]) for u in reply.get("units", [])]
@@ -81,6 +87,9 @@ def status_table(reply: dict[str, Any], now: float, colour: bool = False) -> str
         cells = [_paint(cell, w, state, colour) if i == 1 else cell.ljust(w)
                  for i, (cell, w) in enumerate(zip(row, widths))]
         lines.append("  ".join(cells) + "  " + row[-1])
+    if long_errors:
+        lines.append("last errors:")
+        lines.extend(f"  {e}" for e in long_errors)
     if daemon.get("reload_error"):
         lines.append("last reload rejected:")
         lines.extend(f"  {e}" for e in daemon["reload_error"])

@@ -47,7 +47,19 @@ class RedisProbe:
         return f"redis://{address(self.path, self.host, self.port)}"
 
 
-Probe = HttpProbe | RedisProbe
+@dataclass(frozen=True)
+class TcpProbe:
+    """Connect, then close: healthy when the address accepts connections (TCP or UNIX socket)."""
+
+    host: str | None = None
+    port: int | None = None
+    path: str | None = None
+
+    def describe(self) -> str:
+        return address(self.path, self.host, self.port)
+
+
+Probe = HttpProbe | RedisProbe | TcpProbe
 
 
 @dataclass(frozen=True)

@@ -41,7 +41,8 @@ class SynapseSource:
         result = check_deployment(paths, args.workers, args.python)
         specs, model = [], None
         if result.deployment is not None and result.ok:
-            specs = unit_specs(result.deployment, external_redis=getattr(args, "external_redis", False))
+            specs = unit_specs(result.deployment, external_redis=getattr(args, "external_redis", False),
+                               synapse_version=result.synapse_version)
             model = snapshot_of(result.deployment, specs)
         watch = [os.path.abspath(p) for p in paths] + ([os.path.abspath(args.workers)] if args.workers else [])
         watch += sorted({f for s in specs for f in s.sighup_files})
