@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import os
 import subprocess
 import sys
@@ -23,6 +24,7 @@ from .source import Source
 from .spec import UnitSpec
 from .statedir import StateDir, process_record
 from .telemetry import Telemetry
+from .upgrades import Upgrader
 
 SOCKET_WAIT = 30.0
 
@@ -67,9 +69,14 @@ def start(args: argparse.Namespace, source: Source, argv: list[str]) -> int:
                         planner=source.plan,
                         notifier=SystemdNotifier.from_environment(), watch=watch, settle=args.watch_settle,
                         telemetry=telemetry, daemon_log=daemon_log,
-                        log_rotation=(args.log_max_bytes, args.log_backups))
+                        log_rotation=(args.log_max_bytes, args.log_backups), upgrader=_upgrader(source, args))
         return asyncio.run(daemon.run())
     return _start_background(state, source, argv, loaded.specs)
+
+
+def _upgrader(source: Source, args: argparse.Namespace) -> Upgrader | None:
+    upgrade = getattr(source, "upgrade", None)  # optional: a source that knows how to upgrade its code
+    return functools.partial(upgrade, args) if upgrade is not None else None
 
 
 def waiting_for_external(specs: list[UnitSpec], timeout: float = 1.0) -> list[str]:

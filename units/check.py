@@ -21,6 +21,7 @@ class CheckResult:
     warnings: list[Finding] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     synapse_version: str | None = None  # the version --python runs, when it could be read
+    synapse_file: str = ""  # its synapse/__init__.py
 
     @property
     def ok(self) -> bool:
@@ -46,6 +47,7 @@ def check_deployment(
     if loaded.deployment is not None:
         synapse = validate(loaded.deployment) if read_version else Validation()
         result.notes, result.synapse_version = synapse.notes, synapse.version
+        result.synapse_file = synapse.package_file
         findings.extend(run_rules(loaded.deployment, synapse.version))
         findings.extend(synapse.findings)
     for f in findings:

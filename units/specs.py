@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from typing import Any
 
 from synsup.supervisor.spec import HttpProbe, RedisProbe, TcpProbe, UnitSpec, address
@@ -76,8 +77,21 @@ def sends_ready(synapse_version: str | None) -> bool:
     return synapse_version is not None and parse_version(synapse_version) >= READY_NOTIFY_SINCE
 
 
+@dataclass(frozen=True)
+class Code:
+    """The Synapse a process runs: its version and its package's __init__.py (from the version check)."""
+
+    version: str | None = None
+    file: str = ""
+
+    def metadata_glob(self) -> str:
+        """Where pip records the installed version: site-packages/matrix_synapse-VERSION.dist-info."""
+        site = os.path.dirname(os.path.dirname(self.file)) if self.file else ""
+        return os.path.join(site, "matrix_synapse-*.dist-info") if site else ""
+
+
 def process_spec(d: Deployment, p: Process, writers: list[str], ready_notify: bool = False,
-                 postgres: bool = False) -> UnitSpec:
+                 postgres: bool = False, code: Code = Code()) -> UnitSpec:
     is_main = p.kind == "main"
     files = d.config_files if is_main else d.config_files + (p.file or "",)
     module = "synapse.app.homeserver" if is_main else "synapse.app.generic_worker"
@@ -105,6 +119,10 @@ def process_spec(d: Deployment, p: Process, writers: list[str], ready_notify: bo
         metrics=metrics_targets(p),
         metrics_labels=target_labels(p),
         listens=listens_of(p),
+        code_name="Synapse",
+        version=code.version or "",
+        code_file=code.file,
+        code_version_glob=code.metadata_glob(),
     )
 
 
@@ -186,10 +204,13 @@ def postgres_spec(probe: TcpProbe) -> UnitSpec:
     )
 
 
-def unit_specs(d: Deployment, external_redis: bool = False, synapse_version: str | None = None) -> list[UnitSpec]:
+def unit_specs(d: Deployment, external_redis: bool = False, synapse_version: str | None = None,
+               synapse_file: str = "") -> list[UnitSpec]:
+    code = Code(synapse_version, synapse_file)
     writers = [w.name for w in d.workers if w.streams]
     specs = [redis_spec(d.redis, external_redis)] if d.redis else []
     database = postgres_probe(d.shared.get("database"))
     specs += [postgres_spec(database)] if database else []
-    specs += [process_spec(d, p, writers, sends_ready(synapse_version), database is not None) for p in d.processes]
+    specs += [process_spec(d, p, writers, sends_ready(synapse_version), database is not None, code)
+              for p in d.processes]
     return sorted(specs, key=lambda s: s.step)

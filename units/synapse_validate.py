@@ -81,7 +81,7 @@ while children and time.monotonic() < deadline:
 for fd, (name, pid, _) in children.items():
     os.kill(pid, 9); os.waitpid(pid, 0)
     results[name] = "Synapse's config loader did not finish within %gs" % jobs["time_limit"]
-out.write(json.dumps({"version": synapse.__version__, "results": results})); out.flush()
+out.write(json.dumps({"version": synapse.__version__, "file": synapse.__file__, "results": results})); out.flush()
 '''.replace("MARKER", MARKER)
 
 
@@ -90,6 +90,7 @@ class Validation:
     version: str | None = None
     findings: list[Finding] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    package_file: str = ""  # synapse/__init__.py of the Synapse that --python runs
 
 
 def _job(d: Deployment, p: Process) -> dict:
@@ -163,4 +164,5 @@ def _verdict(d: Deployment, body: str) -> Validation:
     if "import_error" in reply:
         return Validation(notes=[f"Synapse is not importable with {d.python} ({reply['import_error']}); "
                                  "Synapse's own config checks and version checks skipped"])
-    return Validation(reply.get("version"), _findings(d, reply.get("results") or {}))
+    return Validation(reply.get("version"), _findings(d, reply.get("results") or {}),
+                      package_file=str(reply.get("file") or ""))
