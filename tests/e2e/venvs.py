@@ -1,6 +1,5 @@
 """Virtualenvs with one released Synapse each, cached under /tmp keyed by version, for the
-upgrade test and benchmark: `python -m synsup.tests...` is not needed, run this file to
-build them ahead (`python tests/e2e/venvs.py`)."""
+upgrade test and benchmark. `python tests/e2e/venvs.py` builds them ahead."""
 
 from __future__ import annotations
 
@@ -23,12 +22,11 @@ def released_versions(pip: str = sys.executable) -> list[str]:
 
 
 def upgrade_pair() -> tuple[str, str]:
-    """(the newest release of the previous minor series, the newest release)."""
+    """(the newest release minus one, the newest release); SYNSUP_UPGRADE_FROM picks another
+    older one. Each venv gets today's dependencies: an old release may not run on them (1.162.0
+    fails on Twisted 26.10), which is why the default is the release just before the newest."""
     versions = released_versions()
-    newest = versions[0]
-    minor = newest.rsplit(".", 1)[0]
-    older = next(v for v in versions if v.rsplit(".", 1)[0] != minor)
-    return older, newest
+    return os.environ.get("SYNSUP_UPGRADE_FROM") or versions[1], versions[0]
 
 
 def synapse_venv(version: str) -> str:
