@@ -38,52 +38,50 @@ def versions(d) -> dict[str, str]:
 
 
 @pytest.fixture
-def running(deployment):
-    done = deployment.start()
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert set(versions(deployment).values()) == {OLD}
-    return deployment
+def on_old(running):
+    assert set(versions(running).values()) == {OLD}
+    return running
 
 
-def test_dry_run_prints_versions_migration_and_order_and_changes_nothing(running, short_dir):
-    before, db = pids(running), schema(running)
-    done = running.synsup("upgrade", "--python", new_python(short_dir), "--dry-run")
+def test_dry_run_prints_versions_migration_and_order_and_changes_nothing(on_old, short_dir):
+    before, db = pids(on_old), schema(on_old)
+    done = on_old.synsup("upgrade", "--python", new_python(short_dir), "--dry-run")
     assert done.returncode == 0, done.stdout + done.stderr
     out = done.stdout
     assert f"Synapse {OLD} (schema 94) -> {NEW} (schema 95, compat 90)" in out and "migration: yes" in out
     lines = [line for line in out.splitlines() if line.startswith("restart")]
     order = [line.split(":")[0].split(None, 1)[1] for line in lines]
     assert order[:2] == ["main", "persister1, persister2"] and sorted(order[2:]) == ["generic1", "pusher1", "sender1"]
-    assert pids(running) == before and schema(running) == db
+    assert pids(on_old) == before and schema(on_old) == db
 
 
-def test_upgrade_migrates_then_restarts_in_order_on_the_new_code(running, short_dir):
+def test_upgrade_migrates_then_restarts_in_order_on_the_new_code(on_old, short_dir):
     python = new_python(short_dir)
-    done = running.synsup("upgrade", "--python", python)
+    done = on_old.synsup("upgrade", "--python", python)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "migrate the database schema" in done.stdout and f"upgraded: Synapse {OLD} -> {NEW}" in done.stdout
-    assert schema(running) == {"current_version": 95, "compat_version": 90}
-    starts = [e["name"] for e in running.events() if e["event"] == "start" and e.get("version") == NEW]
+    assert schema(on_old) == {"current_version": 95, "compat_version": 90}
+    starts = [e["name"] for e in on_old.events() if e["event"] == "start" and e.get("version") == NEW]
     assert starts[0] == "main" and set(starts[1:3]) == {"persister1", "persister2"} and len(starts) == 6
-    assert set(versions(running).values()) == {NEW}
-    status = running.status()
+    assert set(versions(on_old).values()) == {NEW}
+    status = on_old.status()
     assert status["daemon"]["last_upgrade"]["result"] == "upgraded"
     assert all(u["state"] == "ready" for u in status["units"])
-    assert running.synsup("reload").returncode == 0  # reloads go on with the new code
-    assert set(versions(running).values()) == {NEW}
+    assert on_old.synsup("reload").returncode == 0  # reloads go on with the new code
+    assert set(versions(on_old).values()) == {NEW}
 
 
-def test_upgrade_halts_at_the_first_unit_that_does_not_become_ready(running, short_dir):
-    running.behave("generic1", refuse_version=NEW)
-    done = running.synsup("upgrade", "--python", new_python(short_dir))
+def test_upgrade_halts_at_the_first_unit_that_does_not_become_ready(on_old, short_dir):
+    on_old.behave("generic1", refuse_version=NEW)
+    done = on_old.synsup("upgrade", "--python", new_python(short_dir))
     assert done.returncode == 1
     assert "upgrade halted at generic1" in done.stderr and "kept the old code" in done.stderr
-    now = versions(running)
+    now = versions(on_old)
     assert now == {"main": NEW, "persister1": NEW, "persister2": NEW, "generic1": OLD, "sender1": OLD, "pusher1": OLD}
-    last = running.status()["daemon"]["last_upgrade"]
+    last = on_old.status()["daemon"]["last_upgrade"]
     assert last["result"] == "partial" and last["unit"] == "generic1"
-    assert running.unit("generic1")["state"] == "ready"  # back on the old code
-    assert "last upgrade partial" in running.synsup("status").stdout
+    assert on_old.unit("generic1")["state"] == "ready"  # back on the old code
+    assert "last upgrade partial" in on_old.synsup("status").stdout
 
 
 def test_config_the_new_code_rejects_changes_nothing(deployment, short_dir):
@@ -98,27 +96,27 @@ def test_config_the_new_code_rejects_changes_nothing(deployment, short_dir):
     assert deployment.status()["daemon"]["last_upgrade"]["result"] == "rejected"
 
 
-def test_schema_the_old_code_cannot_use_needs_allow_downtime(running, short_dir):
+def test_schema_the_old_code_cannot_use_needs_allow_downtime(on_old, short_dir):
     python = new_python(short_dir, schema=96, compat=95)
-    before = pids(running)
-    done = running.synsup("upgrade", "--python", python)
+    before = pids(on_old)
+    done = on_old.synsup("upgrade", "--python", python)
     assert done.returncode == 1 and "--allow-downtime" in done.stderr
-    assert pids(running) == before and schema(running)["current_version"] == 94
-    done = running.synsup("upgrade", "--python", python, "--allow-downtime")
+    assert pids(on_old) == before and schema(on_old)["current_version"] == 94
+    done = on_old.synsup("upgrade", "--python", python, "--allow-downtime")
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "stop" in done.stdout and set(versions(running).values()) == {NEW}
-    assert schema(running) == {"current_version": 96, "compat_version": 95}
+    assert "stop" in done.stdout and set(versions(on_old).values()) == {NEW}
+    assert schema(on_old) == {"current_version": 96, "compat_version": 95}
 
 
-def test_failed_migration_changes_nothing(running, short_dir):
-    with open(os.path.join(running.control, "migrate.json"), "w") as f:
+def test_failed_migration_changes_nothing(on_old, short_dir):
+    with open(os.path.join(on_old.control, "migrate.json"), "w") as f:
         json.dump({"fail": True}, f)
-    before = pids(running)
-    done = running.synsup("upgrade", "--python", new_python(short_dir))
+    before = pids(on_old)
+    done = on_old.synsup("upgrade", "--python", new_python(short_dir))
     assert done.returncode == 1 and "fake migration failing" in done.stderr
-    assert pids(running) == before and set(versions(running).values()) == {OLD}
+    assert pids(on_old) == before and set(versions(on_old).values()) == {OLD}
 
 
-def test_bad_python_is_one_line(running):
-    done = running.synsup("upgrade", "--python", "/nonexistent/bin/python")
+def test_bad_python_is_one_line(on_old):
+    done = on_old.synsup("upgrade", "--python", "/nonexistent/bin/python")
     assert done.returncode == 1 and done.stderr.count("\n") == 1 and "--python" in done.stderr
