@@ -78,3 +78,16 @@ def test_same_code_again_is_a_plain_rolling_restart(specs):
     same = Code("1.163.0", "", 94, 84)
     plan = plan_upgrade("1.163.0", 94, same, DB, specs, "/old/python", allow_downtime=False)
     assert not plan.errors and not plan.commands and "migration: no" in plan.summary
+
+
+@pytest.mark.parametrize("request_, error", [
+    ({"cmd": "upgrade", "python": "bin/python"}, "absolute path"),
+    ({"cmd": "upgrade", "python": 3}, "absolute path"),
+    ({"cmd": "upgrade", "allow_downtime": "yes"}, "true or false"),
+    ({"cmd": "upgrade", "units": ["main"]}, "unknown field"),
+])
+def test_upgrade_requests_are_validated(request_, error):
+    from synsup.supervisor.requests import RequestError, validate
+    with pytest.raises(RequestError, match=error):
+        validate(request_, ["main"])
+    assert validate({"cmd": "upgrade", "python": "/new/bin/python", "dry_run": True}, ["main"]) == "upgrade"
