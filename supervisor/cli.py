@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from .. import __version__
-from . import commands, completion, starting, top
+from . import commands, completion, starting, top, upgrading_cli
 from .control import ControlError
 from .environment import EnvFileError
 from .exporter import MetricsAddressError
@@ -23,6 +23,7 @@ COMMANDS = {
     "status": "show every unit's state (exit 0: all ready, 1: not, 3: no daemon)",
     "restart": "restart units, or everything in order",
     "reload": "re-read the configuration and apply what changed",
+    "upgrade": "switch to newly installed Synapse code: check, migrate, restart unit by unit",
     "logs": "show a unit's captured output, or all units' merged",
     "reopen-logs": "reopen the unit logs and daemon.log (after rename-style logrotate; also SIGUSR1)",
     "pause": "no automatic restarts and no reloads until `synsup resume` (for maintenance)",
@@ -107,7 +108,14 @@ def _command_options(name: str, p: argparse.ArgumentParser) -> None:
         p.add_argument("shell", choices=("bash", "zsh"))
     if name == "reload":
         p.add_argument("--dry-run", action="store_true", help="print the plan the files would produce; change nothing")
-    if name in ("restart", "reload"):
+    if name == "upgrade":
+        p.add_argument("--python", metavar="PATH", help="the interpreter of the new code's virtualenv "
+                       "(default: the one the daemon was started with, upgraded in place)")
+        p.add_argument("--dry-run", action="store_true", help="print the plan (versions, migration, restart "
+                       "order); change nothing")
+        p.add_argument("--allow-downtime", action="store_true", help="when the old code cannot run on the "
+                       "migrated schema: stop the workers, migrate by starting main, start the rest")
+    if name in ("restart", "reload", "upgrade"):
         p.add_argument("--timeout", type=float, default=600.0, metavar="SECONDS",
                        help="give up waiting after this long (default 600); the operation goes on")
     if name == "logs":
@@ -126,6 +134,8 @@ def dispatch(args: argparse.Namespace, source: Source, argv: list[str]) -> int:
         return starting.start(args, source, argv)
     if args.command == "targets":
         return print_targets(source.load(args))
+    if args.command == "upgrade":
+        return upgrading_cli.upgrade(args)
     if args.command == "top":
         return top.top(args)
     if args.command == "completion":

@@ -34,6 +34,7 @@ from .statedir import StateDir, process_record
 from .status import daemon_status, unit_status
 from .telemetry import Telemetry
 from .unit import Timing, Unit
+from .upgrades import Upgrader, Upgrades
 
 STOP_MARGIN = 10.0  # seconds beyond the units' own stop timeouts before the daemon gives up waiting
 
@@ -52,7 +53,8 @@ class Daemon:
                  timing: Timing | None = None, notifier: SystemdNotifier | None = None,
                  spawner: Spawner | None = None, stop_trigger: Callable[[], Awaitable[None]] | None = None,
                  watch: bool = True, settle: float = 1.0, telemetry: Telemetry | None = None,
-                 daemon_log: DaemonLog | None = None, log_rotation: tuple[int, int] = (MAX_BYTES, KEEP_FILES)) -> None:
+                 daemon_log: DaemonLog | None = None, log_rotation: tuple[int, int] = (MAX_BYTES, KEEP_FILES),
+                 upgrader: Upgrader | None = None) -> None:
         self.daemon_log, self.log_rotation = daemon_log, log_rotation
         self.state, self.log_dir = state, log_dir
         self.current = loaded
@@ -61,6 +63,7 @@ class Daemon:
         self.lifecycle = Lifecycle()
         self.operations = Operations()
         self.reloads = Reloads(self, reloader, planner, settle)
+        self.upgrades = Upgrades(self, upgrader)
         self.records = Records(state)
         self.telemetry = telemetry or Telemetry()  # metrics, resource columns, failure hooks
         self.supervisor: Supervisor | None = None
@@ -226,7 +229,7 @@ class Daemon:
         self.telemetry.annotate(units, sup.units)
         extra = {"config_generation": self.reloads.generation, "reload_error": self.reloads.rejected,
                  "paused": self.paused,
-                 "last_reload": self.reloads.last, **self.operations.status()}
+                 "last_reload": self.reloads.last, "last_upgrade": self.upgrades.last, **self.operations.status()}
         return {"ok": True, "daemon": daemon_status(os.getpid(), self.lifecycle.phase.value, extra), "units": units}
 
     async def handle(self, request: dict[str, Any], send: Send) -> None:
@@ -333,5 +336,18 @@ class Daemon:
             return
         try:
             await send(await self.reloads.request_and_wait())
+        except Stopping as e:
+            await send({"ok": False, "error": str(e)})
+
+    async def _cmd_upgrade(self, request: dict[str, Any], send: Send) -> None:
+        async def progress(line: str) -> None:
+            try:
+                await send({"ok": True, "progress": line})
+            except ConnectionError:  # the client went away: the upgrade goes on
+                pass
+
+        try:
+            await send(await self.upgrades.request(request.get("python"), bool(request.get("allow_downtime")),
+                                                   bool(request.get("dry_run")), progress))
         except Stopping as e:
             await send({"ok": False, "error": str(e)})

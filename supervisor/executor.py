@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 
 import structlog
 
@@ -33,9 +33,13 @@ def _outcome_known(unit: Unit) -> bool:
     return unit.state is S.READY or unit.failed_attempts > 0 or unit.settled
 
 
+Progress = Callable[[str], Awaitable[None]]
+
+
 async def apply_actions(sup: Supervisor, actions: list[Action], specs: list[UnitSpec],
-                        last_good: Mapping[str, UnitSpec]) -> None:
-    """Apply `actions`; raise PartialReload at the first unit that does not become ready."""
+                        last_good: Mapping[str, UnitSpec], progress: Progress | None = None) -> None:
+    """Apply `actions`; raise PartialReload at the first unit that does not become ready.
+    `progress` gets one line per action done."""
     new = {s.name: s for s in specs}
     for spec in specs:  # units to be added exist (stopped) from the start, so dependencies resolve
         if spec.name not in sup.units:
@@ -43,6 +47,7 @@ async def apply_actions(sup: Supervisor, actions: list[Action], specs: list[Unit
     done: list[str] = []
     for action in actions:
         log.info("reload.action", action=action.describe())
+        began = sup.clock.monotonic()
         started = await _apply(sup, action, new)
         failed = [u for u in started if u.state is not S.READY]
         if failed:
@@ -50,6 +55,9 @@ async def apply_actions(sup: Supervisor, actions: list[Action], specs: list[Unit
             await _roll_back(sup, failed, last_good)
             raise partial
         done.append(action.describe())
+        if progress is not None:
+            took = sup.clock.monotonic() - began
+            await progress(f"{action.verb:<8} {', '.join(action.units)}: {'ready' if started else 'done'} ({took:.1f}s)")
     for name in [n for n in sup.units if n not in new]:
         await sup.units[name].stop()
         sup.remove(name)

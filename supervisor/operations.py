@@ -24,6 +24,7 @@ class Phase(enum.Enum):
     RUNNING = "running"
     DEGRADED = "degraded"  # running, and some unit is not ready
     RELOADING = "reloading"
+    UPGRADING = "upgrading"
     STOPPING = "stopping"
     STOPPED = "stopped"
 
@@ -31,9 +32,10 @@ class Phase(enum.Enum):
 P = Phase
 ALLOWED: dict[Phase, frozenset[Phase]] = {
     P.STARTING: frozenset({P.RUNNING, P.DEGRADED, P.STOPPING}),
-    P.RUNNING: frozenset({P.DEGRADED, P.RELOADING, P.STOPPING}),
-    P.DEGRADED: frozenset({P.RUNNING, P.RELOADING, P.STOPPING}),
+    P.RUNNING: frozenset({P.DEGRADED, P.RELOADING, P.UPGRADING, P.STOPPING}),
+    P.DEGRADED: frozenset({P.RUNNING, P.RELOADING, P.UPGRADING, P.STOPPING}),
     P.RELOADING: frozenset({P.RUNNING, P.DEGRADED, P.STOPPING}),
+    P.UPGRADING: frozenset({P.RUNNING, P.DEGRADED, P.STOPPING}),
     P.STOPPING: frozenset({P.STOPPED}),
     P.STOPPED: frozenset(),
 }
@@ -58,7 +60,7 @@ class Lifecycle:
 
     def settle(self, all_ready: bool) -> None:
         """After an operation, or when a unit changes while none runs: running or degraded."""
-        if self.phase in (P.STARTING, P.RUNNING, P.DEGRADED, P.RELOADING):
+        if self.phase in (P.STARTING, P.RUNNING, P.DEGRADED, P.RELOADING, P.UPGRADING):
             self.move(P.RUNNING if all_ready else P.DEGRADED)
 
     @property

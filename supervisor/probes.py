@@ -14,7 +14,7 @@ import time
 from collections.abc import Awaitable
 
 from .identity import foreign_listeners
-from .spec import HttpProbe, Probe, RedisProbe
+from .spec import HttpProbe, Probe, RedisProbe, TcpProbe
 
 
 class ProbeFailed(Exception):
@@ -46,7 +46,7 @@ class _Connection:
         self.sock, self.streams = sock, streams
 
     @classmethod
-    async def open(cls, probe: Probe) -> _Connection:
+    async def open(cls, probe: HttpProbe | RedisProbe) -> _Connection:
         if probe.tls:
             if probe.path:
                 streams = await asyncio.open_unix_connection(probe.path, ssl=_tls(), server_hostname="localhost")
@@ -194,6 +194,13 @@ async def _redis(probe: RedisProbe, owner_pid: int | None = None) -> None:
         raise ProbeFailed(f"{probe.describe()} is answered by another Redis (pid {pid}), not ours (pid {owner_pid})")
 
 
+async def _connect(probe: TcpProbe) -> None:
+    loop = asyncio.get_running_loop()
+    family = socket.AF_UNIX if probe.path else (socket.AF_INET6 if ":" in (probe.host or "") else socket.AF_INET)
+    with socket.socket(family, socket.SOCK_STREAM | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC) as sock:
+        await loop.sock_connect(sock, probe.path or (probe.host, probe.port))
+
+
 async def _verdict(probe: Probe, timeout: float, work: Awaitable[None]) -> str | None:
     """Run a probe's work under its timeout: None when healthy, else one line saying why not."""
     try:
@@ -247,7 +254,13 @@ class Prober:
         return why
 
     async def _check(self, probe: Probe, timeout: float) -> str | None:
-        work = self._http(probe) if isinstance(probe, HttpProbe) else _redis(probe, self.owner_pid)
+        work: Awaitable[None]
+        if isinstance(probe, HttpProbe):
+            work = self._http(probe)
+        elif isinstance(probe, TcpProbe):
+            work = _connect(probe)
+        else:
+            work = _redis(probe, self.owner_pid)
         return await _verdict(probe, timeout, work)
 
     async def _http(self, probe: HttpProbe) -> None:

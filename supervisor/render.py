@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -49,6 +50,7 @@ def percent(p: float | None) -> str:
     return "-" if p is None else f"{p:.1f}"
 
 
+ERROR_WIDTH = 60  # longer errors go below the table, in full
 STATE_COLOURS = {"ready": "32", "failed": "31", "unhealthy": "33", "backoff": "33", "orphaned": "31",
                  "starting": "36", "waiting": "36", "stopping": "35", "stopped": "2"}
 
@@ -69,11 +71,17 @@ def status_table(reply: dict[str, Any], now: float, colour: bool = False) -> str
     header = (("PAUSED: no automatic restarts, no reloads (synsup resume)\n" if daemon.get("paused") else "")
               + f"synsup {daemon.get('version', '')} pid {daemon.get('pid')} {daemon.get('state')}, "
               f"config generation {daemon.get('config_generation')}")
-    rows = [("UNIT", "STATE", "PID", "UPTIME", "RESTARTS", "RSS", "CPU%", "HEALTH", "LAST ERROR")]
+    rows = [("UNIT", "STATE", "VERSION", "PID", "UPTIME", "RESTARTS", "RSS", "CPU%", "HEALTH", "LAST ERROR")]
+    long_errors = []
     for u in reply.get("units", []):
-        rows.append((u["name"], _state_cell(u, now), str(u["pid"] or "-"), duration(u.get("uptime")),
+        error = u.get("error") or ""
+        if len(error) > ERROR_WIDTH:
+            long_errors.append(f"{u['name']}: {error}")
+            error = "(below)"
+        rows.append((u["name"], _state_cell(u, now), u.get("version") or "-", str(u["pid"] or "-"),
+                     duration(u.get("uptime")),
                      str(u["restarts"]), size(u.get("rss_bytes")), percent(u.get("cpu_percent")),
-                     _short(u.get("health") or "-", 30), _short(u.get("error") or "", 70)))
+                     _short(u.get("health") or "-", 30), error))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
     lines = [header]
     states = [""] + [str(u["state"]) for u in reply.get("units", [])]
@@ -81,6 +89,9 @@ def status_table(reply: dict[str, Any], now: float, colour: bool = False) -> str
         cells = [_paint(cell, w, state, colour) if i == 1 else cell.ljust(w)
                  for i, (cell, w) in enumerate(zip(row, widths))]
         lines.append("  ".join(cells) + "  " + row[-1])
+    if long_errors:
+        lines.append("last errors:")
+        lines.extend(f"  {e}" for e in long_errors)
     if daemon.get("reload_error"):
         lines.append("last reload rejected:")
         lines.extend(f"  {e}" for e in daemon["reload_error"])
@@ -105,12 +116,25 @@ def _daemon_notes(daemon: dict[str, Any], units: list[dict[str, Any]], now: floa
     if operation:
         notes.append(f"running: {operation['name']} (for {duration(now - (operation.get('started_at') or now))})"
                      + (f"; queued: {', '.join(daemon['queued'])}" if daemon.get("queued") else ""))
+    notes.extend(_upgrade_note(daemon.get("last_upgrade") or {}))
     last = daemon.get("last_reload") or {}
     if last.get("result") == "partial":
         notes.append(f"last reload partial: {last.get('unit')} did not become ready ({last.get('error')}); "
                      "it runs its last good config, units not yet restarted kept theirs")
     notes.extend(f"{u['name']}: {u['log']}" for u in units if u.get("log"))
+    notes.extend(f"{u['name']}: {u['installed']}" for u in units if u.get("installed"))
     return notes
+
+
+def _upgrade_note(last: dict[str, Any]) -> list[str]:
+    if not last:
+        return []
+    at = time.strftime("%H:%M:%S", time.localtime(last.get("at") or 0))
+    versions = f"{last.get('from_version') or '?'} -> {last.get('to_version') or '?'}"
+    if last.get("result") == "upgraded":
+        return [f"last upgrade: {versions} at {at}"]
+    where = f": {last['unit']} did not become ready" if last.get("unit") else ""
+    return [f"last upgrade {last.get('result')} ({versions}) at {at}{where}: {last.get('error') or ''}".rstrip(": ")]
 
 
 def _short(text: str, width: int) -> str:

@@ -21,6 +21,7 @@ FIELDS: dict[str, frozenset[str]] = {
     "pause": frozenset(),
     "reopen_logs": frozenset(),
     "resume": frozenset(),
+    "upgrade": frozenset({"python", "dry_run", "allow_downtime"}),
 }
 
 
@@ -32,9 +33,12 @@ def validate(request: dict[str, Any], unit_names: list[str]) -> str:
     unknown = sorted(set(request) - FIELDS[command] - {"cmd"})
     if unknown:
         raise RequestError(f"{command}: unknown field(s) {', '.join(unknown)}")
-    for flag in ("force", "dry_run"):
+    for flag in ("force", "dry_run", "allow_downtime"):
         if not isinstance(request.get(flag, False), bool):
             raise RequestError(f"{command}: `{flag}` must be true or false")
+    python = request.get("python")
+    if python is not None and (not isinstance(python, str) or not python.startswith("/")):
+        raise RequestError(f"{command}: `python` must be an absolute path to an interpreter")
     units = request.get("units")
     if units is not None:
         if not isinstance(units, list) or not all(isinstance(u, str) for u in units):

@@ -47,7 +47,19 @@ class RedisProbe:
         return f"redis://{address(self.path, self.host, self.port)}"
 
 
-Probe = HttpProbe | RedisProbe
+@dataclass(frozen=True)
+class TcpProbe:
+    """Connect, then close: healthy when the address accepts connections (TCP or UNIX socket)."""
+
+    host: str | None = None
+    port: int | None = None
+    path: str | None = None
+
+    def describe(self) -> str:
+        return address(self.path, self.host, self.port)
+
+
+Probe = HttpProbe | RedisProbe | TcpProbe
 
 
 @dataclass(frozen=True)
@@ -72,6 +84,10 @@ class UnitSpec:
     metrics: tuple[str, ...] = ()  # HOST:PORT of the unit's own Prometheus endpoints
     metrics_labels: tuple[tuple[str, str], ...] = ()  # labels of its scrape target group
     listens: tuple[str, ...] = ()  # HOST:PORT and unix:PATH it binds: checked free before a spawn
+    code_name: str = ""  # the application it runs, for messages ("Synapse")
+    version: str = ""  # the application's version this spec runs (for status)
+    code_file: str = ""  # a file of the installed code: changed under a running unit = new code installed
+    code_version_glob: str = ""  # its package metadata dir, `NAME-VERSION.dist-info`: the installed version
 
 
 def steps_of(specs: list[UnitSpec]) -> list[list[str]]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import os
 import subprocess
 import sys
@@ -17,10 +18,13 @@ from .leftovers import leftover_records, stop_leftovers
 from .logs import DaemonLog, configure
 from .notify import SystemdNotifier
 from .output import prepare_log_dir
+from .probes import check
 from .render import print_findings
 from .source import Source
+from .spec import UnitSpec
 from .statedir import StateDir, process_record
 from .telemetry import Telemetry
+from .upgrades import Upgrader
 
 SOCKET_WAIT = 30.0
 
@@ -65,9 +69,28 @@ def start(args: argparse.Namespace, source: Source, argv: list[str]) -> int:
                         planner=source.plan,
                         notifier=SystemdNotifier.from_environment(), watch=watch, settle=args.watch_settle,
                         telemetry=telemetry, daemon_log=daemon_log,
-                        log_rotation=(args.log_max_bytes, args.log_backups))
+                        log_rotation=(args.log_max_bytes, args.log_backups), upgrader=_upgrader(source, args))
         return asyncio.run(daemon.run())
-    return _start_background(state, source, argv)
+    return _start_background(state, source, argv, loaded.specs)
+
+
+def _upgrader(source: Source, args: argparse.Namespace) -> Upgrader | None:
+    upgrade = getattr(source, "upgrade", None)  # optional: a source that knows how to upgrade its code
+    return functools.partial(upgrade, args) if upgrade is not None else None
+
+
+def waiting_for_external(specs: list[UnitSpec], timeout: float = 1.0) -> list[str]:
+    """One line per external service (never started by us) that does not answer yet."""
+    async def answers(spec: UnitSpec) -> bool:
+        results = await asyncio.gather(*(check(p, timeout) for p in spec.probes))
+        return not any(results)
+
+    async def silent() -> list[UnitSpec]:
+        external = [s for s in specs if s.argv is None and s.probes]
+        verdicts = await asyncio.gather(*(answers(s) for s in external))
+        return [s for s, ok in zip(external, verdicts) if not ok]
+
+    return [f"waiting for {s.name} at {s.probes[0].describe()}" for s in asyncio.run(silent())]
 
 
 def _unit_names(args: argparse.Namespace) -> list[str]:
@@ -95,7 +118,7 @@ def _daemon_argv(source: Source, argv: list[str]) -> list[str]:
     return [sys.executable, "-m", source.module] + [a for a in rest if a not in ("--foreground", "--replace")]
 
 
-def _start_background(state: StateDir, source: Source, argv: list[str]) -> int:
+def _start_background(state: StateDir, source: Source, argv: list[str], specs: list[UnitSpec]) -> int:
     state.create()
     env = {k: v for k, v in os.environ.items() if k not in ("NOTIFY_SOCKET", "JOURNAL_STREAM")}
     with open(state.daemon_log, "ab") as log:
@@ -109,6 +132,8 @@ def _start_background(state: StateDir, source: Source, argv: list[str]) -> int:
               f"see {state.daemon_log}:", file=sys.stderr)
         print(_tail(state.daemon_log), file=sys.stderr)
         return 1
+    for line in waiting_for_external(specs):
+        print(line, flush=True)
     with client:
         return follow_start(client, sys.stdout)
 

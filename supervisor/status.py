@@ -28,6 +28,8 @@ def unit_status(unit: Unit, now: float) -> dict[str, Any]:
         "held": unit.held,
         "waiting_for": blocked.spec.name if (blocked := unit.blocked_by) else None,
         "log": unit.output.describe_drops(),
+        "version": spec.version or None,
+        "installed": unit.installed.note(spec),
     }
 
 

@@ -14,6 +14,7 @@ import structlog
 
 from .clock import Clock
 from .environment import unit_environment
+from .installed import InstalledCode
 from .notify import NotifySocket
 from .output import UnitOutput
 from .policy import RestartPolicy
@@ -84,6 +85,7 @@ class Unit:
         self._notify: NotifySocket | None = None
         self._prober = Prober(())
         self.probe_tally = ProbeTally()  # liveness check times and failures, for metrics
+        self.installed = InstalledCode()  # new code installed under the running spec?
         self.log = structlog.get_logger().bind(unit=spec.name)
 
     @property
@@ -261,6 +263,7 @@ class Unit:
             self.error = refusal
             self.log.error("unit.refused", error=refusal)
             return None
+        self.installed.at_spawn(self.spec)
         try:
             self.child = child = await self.spawner.spawn(self.spec, self._environment(), self.output)
         except OSError as e:

@@ -50,3 +50,4 @@ def deployment(short_dir):
     d = Deployment(os.path.join(short_dir, "d"), os.path.join(short_dir, "s"))
     yield d
     d.synsup("stop", timeout=120)
+    d.postgres.close()

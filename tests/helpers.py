@@ -108,6 +108,16 @@ def write_deployment(directory: str, shared: dict, workers: dict[str, dict]) -> 
     return config, os.path.join(directory, "workers")
 
 
+def fake_postgres(directory: str, port: int = 5432) -> socket.socket:
+    """A listening UNIX socket where libpq looks for PostgreSQL (`<dir>/.s.PGSQL.<port>`): the
+    postgres unit's connect probe answers; nothing ever accepts. Close it to take it "down"."""
+    os.makedirs(directory, exist_ok=True)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.bind(os.path.join(directory, f".s.PGSQL.{port}"))
+    sock.listen(1024)
+    return sock
+
+
 def deep(value: Any) -> Any:
     return copy.deepcopy(value)
 
@@ -122,6 +132,8 @@ class Deployment:
         ports = free_ports(6)
         self.shared, self.workers = modern_deployment(ports)
         self.ports = ports
+        self.postgres = fake_postgres(os.path.join(root, "pg"))
+        self.shared["database"]["args"]["host"] = os.path.join(root, "pg")
         self.write()
 
     def write(self) -> None:

@@ -102,7 +102,7 @@ def test_conf_d_directory_merged_in_order(tmp_path):
     done = synsup("check", "--json", "-c", config, "-c", str(confd), "-a", workers_dir)
     assert done.returncode == 0, done.stdout + done.stderr
     result = json.loads(done.stdout)
-    assert result["ok"] is True and result["steps"][0] == ["redis"]
+    assert result["ok"] is True and result["steps"][0] == ["redis", "postgres"]
     done = synsup("check", "-c", config, "-c", str(confd), "-a", workers_dir)
     assert "redis 127.0.0.1:6390" in done.stdout or "redis localhost:6390" in done.stdout
 
@@ -118,7 +118,8 @@ def test_json_output_and_steps(tmp_path):
     done = synsup("check", "--json", "-c", config, "-a", workers_dir)
     result = json.loads(done.stdout)
     assert result["ok"] is True and result["errors"] == []
-    assert result["steps"] == [["redis"], ["main"], ["persister1", "persister2"], ["generic1", "pusher1", "sender1"]]
+    assert result["steps"] == [["redis", "postgres"], ["main"], ["persister1", "persister2"],
+                               ["generic1", "pusher1", "sender1"]]
 
 
 def test_json_errors_have_file_line_message(tmp_path):

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import os
+import sys
 
 import pytest
-from helpers import legacy_deployment, listener, modern_deployment, worker, write_deployment
+from helpers import FAKE_SYNAPSE, legacy_deployment, listener, modern_deployment, worker, write_deployment
 
 from synsup.units.check import check_deployment, run_rules
 from synsup.units.loader import load_deployment
@@ -54,8 +55,25 @@ ERROR_CASES = [
     ("2-no-app", _delete(("generic1", "worker_app")), "generic1.yaml", "has no `worker_app`"),
     ("2-bad-app", _set(("generic1", "worker_app"), "synapse.app.nonsense"), "generic1.yaml",
      "is not one Synapse accepts; use one of: synapse.app.generic_worker"),
-    ("2-main-with-worker-keys", _add_worker("main", {"worker_app": "synapse.app.homeserver", "worker_name": "x"}),
-     "main.yaml", "main process file sets `worker_name`"),
+    ("2-main-with-worker-keys", _add_worker("main", {"worker_app": "synapse.app.homeserver", "worker_log_config": "x"}),
+     "main.yaml", "main process file sets `worker_log_config`"),
+    ("2-worker-file-says-homeserver", _add_worker("generic2", {"worker_app": "synapse.app.homeserver",
+                                                               "worker_name": "generic2"}),
+     "generic2.yaml", "makes this file the main process, but it sets `worker_name`: if it is a worker, set "
+     "`worker_app: synapse.app.generic_worker`"),
+    ("2-app-typo-of-homeserver", _set(("generic1", "worker_app"), "synapse.app.homserver"), "generic1.yaml",
+     "did you mean synapse.app.homeserver (the main process)?"),
+    ("2-app-typo-of-worker", _set(("generic1", "worker_app"), "synapse.app.generic_wroker"), "generic1.yaml",
+     "did you mean synapse.app.generic_worker (a worker)?"),
+    ("2-no-server-name", lambda s, w: s.pop("server_name"), "homeserver.yaml", "no `server_name`"),
+    ("4-media-listener-without-media-repo",
+     lambda s, w: (s.update(enable_media_repo=False),
+                   w["generic1"].update(worker_listeners=[listener(8081, "client", "media")])),
+     "generic1.yaml", "generic1: a `media` listener, but `enable_media_repo` is false for this process"),
+    ("4-listener-on-redis", _set(("generic1", "worker_listeners"), [listener(6379, "client")]), "generic1.yaml",
+     "takes the address of Redis"),
+    ("5-writer-twice", _set(("shared", "stream_writers", "events"), ["persister1", "persister2", "persister1"]),
+     "homeserver.yaml", "stream_writers.events: 'persister1' listed twice"),
     ("2-two-mains", lambda s, w: w.update(main1={"worker_app": "synapse.app.homeserver"},
                                           main2={"worker_app": "synapse.app.homeserver"}),
      "main2.yaml", "a second main process file"),
@@ -132,12 +150,44 @@ def test_error_rule(tmp_path, dialect, case):
     assert matching[0].format().count(": error: ") == 1
 
 
-def test_main_endpoint_missing_in_both_dialects(tmp_path):
-    shared, workers = legacy_deployment()
+@pytest.mark.parametrize("dialect", DIALECTS)
+def test_main_endpoint_missing_is_one_error_at_the_shared_config(tmp_path, dialect):
+    shared, workers = DIALECTS[dialect]()
+    shared["instance_map"].pop("main", None)
     for doc in workers.values():
-        del doc["worker_replication_host"], doc["worker_replication_http_port"]
+        doc.pop("worker_replication_host", None), doc.pop("worker_replication_http_port", None)
     result = check(tmp_path, shared, workers)
-    assert any("no replication endpoint for the main process" in f.message for f in result.errors)
+    errors = [f for f in result.errors if "no replication endpoint for the main process" in f.message]
+    assert len(errors) == 1 and errors[0].file.endswith("homeserver.yaml")
+    assert "add `instance_map: {main: {host: 127.0.0.1, port: 9093}}` to the shared config" in errors[0].message
+
+
+def test_instance_map_main_named_master(tmp_path):
+    shared, workers = modern_deployment()
+    shared["instance_map"]["master"] = shared["instance_map"].pop("main")
+    result = check(tmp_path, shared, workers)
+    assert [f.message.split(";")[0] for f in result.errors] == [
+        "instance_map names the main process `master`, but Synapse looks for `main` "
+        "(\"Please include 'main' in the instance_map\")"]
+    assert "rename `master:` to `main:`" in result.errors[0].message
+
+
+def test_worker_names_without_worker_dir_is_one_hint(tmp_path):
+    shared, _ = modern_deployment()
+    config, _ = write_deployment(str(tmp_path), shared, {})
+    result = check_deployment([config], None, "python-not-used", read_version=False)
+    assert [f.message for f in result.errors if "-a" in f.message] == [
+        "`stream_writers.events` names the worker 'persister1', but no worker directory was given: "
+        "did you forget -a DIR? (without -a only the main process runs)"]
+    assert not any("is no process of this deployment" in f.message for f in result.errors)
+
+
+def test_yml_worker_file_is_a_warning(tmp_path):
+    config, workers_dir = write_deployment(str(tmp_path), *modern_deployment())
+    os.rename(os.path.join(workers_dir, "pusher1.yaml"), os.path.join(workers_dir, "pusher1.yml"))
+    result = check_deployment([config], workers_dir, "python-not-used", read_version=False)
+    warnings = [f for f in result.warnings if f.file.endswith("pusher1.yml")]
+    assert warnings and "rename it to pusher1.yaml" in warnings[0].message
 
 
 def test_main_endpoint_not_a_replication_listener(tmp_path):
@@ -239,11 +289,18 @@ def test_old_version_does_not_read_instance_map_main(tmp_path):
     assert any("does not read instance_map.main" in f.message for f in run_rules(deployment, "1.70.0"))
 
 
+def _python_without_synapse(tmp_path) -> str:
+    wrapper = tmp_path / "python-no-site"
+    wrapper.write_text(f'#!/bin/sh\nexec {sys.executable} -S "$@"\n')  # -S: no site-packages, no Synapse
+    wrapper.chmod(0o755)
+    return str(wrapper)
+
+
 def test_unimportable_synapse_is_one_note(tmp_path):
     config, workers_dir = write_deployment(str(tmp_path), *modern_deployment())
-    result = check_deployment([config], workers_dir, "/bin/false")
+    result = check_deployment([config], workers_dir, _python_without_synapse(tmp_path))
     assert result.errors == []
-    assert len(result.notes) == 1 and "version checks skipped" in result.notes[0]
+    assert len(result.notes) == 1 and "Synapse's own config checks and version checks skipped" in result.notes[0]
 
 
 def test_an_unsafe_worker_name_is_reported_on_its_worker_name_line(tmp_path):
@@ -260,3 +317,49 @@ def test_safe_worker_names_pass(tmp_path, name):
     shared, workers = modern_deployment()
     workers["generic1"]["worker_name"] = name
     assert not [f for f in check(tmp_path, shared, workers).errors if "unit name" in f.message]
+
+
+@pytest.mark.parametrize("python,why", [("/nonexistent/python3", "cannot run"), ("/bin/false", "is not a working Python")])
+def test_python_that_cannot_run_is_an_error(tmp_path, python, why):
+    config, workers_dir = write_deployment(str(tmp_path), *modern_deployment())
+    result = check_deployment([config], workers_dir, python)
+    assert [f.file for f in result.errors] == [python]
+    assert why in result.errors[0].message and "pass the interpreter of Synapse's virtualenv" in result.errors[0].message
+
+
+@pytest.fixture
+def fake_synapse(monkeypatch):
+    monkeypatch.setenv("PYTHONPATH", FAKE_SYNAPSE)
+
+
+def test_synapse_loader_accepts_a_valid_deployment(tmp_path, fake_synapse):
+    config, workers_dir = write_deployment(str(tmp_path), *modern_deployment())
+    result = check_deployment([config], workers_dir, sys.executable)
+    assert result.errors == [] and result.notes == []
+    assert result.synapse_version == "1.163.0"
+
+
+@pytest.mark.parametrize("where", ["shared", "generic1"])
+def test_value_synapse_rejects_is_one_error_at_its_line(tmp_path, fake_synapse, where):
+    shared, workers = modern_deployment()
+    (shared if where == "shared" else workers["generic1"])["event_cache_size"] = "lots"
+    config, workers_dir = write_deployment(str(tmp_path), shared, workers)
+    result = check_deployment([config], workers_dir, sys.executable)
+    assert len(result.errors) == 1, [f.format() for f in result.errors]
+    finding = result.errors[0]
+    assert "Synapse rejects this config: ValueError: invalid literal for int() with base 10: 'lots'" in finding.message
+    expected_file = config if where == "shared" else os.path.join(workers_dir, "generic1.yaml")
+    with open(expected_file) as f:
+        assert "event_cache_size" in f.read().splitlines()[finding.line - 1]
+    assert finding.message.startswith("every process:" if where == "shared" else "generic1:")
+
+
+def test_synapse_config_error_names_its_key(tmp_path, fake_synapse):
+    shared, workers = modern_deployment()
+    shared["caches"] = "big"
+    config, workers_dir = write_deployment(str(tmp_path), shared, workers)
+    result = check_deployment([config], workers_dir, sys.executable)
+    assert len(result.errors) == 1
+    assert "Error in configuration at 'caches': caches must be a mapping" in result.errors[0].message
+    with open(config) as f:
+        assert f.read().splitlines()[result.errors[0].line - 1].startswith("caches:")

@@ -28,7 +28,8 @@ def fake_env(short_dir, monkeypatch):
     monkeypatch.setenv("PYTHONPATH", FAKE_SYNAPSE)
     monkeypatch.setenv("SYNAPSE_FAKE_CONTROL", d.control)
     os.makedirs(d.state_dir)
-    return d
+    yield d
+    d.postgres.close()
 
 
 def specs_of(d: Deployment, **overrides):

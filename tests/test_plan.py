@@ -31,6 +31,10 @@ def add_persister3(shared, workers):
     shared["stream_writers"]["events"].append("persister3")
 
 
+def drop_persister2(shared, workers):
+    shared["stream_writers"]["events"] = ["persister1"]
+
+
 def set_log_config(shared, path, text):
     with open(path, "w") as f:
         f.write(text)
@@ -45,17 +49,22 @@ CASES = [
      [("start", ("generic2",))]),
     ("worker removed", lambda s, w: w.pop("generic1"), [("stop", ("generic1",))]),
     ("shared change restarts all, rolling", lambda s, w: s.update(max_upload_size="100M"), ROLLING_ALL),
+    ("database moved: probe it, then every Synapse process",
+     lambda s, w: s["database"]["args"].update(host="10.0.0.5"), [("restart", ("postgres",))] + ROLLING_ALL),
     ("redis section", lambda s, w: s["redis"].update(password="pw"), [("restart", ("redis",))] + ROLLING_ALL),
     ("event persister added", add_persister3,
      [("stop", ("persister1", "persister2")), ("restart", ("main",)),
       ("start", ("persister1", "persister2", "persister3")),
-      ("restart", ("generic1",)), ("restart", ("pusher1",)), ("restart", ("sender1",))]),
+      ("restart", ("generic1", "pusher1", "sender1"))]),
+    ("event persister dropped runs on as a plain worker", drop_persister2,
+     [("stop", ("persister1", "persister2")), ("restart", ("main",)), ("start", ("persister1",)),
+      ("restart", ("generic1", "persister2", "pusher1", "sender1"))]),
     ("event persisters reordered", lambda s, w: s["stream_writers"].update(events=["persister2", "persister1"]),
      [("stop", ("persister1", "persister2")), ("restart", ("main",)), ("start", ("persister1", "persister2")),
-      ("restart", ("generic1",)), ("restart", ("pusher1",)), ("restart", ("sender1",))]),
+      ("restart", ("generic1", "pusher1", "sender1"))]),
     ("federation sender added",
      lambda s, w: (w.update(sender2=worker("sender2")), s.update(federation_sender_instances=["sender1", "sender2"])),
-     [("stop", ("sender1",)), ("start", ("sender1", "sender2"))]),
+     [("stop", ("sender1",)), ("restart", ("main",)), ("start", ("sender1", "sender2"))]),
     ("pusher added", lambda s, w: (w.update(pusher2=worker("pusher2")), s.update(pusher_instances=["pusher1", "pusher2"])),
      [("stop", ("pusher1",)), ("restart", ("main",)), ("start", ("pusher1", "pusher2"))]),
     ("typing writer moved", None,
@@ -112,3 +121,30 @@ def test_old_persisters_all_stop_before_any_new_one_starts(tmp_path):
     assert stops and max(stops) < first_start
     started = [u for a in actions if a.verb in ("start", "restart") for u in a.units]
     assert len(started) == len(set(started)), "a unit started twice"
+
+
+@pytest.mark.parametrize("option,unit", [("pusher_instances", "pusher"), ("federation_sender_instances", "sender")])
+def test_dropped_sharded_member_runs_on_as_a_plain_worker(tmp_path, option, unit):
+    shared, workers = modern_deployment()
+    workers[f"{unit}2"] = worker(f"{unit}2")
+    shared[option] = [f"{unit}1", f"{unit}2"]
+    old = snapshot(str(tmp_path), shared, workers)
+    shared[option] = [f"{unit}1"]
+    new = snapshot(str(tmp_path), shared, workers)
+    assert [(a.verb, a.units) for a in plan(old, new)] == [
+        ("stop", (f"{unit}1", f"{unit}2")), ("restart", ("main",)), ("start", (f"{unit}1", f"{unit}2"))]
+
+
+def test_every_configured_unit_runs_after_the_reload(tmp_path):
+    """Regression (issue 12): a persister dropped from stream_writers.events was left stopped."""
+    shared, workers = modern_deployment()
+    old = snapshot(str(tmp_path), shared, workers)
+    drop_persister2(shared, workers)
+    new = snapshot(str(tmp_path), shared, workers)
+    running = set(new.specs) - {"redis"}
+    for action in plan(old, new):
+        if action.verb == "stop":
+            running -= set(action.units)
+        elif action.verb in ("start", "restart"):
+            running |= set(action.units)
+    assert running == set(new.specs) - {"redis"}

@@ -7,7 +7,7 @@ import asyncio
 from helpers import free_ports
 
 from synsup.supervisor.probes import Prober, check
-from synsup.supervisor.spec import HttpProbe, RedisProbe
+from synsup.supervisor.spec import HttpProbe, RedisProbe, TcpProbe
 
 
 def serve(reply: bytes | None, path: str | None = None, handlers: list | None = None):
@@ -115,3 +115,17 @@ def test_prober_keeps_the_connection_alive_and_recovers_when_it_is_closed():
             await asyncio.gather(*(w.wait_closed() for w in connections), return_exceptions=True)
             await server.wait_closed()
     asyncio.run(main())
+
+
+def test_tcp_probe_is_healthy_when_it_connects(tmp_path):
+    assert run(b"", lambda p: TcpProbe(host="127.0.0.1", port=p)) is None
+    path = str(tmp_path / ".s.PGSQL.5432")
+    assert run(b"", lambda p: TcpProbe(path=path), path=path) is None
+
+
+def test_tcp_probe_says_refused():
+    port = free_ports(1)[0]
+    why = asyncio.run(check(TcpProbe(host="127.0.0.1", port=port), 1.0))
+    assert why == f"127.0.0.1:{port}: Connection refused"
+    why = asyncio.run(check(TcpProbe(path="/nonexistent/.s.PGSQL.5432"), 1.0))
+    assert why == "unix:/nonexistent/.s.PGSQL.5432: No such file or directory"

@@ -51,7 +51,7 @@ def test_adding_an_event_persister_is_coordinated(running):
     write_shared(running)  # alone it is rejected: persister3 is no process yet
     running.workers["persister3"] = worker("persister3", listener(port, "replication"))
     running.write()
-    wait_for(lambda: len(units := running.status()["units"]) == 8 and all(u["state"] == "ready" for u in units),
+    wait_for(lambda: len(units := running.status()["units"]) == 9 and all(u["state"] == "ready" for u in units),
              timeout=60, what="persister3 and everything else ready")
     wait_for(lambda: running.status()["daemon"]["reload_error"] is None, what="no reload error")
 
@@ -100,10 +100,22 @@ def test_sighup_and_reload_command(running):
     running.shared["max_upload_size"] = "1M"
     write_shared(running)
     os.kill(running.status()["daemon"]["pid"], signal.SIGHUP)
-    wait_for(lambda: all(pids(running)[n] != before[n] for n in before if n != "redis"), timeout=60,
+    wait_for(lambda: all(pids(running)[n] != before[n] for n in before if before[n] and n != "redis"), timeout=60,
              what="every Synapse process restarted")
     assert pids(running)["redis"] == before["redis"]
     edit_worker(running, "pusher1", worker_log_level="INFO")
     done = running.synsup("reload")
     assert done.returncode == 0
     assert "restart pusher1" in done.stdout or "no changes" in done.stdout  # the watcher may have been first
+
+
+def test_value_synapse_rejects_is_refused_and_nothing_restarts(running):
+    before = pids(running)
+    running.shared["event_cache_size"] = "lots"
+    write_shared(running)
+    done = running.synsup("reload")
+    assert done.returncode == 1
+    assert "every process: Synapse rejects this config: ValueError: invalid literal for int() with base 10: " \
+           "'lots'" in done.stderr
+    assert pids(running) == before
+    assert running.status()["daemon"]["config_generation"] == 1

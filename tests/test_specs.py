@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import os
 
+import pytest
 from helpers import legacy_deployment, modern_deployment, write_deployment
 
-from synsup.supervisor.spec import HttpProbe, RedisProbe, steps_of
+from synsup.supervisor.spec import HttpProbe, RedisProbe, TcpProbe, steps_of
 from synsup.units.loader import load_deployment
 from synsup.units.specs import unit_specs
 
@@ -22,10 +23,10 @@ def test_argv_and_dependencies(tmp_path):
     assert specs["main"].argv == ("/opt/venv/bin/python", "-m", "synapse.app.homeserver", "-c", config)
     assert specs["generic1"].argv == ("/opt/venv/bin/python", "-m", "synapse.app.generic_worker", "-c", config,
                                       "-c", os.path.join(workers_dir, "generic1.yaml"))
-    assert specs["main"].dependencies == ("redis",)
+    assert specs["main"].dependencies == ("redis", "postgres")
     assert specs["persister1"].dependencies == ("main",)
     assert set(specs["generic1"].dependencies) == {"main", "persister1", "persister2"}
-    assert steps_of(list(specs.values())) == [["redis"], ["main"], ["persister1", "persister2"],
+    assert steps_of(list(specs.values())) == [["redis", "postgres"], ["main"], ["persister1", "persister2"],
                                               ["generic1", "pusher1", "sender1"]]
     assert specs["main"].start_timeout == 300 and specs["generic1"].start_timeout == 120
 
@@ -100,7 +101,7 @@ def test_main_alone_without_worker_dir(tmp_path):
     config, _ = write_deployment(str(tmp_path), shared, {})
     deployment = load_deployment([config], None, "python").deployment
     specs = unit_specs(deployment)
-    assert [s.name for s in specs] == ["redis", "main"]
+    assert [s.name for s in specs] == ["redis", "postgres", "main"]
 
 
 def test_listen_addresses_are_every_listener_and_redis(tmp_path):
@@ -115,3 +116,35 @@ def test_listen_addresses_are_every_listener_and_redis(tmp_path):
     assert specs["redis"].listens == ("127.0.0.1:6379",)
     external, _, _ = specs_for(tmp_path, shared, workers, external_redis=True)
     assert external["redis"].listens == ()
+
+
+@pytest.mark.parametrize("version,expected", [("1.163.2", True), ("1.3.0", True), ("1.2.1", False), (None, False)])
+def test_synapse_processes_wait_for_ready_when_their_version_sends_it(tmp_path, version, expected):
+    specs, _, _ = specs_for(tmp_path, *modern_deployment(), synapse_version=version)
+    assert {n: s.ready_notify for n, s in specs.items() if s.kind in ("main", "worker")} == dict.fromkeys(
+        ["main", "persister1", "persister2", "generic1", "pusher1", "sender1"], expected)
+    assert specs["redis"].ready_notify is False
+
+
+@pytest.mark.parametrize("args,probe", [
+    ({"host": "127.0.0.1"}, TcpProbe(host="127.0.0.1", port=5432)),
+    ({"host": "localhost", "port": 5433}, TcpProbe(host="127.0.0.1", port=5433)),
+    ({"host": "db.internal", "port": "6432"}, TcpProbe(host="db.internal", port=6432)),
+    ({"host": "/run/pg", "port": 5433}, TcpProbe(path="/run/pg/.s.PGSQL.5433")),
+    ({}, TcpProbe(path="/var/run/postgresql/.s.PGSQL.5432")),
+])
+def test_postgres_is_an_external_unit_main_depends_on(tmp_path, args, probe):
+    shared, workers = modern_deployment()
+    shared["database"] = {"name": "psycopg2", "args": {"database": "synapse", **args}}
+    specs, _, _ = specs_for(tmp_path, shared, workers)
+    postgres = specs["postgres"]
+    assert postgres.argv is None and postgres.kind == "postgres" and postgres.probes == (probe,)
+    assert "postgres" in specs["main"].dependencies and postgres.step < specs["main"].step
+
+
+def test_sqlite_has_no_postgres_unit(tmp_path):
+    shared, _ = modern_deployment()
+    shared["database"] = {"name": "sqlite3", "args": {"database": "h.db"}}
+    config, _ = write_deployment(str(tmp_path), shared, {})
+    specs = unit_specs(load_deployment([config], None, "python").deployment)
+    assert [s.name for s in specs] == ["redis", "main"] and specs[1].dependencies == ("redis",)

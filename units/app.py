@@ -9,10 +9,12 @@ import sys
 from synsup.supervisor import cli
 from synsup.supervisor.actions import Action
 from synsup.supervisor.source import Loaded
+from synsup.supervisor.upgrade_plan import UpgradePlan
 
 from .check import check_deployment
 from .plan import plan, snapshot_of
 from .specs import unit_specs
+from .upgrading import prepare_upgrade
 
 
 class SynapseSource:
@@ -41,7 +43,8 @@ class SynapseSource:
         result = check_deployment(paths, args.workers, args.python)
         specs, model = [], None
         if result.deployment is not None and result.ok:
-            specs = unit_specs(result.deployment, external_redis=getattr(args, "external_redis", False))
+            specs = unit_specs(result.deployment, external_redis=getattr(args, "external_redis", False),
+                               synapse_version=result.synapse_version, synapse_file=result.synapse_file)
             model = snapshot_of(result.deployment, specs)
         watch = [os.path.abspath(p) for p in paths] + ([os.path.abspath(args.workers)] if args.workers else [])
         watch += sorted({f for s in specs for f in s.sighup_files})
@@ -50,6 +53,10 @@ class SynapseSource:
 
     def plan(self, old: Loaded, new: Loaded) -> list[Action]:
         return plan(old.model, new.model)
+
+    def upgrade(self, args: argparse.Namespace, current: Loaded, python: str | None,
+                allow_downtime: bool) -> UpgradePlan:
+        return prepare_upgrade(self.load, args, current, python, allow_downtime)
 
 
 def main(argv: list[str] | None = None) -> int:

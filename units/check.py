@@ -7,10 +7,11 @@ from dataclasses import dataclass, field
 from . import rules_duties, rules_processes, rules_replication, targets
 from .loader import load_deployment
 from .model import Deployment, Finding
-from .synapse_version import installed_version, version_rules
+from .synapse_validate import Validation, validate
+from .synapse_version import version_rules
 
 ERROR_RULES = rules_processes.RULES + rules_replication.RULES + rules_duties.RULES
-WARNING_RULES = rules_duties.WARNINGS + targets.WARNINGS
+WARNING_RULES = rules_duties.WARNINGS + rules_processes.WARNINGS + targets.WARNINGS
 
 
 @dataclass
@@ -19,7 +20,8 @@ class CheckResult:
     errors: list[Finding] = field(default_factory=list)
     warnings: list[Finding] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
-    synapse_version: str | None = None
+    synapse_version: str | None = None  # the version --python runs, when it could be read
+    synapse_file: str = ""  # its synapse/__init__.py
 
     @property
     def ok(self) -> bool:
@@ -38,16 +40,16 @@ def run_rules(d: Deployment, synapse_version: str | None) -> list[Finding]:
 def check_deployment(
     config_paths: list[str], workers_dir: str | None, python: str, read_version: bool = True
 ) -> CheckResult:
+    """Every rule, then (with `read_version`) Synapse's own loader on every process's config."""
     loaded = load_deployment(config_paths, workers_dir, python)
     findings = list(loaded.findings)
-    notes: list[str] = []
-    version: str | None = None
+    result = CheckResult(loaded.deployment)
     if loaded.deployment is not None:
-        version, why = installed_version(python) if read_version else (None, None)
-        if why:
-            notes.append(why)
-        findings.extend(run_rules(loaded.deployment, version))
-    result = CheckResult(loaded.deployment, notes=notes, synapse_version=version)
+        synapse = validate(loaded.deployment) if read_version else Validation()
+        result.notes, result.synapse_version = synapse.notes, synapse.version
+        result.synapse_file = synapse.package_file
+        findings.extend(run_rules(loaded.deployment, synapse.version))
+        findings.extend(synapse.findings)
     for f in findings:
         (result.errors if f.severity == "error" else result.warnings).append(f)
     return result

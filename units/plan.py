@@ -12,6 +12,7 @@ from .model import Deployment, Process
 from .roles import SHARDED_DUTY_KEYS, SINGLE_DUTIES, SINGLE_DUTY_KEYS, STREAMS, writers_of
 
 # shared keys whose changes have their own rules; any other changed key restarts every Synapse process
+SYNAPSE_KINDS = ("main", "worker")
 ROLE_KEYS = frozenset({"stream_writers", "instance_map"}) | SHARDED_DUTY_KEYS | SINGLE_DUTY_KEYS
 
 
@@ -29,6 +30,7 @@ class _Builder:
         self.old, self.new = old, new
         self.actions: list[Action] = []
         self.touched: set[str] = set()  # stopped, started or restarted already
+        self.down: set[str] = set()  # stopped by this plan and not started since
         self.rolling: dict[str, str] = {}  # unit -> reason, restarted one at a time at the end
 
     def stop(self, names, reason: str) -> None:
@@ -36,17 +38,27 @@ class _Builder:
         if names:
             self.actions.append(Action("stop", tuple(names), reason))
             self.touched.update(names)
+            self.down.update(names)
 
     def start(self, names, reason: str) -> None:
         names = [n for n in names if n in self.new.specs]
         if names:
             self.actions.append(Action("start", tuple(names), reason))
             self.touched.update(names)
+            self.down.difference_update(names)
 
     def restart(self, name: str, reason: str) -> None:
         if name in self.new.specs and name not in self.touched:
             self.actions.append(Action("restart", (name,), reason))
             self.touched.add(name)
+
+    def restart_together(self, names, reason: str) -> None:
+        """One restart of all of them: stopped together, started together, waited for together."""
+        names = [n for n in names if n in self.new.specs and (n not in self.touched or n in self.down)]
+        if names:
+            self.actions.append(Action("restart", tuple(names), reason))
+            self.touched.update(names)
+            self.down.difference_update(names)
 
     def roll(self, names, reason: str) -> None:
         for name in names:
@@ -55,8 +67,10 @@ class _Builder:
     def finish(self) -> list[Action]:
         order = sorted(self.new.specs.values(), key=lambda s: s.step)
         for spec in order:
-            if spec.name in self.rolling and spec.name not in self.touched and spec.kind != "redis":
+            if spec.name in self.rolling and spec.name not in self.touched and spec.kind in SYNAPSE_KINDS:
                 self.restart(spec.name, self.rolling[spec.name])
+        # a unit still configured runs after every reload, in its new role
+        self.start([s.name for s in order if s.name in self.down], "still configured: start it in its new role")
         return self.actions
 
 
@@ -65,7 +79,7 @@ def _names_with(d: Deployment, role: str) -> list[str]:
 
 
 def _synapse_units(snapshot: Snapshot, exclude: frozenset[str] | set[str] = frozenset()) -> list[str]:
-    return [n for n, s in snapshot.specs.items() if s.kind != "redis" and n not in exclude]
+    return [n for n, s in snapshot.specs.items() if s.kind in SYNAPSE_KINDS and n not in exclude]
 
 
 def _changed_keys(old: Deployment, new: Deployment) -> set[str]:
@@ -78,6 +92,14 @@ def _unit_name(d: Deployment, instance: str) -> str | None:
     return p.name if p else None
 
 
+def plan_external(b: _Builder) -> None:
+    """A database that moved: watch the new address first (nothing is started or stopped)."""
+    for name, spec in b.new.specs.items():
+        before = b.old.specs.get(name)
+        if spec.kind == "postgres" and before is not None and before.probes != spec.probes:
+            b.restart(name, f"database moved: probe {spec.describe}")
+
+
 def plan_events(b: _Builder) -> None:
     old, new = b.old.deployment, b.new.deployment
     if writers_of(old.shared, "events") == writers_of(new.shared, "events"):
@@ -87,7 +109,10 @@ def plan_events(b: _Builder) -> None:
     b.stop(old_set, "event persisters changed: stop the old set together")
     b.restart("main", "event persisters changed: main takes the new shard map")
     b.start(new_set, "event persisters changed: start the new set together")
-    b.roll(_synapse_units(b.new, set(new_set)), "event persisters changed")
+    # every other process (a dropped persister included, now a plain worker) holds the old shard
+    # map: restart them all at once, so the window with two maps is one restart long
+    b.restart_together(_synapse_units(b.new, set(new_set)),
+                       "event persisters changed: the others take the new shard map together")
 
 
 def plan_writers(b: _Builder) -> None:
@@ -120,17 +145,23 @@ def plan_instance_map(b: _Builder) -> None:
     b.roll(_synapse_units(b.new), "instance_map changed")
 
 
-def plan_sharded(b: _Builder, duty: str, label: str, restart_main: bool) -> None:
+# why main holds each sharded duty's instance list, so restarts with the new set
+MAIN_HOLDS = {
+    "federation_sender": "main's federation send queue tracks each sender's position",
+    "pusher": "main takes the new pusher set",
+}
+
+
+def plan_sharded(b: _Builder, duty: str, label: str) -> None:
+    """Stop the old set together, restart main (it holds the list too), start the new set and
+    the dropped members (plain workers now) together."""
     old_set, new_set = _names_with(b.old.deployment, duty), _names_with(b.new.deployment, duty)
     if old_set == new_set:
         return
-    if "main" in old_set + new_set:
-        restart_main = True
     workers_old = [n for n in old_set if n != "main"]
     workers_new = [n for n in new_set if n != "main"]
     b.stop(workers_old, f"{label} changed: stop all of them together")
-    if restart_main:
-        b.restart("main", f"{label} changed")
+    b.restart("main", f"{label} changed: {MAIN_HOLDS[duty]}")
     former = [n for n in workers_old if n not in workers_new]
     b.start(workers_new + former, f"{label} changed: start the new set together")
 
@@ -175,12 +206,13 @@ def plan(old: Snapshot, new: Snapshot) -> list[Action]:
     if "redis" in keys and "redis" in old.specs and "redis" in new.specs:
         b.restart("redis", "redis: section changed")
         b.roll(_synapse_units(new), "redis: section changed (every process connects to it)")
+    plan_external(b)
     plan_events(b)
     b.stop(removed, "removed from the config")
     plan_writers(b)
     plan_instance_map(b)
-    plan_sharded(b, "federation_sender", "federation senders", restart_main=False)
-    plan_sharded(b, "pusher", "pushers", restart_main=True)
+    plan_sharded(b, "federation_sender", "federation senders")
+    plan_sharded(b, "pusher", "pushers")
     plan_single_duties(b, keys)
     if keys - ROLE_KEYS - {"redis"}:
         b.roll(_synapse_units(new), f"shared config changed ({', '.join(sorted(keys - ROLE_KEYS - {'redis'}))})")

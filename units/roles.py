@@ -29,6 +29,12 @@ SINGLE_DUTIES = {
 # the shared keys that say which process holds which single duty (current and legacy forms)
 SINGLE_DUTY_KEYS = frozenset(k for option, flag, _ in SINGLE_DUTIES.values() for k in (option, flag) if k)
 SHARDED_DUTY_KEYS = frozenset(k for option, flag, _ in SHARDED_DUTIES.values() for k in (option, flag))
+# the shared options that name the processes holding a duty
+DUTY_OPTIONS = (
+    "federation_sender_instances", "pusher_instances", "run_background_tasks_on",
+    "update_user_directory_from_worker", "notify_appservices_from_worker",
+    "media_instance_running_background_jobs", "outbound_federation_restricted_to",
+)
 # the group a worker belongs to, by the sharded duty it holds (first match wins)
 GROUPS = (("events", "event_persisters"), ("federation_sender", "federation_senders"), ("pusher", "pushers"))
 

@@ -5,14 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from .model import GENERIC_WORKER_APP, Deployment, Finding, error, warning
-from .roles import SHARDED_DUTIES, SINGLE_DUTIES, as_names
+from .roles import DUTY_OPTIONS, SHARDED_DUTIES, SINGLE_DUTIES, as_names
 from .rules_replication import LOOPBACK, replication_listeners
 
-DUTY_OPTIONS = (
-    "federation_sender_instances", "pusher_instances", "run_background_tasks_on",
-    "update_user_directory_from_worker", "notify_appservices_from_worker",
-    "media_instance_running_background_jobs", "outbound_federation_restricted_to",
-)
 REPLACEMENTS = {
     "synapse.app.appservice": "synapse.app.generic_worker with `notify_appservices_from_worker`",
     "synapse.app.user_dir": "synapse.app.generic_worker with `update_user_directory_from_worker`",
@@ -25,6 +20,8 @@ REPLACEMENTS = {
 
 
 def duties_name_processes(d: Deployment) -> Iterator[Finding]:
+    if d.workers_dir is None:
+        return  # names without a worker directory: reported once by forgotten_workers_dir
     for option in DUTY_OPTIONS:
         value = d.shared.get(option)
         if value is None or value == []:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import os
 from collections.abc import Iterator
 
@@ -16,10 +17,11 @@ from .model import (
     Listener,
     Process,
     error,
+    warning,
 )
-from .yamldoc import where
+from .yamldoc import Where, where
 
-RESERVED_NAMES = ("main", "master", "redis")
+RESERVED_NAMES = ("main", "master", "redis", "postgres")
 
 
 def worker_apps(d: Deployment) -> Iterator[Finding]:
@@ -30,19 +32,43 @@ def worker_apps(d: Deployment) -> Iterator[Finding]:
                         "synapse.app.generic_worker` (or remove the file from the worker directory)")
         elif app not in WORKER_APPS:
             yield error(where(doc, "worker_app"), f"worker_app {app!r} is not one Synapse accepts; "
-                        f"use one of: {', '.join(WORKER_APPS)} (or {HOMESERVER_APP} for the main process)")
+                        f"{_did_you_mean(str(app))}use one of: {', '.join(WORKER_APPS)} "
+                        f"(or {HOMESERVER_APP} for the main process)")
+
+
+def _did_you_mean(app: str) -> str:
+    close = difflib.get_close_matches(app, (HOMESERVER_APP,) + WORKER_APPS, n=1, cutoff=0.85)
+    if not close:
+        return ""
+    role = "the main process" if close[0] == HOMESERVER_APP else "a worker"
+    return f"did you mean {close[0]} ({role})? "
+
+
+WORKER_ONLY_KEYS = ("worker_name", "worker_listeners")
 
 
 def main_files(d: Deployment) -> Iterator[Finding]:
     mains = d.extra.get("main_files", [])
     for doc in mains[1:]:
-        yield error(where(doc, "worker_app"), f"a second main process file (the first is "
-                    f"{mains[0].file}); keep one file with `worker_app: {HOMESERVER_APP}`")
+        if not any(k in doc for k in WORKER_ONLY_KEYS):
+            yield error(where(doc, "worker_app"), f"a second main process file (the first is "
+                        f"{mains[0].file}); keep one file with `worker_app: {HOMESERVER_APP}`")
     for doc in mains:
-        for key in doc:
-            if isinstance(key, str) and key.startswith("worker_") and key != "worker_app":
-                yield error(where(doc, key), f"main process file sets `{key}`, a worker option; "
-                            "remove it (the main process takes no worker_* keys)")
+        yield from _main_file_keys(doc)
+
+
+def _main_file_keys(doc) -> Iterator[Finding]:
+    """A main file that configures a worker is a worker with the wrong app: say that, once."""
+    worker_keys = [k for k in WORKER_ONLY_KEYS if k in doc]
+    if worker_keys:
+        yield error(where(doc, "worker_app"), f"`worker_app: {HOMESERVER_APP}` makes this file the main "
+                    f"process, but it sets `{worker_keys[0]}`: if it is a worker, set `worker_app: "
+                    f"synapse.app.generic_worker`; if it is main, remove the worker_* keys")
+        return
+    for key in doc:
+        if isinstance(key, str) and key.startswith("worker_") and key != "worker_app":
+            yield error(where(doc, key), f"main process file sets `{key}`, a worker option; "
+                        "remove it (the main process takes no worker_* keys)")
 
 
 def unique_names(d: Deployment) -> Iterator[Finding]:
@@ -126,5 +152,51 @@ def log_configs(d: Deployment) -> Iterator[Finding]:
                             "create it or fix the path")
 
 
+def server_name(d: Deployment) -> Iterator[Finding]:
+    if not d.shared.get("server_name"):
+        yield error(d.shared.where("server_name"), "no `server_name`: Synapse cannot start without it; "
+                    "add `server_name: example.org` (your Matrix domain) to the shared config")
+
+
+def media_listeners(d: Deployment) -> Iterator[Finding]:
+    for p in d.processes:
+        if p.config.get("enable_media_repo", True) is not False or p.app == "synapse.app.media_repository":
+            continue
+        for listener in p.listeners:
+            if "media" in listener.resources:
+                at = p.at("enable_media_repo")
+                yield error(listener.at, f"{p.name}: a `media` listener, but `enable_media_repo` is false "
+                            f"for this process ({at.file}:{at.line}): Synapse ignores the listener and media "
+                            f"requests get 404; set `enable_media_repo: true` in {p.file or 'the shared config'}")
+
+
+def _redis_endpoint(d: Deployment) -> tuple | None:
+    if d.redis is None or d.redis.path:
+        return ("unix", d.redis.path) if d.redis else None
+    return ("127.0.0.1" if d.redis.host == "localhost" else d.redis.host, d.redis.port)
+
+
+def listener_on_redis(d: Deployment) -> Iterator[Finding]:
+    redis = _redis_endpoint(d)
+    if redis is None or d.redis is None:
+        return
+    for p in d.processes:
+        for listener in p.listeners:
+            if any(_collides(endpoint, redis) for endpoint in listener.endpoints()):
+                yield error(listener.at, f"{p.name}: listener {listener.describe()} takes the address of "
+                            f"Redis (`redis:` at {d.redis.at.file}:{d.redis.at.line}); give the listener "
+                            "another port")
+
+
+def yml_worker_files(d: Deployment) -> Iterator[Finding]:
+    if not d.workers_dir or not os.path.isdir(d.workers_dir):
+        return
+    for name in sorted(os.listdir(d.workers_dir)):
+        if name.endswith(".yml"):
+            yield warning(Where(os.path.join(d.workers_dir, name)), "ignored: only *.yaml files are "
+                          f"worker files; rename it to {name[:-4]}.yaml if it is one")
+
+
 RULES = (worker_apps, main_files, unique_names, safe_names, listener_collisions, tcp_replication,
-         no_daemonize, log_configs)
+         no_daemonize, log_configs, server_name, media_listeners, listener_on_redis)
+WARNINGS = (yml_worker_files,)

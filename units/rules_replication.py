@@ -8,8 +8,8 @@ from typing import Any
 
 from synsup.supervisor.spec import address
 
-from .model import WILDCARDS, Deployment, Finding, Listener, Process, error
-from .roles import INSTANCE_MAP_STREAMS, SINGLE_WRITER_STREAMS, STREAMS, as_names
+from .model import MAIN_ALIASES, WILDCARDS, Deployment, Finding, Listener, Process, error
+from .roles import DUTY_OPTIONS, INSTANCE_MAP_STREAMS, SINGLE_WRITER_STREAMS, STREAMS, as_names
 from .yamldoc import Where, where
 
 LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1"})
@@ -55,6 +55,11 @@ def stream_writers(d: Deployment) -> Iterator[Finding]:
             yield error(at, f"stream_writers: unknown stream {stream!r}; streams are: {', '.join(STREAMS)}")
             continue
         names = as_names(value)
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            yield error(at, f"stream_writers.{stream}: {', '.join(map(repr, twice))} listed twice; Synapse "
+                        "shards by position, so list each writer once")
+            names = list(dict.fromkeys(names))
         if stream in SINGLE_WRITER_STREAMS and len(names) > 1:
             yield error(at, f"stream_writers.{stream}: {len(names)} writers, but {stream} takes exactly one; keep one")
         for name in names:
@@ -63,6 +68,8 @@ def stream_writers(d: Deployment) -> Iterator[Finding]:
 
 def _writer(d: Deployment, stream: str, name: str, at: Where, instance_map: Any) -> Iterator[Finding]:
     p = d.by_instance(name)
+    if p is None and d.workers_dir is None:
+        return  # reported once by forgotten_workers_dir
     if p is None:
         yield error(at, f"stream_writers.{stream}: {name!r} is no process of this deployment; "
                     "add its worker file or fix the name")
@@ -96,37 +103,66 @@ def instance_map_entries(d: Deployment) -> Iterator[Finding]:
 
 def _main_entry(d: Deployment) -> tuple[dict | None, Where]:
     instance_map = d.shared.get("instance_map")
-    if isinstance(instance_map, dict):
-        for alias in ("main", "master"):
-            if isinstance(instance_map.get(alias), dict):
-                return instance_map[alias], where(instance_map, alias)
+    if isinstance(instance_map, dict) and isinstance(instance_map.get("main"), dict):
+        return instance_map["main"], where(instance_map, "main")
     return None, d.shared.where("instance_map")
+
+
+def _suggested_main_entry(d: Deployment) -> str:
+    """instance_map.main as it should read, from main's actual replication listener."""
+    for listener in replication_listeners(d.main):
+        if listener.path:
+            return f"`instance_map: {{main: {{path: {listener.path}}}}}`"
+        host = "127.0.0.1" if set(listener.addresses) & (WILDCARDS | LOOPBACK) else listener.addresses[0]
+        return f"`instance_map: {{main: {{host: {host}, port: {listener.port}}}}}`"
+    return ("an http listener with the `replication` resource to main's `listeners`, and "
+            "`instance_map: {main: {host: 127.0.0.1, port: <that port>}}`")
+
+
+def _uses_legacy_endpoint(w: Process) -> bool:
+    return "worker_replication_host" in w.config or "worker_replication_http_port" in w.config
+
+
+def main_named_master(d: Deployment) -> Iterator[Finding]:
+    instance_map = d.shared.get("instance_map")
+    if not isinstance(instance_map, dict) or "master" not in instance_map or "main" in instance_map:
+        return
+    if any(not _uses_legacy_endpoint(w) for w in d.workers):
+        yield error(where(instance_map, "master"), "instance_map names the main process `master`, but "
+                    "Synapse looks for `main` (\"Please include 'main' in the instance_map\"); rename "
+                    "`master:` to `main:` (in stream_writers main stays `master`)")
 
 
 def main_endpoint(d: Deployment) -> Iterator[Finding]:
     if not d.workers:
         return
     modern, modern_at = _main_entry(d)
+    without = [w.name for w in d.workers if not _uses_legacy_endpoint(w)]
+    instance_map = d.shared.get("instance_map")
+    named_master = isinstance(instance_map, dict) and "master" in instance_map  # main_named_master says it
+    if modern is None and without and not named_master:
+        yield error(modern_at, f"no replication endpoint for the main process ({len(without)} worker(s) "
+                    f"need one: {', '.join(without[:3])}{'...' if len(without) > 3 else ''}); add "
+                    f"{_suggested_main_entry(d)} to the shared config")
     for w in d.workers:
-        host, port = w.config.get("worker_replication_host"), w.config.get("worker_replication_http_port")
-        if host is None and port is None:
-            if modern is None:
-                yield error(w.at(), f"{w.name}: no replication endpoint for the main process; add "
-                            "`instance_map: {main: {host: 127.0.0.1, port: <main's replication port>}}` "
-                            "to the shared config")
-            continue
-        legacy = {"host": host if host is not None else "localhost", "port": port}
-        at = w.at("worker_replication_http_port" if port is not None else "worker_replication_host")
-        if modern is not None and _describe(modern) != _describe(legacy):
-            yield error(at, f"{w.name}: worker_replication_host/port say {_describe(legacy)} but "
-                        f"instance_map.main says {_describe(modern)}; remove the worker_replication_* keys")
-        elif not endpoint_matches(legacy, d.main):
-            yield error(at, f"{w.name}: main's replication endpoint {_describe(legacy)} matches no "
-                        "replication listener on main; add an http listener with the `replication` "
-                        "resource to main's `listeners`")
+        if _uses_legacy_endpoint(w):
+            yield from _legacy_endpoint(d, w, modern)
     if modern is not None and not endpoint_matches(modern, d.main):
         yield error(modern_at, f"instance_map.main: {_describe(modern)} matches no replication listener "
                     "on main; add an http listener with the `replication` resource to `listeners`")
+
+
+def _legacy_endpoint(d: Deployment, w: Process, modern: dict | None) -> Iterator[Finding]:
+    host, port = w.config.get("worker_replication_host"), w.config.get("worker_replication_http_port")
+    legacy = {"host": host if host is not None else "localhost", "port": port}
+    at = w.at("worker_replication_http_port" if port is not None else "worker_replication_host")
+    if modern is not None and _describe(modern) != _describe(legacy):
+        yield error(at, f"{w.name}: worker_replication_host/port say {_describe(legacy)} but "
+                    f"instance_map.main says {_describe(modern)}; remove the worker_replication_* keys")
+    elif not endpoint_matches(legacy, d.main):
+        yield error(at, f"{w.name}: main's replication endpoint {_describe(legacy)} matches no "
+                    "replication listener on main; add an http listener with the `replication` "
+                    "resource to main's `listeners`")
 
 
 def redis_and_database(d: Deployment) -> Iterator[Finding]:
@@ -150,4 +186,26 @@ def redis_password_file(d: Deployment) -> Iterator[Finding]:
                     "exist; create it or fix the path")
 
 
-RULES = (stream_writers, instance_map_entries, main_endpoint, redis_and_database, redis_password_file)
+def _named_workers(d: Deployment) -> Iterator[tuple[Where, str, str]]:
+    """(where, option, name) for every name a writer list or duty option gives, main excepted."""
+    writers = d.shared.get("stream_writers")
+    for stream, value in (writers.items() if isinstance(writers, dict) else []):
+        for name in as_names(value):
+            yield where(writers, stream), f"stream_writers.{stream}", name
+    for option in DUTY_OPTIONS:
+        for name in as_names(d.shared.get(option)):
+            yield d.shared.where(option), option, name
+
+
+def forgotten_workers_dir(d: Deployment) -> Iterator[Finding]:
+    if d.workers_dir is not None:
+        return
+    for at, option, name in _named_workers(d):
+        if name not in MAIN_ALIASES:
+            yield error(at, f"`{option}` names the worker {name!r}, but no worker directory was given: "
+                        "did you forget -a DIR? (without -a only the main process runs)")
+            return
+
+
+RULES = (stream_writers, instance_map_entries, main_named_master, main_endpoint, redis_and_database,
+         redis_password_file, forgotten_workers_dir)

@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from typing import Any
 
-from synsup.supervisor.spec import HttpProbe, RedisProbe, UnitSpec, address
+from synsup.supervisor.spec import HttpProbe, RedisProbe, TcpProbe, UnitSpec, address
 
 from .model import Deployment, Listener, Process, Redis
 from .roles import group_of
+from .synapse_version import parse_version
 from .targets import metrics_targets, target_labels
 
 STEP_REDIS, STEP_MAIN, STEP_WRITERS, STEP_WORKERS = range(4)
+# Synapse 1.3.0 (matrix-org/synapse#5732) added setup_sdnotify to synapse.app._base.start, which
+# main and every worker app run after binding their listeners: READY=1 from every process
+READY_NOTIFY_SINCE = (1, 3)
+POSTGRES_WAIT = 600.0  # an external database may take a while to come up
+LIBPQ_SOCKET_DIR = "/var/run/postgresql"  # libpq's default host on Debian, when `host` is not set
 MAIN_START_TIMEOUT = 300.0  # main may be migrating the database
 WORKER_START_TIMEOUT = 120.0
 
@@ -65,13 +72,32 @@ def _log_files(p: Process) -> tuple[str, ...]:
     return (os.path.abspath(path),) if isinstance(path, str) else ()
 
 
-def process_spec(d: Deployment, p: Process, writers: list[str]) -> UnitSpec:
+def sends_ready(synapse_version: str | None) -> bool:
+    """Whether this Synapse sends READY=1 (unknown version: no, judge it like any process)."""
+    return synapse_version is not None and parse_version(synapse_version) >= READY_NOTIFY_SINCE
+
+
+@dataclass(frozen=True)
+class Code:
+    """The Synapse a process runs: its version and its package's __init__.py (from the version check)."""
+
+    version: str | None = None
+    file: str = ""
+
+    def metadata_glob(self) -> str:
+        """Where pip records the installed version: site-packages/matrix_synapse-VERSION.dist-info."""
+        site = os.path.dirname(os.path.dirname(self.file)) if self.file else ""
+        return os.path.join(site, "matrix_synapse-*.dist-info") if site else ""
+
+
+def process_spec(d: Deployment, p: Process, writers: list[str], ready_notify: bool = False,
+                 postgres: bool = False, code: Code = Code()) -> UnitSpec:
     is_main = p.kind == "main"
     files = d.config_files if is_main else d.config_files + (p.file or "",)
     module = "synapse.app.homeserver" if is_main else "synapse.app.generic_worker"
     deps: tuple[str, ...]
     if is_main:
-        step, deps = STEP_MAIN, ("redis",) if d.redis else ()
+        step, deps = STEP_MAIN, (("redis",) if d.redis else ()) + (("postgres",) if postgres else ())
     elif p.streams:
         step, deps = STEP_WRITERS, ("main",)
     else:
@@ -86,12 +112,17 @@ def process_spec(d: Deployment, p: Process, writers: list[str]) -> UnitSpec:
         step=step,
         kind=p.kind,
         app=p.app,
+        ready_notify=ready_notify,
         start_timeout=MAIN_START_TIMEOUT if is_main else WORKER_START_TIMEOUT,
         sighup_files=_log_files(p),
         describe=describe(p),
         metrics=metrics_targets(p),
         metrics_labels=target_labels(p),
         listens=listens_of(p),
+        code_name="Synapse",
+        version=code.version or "",
+        code_file=code.file,
+        code_version_glob=code.metadata_glob(),
     )
 
 
@@ -144,8 +175,42 @@ def _redis_listens(r: Redis) -> tuple[str, ...]:
     return tuple(_host_port(host, r.port) for host in hosts)
 
 
-def unit_specs(d: Deployment, external_redis: bool = False) -> list[UnitSpec]:
+def postgres_probe(database: object) -> TcpProbe | None:
+    """Where Synapse's PostgreSQL answers: host:port, or `<dir>/.s.PGSQL.<port>` when host is a
+    directory (libpq's UNIX socket convention); None for SQLite or an unreadable section."""
+    if not isinstance(database, dict) or database.get("name") not in ("psycopg2", "psycopg"):
+        return None
+    args: dict = database.get("args") or {}
+    args = args if isinstance(args, dict) else {}
+    host = str(args.get("host") or LIBPQ_SOCKET_DIR)
+    port = args.get("port", 5432)
+    port = int(port) if str(port).isdigit() else 5432
+    if host.startswith("/"):
+        return TcpProbe(path=os.path.join(host, f".s.PGSQL.{port}"))
+    return TcpProbe(host="127.0.0.1" if host == "localhost" else host, port=port)
+
+
+def postgres_spec(probe: TcpProbe) -> UnitSpec:
+    return UnitSpec(
+        name="postgres",
+        argv=None,
+        probes=(probe,),
+        notify=False,
+        step=STEP_REDIS,
+        kind="postgres",
+        app="external",
+        start_timeout=POSTGRES_WAIT,
+        describe=f"external postgres {probe.describe()}",
+    )
+
+
+def unit_specs(d: Deployment, external_redis: bool = False, synapse_version: str | None = None,
+               synapse_file: str = "") -> list[UnitSpec]:
+    code = Code(synapse_version, synapse_file)
     writers = [w.name for w in d.workers if w.streams]
     specs = [redis_spec(d.redis, external_redis)] if d.redis else []
-    specs += [process_spec(d, p, writers) for p in d.processes]
+    database = postgres_probe(d.shared.get("database"))
+    specs += [postgres_spec(database)] if database else []
+    specs += [process_spec(d, p, writers, sends_ready(synapse_version), database is not None, code)
+              for p in d.processes]
     return sorted(specs, key=lambda s: s.step)

@@ -3,25 +3,11 @@
 from __future__ import annotations
 
 import re
-import subprocess
 from collections.abc import Iterator
 
 from .model import Deployment, Finding, error
 
-PROBE = "import sys, synapse; sys.stdout.write(synapse.__version__)"
 LEGACY_ENDPOINT_KEYS = ("worker_replication_host", "worker_replication_http_port", "worker_replication_http_tls")
-
-
-def installed_version(python: str) -> tuple[str | None, str | None]:
-    """(version, None), or (None, why it could not be read)."""
-    try:
-        done = subprocess.run([python, "-c", PROBE], capture_output=True, text=True, timeout=60)
-    except (OSError, subprocess.SubprocessError) as e:
-        return None, f"cannot run {python}: {e}"
-    if done.returncode != 0:
-        last = (done.stderr.strip().splitlines() or ["import failed"])[-1]
-        return None, f"Synapse is not importable with {python} ({last}); version checks skipped"
-    return done.stdout.strip(), None
 
 
 def parse_version(text: str) -> tuple[int, int]:

@@ -60,8 +60,9 @@ def test_1_start_brings_every_unit_to_ready(real):
     assert done.returncode == 0, done.stdout + done.stderr
     status = real.status()
     assert sorted(u["name"] for u in status["units"]) == sorted(
-        ["redis", "main", "persister1", "persister2", "generic1", "sender1", "pusher1", "background1"])
-    assert [u["name"] for u in status["units"]][:2] == ["redis", "main"]
+        ["redis", "postgres", "main", "persister1", "persister2", "generic1", "sender1", "pusher1", "background1"])
+    assert [u["name"] for u in status["units"]][:3] == ["redis", "postgres", "main"]
+    assert next(u for u in status["units"] if u["name"] == "postgres")["pid"] is None, "postgres is only probed"
     assert all(u["state"] == "ready" for u in status["units"])
     for name in ("main", "replication", "persister1", "persister2", "generic1"):
         with urllib.request.urlopen(f"http://127.0.0.1:{real.ports[name]}/health", timeout=10) as r:
@@ -129,6 +130,28 @@ def test_4_add_an_event_persister_while_sending(real, client):
     assert max(old_stops) <= min(new_spawns), "an old-set persister ran while a new-set persister started"
 
 
+def test_4b_shrink_event_persisters_to_one_while_sending(real, client):
+    """Regression (issue 12): a persister dropped from stream_writers.events was left stopped."""
+    _, worker = client
+    sender = Sender(worker, real.room, "s", 60)
+    sender.start()
+    wait_for(lambda: sender.sent >= 10, timeout=60, what="10 messages sent")
+    generation = real.status()["daemon"]["config_generation"]
+    edited = time.time()
+    shared = real.shared()
+    shared["stream_writers"]["events"] = ["persister1"]
+    real.write_shared(shared)
+    wait_for(lambda: real.status()["daemon"]["config_generation"] > generation and all_ready(real), timeout=300,
+             what="persisters shrunk to one, all ready")
+    print(f"\npersister shrink, edit to all-ready: {time.time() - edited:.2f} s")
+    sender.finish()
+    units = {u["name"]: u for u in real.status()["units"]}
+    for dropped in ("persister2", "persister3"):
+        assert units[dropped]["state"] == "ready" and units[dropped]["step"] == 3, "runs on as a plain worker"
+    texts = [t for t in worker.texts(real.room) if t.startswith("s ")]
+    assert texts == [f"s {i}" for i in range(60)], "every message exactly once, in order"
+
+
 def test_5_second_sender_removed_worker_and_broken_edit(real):
     before = real.pids()
     shared = real.shared()
@@ -139,7 +162,8 @@ def test_5_second_sender_removed_worker_and_broken_edit(real):
     wait_for(lambda: "sender2" in real.pids() and all_ready(real), timeout=180, what="sender2 ready")
     after = real.pids()
     assert after["sender1"] != before["sender1"], "senders are stopped and started together"
-    assert after["main"] == before["main"] and after["generic1"] == before["generic1"]
+    assert after["main"] != before["main"], "main's federation send queue takes the new sender list"
+    assert after["generic1"] == before["generic1"]
 
     generic_pid = after["generic1"]
     os.unlink(os.path.join(real.workers_dir, "generic1.yaml"))
@@ -151,6 +175,22 @@ def test_5_second_sender_removed_worker_and_broken_edit(real):
     done = real.synsup("reload")
     assert done.returncode == 1 and "pusher1.yaml" in done.stderr
     assert real.pids() == before
+
+
+def test_5b_value_synapse_rejects_is_refused_and_nothing_restarts(real):
+    before = real.pids()
+    generation = real.status()["daemon"]["config_generation"]
+    real.write_worker("pusher1", {"worker_app": "synapse.app.generic_worker", "worker_name": "pusher1",
+                                  "worker_log_config": real.shared()["log_config"]})
+    shared = real.shared()
+    shared["event_cache_size"] = "lots"
+    real.write_shared(shared)
+    done = real.synsup("reload")
+    assert done.returncode == 1
+    assert "every process: Synapse rejects this config: ValueError: invalid literal for int() with base 10: " \
+           "'lots'" in done.stderr, done.stderr
+    assert f"{real.config}:" in done.stderr
+    assert real.pids() == before and real.status()["daemon"]["config_generation"] == generation
 
 
 def test_6_stop_leaves_nothing(real):

@@ -3,6 +3,7 @@ send READY=1, honour SIGTERM, and misbehave on request.
 
 Behaviour comes from $SYNAPSE_FAKE_CONTROL/<instance>.json, read at start:
   {"refuse": true}            exit 1 at once (with a message on stderr)
+  {"refuse_version": "1.2.3"} the same, when it runs as that version
   {"ready_delay": 0.5}        bind and send READY=1 only after this many seconds
   {"hang": true}              never bind, never send READY=1
   {"crash_after": 0.5}        exit 1 this long after becoming ready
@@ -13,7 +14,9 @@ Behaviour comes from $SYNAPSE_FAKE_CONTROL/<instance>.json, read at start:
   {"spam": 4096}              write this many bytes of output every 10 ms once ready
 `metrics` listeners (with enable_metrics) answer any path with a Prometheus exposition.
 Health answers 500 while $SYNAPSE_FAKE_CONTROL/<instance>.unhealthy exists.
-Every start, ready and exit is appended to $SYNAPSE_FAKE_CONTROL/events.jsonl.
+Every start, ready and exit is appended to $SYNAPSE_FAKE_CONTROL/events.jsonl, with the
+version ($SYNAPSE_FAKE_VERSION). The database is $SYNAPSE_FAKE_CONTROL/schema.json: main
+migrates it at start, a worker refuses one older than its schema (synapse.storage).
 """
 
 import argparse
@@ -26,6 +29,8 @@ import sys
 import time
 
 import yaml
+
+import synapse
 
 
 def load_config(paths):
@@ -121,10 +126,17 @@ class Fake:
 
     async def run(self):
         b = self.behaviour
-        self.record("start", events_writers=(self.config.get("stream_writers") or {}).get("events"),
+        self.record("start", version=synapse.__version__,
+                    events_writers=(self.config.get("stream_writers") or {}).get("events"),
                     config=sorted(self.config.get("_fake_tags", [])))
-        if b.get("refuse"):
+        if b.get("refuse") or b.get("refuse_version") == synapse.__version__:
             print(f"fake synapse {self.name}: refusing to start as asked", file=sys.stderr)
+            return 1
+        from synapse.storage.prepare_database import refusal
+        problem = refusal(self.is_main)
+        if problem:
+            print(f"synapse.storage.prepare_database.PrepareDatabaseException: {problem}", file=sys.stderr)
+            self.record("exit", code=1)
             return 1
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGTERM, lambda: None if b.get("ignore_term") else self.stopping.set())

@@ -1,0 +1,122 @@
+"""`synsup upgrade` with the fake Synapse: a "new venv" is a wrapper script that runs the same
+python as another release (SYNAPSE_FAKE_VERSION/SCHEMA/COMPAT); the database is the fake's
+schema.json, which main migrates at start and workers check."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import sys
+
+import pytest
+
+pytestmark = pytest.mark.integration
+OLD, NEW = "1.163.0", "1.164.0"
+
+
+def new_python(directory: str, schema: int = 95, compat: int = 90, reject: str = "") -> str:
+    path = os.path.join(directory, f"python-{schema}-{compat}{'-' + reject if reject else ''}")
+    with open(path, "w") as f:
+        f.write(f"#!/bin/sh\nexport SYNAPSE_FAKE_VERSION={NEW} SYNAPSE_FAKE_SCHEMA={schema} "
+                f"SYNAPSE_FAKE_COMPAT={compat} SYNAPSE_FAKE_REJECT_KEYS={reject}\nexec {sys.executable} \"$@\"\n")
+    os.chmod(path, os.stat(path).st_mode | stat.S_IXUSR)
+    return path
+
+
+def schema(d) -> dict:
+    with open(os.path.join(d.control, "schema.json")) as f:
+        return json.load(f)
+
+
+def pids(d) -> dict[str, int]:
+    return {u["name"]: u["pid"] for u in d.status()["units"]}
+
+
+def versions(d) -> dict[str, str]:
+    return {u["name"]: u["version"] for u in d.status()["units"] if u["kind"] in ("main", "worker")}
+
+
+@pytest.fixture
+def on_old(running):
+    assert set(versions(running).values()) == {OLD}
+    return running
+
+
+def test_dry_run_prints_versions_migration_and_order_and_changes_nothing(on_old, short_dir):
+    before, db = pids(on_old), schema(on_old)
+    done = on_old.synsup("upgrade", "--python", new_python(short_dir), "--dry-run")
+    assert done.returncode == 0, done.stdout + done.stderr
+    out = done.stdout
+    assert f"Synapse {OLD} (schema 94) -> {NEW} (schema 95, compat 90)" in out and "migration: yes" in out
+    lines = [line for line in out.splitlines() if line.startswith("restart")]
+    order = [line.split(":")[0].split(None, 1)[1] for line in lines]
+    assert order[:2] == ["main", "persister1, persister2"] and sorted(order[2:]) == ["generic1", "pusher1", "sender1"]
+    assert pids(on_old) == before and schema(on_old) == db
+
+
+def test_upgrade_migrates_then_restarts_in_order_on_the_new_code(on_old, short_dir):
+    python = new_python(short_dir)
+    done = on_old.synsup("upgrade", "--python", python)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "migrate the database schema" in done.stdout and f"upgraded: Synapse {OLD} -> {NEW}" in done.stdout
+    assert schema(on_old) == {"current_version": 95, "compat_version": 90}
+    starts = [e["name"] for e in on_old.events() if e["event"] == "start" and e.get("version") == NEW]
+    assert starts[0] == "main" and set(starts[1:3]) == {"persister1", "persister2"} and len(starts) == 6
+    assert set(versions(on_old).values()) == {NEW}
+    status = on_old.status()
+    assert status["daemon"]["last_upgrade"]["result"] == "upgraded"
+    assert all(u["state"] == "ready" for u in status["units"])
+    assert on_old.synsup("reload").returncode == 0  # reloads go on with the new code
+    assert set(versions(on_old).values()) == {NEW}
+
+
+def test_upgrade_halts_at_the_first_unit_that_does_not_become_ready(on_old, short_dir):
+    on_old.behave("generic1", refuse_version=NEW)
+    done = on_old.synsup("upgrade", "--python", new_python(short_dir))
+    assert done.returncode == 1
+    assert "upgrade halted at generic1" in done.stderr and "kept the old code" in done.stderr
+    now = versions(on_old)
+    assert now == {"main": NEW, "persister1": NEW, "persister2": NEW, "generic1": OLD, "sender1": OLD, "pusher1": OLD}
+    last = on_old.status()["daemon"]["last_upgrade"]
+    assert last["result"] == "partial" and last["unit"] == "generic1"
+    assert on_old.unit("generic1")["state"] == "ready"  # back on the old code
+    assert "last upgrade partial" in on_old.synsup("status").stdout
+
+
+def test_config_the_new_code_rejects_changes_nothing(deployment, short_dir):
+    deployment.shared["fake_legacy_option"] = True
+    deployment.write()
+    assert deployment.start().returncode == 0
+    before, db = pids(deployment), schema(deployment)
+    done = deployment.synsup("upgrade", "--python", new_python(short_dir, reject="fake_legacy_option"))
+    assert done.returncode == 1 and "fake_legacy_option" in done.stderr and "nothing changed" in done.stderr
+    assert pids(deployment) == before and schema(deployment) == db
+    assert set(versions(deployment).values()) == {OLD}
+    assert deployment.status()["daemon"]["last_upgrade"]["result"] == "rejected"
+
+
+def test_schema_the_old_code_cannot_use_needs_allow_downtime(on_old, short_dir):
+    python = new_python(short_dir, schema=96, compat=95)
+    before = pids(on_old)
+    done = on_old.synsup("upgrade", "--python", python)
+    assert done.returncode == 1 and "--allow-downtime" in done.stderr
+    assert pids(on_old) == before and schema(on_old)["current_version"] == 94
+    done = on_old.synsup("upgrade", "--python", python, "--allow-downtime")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "stop" in done.stdout and set(versions(on_old).values()) == {NEW}
+    assert schema(on_old) == {"current_version": 96, "compat_version": 95}
+
+
+def test_failed_migration_changes_nothing(on_old, short_dir):
+    with open(os.path.join(on_old.control, "migrate.json"), "w") as f:
+        json.dump({"fail": True}, f)
+    before = pids(on_old)
+    done = on_old.synsup("upgrade", "--python", new_python(short_dir))
+    assert done.returncode == 1 and "fake migration failing" in done.stderr
+    assert pids(on_old) == before and set(versions(on_old).values()) == {OLD}
+
+
+def test_bad_python_is_one_line(on_old):
+    done = on_old.synsup("upgrade", "--python", "/nonexistent/bin/python")
+    assert done.returncode == 1 and done.stderr.count("\n") == 1 and "--python" in done.stderr

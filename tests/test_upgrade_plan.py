@@ -1,0 +1,93 @@
+"""Planning an upgrade (units/upgrade.py): migration yes/no, rolling or stopped, the order."""
+
+from __future__ import annotations
+
+import pytest
+from helpers import modern_deployment
+
+from synsup.units.loader import load_deployment
+from synsup.units.schema import Code, DatabaseSchema
+from synsup.units.specs import unit_specs
+from synsup.units.upgrade import needs_migration, plan_upgrade, rolling_blocker
+
+
+@pytest.fixture
+def specs(tmp_path):
+    from helpers import write_deployment
+    shared, workers = modern_deployment()
+    config, workers_dir = write_deployment(str(tmp_path), shared, workers)
+    return unit_specs(load_deployment([config], workers_dir, "/old/python").deployment, synapse_version="1.163.0")
+
+
+NEW = Code("1.164.0", "/new/synapse/__init__.py", schema_version=95, compat_version=90)
+DB = DatabaseSchema(current_version=94, compat_version=84)
+
+
+@pytest.mark.parametrize("old, new, db, expected", [
+    ("1.163.0", NEW, DB, True),  # schema behind
+    ("1.163.0", NEW, DatabaseSchema(95, 90), True),  # new release: maybe new deltas within schema 95
+    ("1.164.0", NEW, DatabaseSchema(95, 90), False),  # the same code again
+    ("1.163.0", NEW, None, True),  # empty database
+])
+def test_migration_needed(old, new, db, expected):
+    assert needs_migration(old, new, db) is expected
+
+
+@pytest.mark.parametrize("old_schema, compat, db_compat, rolling", [
+    (94, 90, 84, True),  # the old code accepts the migrated database
+    (94, 94, 84, True),
+    (94, 95, 84, False),  # the migration raises compat above what the old code knows
+    (94, 90, 95, False),  # the database already needs newer code than the old
+])
+def test_rolling_only_when_the_old_code_accepts_the_migrated_schema(old_schema, compat, db_compat, rolling):
+    new = Code("1.164.0", "", 96, compat)
+    assert (rolling_blocker(old_schema, new, DatabaseSchema(94, db_compat)) == "") is rolling
+
+
+def test_rolling_plan_migrates_first_then_restarts_main_writers_workers(specs):
+    plan = plan_upgrade("1.163.0", 94, NEW, DB, specs, "/new/python", allow_downtime=False)
+    assert not plan.errors and plan.rollback
+    assert plan.commands[0].argv[0] == "/new/python" and "-c" in plan.commands[0].argv[3:]
+    units = [a.units for a in plan.actions]
+    assert units[:2] == [("main",), ("persister1", "persister2")]
+    assert sorted(u for (u,) in units[2:]) == ["generic1", "pusher1", "sender1"]
+    assert all(a.verb == "restart" for a in plan.actions)
+
+
+def test_incompatible_schema_is_refused_without_allow_downtime(specs):
+    new = Code("1.164.0", "", 96, 95)
+    plan = plan_upgrade("1.163.0", 94, new, DB, specs, "/new/python", allow_downtime=False)
+    assert plan.errors and "--allow-downtime" in plan.errors[0] and not plan.actions
+
+
+def test_stopped_plan_stops_workers_and_lets_main_migrate(specs):
+    new = Code("1.164.0", "", 96, 95)
+    plan = plan_upgrade("1.163.0", 94, new, DB, specs, "/new/python", allow_downtime=True)
+    assert not plan.commands and not plan.rollback
+    assert plan.actions[0].verb == "stop" and "main" not in plan.actions[0].units
+    assert plan.actions[1].units == ("main",) and "migrates" in plan.actions[1].reason
+    assert all(a.verb == "start" for a in plan.actions[2:])
+
+
+def test_database_too_new_for_the_new_code_is_refused(specs):
+    plan = plan_upgrade("1.163.0", 94, NEW, DatabaseSchema(97, 96), specs, "/new/python", allow_downtime=True)
+    assert plan.errors and "install a newer Synapse" in plan.errors[0]
+
+
+def test_same_code_again_is_a_plain_rolling_restart(specs):
+    same = Code("1.163.0", "", 94, 84)
+    plan = plan_upgrade("1.163.0", 94, same, DB, specs, "/old/python", allow_downtime=False)
+    assert not plan.errors and not plan.commands and "migration: no" in plan.summary
+
+
+@pytest.mark.parametrize("request_, error", [
+    ({"cmd": "upgrade", "python": "bin/python"}, "absolute path"),
+    ({"cmd": "upgrade", "python": 3}, "absolute path"),
+    ({"cmd": "upgrade", "allow_downtime": "yes"}, "true or false"),
+    ({"cmd": "upgrade", "units": ["main"]}, "unknown field"),
+])
+def test_upgrade_requests_are_validated(request_, error):
+    from synsup.supervisor.requests import RequestError, validate
+    with pytest.raises(RequestError, match=error):
+        validate(request_, ["main"])
+    assert validate({"cmd": "upgrade", "python": "/new/bin/python", "dry_run": True}, ["main"]) == "upgrade"
