@@ -151,8 +151,8 @@ class Fake:
             self.grandchild(b["grandchild"] == "setsid")
         if b.get("spam"):
             asyncio.get_running_loop().create_task(self.spam(int(b["spam"])))
+        self.record("ready")  # before READY=1: once synsup hears it, the record must be there
         self.notify(f"READY=1\nMAINPID={os.getpid()}")
-        self.record("ready")
         print(f"fake synapse {self.name} ready", file=sys.stderr, flush=True)
         if "crash_after" in b:
             try:
