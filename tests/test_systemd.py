@@ -71,7 +71,7 @@ def test_notify_sequence(deployment, short_dir):
         extend = server.first("EXTEND_TIMEOUT_USEC")
         assert extend is not None and extend < ready_at, "no EXTEND_TIMEOUT_USEC while main was starting"
         statuses = [f["STATUS"] for _, f in server.messages if "STATUS" in f]
-        assert "7/7 ready" in statuses
+        assert "8/8 ready" in statuses
         assert any(s.startswith("starting main (database migration may take a while)") for s in statuses)
 
         window_start = time.time()

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
-from helpers import REPO, modern_deployment, write_deployment
+from helpers import FAKE_SYNAPSE, REPO, modern_deployment, write_deployment
 
 from synsup.supervisor.targets import target_groups
 from synsup.units.check import check_deployment
@@ -63,7 +64,8 @@ def test_check_warns_of_a_process_without_a_metrics_listener(tmp_path):
 def test_targets_command_prints_file_sd_json(tmp_path):
     config, workers_dir = write_deployment(str(tmp_path), *metrics_deployment())
     done = subprocess.run([sys.executable, "-m", "synsup", "targets", "--format", "file_sd", "-c", config,
-                           "-a", workers_dir], capture_output=True, text=True, cwd=REPO, timeout=60)
+                           "-a", workers_dir], capture_output=True, text=True, cwd=REPO, timeout=60,
+                          env={**os.environ, "PYTHONPATH": FAKE_SYNAPSE})  # the fake's config loader
     assert done.returncode == 0, done.stderr
     assert [g["labels"]["instance"] for g in json.loads(done.stdout)] == ["main", "persister1", "generic1"]
 
