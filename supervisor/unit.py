@@ -14,6 +14,7 @@ import structlog
 
 from .clock import Clock
 from .environment import unit_environment
+from .errors import exception_line
 from .installed import InstalledCode
 from .notify import NotifySocket
 from .output import UnitOutput
@@ -26,6 +27,7 @@ from .state import UnitState, check_transition
 from .tallies import ProbeTally
 
 S = UnitState
+TAIL_FOR_ERRORS = 40  # output lines searched for the exception a unit died of
 
 
 @dataclass
@@ -304,13 +306,18 @@ class Unit:
         self.last_exit = status
         self.output.note(f"pid {child.pid} {status.describe()}")
         if self.wanted:
-            lines = " | ".join(self.output.last(3))
             if self.state is not S.UNHEALTHY and not (self.error and self.error.startswith("not ready")):
-                self.error = status.describe() + (f": {lines}" if lines else "")
+                self.error = f"{status.describe()}: {self._died_of()}".rstrip(": ")
             self.log.warning("unit.exited", pid=child.pid, status=status.describe())
         else:
             self.set_state(S.STOPPED)
         self._on_change(self)
+
+    def _died_of(self) -> str:
+        """The exception the process died of (the last `SomeError: ...` line of its output),
+        else its last lines: what the admin needs, not the closing banner."""
+        tail = self.output.last(TAIL_FOR_ERRORS)
+        return exception_line(tail) or " | ".join(tail[-3:])
 
     async def _watch_external(self) -> float | None:
         """A service someone else runs: ready when it answers; never started or stopped."""

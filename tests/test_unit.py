@@ -145,3 +145,20 @@ def test_restart_of_dependency_does_not_restart_dependents(tmp_path):
         assert sup.units["w"].pid == worker_pid
         await sup.stop_all()
     run(scenario, [spec("main"), spec("w", "main", step=1)], tmp_path)
+
+
+def test_the_error_is_the_exception_the_unit_died_of(tmp_path):
+    async def scenario(sup, clock, spawner):
+        unit = sup.units["a"]
+        sup.start_all()
+        child = await spawner.next_child()
+        await until(lambda: unit.state is S.READY)
+        unit.output.write(b"Traceback (most recent call last):\n  File \"x.py\", line 1\n"
+                          b"psycopg2.OperationalError: connection to server at \"127.0.0.1\", port 5432 failed: "
+                          b"Connection refused\nMain process exited\n")
+        child.exit(1)
+        await spawner.next_child()
+        assert unit.error == ('exited with code 1: psycopg2.OperationalError: connection to server at "127.0.0.1", '
+                              "port 5432 failed: Connection refused")
+        await sup.stop_all()
+    run(scenario, [spec("a")], tmp_path)
