@@ -37,6 +37,7 @@ def start(args: argparse.Namespace, source: Source, argv: list[str]) -> int:
                   "first (`synsup start -c ... -a ...`)", file=sys.stderr)
             return 1
         return unit_command(args, {"cmd": "start", "units": units})
+    state = state_of(args)  # a state dir that is not ours is the first thing to say
     variables = read_env_file(args.env_file) if args.env_file else {}
     loaded = with_environment(source.load(args), variables)
     for note in loaded.notes:
@@ -46,7 +47,6 @@ def start(args: argparse.Namespace, source: Source, argv: list[str]) -> int:
         print(f"{len(loaded.errors)} error(s): nothing started", file=sys.stderr)
         return 1
     telemetry = Telemetry.from_args(args)  # a bad --metrics is an error before anything starts
-    state = state_of(args)
     if _answers(state):
         print(f"synsup is already running for {state.path}")
         return 0
