@@ -18,16 +18,16 @@ import structlog
 
 from . import systemd
 from .actions import Action
-from .control import ControlServer, Send
+from .control import ControlServer
 from .engine import Supervisor
+from .handlers import Requests
 from .logs import DaemonLog
 from .notify import SystemdNotifier
-from .operations import Lifecycle, Operations, Phase, Stopping
+from .operations import Lifecycle, Operations, Phase
 from .output import KEEP_FILES, MAX_BYTES, prepare_log_dir
 from .process import REAPER, Spawner, become_subreaper
 from .records import Records
 from .reloads import Reloads
-from .requests import RequestError, validate
 from .source import Loaded
 from .state import UnitState
 from .statedir import StateDir, process_record
@@ -87,7 +87,7 @@ class Daemon:
         sup.add_listener(self._unit_changed)
         self.reloads.take_snapshot()
         await self.telemetry.start(self)  # before the socket: a busy --metrics address ends the start here
-        server = ControlServer(self.state.socket, self.handle)
+        server = ControlServer(self.state.socket, Requests(self).handle)
         await server.start()
         self._install_signals()
         self.log.info("daemon.started", pid=os.getpid(), units=len(sup.units))
@@ -232,122 +232,6 @@ class Daemon:
                  "last_reload": self.reloads.last, "last_upgrade": self.upgrades.last, **self.operations.status()}
         return {"ok": True, "daemon": daemon_status(os.getpid(), self.lifecycle.phase.value, extra), "units": units}
 
-    async def handle(self, request: dict[str, Any], send: Send) -> None:
-        sup = self.supervisor
-        assert sup is not None
-        try:
-            command = validate(request, list(sup.units))
-        except RequestError as e:
-            await send({"ok": False, "error": str(e)})
-            return
-        await getattr(self, f"_cmd_{command}")(request, send)
-
-    async def _cmd_status(self, request: dict[str, Any], send: Send) -> None:
-        await send(self.status(request.get("units") or None))
-
-    async def _cmd_watch(self, request: dict[str, Any], send: Send) -> None:
-        """The status, then every unit change, until the client hangs up or the daemon stops."""
-        sup = self.supervisor
-        assert sup is not None
-        queue: asyncio.Queue[Unit] = asyncio.Queue()
-        sup.add_listener(queue.put_nowait)
-        try:
-            await send(self.status())
-            while not self._stopped.is_set():
-                unit = await queue.get()
-                await send({"ok": True, "unit": unit_status(unit, time.time()),
-                            "daemon_state": self.lifecycle.phase.value,
-                            "operation": self.operations.status()["operation"]})
-        finally:
-            sup.remove_listener(queue.put_nowait)
-
     @property
     def paused(self) -> bool:
         return self.supervisor is not None and not self.supervisor.unpaused.is_set()
-
-    async def _cmd_reopen_logs(self, request: dict[str, Any], send: Send) -> None:
-        self.reopen_logs()
-        await send({"ok": True, "reopened": True})
-
-    async def _cmd_pause(self, request: dict[str, Any], send: Send) -> None:
-        assert self.supervisor is not None
-        self.supervisor.unpaused.clear()
-        self.log.warning("daemon.paused")
-        self.notifier.send(STATUS="PAUSED: no automatic restarts, no reloads; " + self.status_line())
-        await send(self.status())
-
-    async def _cmd_resume(self, request: dict[str, Any], send: Send) -> None:
-        assert self.supervisor is not None
-        self.supervisor.unpaused.set()
-        self.log.info("daemon.resumed")
-        self.notifier.send(STATUS=self.status_line())
-        if self.reloads.missed:
-            self.reloads.missed = False
-            self.reloads.request()
-        await send(self.status())
-
-    async def _cmd_start(self, request: dict[str, Any], send: Send) -> None:
-        assert self.supervisor is not None
-        sup, names = self.supervisor, list(request.get("units") or [])
-        await self._queued(send, "start " + " ".join(names), lambda: sup.start_units(names), names)
-
-    async def _queued(self, send: Send, name: str, work: Callable[[], Awaitable[Any]], names: list[str],
-                      **extra: Any) -> None:
-        """Run `work` as an operation; answer with the status of `names` when it is done."""
-        try:
-            await self.operations.submit(name, work)
-        except Stopping as e:
-            await send({"ok": False, "error": str(e)})
-            return
-        self.settle()
-        await send({**self.status(names or None), **extra})
-
-    async def _stop_units(self, request: dict[str, Any], send: Send) -> None:
-        assert self.supervisor is not None
-        sup, names = self.supervisor, list(request["units"])
-        needed = {n: [d for d in sup.dependents(n) if d not in names] for n in names}
-        needed = {n: deps for n, deps in needed.items() if deps}
-        if needed and not request.get("force"):
-            listed = "; ".join(f"{n} is needed by {', '.join(deps)}" for n, deps in needed.items())
-            await send({"ok": False, "error": f"{listed}: they cannot work without it; stop them too, "
-                        "or use --force to stop it anyway"})
-            return
-        warnings = [f"{n} is one member of the sharded group {sup.units[n].spec.group}: the others keep running, "
-                    f"and the work sharded to {n} waits until it runs again" for n in names if sup.units[n].spec.group]
-        await self._queued(send, "stop " + " ".join(names), lambda: sup.hold(names), names, warnings=warnings)
-
-    async def _cmd_stop(self, request: dict[str, Any], send: Send) -> None:
-        if request.get("units"):
-            await self._stop_units(request, send)
-            return
-        await send({"ok": True, "stopping": True})
-        self.request_stop()
-        await self._stopped.wait()
-        await send({"ok": True, "stopped": True})
-
-    async def _cmd_restart(self, request: dict[str, Any], send: Send) -> None:
-        assert self.supervisor is not None
-        sup, names = self.supervisor, list(request.get("units") or [])
-        await self._queued(send, "restart", lambda: sup.restart(names), names)
-
-    async def _cmd_reload(self, request: dict[str, Any], send: Send) -> None:
-        if request.get("dry_run"):
-            await send(await self.reloads.dry_run())
-            return
-        try:
-            await send(await self.reloads.request_and_wait())
-        except Stopping as e:
-            await send({"ok": False, "error": str(e)})
-
-    async def _cmd_upgrade(self, request: dict[str, Any], send: Send) -> None:
-        async def progress(line: str) -> None:
-            try:
-                await send({"ok": True, "progress": line})
-            except ConnectionError:  # the client went away: the upgrade goes on
-                pass
-
-        try:
-            await send(await self.upgrades.request(request.get("python"), bool(request.get("allow_downtime")),
-                                                   bool(request.get("dry_run")), progress))
-        except Stopping as e:
-            await send({"ok": False, "error": str(e)})

@@ -182,9 +182,11 @@ def run(bench: Bench, rate: float) -> None:
     report(client, room, sender, changes)
 
 
-def report(client: Client, room: str, sender: SteadySender, changes: list[tuple[str, float, float]]) -> None:
+def report(client: Client, room: str, sender: SteadySender, changes: list[tuple[str, float, float]],
+           span: str = "edit -> all ready") -> None:
+    """Each change's duration, failed requests and outage; then lost and duplicated messages."""
     for label, began, ended in changes:
-        print(f"{label}: edit -> all ready {ended - began:.1f} s, "
+        print(f"{label}: {span} {ended - began:.1f} s, "
               f"failed client requests {sender.failed_between(began, ended)}, "
               f"client could not send for {sender.outage_between(began, ended):.1f} s")
     seen = collections.Counter(t for t in client.texts(room) if t.startswith("b "))

@@ -11,7 +11,6 @@ contrib/test.sh sets up) and Redis. Prints figures; asserts nothing.
 from __future__ import annotations
 
 import argparse
-import collections
 import os
 import shutil
 import sys
@@ -25,7 +24,7 @@ sys.path.insert(0, os.path.join(REPO, "tests"))
 
 from e2e.matrix import Client  # noqa: E402
 from e2e.venvs import synapse_venv, upgrade_pair  # noqa: E402
-from topology import DB, Bench, SteadySender, demo  # noqa: E402
+from topology import DB, Bench, SteadySender, demo, report  # noqa: E402
 
 
 def timed(bench: Bench, label: str, *args: str) -> tuple[str, float, float]:
@@ -60,17 +59,7 @@ def run(bench: Bench, rate: float, old: str, new: str) -> None:
     time.sleep(3)
     sender.stopping.set()
     sender.join(60)
-    report(client, room, sender, changes)
-
-
-def report(client: Client, room: str, sender: SteadySender, changes: list[tuple[str, float, float]]) -> None:
-    for label, began, ended in changes:
-        print(f"{label}: total {ended - began:.1f} s, failed client requests {sender.failed_between(began, ended)}, "
-              f"client could not send for {sender.outage_between(began, ended):.1f} s")
-    seen = collections.Counter(t for t in client.texts(room) if t.startswith("b "))
-    lost = [t for t in sender.sent if t not in seen]
-    print(f"messages sent {len(sender.sent)}, failed client requests {len(sender.failures)}, lost {len(lost)}, "
-          f"duplicated {sum(n > 1 for n in seen.values())}")
+    report(client, room, sender, changes, span="total")
 
 
 def main() -> None:
