@@ -67,6 +67,11 @@ def status(args: argparse.Namespace) -> int:
 
 def _status_without_daemon(state: StateDir, as_json: bool) -> int:
     """No daemon (exit 3); processes a dead daemon left behind are listed as `orphaned`."""
+    silent = running_daemon(state)
+    if silent is not None:  # alive, but no socket to ask: its units are not orphans
+        print(f"synsup: error: the synsup daemon (pid {silent}) does not answer on {state.socket} (still "
+              "starting, or its socket was removed); `synsup stop` stops it", file=sys.stderr)
+        return 1
     rows = orphan_rows(leftover_records(state))
     if as_json:
         print(json.dumps({"daemon": None, "units": rows}))
@@ -109,10 +114,10 @@ def stop(args: argparse.Namespace) -> int:
 
 def _stop_without_daemon(state: StateDir) -> int:
     starting = running_daemon(state)
-    if starting is not None:  # started, not yet listening: SIGTERM stops it cleanly
+    if starting is not None:  # not listening (still starting, or its socket was removed): SIGTERM stops it cleanly
         os.kill(starting, signal.SIGTERM)
         wait_gone([starting], 120.0)
-        print("stopped (the daemon was still starting)")
+        print("stopped (the daemon did not listen on its control socket: sent it SIGTERM)")
         return 0
     names = stop_leftovers(state)
     if names:
