@@ -19,6 +19,7 @@ from .spec import NAME_RULE, steps_of, valid_name
 from .statedir import StateDir, default_state_dir, running_daemon
 
 EXIT_NOT_RUNNING = 3
+STOP_ANSWER_WAIT = 10.0  # a live daemon says "stopping" at once; the stop itself may take long
 
 
 def state_of(args: argparse.Namespace) -> StateDir:
@@ -66,6 +67,11 @@ def status(args: argparse.Namespace) -> int:
 
 def _status_without_daemon(state: StateDir, as_json: bool) -> int:
     """No daemon (exit 3); processes a dead daemon left behind are listed as `orphaned`."""
+    silent = running_daemon(state)
+    if silent is not None:  # alive, but no socket to ask: its units are not orphans
+        print(f"synsup: error: the synsup daemon (pid {silent}) does not answer on {state.socket} (still "
+              "starting, or its socket was removed); `synsup stop` stops it", file=sys.stderr)
+        return 1
     rows = orphan_rows(leftover_records(state))
     if as_json:
         print(json.dumps({"daemon": None, "units": rows}))
@@ -82,15 +88,24 @@ def stop(args: argparse.Namespace) -> int:
         return unit_command(args, {"cmd": "stop", "units": args.units, "force": args.force})
     state = state_of(args)
     try:
-        client = ControlClient(state.socket, timeout=None)
+        client = ControlClient(state.socket, timeout=STOP_ANSWER_WAIT)
     except NotRunning:
         return _stop_without_daemon(state)
     pid = running_daemon(state)
     with client:
         client.send({"cmd": "stop"})
-        for reply in client.replies():
+        replies = client.replies()
+        try:
+            first = next(replies, None)
+        except ControlTimeout:
+            raise ControlError(f"the daemon{f' (pid {pid})' if pid else ''} did not answer `stop` within "
+                               f"{STOP_ANSWER_WAIT:g}s: it is hung or stopped (SIGSTOP); see {state.daemon_log}") from None
+        client.sock.settimeout(None)  # answering: the stop takes as long as the units' stop timeouts
+        for reply in [first] if first else []:
             if reply.get("stopping"):
                 print("stopping: workers, then stream writers, then main, then Redis ...")
+        for _ in replies:
+            pass
     if pid is not None:
         wait_gone([pid], 30.0)
     print("stopped")
@@ -99,10 +114,10 @@ def stop(args: argparse.Namespace) -> int:
 
 def _stop_without_daemon(state: StateDir) -> int:
     starting = running_daemon(state)
-    if starting is not None:  # started, not yet listening: SIGTERM stops it cleanly
+    if starting is not None:  # not listening (still starting, or its socket was removed): SIGTERM stops it cleanly
         os.kill(starting, signal.SIGTERM)
         wait_gone([starting], 120.0)
-        print("stopped (the daemon was still starting)")
+        print("stopped (the daemon did not listen on its control socket: sent it SIGTERM)")
         return 0
     names = stop_leftovers(state)
     if names:

@@ -102,7 +102,7 @@ class ControlServer:
             return f"the request is longer than {MAX_REQUEST} bytes"
         try:
             request = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested too deep ([[[[...)
             return "the request is not JSON"
         return request if isinstance(request, dict) else "the request is not a JSON object"
 

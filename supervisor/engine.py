@@ -148,6 +148,8 @@ class Supervisor:
 
     async def start_units(self, names: list[str]) -> None:
         units = [self.units[n] for n in names]
+        # a failed unit's task is in its cool-down: end it, so the start below tries at once
+        await asyncio.gather(*(u.stop() for u in units if u.state is S.FAILED))
         for unit in units:
             unit.held = False
             unit.start(reset=True)

@@ -23,7 +23,10 @@ class FollowedLog:
 
     def tail(self, n: int) -> bytes:
         self._reopen()
-        if self._file is None or n <= 0:
+        if self._file is None:
+            return b""
+        if n <= 0:
+            self._file.seek(0, os.SEEK_END)  # `-n 0 -f`: only what comes from now on
             return b""
         lines = self._file.read().splitlines(keepends=True)
         return self._prefixed(b"".join(lines[-n:]))

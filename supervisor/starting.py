@@ -22,7 +22,7 @@ from .probes import check
 from .render import print_findings
 from .source import Source
 from .spec import UnitSpec
-from .statedir import StateDir, process_record
+from .statedir import StateDir, process_record, running_daemon
 from .telemetry import Telemetry
 from .upgrades import Upgrader
 
@@ -50,6 +50,12 @@ def start(args: argparse.Namespace, source: Source, argv: list[str]) -> int:
     if _answers(state):
         print(f"synsup is already running for {state.path}")
         return 0
+    silent = running_daemon(state)
+    if silent is not None and silent != os.getpid():  # (a daemon started in the background is in its own record)
+        print(f"synsup: error: a synsup daemon (pid {silent}) runs for {state.path} but does not answer on "
+              f"{state.socket} (still starting, or its socket was removed); stop it with `synsup stop` first",
+              file=sys.stderr)
+        return 1
     if getattr(args, "replace", False):
         stop_leftovers(state)
     leftovers = leftover_records(state)

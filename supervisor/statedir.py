@@ -13,6 +13,8 @@ import psutil
 from .ownership import UntrustedPath, check_ancestors, who
 
 FIX = "pass --state-dir DIR (a directory of your own, mode 0700) or set SYNSUP_STATE_DIR"
+SUN_PATH_MAX = 107  # bytes of a UNIX socket path (sun_path is 108, with its NUL)
+LONGEST_SOCKET = os.path.join("notify", "99999.sock")  # the longest socket path below the state dir
 
 
 class StateDirError(Exception):
@@ -64,6 +66,7 @@ class StateDir:
 
     def create(self) -> None:
         """Make the dir (never through a symlink), or take an existing one only if it is ours."""
+        self._check_length()
         try:
             self._check_above()
             os.makedirs(os.path.dirname(self.path), mode=0o755, exist_ok=True)
@@ -96,6 +99,14 @@ class StateDir:
             self._check_own()
         except OSError as e:
             raise StateDirError(f"cannot check state dir {self.path}: {e.strerror}; {FIX}") from None
+
+    def _check_length(self) -> None:
+        """Every socket synsup makes in the dir must fit a UNIX socket address."""
+        longest = len(os.fsencode(os.path.join(self.path, LONGEST_SOCKET)))
+        if longest > SUN_PATH_MAX:
+            room = SUN_PATH_MAX - len(LONGEST_SOCKET) - 1
+            raise StateDirError(f"state dir {self.path} is too long ({len(os.fsencode(self.path))} bytes): the "
+                                f"UNIX sockets in it need a path of at most {room} bytes; {FIX}")
 
     def _check_above(self) -> None:
         try:

@@ -53,6 +53,7 @@ class Unit(HealthChecks):
         self.ready_event = asyncio.Event()
         self.wanted = False
         self.held = False  # stopped by the admin: no automatic start until `synsup start UNIT`
+        self.waiting_for_resume = False  # exited while paused: nothing happens until `synsup resume`
         if unpaused is None:
             unpaused = asyncio.Event()
             unpaused.set()
@@ -133,7 +134,7 @@ class Unit(HealthChecks):
     def settled(self) -> bool:
         """Ready, failed or stopped with no start pending, or waiting on a dependency that
         cannot become ready: nothing more will happen without a command."""
-        if self.blocked_by is not None:
+        if self.blocked_by is not None or self.waiting_for_resume:
             return True
         return self.state in (S.READY, S.FAILED, S.STOPPED) and not self._start_requested.is_set()
 
@@ -193,18 +194,33 @@ class Unit(HealthChecks):
             if delay is None:
                 if not await self._failed():
                     break
+                if not self.unpaused.is_set() and not await self._until_resumed():
+                    break  # paused during the cool-down: still failed, no retry until resumed
                 continue
             self.restarts += 1
             if delay > 0:
                 self.set_state(S.BACKOFF, delay=delay)
                 if await self._race(self.clock.sleep(delay)) == "stop":
                     break
+            if not self.unpaused.is_set() and not await self._paused():
+                break  # paused during the backoff: no automatic restart until resumed
         self.set_state(S.STOPPED)
 
     async def _paused(self) -> bool:
         """Exited while synsup is paused: no restart until resumed (True) or stopped (False)."""
-        self.set_state(S.BACKOFF, f"{self.error}; not restarted while synsup is paused")
-        return await self._race(self.unpaused.wait()) != "stop"
+        note = "; not restarted while synsup is paused"
+        error = self.error or "exited"
+        self.set_state(S.BACKOFF, error if error.endswith(note) else error + note)
+        return await self._until_resumed()
+
+    async def _until_resumed(self) -> bool:
+        """Nothing happens until `synsup resume` (True) or a stop (False): settled meanwhile."""
+        self.waiting_for_resume = True
+        self._on_change(self)  # settled now: a wait for this unit returns
+        try:
+            return await self._race(self.unpaused.wait()) != "stop"
+        finally:
+            self.waiting_for_resume = False
 
     async def _failed(self) -> bool:
         """Crash loop: `failed` until the cool-down ends (True: try again) or a stop (False)."""

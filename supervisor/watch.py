@@ -19,8 +19,14 @@ def watch_targets(paths: list[str]) -> tuple[set[str], set[str]]:
     files: set[str] = set()
     dirs: set[str] = set()
     for path in paths:
-        (dirs if os.path.isdir(path) else files).add(os.path.abspath(path))
+        # a symlinked config (Ansible, Nix, a Kubernetes ConfigMap) is edited at its target
+        for each in {os.path.abspath(path), os.path.realpath(path)}:
+            (dirs if os.path.isdir(path) else files).add(each)
     return files, dirs
+
+
+def _resolved(paths: list[str]) -> dict[str, str]:
+    return {path: os.path.realpath(path) for path in paths}
 
 
 def _relevant(path: str, files: set[str], dirs: set[str]) -> bool:
@@ -47,6 +53,7 @@ async def config_changes(paths: list[str], settle: float = 1.0) -> AsyncIterator
     if not roots:
         await asyncio.sleep(settle)  # nothing to watch yet: the caller looks again
         return
+    resolved = _resolved(paths)
     queue: asyncio.Queue[Batch | Exception] = asyncio.Queue()
     pump = asyncio.ensure_future(_pump(roots, queue))
     pending: set[str] = set()
@@ -62,7 +69,10 @@ async def config_changes(paths: list[str], settle: float = 1.0) -> AsyncIterator
             if isinstance(changes, Exception):
                 raise changes
             pending |= {p for _, p in changes if _relevant(p, files, dirs)}
-            if any(p in dirs or (p in files and os.path.isdir(p)) for _, p in changes):
+            moved = [p for p, real in resolved.items() if os.path.realpath(p) != real]
+            if moved:  # a symlink now points elsewhere (a ConfigMap's ..data swap): watch the new target
+                pending |= {os.path.abspath(p) for p in moved}
+            if moved or any(p in dirs or (p in files and os.path.isdir(p)) for _, p in changes):
                 # a watched dir itself was removed, or is back: watch it anew
                 await asyncio.sleep(settle)
                 yield sorted(pending)

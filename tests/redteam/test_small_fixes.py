@@ -1,0 +1,45 @@
+"""Red team regressions: a deeply nested control request, `synsup logs -f -n 0`."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+
+from synsup.supervisor.control import ControlServer
+from synsup.supervisor.follow import FollowedLog
+
+
+def test_a_deeply_nested_request_is_answered_not_a_traceback(short_dir):
+    """Regression: `[[[[...` (30,000 deep) raised RecursionError in the control server: the
+    connection closed without an answer and daemon.log got a traceback."""
+    path = f"{short_dir}/s.sock"
+
+    async def serve() -> bytes:
+        server = ControlServer(path, lambda request, send: send({"ok": True}))
+        await server.start()
+
+        def client() -> bytes:
+            with socket.socket(socket.AF_UNIX) as s:
+                s.settimeout(5)
+                s.connect(path)
+                s.sendall(b"[" * 30000 + b"\n")
+                return s.recv(4096)
+        try:
+            return await asyncio.to_thread(client)
+        finally:
+            server.close()
+    reply = json.loads(asyncio.run(serve()))
+    assert reply == {"ok": False, "error": "the request is not JSON"}
+
+
+def test_follow_with_zero_lines_shows_only_new_output(tmp_path):
+    """Regression: `synsup logs -f -n 0 UNIT` printed the whole log first."""
+    path = tmp_path / "generic1.log"
+    path.write_bytes(b"old 1\nold 2\n")
+    log = FollowedLog(str(path))
+    assert log.tail(0) == b""
+    with open(path, "ab") as f:
+        f.write(b"new\n")
+    assert log.read() == b"new\n"
+    log.close()
