@@ -50,6 +50,11 @@ def check(loaded: Loaded, as_json: bool) -> int:
     return 0
 
 
+def all_ready(units: list[dict[str, Any]]) -> bool:
+    """Exit 0 material: every unit ready, but for those stopped by the admin (intended)."""
+    return all(u["state"] == "ready" or (u.get("held") and u["state"] == "stopped") for u in units)
+
+
 def status(args: argparse.Namespace) -> int:
     state = state_of(args)
     try:
@@ -62,7 +67,7 @@ def status(args: argparse.Namespace) -> int:
         print(json.dumps(reply, indent=2))
     else:
         print(status_table(reply, time.time(), use_colour(sys.stdout)))
-    return 0 if all(u["state"] == "ready" for u in reply["units"]) else 1
+    return 0 if all_ready(reply["units"]) else 1
 
 
 def _status_without_daemon(state: StateDir, as_json: bool) -> int:
@@ -156,7 +161,7 @@ def restart(args: argparse.Namespace) -> int:
     if isinstance(reply, int):
         return reply
     print(status_table(reply, time.time()))
-    return 0 if all(u["state"] == "ready" for u in reply["units"]) else 1
+    return 0 if all_ready(reply["units"]) else 1
 
 
 def unit_command(args: argparse.Namespace, request: dict[str, Any]) -> int:

@@ -25,7 +25,7 @@ from .logs import DaemonLog
 from .notify import SystemdNotifier
 from .operations import Lifecycle, Operations, Phase
 from .output import KEEP_FILES, MAX_BYTES, prepare_log_dir
-from .process import REAPER, Spawner, become_subreaper
+from .process import REAPER, STATE_MARKER, Spawner, become_subreaper
 from .records import Records
 from .reloads import Reloads
 from .source import Loaded
@@ -58,7 +58,8 @@ class Daemon:
         self.daemon_log, self.log_rotation = daemon_log, log_rotation
         self.state, self.log_dir = state, log_dir
         self.current = loaded
-        self.timing, self.spawner, self.watch = timing, spawner, watch
+        self.timing, self.watch = timing, watch
+        self.spawner = spawner or Spawner({STATE_MARKER: state.path})
         self.notifier = notifier or SystemdNotifier(None)
         self.lifecycle = Lifecycle()
         self.operations = Operations()

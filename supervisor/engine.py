@@ -163,7 +163,8 @@ class Supervisor:
             unit.output.reopen()
 
     def all_ready(self) -> bool:
-        return all(u.state is S.READY for u in self.units.values())
+        """Every unit ready, but for those the admin stopped (an intended state)."""
+        return all(u.state is S.READY or (u.held and u.state is S.STOPPED) for u in self.units.values())
 
     def close(self) -> None:
         for unit in self.units.values():

@@ -41,6 +41,11 @@ async def apply_actions(sup: Supervisor, actions: list[Action], specs: list[Unit
     """Apply `actions`; raise PartialReload at the first unit that does not become ready.
     `progress` gets one line per action done."""
     new = {s.name: s for s in specs}
+    # a unit that was not ready before the reload (failed, waiting) failing again is no reason
+    # to halt, unless others need it: only units that worked before, that the reload adds, or
+    # that others depend on can make it partial
+    counts = {n for n, u in sup.units.items() if u.state is S.READY} | (set(new) - set(sup.units))
+    counts |= {n for n in sup.units if sup.dependents(n)}
     for spec in specs:  # units to be added exist (stopped) from the start, so dependencies resolve
         if spec.name not in sup.units:
             sup.set_spec(spec)
@@ -49,7 +54,10 @@ async def apply_actions(sup: Supervisor, actions: list[Action], specs: list[Unit
         log.info("reload.action", action=action.describe())
         began = sup.clock.monotonic()
         started = await _apply(sup, action, new)
-        failed = [u for u in started if u.state is not S.READY]
+        failed = [u for u in started if u.state is not S.READY and u.spec.name in counts]
+        for unit in started:
+            if unit.state is not S.READY and unit.spec.name not in counts:
+                log.warning("reload.still_not_ready", unit=unit.spec.name, error=unit.error)
         if failed:
             partial = PartialReload(failed[0].spec.name, failed[0].error or failed[0].state.value, done)
             await _roll_back(sup, failed, last_good)

@@ -91,6 +91,11 @@ class Requests:
     async def _stop_units(self, request: dict[str, Any], send: Send) -> None:
         assert self.d.supervisor is not None
         sup, names = self.d.supervisor, list(request["units"])
+        external = [n for n in names if sup.units[n].spec.argv is None]
+        if external:
+            await send({"ok": False, "error": f"{', '.join(external)}: not run by synsup (only probed); "
+                        "stop it where it runs"})
+            return
         needed = {n: [d for d in sup.dependents(n) if d not in names] for n in names}
         needed = {n: deps for n, deps in needed.items() if deps}
         if needed and not request.get("force"):

@@ -10,6 +10,7 @@ from typing import Any
 
 import psutil
 
+from .process import STATE_MARKER
 from .statedir import StateDir, still_running
 
 
@@ -70,5 +71,20 @@ def stop_leftovers(state: StateDir, say: Any = print) -> list[str]:
         for pid in wait_gone([r["pid"] for r in group.values()], timeout):
             _signal_group(pid, signal.SIGKILL)
         wait_gone([r["pid"] for r in group.values()], 5.0)
+    _kill_marked(state.path)
     state.remove(state.units_file)
     return sorted(records)
+
+
+def _kill_marked(state_path: str) -> None:
+    """What escaped the recorded groups (a `setsid` grandchild): every process whose
+    environment says it belongs to a unit of this state dir."""
+    marked = []
+    for proc in psutil.process_iter(["pid", "environ"]):
+        try:
+            if (proc.info["environ"] or {}).get(STATE_MARKER) == state_path:
+                proc.kill()
+                marked.append(proc.info["pid"])
+        except psutil.Error:
+            pass
+    wait_gone(marked, 5.0)

@@ -158,6 +158,11 @@ class UnitOutput:
             self.close()
             self._retry_at = time.monotonic() + RETRY_AFTER
 
+    def new_run(self) -> None:
+        """A new process: the in-memory tail (where its error is looked for) starts empty."""
+        self.tail.clear()
+        self._partial = ""
+
     def note(self, text: str) -> None:
         """A line of synsup's own in the unit's log (spawns and exits)."""
         self._append(f"[synsup] {text}\n".encode())

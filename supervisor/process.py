@@ -23,6 +23,7 @@ from .output import UnitOutput
 from .spec import UnitSpec
 
 MARKER = "SYNSUP_UNIT"  # in every unit's environment: which unit a process belongs to
+STATE_MARKER = "SYNSUP_STATE_DIR"  # and which daemon's: what a later `synsup stop` looks for
 PR_SET_CHILD_SUBREAPER = 36
 DRAIN_AFTER_EXIT = 1.0  # seconds to keep reading output that was in flight when the unit exited
 
@@ -224,6 +225,9 @@ class Child:
 class Spawner:
     """Starts unit processes; a test can put another spawner in its place."""
 
+    def __init__(self, extra_env: dict[str, str] | None = None) -> None:
+        self.extra_env = extra_env or {}
+
     async def spawn(self, spec: UnitSpec, env: dict[str, str], output: UnitOutput) -> Child:
         assert spec.argv is not None
         popen = subprocess.Popen(
@@ -231,7 +235,7 @@ class Spawner:
             stdin=subprocess.PIPE if spec.stdin is not None else subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
-            env={**env, MARKER: spec.name},
+            env={**env, **self.extra_env, MARKER: spec.name},
             cwd=spec.cwd,
             start_new_session=True,
         )

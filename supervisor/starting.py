@@ -104,7 +104,7 @@ def _unit_names(args: argparse.Namespace) -> list[str]:
     units = list(getattr(args, "units", None) or [])
     configfile = getattr(args, "configfile", None)
     if configfile and not os.path.exists(configfile) and (units or not getattr(args, "config", None)) \
-            and "." not in os.path.basename(configfile):
+            and not configfile.endswith((".yaml", ".yml")) and "/" not in configfile:
         units.insert(0, configfile)
     return units
 

@@ -261,6 +261,7 @@ class Unit(HealthChecks):
             self.log.error("unit.refused", error=refusal)
             return None
         self.installed.at_spawn(self.spec)
+        self.output.new_run()
         try:
             self.child = child = await self.spawner.spawn(self.spec, self._environment(), self.output)
         except OSError as e:

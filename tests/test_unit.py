@@ -162,3 +162,17 @@ def test_the_error_is_the_exception_the_unit_died_of(tmp_path):
                               "port 5432 failed: Connection refused")
         await sup.stop_all()
     run(scenario, [spec("a")], tmp_path)
+
+
+def test_an_error_comes_from_the_last_run_only(tmp_path):
+    async def scenario(sup, clock, spawner):
+        unit = sup.units["a"]
+        sup.start_all()
+        first = await spawner.next_child()
+        unit.output.write(b"FirstError: from an earlier run\n")
+        first.exit(1)
+        (await spawner.next_child()).exit(2)
+        await spawner.next_child()
+        assert unit.error == "exited with code 2" and unit.last_exit.code == 2
+        await sup.stop_all()
+    run(scenario, [spec("a")], tmp_path)

@@ -28,9 +28,11 @@ def test_a_unit_stopped_by_the_admin_stays_stopped_until_started(running):
     assert running.unit("generic1")["held"] is True
     edit_worker(running, "generic1", _fake_tags=["edited while stopped"])
     assert running.synsup("reload").returncode == 0
-    assert running.synsup("restart", timeout=120).returncode == 1  # everything but generic1 restarts
+    assert running.synsup("restart", timeout=120).returncode == 0  # everything but generic1 restarts
     unit = running.unit("generic1")
     assert unit["state"] == "stopped" and unit["pid"] is None
+    status = running.synsup("status")  # stopped by the admin is intended: not degraded, exit 0
+    assert status.returncode == 0 and running.status()["daemon"]["state"] == "running", status.stdout
     done = running.synsup("start", "generic1")
     assert done.returncode == 0, done.stdout + done.stderr
     assert running.unit("generic1")["state"] == "ready"
@@ -102,3 +104,9 @@ def test_bash_completion_offers_commands_options_and_live_unit_names(running):
     assert "restart" in complete("synsup", "res")
     assert "--dry-run" in complete("synsup", "reload", "--d")
     assert complete("synsup", "restart", "gen") == ["generic1"]
+
+
+def test_an_external_unit_cannot_be_stopped_by_synsup(running):
+    done = running.synsup("stop", "postgres", "--force")
+    assert done.returncode == 1 and "not run by synsup (only probed)" in done.stderr
+    assert running.unit("postgres")["state"] == "ready"

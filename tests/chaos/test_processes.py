@@ -195,3 +195,16 @@ def test_too_many_connections_are_refused_and_units_stay_healthy(deployment):
     done = deployment.synsup("status")
     assert done.returncode == 0, done.stdout
     stop_and_assert_clean(deployment)
+
+
+def test_stop_after_the_daemon_died_kills_what_escaped_the_groups(deployment):
+    """Red team: a setsid grandchild survived `synsup stop` once its daemon was gone."""
+    deployment.behave("generic1", grandchild="setsid")
+    start(deployment)
+    grandchild = grandchild_pid(deployment, "generic1")
+    with open(os.path.join(deployment.state_dir, "daemon.json")) as f:
+        os.kill(json.load(f)["pid"], signal.SIGKILL)
+    wait_for(lambda: deployment.synsup("status").returncode == 3, what="the daemon to be gone")
+    assert deployment.synsup("stop", timeout=90).returncode == 0
+    wait_for(lambda: not alive(grandchild), timeout=10, what="the escaped grandchild to be killed")
+    wait_for(lambda: not processes_with(deployment.control), timeout=10, what="every process to be gone")

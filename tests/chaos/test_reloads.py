@@ -113,3 +113,15 @@ def test_a_stopped_worker_without_listeners_is_restarted(running):
     wait_for(lambda: running.unit("pusher1")["pid"] not in (None, pid) and
              running.unit("pusher1")["state"] == "ready", timeout=45, what="pusher1 to be restarted")
     assert time.monotonic() - began < 45
+
+
+def test_a_unit_that_was_failing_already_does_not_make_a_reload_partial(deployment):
+    """Red team: one unit already failed halted every shared-key reload as partial."""
+    deployment.behave("pusher1", refuse=True)
+    assert deployment.start().returncode == 1  # pusher1 never becomes ready
+    deployment.shared["_fake_tags"] = ["a shared edit"]
+    write_shared(deployment)
+    done = deployment.synsup("reload", timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert daemon(deployment)["config_generation"] == 2
+    assert deployment.synsup("stop", timeout=120).returncode == 0
