@@ -82,13 +82,15 @@ async def until(predicate, turns: int = 1000) -> None:
     raise AssertionError("condition not reached")
 
 
-def run_supervisor(scenario, specs, log_dir, timing) -> None:
+def run_supervisor(scenario, specs, log_dir, timing, clock=None) -> None:
     """Run `scenario(sup, clock, spawner)` against a Supervisor of `specs` with a fake clock
-    and fake children."""
+    (or the one given) and fake children."""
     from synsup.supervisor.engine import Supervisor
 
     async def main():
-        clock, spawner = FakeClock(), FakeSpawner()
+        spawner = FakeSpawner()
+        nonlocal clock
+        clock = clock or FakeClock()
         sup = Supervisor(specs, log_dir=str(log_dir), notify_dir=None, clock=clock, spawner=spawner, timing=timing)
         async with asyncio.TaskGroup() as group:
             sup.spawn_tasks(group)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import json
 import os
 import shutil
@@ -24,6 +25,7 @@ import tempfile
 import threading
 import time
 import urllib.parse
+from collections.abc import Iterator
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
@@ -201,11 +203,18 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=5.0, help="messages per second")
     parser.add_argument("--synsup-path", help="a directory holding the synsup checkout to run")
     args = parser.parse_args()
-    root = tempfile.mkdtemp(prefix="topo", dir="/tmp")
-    bench = Bench(root, args.synsup_path)
+    with bench_session("topo", args.synsup_path) as bench:
+        run(bench, args.rate)
+
+
+@contextlib.contextmanager
+def bench_session(prefix: str, synsup_path: str | None) -> Iterator[Bench]:
+    """A Bench in a temp dir with its own database; stopped and removed afterwards."""
+    root = tempfile.mkdtemp(prefix=prefix, dir="/tmp")
+    bench = Bench(root, synsup_path)
     demo.create_database(bench.database, DB)
     try:
-        run(bench, args.rate)
+        yield bench
     finally:
         bench.synsup("stop")
         demo.drop_database(bench.database, DB)

@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import sys
-import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -24,7 +22,7 @@ sys.path.insert(0, os.path.join(REPO, "tests"))
 
 from e2e.matrix import Client  # noqa: E402
 from e2e.venvs import synapse_venv, upgrade_pair  # noqa: E402
-from topology import DB, Bench, SteadySender, demo, report  # noqa: E402
+from topology import Bench, SteadySender, bench_session, report  # noqa: E402
 
 
 def timed(bench: Bench, label: str, *args: str) -> tuple[str, float, float]:
@@ -69,15 +67,8 @@ def main() -> None:
     parser.add_argument("--to", dest="new", help="the newer release (default: the newest)")
     args = parser.parse_args()
     old, new = (args.old, args.new) if args.old and args.new else upgrade_pair()
-    root = tempfile.mkdtemp(prefix="upg", dir="/tmp")
-    bench = Bench(root, None)
-    demo.create_database(bench.database, DB)
-    try:
+    with bench_session("upg", None) as bench:
         run(bench, args.rate, old, new)
-    finally:
-        bench.synsup("stop")
-        demo.drop_database(bench.database, DB)
-        shutil.rmtree(root, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -6,9 +6,8 @@ from __future__ import annotations
 
 import asyncio
 
-from fakes import FakeClock, FakeSpawner, until
+from fakes import FakeClock, run_supervisor, until
 
-from synsup.supervisor.engine import Supervisor
 from synsup.supervisor.spec import UnitSpec
 from synsup.supervisor.state import UnitState
 from synsup.supervisor.unit import Timing
@@ -31,19 +30,7 @@ class GatedClock(FakeClock):
 
 
 def run(scenario, tmp_path, timing: Timing) -> None:
-    async def main():
-        clock, spawner = GatedClock(), FakeSpawner()
-        spec = UnitSpec(name="a", argv=("fake", "a"), notify=False)
-        sup = Supervisor([spec], log_dir=str(tmp_path), notify_dir=None, clock=clock, spawner=spawner,
-                         timing=timing)
-        async with asyncio.TaskGroup() as group:
-            sup.spawn_tasks(group)
-            try:
-                await scenario(sup, clock, spawner)
-            finally:
-                sup.cancel_tasks()
-        sup.close()
-    asyncio.run(main())
+    run_supervisor(scenario, [UnitSpec(name="a", argv=("fake", "a"), notify=False)], tmp_path, timing, GatedClock())
 
 
 def test_a_unit_backing_off_when_paused_is_not_restarted_until_resume(tmp_path):
