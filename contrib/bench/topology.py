@@ -167,13 +167,7 @@ def run(bench: Bench, rate: float) -> None:
         raise SystemExit(done.stdout + done.stderr)
     units = len(bench.status()["units"])
     print(f"start -> all ready {time.monotonic() - began:.1f} s ({units} units)", flush=True)
-    main = Client(f"http://127.0.0.1:{bench.ports['main']}")
-    main.register(bench.shared()["registration_shared_secret"], "bench", "bench-password")
-    client = Client(f"http://127.0.0.1:{bench.ports['generic1']}")
-    client.login("bench", "bench-password")
-    room = client.create_room()
-    sender = SteadySender(client, room, rate)
-    sender.start()
+    client, room, sender = steady_sender(bench, rate)
     time.sleep(3)  # a few messages before the first change: a steady state to disturb
     changes = [change(bench, "add persister3", lambda: add_persister3(bench), units + 1)]
     time.sleep(3)  # also lets the message waiting at all-ready go through before the next change
@@ -205,6 +199,18 @@ def main() -> None:
     args = parser.parse_args()
     with bench_session("topo", args.synsup_path) as bench:
         run(bench, args.rate)
+
+
+def steady_sender(bench: Bench, rate: float) -> tuple[Client, str, SteadySender]:
+    """A user sending `rate` messages a second through generic1 into a new room."""
+    main = Client(f"http://127.0.0.1:{bench.ports['main']}")
+    main.register(bench.shared()["registration_shared_secret"], "bench", "bench-password")
+    client = Client(f"http://127.0.0.1:{bench.ports['generic1']}")
+    client.login("bench", "bench-password")
+    room = client.create_room()
+    sender = SteadySender(client, room, rate)
+    sender.start()
+    return client, room, sender
 
 
 @contextlib.contextmanager

@@ -20,9 +20,8 @@ REPO = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(REPO, "tests"))
 
-from e2e.matrix import Client  # noqa: E402
 from e2e.venvs import synapse_venv, upgrade_pair  # noqa: E402
-from topology import Bench, SteadySender, bench_session, report  # noqa: E402
+from topology import Bench, bench_session, report, steady_sender  # noqa: E402
 
 
 def timed(bench: Bench, label: str, *args: str) -> tuple[str, float, float]:
@@ -42,13 +41,7 @@ def run(bench: Bench, rate: float, old: str, new: str) -> None:
         raise SystemExit(done.stdout + done.stderr)
     print(f"start on Synapse {old} -> all ready {time.monotonic() - began:.1f} s "
           f"({len(bench.status()['units'])} units)", flush=True)
-    main = Client(f"http://127.0.0.1:{bench.ports['main']}")
-    main.register(bench.shared()["registration_shared_secret"], "bench", "bench-password")
-    client = Client(f"http://127.0.0.1:{bench.ports['generic1']}")
-    client.login("bench", "bench-password")
-    room = client.create_room()
-    sender = SteadySender(client, room, rate)
-    sender.start()
+    client, room, sender = steady_sender(bench, rate)
     time.sleep(3)  # a steady state to disturb
     changes = [timed(bench, "synsup restart (everything, in order)", "restart", "--timeout", "900")]
     time.sleep(3)
