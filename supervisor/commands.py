@@ -77,7 +77,7 @@ def _status_without_daemon(state: StateDir, as_json: bool) -> int:
         print(f"synsup: error: the synsup daemon (pid {silent}) does not answer on {state.socket} (still "
               "starting, or its socket was removed); `synsup stop` stops it", file=sys.stderr)
         return 1
-    rows = orphan_rows(leftover_records(state))
+    rows = orphan_rows(leftover_records(state), state)
     if as_json:
         print(json.dumps({"daemon": None, "units": rows}))
     print(f"synsup is not running (state dir {state.path})", file=sys.stderr)

@@ -10,7 +10,7 @@ from typing import Any
 
 import psutil
 
-from .process import STATE_MARKER
+from .process import MARKER, STATE_MARKER
 from .statedir import StateDir, still_running
 
 
@@ -22,9 +22,29 @@ def leftover_records(state: StateDir) -> dict[str, dict[str, Any]]:
     return {name: r for name, r in records.items() if isinstance(r, dict) and still_running(r)}
 
 
-def orphan_rows(records: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
-    return [{"name": name, "state": "orphaned", "pid": r["pid"], "step": r.get("step", 0)}
+def orphan_rows(records: dict[str, dict[str, Any]], state: StateDir | None = None) -> list[dict[str, Any]]:
+    """The recorded units, then what else carries this state dir's marker (a migration an
+    upgrade ran, a grandchild that left its unit's group)."""
+    rows = [{"name": name, "state": "orphaned", "pid": r["pid"], "step": r.get("step", 0)}
             for name, r in sorted(records.items(), key=lambda item: item[1].get("step", 0))]
+    recorded = {r["pid"] for r in records.values()}
+    for pid, unit in (_marked(state.path) if state is not None else {}).items():
+        if pid not in recorded:
+            rows.append({"name": unit or "?", "state": "orphaned", "pid": pid, "step": None})
+    return rows
+
+
+def _marked(state_path: str) -> dict[int, str | None]:
+    """pid -> unit marker of every live process carrying this state dir's marker."""
+    found = {}
+    for proc in psutil.process_iter(["pid", "environ"]):
+        try:
+            environ = proc.info["environ"] or {}
+            if environ.get(STATE_MARKER) == state_path and _alive(proc.info["pid"]):
+                found[proc.info["pid"]] = environ.get(MARKER)
+        except psutil.Error:
+            pass
+    return found
 
 
 def _signal_group(pid: int, sig: int) -> None:
@@ -71,20 +91,19 @@ def stop_leftovers(state: StateDir, say: Any = print) -> list[str]:
         for pid in wait_gone([r["pid"] for r in group.values()], timeout):
             _signal_group(pid, signal.SIGKILL)
         wait_gone([r["pid"] for r in group.values()], 5.0)
-    _kill_marked(state.path)
+    marked = _kill_marked(state.path)
     state.remove(state.units_file)
-    return sorted(records)
+    return sorted(records) + sorted(n for n in marked if n not in records)
 
 
-def _kill_marked(state_path: str) -> None:
-    """What escaped the recorded groups (a `setsid` grandchild): every process whose
-    environment says it belongs to a unit of this state dir."""
-    marked = []
-    for proc in psutil.process_iter(["pid", "environ"]):
+def _kill_marked(state_path: str) -> list[str]:
+    """What escaped the recorded groups (a `setsid` grandchild, an upgrade's migration): every
+    process whose environment says it belongs to this state dir. Returns their unit markers."""
+    marked = _marked(state_path)
+    for pid in marked:
         try:
-            if (proc.info["environ"] or {}).get(STATE_MARKER) == state_path:
-                proc.kill()
-                marked.append(proc.info["pid"])
-        except psutil.Error:
+            os.kill(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
             pass
-    wait_gone(marked, 5.0)
+    wait_gone(list(marked), 5.0)
+    return [unit or f"pid {pid}" for pid, unit in marked.items()]

@@ -14,7 +14,7 @@ from .commands import state_of, unit_command
 from .control import ControlClient, NotRunning
 from .daemon import Daemon
 from .environment import read_env_file, with_environment
-from .leftovers import leftover_records, stop_leftovers
+from .leftovers import leftover_records, orphan_rows, stop_leftovers
 from .logs import DaemonLog, configure
 from .notify import SystemdNotifier
 from .output import prepare_log_dir
@@ -58,9 +58,9 @@ def start(args: argparse.Namespace, source: Source, argv: list[str]) -> int:
         return 1
     if getattr(args, "replace", False):
         stop_leftovers(state)
-    leftovers = leftover_records(state)
+    leftovers = orphan_rows(leftover_records(state), state)
     if leftovers:
-        names = ", ".join(f"{n} (pid {r['pid']})" for n, r in leftovers.items())
+        names = ", ".join(f"{r['name']} (pid {r['pid']})" for r in leftovers)
         print(f"synsup: error: processes started by an earlier synsup still run: {names}; "
               "stop them with `synsup stop`, or start with --replace", file=sys.stderr)
         return 1

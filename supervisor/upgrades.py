@@ -6,6 +6,7 @@ halts it: the units not yet restarted keep the old code. `Upgrades` owns the las
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
@@ -14,6 +15,7 @@ import structlog
 
 from .executor import PartialReload, apply_actions
 from .operations import Phase
+from .process import MARKER, STATE_MARKER
 from .source import Loaded
 from .upgrade_plan import Command, UpgradePlan
 
@@ -67,7 +69,7 @@ class Upgrades:
             return self._record(plan, "rejected", error="; ".join(plan.errors), errors=plan.errors)
         for command in plan.commands:
             await progress(f"{command.what} ...")
-            failure = await run_command(command)
+            failure = await run_command(command, {STATE_MARKER: self.daemon.state.path, MARKER: "migration"})
             if failure:
                 return self._record(plan, "failed", error=f"{command.what}: {failure}")
             await progress(f"{command.what}: done")
@@ -94,10 +96,12 @@ class Upgrades:
         return {"ok": True, **self.last}
 
 
-async def run_command(command: Command) -> str:
-    """Run it to the end (output kept); "" on exit 0, else why it failed with its last lines."""
+async def run_command(command: Command, marker: dict[str, str] | None = None) -> str:
+    """Run it to the end (output kept); "" on exit 0, else why it failed with its last lines.
+    `marker` goes into its environment, so that a `synsup stop` after the daemon died finds it."""
     try:
         proc = await asyncio.create_subprocess_exec(*command.argv, stdin=asyncio.subprocess.DEVNULL,
+                                                    env={**os.environ, **(marker or {})},
                                                     stdout=asyncio.subprocess.PIPE,
                                                     stderr=asyncio.subprocess.STDOUT, start_new_session=True)
     except OSError as e:

@@ -120,3 +120,47 @@ def test_failed_migration_changes_nothing(on_old, short_dir):
 def test_bad_python_is_one_line(on_old):
     done = on_old.synsup("upgrade", "--python", "/nonexistent/bin/python")
     assert done.returncode == 1 and done.stderr.count("\n") == 1 and "--python" in done.stderr
+
+
+def test_a_migration_outlives_no_dead_daemon_unseen(on_old, short_dir):
+    """Red team: a daemon killed during an upgrade's migration left it running, unlisted."""
+    import signal
+    import subprocess
+
+    from helpers import REPO, processes_with, wait_for
+    with open(os.path.join(on_old.control, "migrate.json"), "w") as f:
+        json.dump({"delay": 60}, f)
+    upgrade = subprocess.Popen([sys.executable, "-m", "synsup", "upgrade", "--python", new_python(short_dir),
+                                "--state-dir", on_old.state_dir], env=on_old.env(), cwd=REPO,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: any(u["name"] == "migration" for u in orphans_of(on_old, live=True)), timeout=60,
+                 what="the migration to run")
+        with open(os.path.join(on_old.state_dir, "daemon.json")) as f:
+            os.kill(json.load(f)["pid"], signal.SIGKILL)
+        wait_for(lambda: on_old.synsup("status").returncode == 3, what="the daemon to be gone")
+        assert any(u["name"] == "migration" for u in orphans_of(on_old))
+        assert on_old.start().returncode == 1  # a migration runs: no start on old code meanwhile
+        done = on_old.synsup("stop", timeout=120)
+        assert done.returncode == 0 and "migration" in done.stdout, done.stdout
+        wait_for(lambda: not processes_with(on_old.control), timeout=15, what="every process to be gone")
+    finally:
+        upgrade.kill()
+        upgrade.communicate()
+
+
+def orphans_of(d, live=False):
+    """Processes carrying the deployment's state dir marker, as `synsup status` lists them with
+    no daemon; with `live`, read from /proc while the daemon still runs."""
+    if live:
+        import psutil
+        return [{"name": p.environ().get("SYNSUP_UNIT")} for p in psutil.process_iter()
+                if _environ(p).get("SYNSUP_STATE_DIR") == d.state_dir]
+    return json.loads(d.synsup("status", "--json").stdout)["units"]
+
+
+def _environ(proc):
+    try:
+        return proc.environ()
+    except Exception:
+        return {}
