@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from .actions import Action
+from .plans import Action
 from .spec import UnitSpec
 
 

@@ -1,4 +1,4 @@
-"""The state dir: control socket, notify sockets, and the records that find processes again."""
+"""The state dir: where it is, that it is ours, and the paths of what synsup keeps in it."""
 
 from __future__ import annotations
 
@@ -8,9 +8,7 @@ import stat
 from dataclasses import dataclass
 from typing import Any
 
-import psutil
-
-from .ownership import UntrustedPath, check_ancestors, who
+from .path_trust import UntrustedPath, check_ancestors, who
 
 FIX = "pass --state-dir DIR (a directory of your own, mode 0700) or set SYNSUP_STATE_DIR"
 SUN_PATH_MAX = 107  # bytes of a UNIX socket path (sun_path is 108, with its NUL)
@@ -148,28 +146,3 @@ class StateDir:
                 os.unlink(path)
             except FileNotFoundError:
                 pass
-
-
-def process_record(pid: int) -> dict[str, Any] | None:
-    """What identifies a live process beyond its pid (pids get reused)."""
-    try:
-        p = psutil.Process(pid)
-        return {"pid": pid, "create_time": p.create_time(), "cmdline": p.cmdline()}
-    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
-        return None
-
-
-def still_running(record: dict[str, Any]) -> bool:
-    """Same pid, same start time, same command (a process may retitle itself, as redis-server
-    does, so the program name is compared when the full command line differs)."""
-    live = process_record(int(record.get("pid", 0) or 0)) if record.get("pid") else None
-    if not live or live["create_time"] != record.get("create_time"):
-        return False
-    recorded, now = record.get("cmdline") or [], live["cmdline"] or []
-    return recorded == now or bool(recorded and now and
-                                   os.path.basename(recorded[0]) in os.path.basename(now[0]))
-
-
-def running_daemon(state: StateDir) -> int | None:
-    record = state.read_json(state.daemon_file)
-    return record["pid"] if isinstance(record, dict) and still_running(record) else None

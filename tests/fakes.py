@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import signal
 
-from synsup.supervisor.process import Child
+from synsup.supervisor.engine.process import Child
 
 
 class FakeClock:
@@ -85,7 +85,7 @@ async def until(predicate, turns: int = 1000) -> None:
 def run_supervisor(scenario, specs, log_dir, timing, clock=None) -> None:
     """Run `scenario(sup, clock, spawner)` against a Supervisor of `specs` with a fake clock
     (or the one given) and fake children."""
-    from synsup.supervisor.engine import Supervisor
+    from synsup.supervisor.engine.supervisor import Supervisor
 
     async def main():
         spawner = FakeSpawner()

@@ -153,7 +153,7 @@ def test_socket_refuses_another_uid(deployment):
     assert "uid 65534 may not control this synsup daemon" in done.stdout, done.stderr
     for command in ("status", "restart", "reload"):  # the real client: one line, exit 1, every time
         refused = subprocess.run(
-            [sys.executable, "-c", "import os, sys; from synsup.units.app import main; "
+            [sys.executable, "-c", "import os, sys; from synsup.__main__ import main; "
              "os.setgid(65534); os.setuid(65534); sys.exit(main(sys.argv[1:]))", command,
              "--state-dir", deployment.state_dir], capture_output=True, text=True, timeout=30, cwd="/")
         assert refused.returncode == 1, (command, refused.stdout, refused.stderr)

@@ -11,10 +11,10 @@ import psutil
 import pytest
 from helpers import FAKE_SYNAPSE, Deployment
 
-from synsup.supervisor.engine import Supervisor
-from synsup.supervisor.policy import RestartPolicy
-from synsup.supervisor.state import UnitState
-from synsup.supervisor.unit import Timing
+from synsup.supervisor.engine.restart_policy import RestartPolicy
+from synsup.supervisor.engine.supervisor import Supervisor
+from synsup.supervisor.engine.unit import Timing
+from synsup.supervisor.engine.unit_state import UnitState
 from synsup.units.loader import load_deployment
 from synsup.units.specs import unit_specs
 
@@ -119,7 +119,7 @@ def test_redis_needs_its_password(fake_env):
 
     async def scenario(sup):
         await sup.wait_until(sup.all_ready)
-        from synsup.supervisor.probes import check
+        from synsup.supervisor.engine.probes import check
         probe = sup.units["redis"].spec.probes[0]
         assert await check(probe, 2) is None
         assert "refused AUTH" in (await check(dataclasses.replace(probe, password="wrong"), 2) or "")

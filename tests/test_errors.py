@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from synsup.supervisor.errors import exception_line
+from synsup.supervisor.engine.died_of import exception_line
 
 PSYCOPG = ('psycopg2.OperationalError: connection to server at "127.0.0.1", port 5432 failed: '
            'Connection refused')

@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import os
 
-from synsup.supervisor import hooks
-from synsup.supervisor.hooks import FailureHooks
+from synsup.supervisor.daemon import failure_hooks
+from synsup.supervisor.daemon.failure_hooks import FailureHooks
 
 
 class Clock:
@@ -28,9 +28,9 @@ def test_environment_and_once_per_unit_a_minute(tmp_path):
 
     async def main():
         h = FailureHooks([f'echo "$SYNSUP_EVENT $SYNSUP_UNIT $SYNSUP_ERROR $SYNSUP_HOST" >> {out}'], clock=clock)
-        hooks.activate(h)
+        failure_hooks.activate(h)
         try:
-            assert hooks.fire("failed", "main", "exited with code 1")
+            assert failure_hooks.fire("failed", "main", "exited with code 1")
             assert not h.fire("failed", "main", "again")  # within the minute: suppressed
             assert h.fire("failed", "persister1", "unhealthy")  # another unit: runs
             assert h.fire("reload_rejected", None, "x.yaml:3: error")
@@ -39,8 +39,8 @@ def test_environment_and_once_per_unit_a_minute(tmp_path):
             await settle(h)
         finally:
             h.close()
-            hooks.activate(None)
-        assert not hooks.fire("failed", "main", "no daemon")
+            failure_hooks.activate(None)
+        assert not failure_hooks.fire("failed", "main", "no daemon")
 
     asyncio.run(main())
     lines = sorted(out.read_text().splitlines())

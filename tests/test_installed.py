@@ -8,7 +8,7 @@ import sys
 
 from helpers import FAKE_SYNAPSE, modern_deployment, write_deployment
 
-from synsup.supervisor.installed import InstalledCode
+from synsup.supervisor.engine.installed_code import InstalledCode
 from synsup.supervisor.spec import UnitSpec
 from synsup.units.check import check_deployment
 from synsup.units.specs import unit_specs

@@ -12,7 +12,7 @@ import sys
 import pytest
 from helpers import REPO, wait_for
 
-from synsup.supervisor.follow import FollowedLog
+from synsup.supervisor.cli.follow_logs import FollowedLog
 
 
 def test_a_followed_log_continues_across_a_rename_rotation(tmp_path):

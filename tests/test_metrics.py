@@ -10,14 +10,14 @@ from types import SimpleNamespace
 from fakes import FakeClock, FakeSpawner, until
 from prometheus_client.parser import text_string_to_metric_families
 
-from synsup.supervisor.engine import Supervisor
-from synsup.supervisor.metrics import Exposition
-from synsup.supervisor.resources import ResourceSampler
+from synsup.supervisor.daemon.metrics import Exposition
+from synsup.supervisor.daemon.telemetry import Telemetry
+from synsup.supervisor.engine.resources import ResourceSampler
+from synsup.supervisor.engine.supervisor import Supervisor
+from synsup.supervisor.engine.unit import Timing
+from synsup.supervisor.engine.unit_state import UnitState
 from synsup.supervisor.source import Loaded
 from synsup.supervisor.spec import UnitSpec
-from synsup.supervisor.state import UnitState
-from synsup.supervisor.telemetry import Telemetry
-from synsup.supervisor.unit import Timing
 
 S = UnitState
 TIMING = Timing(liveness_interval=None, notify_grace=0.0)

@@ -9,7 +9,7 @@ import pytest
 from helpers import listener, modern_deployment, worker, write_deployment
 
 from synsup.units.loader import load_deployment
-from synsup.units.plan import plan, snapshot_of
+from synsup.units.reload_plan import plan, snapshot_of
 from synsup.units.specs import unit_specs
 
 ROLLING_ALL = [("restart", ("main",)), ("restart", ("persister1",)), ("restart", ("persister2",)),

@@ -1,4 +1,4 @@
-from synsup.supervisor.policy import RestartPolicy
+from synsup.supervisor.engine.restart_policy import RestartPolicy
 
 
 def test_failed_starts_back_off_exponentially_then_give_up():

@@ -6,7 +6,7 @@ import asyncio
 
 from helpers import free_ports
 
-from synsup.supervisor.probes import Prober, check
+from synsup.supervisor.engine.probes import Prober, check
 from synsup.supervisor.spec import HttpProbe, RedisProbe, TcpProbe
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from synsup.supervisor.render import status_table, use_colour
+from synsup.supervisor.cli.render import status_table, use_colour
 
 REPLY = {"daemon": {"version": "x", "pid": 1, "state": "degraded", "config_generation": 1, "paused": True},
          "units": [{"name": "main", "state": "ready", "pid": 2, "restarts": 0, "uptime": 5},

@@ -1,6 +1,6 @@
 import pytest
 
-from synsup.supervisor.state import ALLOWED, TransitionError, UnitState, check_transition
+from synsup.supervisor.engine.unit_state import ALLOWED, TransitionError, UnitState, check_transition
 
 S = UnitState
 

@@ -15,8 +15,8 @@ import time
 import pytest
 from helpers import REPO, wait_for
 
-from synsup.supervisor.notify import SystemdNotifier, parse
-from synsup.supervisor.systemd import watchdog_interval
+from synsup.supervisor.daemon.systemd import SystemdNotifier, watchdog_interval
+from synsup.supervisor.engine.notify_socket import parse
 
 UNIT_FILES = ("synsup.service", "synsup@.service")
 

@@ -9,7 +9,7 @@ import sys
 
 from helpers import FAKE_SYNAPSE, REPO, modern_deployment, write_deployment
 
-from synsup.supervisor.targets import target_groups
+from synsup.supervisor.daemon.scrape_targets import target_groups
 from synsup.units.check import check_deployment
 from synsup.units.specs import unit_specs
 

@@ -21,18 +21,19 @@ import pytest
 from fakes import FakeClock, FakeSpawner, until
 from helpers import free_ports, modern_deployment, wait_for, write_deployment
 
-from synsup.supervisor import preflight
-from synsup.supervisor.control import ControlClient, ControlError
-from synsup.supervisor.engine import Supervisor
-from synsup.supervisor.environment import EnvFileError, read_env_file, unit_environment, with_environment
-from synsup.supervisor.output import LogDirError, UnitOutput, prepare_log_dir
-from synsup.supervisor.probes import Prober
+from synsup.__main__ import main as synsup_main
+from synsup.supervisor.daemon.control_server import ControlClient, ControlError
+from synsup.supervisor.engine import preflight
+from synsup.supervisor.engine.environment import EnvFileError, read_env_file, unit_environment, with_environment
+from synsup.supervisor.engine.log_dir import LogDirError, prepare_log_dir
+from synsup.supervisor.engine.probes import Prober
+from synsup.supervisor.engine.supervisor import Supervisor
+from synsup.supervisor.engine.unit import Timing
+from synsup.supervisor.engine.unit_output import UnitOutput
+from synsup.supervisor.engine.unit_state import UnitState
 from synsup.supervisor.source import Loaded
 from synsup.supervisor.spec import HttpProbe, RedisProbe, UnitSpec
-from synsup.supervisor.state import UnitState
 from synsup.supervisor.statedir import StateDir, StateDirError
-from synsup.supervisor.unit import Timing
-from synsup.units.app import main as synsup_main
 
 NOBODY = 65534
 OTHER = 65533  # "another user": owns what the attacker planted
@@ -225,7 +226,7 @@ def test_a_client_of_another_uid_gets_one_line_never_silence(short_dir):
     os.chmod(state.path, 0o755)  # opened up, socket too: the daemon's own uid check answers
 
     async def serve():
-        from synsup.supervisor.control import ControlServer
+        from synsup.supervisor.daemon.control_server import ControlServer
         server = ControlServer(state.socket, lambda request, send: send({"ok": True}))
         await server.start()
         os.chmod(state.socket, 0o666)

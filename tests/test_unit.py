@@ -7,9 +7,9 @@ import signal
 
 from fakes import run_supervisor, until
 
+from synsup.supervisor.engine.unit import Timing
+from synsup.supervisor.engine.unit_state import UnitState
 from synsup.supervisor.spec import UnitSpec
-from synsup.supervisor.state import UnitState
-from synsup.supervisor.unit import Timing
 
 S = UnitState
 TIMING = Timing(liveness_interval=None, notify_grace=0.0)

@@ -8,7 +8,7 @@ from helpers import modern_deployment
 from synsup.units.loader import load_deployment
 from synsup.units.schema import Code, DatabaseSchema
 from synsup.units.specs import unit_specs
-from synsup.units.upgrade import needs_migration, plan_upgrade, rolling_blocker
+from synsup.units.upgrade_plan import needs_migration, plan_upgrade, rolling_blocker
 
 
 @pytest.fixture
@@ -87,7 +87,7 @@ def test_same_code_again_is_a_plain_rolling_restart(specs):
     ({"cmd": "upgrade", "units": ["main"]}, "unknown field"),
 ])
 def test_upgrade_requests_are_validated(request_, error):
-    from synsup.supervisor.requests import RequestError, validate
+    from synsup.supervisor.protocol import RequestError, validate
     with pytest.raises(RequestError, match=error):
         validate(request_, ["main"])
     assert validate({"cmd": "upgrade", "python": "/new/bin/python", "dry_run": True}, ["main"]) == "upgrade"

@@ -29,11 +29,11 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(HERE)), "tests")
 
 from helpers import free_ports  # noqa: E402
 
-from synsup.supervisor.engine import Supervisor  # noqa: E402
-from synsup.supervisor.logs import configure  # noqa: E402
-from synsup.supervisor.policy import RestartPolicy  # noqa: E402
+from synsup.supervisor.daemon.daemon_log import configure  # noqa: E402
+from synsup.supervisor.engine.restart_policy import RestartPolicy  # noqa: E402
+from synsup.supervisor.engine.supervisor import Supervisor  # noqa: E402
+from synsup.supervisor.engine.unit_state import UnitState  # noqa: E402
 from synsup.supervisor.spec import HttpProbe, UnitSpec  # noqa: E402
-from synsup.supervisor.state import UnitState  # noqa: E402
 
 UNIT_PY = os.path.join(HERE, "unit.py")
 
@@ -170,7 +170,7 @@ def bench_idle_synsup(total: int, probes: bool, seconds: float) -> tuple[float, 
         args += ["--ports", ",".join(map(str, free_ports(total)))]
     daemon = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        from synsup.supervisor.control import ControlClient, NotRunning
+        from synsup.supervisor.daemon.control_server import ControlClient, NotRunning
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             try:

@@ -10,7 +10,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 from bench import unit_spec  # noqa: E402
 
-from synsup.supervisor import cli  # noqa: E402
+from synsup.supervisor.cli.main import main  # noqa: E402
 from synsup.supervisor.source import Loaded  # noqa: E402
 
 
@@ -30,4 +30,4 @@ class BenchSource:
 
 
 if __name__ == "__main__":
-    sys.exit(cli.main(BenchSource()))
+    sys.exit(main(BenchSource()))

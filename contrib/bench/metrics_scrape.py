@@ -25,10 +25,10 @@ sys.path.insert(0, HERE)
 
 from bench import free_ports, unit_spec, with_supervisor  # noqa: E402
 
-from synsup.supervisor.exporter import MetricsAddress  # noqa: E402
-from synsup.supervisor.logs import configure  # noqa: E402
+from synsup.supervisor.daemon.daemon_log import configure  # noqa: E402
+from synsup.supervisor.daemon.metrics_server import MetricsAddress  # noqa: E402
+from synsup.supervisor.daemon.telemetry import Telemetry  # noqa: E402
 from synsup.supervisor.source import Loaded  # noqa: E402
-from synsup.supervisor.telemetry import Telemetry  # noqa: E402
 
 CLIENT = """
 import sys, urllib.request

@@ -10,13 +10,13 @@ import os
 import pytest
 from fakes import FakeSpawner, run_supervisor, until
 
-from synsup.supervisor.daemon import Daemon
-from synsup.supervisor.engine import Supervisor
+from synsup.supervisor.daemon.daemon import Daemon
+from synsup.supervisor.engine.supervisor import Supervisor
+from synsup.supervisor.engine.unit import Timing
+from synsup.supervisor.engine.unit_state import UnitState
 from synsup.supervisor.source import Loaded
 from synsup.supervisor.spec import UnitSpec
-from synsup.supervisor.state import UnitState
 from synsup.supervisor.statedir import StateDir
-from synsup.supervisor.unit import Timing
 
 S = UnitState
 TIMING = Timing(liveness_interval=None, notify_grace=0.0)
@@ -25,7 +25,7 @@ TIMING = Timing(liveness_interval=None, notify_grace=0.0)
 @pytest.fixture(autouse=True)
 def no_subreaper(monkeypatch):
     """The test process must not become a subreaper: other tests' orphans would pile up under it."""
-    monkeypatch.setattr("synsup.supervisor.daemon.become_subreaper", lambda: False)
+    monkeypatch.setattr("synsup.supervisor.daemon.daemon.become_subreaper", lambda: False)
 
 
 def spec(name, *deps, step=0):
@@ -184,7 +184,7 @@ class SlowSpawner(FakeSpawner):
 def test_ready_goes_to_systemd_after_the_start_and_a_sighup_waits_behind_it(short_dir, monkeypatch):
     """Regression: READY=1 went out with 1 of 7 units ready; a reload during the start left
     the daemon `starting` forever."""
-    monkeypatch.setattr("synsup.supervisor.systemd.watchdog_interval", lambda: None)
+    monkeypatch.setattr("synsup.supervisor.daemon.systemd.watchdog_interval", lambda: None)
 
     async def main():
         stop, spawner, notifier = asyncio.Event(), SlowSpawner("main"), RecordingNotifier()
@@ -212,7 +212,7 @@ def test_ready_goes_to_systemd_after_the_start_and_a_sighup_waits_behind_it(shor
 def test_identical_log_events_are_rate_limited():
     import structlog
 
-    from synsup.supervisor.logs import RateLimiter
+    from synsup.supervisor.daemon.daemon_log import RateLimiter
     limiter = RateLimiter(burst=3, window=60.0)
     passed = 0
     for _ in range(100):
@@ -226,7 +226,7 @@ def test_identical_log_events_are_rate_limited():
 
 
 def test_an_idle_control_connection_is_dropped_with_an_answer(short_dir):
-    from synsup.supervisor.control import ControlServer
+    from synsup.supervisor.daemon.control_server import ControlServer
 
     async def main():
         async def handler(request, send):

@@ -15,7 +15,7 @@ import psutil
 import pytest
 from helpers import processes_with, wait_for
 
-from synsup.supervisor.preflight import address_in_use
+from synsup.supervisor.engine.preflight import address_in_use
 
 pytestmark = pytest.mark.integration
 NOBODY = 65534

@@ -6,8 +6,8 @@ import asyncio
 import json
 import socket
 
-from synsup.supervisor.control import ControlServer
-from synsup.supervisor.follow import FollowedLog
+from synsup.supervisor.cli.follow_logs import FollowedLog
+from synsup.supervisor.daemon.control_server import ControlServer
 
 
 def test_a_deeply_nested_request_is_answered_not_a_traceback(short_dir):

@@ -12,7 +12,7 @@ import time
 import pytest
 from helpers import REPO
 
-from synsup.supervisor import commands
+from synsup.supervisor.cli import commands
 
 pytestmark = pytest.mark.integration
 

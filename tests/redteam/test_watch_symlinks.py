@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import os
 
-from synsup.supervisor.watch import config_changes
+from synsup.supervisor.daemon.config_watch import config_changes
 
 
 def first_batch(paths: list[str], change) -> list[str]:

@@ -1,0 +1,1 @@
+"""The `synsup` command: parsing, every client command and what it prints."""

@@ -1,0 +1,268 @@
+"""The client commands: check, status, stop, restart, reload, logs."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import time
+from typing import Any
+
+from ..daemon.control_server import ControlClient, ControlError, ControlTimeout, NotRunning
+from ..daemon.scrape_targets import targets_json
+from ..process_records import running_daemon
+from ..source import Loaded
+from ..spec import NAME_RULE, steps_of, valid_name
+from ..statedir import StateDir, default_state_dir
+from . import follow_logs
+from .leftovers import leftover_records, orphan_rows, stop_leftovers, wait_gone
+from .render import print_findings, print_plan, status_table, use_colour
+
+EXIT_NOT_RUNNING = 3
+STOP_ANSWER_WAIT = 10.0  # a live daemon says "stopping" at once; the stop itself may take long
+
+
+def state_of(args: argparse.Namespace) -> StateDir:
+    """The state dir, checked to be ours before anything in it is trusted (StateDirError if not)."""
+    state = StateDir(os.path.abspath(args.state_dir or default_state_dir()))
+    state.verify()
+    return state
+
+
+def check(loaded: Loaded, as_json: bool) -> int:
+    if as_json:
+        print(json.dumps({
+            "ok": not loaded.errors,
+            "errors": [f.as_json() for f in loaded.errors],
+            "warnings": [f.as_json() for f in loaded.warnings],
+            "notes": loaded.notes,
+            "steps": steps_of(loaded.specs) if not loaded.errors else [],
+        }, indent=2))
+        return 1 if loaded.errors else 0
+    for note in loaded.notes:
+        print(f"note: {note}", file=sys.stderr)
+    if loaded.errors:
+        print_findings([*loaded.errors, *loaded.warnings])
+        print(f"{len(loaded.errors)} error(s): nothing would start", file=sys.stderr)
+        return 1
+    print_plan(loaded.specs)
+    print_findings(loaded.warnings)
+    return 0
+
+
+def all_ready(units: list[dict[str, Any]]) -> bool:
+    """Exit 0 material: every unit ready, but for those stopped by the admin (intended)."""
+    return all(u["state"] == "ready" or (u.get("held") and u["state"] == "stopped") for u in units)
+
+
+def status(args: argparse.Namespace) -> int:
+    state = state_of(args)
+    try:
+        with ControlClient(state.socket) as client:
+            reply = client.request({"cmd": "status", "units": args.units})
+    except NotRunning:
+        return _status_without_daemon(state, args.json)
+    if args.json:
+        reply.pop("ok", None)
+        print(json.dumps(reply, indent=2))
+    else:
+        print(status_table(reply, time.time(), use_colour(sys.stdout)))
+    return 0 if all_ready(reply["units"]) else 1
+
+
+def _status_without_daemon(state: StateDir, as_json: bool) -> int:
+    """No daemon (exit 3); processes a dead daemon left behind are listed as `orphaned`."""
+    silent = running_daemon(state)
+    if silent is not None:  # alive, but no socket to ask: its units are not orphans
+        print(f"synsup: error: the synsup daemon (pid {silent}) does not answer on {state.socket} (still "
+              "starting, or its socket was removed); `synsup stop` stops it", file=sys.stderr)
+        return 1
+    rows = orphan_rows(leftover_records(state), state)
+    if as_json:
+        print(json.dumps({"daemon": None, "units": rows}))
+    print(f"synsup is not running (state dir {state.path})", file=sys.stderr)
+    if rows:
+        print("processes left by a synsup daemon that is gone (stop them with `synsup stop`):", file=sys.stderr)
+        for row in rows:
+            print(f"  {row['name']:<24} orphaned  pid {row['pid']}", file=sys.stderr)
+    return EXIT_NOT_RUNNING
+
+
+def stop(args: argparse.Namespace) -> int:
+    if args.units:
+        return unit_command(args, {"cmd": "stop", "units": args.units, "force": args.force})
+    state = state_of(args)
+    try:
+        client = ControlClient(state.socket, timeout=STOP_ANSWER_WAIT)
+    except NotRunning:
+        return _stop_without_daemon(state)
+    pid = running_daemon(state)
+    with client:
+        client.send({"cmd": "stop"})
+        replies = client.replies()
+        try:
+            first = next(replies, None)
+        except ControlTimeout:
+            raise ControlError(f"the daemon{f' (pid {pid})' if pid else ''} did not answer `stop` within "
+                               f"{STOP_ANSWER_WAIT:g}s: it is hung or stopped (SIGSTOP); see {state.daemon_log}") from None
+        client.sock.settimeout(None)  # answering: the stop takes as long as the units' stop timeouts
+        for reply in [first] if first else []:
+            if reply.get("stopping"):
+                print("stopping: workers, then stream writers, then main, then Redis ...")
+        for _ in replies:
+            pass
+    if pid is not None:
+        wait_gone([pid], 30.0)
+    print("stopped")
+    return 0
+
+
+def _stop_without_daemon(state: StateDir) -> int:
+    starting = running_daemon(state)
+    if starting is not None:  # not listening (still starting, or its socket was removed): SIGTERM stops it cleanly
+        os.kill(starting, signal.SIGTERM)
+        wait_gone([starting], 120.0)
+        print("stopped (the daemon did not listen on its control socket: sent it SIGTERM)")
+        return 0
+    names = stop_leftovers(state)
+    if names:
+        print(f"stopped {len(names)} processes left by a synsup daemon that is gone: {', '.join(names)}")
+        return 0
+    print(f"synsup is not running (state dir {state.path}); nothing to stop")
+    return 0
+
+
+def _long_request(args: argparse.Namespace, request: dict[str, Any]) -> dict[str, Any] | int:
+    """A request that may wait behind other operations: the reply, or an exit code."""
+    state = state_of(args)
+    try:
+        with ControlClient(state.socket, timeout=args.timeout) as client:
+            return client.request(request)
+    except NotRunning:
+        print(f"synsup is not running (state dir {state.path}); use `synsup start`", file=sys.stderr)
+        return EXIT_NOT_RUNNING
+    except ControlTimeout:
+        print(f"synsup: error: still running: {_running_operation(state)} (gave up waiting after "
+              f"{args.timeout:g}s; see `synsup status`)", file=sys.stderr)
+        return 1
+
+
+def _running_operation(state: StateDir) -> str:
+    try:
+        with ControlClient(state.socket, timeout=10) as client:
+            operation = client.request({"cmd": "status"})["daemon"].get("operation") or {}
+    except ControlError:
+        return "an operation"
+    return str(operation.get("name") or "an operation")
+
+
+def restart(args: argparse.Namespace) -> int:
+    reply = _long_request(args, {"cmd": "restart", "units": args.units})
+    if isinstance(reply, int):
+        return reply
+    print(status_table(reply, time.time()))
+    return 0 if all_ready(reply["units"]) else 1
+
+
+def unit_command(args: argparse.Namespace, request: dict[str, Any]) -> int:
+    """stop/start UNIT... with the daemon running: the warnings, then the units' status."""
+    args.timeout = getattr(args, "timeout", 600.0)
+    reply = _long_request(args, request)
+    if isinstance(reply, int):
+        return reply
+    for warning in reply.get("warnings") or []:
+        print(f"synsup: warning: {warning}", file=sys.stderr)
+    print(status_table(reply, time.time()))
+    wanted = "stopped" if request["cmd"] == "stop" else "ready"
+    return 0 if all(u["state"] == wanted for u in reply["units"]) else 1
+
+
+def units(args: argparse.Namespace) -> int:
+    try:
+        with ControlClient(state_of(args).socket, timeout=2) as client:
+            reply = client.request({"cmd": "status"})
+    except (NotRunning, ControlError):
+        return 0  # completion: nothing to offer
+    print("\n".join(u["name"] for u in reply["units"]))
+    return 0
+
+
+def reopen_logs(args: argparse.Namespace) -> int:
+    return _switch(args, "reopen_logs", "reopened the unit logs and daemon.log")
+
+
+def pause(args: argparse.Namespace) -> int:
+    return _switch(args, "pause", "paused: no automatic restarts and no reloads until `synsup resume`")
+
+
+def resume(args: argparse.Namespace) -> int:
+    return _switch(args, "resume", "resumed: automatic restarts and reloads again")
+
+
+def _switch(args: argparse.Namespace, command: str, done: str) -> int:
+    state = state_of(args)
+    try:
+        with ControlClient(state.socket) as client:
+            client.request({"cmd": command})
+    except NotRunning:
+        print(f"synsup is not running (state dir {state.path})", file=sys.stderr)
+        return EXIT_NOT_RUNNING
+    print(done)
+    return 0
+
+
+def reload(args: argparse.Namespace) -> int:
+    reply = _long_request(args, {"cmd": "reload", **({"dry_run": True} if args.dry_run else {})})
+    if isinstance(reply, int):
+        return reply
+    for line in reply.get("errors") or []:
+        print(line, file=sys.stderr)
+    for action in reply.get("actions") or []:
+        print(action)
+    if reply.get("dry_run"):
+        return 1 if reply.get("errors") else 0
+    if reply.get("result") == "partial":
+        print(f"synsup: error: reload partial: {reply.get('unit')} did not become ready: {reply.get('error')}; "
+              "it runs its last good config again, the units not yet restarted kept theirs", file=sys.stderr)
+        return 1
+    return 0 if reply.get("applied") is True else 1
+
+
+def log_dir_of(state: StateDir, given: str | None) -> str:
+    """--log-dir, else the one the last daemon recorded (kept after it stopped), else the default."""
+    if given:
+        return os.path.abspath(given)
+    record = state.read_json(state.log_dir_file) or state.read_json(state.daemon_file) or {}
+    return str(record.get("log_dir") or os.path.join(state.path, "logs"))
+
+
+def logs(args: argparse.Namespace) -> int:
+    log_dir = log_dir_of(state_of(args), args.log_dir)
+    if args.unit:
+        if not valid_name(args.unit):
+            print(f"synsup: error: {args.unit!r} is no unit name ({NAME_RULE}); see `synsup status`", file=sys.stderr)
+            return 1
+        path = os.path.join(log_dir, f"{os.path.basename(args.unit)}.log")
+        if not os.path.exists(path):
+            print(f"synsup: error: no log for unit {args.unit!r} ({path}); pass --log-dir DIR if the "
+                  "logs are elsewhere", file=sys.stderr)
+            return 1
+        return follow_logs.show({args.unit: path}, args.lines, args.follow)
+    try:
+        names = sorted(n[:-4] for n in os.listdir(log_dir) if n.endswith(".log"))
+    except OSError as e:
+        print(f"synsup: error: cannot read log dir {log_dir}: {e.strerror}; pass --log-dir DIR", file=sys.stderr)
+        return 1
+    return follow_logs.show({n: os.path.join(log_dir, f"{n}.log") for n in names}, args.lines, args.follow)
+
+
+def targets(loaded: Loaded) -> int:
+    """`synsup targets`: the groups of a config that checks out, or its errors."""
+    if loaded.errors:
+        print_findings(loaded.errors)
+        print(f"{len(loaded.errors)} error(s): no targets", file=sys.stderr)
+        return 1
+    print(targets_json(loaded.specs), end="")
+    return 0

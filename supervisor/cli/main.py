@@ -1,0 +1,162 @@
+"""The `synsup` command line: parsing, and mapping every error to one line and an exit code."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ... import __version__
+from ..daemon.control_server import ControlError
+from ..daemon.metrics_server import MetricsAddressError
+from ..daemon.scrape_targets import FORMATS
+from ..engine.environment import EnvFileError
+from ..engine.log_dir import LogDirError
+from ..source import Source
+from ..statedir import StateDirError
+from . import commands, completion, start, top, upgrade
+
+COMMANDS = {
+    "check": "check the configuration and print the start plan",
+    "start": "start the deployment (in the background unless --foreground)",
+    "run": "run the daemon in the foreground (same as start --foreground)",
+    "stop": "stop every unit in reverse order and the daemon; or only the units named (they stay stopped)",
+    "status": "show every unit's state (exit 0: all ready, 1: not, 3: no daemon)",
+    "restart": "restart units, or everything in order",
+    "reload": "re-read the configuration and apply what changed",
+    "upgrade": "switch to newly installed Synapse code: check, migrate, restart unit by unit",
+    "logs": "show a unit's captured output, or all units' merged",
+    "reopen-logs": "reopen the unit logs and daemon.log (after rename-style logrotate; also SIGUSR1)",
+    "pause": "no automatic restarts and no reloads until `synsup resume` (for maintenance)",
+    "resume": "automatic restarts and reloads again",
+    "top": "show every unit's state, memory and CPU, refreshed every 2 s",
+    "completion": "print a shell completion script: source <(synsup completion bash)",
+    "units": "print the running daemon's unit names, one a line (for completion)",
+    "targets": "print the Prometheus scrape targets of the processes' metrics listeners",
+}
+CONFIG_COMMANDS = ("check", "start", "run", "targets")
+
+
+def _state_options(parser: argparse.ArgumentParser, top: bool = False) -> None:
+    """--state-dir, before or after the command (SUPPRESS: a command's own default never
+    hides the value given before it)."""
+    parser.add_argument("--state-dir", metavar="DIR", default=None if top else argparse.SUPPRESS,
+                        help="control socket and records (default: $SYNSUP_STATE_DIR, /run/synsup "
+                             "for root, else $XDG_RUNTIME_DIR/synsup)")
+
+
+def build_parser(source: Source) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="synsup", description="Process supervisor for Synapse deployments with workers.")
+    parser.add_argument("--version", action="version", version=f"synsup {__version__}")
+    _state_options(parser, top=True)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, text in COMMANDS.items():
+        p = sub.add_parser(name, help=text, description=text)
+        if name in CONFIG_COMMANDS:
+            source.add_arguments(p, name)
+        if name not in ("check", "targets"):
+            _state_options(p)
+        _command_options(name, p)
+    return parser
+
+
+def _command_options(name: str, p: argparse.ArgumentParser) -> None:
+    if name == "check":
+        p.add_argument("--json", action="store_true", help="print the result as JSON")
+    if name in ("start", "run"):
+        p.add_argument("--log-dir", metavar="DIR", help="per-unit logs (default: logs/ in the state dir)")
+        p.add_argument("--log-max-bytes", type=int, default=10 * 1024 * 1024, metavar="N",
+                       help="rotate a unit log (and daemon.log) at this size (default 10 MiB; 0: never)")
+        p.add_argument("--log-backups", type=int, default=3, metavar="N",
+                       help="rotated files kept per log (default 3)")
+        p.add_argument("--env-file", metavar="PATH",
+                       help="KEY=VALUE lines (# comments, optional quotes) every unit gets, read at start, "
+                            "as systemd's EnvironmentFile= (e.g. /etc/default/matrix-synapse)")
+        p.add_argument("--log-format", choices=("console", "json", "journal"),
+                       help="daemon log format (default: console on a TTY, journal under journald, else json)")
+        p.add_argument("--no-watch", action="store_true",
+                       help="apply config changes only on `synsup reload` or SIGHUP (also SYNSUP_WATCH=0)")
+        p.add_argument("--watch-settle", type=float, default=1.0, metavar="SECONDS",
+                       help="a changed config file is read once it was unchanged this long (default 1)")
+    if name in ("start", "run"):
+        p.add_argument("--metrics", metavar="ADDR",
+                       help="serve Prometheus /metrics and /targets (http_sd) at HOST:PORT or a UNIX socket path")
+        p.add_argument("--on-failure", action="append", metavar="CMD",
+                       help="shell command to run when a unit fails or a reload is rejected (repeatable; "
+                            "default $SYNSUP_ON_FAILURE); gets SYNSUP_UNIT, SYNSUP_EVENT, SYNSUP_ERROR, SYNSUP_HOST")
+    if name == "targets":
+        p.add_argument("--format", choices=FORMATS, default="file_sd",
+                       help="file_sd_configs file (default) or the http_sd document; the same JSON")
+    if name == "top":
+        p.add_argument("--interval", type=float, default=2.0, metavar="SECONDS", help="refresh period (default 2)")
+    if name == "start":
+        p.add_argument("--foreground", action="store_true", help="run the daemon in this process (for systemd)")
+        p.add_argument("--replace", action="store_true",
+                       help="first stop processes left behind by a synsup daemon that is gone")
+    if name == "status":
+        p.add_argument("--json", action="store_true", help="print the status as JSON")
+        p.add_argument("units", nargs="*", metavar="UNIT")
+    if name == "restart":
+        p.add_argument("units", nargs="*", metavar="UNIT")
+    if name == "stop":
+        p.add_argument("units", nargs="*", metavar="UNIT", help="only these units; they stay stopped until "
+                       "`synsup start UNIT`")
+        p.add_argument("--force", action="store_true", help="stop a unit even though others depend on it")
+    if name == "start":
+        p.add_argument("units", nargs="*", metavar="UNIT", help="with the daemon running: start these units "
+                       "(stopped by `synsup stop UNIT`)")
+    if name == "completion":
+        p.add_argument("shell", choices=("bash", "zsh"))
+    if name == "reload":
+        p.add_argument("--dry-run", action="store_true", help="print the plan the files would produce; change nothing")
+    if name == "upgrade":
+        p.add_argument("--python", metavar="PATH", help="the interpreter of the new code's virtualenv "
+                       "(default: the one the daemon was started with, upgraded in place)")
+        p.add_argument("--dry-run", action="store_true", help="print the plan (versions, migration, restart "
+                       "order); change nothing")
+        p.add_argument("--allow-downtime", action="store_true", help="when the old code cannot run on the "
+                       "migrated schema: stop the workers, migrate by starting main, start the rest")
+    if name in ("restart", "reload", "upgrade"):
+        p.add_argument("--timeout", type=float, default=600.0, metavar="SECONDS",
+                       help="give up waiting after this long (default 600); the operation goes on")
+    if name == "logs":
+        p.add_argument("-f", "--follow", action="store_true", help="keep printing as the log grows")
+        p.add_argument("-n", "--lines", type=int, default=50, metavar="N", help="lines to show (default 50)")
+        p.add_argument("unit", metavar="UNIT", nargs="?", help="one unit (default: all, merged, each line "
+                       "prefixed with its unit)")
+        p.add_argument("--log-dir", metavar="DIR", help="where the unit logs are (default: where the last "
+                       "daemon wrote them)")
+
+
+def dispatch(args: argparse.Namespace, source: Source, argv: list[str]) -> int:
+    if args.command == "check":
+        return commands.check(source.load(args), args.json)
+    if args.command in ("start", "run"):
+        return start.start(args, source, argv)
+    if args.command == "targets":
+        return commands.targets(source.load(args))
+    if args.command == "upgrade":
+        return upgrade.upgrade(args)
+    if args.command == "top":
+        return top.top(args)
+    if args.command == "completion":
+        print(completion.script(build_parser(source), args.shell), end="")
+        return 0
+    return getattr(commands, args.command.replace("-", "_"))(args)
+
+
+def main(source: Source, argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser(source)
+    args = parser.parse_args(argv)
+    if not args.command:
+        parser.print_help()
+        return 2
+    try:
+        return dispatch(args, source, argv)
+    except (ControlError, StateDirError, LogDirError, MetricsAddressError, EnvFileError) as e:
+        print(f"synsup: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:  # our stdout closed early (`synsup status | head`): not an error
+        return 0

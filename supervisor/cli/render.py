@@ -1,0 +1,141 @@
+"""Everything the CLI prints about plans, findings and status."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from ..source import Finding
+from ..spec import UnitSpec, steps_of
+
+
+def print_findings(findings: Iterable[Finding]) -> None:
+    for finding in findings:
+        print(finding.format(), file=sys.stderr)
+
+
+def print_plan(specs: list[UnitSpec]) -> None:
+    by_name = {s.name: s for s in specs}
+    print("start plan:")
+    for number, step in enumerate(steps_of(specs), 1):
+        print(f"  step {number}: {', '.join(step)}")
+        for name in step:
+            print(f"    {name:<24} {by_name[name].describe}")
+
+
+def duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    seconds = int(seconds)
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+def size(n: int | None) -> str:
+    if n is None:
+        return "-"
+    for unit, scale in (("G", 1 << 30), ("M", 1 << 20), ("K", 1 << 10)):
+        if n >= scale:
+            return f"{n / scale:.1f}{unit}"
+    return f"{n}B"
+
+
+def percent(p: float | None) -> str:
+    return "-" if p is None else f"{p:.1f}"
+
+
+ERROR_WIDTH = 60  # longer errors go below the table, in full
+STATE_COLOURS = {"ready": "32", "failed": "31", "unhealthy": "33", "backoff": "33", "orphaned": "31",
+                 "starting": "36", "waiting": "36", "stopping": "35", "stopped": "2"}
+
+
+def use_colour(stream: Any) -> bool:
+    """Colours on a terminal, unless NO_COLOR is set (https://no-color.org)."""
+    return bool(stream.isatty()) and not os.environ.get("NO_COLOR")
+
+
+def _paint(cell: str, width: int, state: str, colour: bool) -> str:
+    padded = cell.ljust(width)
+    code = STATE_COLOURS.get(state)
+    return f"\x1b[{code}m{padded}\x1b[0m" if colour and code else padded
+
+
+def status_table(reply: dict[str, Any], now: float, colour: bool = False) -> str:
+    daemon = reply.get("daemon") or {}
+    header = (("PAUSED: no automatic restarts, no reloads (synsup resume)\n" if daemon.get("paused") else "")
+              + f"synsup {daemon.get('version', '')} pid {daemon.get('pid')} {daemon.get('state')}, "
+              f"config generation {daemon.get('config_generation')}")
+    rows = [("UNIT", "STATE", "VERSION", "PID", "UPTIME", "RESTARTS", "RSS", "CPU%", "HEALTH", "LAST ERROR")]
+    long_errors = []
+    for u in reply.get("units", []):
+        error = u.get("error") or ""
+        if len(error) > ERROR_WIDTH:
+            long_errors.append(f"{u['name']}: {error}")
+            error = "(below)"
+        rows.append((u["name"], _state_cell(u, now), u.get("version") or "-", str(u["pid"] or "-"),
+                     duration(u.get("uptime")),
+                     str(u["restarts"]), size(u.get("rss_bytes")), percent(u.get("cpu_percent")),
+                     _short(u.get("health") or "-", 30), error))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+    lines = [header]
+    states = [""] + [str(u["state"]) for u in reply.get("units", [])]
+    for row, state in zip(rows, states):
+        cells = [_paint(cell, w, state, colour) if i == 1 else cell.ljust(w)
+                 for i, (cell, w) in enumerate(zip(row, widths))]
+        lines.append("  ".join(cells) + "  " + row[-1])
+    if long_errors:
+        lines.append("last errors:")
+        lines.extend(f"  {e}" for e in long_errors)
+    if daemon.get("reload_error"):
+        lines.append("last reload rejected:")
+        lines.extend(f"  {e}" for e in daemon["reload_error"])
+    lines.extend(_daemon_notes(daemon, reply.get("units", []), now))
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def _state_cell(unit: dict[str, Any], now: float) -> str:
+    state = str(unit["state"])
+    if unit.get("held"):
+        return f"{state} (by admin)"
+    if unit.get("waiting_for"):
+        return f"{state} (for {unit['waiting_for']})"
+    if unit.get("retry_at"):
+        return f"{state} (retry in {duration(max(0.0, unit['retry_at'] - now))})"
+    return state
+
+
+def _daemon_notes(daemon: dict[str, Any], units: list[dict[str, Any]], now: float) -> list[str]:
+    notes = []
+    operation = daemon.get("operation")
+    if operation:
+        notes.append(f"running: {operation['name']} (for {duration(now - (operation.get('started_at') or now))})"
+                     + (f"; queued: {', '.join(daemon['queued'])}" if daemon.get("queued") else ""))
+    notes.extend(_upgrade_note(daemon.get("last_upgrade") or {}))
+    last = daemon.get("last_reload") or {}
+    if last.get("result") == "partial":
+        notes.append(f"last reload partial: {last.get('unit')} did not become ready ({last.get('error')}); "
+                     "it runs its last good config, units not yet restarted kept theirs")
+    notes.extend(f"{u['name']}: {u['log']}" for u in units if u.get("log"))
+    notes.extend(f"{u['name']}: {u['installed']}" for u in units if u.get("installed"))
+    return notes
+
+
+def _upgrade_note(last: dict[str, Any]) -> list[str]:
+    if not last:
+        return []
+    at = time.strftime("%H:%M:%S", time.localtime(last.get("at") or 0))
+    versions = f"{last.get('from_version') or '?'} -> {last.get('to_version') or '?'}"
+    if last.get("result") == "upgraded":
+        return [f"last upgrade: {versions} at {at}"]
+    where = f": {last['unit']} did not become ready" if last.get("unit") else ""
+    return [f"last upgrade {last.get('result')} ({versions}) at {at}{where}: {last.get('error') or ''}".rstrip(": ")]
+
+
+def _short(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 3] + "..."

@@ -1,0 +1,216 @@
+"""`synsup start`: check, then run the daemon here or in the background and follow its start."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import functools
+import os
+import subprocess
+import sys
+import time
+
+from ..daemon.control_server import ControlClient, NotRunning
+from ..daemon.daemon import Daemon
+from ..daemon.daemon_log import DaemonLog, configure
+from ..daemon.systemd import SystemdNotifier
+from ..daemon.telemetry import Telemetry
+from ..daemon.upgrades import Upgrader
+from ..engine.environment import read_env_file, with_environment
+from ..engine.log_dir import prepare_log_dir
+from ..engine.probes import check
+from ..process_records import process_record, running_daemon
+from ..source import Source
+from ..spec import UnitSpec
+from ..statedir import StateDir
+from .commands import state_of, unit_command
+from .leftovers import leftover_records, orphan_rows, stop_leftovers
+from .render import print_findings
+
+SOCKET_WAIT = 30.0
+
+
+def start(args: argparse.Namespace, source: Source, argv: list[str]) -> int:
+    units = _unit_names(args)
+    if units:
+        if not _answers(state_of(args)):
+            print(f"synsup: error: no daemon runs to start {', '.join(units)} in; start the deployment "
+                  "first (`synsup start -c ... -a ...`)", file=sys.stderr)
+            return 1
+        return unit_command(args, {"cmd": "start", "units": units})
+    state = state_of(args)  # a state dir that is not ours is the first thing to say
+    variables = read_env_file(args.env_file) if args.env_file else {}
+    loaded = with_environment(source.load(args), variables)
+    for note in loaded.notes:
+        print(f"note: {note}", file=sys.stderr)
+    print_findings([*loaded.errors, *loaded.warnings])
+    if loaded.errors:
+        print(f"{len(loaded.errors)} error(s): nothing started", file=sys.stderr)
+        return 1
+    telemetry = Telemetry.from_args(args)  # a bad --metrics is an error before anything starts
+    if _answers(state):
+        print(f"synsup is already running for {state.path}")
+        return 0
+    silent = running_daemon(state)
+    if silent is not None and silent != os.getpid():  # (a daemon started in the background is in its own record)
+        print(f"synsup: error: a synsup daemon (pid {silent}) runs for {state.path} but does not answer on "
+              f"{state.socket} (still starting, or its socket was removed); stop it with `synsup stop` first",
+              file=sys.stderr)
+        return 1
+    if getattr(args, "replace", False):
+        stop_leftovers(state)
+    leftovers = orphan_rows(leftover_records(state), state)
+    if leftovers:
+        names = ", ".join(f"{r['name']} (pid {r['pid']})" for r in leftovers)
+        print(f"synsup: error: processes started by an earlier synsup still run: {names}; "
+              "stop them with `synsup stop`, or start with --replace", file=sys.stderr)
+        return 1
+    log_dir = os.path.abspath(args.log_dir or os.path.join(state.path, "logs"))
+    state.create()
+    log_dir = prepare_log_dir(log_dir)
+    if args.command == "run" or args.foreground:
+        daemon_log = DaemonLog.of_stderr(state.daemon_log, args.log_max_bytes, args.log_backups)
+        configure(args.log_format, daemon_log=daemon_log)
+        watch = not args.no_watch and os.environ.get("SYNSUP_WATCH", "1") != "0"
+        daemon = Daemon(loaded, state, log_dir, reloader=lambda: with_environment(source.load(args), variables),
+                        planner=source.plan,
+                        notifier=SystemdNotifier.from_environment(), watch=watch, settle=args.watch_settle,
+                        telemetry=telemetry, daemon_log=daemon_log,
+                        log_rotation=(args.log_max_bytes, args.log_backups), upgrader=_upgrader(source, args))
+        return asyncio.run(daemon.run())
+    return _start_background(state, source, argv, loaded.specs)
+
+
+def _upgrader(source: Source, args: argparse.Namespace) -> Upgrader | None:
+    upgrade = getattr(source, "upgrade", None)  # optional: a source that knows how to upgrade its code
+    return functools.partial(upgrade, args) if upgrade is not None else None
+
+
+def waiting_for_external(specs: list[UnitSpec], timeout: float = 1.0) -> list[str]:
+    """One line per external service (never started by us) that does not answer yet."""
+    async def answers(spec: UnitSpec) -> bool:
+        results = await asyncio.gather(*(check(p, timeout) for p in spec.probes))
+        return not any(results)
+
+    async def silent() -> list[UnitSpec]:
+        external = [s for s in specs if s.argv is None and s.probes]
+        verdicts = await asyncio.gather(*(answers(s) for s in external))
+        return [s for s, ok in zip(external, verdicts) if not ok]
+
+    return [f"waiting for {s.name} at {s.probes[0].describe()}" for s in asyncio.run(silent())]
+
+
+def _unit_names(args: argparse.Namespace) -> list[str]:
+    """`synsup start UNIT...`: names after the command (a CONFIGFILE that is no file is one too)."""
+    units = list(getattr(args, "units", None) or [])
+    configfile = getattr(args, "configfile", None)
+    if configfile and not os.path.exists(configfile) and (units or not getattr(args, "config", None)) \
+            and not configfile.endswith((".yaml", ".yml")) and "/" not in configfile:
+        units.insert(0, configfile)
+    return units
+
+
+def _answers(state: StateDir) -> bool:
+    try:
+        with ControlClient(state.socket, timeout=5) as client:
+            client.request({"cmd": "status"})
+        return True
+    except (NotRunning, OSError):
+        return False
+
+
+def _daemon_argv(source: Source, argv: list[str]) -> list[str]:
+    rest = list(argv)
+    rest[rest.index("start")] = "run"
+    return [sys.executable, "-m", source.module] + [a for a in rest if a not in ("--foreground", "--replace")]
+
+
+def _start_background(state: StateDir, source: Source, argv: list[str], specs: list[UnitSpec]) -> int:
+    state.create()
+    env = {k: v for k, v in os.environ.items() if k not in ("NOTIFY_SOCKET", "JOURNAL_STREAM")}
+    with open(state.daemon_log, "ab") as log:
+        daemon = subprocess.Popen(_daemon_argv(source, argv), stdin=subprocess.DEVNULL, stdout=log,
+                                  stderr=log, env=env, start_new_session=True)
+    # at once, so that a `synsup stop` before the daemon listens finds it and stops it
+    state.write_json(state.daemon_file, process_record(daemon.pid) or {"pid": daemon.pid})
+    client = _connect(state, daemon)
+    if client is None:
+        print(f"synsup: error: the daemon exited with code {daemon.returncode} before it was up; "
+              f"see {state.daemon_log}:", file=sys.stderr)
+        print(_tail(state.daemon_log), file=sys.stderr)
+        return 1
+    for line in waiting_for_external(specs):
+        print(line, flush=True)
+    with client:
+        return follow_start(client, sys.stdout)
+
+
+def _connect(state: StateDir, daemon: subprocess.Popen) -> ControlClient | None:
+    deadline = time.monotonic() + SOCKET_WAIT
+    while time.monotonic() < deadline and daemon.poll() is None:
+        try:
+            return ControlClient(state.socket, timeout=None)
+        except NotRunning:
+            time.sleep(0.05)
+    return None
+
+
+def _tail(path: str, n: int = 10) -> str:
+    try:
+        with open(path, "rb") as f:
+            return b"".join(f.read().splitlines(keepends=True)[-n:]).decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def follow_start(client: ControlClient, out) -> int:
+    """Print each unit as it becomes ready; 0 once all are, 1 naming a unit that failed."""
+    client.send({"cmd": "watch"})
+    replies = client.replies()
+    first = next(replies, None)
+    if first is None:
+        print("synsup: error: the daemon stopped during the start; see its log", file=sys.stderr)
+        return 1
+    units = {u["name"]: u for u in first["units"]}
+    printed: set[str] = set()
+    live = out.isatty()
+    for unit in list(units.values()):
+        result = _progress(out, live, units, unit, printed)
+        if result is not None:
+            return result
+    for reply in replies:
+        if "unit" in reply:
+            result = _progress(out, live, units, reply["unit"], printed)
+            if result is not None:
+                return result
+    print("synsup: error: the daemon stopped during the start; see its log", file=sys.stderr)
+    return 1
+
+
+def _progress(out, live: bool, units: dict, unit: dict, printed: set[str]) -> int | None:
+    """Print what changed; 0 when all are ready, 1 when one failed, None to go on."""
+    units[unit["name"]] = unit
+    if unit["state"] == "ready" and unit["name"] not in printed:
+        _line(out, live, f"ready  {unit['name']:<24} ({unit.get('uptime') or 0:.2f}s)")
+        printed.add(unit["name"])
+    if unit["state"] == "failed":
+        _line(out, live, f"synsup: unit {unit['name']} failed: {unit['error']}", sys.stderr)
+        print("the rest keeps running; see `synsup status` and `synsup logs UNIT`", file=sys.stderr)
+        return 1
+    if live:
+        ready = sum(u["state"] == "ready" for u in units.values())
+        busy = [u["name"] for u in units.values() if u["state"] in ("starting", "waiting", "backoff")]
+        out.write(f"\r[{ready}/{len(units)} ready] {', '.join(busy[:3])}\x1b[K")
+        out.flush()
+    if all(u["state"] == "ready" for u in units.values()):
+        _line(out, live, f"all {len(units)} units ready")
+        return 0
+    return None
+
+
+def _line(out, live: bool, text: str, stream=None) -> None:
+    stream = stream or out
+    if live:
+        out.write("\r\x1b[K")
+    print(text, file=stream)
+    stream.flush()

@@ -1,0 +1,2 @@
+"""The long-running daemon: control socket, one operation queue, reloads, upgrades, records,
+systemd, metrics and failure hooks, around an engine Supervisor."""

@@ -1,0 +1,240 @@
+"""The daemon: a Supervisor, its control socket, its signals, its records in the state dir.
+
+Its last line of defence (gunicorn's arbiter is the model): whatever fails, every unit is
+stopped in reverse order within a bounded time, every process it started is killed and
+reaped, and units.json is kept while a recorded pid still lives."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import resource
+import signal
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import structlog
+
+from ..daemon.systemd import SystemdNotifier
+from ..engine.log_dir import prepare_log_dir
+from ..engine.process import REAPER, STATE_MARKER, Spawner, become_subreaper
+from ..engine.supervisor import Supervisor
+from ..engine.unit import Timing, Unit
+from ..engine.unit_output import KEEP_FILES, MAX_BYTES
+from ..engine.unit_state import UnitState
+from ..plans import Action
+from ..process_records import process_record
+from ..source import Loaded
+from ..statedir import StateDir
+from . import systemd
+from .control_server import ControlServer
+from .daemon_log import DaemonLog
+from .handlers import Requests
+from .operations import Lifecycle, Operations, Phase
+from .records import Records
+from .reloads import Reloads
+from .status_report import daemon_status, unit_status
+from .telemetry import Telemetry
+from .upgrades import Upgrader, Upgrades
+
+STOP_MARGIN = 10.0  # seconds beyond the units' own stop timeouts before the daemon gives up waiting
+
+
+def _raise_fd_limit() -> None:
+    """Each unit holds a pipe, a pidfd and a notify socket: lift the soft limit to the hard one."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+class Daemon:
+    def __init__(self, loaded: Loaded, state: StateDir, log_dir: str,
+                 reloader: Callable[[], Loaded] | None = None,
+                 planner: Callable[[Loaded, Loaded], list[Action]] | None = None,
+                 timing: Timing | None = None, notifier: SystemdNotifier | None = None,
+                 spawner: Spawner | None = None, stop_trigger: Callable[[], Awaitable[None]] | None = None,
+                 watch: bool = True, settle: float = 1.0, telemetry: Telemetry | None = None,
+                 daemon_log: DaemonLog | None = None, log_rotation: tuple[int, int] = (MAX_BYTES, KEEP_FILES),
+                 upgrader: Upgrader | None = None) -> None:
+        self.daemon_log, self.log_rotation = daemon_log, log_rotation
+        self.state, self.log_dir = state, log_dir
+        self.current = loaded
+        self.timing, self.watch = timing, watch
+        self.spawner = spawner or Spawner({STATE_MARKER: state.path})
+        self.notifier = notifier or SystemdNotifier(None)
+        self.lifecycle = Lifecycle()
+        self.operations = Operations()
+        self.reloads = Reloads(self, reloader, planner, settle)
+        self.upgrades = Upgrades(self, upgrader)
+        self.records = Records(state)
+        self.telemetry = telemetry or Telemetry()  # metrics, resource columns, failure hooks
+        self.supervisor: Supervisor | None = None
+        self._stop = asyncio.Event()
+        self._stopped = asyncio.Event()
+        self._stop_trigger = stop_trigger
+        self.log = structlog.get_logger()
+
+    # -- lifecycle
+    async def run(self) -> int:
+        _raise_fd_limit()
+        become_subreaper()
+        self.state.create()
+        self.log_dir = prepare_log_dir(self.log_dir)
+        self.records.write_daemon({**(process_record(os.getpid()) or {}), "log_dir": self.log_dir})
+        self.records.write_log_dir(self.log_dir)
+        max_bytes, backups = self.log_rotation
+        sup = self.supervisor = Supervisor(self.current.specs, log_dir=self.log_dir, notify_dir=self.state.notify_dir,
+                                           log_max_bytes=max_bytes, log_backups=backups,
+                                           timing=self.timing, spawner=self.spawner)
+        sup.add_listener(self._unit_changed)
+        self.reloads.take_snapshot()
+        await self.telemetry.start(self)  # before the socket: a busy --metrics address ends the start here
+        server = ControlServer(self.state.socket, Requests(self).handle)
+        await server.start()
+        self._install_signals()
+        self.log.info("daemon.started", pid=os.getpid(), units=len(sup.units))
+        try:
+            async with asyncio.TaskGroup() as units:
+                sup.spawn_tasks(units)
+                try:
+                    await self._serve()
+                except Exception:
+                    self.log.exception("daemon.crashed")  # the last line of defence: stop all below
+                finally:
+                    await self._shutdown(sup)
+        finally:
+            self._stopped.set()
+            self.telemetry.close()
+            server.close()
+            REAPER.kill_all()
+            sup.close()
+            self.records.finish(sup)
+            self.log.info("daemon.stopped")
+        return 0
+
+    async def _serve(self) -> None:
+        helpers = [asyncio.ensure_future(self.operations.run()), *self._systemd_tasks()]
+        if self.watch and self.reloads.enabled:
+            helpers.append(asyncio.ensure_future(self._guarded("watch", self.reloads.watch)))
+        self.operations.submit("start", self._initial_start)
+        try:
+            await (self._stop_trigger() if self._stop_trigger else self._stop.wait())
+        finally:
+            for task in helpers:
+                task.cancel()
+
+    async def _guarded(self, name: str, work: Callable[[], Awaitable[None]]) -> None:
+        """A helper task that fails is logged and started again, never fatal."""
+        while True:
+            try:
+                await work()
+            except Exception:
+                self.log.exception("daemon.helper_failed", helper=name)
+            await asyncio.sleep(1.0)
+
+    async def _initial_start(self) -> None:
+        sup = self.supervisor
+        assert sup is not None
+        self.notifier.send(STATUS="starting")
+        sup.start_all()
+        await sup.wait_settled(sup.units.values())
+        self.settle()
+        self.log.info("daemon.ready", units=len(sup.units), all_ready=sup.all_ready())
+        self.notifier.send(READY=1, STATUS=self.status_line())
+
+    async def _shutdown(self, sup: Supervisor) -> None:
+        self.operations.preempt()
+        if not self.lifecycle.stopping:
+            self.lifecycle.move(Phase.STOPPING)
+        self.notifier.send(STOPPING=1, STATUS="stopping")
+        bound = sum(max(u.spec.stop_timeout for u in step) for step in sup.steps() if step) + STOP_MARGIN
+        try:
+            async with asyncio.timeout(bound):
+                await sup.stop_all()
+        except TimeoutError:
+            self.log.error("daemon.stop_timeout", after=bound)
+        sup.cancel_tasks()
+        self.lifecycle.move(Phase.STOPPED)
+
+    def request_stop(self) -> None:
+        if not self._stop.is_set():
+            self.log.info("daemon.stop_requested")
+            self.operations.preempt()
+            if not self.lifecycle.stopping:
+                self.lifecycle.move(Phase.STOPPING)
+            self._stop.set()
+
+    def settle(self) -> None:
+        """running or degraded, after an operation or on a unit change while none runs."""
+        if self.supervisor is not None:
+            self.lifecycle.settle(self.supervisor.all_ready())
+
+    def _systemd_tasks(self) -> list[asyncio.Future]:
+        if self.notifier.address is None:
+            return []
+        extend = systemd.extend_start(self.notifier, systemd.start_timeout(), self._main_starting)
+        tasks: list[asyncio.Future] = [asyncio.ensure_future(extend)]
+        interval = systemd.watchdog_interval()
+        if interval:
+            tasks.append(asyncio.ensure_future(systemd.watchdog(self.notifier, interval)))
+        return tasks
+
+    def _main_starting(self) -> bool:
+        main = self.supervisor.units.get("main") if self.supervisor else None
+        return self.lifecycle.phase is Phase.STARTING and main is not None and \
+            main.state in (UnitState.WAITING, UnitState.STARTING, UnitState.BACKOFF)
+
+    def _install_signals(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.request_stop)
+        loop.add_signal_handler(signal.SIGHUP, self.reloads.request)
+        loop.add_signal_handler(signal.SIGCHLD, REAPER.reap)
+        loop.add_signal_handler(signal.SIGUSR1, self.reopen_logs)
+
+    def reopen_logs(self) -> None:
+        """After a rename-style logrotate: unit logs and daemon.log are opened at their paths anew."""
+        if self.supervisor is not None:
+            self.supervisor.reopen_logs()
+        if self.daemon_log is not None:
+            try:
+                self.daemon_log.reopen()
+            except OSError as e:
+                self.log.error("daemon.reopen_failed", error=str(e))
+        self.log.info("daemon.logs_reopened")
+
+    def status_line(self) -> str:
+        units = list(self.supervisor.units.values()) if self.supervisor else []
+        ready = sum(u.state is UnitState.READY for u in units)
+        others = [f"{u.spec.name} in {u.state.value}" for u in units
+                  if u.state not in (UnitState.READY, UnitState.WAITING)]
+        main = self.supervisor.units.get("main") if self.supervisor else None
+        line = f"{ready}/{len(units)} ready"
+        if main is not None and main.state is UnitState.STARTING:
+            line = f"starting main (database migration may take a while); {line}"
+        return line + ("; " + ", ".join(others[:3]) if others and ready < len(units) else "")
+
+    def _unit_changed(self, unit: Unit) -> None:
+        if self.notifier.address:
+            self.notifier.send(STATUS=self.status_line())
+        if self.operations.current is None and not self.lifecycle.stopping:
+            self.settle()
+        if self.supervisor is not None:
+            self.records.changed(self.supervisor)
+
+    # -- requests
+    def status(self, names: list[str] | None = None) -> dict[str, Any]:
+        sup = self.supervisor
+        assert sup is not None
+        now = time.time()
+        units = [unit_status(u, now) for n, u in sup.units.items() if not names or n in names]
+        self.telemetry.annotate(units, sup.units)
+        extra = {"config_generation": self.reloads.generation, "reload_error": self.reloads.rejected,
+                 "paused": self.paused,
+                 "last_reload": self.reloads.last, "last_upgrade": self.upgrades.last, **self.operations.status()}
+        return {"ok": True, "daemon": daemon_status(os.getpid(), self.lifecycle.phase.value, extra), "units": units}
+
+    @property
+    def paused(self) -> bool:
+        return self.supervisor is not None and not self.supervisor.unpaused.is_set()

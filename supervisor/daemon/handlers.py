@@ -1,0 +1,144 @@
+"""The daemon's control requests: each validated, then answered; operations go through the
+daemon's one queue, `status` answers at once."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from ..engine.unit import Unit
+from ..protocol import RequestError, validate
+from .control_server import Send
+from .operations import Stopping
+from .status_report import unit_status
+
+if TYPE_CHECKING:
+    from .daemon import Daemon
+
+
+class Requests:
+    def __init__(self, daemon: Daemon) -> None:
+        self.d = daemon
+
+    async def handle(self, request: dict[str, Any], send: Send) -> None:
+        sup = self.d.supervisor
+        assert sup is not None
+        try:
+            command = validate(request, list(sup.units))
+        except RequestError as e:
+            await send({"ok": False, "error": str(e)})
+            return
+        await getattr(self, f"_cmd_{command}")(request, send)
+
+    async def _cmd_status(self, request: dict[str, Any], send: Send) -> None:
+        await send(self.d.status(request.get("units") or None))
+
+    async def _cmd_watch(self, request: dict[str, Any], send: Send) -> None:
+        """The status, then every unit change, until the client hangs up or the daemon stops."""
+        sup = self.d.supervisor
+        assert sup is not None
+        queue: asyncio.Queue[Unit] = asyncio.Queue()
+        sup.add_listener(queue.put_nowait)
+        try:
+            await send(self.d.status())
+            while not self.d._stopped.is_set():
+                unit = await queue.get()
+                await send({"ok": True, "unit": unit_status(unit, time.time()),
+                            "daemon_state": self.d.lifecycle.phase.value,
+                            "operation": self.d.operations.status()["operation"]})
+        finally:
+            sup.remove_listener(queue.put_nowait)
+
+    async def _cmd_reopen_logs(self, request: dict[str, Any], send: Send) -> None:
+        self.d.reopen_logs()
+        await send({"ok": True, "reopened": True})
+
+    async def _cmd_pause(self, request: dict[str, Any], send: Send) -> None:
+        assert self.d.supervisor is not None
+        self.d.supervisor.unpaused.clear()
+        self.d.log.warning("daemon.paused")
+        self.d.notifier.send(STATUS="PAUSED: no automatic restarts, no reloads; " + self.d.status_line())
+        await send(self.d.status())
+
+    async def _cmd_resume(self, request: dict[str, Any], send: Send) -> None:
+        assert self.d.supervisor is not None
+        self.d.supervisor.unpaused.set()
+        self.d.log.info("daemon.resumed")
+        self.d.notifier.send(STATUS=self.d.status_line())
+        if self.d.reloads.missed:
+            self.d.reloads.missed = False
+            self.d.reloads.request()
+        await send(self.d.status())
+
+    async def _cmd_start(self, request: dict[str, Any], send: Send) -> None:
+        assert self.d.supervisor is not None
+        sup, names = self.d.supervisor, list(request.get("units") or [])
+        await self._queued(send, "start " + " ".join(names), lambda: sup.start_units(names), names)
+
+    async def _queued(self, send: Send, name: str, work: Callable[[], Awaitable[Any]], names: list[str],
+                      **extra: Any) -> None:
+        """Run `work` as an operation; answer with the status of `names` when it is done."""
+        try:
+            await self.d.operations.submit(name, work)
+        except Stopping as e:
+            await send({"ok": False, "error": str(e)})
+            return
+        self.d.settle()
+        await send({**self.d.status(names or None), **extra})
+
+    async def _stop_units(self, request: dict[str, Any], send: Send) -> None:
+        assert self.d.supervisor is not None
+        sup, names = self.d.supervisor, list(request["units"])
+        external = [n for n in names if sup.units[n].spec.argv is None]
+        if external:
+            await send({"ok": False, "error": f"{', '.join(external)}: not run by synsup (only probed); "
+                        "stop it where it runs"})
+            return
+        needed = {n: [d for d in sup.dependents(n) if d not in names] for n in names}
+        needed = {n: deps for n, deps in needed.items() if deps}
+        if needed and not request.get("force"):
+            listed = "; ".join(f"{n} is needed by {', '.join(deps)}" for n, deps in needed.items())
+            await send({"ok": False, "error": f"{listed}: they cannot work without it; stop them too, "
+                        "or use --force to stop it anyway"})
+            return
+        warnings = [f"{n} is one member of the sharded group {sup.units[n].spec.group}: the others keep running, "
+                    f"and the work sharded to {n} waits until it runs again" for n in names if sup.units[n].spec.group]
+        await self._queued(send, "stop " + " ".join(names), lambda: sup.hold(names), names, warnings=warnings)
+
+    async def _cmd_stop(self, request: dict[str, Any], send: Send) -> None:
+        if request.get("units"):
+            await self._stop_units(request, send)
+            return
+        await send({"ok": True, "stopping": True})
+        self.d.request_stop()
+        await self.d._stopped.wait()
+        await send({"ok": True, "stopped": True})
+
+    async def _cmd_restart(self, request: dict[str, Any], send: Send) -> None:
+        assert self.d.supervisor is not None
+        sup, names = self.d.supervisor, list(request.get("units") or [])
+        await self._queued(send, "restart", lambda: sup.restart(names), names)
+
+    async def _cmd_reload(self, request: dict[str, Any], send: Send) -> None:
+        if request.get("dry_run"):
+            await send(await self.d.reloads.dry_run())
+            return
+        try:
+            await send(await self.d.reloads.request_and_wait())
+        except Stopping as e:
+            await send({"ok": False, "error": str(e)})
+
+    async def _cmd_upgrade(self, request: dict[str, Any], send: Send) -> None:
+        async def progress(line: str) -> None:
+            try:
+                await send({"ok": True, "progress": line})
+            except ConnectionError:  # the client went away: the upgrade goes on
+                pass
+
+        try:
+            await send(await self.d.upgrades.request(request.get("python"), bool(request.get("allow_downtime")),
+                                                   bool(request.get("dry_run")), progress))
+        except Stopping as e:
+            await send({"ok": False, "error": str(e)})

@@ -1,0 +1,163 @@
+"""Reload requests (file changes, SIGHUP, `synsup reload`): queued as operations, merged,
+checked, applied. `Reloads` owns the config generation and the last reload's result."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from ..plans import Action
+from ..source import Loaded
+from .config_snapshot import ConfigSnapshot
+from .config_watch import config_changes
+from .operations import Phase
+from .plan_executor import PartialReload, apply_actions
+
+if TYPE_CHECKING:
+    from .daemon import Daemon
+
+log = structlog.get_logger()
+
+
+class Reloads:
+    def __init__(self, daemon: Daemon, reloader: Callable[[], Loaded] | None,
+                 planner: Callable[[Loaded, Loaded], list[Action]] | None, settle: float = 1.0) -> None:
+        self.daemon = daemon
+        self.reloader, self.planner = reloader, planner
+        self.settle = settle  # a changed file must be unchanged this long before it is read
+        self.generation = 1
+        self.last: dict[str, Any] | None = None  # the last reload's result, for status
+        self.rejected: list[str] | None = None  # the errors of the last rejected reload
+        self.snapshot: ConfigSnapshot | None = None
+        self._watch_restart = asyncio.Event()
+        self.missed = False  # a change came while paused
+
+    @property
+    def enabled(self) -> bool:
+        return self.reloader is not None and self.planner is not None
+
+    def request(self) -> asyncio.Future | None:
+        """Queue a reload (merged with one already waiting); None when it cannot be queued."""
+        if not self.enabled:
+            return None
+        if self.daemon.paused:
+            self.missed = True  # applied on `synsup resume`
+            log.info("reload.deferred", reason="paused")
+            return None
+        try:
+            future = self.daemon.operations.submit("reload", self._reload_once, merge=True)
+        except Exception as e:  # stopping: a reload now would be pointless
+            log.info("reload.refused", reason=str(e))
+            return None
+        future.add_done_callback(lambda f: f.cancelled() or f.exception())  # retrieved: no warning
+        return future
+
+    async def dry_run(self) -> dict[str, Any]:
+        """The plan the current files would produce, applied to nothing."""
+        d = self.daemon
+        if self.reloader is None or self.planner is None:
+            return {"ok": False, "error": "this daemon cannot reload"}
+        new = await asyncio.to_thread(self.reloader)
+        if new.errors:
+            return {"ok": True, "dry_run": True, "applied": False, "result": "rejected",
+                    "errors": [f.format() for f in new.errors]}
+        actions = [a.describe() for a in self.planner(d.current, new)]
+        return {"ok": True, "dry_run": True, "applied": False, "result": "plan", "actions": actions or ["no changes"]}
+
+    async def request_and_wait(self) -> dict[str, Any]:
+        if not self.enabled:
+            return {"ok": True, "applied": False, "result": "rejected", "errors": ["this daemon cannot reload"]}
+        if self.daemon.paused:
+            return {"ok": False, "error": "synsup is paused: no reloads until `synsup resume`"}
+        future = self.daemon.operations.submit("reload", self._reload_once, merge=True)
+        result: dict[str, Any] = await future
+        return result
+
+    async def _reload_once(self) -> dict[str, Any]:
+        d = self.daemon
+        d.notifier.send(RELOADING=1, MONOTONIC_USEC=int(time.monotonic() * 1e6), STATUS="reloading")
+        d.lifecycle.move(Phase.RELOADING)
+        try:
+            return await self._check_and_apply()
+        finally:
+            d.settle()
+            d.notifier.send(READY=1, STATUS=d.status_line())
+
+    async def _check_and_apply(self) -> dict[str, Any]:
+        d = self.daemon
+        assert self.reloader is not None and self.planner is not None and d.supervisor is not None
+        new = await asyncio.to_thread(self.reloader)
+        if new.errors:
+            errors = [f.format() for f in new.errors]
+            self.rejected = errors
+            self._record("rejected", [], errors=errors)
+            log.error("reload.rejected", errors=errors)
+            return {"ok": True, "applied": False, "result": "rejected", "errors": errors}
+        actions = self.planner(d.current, new)
+        self.rejected = None
+        described = [a.describe() for a in actions]
+        log.info("reload.plan", actions=described or ["no changes"])
+        last_good = self.snapshot.specs() if self.snapshot else {}
+        try:
+            await apply_actions(d.supervisor, actions, new.specs, last_good)
+        except PartialReload as partial:
+            self._record("partial", partial.done, unit=partial.unit, error=partial.error)
+            log.error("reload.partial", unit=partial.unit, error=partial.error, done=partial.done)
+            return {"ok": True, "applied": "partial", "result": "partial", "unit": partial.unit,
+                    "error": partial.error, "actions": partial.done, "config_generation": self.generation}
+        if set(new.watch_paths) != set(d.current.watch_paths):
+            self._watch_restart.set()
+        changed = bool(actions) or new.specs != d.current.specs
+        d.current = new
+        if not changed:  # e.g. `synsup reload` after the watcher applied the change already
+            return {"ok": True, "applied": True, "result": "applied", "actions": [self._already_applied()],
+                    "config_generation": self.generation}
+        self.generation += 1
+        self.take_snapshot()
+        self._record("applied", described)
+        return {"ok": True, "applied": True, "result": "applied", "actions": described or ["no changes"],
+                "config_generation": self.generation}
+
+    def _already_applied(self) -> str:
+        last = self.last if self.last and self.last.get("result") == "applied" else None
+        if last is None:
+            return "no changes"
+        return (f"no changes: already applied at {time.strftime('%H:%M:%S', time.localtime(last['at']))} "
+                f"(generation {self.generation})")
+
+    def _record(self, result: str, actions: list[str], **fields: Any) -> None:
+        self.last = {"at": time.time(), "result": result, "actions": actions, **fields}
+        self.daemon.telemetry.reload_done(self.last)
+
+    def take_snapshot(self) -> None:
+        """Copy the config files the current specs read, for rolling a unit back later."""
+        d = self.daemon
+        try:
+            self.snapshot = ConfigSnapshot.take(d.state.config_dir, self.generation, d.current)
+        except OSError as e:
+            log.warning("reload.snapshot_failed", error=str(e))
+            self.snapshot = None
+
+    # -- file watching
+    async def watch(self) -> None:
+        while True:
+            self._watch_restart.clear()
+            watching = asyncio.ensure_future(self._watch_paths(list(self.daemon.current.watch_paths)))
+            restart = asyncio.ensure_future(self._watch_restart.wait())
+            try:
+                await asyncio.wait({watching, restart}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                watching.cancel()
+                restart.cancel()
+            if watching.done() and not watching.cancelled() and watching.exception() is not None:
+                log.error("reload.watch_failed", error=str(watching.exception()))
+                await asyncio.sleep(1.0)  # try again: the paths may be back
+
+    async def _watch_paths(self, paths: list[str]) -> None:
+        async for changed in config_changes(paths, self.settle):
+            log.info("reload.files_changed", files=changed)
+            self.request()

@@ -1,0 +1,37 @@
+"""Snapshots of the supervisor for `status` and for the start progress stream."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ... import __version__
+from ..engine.unit import Unit
+
+
+def unit_status(unit: Unit, now: float) -> dict[str, Any]:
+    spec = unit.spec
+    return {
+        "name": spec.name,
+        "kind": spec.kind,
+        "app": spec.app,
+        "step": spec.step,
+        "state": unit.state.value,
+        "pid": unit.pid,
+        "restarts": unit.restarts,
+        "since": unit.since,
+        "uptime": (now - unit.started_at) if unit.pid and unit.started_at else None,
+        "group": spec.group,
+        "health": unit.health,
+        "last_exit": unit.last_exit.as_json() if unit.last_exit else None,
+        "error": unit.error,
+        "retry_at": unit.retry_at,
+        "held": unit.held,
+        "waiting_for": blocked.spec.name if (blocked := unit.blocked_by) else None,
+        "log": unit.output.describe_drops(),
+        "version": spec.version or None,
+        "installed": unit.installed.note(spec),
+    }
+
+
+def daemon_status(pid: int, state: str, extra: dict[str, Any]) -> dict[str, Any]:
+    return {"pid": pid, "version": __version__, "state": state, **extra}

@@ -1,0 +1,121 @@
+"""`synsup upgrade`, run as one operation: plan (the source checks the new code and says what
+to run), run the plan's commands (a schema migration) while everything keeps serving, then
+restart units in the plan's order with readiness gating. A unit that does not become ready
+halts it: the units not yet restarted keep the old code. `Upgrades` owns the last result."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from ..engine.process import MARKER, STATE_MARKER
+from ..plans import Command, UpgradePlan
+from ..source import Loaded
+from .operations import Phase
+from .plan_executor import PartialReload, apply_actions
+
+if TYPE_CHECKING:
+    from .daemon import Daemon
+
+log = structlog.get_logger()
+Upgrader = Callable[[Loaded, str | None, bool], UpgradePlan]  # (current, python, allow_downtime)
+Progress = Callable[[str], Awaitable[None]]
+OUTPUT_TAIL = 5  # lines of a failed command's output in the error
+
+
+class Upgrades:
+    def __init__(self, daemon: Daemon, upgrader: Upgrader | None) -> None:
+        self.daemon, self.upgrader = daemon, upgrader
+        self.last: dict[str, Any] | None = None  # the last upgrade's result, for status
+
+    async def request(self, python: str | None, allow_downtime: bool, dry_run: bool,
+                      progress: Progress) -> dict[str, Any]:
+        if self.upgrader is None:
+            return {"ok": False, "error": "this daemon cannot upgrade"}
+        if dry_run:
+            plan = await self._plan(python, allow_downtime)
+            return {"ok": True, "dry_run": True, "result": "rejected" if plan.errors else "plan",
+                    "errors": plan.errors, **plan.describe()}
+        if self.daemon.paused:
+            return {"ok": False, "error": "synsup is paused: no upgrades until `synsup resume`"}
+        result: dict[str, Any] = await self.daemon.operations.submit(
+            "upgrade", lambda: self._upgrade(python, allow_downtime, progress))
+        return result
+
+    async def _plan(self, python: str | None, allow_downtime: bool) -> UpgradePlan:
+        assert self.upgrader is not None
+        return await asyncio.to_thread(self.upgrader, self.daemon.current, python, allow_downtime)
+
+    async def _upgrade(self, python: str | None, allow_downtime: bool, progress: Progress) -> dict[str, Any]:
+        d = self.daemon
+        d.lifecycle.move(Phase.UPGRADING)
+        d.notifier.send(STATUS="upgrading")
+        try:
+            plan = await self._plan(python, allow_downtime)
+            for line in plan.summary:
+                await progress(line)
+            return await self._execute(plan, progress)
+        finally:
+            d.settle()
+            d.notifier.send(STATUS=d.status_line())
+
+    async def _execute(self, plan: UpgradePlan, progress: Progress) -> dict[str, Any]:
+        if plan.errors:
+            return self._record(plan, "rejected", error="; ".join(plan.errors), errors=plan.errors)
+        for command in plan.commands:
+            await progress(f"{command.what} ...")
+            failure = await run_command(command, {STATE_MARKER: self.daemon.state.path, MARKER: "migration"})
+            if failure:
+                return self._record(plan, "failed", error=f"{command.what}: {failure}")
+            await progress(f"{command.what}: done")
+        sup, d = self.daemon.supervisor, self.daemon
+        assert sup is not None and plan.loaded is not None
+        last_good = {name: unit.spec for name, unit in sup.units.items()} if plan.rollback else {}
+        try:
+            await apply_actions(sup, plan.actions, plan.loaded.specs, last_good, progress)
+        except PartialReload as partial:
+            back = "it runs the old code again" if plan.rollback else "it stays stopped"
+            return self._record(plan, "partial", unit=partial.unit, error=partial.error, actions=partial.done,
+                                note=f"{back}; the units not yet restarted kept the old code")
+        d.current = plan.loaded
+        if plan.reloader is not None:
+            d.reloads.reloader = plan.reloader
+        d.reloads.generation += 1
+        d.reloads.take_snapshot()
+        return self._record(plan, "upgraded", actions=[a.describe() for a in plan.actions])
+
+    def _record(self, plan: UpgradePlan, result: str, **fields: Any) -> dict[str, Any]:
+        self.last = {"at": time.time(), "result": result, "from_version": plan.from_version,
+                     "to_version": plan.to_version, "summary": plan.summary, **fields}
+        (log.info if result == "upgraded" else log.error)("upgrade.done", **self.last)
+        return {"ok": True, **self.last}
+
+
+async def run_command(command: Command, marker: dict[str, str] | None = None) -> str:
+    """Run it to the end (output kept); "" on exit 0, else why it failed with its last lines.
+    `marker` goes into its environment, so that a `synsup stop` after the daemon died finds it."""
+    try:
+        proc = await asyncio.create_subprocess_exec(*command.argv, stdin=asyncio.subprocess.DEVNULL,
+                                                    env={**os.environ, **(marker or {})},
+                                                    stdout=asyncio.subprocess.PIPE,
+                                                    stderr=asyncio.subprocess.STDOUT, start_new_session=True)
+    except OSError as e:
+        return f"cannot run {command.argv[0]}: {e.strerror or e}"
+    try:
+        async with asyncio.timeout(command.timeout):
+            output, _ = await proc.communicate()
+    except (TimeoutError, asyncio.CancelledError) as e:
+        proc.kill()
+        await proc.wait()
+        if isinstance(e, asyncio.CancelledError):
+            raise
+        return f"did not finish within {command.timeout:g}s"
+    if proc.returncode == 0:
+        return ""
+    tail = " | ".join(output.decode(errors="replace").strip().splitlines()[-OUTPUT_TAIL:])
+    return f"exit code {proc.returncode}: {tail}"

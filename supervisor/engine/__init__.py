@@ -1,0 +1,2 @@
+"""Generic process supervision: units, their processes, probes, restarts. Knows nothing of Synapse,
+of the control socket or of the command line."""

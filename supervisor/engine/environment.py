@@ -1,0 +1,92 @@
+"""The environment a unit's process gets: a clean one, not all of synsup's.
+
+Kept from synsup's own: PATH, LANG, LC_*, TZ, HOME, USER, LOGNAME, PYTHON* and SYNAPSE_*;
+then the variables of `--env-file` (an EnvironmentFile, as Debian's /etc/default/matrix-synapse),
+then the unit spec's own variables (e.g. synctl's cache factors), then NOTIFY_SOCKET. Secrets
+synsup itself may hold (AWS_*, SSH_AUTH_SOCK, ...) never reach a unit."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from collections.abc import Iterable, Mapping
+
+from ..source import Loaded
+
+KEPT = frozenset({"PATH", "LANG", "TZ", "HOME", "USER", "LOGNAME"})
+KEPT_PREFIXES = ("LC_", "PYTHON", "SYNAPSE_")
+
+
+def kept(name: str) -> bool:
+    return name in KEPT or name.startswith(KEPT_PREFIXES)
+
+
+def unit_environment(spec_env: Iterable[tuple[str, str]], notify_socket: str | None,
+                     base: Mapping[str, str] | None = None) -> dict[str, str]:
+    base = os.environ if base is None else base
+    env = {k: v for k, v in base.items() if kept(k)}
+    env.update(spec_env)
+    if notify_socket is not None:
+        env["NOTIFY_SOCKET"] = notify_socket
+    return env
+
+
+class EnvFileError(Exception):
+    pass
+
+
+NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _value(raw: str) -> str:
+    """VALUE, 'VALUE' or "VALUE" (backslash escapes in double quotes); ValueError if a quote is open."""
+    raw = raw.strip()
+    if raw[:1] in ("'", '"'):
+        quote = raw[0]
+        if len(raw) < 2 or raw[-1] != quote:
+            raise ValueError(f"the value opens a {quote} quote and does not close it at the end of the line")
+        inner = raw[1:-1]
+        return re.sub(r'\\(["\\$`])', r"\1", inner) if quote == '"' else inner
+    return raw
+
+
+def parse_line(line: str) -> tuple[str, str] | None:
+    """(KEY, VALUE) of one line, None for a blank line or a comment; ValueError saying what is wrong."""
+    line = line.strip()
+    if not line or line[0] in "#;":
+        return None
+    key, equals, raw = line.removeprefix("export ").partition("=")
+    key = key.strip()
+    if not equals:
+        raise ValueError("expected KEY=VALUE")
+    if not NAME.fullmatch(key):
+        raise ValueError(f"{key!r} is not a variable name (letters, digits and _, not starting with a digit)")
+    return key, _value(raw)
+
+
+def read_env_file(path: str) -> dict[str, str]:
+    """The variables of an EnvironmentFile: KEY=VALUE lines, # comments, optional quotes."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = f.read().splitlines()
+    except (OSError, UnicodeDecodeError) as e:
+        why = e.strerror if isinstance(e, OSError) else "not UTF-8 text"
+        raise EnvFileError(f"cannot read env file {path}: {why}; fix the path given to --env-file") from None
+    variables: dict[str, str] = {}
+    for number, line in enumerate(lines, 1):
+        try:
+            pair = parse_line(line)
+        except ValueError as e:
+            raise EnvFileError(f"{path}:{number}: {e}; write KEY=VALUE, or # to comment the line out") from None
+        if pair is not None:
+            variables[pair[0]] = pair[1]
+    return variables
+
+
+def with_environment(loaded: Loaded, variables: Mapping[str, str]) -> Loaded:
+    """Every spec gets `variables` under its own (a deployment's own variables win)."""
+    if not variables:
+        return loaded
+    specs = [dataclasses.replace(s, env=tuple(variables.items()) + s.env) for s in loaded.specs]
+    return dataclasses.replace(loaded, specs=specs)

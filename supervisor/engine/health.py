@@ -1,0 +1,103 @@
+"""A unit's readiness and liveness: its probes, READY=1 on its notify socket, and for a
+process without any probe, /proc (stopped or traced counts as not working). A part of Unit,
+kept apart so that the state machine reads on its own."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+from ..spec import UnitSpec
+from .clock import Clock
+from .probes import Prober
+from .tallies import ProbeTally
+
+
+@dataclass
+class Timing:
+    """Probe and readiness timings; the defaults are the documented behaviour."""
+
+    liveness_interval: float | None = 10.0  # None: no liveness probes
+    probe_timeout: float = 2.0
+    failure_threshold: int = 3
+    notify_grace: float = 5.0  # how long to wait for READY=1 from a unit not known to send it
+    failed_retry: float | None = 300.0  # a failed unit is tried again after this cool-down
+
+
+def process_stopped(pid: int) -> str | None:
+    """Why a live process cannot be working (stopped or traced), from /proc; None if it can."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            state = f.read().rsplit(b")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return None
+    return {b"T": "stopped (SIGSTOP)", b"t": "stopped by a tracer"}.get(state)
+
+
+class HealthChecks:
+    """Mixed into Unit: the attributes below are the Unit's."""
+
+    spec: UnitSpec
+    clock: Clock
+    timing: Timing
+    health: str | None
+    error: str | None
+    unpaused: asyncio.Event
+    probe_tally: ProbeTally
+    _prober: Prober
+    _notify_ready: asyncio.Event
+    _sends_ready: bool | None
+
+    @property
+    def pid(self) -> int | None:
+        raise NotImplementedError
+
+    async def _readiness(self) -> None:
+        if self.spec.probes:
+            await self._until_healthy()
+        if self.spec.ready_notify:
+            await self._notify_ready.wait()  # it does send READY=1: up to the start timeout
+            return
+        if self._sends_ready is False and self.spec.probes:
+            return  # it never sent READY=1 before: judged by its listeners alone
+        if self.spec.notify or not self.spec.probes:
+            grace = None if self._sends_ready else self.timing.notify_grace
+            try:
+                async with asyncio.timeout(grace):
+                    await self._notify_ready.wait()
+            except TimeoutError:
+                self._sends_ready = False  # judged by its listeners alone, or by staying up
+
+    async def _until_healthy(self) -> None:
+        delay = 0.02
+        while (why := await self._prober.check_all(self.timing.probe_timeout)) is not None:
+            self.health = why
+            await self.clock.sleep(delay)
+            delay = min(delay * 2, 0.5)
+        self.health = "ok"
+
+    async def _check_alive(self) -> str | None:
+        """One liveness check: the probes, or for a unit without any, that it is not stopped."""
+        if self.spec.probes:
+            return await self._prober.check_all(self.timing.probe_timeout)
+        pid = self.pid
+        return process_stopped(pid) if pid is not None else None
+
+    async def _liveness(self) -> None:
+        """Returns once the unit failed its checks `failure_threshold` times in a row."""
+        interval = self.timing.liveness_interval
+        if interval is None or (not self.spec.probes and self.spec.argv is None):
+            await asyncio.Event().wait()
+            return
+        failures = 0
+        while failures < self.timing.failure_threshold:
+            await self.clock.sleep(interval)
+            why = await self._check_alive()
+            self.probe_tally.observe(self._prober.last_seconds, why is not None)
+            if why and not self.unpaused.is_set():
+                self.health = f"paused: {why}"  # no restarts while paused, so no counting
+                continue
+            failures = failures + 1 if why else 0
+            self.health = f"failing {failures}/{self.timing.failure_threshold}: {why}" if why else "ok"
+        self.error = f"unhealthy: {self.health}"
+

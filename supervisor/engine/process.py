@@ -1,0 +1,262 @@
+"""Spawning a unit's process in its own session, knowing when it exits, and killing all it
+left behind.
+
+Exit is detected from the pid (a pidfd becomes readable when the process exits), never from
+EOF on the output pipe: a grandchild holding stdout cannot hide a dead unit. When the leader
+has exited, its process group and every process it left behind (the daemon is a child
+subreaper, so descendants that `setsid()` away are reparented to it; they carry the unit's
+`SYNSUP_UNIT` marker) are SIGKILLed and reaped."""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import os
+import signal
+import subprocess
+from dataclasses import dataclass
+
+import psutil
+import structlog
+
+from ..spec import UnitSpec
+from .unit_output import UnitOutput
+
+MARKER = "SYNSUP_UNIT"  # in every unit's environment: which unit a process belongs to
+STATE_MARKER = "SYNSUP_STATE_DIR"  # and which daemon's: what a later `synsup stop` looks for
+PR_SET_CHILD_SUBREAPER = 36
+DRAIN_AFTER_EXIT = 1.0  # seconds to keep reading output that was in flight when the unit exited
+
+log = structlog.get_logger()
+
+
+def become_subreaper() -> bool:
+    """Orphaned descendants of our units are reparented to us, not to init."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return bool(libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0)
+    except (OSError, AttributeError):
+        return False
+
+
+@dataclass(frozen=True)
+class ExitStatus:
+    code: int | None
+    signal: str | None
+    at: float
+    killed_after: float | None = None  # synsup's own SIGKILL after this stop timeout
+
+    @classmethod
+    def from_returncode(cls, returncode: int, at: float, killed_after: float | None = None) -> ExitStatus:
+        if returncode < 0:
+            name = signal.Signals(-returncode).name if -returncode in signal.valid_signals() else str(-returncode)
+            return cls(None, name, at, killed_after if -returncode == signal.SIGKILL else None)
+        return cls(returncode, None, at)
+
+    def describe(self) -> str:
+        if self.killed_after is not None:
+            return f"killed by synsup after {self.killed_after:g}s (did not stop on SIGTERM)"
+        if self.signal == "SIGKILL":
+            return "killed by SIGKILL (out of memory?)"
+        if self.signal:
+            return f"killed by {self.signal}"
+        return f"exited with code {self.code}"
+
+    def as_json(self) -> dict:
+        return {"code": self.code, "signal": self.signal, "at": self.at}
+
+
+class Reaper:
+    """Children that are no unit's leader: leftovers we killed, reaped when they exit."""
+
+    def __init__(self) -> None:
+        self.leaders: dict[int, Child] = {}
+        self.leftovers: set[int] = set()
+
+    def reap(self) -> None:
+        for pid in list(self.leftovers):
+            try:
+                done, _ = os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                done = pid  # not (or no longer) our child: nothing to reap
+            if done:
+                self.leftovers.discard(pid)
+
+    def kill_all(self) -> None:
+        """Last resort at daemon exit: every leader's group and every leftover, SIGKILLed and reaped."""
+        for child in list(self.leaders.values()):
+            child.kill_leftovers()
+        for pid in list(self.leaders) + list(self.leftovers):
+            _kill(pid)
+            try:
+                os.waitpid(pid, 0)
+            except ChildProcessError:
+                pass
+        self.leaders.clear()
+        self.leftovers.clear()
+
+
+REAPER = Reaper()
+
+
+def _kill(pid: int, sig: int = signal.SIGKILL) -> None:
+    try:
+        os.kill(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _direct_children() -> list[int]:
+    pids: list[int] = []
+    try:
+        for task in os.listdir("/proc/self/task"):
+            with open(f"/proc/self/task/{task}/children") as f:
+                pids += [int(p) for p in f.read().split()]
+    except OSError:
+        pids = [p.pid for p in psutil.Process().children()]
+    return pids
+
+
+def _marker_of(pid: int) -> str | None:
+    try:
+        return psutil.Process(pid).environ().get(MARKER)
+    except (psutil.Error, OSError):
+        return None
+
+
+class Child:
+    """A running unit process: the leader of its own process group."""
+
+    def __init__(self, popen: subprocess.Popen, name: str, output: UnitOutput) -> None:
+        self.pid = popen.pid
+        self.name = name
+        self._popen, self._output = popen, output
+        self.killed_after: float | None = None
+        self._loop = asyncio.get_running_loop()
+        self._exited: asyncio.Future[int] = self._loop.create_future()
+        self._pidfd = os.pidfd_open(self.pid)
+        self._loop.add_reader(self._pidfd, self._on_exit)
+        self._out: int | None = None
+        if popen.stdout is not None:
+            self._out = popen.stdout.fileno()
+            os.set_blocking(self._out, False)
+            self._loop.add_reader(self._out, self._on_output)
+        REAPER.leaders[self.pid] = self
+
+    @property
+    def exited(self) -> bool:
+        return self._exited.done()
+
+    async def wait(self) -> int:
+        return await asyncio.shield(self._exited)
+
+    def signal_group(self, sig: int) -> None:
+        if self._exited.done():
+            return  # reaped: the group id may belong to someone else by now
+        try:
+            os.killpg(self.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+    def kill_leftovers(self) -> None:
+        """SIGKILL the process group and every descendant that escaped it (marked with our unit)."""
+        self.signal_group(signal.SIGKILL)
+        for pid in _direct_children():
+            if pid in REAPER.leaders or _marker_of(pid) != self.name:
+                continue
+            try:
+                tree = [pid] + [p.pid for p in psutil.Process(pid).children(recursive=True)]
+            except psutil.Error:
+                tree = [pid]
+            for each in tree:
+                _kill(each)
+            REAPER.leftovers.update(tree)
+            log.warning("unit.leftovers_killed", unit=self.name, pids=tree)
+
+    def _on_exit(self) -> None:
+        # the leader is a zombie until reaped, so its group id cannot be reused: kill first
+        self.kill_leftovers()
+        try:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+        except ChildProcessError:
+            pid, status = self.pid, 255 << 8  # reaped elsewhere: the status is lost
+        if pid == 0:
+            return
+        self._loop.remove_reader(self._pidfd)
+        os.close(self._pidfd)
+        REAPER.leaders.pop(self.pid, None)
+        returncode = os.waitstatus_to_exitcode(status)
+        self._popen.returncode = returncode
+        self._exited.set_result(returncode)
+        self._loop.call_later(DRAIN_AFTER_EXIT, self._close_output)
+
+    def _on_output(self) -> None:
+        assert self._out is not None
+        try:
+            data = os.read(self._out, 65536)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if data:
+            self._output.write(data)
+        else:
+            self._close_output()
+
+    def _close_output(self) -> None:
+        if self._out is not None:
+            self._loop.remove_reader(self._out)
+            self._out = None
+        if self._popen.stdout is not None:
+            self._popen.stdout.close()
+
+    def force_close(self) -> None:
+        """The task that owned this child is gone: kill everything now, reap what is dead."""
+        if not self._exited.done():
+            self.kill_leftovers()
+            REAPER.leftovers.add(self.pid)
+            REAPER.leaders.pop(self.pid, None)
+            self._loop.remove_reader(self._pidfd)
+            os.close(self._pidfd)
+            self._exited.set_result(-signal.SIGKILL)
+        self._close_output()
+
+
+class Spawner:
+    """Starts unit processes; a test can put another spawner in its place."""
+
+    def __init__(self, extra_env: dict[str, str] | None = None) -> None:
+        self.extra_env = extra_env or {}
+
+    async def spawn(self, spec: UnitSpec, env: dict[str, str], output: UnitOutput) -> Child:
+        assert spec.argv is not None
+        popen = subprocess.Popen(
+            spec.argv,
+            stdin=subprocess.PIPE if spec.stdin is not None else subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env={**env, **self.extra_env, MARKER: spec.name},
+            cwd=spec.cwd,
+            start_new_session=True,
+        )
+        if spec.stdin is not None and popen.stdin is not None:
+            try:
+                popen.stdin.write(spec.stdin)
+                popen.stdin.close()
+            except OSError:
+                pass  # it exited already: its exit says why
+        return Child(popen, spec.name, output)
+
+
+async def stop_child(child: Child, exited: asyncio.Future, timeout: float) -> None:
+    """SIGCONT and SIGTERM to the group (a stopped process cannot act on SIGTERM); SIGKILL to
+    the group if it is still there after `timeout`."""
+    child.signal_group(signal.SIGCONT)
+    child.signal_group(signal.SIGTERM)
+    try:
+        async with asyncio.timeout(timeout):
+            await asyncio.shield(exited)
+    except TimeoutError:
+        child.killed_after = timeout
+        child.signal_group(signal.SIGKILL)
+        await exited

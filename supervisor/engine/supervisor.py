@@ -1,0 +1,171 @@
+"""The supervisor: units wired by their dependencies, started and stopped by step."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Callable, Iterable
+
+import structlog
+
+from ..spec import UnitSpec, steps_of
+from .clock import Clock
+from .process import Spawner
+from .restart_policy import RestartPolicy
+from .unit import Timing, Unit
+from .unit_output import KEEP_FILES, MAX_BYTES, UnitOutput
+from .unit_state import UnitState
+
+S = UnitState
+
+
+class Supervisor:
+    def __init__(self, specs: list[UnitSpec], *, log_dir: str, notify_dir: str | None,
+                 clock: Clock | None = None, spawner: Spawner | None = None,
+                 timing: Timing | None = None, policy: Callable[[], RestartPolicy] = RestartPolicy,
+                 log_max_bytes: int = MAX_BYTES, log_backups: int = KEEP_FILES) -> None:
+        self.log_max_bytes, self.log_backups = log_max_bytes, log_backups
+        self.clock = clock or Clock()
+        self.spawner = spawner or Spawner()
+        self.timing = timing or Timing()
+        self.policy = policy
+        self.log_dir, self.notify_dir = log_dir, notify_dir
+        self.units: dict[str, Unit] = {}
+        self.unpaused = asyncio.Event()  # cleared by `synsup pause`
+        self.unpaused.set()
+        self._notify_index = 0
+        self._changed = asyncio.Event()
+        self._listeners: list[Callable[[Unit], None]] = []
+        self._tasks: dict[str, asyncio.Task] = {}
+        self._group: asyncio.TaskGroup | None = None
+        self.log = structlog.get_logger()
+        for spec in specs:
+            self._add(spec)
+        self._wire()
+
+    # -- building
+    def _add(self, spec: UnitSpec) -> Unit:
+        # short names: no unit name can push a socket path over the AF_UNIX limit
+        self._notify_index += 1
+        notify_path = os.path.join(self.notify_dir, f"{self._notify_index}.sock") if self.notify_dir else None
+        unit = Unit(spec, clock=self.clock, spawner=self.spawner,
+                    output=UnitOutput.for_unit(self.log_dir, spec.name, self.log_max_bytes, self.log_backups),
+                    notify_path=notify_path, policy=self.policy(), timing=self.timing,
+                    on_change=self._unit_changed, unpaused=self.unpaused)
+        self.units[spec.name] = unit
+        return unit
+
+    def _wire(self) -> None:
+        for unit in self.units.values():
+            unit.dependencies = [self.units[d] for d in unit.spec.dependencies if d in self.units]
+
+    def set_spec(self, spec: UnitSpec) -> Unit:
+        """Add a unit, or give an existing one the spec its next start uses."""
+        unit = self.units.get(spec.name)
+        if unit is None:
+            unit = self._add(spec)
+            if self._group is not None:
+                self.spawn_tasks(self._group)
+        else:
+            unit.spec = spec
+        self._wire()
+        return unit
+
+    def remove(self, name: str) -> None:
+        """Forget a stopped unit."""
+        unit = self.units.pop(name)
+        task = self._tasks.pop(name, None)
+        if task is not None:
+            task.cancel()
+        unit.output.close()
+        self._wire()
+
+    def steps(self) -> list[list[Unit]]:
+        return [[self.units[n] for n in step] for step in steps_of([u.spec for u in self.units.values()])]
+
+    # -- change notification
+    def add_listener(self, listener: Callable[[Unit], None]) -> None:
+        self._listeners.append(listener)
+
+    def remove_listener(self, listener: Callable[[Unit], None]) -> None:
+        if listener in self._listeners:
+            self._listeners.remove(listener)
+
+    def _unit_changed(self, unit: Unit) -> None:
+        self._changed.set()
+        self._changed = asyncio.Event()
+        for listener in list(self._listeners):
+            listener(unit)
+
+    async def wait_until(self, predicate: Callable[[], bool]) -> None:
+        while not predicate():
+            await self._changed.wait()
+
+    async def wait_settled(self, units: Iterable[Unit]) -> None:
+        units = list(units)
+        await self.wait_until(lambda: all(u.settled for u in units))
+
+    # -- running
+    def spawn_tasks(self, group: asyncio.TaskGroup) -> None:
+        self._group = group
+        for name, unit in self.units.items():
+            if name not in self._tasks:
+                self._tasks[name] = group.create_task(unit.supervise(), name=f"unit:{name}")
+
+    def cancel_tasks(self) -> None:
+        for task in self._tasks.values():
+            task.cancel()
+
+    def start_all(self) -> None:
+        for unit in self.units.values():
+            if not unit.held:
+                unit.start()
+
+    async def stop_all(self) -> None:
+        self.log.info("supervisor.stopping")
+        for step in reversed(self.steps()):
+            await asyncio.gather(*(u.stop() for u in step))
+
+    async def restart(self, names: list[str]) -> None:
+        if not names:
+            await self.stop_all()
+            self.start_all()
+            await self.wait_settled(self.units.values())
+            return
+        units = [self.units[n] for n in names]
+        await asyncio.gather(*(u.stop() for u in units))
+        for unit in units:
+            unit.held = False  # naming a unit is the admin asking for it
+            unit.start(reset=True)
+        await self.wait_settled(units)
+
+    async def hold(self, names: list[str]) -> None:
+        """Stop these units and keep them stopped (by admin) until `start_units`."""
+        units = [self.units[n] for n in names]
+        for unit in units:
+            unit.held = True
+        await asyncio.gather(*(u.stop() for u in units))
+
+    async def start_units(self, names: list[str]) -> None:
+        units = [self.units[n] for n in names]
+        # a failed unit's task is in its cool-down: end it, so the start below tries at once
+        await asyncio.gather(*(u.stop() for u in units if u.state is S.FAILED))
+        for unit in units:
+            unit.held = False
+            unit.start(reset=True)
+        await self.wait_settled(units)
+
+    def dependents(self, name: str) -> list[str]:
+        return [n for n, u in self.units.items() if name in u.spec.dependencies and not u.held]
+
+    def reopen_logs(self) -> None:
+        for unit in self.units.values():
+            unit.output.reopen()
+
+    def all_ready(self) -> bool:
+        """Every unit ready, but for those the admin stopped (an intended state)."""
+        return all(u.state is S.READY or (u.held and u.state is S.STOPPED) for u in self.units.values())
+
+    def close(self) -> None:
+        for unit in self.units.values():
+            unit.output.close()

@@ -1,0 +1,354 @@
+"""One unit: its state machine and the task that keeps its process alive.
+
+Whatever goes wrong inside a unit's task stays in that unit: an unexpected exception marks it
+`failed` with the error, and its process group is SIGKILLed when the task ends for any reason."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Awaitable, Callable
+
+import structlog
+
+from ..spec import UnitSpec
+from .clock import Clock
+from .died_of import exception_line
+from .environment import unit_environment
+from .health import HealthChecks, Timing
+from .installed_code import InstalledCode
+from .notify_socket import NotifySocket
+from .preflight import preflight
+from .probes import Prober
+from .process import Child, ExitStatus, Spawner, stop_child
+from .restart_policy import RestartPolicy
+from .tallies import ProbeTally
+from .unit_output import UnitOutput
+from .unit_state import UnitState, check_transition
+
+S = UnitState
+TAIL_FOR_ERRORS = 40  # output lines searched for the exception a unit died of
+
+
+class Unit(HealthChecks):
+    def __init__(self, spec: UnitSpec, *, clock: Clock, spawner: Spawner, output: UnitOutput,
+                 notify_path: str | None, policy: RestartPolicy, timing: Timing,
+                 on_change: Callable[[Unit], None], unpaused: asyncio.Event | None = None) -> None:
+        self.spec = spec
+        self.clock, self.spawner, self.output = clock, spawner, output
+        self.policy, self.timing, self._on_change = policy, timing, on_change
+        self.notify_path = notify_path
+        self.state = S.STOPPED
+        self.since = clock.time()
+        self.child: Child | None = None
+        self.started_at: float | None = None
+        self.restarts = 0
+        self.failed_attempts = 0  # starts that never became ready since the last start()
+        self.retry_at: float | None = None  # when a failed unit is tried again
+        self.last_exit: ExitStatus | None = None
+        self.error: str | None = None
+        self.refused = False  # the last start was refused before a spawn (log file, address in use)
+        self.health: str | None = None
+        self.dependencies: list[Unit] = []
+        self.ready_event = asyncio.Event()
+        self.wanted = False
+        self.held = False  # stopped by the admin: no automatic start until `synsup start UNIT`
+        self.waiting_for_resume = False  # exited while paused: nothing happens until `synsup resume`
+        if unpaused is None:
+            unpaused = asyncio.Event()
+            unpaused.set()
+        self.unpaused = unpaused  # cleared while synsup is paused: no automatic restarts
+        self._stop = asyncio.Event()
+        self._start_requested = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._notify_ready = asyncio.Event()
+        self._sends_ready: bool | None = None  # learned: does this unit send READY=1?
+        self._notify: NotifySocket | None = None
+        self._prober = Prober(())
+        self.probe_tally = ProbeTally()  # liveness check times and failures, for metrics
+        self.installed = InstalledCode()  # new code installed under the running spec?
+        self.log = structlog.get_logger().bind(unit=spec.name)
+
+    @property
+    def pid(self) -> int | None:
+        return self.child.pid if self.child is not None and not self.child.exited else None
+
+    # -- the one place state changes
+    def set_state(self, new: UnitState, error: str | None = None, **fields: object) -> None:
+        if error is not None:
+            self.error = error
+        if new is self.state:
+            return
+        check_transition(self.state, new)
+        self.state, self.since = new, self.clock.time()
+        if new is S.READY:
+            self.ready_event.set()
+        else:
+            self.ready_event.clear()
+        self.log.info(f"unit.{new.value}", pid=self.pid, **({"error": error} if error else {}), **fields)
+        self._on_change(self)
+
+    # -- commands
+    def start(self, reset: bool = False) -> None:
+        if reset:
+            self.policy.reset()
+            self.restarts = 0
+        self.failed_attempts = 0
+        if not self._idle.is_set():
+            return
+        self.wanted = True
+        self._stop.clear()
+        self._idle.clear()
+        self._start_requested.set()
+
+    async def stop(self) -> None:
+        self.wanted = False
+        self._stop.set()
+        await self._idle.wait()
+        if self.state is S.FAILED:
+            self.set_state(S.STOPPED)
+
+    def send_signal(self, sig: int) -> None:
+        if self.pid is not None:
+            try:
+                os.kill(self.pid, sig)
+            except ProcessLookupError:
+                pass
+            self.log.info("unit.signalled", pid=self.pid, signal=sig)
+
+    @property
+    def blocked_by(self) -> Unit | None:
+        """The dependency that keeps this waiting unit from ever starting (failed, or stopped
+        and not wanted), directly or through another dependency."""
+        if self.state is not S.WAITING:
+            return None
+        for dependency in self.dependencies:
+            if dependency.state is S.FAILED or (dependency.state is S.STOPPED and not dependency.wanted):
+                return dependency
+            if dependency.blocked_by is not None:
+                return dependency
+        return None
+
+    @property
+    def settled(self) -> bool:
+        """Ready, failed or stopped with no start pending, or waiting on a dependency that
+        cannot become ready: nothing more will happen without a command."""
+        if self.blocked_by is not None or self.waiting_for_resume:
+            return True
+        return self.state in (S.READY, S.FAILED, S.STOPPED) and not self._start_requested.is_set()
+
+    # -- the task
+    async def supervise(self) -> None:
+        try:
+            while True:
+                await self._start_requested.wait()
+                self._start_requested.clear()
+                try:
+                    await self._contained(self._life())
+                finally:
+                    self._kill_child()
+                    self._idle.set()
+        finally:
+            self._kill_child()
+            if self._notify:
+                self._notify.close()
+
+    async def _contained(self, work: Awaitable[None]) -> None:
+        """Run `work`; an unexpected exception fails this unit, never the daemon."""
+        try:
+            await work
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:
+            self.log.exception("unit.internal_error")
+            self.wanted = False
+            self._kill_child()
+            self.set_state(S.FAILED, f"internal error: {type(e).__name__}: {e}")
+
+    def _kill_child(self) -> None:
+        if self.child is not None and not self.child.exited:
+            self.child.force_close()
+
+    def _on_notify(self, fields: dict[str, str]) -> None:
+        if fields.get("READY") == "1":
+            self._sends_ready = True
+            self._notify_ready.set()
+
+    async def _life(self) -> None:
+        if self.spec.notify and self.notify_path and self._notify is None:
+            self._notify = NotifySocket(self.notify_path, self._on_notify)
+        while self.wanted:
+            self.retry_at = None
+            self.set_state(S.WAITING)
+            if await self._race(self._dependencies_ready()) == "stop":
+                break
+            ready_for = await self._run_once()
+            if not self.wanted:
+                break
+            if ready_for is None:
+                self.failed_attempts += 1
+            if not self.unpaused.is_set() and not await self._paused():
+                break
+            delay = None if self.refused else self.policy.delay_after_exit(ready_for)
+            if delay is None:
+                if not await self._failed():
+                    break
+                if not self.unpaused.is_set() and not await self._until_resumed():
+                    break  # paused during the cool-down: still failed, no retry until resumed
+                continue
+            self.restarts += 1
+            if delay > 0:
+                self.set_state(S.BACKOFF, delay=delay)
+                if await self._race(self.clock.sleep(delay)) == "stop":
+                    break
+            if not self.unpaused.is_set() and not await self._paused():
+                break  # paused during the backoff: no automatic restart until resumed
+        self.set_state(S.STOPPED)
+
+    async def _paused(self) -> bool:
+        """Exited while synsup is paused: no restart until resumed (True) or stopped (False)."""
+        note = "; not restarted while synsup is paused"
+        error = self.error or "exited"
+        self.set_state(S.BACKOFF, error if error.endswith(note) else error + note)
+        return await self._until_resumed()
+
+    async def _until_resumed(self) -> bool:
+        """Nothing happens until `synsup resume` (True) or a stop (False): settled meanwhile."""
+        self.waiting_for_resume = True
+        self._on_change(self)  # settled now: a wait for this unit returns
+        try:
+            return await self._race(self.unpaused.wait()) != "stop"
+        finally:
+            self.waiting_for_resume = False
+
+    async def _failed(self) -> bool:
+        """Crash loop: `failed` until the cool-down ends (True: try again) or a stop (False)."""
+        self.set_state(S.FAILED, self.error if self.refused else f"failed to become ready "
+                       f"{self.policy.failed_starts} times in a row; last: {self.error}")
+        retry = self.timing.failed_retry
+        if retry is None:
+            self.wanted = False
+            await self._stop.wait()
+            return False
+        self.retry_at = self.clock.time() + retry
+        self._on_change(self)
+        if await self._race(self.clock.sleep(retry)) == "stop":
+            return False
+        self.policy.reset()
+        self.log.info("unit.retrying", after=retry)
+        return True
+
+    async def _dependencies_ready(self) -> None:
+        for dependency in self.dependencies:
+            await dependency.ready_event.wait()
+
+    async def _run_once(self) -> float | None:
+        """One process from spawn to exit; seconds it was ready, or None if it never was."""
+        self._notify_ready.clear()
+        self.health = None  # the last run's verdict does not describe the new process
+        self.set_state(S.STARTING)
+        self._prober = Prober(self.spec.probes)
+        try:
+            return await (self._watch_external() if self.spec.argv is None else self._spawn_and_supervise())
+        finally:
+            self._prober.close()
+
+    async def _spawn_and_supervise(self) -> float | None:
+        self.refused = (refusal := preflight(self.spec, self.output)) is not None
+        if refusal is not None:
+            self.error = refusal
+            self.log.error("unit.refused", error=refusal)
+            return None
+        self.installed.at_spawn(self.spec)
+        self.output.new_run()
+        try:
+            self.child = child = await self.spawner.spawn(self.spec, self._environment(), self.output)
+        except OSError as e:
+            self.error = f"cannot start {(self.spec.argv or ('?',))[0]}: {e.strerror or e}"
+            self.log.error("unit.spawn_failed", error=self.error)
+            return None
+        self.started_at = self.clock.time()
+        self._prober.owner_pid = child.pid  # probes must reach this process, not another on its address
+        self.output.note(f"started pid {child.pid}")
+        self.log.info("unit.spawned", pid=child.pid)
+        self._on_change(self)
+        exited = asyncio.ensure_future(child.wait())
+        ready_for = await self._supervise_child(child, exited)
+        self._record_exit(child, await exited)
+        return ready_for
+
+    async def _supervise_child(self, child: Child, exited: asyncio.Future) -> float | None:
+        outcome = await self._race(self._readiness(), exited, self.spec.start_timeout)
+        ready_at = None
+        if outcome == "done":
+            ready_at = self.clock.monotonic()
+            self.set_state(S.READY)
+            outcome = await self._race(self._liveness(), exited)
+            if outcome == "done":
+                self.set_state(S.UNHEALTHY)
+                await stop_child(child, exited, self.spec.stop_timeout)
+        elif outcome == "timeout":
+            self.error = f"not ready within {self.spec.start_timeout:g}s ({self.health or 'no answer'})"
+            self.log.warning("unit.start_timeout", pid=child.pid)
+            await stop_child(child, exited, self.spec.stop_timeout)
+        if outcome == "stop":
+            self.set_state(S.STOPPING)
+            await stop_child(child, exited, self.spec.stop_timeout)
+        return None if ready_at is None else self.clock.monotonic() - ready_at
+
+    def _record_exit(self, child: Child, returncode: int) -> None:
+        status = ExitStatus.from_returncode(returncode, self.clock.time(), child.killed_after)
+        self.last_exit = status
+        self.output.note(f"pid {child.pid} {status.describe()}")
+        if self.wanted:
+            if self.state is not S.UNHEALTHY and not (self.error and self.error.startswith("not ready")):
+                self.error = f"{status.describe()}: {self._died_of()}".rstrip(": ")
+            self.log.warning("unit.exited", pid=child.pid, status=status.describe())
+        else:
+            self.set_state(S.STOPPED)
+        self._on_change(self)
+
+    def _died_of(self) -> str:
+        """The exception the process died of (the last `SomeError: ...` line of its output),
+        else its last lines: what the admin needs, not the closing banner."""
+        tail = self.output.last(TAIL_FOR_ERRORS)
+        return exception_line(tail) or " | ".join(tail[-3:])
+
+    async def _watch_external(self) -> float | None:
+        """A service someone else runs: ready when it answers; never started or stopped."""
+        outcome = await self._race(self._until_healthy(), None, self.spec.start_timeout)
+        if outcome != "done":
+            if outcome == "timeout":
+                self.error = f"not answering within {self.spec.start_timeout:g}s ({self.health})"
+            return None
+        self.set_state(S.READY)
+        while await self._race(self._liveness()) == "done":
+            self.set_state(S.UNHEALTHY)
+            if await self._race(self._until_healthy()) == "stop":
+                break
+            self.set_state(S.READY)
+        return None
+
+    def _environment(self) -> dict[str, str]:
+        return unit_environment(self.spec.env, self._notify.path if self._notify is not None else None)
+
+    async def _race(self, work: Awaitable, exited: asyncio.Future | None = None,
+                    timeout: float | None = None) -> str:
+        """Run `work` until it is done, the child exits, a stop is asked for, or time runs out."""
+        work_task = asyncio.ensure_future(work)
+        stop_task = asyncio.ensure_future(self._stop.wait())
+        waiting = {work_task, stop_task} | ({exited} if exited is not None else set())
+        try:
+            done, _ = await asyncio.wait(waiting, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            work_task.cancel()
+            stop_task.cancel()
+        if stop_task in done:
+            return "stop"
+        if exited is not None and exited in done:
+            return "exited"
+        if work_task in done:
+            work_task.result()
+            return "done"
+        return "timeout"

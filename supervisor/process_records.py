@@ -1,0 +1,35 @@
+"""Records of processes that find them again after a daemon is gone: pid, start time, command."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import psutil
+
+from .statedir import StateDir
+
+
+def process_record(pid: int) -> dict[str, Any] | None:
+    """What identifies a live process beyond its pid (pids get reused)."""
+    try:
+        p = psutil.Process(pid)
+        return {"pid": pid, "create_time": p.create_time(), "cmdline": p.cmdline()}
+    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+        return None
+
+
+def still_running(record: dict[str, Any]) -> bool:
+    """Same pid, same start time, same command (a process may retitle itself, as redis-server
+    does, so the program name is compared when the full command line differs)."""
+    live = process_record(int(record.get("pid", 0) or 0)) if record.get("pid") else None
+    if not live or live["create_time"] != record.get("create_time"):
+        return False
+    recorded, now = record.get("cmdline") or [], live["cmdline"] or []
+    return recorded == now or bool(recorded and now and
+                                   os.path.basename(recorded[0]) in os.path.basename(now[0]))
+
+
+def running_daemon(state: StateDir) -> int | None:
+    record = state.read_json(state.daemon_file)
+    return record["pid"] if isinstance(record, dict) and still_running(record) else None

@@ -1,0 +1,84 @@
+"""The direction of imports (docs/design.md, "Layout"): cli may use daemon and engine, daemon may
+use engine, engine uses neither; the shared modules at the top of supervisor/ use none of the
+three; units/ (Synapse knowledge) uses only those shared modules; nothing imports cli but the
+`synsup` command itself (synsup/__main__.py)."""
+
+from __future__ import annotations
+
+import ast
+import pathlib
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+LAYERS = ("engine", "daemon", "cli")
+ALLOWED = {  # layer of the importing module -> layers it may import
+    "shared": {"shared"},
+    "engine": {"shared", "engine"},
+    "daemon": {"shared", "engine", "daemon"},
+    "cli": {"shared", "engine", "daemon", "cli"},
+    "units": {"shared", "units"},
+}
+
+
+def module_name(path: pathlib.Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    return ".".join(["synsup", *parts[:-1]] + ([] if parts[-1] == "__init__" else [parts[-1]]))
+
+
+def layer_of(module: str) -> str | None:
+    parts = module.split(".")
+    if parts[:2] == ["synsup", "units"]:
+        return "units"
+    if parts[:2] != ["synsup", "supervisor"]:
+        return None
+    return parts[2] if len(parts) > 3 and parts[2] in LAYERS else "shared"
+
+
+def imported_modules(path: pathlib.Path) -> list[tuple[int, str]]:
+    """Every module a file imports, relative imports resolved; `from pkg import mod` counts mod."""
+    package = module_name(path).split(".")
+    if path.name != "__init__.py":
+        package = package[:-1]
+    found: list[tuple[int, str]] = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, a.name) for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = package[: len(package) - node.level + 1] if node.level else []
+            target = ".".join(base + ([node.module] if node.module else []))
+            found += [(node.lineno, f"{target}.{a.name}") for a in node.names]
+    return found
+
+
+def sources() -> list[pathlib.Path]:
+    return sorted(p for d in ("supervisor", "units") for p in (ROOT / d).rglob("*.py"))
+
+
+def wrong_way(path: pathlib.Path) -> list[str]:
+    own = layer_of(module_name(path))
+    assert own is not None
+    bad = []
+    for line, target in imported_modules(path):
+        # `from ..daemon import x` names a module in daemon; `from ..spec import X` a name in spec
+        layer = layer_of(target if target.split(".")[-1][:1].islower() else target.rsplit(".", 1)[0])
+        if layer is not None and layer not in ALLOWED[own]:
+            bad.append(f"{path.relative_to(ROOT)}:{line}: {own} imports {target} ({layer})")
+    return bad
+
+
+@pytest.mark.parametrize("path", sources(), ids=lambda p: str(p.relative_to(ROOT)))
+def test_imports_go_one_way(path: pathlib.Path) -> None:
+    assert wrong_way(path) == []
+
+
+def test_the_rule_catches_a_wrong_way_import(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The walker sees relative and absolute imports across layers (else the test above proves nothing)."""
+    engine = ROOT / "supervisor" / "engine" / "unit.py"
+    assert any(layer_of(t) == "shared" for _, t in imported_modules(engine))
+    fake = ROOT / "supervisor" / "engine" / "_probe_wrong_way.py"
+    fake.write_text("from ..daemon import daemon\nfrom synsup.supervisor.cli.main import main\n")
+    try:
+        assert len(wrong_way(fake)) == 2
+    finally:
+        fake.unlink()

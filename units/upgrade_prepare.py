@@ -1,0 +1,56 @@
+"""`synsup upgrade` for Synapse: check every config with the new code, read the schema facts
+of the old and new code and of the database, and plan (units.upgrade)."""
+
+from __future__ import annotations
+
+import argparse
+import copy
+from collections.abc import Callable
+
+from synsup.supervisor.plans import UpgradePlan
+from synsup.supervisor.source import Loaded
+
+from . import schema
+from .upgrade_plan import main_config_args, plan_upgrade
+
+
+def _running(current: Loaded) -> tuple[str, str]:
+    """(python, version) that main runs now."""
+    main = next((s for s in current.specs if s.kind == "main"), None)
+    argv = (main.argv or ("",)) if main else ("",)
+    return argv[0], (main.version if main else "")
+
+
+def prepare_upgrade(load: Callable[[argparse.Namespace], Loaded], args: argparse.Namespace, current: Loaded,
+                    python: str | None, allow_downtime: bool) -> UpgradePlan:
+    new_args = copy.copy(args)
+    new_args.python = python or args.python
+    old_python, old_version = _running(current)
+    loaded = load(new_args)  # every rule and Synapse's own loader, with the new code
+    if loaded.errors:
+        return UpgradePlan(from_version=old_version, errors=[f.format() for f in loaded.errors])
+    if not any(s.kind == "main" for s in loaded.specs):
+        return UpgradePlan(from_version=old_version, errors=["no main process to upgrade"])
+    facts = schema.read(new_args.python, main_config_args(loaded.specs))
+    error = facts.error or (f"cannot read the database's schema state: {facts.database_error}"
+                            if facts.database_error else "")
+    if error or facts.code is None:
+        return UpgradePlan(from_version=old_version, errors=[error or "no answer from the new Synapse"])
+    old_schema = _old_schema(old_python, new_args.python, facts)
+    plan = plan_upgrade(old_version, old_schema, facts.code, facts.database, loaded.specs, new_args.python,
+                        allow_downtime)
+    plan.loaded, plan.reloader = loaded, (lambda: load(new_args))
+    return plan
+
+
+def _old_schema(old_python: str, new_python: str, facts: schema.SchemaFacts) -> int:
+    """The running code's SCHEMA_VERSION: asked of its python when that is another install; after an
+    in-place upgrade the old code is gone, and the schema its main prepared is the database's."""
+    if old_python and old_python != new_python:
+        old = schema.read(old_python)
+        if old.code is not None:
+            return old.code.schema_version
+    if facts.database is not None:
+        return facts.database.current_version
+    assert facts.code is not None
+    return facts.code.schema_version
