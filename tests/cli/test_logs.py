@@ -77,3 +77,15 @@ def test_logrotate_with_sigusr1_and_logs_after_stop(deployment, short_dir):
     assert deployment.synsup("stop").returncode == 0
     done = deployment.synsup("logs", "-n", "100", "generic1")  # found through the record the daemon left
     assert done.returncode == 0 and "[synsup] started pid" in done.stdout, done.stdout + done.stderr
+
+
+def test_follow_with_zero_lines_shows_only_new_output(tmp_path):
+    """Regression: `synsup logs -f -n 0 UNIT` printed the whole log first."""
+    path = tmp_path / "generic1.log"
+    path.write_bytes(b"old 1\nold 2\n")
+    log = FollowedLog(str(path))
+    assert log.tail(0) == b""
+    with open(path, "ab") as f:
+        f.write(b"new\n")
+    assert log.read() == b"new\n"
+    log.close()
