@@ -17,10 +17,11 @@ from typing import Any
 import structlog
 
 from ..daemon.systemd import SystemdNotifier
+from ..engine.health import Timing
 from ..engine.log_dir import prepare_log_dir
 from ..engine.process import REAPER, STATE_MARKER, Spawner, become_subreaper
 from ..engine.supervisor import Supervisor
-from ..engine.unit import Timing, Unit
+from ..engine.unit import Unit
 from ..engine.unit_output import KEEP_FILES, MAX_BYTES
 from ..engine.unit_state import UnitState
 from ..plans import Action

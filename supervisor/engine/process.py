@@ -62,7 +62,7 @@ class ExitStatus:
             return f"killed by {self.signal}"
         return f"exited with code {self.code}"
 
-    def as_json(self) -> dict:
+    def as_json(self) -> dict[str, object]:
         return {"code": self.code, "signal": self.signal, "at": self.at}
 
 
@@ -127,7 +127,7 @@ def _marker_of(pid: int) -> str | None:
 class Child:
     """A running unit process: the leader of its own process group."""
 
-    def __init__(self, popen: subprocess.Popen, name: str, output: UnitOutput) -> None:
+    def __init__(self, popen: subprocess.Popen[bytes], name: str, output: UnitOutput) -> None:
         self.pid = popen.pid
         self.name = name
         self._popen, self._output = popen, output
@@ -248,7 +248,7 @@ class Spawner:
         return Child(popen, spec.name, output)
 
 
-async def stop_child(child: Child, exited: asyncio.Future, timeout: float) -> None:
+async def stop_child(child: Child, exited: asyncio.Future[int], timeout: float) -> None:
     """SIGCONT and SIGTERM to the group (a stopped process cannot act on SIGTERM); SIGKILL to
     the group if it is still there after `timeout`."""
     child.signal_group(signal.SIGCONT)

@@ -34,6 +34,6 @@ class RestartPolicy:
         return self._next_delay()
 
     def _next_delay(self) -> float:
-        delay = min(self.base * (2 ** self.level), self.cap)
+        delay = float(min(self.base * (2 ** self.level), self.cap))
         self.level += 1
         return delay

@@ -10,9 +10,10 @@ import structlog
 
 from ..spec import UnitSpec, steps_of
 from .clock import Clock
+from .health import Timing
 from .process import Spawner
 from .restart_policy import RestartPolicy
-from .unit import Timing, Unit
+from .unit import Unit
 from .unit_output import KEEP_FILES, MAX_BYTES, UnitOutput
 from .unit_state import UnitState
 
@@ -36,7 +37,7 @@ class Supervisor:
         self._notify_index = 0
         self._changed = asyncio.Event()
         self._listeners: list[Callable[[Unit], None]] = []
-        self._tasks: dict[str, asyncio.Task] = {}
+        self._tasks: dict[str, asyncio.Task[None]] = {}
         self._group: asyncio.TaskGroup | None = None
         self.log = structlog.get_logger()
         for spec in specs:

@@ -278,7 +278,7 @@ class Unit(HealthChecks):
         self._record_exit(child, await exited)
         return ready_for
 
-    async def _supervise_child(self, child: Child, exited: asyncio.Future) -> float | None:
+    async def _supervise_child(self, child: Child, exited: asyncio.Future[int]) -> float | None:
         outcome = await self._race(self._readiness(), exited, self.spec.start_timeout)
         ready_at = None
         if outcome == "done":
@@ -333,7 +333,7 @@ class Unit(HealthChecks):
     def _environment(self) -> dict[str, str]:
         return unit_environment(self.spec.env, self._notify.path if self._notify is not None else None)
 
-    async def _race(self, work: Awaitable, exited: asyncio.Future | None = None,
+    async def _race(self, work: Awaitable[object], exited: asyncio.Future[int] | None = None,
                     timeout: float | None = None) -> str:
         """Run `work` until it is done, the child exits, a stop is asked for, or time runs out."""
         work_task = asyncio.ensure_future(work)
