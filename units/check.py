@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from . import rules_duties, rules_processes, rules_replication, targets
+from . import metrics_listeners, rules_duties, rules_processes, rules_replication
 from .loader import load_deployment
 from .model import Deployment, Finding
 from .synapse_validate import Validation, validate
 from .synapse_version import version_rules
 
 ERROR_RULES = rules_processes.RULES + rules_replication.RULES + rules_duties.RULES
-WARNING_RULES = rules_duties.WARNINGS + rules_processes.WARNINGS + targets.WARNINGS
+WARNING_RULES = rules_duties.WARNINGS + rules_processes.WARNINGS + metrics_listeners.WARNINGS
 
 
 @dataclass

@@ -8,10 +8,10 @@ from typing import Any
 
 from synsup.supervisor.spec import HttpProbe, RedisProbe, TcpProbe, UnitSpec, address
 
+from .metrics_listeners import metrics_targets, target_labels
 from .model import Deployment, Listener, Process, Redis
 from .roles import group_of
 from .synapse_version import parse_version
-from .targets import metrics_targets, target_labels
 
 STEP_REDIS, STEP_MAIN, STEP_WRITERS, STEP_WORKERS = range(4)
 # Synapse 1.3.0 (matrix-org/synapse#5732) added setup_sdnotify to synapse.app._base.start, which
