@@ -11,7 +11,6 @@ import pytest
 from fakes import FakeSpawner, run_supervisor, until
 
 from synsup.supervisor.daemon.daemon import Daemon
-from synsup.supervisor.engine.supervisor import Supervisor
 from synsup.supervisor.engine.unit import Timing
 from synsup.supervisor.engine.unit_state import UnitState
 from synsup.supervisor.source import Loaded
@@ -241,24 +240,3 @@ def test_an_idle_control_connection_is_dropped_with_an_answer(short_dir):
         writer.close()
         server.close()
     asyncio.run(main())
-
-
-def test_a_unit_that_ignores_sigterm_is_killed_and_the_exit_says_so(short_dir):
-    trapped = os.path.join(short_dir, "trapped")
-    spec_ = UnitSpec(name="stubborn", argv=("sh", "-c", f"trap '' TERM; touch {trapped}; while :; do sleep 0.1; done"),
-                     notify=False, stop_timeout=0.5)
-
-    async def main():
-        sup = Supervisor([spec_], log_dir=short_dir, notify_dir=None, timing=TIMING)
-        async with asyncio.TaskGroup() as group:
-            sup.spawn_tasks(group)
-            sup.start_all()
-            await sup.wait_until(sup.all_ready)
-            while not os.path.exists(trapped):  # SIGTERM is ignored from here on
-                await asyncio.sleep(0.02)
-            await sup.stop_all()
-            sup.cancel_tasks()
-        sup.close()
-        return sup.units["stubborn"]
-    unit = asyncio.run(main())
-    assert unit.last_exit.describe() == "killed by synsup after 0.5s (did not stop on SIGTERM)"
