@@ -35,6 +35,7 @@ class Command:
 
 @dataclass
 class UpgradePlan:
+    code_name: str = ""  # what is upgraded, for messages ("Synapse")
     from_version: str = ""
     to_version: str = ""
     summary: list[str] = field(default_factory=list)  # versions, migration yes/no, why
@@ -46,5 +47,6 @@ class UpgradePlan:
     reloader: Callable[[], Loaded] | None = None  # reloads from then on load with the new code
 
     def describe(self) -> dict[str, Any]:
-        return {"from_version": self.from_version, "to_version": self.to_version, "summary": self.summary,
-                "commands": [c.what for c in self.commands], "actions": [a.describe() for a in self.actions]}
+        return {"code_name": self.code_name, "from_version": self.from_version, "to_version": self.to_version,
+                "summary": self.summary, "commands": [c.what for c in self.commands],
+                "actions": [a.describe() for a in self.actions]}

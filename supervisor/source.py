@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from .plans import Action
+from .plans import Action, UpgradePlan
 from .spec import UnitSpec
 
 
@@ -29,6 +29,9 @@ class Loaded:
 
 
 class Source(Protocol):
+    """An application: its command-line options (for the config commands and for `upgrade`), its
+    config loaded into unit specs, what a change of it requires, and how its code is upgraded."""
+
     module: str  # `python -m MODULE run ...` runs the daemon in the background
 
     def add_arguments(self, parser: argparse.ArgumentParser, command: str) -> None: ...
@@ -36,3 +39,8 @@ class Source(Protocol):
     def load(self, args: argparse.Namespace) -> Loaded: ...
 
     def plan(self, old: Loaded, new: Loaded) -> list[Action]: ...
+
+    def upgrade(self, args: argparse.Namespace, current: Loaded, python: str | None,
+                allow_downtime: bool) -> UpgradePlan:
+        """What switching to newly installed code takes (a plan with errors if it cannot be done)."""
+        ...

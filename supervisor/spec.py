@@ -85,6 +85,9 @@ class UnitSpec:
     metrics_labels: tuple[tuple[str, str], ...] = ()  # labels of its scrape target group
     listens: tuple[str, ...] = ()  # HOST:PORT and unix:PATH it binds: checked free before a spawn
     code_name: str = ""  # the application it runs, for messages ("Synapse")
+    step_name: str = ""  # what its step is, for messages ("stream writers")
+    slow_start: str = ""  # why its start may take long ("database migration"): systemd gets more time
+    keep_env: tuple[str, ...] = ()  # prefixes of synsup's own variables it keeps (e.g. "SYNAPSE_")
     version: str = ""  # the application's version this spec runs (for status)
     code_file: str = ""  # a file of the installed code: changed under a running unit = new code installed
     code_version_glob: str = ""  # its package metadata dir, `NAME-VERSION.dist-info`: the installed version

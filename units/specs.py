@@ -14,6 +14,7 @@ from .roles import group_of
 from .synapse_version import parse_version
 
 STEP_REDIS, STEP_MAIN, STEP_WRITERS, STEP_WORKERS = range(4)
+STEP_NAMES = {STEP_REDIS: "Redis", STEP_MAIN: "main", STEP_WRITERS: "stream writers", STEP_WORKERS: "workers"}
 # Synapse 1.3.0 (matrix-org/synapse#5732) added setup_sdnotify to synapse.app._base.start, which
 # main and every worker app run after binding their listeners: READY=1 from every process
 READY_NOTIFY_SINCE = (1, 3)
@@ -120,6 +121,9 @@ def process_spec(d: Deployment, p: Process, writers: list[str], ready_notify: bo
         metrics_labels=target_labels(p),
         listens=listens_of(p),
         code_name="Synapse",
+        step_name=STEP_NAMES[step],
+        slow_start="database migration may take a while" if is_main else "",
+        keep_env=("SYNAPSE_",),
         version=code.version or "",
         code_file=code.file,
         code_version_glob=code.metadata_glob(),
@@ -160,6 +164,7 @@ def redis_spec(r: Redis, external: bool, redis_server: str = "redis-server") -> 
         probes=(probe,),
         notify=False,
         step=STEP_REDIS,
+        step_name=STEP_NAMES[STEP_REDIS],
         kind="redis",
         app="redis-server" if not external else "external",
         start_timeout=30.0,

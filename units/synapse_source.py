@@ -20,6 +20,9 @@ class SynapseSource:
     module = "synsup"
 
     def add_arguments(self, parser: argparse.ArgumentParser, command: str) -> None:
+        if command == "upgrade":
+            self._upgrade_arguments(parser)
+            return
         group = parser.add_argument_group("configuration (as for synctl)")
         group.add_argument("-c", "--config", action="append", metavar="PATH", default=[],
                            help="shared config file, or a directory of *.yaml files; repeatable, "
@@ -32,6 +35,12 @@ class SynapseSource:
         if command in ("start", "run"):
             group.add_argument("--external-redis", action="store_true",
                                help="Redis is run by someone else: only wait for it to answer PING")
+
+    def _upgrade_arguments(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--python", metavar="PATH", help="the interpreter of the new Synapse's virtualenv "
+                            "(default: the one the daemon was started with, upgraded in place)")
+        parser.add_argument("--allow-downtime", action="store_true", help="when the old Synapse cannot run on the "
+                            "migrated schema: stop the workers, migrate by starting main, start the rest")
 
     def config_paths(self, args: argparse.Namespace) -> list[str]:
         paths = list(args.config) + ([args.configfile] if args.configfile else [])

@@ -59,7 +59,7 @@ def database_blocker(new: Code, db: DatabaseSchema | None) -> str:
 
 def plan_upgrade(old_version: str, old_schema: int, new: Code, db: DatabaseSchema | None,
                  specs: list[UnitSpec], python: str, allow_downtime: bool) -> UpgradePlan:
-    plan = UpgradePlan(from_version=old_version, to_version=new.version)
+    plan = UpgradePlan(code_name="Synapse", from_version=old_version, to_version=new.version)
     plan.summary = [f"Synapse {old_version or '?'} (schema {old_schema}) -> {new.version} "
                     f"(schema {new.schema_version}, compat {new.compat_version}); database at "
                     + (f"schema {db.current_version}, compat {db.compat_version}" if db else "no schema yet")]

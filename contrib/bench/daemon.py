@@ -11,6 +11,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 from bench import unit_spec  # noqa: E402
 
 from synsup.supervisor.cli.main import main  # noqa: E402
+from synsup.supervisor.plans import UpgradePlan  # noqa: E402
 from synsup.supervisor.source import Loaded  # noqa: E402
 
 
@@ -27,6 +28,10 @@ class BenchSource:
 
     def plan(self, old: Loaded, new: Loaded) -> list:
         return []
+
+    def upgrade(self, args: argparse.Namespace, current: Loaded, python: str | None,
+                allow_downtime: bool) -> UpgradePlan:
+        return UpgradePlan(errors=["benchmark units have no code to upgrade"])
 
 
 if __name__ == "__main__":

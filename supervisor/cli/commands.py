@@ -110,7 +110,7 @@ def stop(args: argparse.Namespace) -> int:
         client.sock.settimeout(None)  # answering: the stop takes as long as the units' stop timeouts
         for reply in [first] if first else []:
             if reply.get("stopping"):
-                print("stopping: workers, then stream writers, then main, then Redis ...")
+                print(f"stopping: {', then '.join(reply.get('order') or ['every unit'])} ...")
         for _ in replies:
             pass
     if pid is not None:

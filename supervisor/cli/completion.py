@@ -17,7 +17,7 @@ _synsup() {
         COMPREPLY=($(compgen -W "%(commands)s" -- "$cur")); return
     fi
     case "$prev" in
-        -c|--config|-a|--workers|--all-processes|--state-dir|--log-dir|--python|--env-file)
+        %(file_options)s)
             COMPREPLY=($(compgen -f -- "$cur")); return;;
     esac
     case "$cur" in
@@ -56,6 +56,15 @@ def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentP
     return {}
 
 
+FILE_METAVARS = frozenset({"PATH", "DIR", "FILE"})
+
+
+def _file_options(commands: dict[str, argparse.ArgumentParser]) -> list[str]:
+    """Options, of any command, that take a path (metavar PATH, DIR or FILE): completed with files."""
+    return sorted({o for p in commands.values() for a in p._actions
+                   if a.metavar in FILE_METAVARS for o in a.option_strings})
+
+
 def _options(parser: argparse.ArgumentParser) -> list[str]:
     return sorted(o for a in parser._actions for o in a.option_strings if o.startswith("--"))
 
@@ -71,6 +80,7 @@ def script(parser: argparse.ArgumentParser, shell: str) -> str:
         options = "\n".join(f'                {name}) COMPREPLY=($(compgen -W "{" ".join(_options(p))}" -- "$cur"));;'
                             for name, p in commands.items())
         return BASH % {"commands": " ".join(commands), "options": options,
+                       "file_options": "|".join(_file_options(commands)),
                        "unit_commands": "|".join(UNIT_COMMANDS)}
     zsh_options = "\n".join(
         f"        {name}) _arguments {repr('*:unit:_synsup_units' if name in UNIT_COMMANDS else '*:file:_files')} "

@@ -23,7 +23,7 @@ COMMANDS = {
     "status": "show every unit's state (exit 0: all ready, 1: not, 3: no daemon)",
     "restart": "restart units, or everything in order",
     "reload": "re-read the configuration and apply what changed",
-    "upgrade": "switch to newly installed Synapse code: check, migrate, restart unit by unit",
+    "upgrade": "switch to newly installed code: check, migrate, restart unit by unit",
     "logs": "show a unit's captured output, or all units' merged",
     "reopen-logs": "reopen the unit logs and daemon.log (after rename-style logrotate; also SIGUSR1)",
     "pause": "no automatic restarts and no reloads until `synsup resume` (for maintenance)",
@@ -51,7 +51,7 @@ def build_parser(source: Source) -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, text in COMMANDS.items():
         p = sub.add_parser(name, help=text, description=text)
-        if name in CONFIG_COMMANDS:
+        if name in CONFIG_COMMANDS + ("upgrade",):
             source.add_arguments(p, name)
         if name not in ("check", "targets"):
             _state_options(p)
@@ -109,12 +109,8 @@ def _command_options(name: str, p: argparse.ArgumentParser) -> None:
     if name == "reload":
         p.add_argument("--dry-run", action="store_true", help="print the plan the files would produce; change nothing")
     if name == "upgrade":
-        p.add_argument("--python", metavar="PATH", help="the interpreter of the new code's virtualenv "
-                       "(default: the one the daemon was started with, upgraded in place)")
         p.add_argument("--dry-run", action="store_true", help="print the plan (versions, migration, restart "
                        "order); change nothing")
-        p.add_argument("--allow-downtime", action="store_true", help="when the old code cannot run on the "
-                       "migrated schema: stop the workers, migrate by starting main, start the rest")
     if name in ("restart", "reload", "upgrade"):
         p.add_argument("--timeout", type=float, default=600.0, metavar="SECONDS",
                        help="give up waiting after this long (default 600); the operation goes on")

@@ -81,9 +81,8 @@ def start(args: argparse.Namespace, source: Source, argv: list[str]) -> int:
     return _start_background(state, source, argv, loaded.specs)
 
 
-def _upgrader(source: Source, args: argparse.Namespace) -> Upgrader | None:
-    upgrade = getattr(source, "upgrade", None)  # optional: a source that knows how to upgrade its code
-    return functools.partial(upgrade, args) if upgrade is not None else None
+def _upgrader(source: Source, args: argparse.Namespace) -> Upgrader:
+    return functools.partial(source.upgrade, args)
 
 
 def waiting_for_external(specs: list[UnitSpec], timeout: float = 1.0) -> list[str]:

@@ -12,12 +12,14 @@ from .commands import EXIT_NOT_RUNNING, state_of
 
 
 def upgrade(args: argparse.Namespace) -> int:
-    request: dict[str, Any] = {"cmd": "upgrade", "dry_run": args.dry_run, "allow_downtime": args.allow_downtime}
-    if args.python:
+    options = vars(args)  # --python and --allow-downtime are the source's options, when it has them
+    request: dict[str, Any] = {"cmd": "upgrade", "dry_run": args.dry_run,
+                               "allow_downtime": bool(options.get("allow_downtime"))}
+    if options.get("python"):
         python = os.path.abspath(args.python)
         if not os.access(python, os.X_OK) or os.path.isdir(python):
             print(f"synsup: error: --python {args.python}: no such interpreter; pass the python of the "
-                  "virtualenv the new Synapse is installed in (e.g. /opt/venvs/synapse-new/bin/python)",
+                  "virtualenv the new code is installed in (e.g. /opt/venvs/synapse-new/bin/python)",
                   file=sys.stderr)
             return 1
         request["python"] = python
@@ -46,7 +48,7 @@ def outcome(reply: dict[str, Any]) -> int:
         return _print_plan(reply)
     result = reply.get("result")
     if result == "upgraded":
-        print(f"upgraded: Synapse {reply.get('from_version')} -> {reply.get('to_version')}")
+        print(f"upgraded: {reply.get('code_name') or 'code'} {reply.get('from_version')} -> {reply.get('to_version')}")
         return 0
     if result == "rejected":
         for line in reply.get("errors") or []:

@@ -72,7 +72,7 @@ class Daemon:
         self.telemetry = telemetry or Telemetry()  # metrics, resource columns, failure hooks
         self.supervisor: Supervisor | None = None
         self._stop = asyncio.Event()
-        self._stopped = asyncio.Event()
+        self._stopped = asyncio.Event()  # set once every unit is stopped: `stopped()`
         self._stop_trigger = stop_trigger
         self.log = structlog.get_logger()
 
@@ -174,17 +174,22 @@ class Daemon:
     def _systemd_tasks(self) -> list[asyncio.Future]:
         if self.notifier.address is None:
             return []
-        extend = systemd.extend_start(self.notifier, systemd.start_timeout(), self._main_starting)
+        extend = systemd.extend_start(self.notifier, systemd.start_timeout(), self._slow_start_pending)
         tasks: list[asyncio.Future] = [asyncio.ensure_future(extend)]
         interval = systemd.watchdog_interval()
         if interval:
             tasks.append(asyncio.ensure_future(systemd.watchdog(self.notifier, interval)))
         return tasks
 
-    def _main_starting(self) -> bool:
-        main = self.supervisor.units.get("main") if self.supervisor else None
-        return self.lifecycle.phase is Phase.STARTING and main is not None and \
-            main.state in (UnitState.WAITING, UnitState.STARTING, UnitState.BACKOFF)
+    def _slow_start_pending(self) -> str | None:
+        """During the start, a unit whose spec says its start may take long (Synapse's main,
+        migrating the database) has not come up yet: what systemd is told while it gets more time."""
+        units = self.supervisor.units.values() if self.supervisor else ()
+        slow = [u for u in units if u.spec.slow_start and
+                u.state in (UnitState.WAITING, UnitState.STARTING, UnitState.BACKOFF)]
+        if self.lifecycle.phase is not Phase.STARTING or not slow:
+            return None
+        return f"starting {slow[0].spec.name} ({slow[0].spec.slow_start})"
 
     def _install_signals(self) -> None:
         loop = asyncio.get_running_loop()
@@ -193,6 +198,23 @@ class Daemon:
         loop.add_signal_handler(signal.SIGHUP, self.reloads.request)
         loop.add_signal_handler(signal.SIGCHLD, REAPER.reap)
         loop.add_signal_handler(signal.SIGUSR1, self.reopen_logs)
+
+    async def stopped(self) -> None:
+        """Wait until the daemon has stopped every unit."""
+        await self._stopped.wait()
+
+    def has_stopped(self) -> bool:
+        return self._stopped.is_set()
+
+    def stop_order(self) -> list[str]:
+        """The steps in the order `stop` takes them, each by its name ("workers") or its units."""
+        steps = self.supervisor.steps() if self.supervisor else []
+        order = []
+        for step in reversed(steps):
+            run = [u.spec for u in step if u.spec.argv is not None]
+            if run:
+                order.append(run[0].step_name or ", ".join(s.name for s in run))
+        return order
 
     def reopen_logs(self) -> None:
         """After a rename-style logrotate: unit logs and daemon.log are opened at their paths anew."""
@@ -210,10 +232,10 @@ class Daemon:
         ready = sum(u.state is UnitState.READY for u in units)
         others = [f"{u.spec.name} in {u.state.value}" for u in units
                   if u.state not in (UnitState.READY, UnitState.WAITING)]
-        main = self.supervisor.units.get("main") if self.supervisor else None
         line = f"{ready}/{len(units)} ready"
-        if main is not None and main.state is UnitState.STARTING:
-            line = f"starting main (database migration may take a while); {line}"
+        slow = next((u for u in units if u.spec.slow_start and u.state is UnitState.STARTING), None)
+        if slow is not None:
+            line = f"starting {slow.spec.name} ({slow.spec.slow_start}); {line}"
         return line + ("; " + ", ".join(others[:3]) if others and ready < len(units) else "")
 
     def _unit_changed(self, unit: Unit) -> None:

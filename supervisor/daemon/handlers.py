@@ -43,7 +43,7 @@ class Requests:
         sup.add_listener(queue.put_nowait)
         try:
             await send(self.d.status())
-            while not self.d._stopped.is_set():
+            while not self.d.has_stopped():
                 unit = await queue.get()
                 await send({"ok": True, "unit": unit_status(unit, time.time()),
                             "daemon_state": self.d.lifecycle.phase.value,
@@ -111,9 +111,9 @@ class Requests:
         if request.get("units"):
             await self._stop_units(request, send)
             return
-        await send({"ok": True, "stopping": True})
+        await send({"ok": True, "stopping": True, "order": self.d.stop_order()})
         self.d.request_stop()
-        await self.d._stopped.wait()
+        await self.d.stopped()
         await send({"ok": True, "stopped": True})
 
     async def _cmd_restart(self, request: dict[str, Any], send: Send) -> None:

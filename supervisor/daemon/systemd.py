@@ -1,4 +1,5 @@
-"""Keeping systemd informed: watchdog pings, and more start time while main migrates."""
+"""Keeping systemd informed: notify messages, watchdog pings, and more start time while a slow unit
+(Synapse's main, migrating the database) starts."""
 
 from __future__ import annotations
 
@@ -40,12 +41,12 @@ async def watchdog(notifier: SystemdNotifier, interval: float) -> None:
         await asyncio.sleep(interval)
 
 
-async def extend_start(notifier: SystemdNotifier, timeout: float, still_starting: Callable[[], bool]) -> None:
-    """After 80 % of the start timeout, ask for more time for as long as main is starting."""
+async def extend_start(notifier: SystemdNotifier, timeout: float, slow_start: Callable[[], str | None]) -> None:
+    """After 80 % of the start timeout, ask for more time for as long as a unit whose start may
+    take long is starting (`slow_start()` says which and why, e.g. main migrating the database)."""
     await asyncio.sleep(timeout * 0.8)
-    while still_starting():
-        notifier.send(EXTEND_TIMEOUT_USEC=int(EXTENSION * 1e6),
-                      STATUS="starting main (database migration may take a while)")
+    while status := slow_start():
+        notifier.send(EXTEND_TIMEOUT_USEC=int(EXTENSION * 1e6), STATUS=status)
         await asyncio.sleep(EXTENSION / 2)
 
 

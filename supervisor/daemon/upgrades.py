@@ -90,7 +90,7 @@ class Upgrades:
         return self._record(plan, "upgraded", actions=[a.describe() for a in plan.actions])
 
     def _record(self, plan: UpgradePlan, result: str, **fields: Any) -> dict[str, Any]:
-        self.last = {"at": time.time(), "result": result, "from_version": plan.from_version,
+        self.last = {"at": time.time(), "result": result, "code_name": plan.code_name, "from_version": plan.from_version,
                      "to_version": plan.to_version, "summary": plan.summary, **fields}
         (log.info if result == "upgraded" else log.error)("upgrade.done", **self.last)
         return {"ok": True, **self.last}

@@ -1,6 +1,7 @@
 """The environment a unit's process gets: a clean one, not all of synsup's.
 
-Kept from synsup's own: PATH, LANG, LC_*, TZ, HOME, USER, LOGNAME, PYTHON* and SYNAPSE_*;
+Kept from synsup's own: PATH, LANG, LC_*, TZ, HOME, USER, LOGNAME, PYTHON* and the prefixes the
+spec keeps (`UnitSpec.keep_env`, e.g. SYNAPSE_* for Synapse);
 then the variables of `--env-file` (an EnvironmentFile, as Debian's /etc/default/matrix-synapse),
 then the unit spec's own variables (e.g. synctl's cache factors), then NOTIFY_SOCKET. Secrets
 synsup itself may hold (AWS_*, SSH_AUTH_SOCK, ...) never reach a unit."""
@@ -15,17 +16,17 @@ from collections.abc import Iterable, Mapping
 from ..source import Loaded
 
 KEPT = frozenset({"PATH", "LANG", "TZ", "HOME", "USER", "LOGNAME"})
-KEPT_PREFIXES = ("LC_", "PYTHON", "SYNAPSE_")
+KEPT_PREFIXES = ("LC_", "PYTHON")
 
 
-def kept(name: str) -> bool:
-    return name in KEPT or name.startswith(KEPT_PREFIXES)
+def kept(name: str, prefixes: tuple[str, ...] = ()) -> bool:
+    return name in KEPT or name.startswith(KEPT_PREFIXES + prefixes)
 
 
 def unit_environment(spec_env: Iterable[tuple[str, str]], notify_socket: str | None,
-                     base: Mapping[str, str] | None = None) -> dict[str, str]:
+                     base: Mapping[str, str] | None = None, keep: tuple[str, ...] = ()) -> dict[str, str]:
     base = os.environ if base is None else base
-    env = {k: v for k, v in base.items() if kept(k)}
+    env = {k: v for k, v in base.items() if kept(k, keep)}
     env.update(spec_env)
     if notify_socket is not None:
         env["NOTIFY_SOCKET"] = notify_socket

@@ -331,7 +331,8 @@ class Unit(HealthChecks):
         return None
 
     def _environment(self) -> dict[str, str]:
-        return unit_environment(self.spec.env, self._notify.path if self._notify is not None else None)
+        return unit_environment(self.spec.env, self._notify.path if self._notify is not None else None,
+                                keep=self.spec.keep_env)
 
     async def _race(self, work: Awaitable[object], exited: asyncio.Future[int] | None = None,
                     timeout: float | None = None) -> str:
