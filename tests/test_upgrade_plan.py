@@ -28,6 +28,10 @@ DB = DatabaseSchema(current_version=94, compat_version=84)
     ("1.163.0", NEW, DatabaseSchema(95, 90), True),  # new release: maybe new deltas within schema 95
     ("1.164.0", NEW, DatabaseSchema(95, 90), False),  # the same code again
     ("1.163.0", NEW, None, True),  # empty database
+    # the delta files the new code would apply, when the database's applied deltas could be read
+    ("1.163.0", NEW, DatabaseSchema(95, 90, pending_deltas=0), False),  # same schema, nothing to apply
+    ("1.163.0", NEW, DatabaseSchema(95, 90, pending_deltas=2), True),  # new deltas within schema 95
+    ("1.163.0", NEW, DatabaseSchema(94, 84, pending_deltas=0), True),  # schema behind all the same
 ])
 def test_migration_needed(old, new, db, expected):
     assert needs_migration(old, new, db) is expected
@@ -77,6 +81,13 @@ def test_database_too_new_for_the_new_code_is_refused(specs):
 def test_same_code_again_is_a_plain_rolling_restart(specs):
     same = Code("1.163.0", "", 94, 84)
     plan = plan_upgrade("1.163.0", 94, same, DB, specs, "/old/python", allow_downtime=False)
+    assert not plan.errors and not plan.commands and "migration: no" in plan.summary
+
+
+def test_same_schema_release_says_migration_no(specs):
+    """Issue 22: an upgrade between two releases with the same schema said "migration: yes"."""
+    plan = plan_upgrade("1.163.0", 95, NEW, DatabaseSchema(95, 90, pending_deltas=0), specs, "/new/python",
+                        allow_downtime=False)
     assert not plan.errors and not plan.commands and "migration: no" in plan.summary
 
 
