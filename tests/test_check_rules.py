@@ -363,3 +363,49 @@ def test_synapse_config_error_names_its_key(tmp_path, fake_synapse):
     assert "Error in configuration at 'caches': caches must be a mapping" in result.errors[0].message
     with open(config) as f:
         assert f.read().splitlines()[result.errors[0].line - 1].startswith("caches:")
+
+
+CODE_OF_WARNING_CASE = {"deprecated-app": "deprecated-app", "frontend-proxy": "deprecated-app",
+                        "exposed-replication": "exposed-replication", "pid-file": "unused-key",
+                        "worker-pid-file": "unused-key", "main-http-uri": "unused-key"}
+
+
+@pytest.mark.parametrize("case", WARNING_CASES, ids=[c[0] for c in WARNING_CASES])
+def test_every_warning_shows_its_code(tmp_path, case):
+    """Issue 22: warnings get a stable code, shown after the message and in --json."""
+    name, mutate, fragment = case
+    shared, workers = modern_deployment()
+    mutate(shared, workers)
+    [finding] = [f for f in check(tmp_path, shared, workers).warnings if fragment in f.message]
+    assert finding.code == CODE_OF_WARNING_CASE[name]
+    assert ": warning: " in finding.format() and finding.format().endswith(f" [{finding.code}]")
+    assert finding.as_json()["code"] == finding.code
+
+
+def test_ignored_warning_codes_are_silenced(tmp_path):
+    shared, workers = modern_deployment()
+    shared["pid_file"] = "/run/hs.pid"
+    workers["pusher1"]["worker_app"] = "synapse.app.frontend_proxy"
+    config, workers_dir = write_deployment(str(tmp_path), shared, workers)
+    result = check_deployment([config], workers_dir, "x", read_version=False, ignore=("unused-key",))
+    assert [f.code for f in result.warnings] == ["deprecated-app"]
+
+
+def test_daemonize_in_the_shared_config_is_one_error(tmp_path):
+    """Issue 22: `daemonize: true` in the shared config was reported once per process (6 times)."""
+    shared, workers = modern_deployment()
+    shared["daemonize"] = True
+    errors = [f for f in check(tmp_path, shared, workers).errors if "`daemonize: true`" in f.message]
+    assert len(errors) == 1 and errors[0].file.endswith("homeserver.yaml"), [f.format() for f in errors]
+
+
+def test_conf_d_beside_the_config_not_given_is_a_hint(tmp_path):
+    """Issue 22: Debian's conf.d beside homeserver.yaml, left out of -c, was silently not read."""
+    config, workers_dir = write_deployment(str(tmp_path), *modern_deployment())
+    (tmp_path / "conf.d").mkdir()
+    (tmp_path / "conf.d" / "server_name.yaml").write_text("server_name: example.org\n")
+    result = check_deployment([config], workers_dir, "x", read_version=False)
+    [hint] = [f for f in result.warnings if f.code == "conf-d"]
+    assert hint.file == str(tmp_path / "conf.d") and f"-c {tmp_path / 'conf.d'}" in hint.message
+    given = check_deployment([config, str(tmp_path / "conf.d")], workers_dir, "x", read_version=False)
+    assert not [f for f in given.warnings if f.code == "conf-d"]

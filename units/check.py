@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 
 from . import rules_duties, rules_processes, rules_replication, targets
@@ -38,9 +39,11 @@ def run_rules(d: Deployment, synapse_version: str | None) -> list[Finding]:
 
 
 def check_deployment(
-    config_paths: list[str], workers_dir: str | None, python: str, read_version: bool = True
+    config_paths: list[str], workers_dir: str | None, python: str, read_version: bool = True,
+    ignore: Collection[str] = (),
 ) -> CheckResult:
-    """Every rule, then (with `read_version`) Synapse's own loader on every process's config."""
+    """Every rule, then (with `read_version`) Synapse's own loader on every process's config;
+    warnings whose code is in `ignore` are left out."""
     loaded = load_deployment(config_paths, workers_dir, python)
     findings = list(loaded.findings)
     result = CheckResult(loaded.deployment)
@@ -51,5 +54,8 @@ def check_deployment(
         findings.extend(run_rules(loaded.deployment, synapse.version))
         findings.extend(synapse.findings)
     for f in findings:
-        (result.errors if f.severity == "error" else result.warnings).append(f)
+        if f.severity == "error":
+            result.errors.append(f)
+        elif f.code not in ignore:
+            result.warnings.append(f)
     return result

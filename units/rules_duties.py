@@ -75,10 +75,10 @@ def deprecated_apps(d: Deployment) -> Iterator[Finding]:
     for w in d.workers:
         if w.app in REPLACEMENTS:
             yield warning(w.at("worker_app"), f"{w.name}: worker_app {w.app} is deprecated; use "
-                          f"{REPLACEMENTS[w.app]}")
+                          f"{REPLACEMENTS[w.app]}", "deprecated-app")
         elif w.app != GENERIC_WORKER_APP and w.app.startswith("synapse.app."):
             yield warning(w.at("worker_app"), f"{w.name}: worker_app {w.app} is a legacy name; "
-                          f"use {GENERIC_WORKER_APP}")
+                          f"use {GENERIC_WORKER_APP}", "deprecated-app")
 
 
 def exposed_replication(d: Deployment) -> Iterator[Finding]:
@@ -89,7 +89,7 @@ def exposed_replication(d: Deployment) -> Iterator[Finding]:
             if listener.path is None and not set(listener.addresses) <= LOOPBACK:
                 yield warning(listener.at, f"{p.name}: replication listener on "
                               f"{'/'.join(listener.addresses)} without `worker_replication_secret`; "
-                              "bind it to 127.0.0.1 or set a secret")
+                              "bind it to 127.0.0.1 or set a secret", "exposed-replication")
 
 
 def unused_keys(d: Deployment) -> Iterator[Finding]:
@@ -104,7 +104,7 @@ def unused_keys(d: Deployment) -> Iterator[Finding]:
             at = p.at(key)
             if key in p.config and (at.file, key) not in seen:
                 seen.add((at.file, key))
-                yield warning(at, f"`{key}` is unused under synsup: {note}")
+                yield warning(at, f"`{key}` is unused under synsup: {note}", "unused-key")
 
 
 RULES = (duties_name_processes, legacy_flags, outbound_federation)
