@@ -409,3 +409,65 @@ def test_conf_d_beside_the_config_not_given_is_a_hint(tmp_path):
     assert hint.file == str(tmp_path / "conf.d") and f"-c {tmp_path / 'conf.d'}" in hint.message
     given = check_deployment([config, str(tmp_path / "conf.d")], workers_dir, "x", read_version=False)
     assert not [f for f in given.warnings if f.code == "conf-d"]
+
+
+def _line_of(path, key):
+    with open(path) as f:
+        return next(n for n, line in enumerate(f, 1) if line.startswith(f"{key}:"))
+
+
+# issue 20: a shared-only key that a worker file overrides with another value
+DIFFERING_CASES = [
+    ("worker_replication_secret", "other", "Invalid Authorization header"),
+    ("instance_map", {"main": {"host": "127.0.0.1", "port": 9093}}, "replication requests"),
+    ("stream_writers", {"events": ["persister2", "persister1"]}, "the same writers in another order"),
+    ("pusher_instances", ["generic1"], "which process does"),
+    ("run_background_tasks_on", "generic1", "which process does"),
+    ("redis", {"enabled": True, "host": "127.0.0.1", "port": 6380}, "Redis"),
+    ("database", {"name": "psycopg2", "args": {"database": "other"}}, "database"),
+]
+
+
+@pytest.mark.parametrize("key, value, why", DIFFERING_CASES, ids=[c[0] for c in DIFFERING_CASES])
+def test_shared_key_differing_in_a_worker_file_names_both_places(tmp_path, key, value, why):
+    shared, workers = modern_deployment()
+    workers["generic1"][key] = value
+    config, workers_dir = write_deployment(str(tmp_path), shared, workers)
+    result = check_deployment([config], workers_dir, "x", read_version=False)
+    worker_file = os.path.join(workers_dir, "generic1.yaml")
+    [finding] = [f for f in result.errors if f"`{key}`" in f.message and "every process must agree" in f.message]
+    assert (finding.file, finding.line) == (worker_file, _line_of(worker_file, key))
+    if key in shared:
+        assert f"{config}:{_line_of(config, key)}" in finding.message
+    assert why in finding.message
+
+
+@pytest.mark.parametrize("key, value", [
+    ("worker_replication_secret", "secret"),  # the same value again
+    ("pusher_instances", "pusher1"),  # the same list, written as one name
+    ("database", {"name": "psycopg2", "args": {"database": "synapse", "cp_max": 5}}),  # its own pool size
+])
+def test_shared_key_repeated_with_the_same_meaning_is_fine(tmp_path, key, value):
+    shared, workers = modern_deployment()
+    workers["generic1"][key] = value
+    assert not [f for f in check(tmp_path, shared, workers).errors if "every process must agree" in f.message]
+
+
+def test_no_replication_secret_over_the_network_is_a_warning(tmp_path):
+    shared, workers = modern_deployment()
+    del shared["worker_replication_secret"]
+    shared["instance_map"]["persister1"]["host"] = "10.0.0.5"
+    workers["persister1"]["worker_listeners"][0]["bind_addresses"] = ["10.0.0.5"]
+    result = check(tmp_path, shared, workers)
+    [warning] = [f for f in result.warnings if f.code == "no-replication-secret"]
+    assert "10.0.0.5" in warning.message and "worker_replication_secret" in warning.message
+    assert not [f for f in result.warnings if f.code == "exposed-replication"]  # one finding, not two
+
+
+@pytest.mark.parametrize("secret, reason", [("a secret", "space"), ("sécret", "ASCII")])
+def test_replication_secret_synapse_cannot_send(tmp_path, secret, reason):
+    """Issue 22: Synapse loads it, then every replication call fails (`Bearer SECRET`, ASCII)."""
+    shared, workers = modern_deployment()
+    shared["worker_replication_secret"] = secret
+    [finding] = [f for f in check(tmp_path, shared, workers).errors if "worker_replication_secret" in f.message]
+    assert reason in finding.message and "Bearer" in finding.message

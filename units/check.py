@@ -5,14 +5,15 @@ from __future__ import annotations
 from collections.abc import Collection
 from dataclasses import dataclass, field
 
-from . import rules_duties, rules_processes, rules_replication, targets
+from . import rules_agreement, rules_duties, rules_processes, rules_replication, targets
 from .loader import load_deployment
 from .model import Deployment, Finding
 from .synapse_validate import Validation, validate
 from .synapse_version import version_rules
 
-ERROR_RULES = rules_processes.RULES + rules_replication.RULES + rules_duties.RULES
-WARNING_RULES = rules_duties.WARNINGS + rules_processes.WARNINGS + targets.WARNINGS
+ERROR_RULES = rules_processes.RULES + rules_replication.RULES + rules_duties.RULES + rules_agreement.RULES
+WARNING_RULES = (rules_duties.WARNINGS + rules_processes.WARNINGS + targets.WARNINGS
+                 + rules_agreement.WARNINGS)
 
 
 @dataclass

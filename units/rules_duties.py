@@ -6,7 +6,6 @@ from collections.abc import Iterator
 
 from .model import GENERIC_WORKER_APP, Deployment, Finding, error, warning
 from .roles import DUTY_OPTIONS, SHARDED_DUTIES, SINGLE_DUTIES, as_names
-from .rules_replication import LOOPBACK, replication_listeners
 
 REPLACEMENTS = {
     "synapse.app.appservice": "synapse.app.generic_worker with `notify_appservices_from_worker`",
@@ -81,17 +80,6 @@ def deprecated_apps(d: Deployment) -> Iterator[Finding]:
                           f"use {GENERIC_WORKER_APP}", "deprecated-app")
 
 
-def exposed_replication(d: Deployment) -> Iterator[Finding]:
-    if d.shared.get("worker_replication_secret"):
-        return
-    for p in d.processes:
-        for listener in replication_listeners(p):
-            if listener.path is None and not set(listener.addresses) <= LOOPBACK:
-                yield warning(listener.at, f"{p.name}: replication listener on "
-                              f"{'/'.join(listener.addresses)} without `worker_replication_secret`; "
-                              "bind it to 127.0.0.1 or set a secret", "exposed-replication")
-
-
 def unused_keys(d: Deployment) -> Iterator[Finding]:
     notes = {
         "pid_file": "synsup tracks the processes itself; remove it",
@@ -108,4 +96,4 @@ def unused_keys(d: Deployment) -> Iterator[Finding]:
 
 
 RULES = (duties_name_processes, legacy_flags, outbound_federation)
-WARNINGS = (deprecated_apps, exposed_replication, unused_keys)
+WARNINGS = (deprecated_apps, unused_keys)
