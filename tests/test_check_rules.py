@@ -471,3 +471,19 @@ def test_replication_secret_synapse_cannot_send(tmp_path, secret, reason):
     shared["worker_replication_secret"] = secret
     [finding] = [f for f in check(tmp_path, shared, workers).errors if "worker_replication_secret" in f.message]
     assert reason in finding.message and "Bearer" in finding.message
+
+
+@pytest.mark.parametrize("media_worker", [
+    lambda s, w: w["generic1"].update(worker_listeners=[listener(8081, "client", "media")]),
+    lambda s, w: s.update(media_instance_running_background_jobs="generic1"),
+    lambda s, w: w["generic1"].update(worker_app="synapse.app.media_repository"),  # the v1.66 dialect
+], ids=["media-listener", "background-jobs", "v1.66-app"])
+def test_media_worker_while_main_serves_media_is_a_warning(tmp_path, media_worker):
+    """Issue 22: Synapse's workers doc asks for `enable_media_repo: false` on main then."""
+    shared, workers = modern_deployment()
+    media_worker(shared, workers)
+    [finding] = [f for f in check(tmp_path, shared, workers).warnings if f.code == "media-on-main"]
+    assert "generic1" in finding.message and "`enable_media_repo: false`" in finding.message
+    shared["enable_media_repo"] = False
+    workers["generic1"]["enable_media_repo"] = True
+    assert not [f for f in check(tmp_path, shared, workers).warnings if f.code == "media-on-main"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from .model import GENERIC_WORKER_APP, Deployment, Finding, error, warning
+from .model import GENERIC_WORKER_APP, Deployment, Finding, Process, error, warning
 from .roles import DUTY_OPTIONS, SHARDED_DUTIES, SINGLE_DUTIES, as_names
 
 REPLACEMENTS = {
@@ -80,6 +80,25 @@ def deprecated_apps(d: Deployment) -> Iterator[Finding]:
                           f"use {GENERIC_WORKER_APP}", "deprecated-app")
 
 
+MEDIA_APP = "synapse.app.media_repository"
+
+
+def _serves_media(d: Deployment, w: Process) -> bool:
+    background = as_names(d.shared.get("media_instance_running_background_jobs"))
+    return (w.app == MEDIA_APP or w.instance in background
+            or any("media" in listener.resources for listener in w.listeners))
+
+
+def media_on_main(d: Deployment) -> Iterator[Finding]:
+    media_workers = [w.name for w in d.workers if _serves_media(d, w)]
+    if not media_workers or d.main.config.get("enable_media_repo", True) is False:
+        return
+    yield warning(d.main.at("enable_media_repo"), f"{', '.join(media_workers)} serve media, but main does too "
+                  "(`enable_media_repo` is not false for it): set `enable_media_repo: false` in the shared "
+                  "config and `enable_media_repo: true` in the media workers' files, as Synapse's workers "
+                  "documentation asks", "media-on-main")
+
+
 def unused_keys(d: Deployment) -> Iterator[Finding]:
     notes = {
         "pid_file": "synsup tracks the processes itself; remove it",
@@ -96,4 +115,4 @@ def unused_keys(d: Deployment) -> Iterator[Finding]:
 
 
 RULES = (duties_name_processes, legacy_flags, outbound_federation)
-WARNINGS = (deprecated_apps, unused_keys)
+WARNINGS = (deprecated_apps, unused_keys, media_on_main)
