@@ -487,3 +487,51 @@ def test_media_worker_while_main_serves_media_is_a_warning(tmp_path, media_worke
     shared["enable_media_repo"] = False
     workers["generic1"]["enable_media_repo"] = True
     assert not [f for f in check(tmp_path, shared, workers).warnings if f.code == "media-on-main"]
+
+
+# issue 22: the stream writers as Synapse 1.163 has them
+STREAM_CASES = [
+    ("main-in-stream-writers", _set(("shared", "stream_writers", "typing"), "main"),
+     "stream_writers.typing: the main process is `master` here, not `main`"),
+    ("quarantined-media-without-main", _set(("shared", "stream_writers", "quarantined_media_changes"), ["persister1"]),
+     "stream_writers.quarantined_media_changes must list the main process (`master`)"),
+    ("device-lists-writer-not-in-instance-map", lambda s, w: (s["stream_writers"].update(device_lists=["generic1"]),
+                                                               w["generic1"]["worker_listeners"].append(
+                                                                   listener(9105, "replication"))),
+     "stream_writers.device_lists: writer 'generic1' is missing from `instance_map`"),
+    ("thread-subscriptions-writer-not-in-instance-map",
+     lambda s, w: (s["stream_writers"].update(thread_subscriptions="generic1"),
+                   w["generic1"]["worker_listeners"].append(listener(9105, "replication"))),
+     "stream_writers.thread_subscriptions: writer 'generic1' is missing from `instance_map`"),
+]
+
+
+@pytest.mark.parametrize("case", STREAM_CASES, ids=[c[0] for c in STREAM_CASES])
+def test_stream_writers_of_synapse_1_163(tmp_path, case):
+    _, mutate, fragment = case
+    shared, workers = modern_deployment()
+    mutate(shared, workers)
+    result = check(tmp_path, shared, workers)
+    assert [f for f in result.errors if fragment in f.message], [f.format() for f in result.errors]
+
+
+def test_multi_writer_device_lists_with_main_first_is_fine(tmp_path):
+    shared, workers = modern_deployment()
+    shared["stream_writers"].update(device_lists=["master", "persister1", "persister2"],
+                                    quarantined_media_changes=["master", "persister1"])
+    assert check(tmp_path, shared, workers).errors == []
+
+
+@pytest.mark.parametrize("stream, version, since", [
+    ("quarantined_media_changes", "1.151.0", "1.152"), ("device_lists", "1.134.1", "1.135"),
+    ("thread_subscriptions", "1.120.0", "1.135"), ("push_rules", "1.104.0", "1.105"),
+])
+def test_stream_key_the_synapse_in_use_does_not_know(tmp_path, stream, version, since):
+    shared, workers = modern_deployment()
+    shared["stream_writers"][stream] = "master"
+    config, workers_dir = write_deployment(str(tmp_path), shared, workers)
+    findings = run_rules(load_deployment([config], workers_dir, "x").deployment, version)
+    [finding] = [f for f in findings if f"Synapse {version} does not know" in f.message]
+    assert f"stream_writers.{stream}" in finding.message and f"added in {since}" in finding.message
+    assert not [f for f in run_rules(load_deployment([config], workers_dir, "x").deployment, "1.163.0")
+                if "does not know" in f.message]

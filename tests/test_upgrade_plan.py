@@ -102,3 +102,25 @@ def test_upgrade_requests_are_validated(request_, error):
     with pytest.raises(RequestError, match=error):
         validate(request_, ["main"])
     assert validate({"cmd": "upgrade", "python": "/new/bin/python", "dry_run": True}, ["main"]) == "upgrade"
+
+
+def test_upgrade_refuses_a_stream_key_the_running_code_does_not_know(tmp_path):
+    """Issue 22: the new config is checked with the old code too (its known stream keys)."""
+    import argparse
+
+    from helpers import write_deployment
+
+    from synsup.supervisor.source import Loaded
+    from synsup.units.plan import snapshot_of
+    from synsup.units.upgrading import prepare_upgrade
+    shared, workers = modern_deployment()
+    shared["stream_writers"]["quarantined_media_changes"] = "master"
+    config, workers_dir = write_deployment(str(tmp_path), shared, workers)
+    deployment = load_deployment([config], workers_dir, "/new/python").deployment
+    new_specs = unit_specs(deployment, synapse_version="1.152.0")
+    old_specs = unit_specs(deployment, synapse_version="1.151.0")
+    plan = prepare_upgrade(lambda args: Loaded(new_specs, model=snapshot_of(deployment, new_specs)),
+                           argparse.Namespace(python="/old/python"), Loaded(old_specs), "/new/python", False)
+    [error] = plan.errors
+    assert "stream_writers.quarantined_media_changes" in error and "Synapse 1.151.0" in error
+    assert "add it after the upgrade" in error
