@@ -535,3 +535,64 @@ def test_stream_key_the_synapse_in_use_does_not_know(tmp_path, stream, version, 
     assert f"stream_writers.{stream}" in finding.message and f"added in {since}" in finding.message
     assert not [f for f in run_rules(load_deployment([config], workers_dir, "x").deployment, "1.163.0")
                 if "does not know" in f.message]
+
+
+def _synapse_check(tmp_path, shared, workers, main_file=None):
+    config, workers_dir = write_deployment(str(tmp_path), shared, workers)
+    if main_file is not None:
+        with open(os.path.join(workers_dir, "main.yaml"), "w") as f:
+            f.write(main_file)
+    return config, workers_dir, check_deployment([config], workers_dir, sys.executable)
+
+
+def _text_at(finding) -> str:
+    with open(finding.file) as f:
+        return f.read().splitlines()[finding.line - 1]
+
+
+@pytest.mark.parametrize("where", ["shared", "generic1"])
+def test_synapse_listener_error_in_words_at_the_listener(tmp_path, fake_synapse, where):
+    """Issue 22: attrs' tuple repr cut mid-word, at line 1 of a worker file."""
+    shared, workers = modern_deployment()
+    listeners = shared["listeners"] if where == "shared" else workers["generic1"]["worker_listeners"]
+    listeners[0]["type"] = "htttp"
+    _, _, result = _synapse_check(tmp_path, shared, workers)
+    [finding] = result.errors
+    assert "'type' must be one of http, manhole, metrics (got 'htttp')" in finding.message
+    assert "Attribute(" not in finding.message and "ValueError" not in finding.message
+    assert _text_at(finding).strip(" -").startswith("type: htttp")
+    assert finding.message.startswith("every process:" if where == "shared" else "generic1:")
+
+
+@pytest.mark.parametrize("writers, fragment", [
+    ({"eventz": ["persister1"]}, "unknown stream 'eventz'"),
+    ({"typing": "main"}, "the main process is `master` here, not `main`"),
+], ids=["typo", "main"])
+def test_stream_writers_mistake_is_one_finding(tmp_path, fake_synapse, writers, fragment):
+    """Issue 22: reported twice, once by Synapse's loader blamed on workers/main.yaml:1."""
+    shared, workers = modern_deployment()
+    shared["stream_writers"].update(writers)
+    config, _, result = _synapse_check(tmp_path, shared, workers, main_file="worker_app: synapse.app.homeserver\n")
+    assert len(result.errors) == 1, [f.format() for f in result.errors]
+    assert fragment in result.errors[0].message and result.errors[0].file == config
+
+
+def test_synapse_error_for_a_conf_d_key_points_into_conf_d(tmp_path, fake_synapse):
+    shared, workers = modern_deployment()
+    config, workers_dir = write_deployment(str(tmp_path), shared, workers)
+    (tmp_path / "conf.d").mkdir()
+    (tmp_path / "conf.d" / "writers.yaml").write_text("server_name: example.org\nstream_writers:\n"
+                                                      "  events: [persister1, persister3]\n")
+    result = check_deployment([config, str(tmp_path / "conf.d")], workers_dir, sys.executable)
+    synapse = [f for f in result.errors if "Synapse rejects" in f.message or "persister3" in f.message]
+    assert len(synapse) == 1 and synapse[0].file == str(tmp_path / "conf.d" / "writers.yaml"), \
+        [f.format() for f in result.errors]
+
+
+def test_missing_dependency_names_the_extra_to_install(tmp_path, fake_synapse):
+    shared, workers = modern_deployment()
+    shared["url_preview_enabled"] = True
+    config, _, result = _synapse_check(tmp_path, shared, workers)
+    [finding] = result.errors
+    assert 'pip install "matrix-synapse[url-preview]"' in finding.message and "beautifulsoup4" in finding.message
+    assert finding.file == config and _text_at(finding).startswith("url_preview_enabled:")

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from . import rules_agreement, rules_duties, rules_processes, rules_replication, targets
 from .loader import load_deployment
 from .model import Deployment, Finding
+from .synapse_findings import without_repeats
 from .synapse_validate import Validation, validate
 from .synapse_version import version_rules
 
@@ -52,8 +53,8 @@ def check_deployment(
         synapse = validate(loaded.deployment) if read_version else Validation()
         result.notes, result.synapse_version = synapse.notes, synapse.version
         result.synapse_file = synapse.package_file
-        findings.extend(run_rules(loaded.deployment, synapse.version))
-        findings.extend(synapse.findings)
+        own = run_rules(loaded.deployment, synapse.version)
+        findings.extend(own + without_repeats(synapse.findings, own, loaded.deployment))
     for f in findings:
         if f.severity == "error":
             result.errors.append(f)
