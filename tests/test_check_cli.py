@@ -176,3 +176,10 @@ def test_ignore_takes_only_known_codes_and_start_accepts_it():
     assert done.returncode == 2 and "no-such-code" in done.stderr and "unused-key" in done.stderr
     for command in ("check", "start", "run"):
         assert "--ignore CODE" in synsup(command, "--help").stdout
+
+
+def test_readme_lists_every_warning_code():
+    from synsup.units.warning_codes import WARNING_CODES
+    with open(os.path.join(os.path.dirname(HERE), "README.md")) as f:
+        readme = f.read()
+    assert [code for code in WARNING_CODES if f"| `{code}` |" not in readme] == []
