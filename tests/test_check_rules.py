@@ -596,3 +596,12 @@ def test_missing_dependency_names_the_extra_to_install(tmp_path, fake_synapse):
     [finding] = result.errors
     assert 'pip install "matrix-synapse[url-preview]"' in finding.message and "beautifulsoup4" in finding.message
     assert finding.file == config and _text_at(finding).startswith("url_preview_enabled:")
+
+
+@pytest.mark.parametrize("option", ["pusher_instances", "run_background_tasks_on", "federation_sender_instances"])
+def test_main_in_a_duty_list_is_master(tmp_path, option):
+    """Synapse compares duty lists with its instance name, `master` for main: `main` matches no process."""
+    shared, workers = modern_deployment()
+    shared[option] = ["main"]
+    [finding] = [f for f in check(tmp_path, shared, workers).errors if f"`{option}` names `main`" in f.message]
+    assert "write `master`" in finding.message

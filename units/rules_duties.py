@@ -26,7 +26,11 @@ def duties_name_processes(d: Deployment) -> Iterator[Finding]:
         if value is None or value == []:
             continue
         for name in as_names(value):
-            if d.by_instance(name) is None:
+            if name == "main":
+                yield error(d.shared.where(option), f"`{option}` names `main`, which Synapse does not take for the "
+                            "main process here (its instance name is `master`; `main` is that only in "
+                            "instance_map), so no process would do it; write `master`")
+            elif d.by_instance(name) is None:
                 yield error(d.shared.where(option), f"`{option}` names {name!r}, which is no process of "
                             "this deployment; add its worker file or fix the name")
 
