@@ -605,3 +605,12 @@ def test_main_in_a_duty_list_is_master(tmp_path, option):
     shared[option] = ["main"]
     [finding] = [f for f in check(tmp_path, shared, workers).errors if f"`{option}` names `main`" in f.message]
     assert "write `master`" in finding.message
+
+
+def test_a_shared_line_every_worker_inherits_is_one_finding(tmp_path):
+    """Issue 22 (one finding for one line): per-process rules at a shared key said it once per worker."""
+    shared, workers = modern_deployment()
+    shared["worker_replication_port"] = 9092
+    errors = [f for f in check(tmp_path, shared, workers).errors if "`worker_replication_port`" in f.message]
+    assert len(errors) == 1 and errors[0].file.endswith("homeserver.yaml"), [f.format() for f in errors]
+    assert errors[0].message.startswith("generic1, persister1, persister2, pusher1, sender1: ")

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Collection
 from dataclasses import dataclass, field
 
 from . import rules_agreement, rules_duties, rules_processes, rules_replication, targets
 from .loader import load_deployment
 from .model import Deployment, Finding
+from .rules_processes import who
 from .synapse_findings import without_repeats
 from .synapse_validate import Validation, validate
 from .synapse_version import version_rules
@@ -37,7 +39,20 @@ def run_rules(d: Deployment, synapse_version: str | None) -> list[Finding]:
         findings.extend(rule(d))
     if synapse_version:
         findings.extend(version_rules(d, synapse_version))
-    return findings
+    return one_per_line(d, findings)
+
+
+def one_per_line(d: Deployment, findings: list[Finding]) -> list[Finding]:
+    """Findings at one line that differ only in the process they start with ("NAME: ..."), as one
+    naming them all: a shared key every worker inherits is one finding, not one per worker."""
+    processes = {p.name for p in d.processes}
+    merged: dict[tuple, tuple[Finding, list[str]]] = {}
+    for f in findings:
+        name, _, rest = f.message.partition(": ")
+        same = (f.severity, f.file, f.line, f.code, rest) if name in processes and f.line else (f,)
+        merged.setdefault(same, (f, []))[1].append(name)
+    return [f if len(names) == 1 else dataclasses.replace(f, message=f"{who(d, names)}: {f.message.partition(': ')[2]}")
+            for f, names in merged.values()]
 
 
 def check_deployment(

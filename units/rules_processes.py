@@ -137,15 +137,11 @@ def who(d: Deployment, names: list[str]) -> str:
 
 
 def no_daemonize(d: Deployment) -> Iterator[Finding]:
-    """One error per line that sets it (a shared `daemonize: true` is one line, not one per process)."""
-    places: dict[tuple[Where, str], list[str]] = {}
     for p in d.processes:
         for key in ("daemonize", "worker_daemonize"):
             if p.config.get(key) is True and (p.kind == "worker" or key == "daemonize"):
-                places.setdefault((p.at(key), key), []).append(p.name)
-    for (at, key), names in places.items():
-        yield error(at, f"{who(d, names)}: `{key}: true` makes Synapse fork away from its "
-                    f"supervisor; set `{key}: false` or remove it")
+                yield error(p.at(key), f"{p.name}: `{key}: true` makes Synapse fork away from its "
+                            f"supervisor; set `{key}: false` or remove it")
 
 
 def log_configs(d: Deployment) -> Iterator[Finding]:
