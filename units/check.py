@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Collection
 from dataclasses import dataclass, field
 
-from . import metrics_listeners, rules_duties, rules_processes, rules_replication
+from . import metrics_listeners, rules_agreement, rules_duties, rules_processes, rules_replication
 from .loader import load_deployment
 from .model import Deployment, Finding
+from .rules_processes import who
+from .synapse_findings import without_repeats
 from .synapse_validate import Validation, validate
 from .synapse_version import version_rules
 
-ERROR_RULES = rules_processes.RULES + rules_replication.RULES + rules_duties.RULES
-WARNING_RULES = rules_duties.WARNINGS + rules_processes.WARNINGS + metrics_listeners.WARNINGS
+ERROR_RULES = rules_processes.RULES + rules_replication.RULES + rules_duties.RULES + rules_agreement.RULES
+WARNING_RULES = (rules_duties.WARNINGS + rules_processes.WARNINGS + metrics_listeners.WARNINGS
+                 + rules_agreement.WARNINGS)
 
 
 @dataclass
@@ -34,13 +39,28 @@ def run_rules(d: Deployment, synapse_version: str | None) -> list[Finding]:
         findings.extend(rule(d))
     if synapse_version:
         findings.extend(version_rules(d, synapse_version))
-    return findings
+    return one_per_line(d, findings)
+
+
+def one_per_line(d: Deployment, findings: list[Finding]) -> list[Finding]:
+    """Findings at one line that differ only in the process they start with ("NAME: ..."), as one
+    naming them all: a shared key every worker inherits is one finding, not one per worker."""
+    processes = {p.name for p in d.processes}
+    merged: dict[tuple, tuple[Finding, list[str]]] = {}
+    for f in findings:
+        name, _, rest = f.message.partition(": ")
+        same = (f.severity, f.file, f.line, f.code, rest) if name in processes and f.line else (f,)
+        merged.setdefault(same, (f, []))[1].append(name)
+    return [f if len(names) == 1 else dataclasses.replace(f, message=f"{who(d, names)}: {f.message.partition(': ')[2]}")
+            for f, names in merged.values()]
 
 
 def check_deployment(
-    config_paths: list[str], workers_dir: str | None, python: str, read_version: bool = True
+    config_paths: list[str], workers_dir: str | None, python: str, read_version: bool = True,
+    ignore: Collection[str] = (),
 ) -> CheckResult:
-    """Every rule, then (with `read_version`) Synapse's own loader on every process's config."""
+    """Every rule, then (with `read_version`) Synapse's own loader on every process's config;
+    warnings whose code is in `ignore` are left out."""
     loaded = load_deployment(config_paths, workers_dir, python)
     findings = list(loaded.findings)
     result = CheckResult(loaded.deployment)
@@ -48,8 +68,11 @@ def check_deployment(
         synapse = validate(loaded.deployment) if read_version else Validation()
         result.notes, result.synapse_version = synapse.notes, synapse.version
         result.synapse_file = synapse.package_file
-        findings.extend(run_rules(loaded.deployment, synapse.version))
-        findings.extend(synapse.findings)
+        own = run_rules(loaded.deployment, synapse.version)
+        findings.extend(own + without_repeats(synapse.findings, own, loaded.deployment))
     for f in findings:
-        (result.errors if f.severity == "error" else result.warnings).append(f)
+        if f.severity == "error":
+            result.errors.append(f)
+        elif f.code not in ignore:
+            result.warnings.append(f)
     return result

@@ -50,7 +50,7 @@ def metrics_listener_missing(d: Deployment) -> Iterator[Finding]:
             yield warning(p.at(key) if key in p.config else p.at(),
                           f"{p.name}: `enable_metrics: true` but it has no metrics listener, so Prometheus "
                           f"cannot scrape it; add `{{type: metrics, port: PORT, bind_addresses: [127.0.0.1]}}` "
-                          f"to its `{key}`")
+                          f"to its `{key}`", "metrics-no-listener")
 
 
 def metrics_listener_unused(d: Deployment) -> Iterator[Finding]:
@@ -58,7 +58,8 @@ def metrics_listener_unused(d: Deployment) -> Iterator[Finding]:
         listeners = [l for l in p.listeners if l.type == "metrics"]
         if listeners and not metrics_enabled(p):
             yield warning(listeners[0].at, f"{p.name}: a metrics listener without `enable_metrics: true` "
-                          "is not started by Synapse; set `enable_metrics: true` or remove the listener")
+                          "is not started by Synapse; set `enable_metrics: true` or remove the listener",
+                          "metrics-not-enabled")
 
 
 WARNINGS = (metrics_listener_missing, metrics_listener_unused)

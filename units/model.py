@@ -8,6 +8,7 @@ from typing import Any
 
 from synsup.supervisor.spec import address
 
+from .warning_codes import WARNING_CODES
 from .yamldoc import Where, YamlMap, where
 
 MAIN_INSTANCE = "master"  # Synapse's own name for the main process
@@ -31,21 +32,24 @@ class Finding:
     file: str
     line: int | None
     message: str
+    code: str = ""  # warnings: a WARNING_CODES key (`--ignore CODE`); errors have none
 
     def format(self) -> str:
         place = f"{self.file}:{self.line}" if self.line else self.file
-        return f"{place}: {self.severity}: {self.message}"
+        return f"{place}: {self.severity}: {self.message}" + (f" [{self.code}]" if self.code else "")
 
     def as_json(self) -> dict[str, Any]:
-        return {"file": self.file, "line": self.line, "message": self.message}
+        found = {"file": self.file, "line": self.line, "message": self.message}
+        return found | ({"code": self.code} if self.code else {})
 
 
 def error(at: Where, message: str) -> Finding:
     return Finding("error", at.file, at.line, message)
 
 
-def warning(at: Where, message: str) -> Finding:
-    return Finding("warning", at.file, at.line, message)
+def warning(at: Where, message: str, code: str) -> Finding:
+    assert code in WARNING_CODES, f"unregistered warning code {code!r}"
+    return Finding("warning", at.file, at.line, message, code)
 
 
 class LayeredConfig:

@@ -12,7 +12,10 @@ STREAMS = (
     "device_lists thread_subscriptions quarantined_media_changes"
 ).split()
 SINGLE_WRITER_STREAMS = ("typing", "to_device", "account_data", "presence", "push_rules")
-INSTANCE_MAP_STREAMS = ("events", "typing", "to_device", "account_data", "receipts", "presence", "push_rules")
+MAIN_WRITER_STREAMS = ("quarantined_media_changes",)  # main must be among their writers
+# the Synapse release that first knows each stream key (an older one refuses the config)
+STREAMS_SINCE = {"push_rules": (1, 105), "device_lists": (1, 135), "thread_subscriptions": (1, 135),
+                 "quarantined_media_changes": (1, 152)}
 
 # duty name -> (list option, legacy main flag, legacy app)
 SHARDED_DUTIES = {

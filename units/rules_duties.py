@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from .model import GENERIC_WORKER_APP, Deployment, Finding, error, warning
+from .model import GENERIC_WORKER_APP, Deployment, Finding, Process, error, warning
 from .roles import DUTY_OPTIONS, SHARDED_DUTIES, SINGLE_DUTIES, as_names
-from .rules_replication import LOOPBACK, replication_listeners
 
 REPLACEMENTS = {
     "synapse.app.appservice": "synapse.app.generic_worker with `notify_appservices_from_worker`",
@@ -27,7 +26,11 @@ def duties_name_processes(d: Deployment) -> Iterator[Finding]:
         if value is None or value == []:
             continue
         for name in as_names(value):
-            if d.by_instance(name) is None:
+            if name == "main":
+                yield error(d.shared.where(option), f"`{option}` names `main`, which Synapse does not take for the "
+                            "main process here (its instance name is `master`; `main` is that only in "
+                            "instance_map), so no process would do it; write `master`")
+            elif d.by_instance(name) is None:
                 yield error(d.shared.where(option), f"`{option}` names {name!r}, which is no process of "
                             "this deployment; add its worker file or fix the name")
 
@@ -75,21 +78,29 @@ def deprecated_apps(d: Deployment) -> Iterator[Finding]:
     for w in d.workers:
         if w.app in REPLACEMENTS:
             yield warning(w.at("worker_app"), f"{w.name}: worker_app {w.app} is deprecated; use "
-                          f"{REPLACEMENTS[w.app]}")
+                          f"{REPLACEMENTS[w.app]}", "deprecated-app")
         elif w.app != GENERIC_WORKER_APP and w.app.startswith("synapse.app."):
             yield warning(w.at("worker_app"), f"{w.name}: worker_app {w.app} is a legacy name; "
-                          f"use {GENERIC_WORKER_APP}")
+                          f"use {GENERIC_WORKER_APP}", "deprecated-app")
 
 
-def exposed_replication(d: Deployment) -> Iterator[Finding]:
-    if d.shared.get("worker_replication_secret"):
+MEDIA_APP = "synapse.app.media_repository"
+
+
+def _serves_media(d: Deployment, w: Process) -> bool:
+    background = as_names(d.shared.get("media_instance_running_background_jobs"))
+    return (w.app == MEDIA_APP or w.instance in background
+            or any("media" in listener.resources for listener in w.listeners))
+
+
+def media_on_main(d: Deployment) -> Iterator[Finding]:
+    media_workers = [w.name for w in d.workers if _serves_media(d, w)]
+    if not media_workers or d.main.config.get("enable_media_repo", True) is False:
         return
-    for p in d.processes:
-        for listener in replication_listeners(p):
-            if listener.path is None and not set(listener.addresses) <= LOOPBACK:
-                yield warning(listener.at, f"{p.name}: replication listener on "
-                              f"{'/'.join(listener.addresses)} without `worker_replication_secret`; "
-                              "bind it to 127.0.0.1 or set a secret")
+    yield warning(d.main.at("enable_media_repo"), f"{', '.join(media_workers)} serve media, but main does too "
+                  "(`enable_media_repo` is not false for it): set `enable_media_repo: false` in the shared "
+                  "config and `enable_media_repo: true` in the media workers' files, as Synapse's workers "
+                  "documentation asks", "media-on-main")
 
 
 def unused_keys(d: Deployment) -> Iterator[Finding]:
@@ -104,8 +115,8 @@ def unused_keys(d: Deployment) -> Iterator[Finding]:
             at = p.at(key)
             if key in p.config and (at.file, key) not in seen:
                 seen.add((at.file, key))
-                yield warning(at, f"`{key}` is unused under synsup: {note}")
+                yield warning(at, f"`{key}` is unused under synsup: {note}", "unused-key")
 
 
 RULES = (duties_name_processes, legacy_flags, outbound_federation)
-WARNINGS = (deprecated_apps, exposed_replication, unused_keys)
+WARNINGS = (deprecated_apps, unused_keys, media_on_main)

@@ -131,6 +131,11 @@ def tcp_replication(d: Deployment) -> Iterator[Finding]:
                         "TCP replication, removed in Synapse 1.67; remove it and enable Redis")
 
 
+def who(d: Deployment, names: list[str]) -> str:
+    """The processes a finding is about: "every process" when it is all of them."""
+    return "every process" if len(names) == len(d.processes) > 1 else ", ".join(names)
+
+
 def no_daemonize(d: Deployment) -> Iterator[Finding]:
     for p in d.processes:
         for key in ("daemonize", "worker_daemonize"):
@@ -194,9 +199,26 @@ def yml_worker_files(d: Deployment) -> Iterator[Finding]:
     for name in sorted(os.listdir(d.workers_dir)):
         if name.endswith(".yml"):
             yield warning(Where(os.path.join(d.workers_dir, name)), "ignored: only *.yaml files are "
-                          f"worker files; rename it to {name[:-4]}.yaml if it is one")
+                          f"worker files; rename it to {name[:-4]}.yaml if it is one", "yml-file")
+
+
+def conf_d_not_read(d: Deployment) -> Iterator[Finding]:
+    """Debian's matrix-synapse reads conf.d/ beside homeserver.yaml; Synapse and synsup read only -c."""
+    read_dirs = {os.path.dirname(os.path.abspath(f)) for f in d.config_files}
+    for confd in dict.fromkeys(os.path.join(os.path.dirname(f), "conf.d") for f in d.config_files):
+        if os.path.abspath(confd) not in read_dirs and _holds_yaml(confd):
+            yield warning(Where(confd), "a conf.d directory beside the config file, not read: only what -c "
+                          f"names is read (Debian's service passes it too); add `-c {confd}` after the "
+                          "config file, or remove the directory", "conf-d")
+
+
+def _holds_yaml(directory: str) -> bool:
+    try:
+        return any(name.endswith(".yaml") for name in os.listdir(directory))
+    except OSError:
+        return False
 
 
 RULES = (worker_apps, main_files, unique_names, safe_names, listener_collisions, tcp_replication,
          no_daemonize, log_configs, server_name, media_listeners, listener_on_redis)
-WARNINGS = (yml_worker_files,)
+WARNINGS = (yml_worker_files, conf_d_not_read)

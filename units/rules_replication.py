@@ -8,8 +8,8 @@ from typing import Any
 
 from synsup.supervisor.spec import address
 
-from .model import MAIN_ALIASES, WILDCARDS, Deployment, Finding, Listener, Process, error
-from .roles import DUTY_OPTIONS, INSTANCE_MAP_STREAMS, SINGLE_WRITER_STREAMS, STREAMS, as_names
+from .model import MAIN_ALIASES, MAIN_INSTANCE, WILDCARDS, Deployment, Finding, Listener, Process, error
+from .roles import DUTY_OPTIONS, MAIN_WRITER_STREAMS, SINGLE_WRITER_STREAMS, STREAMS, as_names
 from .yamldoc import Where, where
 
 LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1"})
@@ -60,9 +60,22 @@ def stream_writers(d: Deployment) -> Iterator[Finding]:
             yield error(at, f"stream_writers.{stream}: {', '.join(map(repr, twice))} listed twice; Synapse "
                         "shards by position, so list each writer once")
             names = list(dict.fromkeys(names))
-        if stream in SINGLE_WRITER_STREAMS and len(names) > 1:
-            yield error(at, f"stream_writers.{stream}: {len(names)} writers, but {stream} takes exactly one; keep one")
-        for name in names:
+        yield from _stream_writer_names(d, stream, names, at, instance_map)
+
+
+def _stream_writer_names(d: Deployment, stream: str, names: list[str], at: Where, instance_map: Any
+                         ) -> Iterator[Finding]:
+    if stream in SINGLE_WRITER_STREAMS and len(names) > 1:
+        yield error(at, f"stream_writers.{stream}: {len(names)} writers, but {stream} takes exactly one; keep one")
+    if stream in MAIN_WRITER_STREAMS and MAIN_INSTANCE not in names:
+        yield error(at, f"stream_writers.{stream} must list the main process (`{MAIN_INSTANCE}`), which Synapse "
+                    f"needs among its writers; add `{MAIN_INSTANCE}`")
+    for name in names:
+        if name == "main":
+            yield error(at, f"stream_writers.{stream}: the main process is `{MAIN_INSTANCE}` here, not `main` "
+                        "(Synapse refuses `main` in stream_writers; `main` is its name only in instance_map); "
+                        f"write `{MAIN_INSTANCE}`")
+        else:
             yield from _writer(d, stream, name, at, instance_map)
 
 
@@ -76,7 +89,7 @@ def _writer(d: Deployment, stream: str, name: str, at: Where, instance_map: Any)
         return
     if p.kind == "main":
         return
-    if stream in INSTANCE_MAP_STREAMS and not (isinstance(instance_map, dict) and name in instance_map):
+    if not (isinstance(instance_map, dict) and name in instance_map):
         yield error(at, f"stream_writers.{stream}: writer {name!r} is missing from `instance_map`; "
                     f"add `{name}: {{host: ..., port: ...}}` pointing at its replication listener")
     if not replication_listeners(p):

@@ -27,6 +27,28 @@ except Exception as e:
 reply = {"version": synapse.__version__, "file": synapse.__file__,
          "schema_version": SCHEMA_VERSION, "compat_version": SCHEMA_COMPAT_VERSION}
 
+def pending_deltas(state, engine, databases):
+    """The delta files this code would apply (as prepare_database walks them), None if unknown."""
+    applied = getattr(state, "applied_deltas", None)
+    if applied is None:
+        return None
+    import synapse.storage.schema as schema_package
+    root = os.path.dirname(schema_package.__file__)
+    own = ".postgres" if type(engine).__name__ == "PostgresEngine" else ".sqlite"
+    start = state.current_version + (0 if getattr(state, "upgraded", False) else 1)
+    pending = 0
+    for v in range(start, SCHEMA_VERSION + 1):
+        for part in ["common", *databases]:
+            try:
+                names = os.listdir(os.path.join(root, part, "delta", str(v)))
+            except OSError:
+                continue
+            for name in names:
+                stem, ext = os.path.splitext(name)
+                wanted = ext in (".py", ".sql") or (ext == own and stem.endswith(".sql"))
+                pending += wanted and "%d/%s" % (v, name) not in applied
+    return pending
+
 def db_state(args):
     from synapse.config.homeserver import HomeServerConfig
     from synapse.storage.database import make_conn
@@ -48,7 +70,8 @@ def db_state(args):
     finally:
         conn.rollback(); conn.close()
     return None if state is None else {"current_version": state.current_version,
-                                       "compat_version": state.compat_version}
+                                       "compat_version": state.compat_version,
+                                       "pending_deltas": pending_deltas(state, engine, db.databases)}
 
 if sys.argv[1:]:
     try:
@@ -85,6 +108,7 @@ class Code:
 class DatabaseSchema:
     current_version: int
     compat_version: int | None
+    pending_deltas: int | None = None  # delta files the new code would apply; None: not known
 
 
 @dataclass(frozen=True)
@@ -124,7 +148,8 @@ def _facts(python: str, reply: dict) -> SchemaFacts:
         return SchemaFacts(error=f"Synapse is not importable with {python} ({reply['import_error']})")
     code = Code(str(reply["version"]), str(reply["file"]), int(reply["schema_version"]), int(reply["compat_version"]))
     db = reply.get("db")
-    database = DatabaseSchema(int(db["current_version"]), db.get("compat_version")) if db else None
+    database = DatabaseSchema(int(db["current_version"]), db.get("compat_version"),
+                              db.get("pending_deltas")) if db else None
     return SchemaFacts(code, database, database_error=str(reply.get("db_error") or ""))
 
 

@@ -14,6 +14,7 @@ from .check import check_deployment
 from .reload_plan import plan, snapshot_of
 from .specs import unit_specs
 from .upgrade_prepare import prepare_upgrade
+from .warning_codes import WARNING_CODES
 
 
 class SynapseSource:
@@ -32,6 +33,9 @@ class SynapseSource:
                            help="worker directory: one *.yaml file per process")
         group.add_argument("--python", metavar="PATH", default=sys.executable,
                            help="the interpreter that runs Synapse (default: this one)")
+        group.add_argument("--ignore", action="append", default=[], choices=sorted(WARNING_CODES),
+                           metavar="CODE", help="leave out the warnings of this code (shown as [CODE] after "
+                                                "each warning); repeatable")
         if command in ("start", "run"):
             group.add_argument("--external-redis", action="store_true",
                                help="Redis is run by someone else: only wait for it to answer PING")
@@ -48,7 +52,7 @@ class SynapseSource:
 
     def load(self, args: argparse.Namespace) -> Loaded:
         paths = self.config_paths(args)
-        result = check_deployment(paths, args.workers, args.python)
+        result = check_deployment(paths, args.workers, args.python, ignore=getattr(args, "ignore", ()))
         specs, model = [], None
         if result.deployment is not None and result.ok:
             specs = unit_specs(result.deployment, external_redis=getattr(args, "external_redis", False),

@@ -10,6 +10,7 @@ import subprocess
 from dataclasses import dataclass, field
 
 from .model import Deployment, Finding, Process, error
+from .synapse_findings import synapse_findings
 from .yamldoc import Where
 
 TIME_LIMIT = 30.0  # for one process's config load
@@ -41,12 +42,36 @@ def load(job):
     except ConfigError as e:
         if job["main"] and list(e.path or []) == ["signing_key"]:
             return None
-        return {"message": "".join(format_config_error(e)), "key": (list(e.path or []) or [None])[0]}
+        return {"message": "".join(format_config_error(e)), "path": [str(p) for p in e.path or []]}
     except SystemExit:
         return sys.stderr.getvalue().strip() or "Synapse's config loader exited"
     except Exception as e:
-        return "%s: %s" % (type(e).__name__, e)
+        return problem(e)
     return None
+
+def problem(e):
+    name = type(e).__name__
+    if name == "DependencyException":  # args[0]: the missing distributions
+        missing = [str(m) for m in (e.args[0] if e.args else [])]
+        return {"message": "%s: %s" % (name, missing), "missing": missing, "extras": extras_of(missing)}
+    text = e.args[0] if len(e.args) > 1 and isinstance(e.args[0], str) else e  # attrs: (message, attribute, ...)
+    return "%s: %s" % (name, text)
+
+def extras_of(missing):
+    """For each missing distribution, the extras of matrix-synapse that pull it in (its own metadata)."""
+    import re
+    from importlib import metadata
+    try:
+        lines = metadata.requires("matrix-synapse") or []
+    except Exception:
+        return {}
+    wanted, extras = {m.lower().replace("_", "-"): m for m in missing}, {}
+    for line in lines:
+        name = re.match(r"[A-Za-z0-9._-]*", line).group(0).lower().replace("_", "-")
+        extra = re.search(r"extra\s*==\s*['\"]([^'\"]+)['\"]", line)
+        if name in wanted and extra and extra.group(1) != "all":
+            extras.setdefault(wanted[name], []).append(extra.group(1))
+    return extras
 
 # the first load imports what the others need: do it here, so each child only parses
 results = {}
@@ -104,41 +129,6 @@ def _python_error(python: str, why: str) -> Finding:
                  "virtualenv (e.g. --python /opt/venvs/matrix-synapse/bin/python)")
 
 
-def _one_line(message: str, limit: int = 240) -> str:
-    """Synapse's message on one line; past `limit`, only its sentences up to the limit."""
-    text = " ".join(part.strip() for part in message.strip().splitlines() if part.strip())
-    if len(text) <= limit:
-        return text
-    cut = text.rfind(". ", 0, limit)
-    return text[: cut + 1] if cut > 0 else text[:limit] + "..."
-
-
-def _key_named(p: Process, message: str, key: object) -> str | None:
-    """The top-level key Synapse's message is about: its path, else a key whose value it quotes."""
-    if isinstance(key, str) and key in p.config:
-        return key
-    merged = p.config.as_dict()
-    return next((k for k, v in merged.items() if isinstance(v, str | int) and not isinstance(v, bool)
-                 and f"'{v}'" in message), None)
-
-
-def _findings(d: Deployment, results: dict) -> list[Finding]:
-    """One finding per distinct message, at the first rejecting process's key: a bad shared value
-    that every process rejects is one line, at the shared config."""
-    by_message: dict[str, tuple[Where, list[str]]] = {}
-    for p in d.processes:
-        result = results.get(p.name)
-        if not result:
-            continue
-        message = _one_line(result["message"] if isinstance(result, dict) else str(result))
-        at = p.at(_key_named(p, message, result.get("key") if isinstance(result, dict) else None))
-        by_message.setdefault(message, (at, []))[1].append(p.name)
-    every = len(d.processes) > 1
-    return [error(at, f"{'every process' if every and len(names) == len(d.processes) else ', '.join(names)}: "
-                  f"Synapse rejects this config: {message}; fix it as Synapse says")
-            for message, (at, names) in by_message.items()]
-
-
 def validate(d: Deployment, time_limit: float = TIME_LIMIT) -> Validation:
     """Synapse's verdict on every process's config, and the version it would run."""
     jobs = {"time_limit": time_limit, "processes": [_job(d, p) for p in d.processes]}
@@ -164,5 +154,5 @@ def _verdict(d: Deployment, body: str) -> Validation:
     if "import_error" in reply:
         return Validation(notes=[f"Synapse is not importable with {d.python} ({reply['import_error']}); "
                                  "Synapse's own config checks and version checks skipped"])
-    return Validation(reply.get("version"), _findings(d, reply.get("results") or {}),
+    return Validation(reply.get("version"), synapse_findings(d, reply.get("results") or {}),
                       package_file=str(reply.get("file") or ""))

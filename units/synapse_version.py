@@ -6,6 +6,8 @@ import re
 from collections.abc import Iterator
 
 from .model import Deployment, Finding, error
+from .roles import STREAMS_SINCE
+from .yamldoc import Where, where
 
 LEGACY_ENDPOINT_KEYS = ("worker_replication_host", "worker_replication_http_port", "worker_replication_http_tls")
 
@@ -15,7 +17,19 @@ def parse_version(text: str) -> tuple[int, int]:
     return (int(match.group(1)), int(match.group(2))) if match else (0, 0)
 
 
+def unknown_streams(d: Deployment, version: str) -> Iterator[tuple[Where, str, str]]:
+    """(where, stream, release that added it) for each stream_writers key `version` does not know."""
+    writers = d.shared.get("stream_writers")
+    for stream in writers if isinstance(writers, dict) else []:
+        since = STREAMS_SINCE.get(stream)
+        if since and parse_version(version) < since:
+            yield where(writers, stream), stream, f"{since[0]}.{since[1]}"
+
+
 def version_rules(d: Deployment, version: str) -> Iterator[Finding]:
+    for at, stream, since in unknown_streams(d, version):
+        yield error(at, f"stream_writers.{stream}: Synapse {version} does not know this stream (added in "
+                    f"{since}) and refuses the config; remove it, or upgrade Synapse first")
     number = parse_version(version)
     if number >= (1, 88):
         for w in d.workers:

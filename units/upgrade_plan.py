@@ -35,8 +35,13 @@ def restart_order(specs: list[UnitSpec], verb: str, why: str) -> list[Action]:
 
 
 def needs_migration(old_version: str, new: Code, db: DatabaseSchema | None) -> bool:
-    """Main applies deltas at start; a new release may add deltas within the same schema version."""
-    return db is None or db.current_version < new.schema_version or new.version != old_version
+    """Main applies deltas at start; a new release may add deltas within the same schema version,
+    so with the same schema: the delta files still to apply, when known, else whether the code changed."""
+    if db is None or db.current_version < new.schema_version:
+        return True
+    if db.pending_deltas is not None:
+        return db.pending_deltas > 0
+    return new.version != old_version
 
 
 def rolling_blocker(old_schema: int, new: Code, db: DatabaseSchema | None) -> str:

@@ -11,6 +11,7 @@ from synsup.supervisor.plans import UpgradePlan
 from synsup.supervisor.source import Loaded
 
 from . import schema
+from .synapse_version import unknown_streams
 from .upgrade_plan import main_config_args, plan_upgrade
 
 
@@ -31,6 +32,9 @@ def prepare_upgrade(load: Callable[[argparse.Namespace], Loaded], args: argparse
         return UpgradePlan(from_version=old_version, errors=[f.format() for f in loaded.errors])
     if not any(s.kind == "main" for s in loaded.specs):
         return UpgradePlan(from_version=old_version, errors=["no main process to upgrade"])
+    too_new = streams_the_old_code_refuses(loaded, old_version)
+    if too_new:
+        return UpgradePlan(from_version=old_version, errors=too_new)
     facts = schema.read(new_args.python, main_config_args(loaded.specs))
     error = facts.error or (f"cannot read the database's schema state: {facts.database_error}"
                             if facts.database_error else "")
@@ -41,6 +45,17 @@ def prepare_upgrade(load: Callable[[argparse.Namespace], Loaded], args: argparse
                         allow_downtime)
     plan.loaded, plan.reloader = loaded, (lambda: load(new_args))
     return plan
+
+
+def streams_the_old_code_refuses(loaded: Loaded, old_version: str) -> list[str]:
+    """The new config checked with the old code's stream keys: a process still on it (mid-upgrade,
+    or after a rollback) would refuse a stream key it does not know."""
+    if not old_version or loaded.model is None:
+        return []
+    return [f"{at.file}:{at.line}: stream_writers.{stream}: the running Synapse {old_version} does not know this "
+            f"stream (added in {since}), so processes still on it would refuse the config during the upgrade "
+            "or after a rollback; upgrade without it, and add it after the upgrade"
+            for at, stream, since in unknown_streams(loaded.model.deployment, old_version)]
 
 
 def _old_schema(old_python: str, new_python: str, facts: schema.SchemaFacts) -> int:

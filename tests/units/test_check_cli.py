@@ -156,3 +156,30 @@ def test_version_and_help():
     for command in ("check", "start", "stop", "status", "restart", "reload", "logs"):
         done = synsup(command, "--help")
         assert done.returncode == 0 and "usage: synsup " + command in done.stdout
+
+
+def test_ignore_silences_a_warning_code_and_json_carries_codes(tmp_path):
+    shared, workers = modern_deployment()
+    shared["pid_file"] = "/run/hs.pid"
+    config, workers_dir = write_deployment(str(tmp_path), shared, workers)
+    done = synsup("check", "-c", config, "-a", workers_dir)
+    assert done.returncode == 0 and "warning: `pid_file` is unused" in done.stderr
+    assert done.stderr.rstrip().endswith("[unused-key]")
+    result = json.loads(synsup("check", "--json", "-c", config, "-a", workers_dir).stdout)
+    assert [w["code"] for w in result["warnings"]] == ["unused-key"]
+    done = synsup("check", "--ignore", "unused-key", "-c", config, "-a", workers_dir)
+    assert done.returncode == 0 and "warning" not in done.stderr
+
+
+def test_ignore_takes_only_known_codes_and_start_accepts_it():
+    done = synsup("check", "--ignore", "no-such-code")
+    assert done.returncode == 2 and "no-such-code" in done.stderr and "unused-key" in done.stderr
+    for command in ("check", "start", "run"):
+        assert "--ignore CODE" in synsup(command, "--help").stdout
+
+
+def test_readme_lists_every_warning_code():
+    from synsup.units.warning_codes import WARNING_CODES
+    with open(os.path.join(os.path.dirname(HERE), "README.md")) as f:
+        readme = f.read()
+    assert [code for code in WARNING_CODES if f"| `{code}` |" not in readme] == []

@@ -19,7 +19,8 @@ SHARED_KEYS = ["listeners", "redis", "database", "instance_map", "stream_writers
                "outbound_federation_restricted_to", "send_federation", "start_pushers", "log_config",
                "daemonize", "worker_replication_secret", "synctl_cache_factor", "synctl_cache_factors"]
 WORKER_KEYS = ["worker_app", "worker_name", "worker_listeners", "worker_replication_host",
-               "worker_replication_http_port", "worker_log_config", "worker_daemonize", "synctl_cache_factors"]
+               "worker_replication_http_port", "worker_log_config", "worker_daemonize", "synctl_cache_factors",
+               "worker_replication_secret", "instance_map", "stream_writers", "redis", "database", "pusher_instances"]
 
 
 def check_with(tmp_path, shared, workers):

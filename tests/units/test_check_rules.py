@@ -363,3 +363,254 @@ def test_synapse_config_error_names_its_key(tmp_path, fake_synapse):
     assert "Error in configuration at 'caches': caches must be a mapping" in result.errors[0].message
     with open(config) as f:
         assert f.read().splitlines()[result.errors[0].line - 1].startswith("caches:")
+
+
+CODE_OF_WARNING_CASE = {"deprecated-app": "deprecated-app", "frontend-proxy": "deprecated-app",
+                        "exposed-replication": "exposed-replication", "pid-file": "unused-key",
+                        "worker-pid-file": "unused-key", "main-http-uri": "unused-key"}
+
+
+@pytest.mark.parametrize("case", WARNING_CASES, ids=[c[0] for c in WARNING_CASES])
+def test_every_warning_shows_its_code(tmp_path, case):
+    """Issue 22: warnings get a stable code, shown after the message and in --json."""
+    name, mutate, fragment = case
+    shared, workers = modern_deployment()
+    mutate(shared, workers)
+    [finding] = [f for f in check(tmp_path, shared, workers).warnings if fragment in f.message]
+    assert finding.code == CODE_OF_WARNING_CASE[name]
+    assert ": warning: " in finding.format() and finding.format().endswith(f" [{finding.code}]")
+    assert finding.as_json()["code"] == finding.code
+
+
+def test_ignored_warning_codes_are_silenced(tmp_path):
+    shared, workers = modern_deployment()
+    shared["pid_file"] = "/run/hs.pid"
+    workers["pusher1"]["worker_app"] = "synapse.app.frontend_proxy"
+    config, workers_dir = write_deployment(str(tmp_path), shared, workers)
+    result = check_deployment([config], workers_dir, "x", read_version=False, ignore=("unused-key",))
+    assert [f.code for f in result.warnings] == ["deprecated-app"]
+
+
+def test_daemonize_in_the_shared_config_is_one_error(tmp_path):
+    """Issue 22: `daemonize: true` in the shared config was reported once per process (6 times)."""
+    shared, workers = modern_deployment()
+    shared["daemonize"] = True
+    errors = [f for f in check(tmp_path, shared, workers).errors if "`daemonize: true`" in f.message]
+    assert len(errors) == 1 and errors[0].file.endswith("homeserver.yaml"), [f.format() for f in errors]
+
+
+def test_conf_d_beside_the_config_not_given_is_a_hint(tmp_path):
+    """Issue 22: Debian's conf.d beside homeserver.yaml, left out of -c, was silently not read."""
+    config, workers_dir = write_deployment(str(tmp_path), *modern_deployment())
+    (tmp_path / "conf.d").mkdir()
+    (tmp_path / "conf.d" / "server_name.yaml").write_text("server_name: example.org\n")
+    result = check_deployment([config], workers_dir, "x", read_version=False)
+    [hint] = [f for f in result.warnings if f.code == "conf-d"]
+    assert hint.file == str(tmp_path / "conf.d") and f"-c {tmp_path / 'conf.d'}" in hint.message
+    given = check_deployment([config, str(tmp_path / "conf.d")], workers_dir, "x", read_version=False)
+    assert not [f for f in given.warnings if f.code == "conf-d"]
+
+
+def _line_of(path, key):
+    with open(path) as f:
+        return next(n for n, line in enumerate(f, 1) if line.startswith(f"{key}:"))
+
+
+# issue 20: a shared-only key that a worker file overrides with another value
+DIFFERING_CASES = [
+    ("worker_replication_secret", "other", "Invalid Authorization header"),
+    ("instance_map", {"main": {"host": "127.0.0.1", "port": 9093}}, "replication requests"),
+    ("stream_writers", {"events": ["persister2", "persister1"]}, "the same writers in another order"),
+    ("pusher_instances", ["generic1"], "which process does"),
+    ("run_background_tasks_on", "generic1", "which process does"),
+    ("redis", {"enabled": True, "host": "127.0.0.1", "port": 6380}, "Redis"),
+    ("database", {"name": "psycopg2", "args": {"database": "other"}}, "database"),
+]
+
+
+@pytest.mark.parametrize("key, value, why", DIFFERING_CASES, ids=[c[0] for c in DIFFERING_CASES])
+def test_shared_key_differing_in_a_worker_file_names_both_places(tmp_path, key, value, why):
+    shared, workers = modern_deployment()
+    workers["generic1"][key] = value
+    config, workers_dir = write_deployment(str(tmp_path), shared, workers)
+    result = check_deployment([config], workers_dir, "x", read_version=False)
+    worker_file = os.path.join(workers_dir, "generic1.yaml")
+    [finding] = [f for f in result.errors if f"`{key}`" in f.message and "every process must agree" in f.message]
+    assert (finding.file, finding.line) == (worker_file, _line_of(worker_file, key))
+    if key in shared:
+        assert f"{config}:{_line_of(config, key)}" in finding.message
+    assert why in finding.message
+
+
+@pytest.mark.parametrize("key, value", [
+    ("worker_replication_secret", "secret"),  # the same value again
+    ("pusher_instances", "pusher1"),  # the same list, written as one name
+    ("database", {"name": "psycopg2", "args": {"database": "synapse", "cp_max": 5}}),  # its own pool size
+])
+def test_shared_key_repeated_with_the_same_meaning_is_fine(tmp_path, key, value):
+    shared, workers = modern_deployment()
+    workers["generic1"][key] = value
+    assert not [f for f in check(tmp_path, shared, workers).errors if "every process must agree" in f.message]
+
+
+def test_no_replication_secret_over_the_network_is_a_warning(tmp_path):
+    shared, workers = modern_deployment()
+    del shared["worker_replication_secret"]
+    shared["instance_map"]["persister1"]["host"] = "10.0.0.5"
+    workers["persister1"]["worker_listeners"][0]["bind_addresses"] = ["10.0.0.5"]
+    result = check(tmp_path, shared, workers)
+    [warning] = [f for f in result.warnings if f.code == "no-replication-secret"]
+    assert "10.0.0.5" in warning.message and "worker_replication_secret" in warning.message
+    assert not [f for f in result.warnings if f.code == "exposed-replication"]  # one finding, not two
+
+
+@pytest.mark.parametrize("secret, reason", [("a secret", "space"), ("sécret", "ASCII")])
+def test_replication_secret_synapse_cannot_send(tmp_path, secret, reason):
+    """Issue 22: Synapse loads it, then every replication call fails (`Bearer SECRET`, ASCII)."""
+    shared, workers = modern_deployment()
+    shared["worker_replication_secret"] = secret
+    [finding] = [f for f in check(tmp_path, shared, workers).errors if "worker_replication_secret" in f.message]
+    assert reason in finding.message and "Bearer" in finding.message
+
+
+@pytest.mark.parametrize("media_worker", [
+    lambda s, w: w["generic1"].update(worker_listeners=[listener(8081, "client", "media")]),
+    lambda s, w: s.update(media_instance_running_background_jobs="generic1"),
+    lambda s, w: w["generic1"].update(worker_app="synapse.app.media_repository"),  # the v1.66 dialect
+], ids=["media-listener", "background-jobs", "v1.66-app"])
+def test_media_worker_while_main_serves_media_is_a_warning(tmp_path, media_worker):
+    """Issue 22: Synapse's workers doc asks for `enable_media_repo: false` on main then."""
+    shared, workers = modern_deployment()
+    media_worker(shared, workers)
+    [finding] = [f for f in check(tmp_path, shared, workers).warnings if f.code == "media-on-main"]
+    assert "generic1" in finding.message and "`enable_media_repo: false`" in finding.message
+    shared["enable_media_repo"] = False
+    workers["generic1"]["enable_media_repo"] = True
+    assert not [f for f in check(tmp_path, shared, workers).warnings if f.code == "media-on-main"]
+
+
+# issue 22: the stream writers as Synapse 1.163 has them
+STREAM_CASES = [
+    ("main-in-stream-writers", _set(("shared", "stream_writers", "typing"), "main"),
+     "stream_writers.typing: the main process is `master` here, not `main`"),
+    ("quarantined-media-without-main", _set(("shared", "stream_writers", "quarantined_media_changes"), ["persister1"]),
+     "stream_writers.quarantined_media_changes must list the main process (`master`)"),
+    ("device-lists-writer-not-in-instance-map", lambda s, w: (s["stream_writers"].update(device_lists=["generic1"]),
+                                                               w["generic1"]["worker_listeners"].append(
+                                                                   listener(9105, "replication"))),
+     "stream_writers.device_lists: writer 'generic1' is missing from `instance_map`"),
+    ("thread-subscriptions-writer-not-in-instance-map",
+     lambda s, w: (s["stream_writers"].update(thread_subscriptions="generic1"),
+                   w["generic1"]["worker_listeners"].append(listener(9105, "replication"))),
+     "stream_writers.thread_subscriptions: writer 'generic1' is missing from `instance_map`"),
+]
+
+
+@pytest.mark.parametrize("case", STREAM_CASES, ids=[c[0] for c in STREAM_CASES])
+def test_stream_writers_of_synapse_1_163(tmp_path, case):
+    _, mutate, fragment = case
+    shared, workers = modern_deployment()
+    mutate(shared, workers)
+    result = check(tmp_path, shared, workers)
+    assert [f for f in result.errors if fragment in f.message], [f.format() for f in result.errors]
+
+
+def test_multi_writer_device_lists_with_main_first_is_fine(tmp_path):
+    shared, workers = modern_deployment()
+    shared["stream_writers"].update(device_lists=["master", "persister1", "persister2"],
+                                    quarantined_media_changes=["master", "persister1"])
+    assert check(tmp_path, shared, workers).errors == []
+
+
+@pytest.mark.parametrize("stream, version, since", [
+    ("quarantined_media_changes", "1.151.0", "1.152"), ("device_lists", "1.134.1", "1.135"),
+    ("thread_subscriptions", "1.120.0", "1.135"), ("push_rules", "1.104.0", "1.105"),
+])
+def test_stream_key_the_synapse_in_use_does_not_know(tmp_path, stream, version, since):
+    shared, workers = modern_deployment()
+    shared["stream_writers"][stream] = "master"
+    config, workers_dir = write_deployment(str(tmp_path), shared, workers)
+    findings = run_rules(load_deployment([config], workers_dir, "x").deployment, version)
+    [finding] = [f for f in findings if f"Synapse {version} does not know" in f.message]
+    assert f"stream_writers.{stream}" in finding.message and f"added in {since}" in finding.message
+    assert not [f for f in run_rules(load_deployment([config], workers_dir, "x").deployment, "1.163.0")
+                if "does not know" in f.message]
+
+
+def _synapse_check(tmp_path, shared, workers, main_file=None):
+    config, workers_dir = write_deployment(str(tmp_path), shared, workers)
+    if main_file is not None:
+        with open(os.path.join(workers_dir, "main.yaml"), "w") as f:
+            f.write(main_file)
+    return config, workers_dir, check_deployment([config], workers_dir, sys.executable)
+
+
+def _text_at(finding) -> str:
+    with open(finding.file) as f:
+        return f.read().splitlines()[finding.line - 1]
+
+
+@pytest.mark.parametrize("where", ["shared", "generic1"])
+def test_synapse_listener_error_in_words_at_the_listener(tmp_path, fake_synapse, where):
+    """Issue 22: attrs' tuple repr cut mid-word, at line 1 of a worker file."""
+    shared, workers = modern_deployment()
+    listeners = shared["listeners"] if where == "shared" else workers["generic1"]["worker_listeners"]
+    listeners[0]["type"] = "htttp"
+    _, _, result = _synapse_check(tmp_path, shared, workers)
+    [finding] = result.errors
+    assert "'type' must be one of http, manhole, metrics (got 'htttp')" in finding.message
+    assert "Attribute(" not in finding.message and "ValueError" not in finding.message
+    assert _text_at(finding).strip(" -").startswith("type: htttp")
+    assert finding.message.startswith("every process:" if where == "shared" else "generic1:")
+
+
+@pytest.mark.parametrize("writers, fragment", [
+    ({"eventz": ["persister1"]}, "unknown stream 'eventz'"),
+    ({"typing": "main"}, "the main process is `master` here, not `main`"),
+], ids=["typo", "main"])
+def test_stream_writers_mistake_is_one_finding(tmp_path, fake_synapse, writers, fragment):
+    """Issue 22: reported twice, once by Synapse's loader blamed on workers/main.yaml:1."""
+    shared, workers = modern_deployment()
+    shared["stream_writers"].update(writers)
+    config, _, result = _synapse_check(tmp_path, shared, workers, main_file="worker_app: synapse.app.homeserver\n")
+    assert len(result.errors) == 1, [f.format() for f in result.errors]
+    assert fragment in result.errors[0].message and result.errors[0].file == config
+
+
+def test_synapse_error_for_a_conf_d_key_points_into_conf_d(tmp_path, fake_synapse):
+    shared, workers = modern_deployment()
+    config, workers_dir = write_deployment(str(tmp_path), shared, workers)
+    (tmp_path / "conf.d").mkdir()
+    (tmp_path / "conf.d" / "writers.yaml").write_text("server_name: example.org\nstream_writers:\n"
+                                                      "  events: [persister1, persister3]\n")
+    result = check_deployment([config, str(tmp_path / "conf.d")], workers_dir, sys.executable)
+    synapse = [f for f in result.errors if "Synapse rejects" in f.message or "persister3" in f.message]
+    assert len(synapse) == 1 and synapse[0].file == str(tmp_path / "conf.d" / "writers.yaml"), \
+        [f.format() for f in result.errors]
+
+
+def test_missing_dependency_names_the_extra_to_install(tmp_path, fake_synapse):
+    shared, workers = modern_deployment()
+    shared["url_preview_enabled"] = True
+    config, _, result = _synapse_check(tmp_path, shared, workers)
+    [finding] = result.errors
+    assert 'pip install "matrix-synapse[url-preview]"' in finding.message and "beautifulsoup4" in finding.message
+    assert finding.file == config and _text_at(finding).startswith("url_preview_enabled:")
+
+
+@pytest.mark.parametrize("option", ["pusher_instances", "run_background_tasks_on", "federation_sender_instances"])
+def test_main_in_a_duty_list_is_master(tmp_path, option):
+    """Synapse compares duty lists with its instance name, `master` for main: `main` matches no process."""
+    shared, workers = modern_deployment()
+    shared[option] = ["main"]
+    [finding] = [f for f in check(tmp_path, shared, workers).errors if f"`{option}` names `main`" in f.message]
+    assert "write `master`" in finding.message
+
+
+def test_a_shared_line_every_worker_inherits_is_one_finding(tmp_path):
+    """Issue 22 (one finding for one line): per-process rules at a shared key said it once per worker."""
+    shared, workers = modern_deployment()
+    shared["worker_replication_port"] = 9092
+    errors = [f for f in check(tmp_path, shared, workers).errors if "`worker_replication_port`" in f.message]
+    assert len(errors) == 1 and errors[0].file.endswith("homeserver.yaml"), [f.format() for f in errors]
+    assert errors[0].message.startswith("generic1, persister1, persister2, pusher1, sender1: ")

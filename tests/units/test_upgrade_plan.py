@@ -28,6 +28,10 @@ DB = DatabaseSchema(current_version=94, compat_version=84)
     ("1.163.0", NEW, DatabaseSchema(95, 90), True),  # new release: maybe new deltas within schema 95
     ("1.164.0", NEW, DatabaseSchema(95, 90), False),  # the same code again
     ("1.163.0", NEW, None, True),  # empty database
+    # the delta files the new code would apply, when the database's applied deltas could be read
+    ("1.163.0", NEW, DatabaseSchema(95, 90, pending_deltas=0), False),  # same schema, nothing to apply
+    ("1.163.0", NEW, DatabaseSchema(95, 90, pending_deltas=2), True),  # new deltas within schema 95
+    ("1.163.0", NEW, DatabaseSchema(94, 84, pending_deltas=0), True),  # schema behind all the same
 ])
 def test_migration_needed(old, new, db, expected):
     assert needs_migration(old, new, db) is expected
@@ -80,6 +84,13 @@ def test_same_code_again_is_a_plain_rolling_restart(specs):
     assert not plan.errors and not plan.commands and "migration: no" in plan.summary
 
 
+def test_same_schema_release_says_migration_no(specs):
+    """Issue 22: an upgrade between two releases with the same schema said "migration: yes"."""
+    plan = plan_upgrade("1.163.0", 95, NEW, DatabaseSchema(95, 90, pending_deltas=0), specs, "/new/python",
+                        allow_downtime=False)
+    assert not plan.errors and not plan.commands and "migration: no" in plan.summary
+
+
 @pytest.mark.parametrize("request_, error", [
     ({"cmd": "upgrade", "python": "bin/python"}, "absolute path"),
     ({"cmd": "upgrade", "python": 3}, "absolute path"),
@@ -91,3 +102,25 @@ def test_upgrade_requests_are_validated(request_, error):
     with pytest.raises(RequestError, match=error):
         validate(request_, ["main"])
     assert validate({"cmd": "upgrade", "python": "/new/bin/python", "dry_run": True}, ["main"]) == "upgrade"
+
+
+def test_upgrade_refuses_a_stream_key_the_running_code_does_not_know(tmp_path):
+    """Issue 22: the new config is checked with the old code too (its known stream keys)."""
+    import argparse
+
+    from helpers import write_deployment
+
+    from synsup.supervisor.source import Loaded
+    from synsup.units.reload_plan import snapshot_of
+    from synsup.units.upgrade_prepare import prepare_upgrade
+    shared, workers = modern_deployment()
+    shared["stream_writers"]["quarantined_media_changes"] = "master"
+    config, workers_dir = write_deployment(str(tmp_path), shared, workers)
+    deployment = load_deployment([config], workers_dir, "/new/python").deployment
+    new_specs = unit_specs(deployment, synapse_version="1.152.0")
+    old_specs = unit_specs(deployment, synapse_version="1.151.0")
+    plan = prepare_upgrade(lambda args: Loaded(new_specs, model=snapshot_of(deployment, new_specs)),
+                           argparse.Namespace(python="/old/python"), Loaded(old_specs), "/new/python", False)
+    [error] = plan.errors
+    assert "stream_writers.quarantined_media_changes" in error and "Synapse 1.151.0" in error
+    assert "add it after the upgrade" in error
