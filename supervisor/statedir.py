@@ -8,6 +8,7 @@ import stat
 from dataclasses import dataclass
 from typing import Any
 
+from .errors import SynsupError
 from .path_trust import UntrustedPath, check_ancestors, who
 
 FIX = "pass --state-dir DIR (a directory of your own, mode 0700) or set SYNSUP_STATE_DIR"
@@ -15,7 +16,7 @@ SUN_PATH_MAX = 107  # bytes of a UNIX socket path (sun_path is 108, with its NUL
 LONGEST_SOCKET = os.path.join("notify", "99999.sock")  # the longest socket path below the state dir
 
 
-class StateDirError(Exception):
+class StateDirError(SynsupError):
     pass
 
 

@@ -119,10 +119,6 @@ class SchemaFacts:
     database_error: str = ""
 
 
-class SchemaReadError(Exception):
-    pass
-
-
 def read(python: str, main_args: tuple[str, ...] = ()) -> SchemaFacts:
     """The install's schema facts; with main_args, the database's schema state too."""
     try:

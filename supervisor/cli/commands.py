@@ -10,8 +10,9 @@ import sys
 import time
 from typing import Any
 
-from ..daemon.control_server import ControlClient, ControlError, ControlTimeout, NotRunning
+from ..daemon.control_server import ControlClient, ControlError, ControlTimeout
 from ..daemon.scrape_targets import targets_json
+from ..errors import NotRunning, SynsupError
 from ..process_records import running_daemon
 from ..source import Loaded
 from ..spec import NAME_RULE, steps_of, valid_name
@@ -20,7 +21,6 @@ from . import follow_logs
 from .leftovers import leftover_records, orphan_rows, stop_leftovers, wait_gone
 from .render import print_findings, print_plan, status_table, use_colour
 
-EXIT_NOT_RUNNING = 3
 STOP_ANSWER_WAIT = 10.0  # a live daemon says "stopping" at once; the stop itself may take long
 
 
@@ -76,9 +76,8 @@ def _status_without_daemon(state: StateDir, as_json: bool) -> int:
     """No daemon (exit 3); processes a dead daemon left behind are listed as `orphaned`."""
     silent = running_daemon(state)
     if silent is not None:  # alive, but no socket to ask: its units are not orphans
-        print(f"synsup: error: the synsup daemon (pid {silent}) does not answer on {state.socket} (still "
-              "starting, or its socket was removed); `synsup stop` stops it", file=sys.stderr)
-        return 1
+        raise SynsupError(f"the synsup daemon (pid {silent}) does not answer on {state.socket} (still "
+                          "starting, or its socket was removed); `synsup stop` stops it")
     rows = orphan_rows(leftover_records(state), state)
     if as_json:
         print(json.dumps({"daemon": None, "units": rows}))
@@ -87,7 +86,7 @@ def _status_without_daemon(state: StateDir, as_json: bool) -> int:
         print("processes left by a synsup daemon that is gone (stop them with `synsup stop`):", file=sys.stderr)
         for row in rows:
             print(f"  {row['name']:<24} orphaned  pid {row['pid']}", file=sys.stderr)
-    return EXIT_NOT_RUNNING
+    return NotRunning.exit_code
 
 
 def stop(args: argparse.Namespace) -> int:
@@ -134,19 +133,15 @@ def _stop_without_daemon(state: StateDir) -> int:
     return 0
 
 
-def _long_request(args: argparse.Namespace, request: dict[str, Any]) -> dict[str, Any] | int:
-    """A request that may wait behind other operations: the reply, or an exit code."""
+def _long_request(args: argparse.Namespace, request: dict[str, Any]) -> dict[str, Any]:
+    """A request that may wait behind other operations: its reply."""
     state = state_of(args)
     try:
         with ControlClient(state.socket, timeout=args.timeout) as client:
             return client.request(request)
-    except NotRunning:
-        print(f"synsup is not running (state dir {state.path}); use `synsup start`", file=sys.stderr)
-        return EXIT_NOT_RUNNING
     except ControlTimeout:
-        print(f"synsup: error: still running: {_running_operation(state)} (gave up waiting after "
-              f"{args.timeout:g}s; see `synsup status`)", file=sys.stderr)
-        return 1
+        raise SynsupError(f"still running: {_running_operation(state)} (gave up waiting after "
+                          f"{args.timeout:g}s; see `synsup status`)") from None
 
 
 def _running_operation(state: StateDir) -> str:
@@ -160,8 +155,6 @@ def _running_operation(state: StateDir) -> str:
 
 def restart(args: argparse.Namespace) -> int:
     reply = _long_request(args, {"cmd": "restart", "units": args.units})
-    if isinstance(reply, int):
-        return reply
     print(status_table(reply, time.time()))
     return 0 if all_ready(reply["units"]) else 1
 
@@ -170,8 +163,6 @@ def unit_command(args: argparse.Namespace, request: dict[str, Any]) -> int:
     """stop/start UNIT... with the daemon running: the warnings, then the units' status."""
     args.timeout = getattr(args, "timeout", 600.0)
     reply = _long_request(args, request)
-    if isinstance(reply, int):
-        return reply
     for warning in reply.get("warnings") or []:
         print(f"synsup: warning: {warning}", file=sys.stderr)
     print(status_table(reply, time.time()))
@@ -202,21 +193,14 @@ def resume(args: argparse.Namespace) -> int:
 
 
 def _switch(args: argparse.Namespace, command: str, done: str) -> int:
-    state = state_of(args)
-    try:
-        with ControlClient(state.socket) as client:
-            client.request({"cmd": command})
-    except NotRunning:
-        print(f"synsup is not running (state dir {state.path})", file=sys.stderr)
-        return EXIT_NOT_RUNNING
+    with ControlClient(state_of(args).socket) as client:
+        client.request({"cmd": command})
     print(done)
     return 0
 
 
 def reload(args: argparse.Namespace) -> int:
     reply = _long_request(args, {"cmd": "reload", **({"dry_run": True} if args.dry_run else {})})
-    if isinstance(reply, int):
-        return reply
     for line in reply.get("errors") or []:
         print(line, file=sys.stderr)
     for action in reply.get("actions") or []:
@@ -224,9 +208,8 @@ def reload(args: argparse.Namespace) -> int:
     if reply.get("dry_run"):
         return 1 if reply.get("errors") else 0
     if reply.get("result") == "partial":
-        print(f"synsup: error: reload partial: {reply.get('unit')} did not become ready: {reply.get('error')}; "
-              "it runs its last good config again, the units not yet restarted kept theirs", file=sys.stderr)
-        return 1
+        raise SynsupError(f"reload partial: {reply.get('unit')} did not become ready: {reply.get('error')}; "
+                          "it runs its last good config again, the units not yet restarted kept theirs")
     return 0 if reply.get("applied") is True else 1
 
 
@@ -242,19 +225,16 @@ def logs(args: argparse.Namespace) -> int:
     log_dir = log_dir_of(state_of(args), args.log_dir)
     if args.unit:
         if not valid_name(args.unit):
-            print(f"synsup: error: {args.unit!r} is no unit name ({NAME_RULE}); see `synsup status`", file=sys.stderr)
-            return 1
+            raise SynsupError(f"{args.unit!r} is no unit name ({NAME_RULE}); see `synsup status`")
         path = os.path.join(log_dir, f"{os.path.basename(args.unit)}.log")
         if not os.path.exists(path):
-            print(f"synsup: error: no log for unit {args.unit!r} ({path}); pass --log-dir DIR if the "
-                  "logs are elsewhere", file=sys.stderr)
-            return 1
+            raise SynsupError(f"no log for unit {args.unit!r} ({path}); pass --log-dir DIR if the "
+                              "logs are elsewhere")
         return follow_logs.show({args.unit: path}, args.lines, args.follow)
     try:
         names = sorted(n[:-4] for n in os.listdir(log_dir) if n.endswith(".log"))
     except OSError as e:
-        print(f"synsup: error: cannot read log dir {log_dir}: {e.strerror}; pass --log-dir DIR", file=sys.stderr)
-        return 1
+        raise SynsupError(f"cannot read log dir {log_dir}: {e.strerror}; pass --log-dir DIR") from None
     return follow_logs.show({n: os.path.join(log_dir, f"{n}.log") for n in names}, args.lines, args.follow)
 
 

@@ -6,13 +6,9 @@ import argparse
 import sys
 
 from ... import __version__
-from ..daemon.control_server import ControlError
-from ..daemon.metrics_server import MetricsAddressError
 from ..daemon.scrape_targets import FORMATS
-from ..engine.environment import EnvFileError
-from ..engine.log_dir import LogDirError
+from ..errors import SynsupError
 from ..source import Source
-from ..statedir import StateDirError
 from . import commands, completion, start, top, upgrade
 
 COMMANDS = {
@@ -149,9 +145,9 @@ def main(source: Source, argv: list[str] | None = None) -> int:
         return 2
     try:
         return dispatch(args, source, argv)
-    except (ControlError, StateDirError, LogDirError, MetricsAddressError, EnvFileError) as e:
-        print(f"synsup: error: {e}", file=sys.stderr)
-        return 1
+    except SynsupError as e:
+        print(e.line(), file=sys.stderr)
+        return e.exit_code
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:  # our stdout closed early (`synsup status | head`): not an error

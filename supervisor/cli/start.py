@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 
-from ..daemon.control_server import ControlClient, NotRunning
+from ..daemon.control_server import ControlClient
 from ..daemon.daemon import Daemon
 from ..daemon.daemon_log import DaemonLog, configure
 from ..daemon.systemd import SystemdNotifier
@@ -19,6 +19,7 @@ from ..daemon.upgrades import Upgrader
 from ..engine.environment import read_env_file, with_environment
 from ..engine.log_dir import prepare_log_dir
 from ..engine.probes import check
+from ..errors import NotRunning, SynsupError
 from ..process_records import process_record, running_daemon
 from ..source import Source
 from ..spec import UnitSpec
@@ -34,9 +35,8 @@ def start(args: argparse.Namespace, source: Source, argv: list[str]) -> int:
     units = _unit_names(args)
     if units:
         if not _answers(state_of(args)):
-            print(f"synsup: error: no daemon runs to start {', '.join(units)} in; start the deployment "
-                  "first (`synsup start -c ... -a ...`)", file=sys.stderr)
-            return 1
+            raise SynsupError(f"no daemon runs to start {', '.join(units)} in; start the deployment "
+                              "first (`synsup start -c ... -a ...`)")
         return unit_command(args, {"cmd": "start", "units": units})
     state = state_of(args)  # a state dir that is not ours is the first thing to say
     variables = read_env_file(args.env_file) if args.env_file else {}
@@ -53,18 +53,15 @@ def start(args: argparse.Namespace, source: Source, argv: list[str]) -> int:
         return 0
     silent = running_daemon(state)
     if silent is not None and silent != os.getpid():  # (a daemon started in the background is in its own record)
-        print(f"synsup: error: a synsup daemon (pid {silent}) runs for {state.path} but does not answer on "
-              f"{state.socket} (still starting, or its socket was removed); stop it with `synsup stop` first",
-              file=sys.stderr)
-        return 1
+        raise SynsupError(f"a synsup daemon (pid {silent}) runs for {state.path} but does not answer on "
+                          f"{state.socket} (still starting, or its socket was removed); stop it with `synsup stop` first")
     if getattr(args, "replace", False):
         stop_leftovers(state)
     leftovers = orphan_rows(leftover_records(state), state)
     if leftovers:
         names = ", ".join(f"{r['name']} (pid {r['pid']})" for r in leftovers)
-        print(f"synsup: error: processes started by an earlier synsup still run: {names}; "
-              "stop them with `synsup stop`, or start with --replace", file=sys.stderr)
-        return 1
+        raise SynsupError(f"processes started by an earlier synsup still run: {names}; "
+                          "stop them with `synsup stop`, or start with --replace")
     log_dir = os.path.abspath(args.log_dir or os.path.join(state.path, "logs"))
     state.create()
     log_dir = prepare_log_dir(log_dir)
@@ -134,10 +131,8 @@ def _start_background(state: StateDir, source: Source, argv: list[str], specs: l
     state.write_json(state.daemon_file, process_record(daemon.pid) or {"pid": daemon.pid})
     client = _connect(state, daemon)
     if client is None:
-        print(f"synsup: error: the daemon exited with code {daemon.returncode} before it was up; "
-              f"see {state.daemon_log}:", file=sys.stderr)
-        print(_tail(state.daemon_log), file=sys.stderr)
-        return 1
+        raise SynsupError(f"the daemon exited with code {daemon.returncode} before it was up; "
+                          f"see {state.daemon_log}:\n{_tail(state.daemon_log)}")
     for line in waiting_for_external(specs):
         print(line, flush=True)
     with client:
@@ -168,8 +163,7 @@ def follow_start(client: ControlClient, out) -> int:
     replies = client.replies()
     first = next(replies, None)
     if first is None:
-        print("synsup: error: the daemon stopped during the start; see its log", file=sys.stderr)
-        return 1
+        raise SynsupError("the daemon stopped during the start; see its log")
     units = {u["name"]: u for u in first["units"]}
     printed: set[str] = set()
     live = out.isatty()
@@ -182,8 +176,7 @@ def follow_start(client: ControlClient, out) -> int:
             result = _progress(out, live, units, reply["unit"], printed)
             if result is not None:
                 return result
-    print("synsup: error: the daemon stopped during the start; see its log", file=sys.stderr)
-    return 1
+    raise SynsupError("the daemon stopped during the start; see its log")
 
 
 def _progress(out, live: bool, units: dict, unit: dict, printed: set[str]) -> int | None:

@@ -8,8 +8,8 @@ import sys
 import time
 from typing import TextIO
 
-from ..daemon.control_server import ControlClient, NotRunning
-from .commands import EXIT_NOT_RUNNING, state_of
+from ..daemon.control_server import ControlClient
+from .commands import state_of
 from .render import status_table
 
 CLEAR = "\x1b[H\x1b[2J"
@@ -21,12 +21,8 @@ def top(args: argparse.Namespace, out: TextIO | None = None, rounds: int | None 
     live = out.isatty()
     done = 0
     while rounds is None or done < rounds:
-        try:
-            with ControlClient(state.socket) as client:
-                reply = client.request({"cmd": "status"})
-        except NotRunning:
-            print(f"synsup is not running (state dir {state.path})", file=sys.stderr)
-            return EXIT_NOT_RUNNING
+        with ControlClient(state.socket) as client:
+            reply = client.request({"cmd": "status"})
         out.write((CLEAR if live else "") + status_table(reply, time.time()) + "\n" + ("" if live else "\n"))
         out.flush()
         done += 1

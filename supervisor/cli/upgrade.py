@@ -7,8 +7,9 @@ import os
 import sys
 from typing import Any
 
-from ..daemon.control_server import ControlClient, ControlTimeout, NotRunning
-from .commands import EXIT_NOT_RUNNING, state_of
+from ..daemon.control_server import ControlClient, ControlTimeout
+from ..errors import SynsupError
+from .commands import state_of
 
 
 def upgrade(args: argparse.Namespace) -> int:
@@ -18,10 +19,8 @@ def upgrade(args: argparse.Namespace) -> int:
     if options.get("python"):
         python = os.path.abspath(args.python)
         if not os.access(python, os.X_OK) or os.path.isdir(python):
-            print(f"synsup: error: --python {args.python}: no such interpreter; pass the python of the "
-                  "virtualenv the new code is installed in (e.g. /opt/venvs/synapse-new/bin/python)",
-                  file=sys.stderr)
-            return 1
+            raise SynsupError(f"--python {args.python}: no such interpreter; pass the python of the "
+                              "virtualenv the new code is installed in (e.g. /opt/venvs/synapse-new/bin/python)")
         request["python"] = python
     state = state_of(args)
     try:
@@ -32,15 +31,10 @@ def upgrade(args: argparse.Namespace) -> int:
                     print(reply["progress"], flush=True)
                     continue
                 return outcome(reply)
-    except NotRunning:
-        print(f"synsup is not running (state dir {state.path}); use `synsup start`", file=sys.stderr)
-        return EXIT_NOT_RUNNING
     except ControlTimeout:
-        print(f"synsup: error: the upgrade is still running (gave up waiting after {args.timeout:g}s; "
-              "see `synsup status`)", file=sys.stderr)
-        return 1
-    print("synsup: error: the daemon closed the connection during the upgrade; see `synsup status`", file=sys.stderr)
-    return 1
+        raise SynsupError(f"the upgrade is still running (gave up waiting after {args.timeout:g}s; "
+                          "see `synsup status`)") from None
+    raise SynsupError("the daemon closed the connection during the upgrade; see `synsup status`")
 
 
 def outcome(reply: dict[str, Any]) -> int:
@@ -53,15 +47,13 @@ def outcome(reply: dict[str, Any]) -> int:
     if result == "rejected":
         for line in reply.get("errors") or []:
             print(line, file=sys.stderr)
-        print("synsup: error: upgrade refused; nothing changed", file=sys.stderr)
-    elif result == "failed":
-        print(f"synsup: error: upgrade failed before any restart: {reply.get('error')}; the processes keep "
-              "running the old code", file=sys.stderr)
-    else:
-        done = "; ".join(reply.get("actions") or []) or "nothing"
-        print(f"synsup: error: upgrade halted at {reply.get('unit')}: it did not become ready: {reply.get('error')}; "
-              f"{reply.get('note')} (done: {done})", file=sys.stderr)
-    return 1
+        raise SynsupError("upgrade refused; nothing changed")
+    if result == "failed":
+        raise SynsupError(f"upgrade failed before any restart: {reply.get('error')}; the processes keep "
+                          "running the old code")
+    done = "; ".join(reply.get("actions") or []) or "nothing"
+    raise SynsupError(f"upgrade halted at {reply.get('unit')}: it did not become ready: {reply.get('error')}; "
+                      f"{reply.get('note')} (done: {done})")
 
 
 def _print_plan(reply: dict[str, Any]) -> int:
@@ -70,8 +62,7 @@ def _print_plan(reply: dict[str, Any]) -> int:
     for line in reply.get("errors") or []:
         print(line, file=sys.stderr)
     if reply.get("errors"):
-        print("synsup: error: the upgrade would be refused; nothing changed", file=sys.stderr)
-        return 1
+        raise SynsupError("the upgrade would be refused; nothing changed")
     for command in reply.get("commands") or []:
         print(f"run      {command}")
     for action in reply.get("actions") or []:

@@ -16,6 +16,8 @@ from typing import Any
 
 import structlog
 
+from ..errors import NotRunning, SynsupError
+
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 Handler = Callable[[dict[str, Any], Send], Awaitable[None]]
 
@@ -26,11 +28,7 @@ MAX_REQUEST = 64 * 1024
 log = structlog.get_logger()
 
 
-class NotRunning(Exception):
-    pass
-
-
-class ControlError(Exception):
+class ControlError(SynsupError):
     pass
 
 
@@ -133,7 +131,7 @@ class ControlClient:
             self.sock.connect(path)
         except (FileNotFoundError, ConnectionRefusedError):
             self.sock.close()
-            raise NotRunning(path) from None
+            raise NotRunning(os.path.dirname(path)) from None
         except PermissionError:
             self.sock.close()
             raise ControlError(f"{path}: permission denied; run as the daemon's user or root") from None

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 import structlog
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from ..errors import SynsupError
+
 REQUEST_TIMEOUT = 10.0
 MAX_HEAD = 16 * 1024
 Route = Callable[[], tuple[bytes, str]]  # -> (body, content type)
@@ -18,7 +20,8 @@ Route = Callable[[], tuple[bytes, str]]  # -> (body, content type)
 log = structlog.get_logger()
 
 
-class MetricsAddressError(Exception):
+
+class MetricsAddressError(SynsupError):
     """A `--metrics` value that cannot be served; the message names the flag and the fix."""
 
 

@@ -13,6 +13,7 @@ import os
 import re
 from collections.abc import Iterable, Mapping
 
+from ..errors import SynsupError
 from ..source import Loaded
 
 KEPT = frozenset({"PATH", "LANG", "TZ", "HOME", "USER", "LOGNAME"})
@@ -33,7 +34,7 @@ def unit_environment(spec_env: Iterable[tuple[str, str]], notify_socket: str | N
     return env
 
 
-class EnvFileError(Exception):
+class EnvFileError(SynsupError):
     pass
 
 

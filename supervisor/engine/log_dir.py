@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import os
 
+from ..errors import SynsupError
 from ..path_trust import UntrustedPath, check_symlinks, open_dir_nofollow
 
 
-class LogDirError(Exception):
+class LogDirError(SynsupError):
     pass
 
 
