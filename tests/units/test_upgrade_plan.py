@@ -51,7 +51,8 @@ def test_rolling_only_when_the_old_code_accepts_the_migrated_schema(old_schema, 
 def test_rolling_plan_migrates_first_then_restarts_main_writers_workers(specs):
     plan = plan_upgrade("1.163.0", 94, NEW, DB, specs, "/new/python", allow_downtime=False)
     assert not plan.errors and plan.rollback
-    assert plan.commands[0].argv[0] == "/new/python" and "-c" in plan.commands[0].argv[3:]
+    argv = plan.commands[0].argv
+    assert argv[0] == "/new/python" and argv[1].endswith("migrate_schema.py") and "-c" in argv[2:]
     units = [a.units for a in plan.actions]
     assert units[:2] == [("main",), ("persister1", "persister2")]
     assert sorted(u for (u,) in units[2:]) == ["generic1", "pusher1", "sender1"]
