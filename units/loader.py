@@ -23,7 +23,7 @@ from .yamldoc import ConfigFileError, Where, YamlMap, load_mapping, where, yaml_
 
 
 @dataclass
-class Loaded:
+class LoadResult:
     deployment: Deployment | None
     findings: list[Finding] = field(default_factory=list)
 
@@ -152,12 +152,12 @@ def _worker_process(shared: LayeredConfig, doc: YamlMap, findings: list[Finding]
     return Process(str(name), str(name), "worker", app, doc.file, config, listeners)
 
 
-def load_deployment(config_paths: list[str], workers_dir: str | None, python: str) -> Loaded:
+def load_deployment(config_paths: list[str], workers_dir: str | None, python: str) -> LoadResult:
     findings: list[Finding] = []
     layers = read_shared(config_paths, findings)
     docs = read_worker_files(workers_dir, findings) if workers_dir else []
     if not layers:
-        return Loaded(None, findings)
+        return LoadResult(None, findings)
     shared = LayeredConfig(tuple(layers))
     mains = [d for d in docs if d.get("worker_app") == HOMESERVER_APP]
     worker_docs = [d for d in docs if d.get("worker_app") != HOMESERVER_APP]
@@ -177,4 +177,4 @@ def load_deployment(config_paths: list[str], workers_dir: str | None, python: st
         main_file=mains[0] if mains else None,
         extra={"main_files": mains, "worker_docs": worker_docs},
     )
-    return Loaded(assign_roles(deployment), findings)
+    return LoadResult(assign_roles(deployment), findings)

@@ -17,7 +17,7 @@ ROLE_KEYS = frozenset({"stream_writers", "instance_map"}) | SHARDED_DUTY_KEYS | 
 
 
 @dataclass(frozen=True, eq=False)
-class Snapshot:
+class DeploymentState:
     """What a reload compares: the model, its unit specs and the log config files' contents."""
 
     deployment: Deployment
@@ -26,7 +26,7 @@ class Snapshot:
 
 
 class _Builder:
-    def __init__(self, old: Snapshot, new: Snapshot) -> None:
+    def __init__(self, old: DeploymentState, new: DeploymentState) -> None:
         self.old, self.new = old, new
         self.actions: list[Action] = []
         self.touched: set[str] = set()  # stopped, started or restarted already
@@ -78,7 +78,7 @@ def _names_with(d: Deployment, role: str) -> list[str]:
     return [p.name for p in d.processes if role in p.streams or role in p.duties]
 
 
-def _synapse_units(snapshot: Snapshot, exclude: frozenset[str] | set[str] = frozenset()) -> list[str]:
+def _synapse_units(snapshot: DeploymentState, exclude: frozenset[str] | set[str] = frozenset()) -> list[str]:
     return [n for n, s in snapshot.specs.items() if s.kind in SYNAPSE_KINDS and n not in exclude]
 
 
@@ -198,7 +198,7 @@ def plan_log_configs(b: _Builder) -> None:
         b.actions.append(Action("signal", tuple(names), "log config changed: SIGHUP re-reads it"))
 
 
-def plan(old: Snapshot, new: Snapshot) -> list[Action]:
+def plan(old: DeploymentState, new: DeploymentState) -> list[Action]:
     b = _Builder(old, new)
     removed = [n for n in old.specs if n not in new.specs]
     added = [n for n in new.specs if n not in old.specs]
@@ -231,6 +231,6 @@ def _digest(path: str) -> str | None:
         return None
 
 
-def snapshot_of(deployment: Deployment, specs: list[UnitSpec]) -> Snapshot:
+def snapshot_of(deployment: Deployment, specs: list[UnitSpec]) -> DeploymentState:
     files = {f for s in specs for f in s.sighup_files}
-    return Snapshot(deployment, {s.name: s for s in specs}, {f: d for f in files if (d := _digest(f))})
+    return DeploymentState(deployment, {s.name: s for s in specs}, {f: d for f in files if (d := _digest(f))})

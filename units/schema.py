@@ -17,7 +17,7 @@ TIME_LIMIT = 60.0
 
 
 @dataclass(frozen=True)
-class Code:
+class CodeSchema:
     version: str
     file: str
     schema_version: int
@@ -33,7 +33,7 @@ class DatabaseSchema:
 
 @dataclass(frozen=True)
 class SchemaFacts:
-    code: Code | None = None
+    code: CodeSchema | None = None
     database: DatabaseSchema | None = None  # None: empty database (or not read)
     error: str = ""  # the code could not be read
     database_error: str = ""
@@ -63,7 +63,7 @@ def read(python: str, main_args: tuple[str, ...] = ()) -> SchemaFacts:
 def _facts(python: str, reply: dict) -> SchemaFacts:
     if "import_error" in reply:
         return SchemaFacts(error=f"Synapse is not importable with {python} ({reply['import_error']})")
-    code = Code(str(reply["version"]), str(reply["file"]), int(reply["schema_version"]), int(reply["compat_version"]))
+    code = CodeSchema(str(reply["version"]), str(reply["file"]), int(reply["schema_version"]), int(reply["compat_version"]))
     db = reply.get("db")
     database = DatabaseSchema(int(db["current_version"]), db.get("compat_version"),
                               db.get("pending_deltas")) if db else None

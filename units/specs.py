@@ -79,7 +79,7 @@ def sends_ready(synapse_version: str | None) -> bool:
 
 
 @dataclass(frozen=True)
-class Code:
+class InstalledSynapse:
     """The Synapse a process runs: its version and its package's __init__.py (from the version check)."""
 
     version: str | None = None
@@ -92,7 +92,7 @@ class Code:
 
 
 def process_spec(d: Deployment, p: Process, writers: list[str], ready_notify: bool = False,
-                 postgres: bool = False, code: Code = Code()) -> UnitSpec:
+                 postgres: bool = False, code: InstalledSynapse = InstalledSynapse()) -> UnitSpec:
     is_main = p.kind == "main"
     files = d.config_files if is_main else d.config_files + (p.file or "",)
     module = "synapse.app.homeserver" if is_main else "synapse.app.generic_worker"
@@ -211,7 +211,7 @@ def postgres_spec(probe: TcpProbe) -> UnitSpec:
 
 def unit_specs(d: Deployment, external_redis: bool = False, synapse_version: str | None = None,
                synapse_file: str = "") -> list[UnitSpec]:
-    code = Code(synapse_version, synapse_file)
+    code = InstalledSynapse(synapse_version, synapse_file)
     writers = [w.name for w in d.workers if w.streams]
     specs = [redis_spec(d.redis, external_redis)] if d.redis else []
     database = postgres_probe(d.shared.get("database"))

@@ -8,7 +8,7 @@ from __future__ import annotations
 from synsup.supervisor.plans import Action, Command, UpgradePlan
 from synsup.supervisor.spec import UnitSpec
 
-from .schema import Code, DatabaseSchema, migration_command
+from .schema import CodeSchema, DatabaseSchema, migration_command
 from .specs import STEP_MAIN, STEP_WRITERS
 
 SYNAPSE_KINDS = ("main", "worker")
@@ -34,7 +34,7 @@ def restart_order(specs: list[UnitSpec], verb: str, why: str) -> list[Action]:
     return actions
 
 
-def needs_migration(old_version: str, new: Code, db: DatabaseSchema | None) -> bool:
+def needs_migration(old_version: str, new: CodeSchema, db: DatabaseSchema | None) -> bool:
     """Main applies deltas at start; a new release may add deltas within the same schema version,
     so with the same schema: the delta files still to apply, when known, else whether the code changed."""
     if db is None or db.current_version < new.schema_version:
@@ -44,7 +44,7 @@ def needs_migration(old_version: str, new: Code, db: DatabaseSchema | None) -> b
     return new.version != old_version
 
 
-def rolling_blocker(old_schema: int, new: Code, db: DatabaseSchema | None) -> str:
+def rolling_blocker(old_schema: int, new: CodeSchema, db: DatabaseSchema | None) -> str:
     """Why the old processes cannot keep serving on the migrated schema ("" when they can).
     As Synapse's prepare_database: a process refuses a database whose compat version is above
     its SCHEMA_VERSION, and a migration raises the compat version to SCHEMA_COMPAT_VERSION."""
@@ -55,14 +55,14 @@ def rolling_blocker(old_schema: int, new: Code, db: DatabaseSchema | None) -> st
     return ""
 
 
-def database_blocker(new: Code, db: DatabaseSchema | None) -> str:
+def database_blocker(new: CodeSchema, db: DatabaseSchema | None) -> str:
     if db is not None and db.compat_version is not None and db.compat_version > new.schema_version:
         return (f"the database needs Synapse with schema version {db.compat_version} or later; Synapse "
                 f"{new.version} has {new.schema_version}: install a newer Synapse")
     return ""
 
 
-def plan_upgrade(old_version: str, old_schema: int, new: Code, db: DatabaseSchema | None,
+def plan_upgrade(old_version: str, old_schema: int, new: CodeSchema, db: DatabaseSchema | None,
                  specs: list[UnitSpec], python: str, allow_downtime: bool) -> UpgradePlan:
     plan = UpgradePlan(code_name="Synapse", from_version=old_version, to_version=new.version)
     plan.summary = [f"Synapse {old_version or '?'} (schema {old_schema}) -> {new.version} "

@@ -6,7 +6,7 @@ import pytest
 from helpers import modern_deployment
 
 from synsup.units.loader import load_deployment
-from synsup.units.schema import Code, DatabaseSchema
+from synsup.units.schema import CodeSchema, DatabaseSchema
 from synsup.units.specs import unit_specs
 from synsup.units.upgrade_plan import needs_migration, plan_upgrade, rolling_blocker
 
@@ -19,7 +19,7 @@ def specs(tmp_path):
     return unit_specs(load_deployment([config], workers_dir, "/old/python").deployment, synapse_version="1.163.0")
 
 
-NEW = Code("1.164.0", "/new/synapse/__init__.py", schema_version=95, compat_version=90)
+NEW = CodeSchema("1.164.0", "/new/synapse/__init__.py", schema_version=95, compat_version=90)
 DB = DatabaseSchema(current_version=94, compat_version=84)
 
 
@@ -44,7 +44,7 @@ def test_migration_needed(old, new, db, expected):
     (94, 90, 95, False),  # the database already needs newer code than the old
 ])
 def test_rolling_only_when_the_old_code_accepts_the_migrated_schema(old_schema, compat, db_compat, rolling):
-    new = Code("1.164.0", "", 96, compat)
+    new = CodeSchema("1.164.0", "", 96, compat)
     assert (rolling_blocker(old_schema, new, DatabaseSchema(94, db_compat)) == "") is rolling
 
 
@@ -60,13 +60,13 @@ def test_rolling_plan_migrates_first_then_restarts_main_writers_workers(specs):
 
 
 def test_incompatible_schema_is_refused_without_allow_downtime(specs):
-    new = Code("1.164.0", "", 96, 95)
+    new = CodeSchema("1.164.0", "", 96, 95)
     plan = plan_upgrade("1.163.0", 94, new, DB, specs, "/new/python", allow_downtime=False)
     assert plan.errors and "--allow-downtime" in plan.errors[0] and not plan.actions
 
 
 def test_stopped_plan_stops_workers_and_lets_main_migrate(specs):
-    new = Code("1.164.0", "", 96, 95)
+    new = CodeSchema("1.164.0", "", 96, 95)
     plan = plan_upgrade("1.163.0", 94, new, DB, specs, "/new/python", allow_downtime=True)
     assert not plan.commands and not plan.rollback
     assert plan.actions[0].verb == "stop" and "main" not in plan.actions[0].units
@@ -80,7 +80,7 @@ def test_database_too_new_for_the_new_code_is_refused(specs):
 
 
 def test_same_code_again_is_a_plain_rolling_restart(specs):
-    same = Code("1.163.0", "", 94, 84)
+    same = CodeSchema("1.163.0", "", 94, 84)
     plan = plan_upgrade("1.163.0", 94, same, DB, specs, "/old/python", allow_downtime=False)
     assert not plan.errors and not plan.commands and "migration: no" in plan.summary
 
