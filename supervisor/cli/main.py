@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 
 from ... import __version__
 from ..daemon.scrape_targets import FORMATS
@@ -119,21 +120,37 @@ def _command_options(name: str, p: argparse.ArgumentParser) -> None:
                        "daemon wrote them)")
 
 
+Handler = Callable[[argparse.Namespace, Source, list[str]], int]
+
+
+def _completion(args: argparse.Namespace, source: Source, argv: list[str]) -> int:
+    print(completion.script(build_parser(source), args.shell), end="")
+    return 0
+
+
+# command -> what runs it (args, source, argv): every route in one table
+HANDLERS: dict[str, Handler] = {
+    "check": lambda args, source, argv: commands.check(source.load(args), args.json),
+    "start": start.start,
+    "run": start.start,
+    "targets": lambda args, source, argv: commands.targets(source.load(args)),
+    "upgrade": lambda args, source, argv: upgrade.upgrade(args),
+    "top": lambda args, source, argv: top.top(args),
+    "completion": _completion,
+    "stop": lambda args, source, argv: commands.stop(args),
+    "status": lambda args, source, argv: commands.status(args),
+    "restart": lambda args, source, argv: commands.restart(args),
+    "reload": lambda args, source, argv: commands.reload(args),
+    "logs": lambda args, source, argv: commands.logs(args),
+    "reopen-logs": lambda args, source, argv: commands.reopen_logs(args),
+    "pause": lambda args, source, argv: commands.pause(args),
+    "resume": lambda args, source, argv: commands.resume(args),
+    "units": lambda args, source, argv: commands.units(args),
+}
+
+
 def dispatch(args: argparse.Namespace, source: Source, argv: list[str]) -> int:
-    if args.command == "check":
-        return commands.check(source.load(args), args.json)
-    if args.command in ("start", "run"):
-        return start.start(args, source, argv)
-    if args.command == "targets":
-        return commands.targets(source.load(args))
-    if args.command == "upgrade":
-        return upgrade.upgrade(args)
-    if args.command == "top":
-        return top.top(args)
-    if args.command == "completion":
-        print(completion.script(build_parser(source), args.shell), end="")
-        return 0
-    return getattr(commands, args.command.replace("-", "_"))(args)
+    return HANDLERS[args.command](args, source, argv)
 
 
 def main(source: Source, argv: list[str] | None = None) -> int:

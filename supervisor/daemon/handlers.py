@@ -21,6 +21,13 @@ if TYPE_CHECKING:
 class Requests:
     def __init__(self, daemon: Daemon) -> None:
         self.d = daemon
+        # command -> its handler: every route in one table (protocol.FIELDS lists the same commands)
+        self.routes: dict[str, Callable[[dict[str, Any], Send], Awaitable[None]]] = {
+            "status": self._cmd_status, "watch": self._cmd_watch, "reopen_logs": self._cmd_reopen_logs,
+            "pause": self._cmd_pause, "resume": self._cmd_resume, "start": self._cmd_start,
+            "stop": self._cmd_stop, "restart": self._cmd_restart, "reload": self._cmd_reload,
+            "upgrade": self._cmd_upgrade,
+        }
 
     async def handle(self, request: dict[str, Any], send: Send) -> None:
         sup = self.d.supervisor
@@ -30,7 +37,7 @@ class Requests:
         except RequestError as e:
             await send({"ok": False, "error": str(e)})
             return
-        await getattr(self, f"_cmd_{command}")(request, send)
+        await self.routes[command](request, send)
 
     async def _cmd_status(self, request: dict[str, Any], send: Send) -> None:
         await send(self.d.status(request.get("units") or None))

@@ -46,3 +46,4 @@ def test_long_error_is_shown_in_full_below_the_table():
     assert lines[2].startswith("main") and lines[2].endswith("(below)")
     assert lines[3].endswith("exit code 1")
     assert lines[5:] == ["last errors:", f"  main: {LONG}"]
+

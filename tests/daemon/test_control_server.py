@@ -30,3 +30,9 @@ def test_a_deeply_nested_request_is_answered_not_a_traceback(short_dir):
             server.close()
     reply = json.loads(asyncio.run(serve()))
     assert reply == {"ok": False, "error": "the request is not JSON"}
+
+
+def test_every_request_the_protocol_knows_has_a_route_in_the_daemon():
+    from synsup.supervisor.daemon.handlers import Requests
+    from synsup.supervisor.protocol import FIELDS
+    assert set(Requests(daemon=None).routes) == set(FIELDS)  # type: ignore[arg-type]
