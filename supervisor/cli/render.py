@@ -92,11 +92,21 @@ def status_table(reply: dict[str, Any], now: float, colour: bool = False) -> str
     if long_errors:
         lines.append("last errors:")
         lines.extend(f"  {e}" for e in long_errors)
-    if daemon.get("reload_error"):
-        lines.append("last reload rejected:")
-        lines.extend(f"  {e}" for e in daemon["reload_error"])
+    lines.extend(_config_on_disk(daemon))
     lines.extend(_daemon_notes(daemon, reply.get("units", []), now))
     return "\n".join(line.rstrip() for line in lines)
+
+
+def _config_on_disk(daemon: dict[str, Any]) -> list[str]:
+    """The files on disk, when synsup rejected them: the units keep the last accepted config."""
+    on_disk = daemon.get("config_on_disk") or {}
+    errors = on_disk.get("errors") or daemon.get("reload_error") or []
+    if not errors:
+        return []
+    at = time.strftime("%H:%M", time.localtime(on_disk.get("at") or time.time()))
+    generation = on_disk.get("units_run_generation", daemon.get("config_generation"))
+    return [f"config on disk rejected at {at}: {errors[0]}; units run generation {generation}",
+            "last reload rejected:", *(f"  {e}" for e in errors)]
 
 
 def _state_cell(unit: dict[str, Any], now: float) -> str:
