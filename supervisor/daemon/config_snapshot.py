@@ -57,8 +57,13 @@ class ConfigSnapshot:
 
     def specs(self) -> dict[str, UnitSpec]:
         """The specs of the snapshot's config, reading the copies instead of the files."""
-        return {s.name: dataclasses.replace(s, argv=tuple(self.copies.get(a, a) for a in s.argv))
-                if s.argv else s for s in self.loaded.specs}
+        return {s.name: self._reading_copies(s) for s in self.loaded.specs}
+
+    def _reading_copies(self, spec: UnitSpec) -> UnitSpec:
+        if not spec.argv or not any(a in self.copies for a in spec.argv):
+            return spec
+        argv = tuple(self.copies.get(a, a) for a in spec.argv) + spec.args_when_copied
+        return dataclasses.replace(spec, argv=argv)
 
 
 def prune(config_dir: str, in_use: Iterable[UnitSpec], keep: Iterable[str] = ()) -> None:
