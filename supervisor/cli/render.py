@@ -127,6 +127,7 @@ def _daemon_notes(daemon: dict[str, Any], units: list[dict[str, Any]], now: floa
         notes.append(f"running: {operation['name']} (for {duration(now - (operation.get('started_at') or now))})"
                      + (f"; queued: {', '.join(daemon['queued'])}" if daemon.get("queued") else ""))
     notes.extend(_upgrade_note(daemon.get("last_upgrade") or {}))
+    notes.extend(_partial_upgrade_note(daemon.get("partial_upgrade")))
     last = daemon.get("last_reload") or {}
     if last.get("result") == "partial":
         notes.append(f"last reload partial: {last.get('unit')} did not become ready ({last.get('error')}); "
@@ -145,6 +146,17 @@ def _upgrade_note(last: dict[str, Any]) -> list[str]:
         return [f"last upgrade: {versions} at {at}"]
     where = f": {last['unit']} did not become ready" if last.get("unit") else ""
     return [f"last upgrade {last.get('result')} ({versions}) at {at}{where}: {last.get('error') or ''}".rstrip(": ")]
+
+
+def _partial_upgrade_note(partial: dict[str, Any] | None) -> list[str]:
+    """Shown until the admin finishes the upgrade or rolls it back."""
+    if not partial:
+        return []
+    new, old = partial.get("new") or {}, partial.get("old") or {}
+    at = time.strftime("%H:%M", time.localtime(partial.get("at") or 0))
+    return [f"upgrade partial since {at}: {', '.join(partial.get('units') or [])} run {new.get('version') or '?'} "
+            f"({new.get('python')}), the others {old.get('version') or '?'}: finish it with `synsup upgrade`, "
+            f"or roll back with `synsup upgrade --python {old.get('python')}`"]
 
 
 def _short(text: str, width: int) -> str:

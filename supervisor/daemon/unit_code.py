@@ -47,6 +47,12 @@ class UnitCode:
         return cls(**{f.name: str(data.get(f.name) or "") for f in dataclasses.fields(cls)})
 
 
+def main_code(specs: Iterable[UnitSpec]) -> UnitCode:
+    """The code of the first unit that runs code (lowest step: the application's main process)."""
+    code = sorted((s for s in specs if UnitCode.runs_code(s)), key=lambda s: s.step)
+    return UnitCode.of(code[0]) if code else UnitCode("")
+
+
 @dataclass
 class PartialUpgrade:
     """An upgrade that halted: `units` run `new`, the others `old`."""
@@ -97,4 +103,6 @@ class CodeRecord:
         self.installed, self.installed_at, self.partial = code, time.time(), None
 
     def halted(self, old: UnitCode, new: UnitCode, units: Iterable[str]) -> None:
+        if self.partial is not None and self.partial.new == new:
+            old = self.partial.old  # finishing it halted again: the old code is still the one before
         self.partial = PartialUpgrade(old, new, sorted(units))

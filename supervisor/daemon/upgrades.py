@@ -9,7 +9,7 @@ import asyncio
 import dataclasses
 import os
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -20,7 +20,7 @@ from ..source import Loaded
 from ..spec import UnitSpec
 from .operations import Phase
 from .plan_executor import PartialReload, apply_actions
-from .unit_code import UnitCode
+from .unit_code import main_code
 
 if TYPE_CHECKING:
     from .daemon import Daemon
@@ -97,8 +97,10 @@ class Upgrades:
         if plan.reloader is not None:
             d.reloads.reloader = plan.reloader
         d.running.applied(snapshot, True, (u.spec for u in sup.units.values()))
-        d.running.upgraded(main_code(specs))
-        return self._record(plan, "upgraded", actions=[a.describe() for a in plan.actions])
+        d.running.upgraded(new := main_code(specs))
+        moved = new.python != main_code(before.values()).python  # the unit file's --python must follow
+        return self._record(plan, "upgraded", actions=[a.describe() for a in plan.actions],
+                            python=new.python if moved else None)
 
     def _halted(self, before: dict[str, UnitSpec], specs: list[UnitSpec]) -> None:
         """Which units run the new code is kept (and shown) until `synsup upgrade` again or a roll back."""
@@ -108,17 +110,10 @@ class Upgrades:
         d.running.prune(u.spec for u in sup.units.values())
 
     def _record(self, plan: UpgradePlan, result: str, **fields: Any) -> dict[str, Any]:
-        python = plan.loaded and main_code(plan.loaded.specs).python
         self.last = {"at": time.time(), "result": result, "from_version": plan.from_version,
-                     "to_version": plan.to_version, "python": python or None, "summary": plan.summary, **fields}
+                     "to_version": plan.to_version, "summary": plan.summary, **fields}
         (log.info if result == "upgraded" else log.error)("upgrade.done", **self.last)
         return {"ok": True, **self.last}
-
-
-def main_code(specs: Iterable[UnitSpec]) -> UnitCode:
-    """The code of the first unit that runs code (lowest step: the application's main process)."""
-    code = sorted((s for s in specs if UnitCode.runs_code(s)), key=lambda s: s.step)
-    return UnitCode.of(code[0]) if code else UnitCode("")
 
 
 async def run_command(command: Command, marker: dict[str, str] | None = None) -> str:
