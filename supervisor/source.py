@@ -40,6 +40,11 @@ class Source(Protocol):
 
     def plan(self, old: Loaded, new: Loaded) -> list[Action]: ...
 
+    def code_refusal(self, args: argparse.Namespace, loaded: Loaded, installed_version: str) -> str:
+        """Why starting `loaded` would run code older than `installed_version` (what the last
+        upgrade installed) or than its data allows; "" when it may start."""
+        ...
+
     def upgrade(self, args: argparse.Namespace, current: Loaded, python: str | None,
                 allow_downtime: bool) -> UpgradePlan:
         """What switching to newly installed code takes (a plan with errors if it cannot be done)."""

@@ -60,6 +60,11 @@ class StateDir:
         return os.path.join(self.path, "config")
 
     @property
+    def code_file(self) -> str:
+        """Which code the units run: what the last upgrade installed, a partial upgrade (daemon.unit_code)."""
+        return os.path.join(self.path, "code.json")
+
+    @property
     def daemon_log(self) -> str:
         return os.path.join(self.path, "daemon.log")
 

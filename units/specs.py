@@ -67,6 +67,13 @@ def _config_args(files: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(arg for f in files for arg in ("-c", os.path.abspath(f)))
 
 
+def _keys_directory(files: tuple[str, ...]) -> tuple[str, ...]:
+    """Synapse looks for a signing key without `signing_key_path` beside the last config file:
+    the same directory when it reads copies of the files (`--keys-directory`)."""
+    last = os.path.abspath(files[-1]) if files else ""
+    return ("--keys-directory", last if os.path.isdir(last) else os.path.dirname(last)) if last else ()
+
+
 def _log_files(p: Process) -> tuple[str, ...]:
     key = "log_config" if p.kind == "main" else "worker_log_config"
     path = p.config.get(key)
@@ -127,6 +134,7 @@ def process_spec(d: Deployment, p: Process, writers: list[str], ready_notify: bo
         version=code.version or "",
         code_file=code.file,
         code_version_glob=code.metadata_glob(),
+        args_when_copied=_keys_directory(files),
     )
 
 

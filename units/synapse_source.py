@@ -13,7 +13,7 @@ from synsup.supervisor.source import Loaded
 from .check import check_deployment
 from .reload_plan import plan, snapshot_of
 from .specs import unit_specs
-from .upgrade_prepare import prepare_upgrade
+from .upgrade_prepare import prepare_upgrade, start_refusal
 from .warning_codes import WARNING_CODES
 
 
@@ -70,3 +70,6 @@ class SynapseSource:
                 allow_downtime: bool) -> UpgradePlan:
         return prepare_upgrade(self.load, args, current, python, allow_downtime)
 
+    def code_refusal(self, args: argparse.Namespace, loaded: Loaded, installed_version: str) -> str:
+        """`synsup start` on another --python than the last upgrade installed: why not ("" to go on)."""
+        return start_refusal(args.python, loaded, installed_version)

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import argparse
 import copy
+import re
 from collections.abc import Callable
 
 from synsup.supervisor.plans import UpgradePlan
 from synsup.supervisor.source import Loaded
+from synsup.supervisor.spec import UnitSpec
 
 from . import schema
 from .synapse_version import unknown_streams
@@ -56,6 +58,29 @@ def streams_the_old_code_refuses(loaded: Loaded, old_version: str) -> list[str]:
             f"stream (added in {since}), so processes still on it would refuse the config during the upgrade "
             "or after a rollback; upgrade without it, and add it after the upgrade"
             for at, stream, since in unknown_streams(loaded.model.deployment, old_version)]
+
+
+def start_refusal(python: str, loaded: Loaded, installed_version: str) -> str:
+    """Why a start on `python` would run older code than what ran, or code older than the
+    database's schema allows ("" when neither)."""
+    version = loaded.info.get("synapse_version") or ""
+    if version and installed_version and _numbers(version) < _numbers(installed_version):
+        return f"that is older than Synapse {installed_version}, which ran"
+    return _schema_refusal(python, [s for s in loaded.specs if s.kind == "main"], version)
+
+
+def _schema_refusal(python: str, main: list[UnitSpec], version: str) -> str:
+    facts = schema.read(python, main_config_args(main)) if main else None
+    if facts is None or facts.code is None or facts.database is None:
+        return ""
+    needed = facts.database.compat_version or 0
+    if needed > facts.code.schema_version:
+        return f"the database needs schema version {needed} or later, Synapse {version} has {facts.code.schema_version}"
+    return ""
+
+
+def _numbers(version: str) -> tuple[int, ...]:
+    return tuple(int(n) for n in re.findall(r"\d+", version)[:3])
 
 
 def _old_schema(old_python: str, new_python: str, facts: schema.SchemaFacts) -> int:

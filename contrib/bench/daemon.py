@@ -29,6 +29,9 @@ class BenchSource:
     def plan(self, old: Loaded, new: Loaded) -> list:
         return []
 
+    def code_refusal(self, args: argparse.Namespace, loaded: Loaded, installed_version: str) -> str:
+        return ""
+
     def upgrade(self, args: argparse.Namespace, current: Loaded, python: str | None,
                 allow_downtime: bool) -> UpgradePlan:
         return UpgradePlan(errors=["benchmark units have no code to upgrade"])

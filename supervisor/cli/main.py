@@ -80,6 +80,8 @@ def _command_options(name: str, p: argparse.ArgumentParser) -> None:
         p.add_argument("--on-failure", action="append", metavar="CMD",
                        help="shell command to run when a unit fails or a reload is rejected (repeatable; "
                             "default $SYNSUP_ON_FAILURE); gets SYNSUP_UNIT, SYNSUP_EVENT, SYNSUP_ERROR, SYNSUP_HOST")
+        p.add_argument("--force-python", action="store_true",
+                       help="start on --python even though the last `synsup upgrade` installed newer code")
     if name == "targets":
         p.add_argument("--format", choices=FORMATS, default="file_sd",
                        help="file_sd_configs file (default) or the http_sd document; the same JSON")

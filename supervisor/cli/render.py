@@ -92,11 +92,21 @@ def status_table(reply: dict[str, Any], now: float, colour: bool = False) -> str
     if long_errors:
         lines.append("last errors:")
         lines.extend(f"  {e}" for e in long_errors)
-    if daemon.get("reload_error"):
-        lines.append("last reload rejected:")
-        lines.extend(f"  {e}" for e in daemon["reload_error"])
+    lines.extend(_config_on_disk(daemon))
     lines.extend(_daemon_notes(daemon, reply.get("units", []), now))
     return "\n".join(line.rstrip() for line in lines)
+
+
+def _config_on_disk(daemon: dict[str, Any]) -> list[str]:
+    """The files on disk, when synsup rejected them: the units keep the last accepted config."""
+    on_disk = daemon.get("config_on_disk") or {}
+    errors = on_disk.get("errors") or daemon.get("reload_error") or []
+    if not errors:
+        return []
+    at = time.strftime("%H:%M", time.localtime(on_disk.get("at") or time.time()))
+    generation = on_disk.get("units_run_generation", daemon.get("config_generation"))
+    return [f"config on disk rejected at {at}: {errors[0]}; units run generation {generation}",
+            "last reload rejected:", *(f"  {e}" for e in errors)]
 
 
 def _state_cell(unit: dict[str, Any], now: float) -> str:
@@ -117,6 +127,7 @@ def _daemon_notes(daemon: dict[str, Any], units: list[dict[str, Any]], now: floa
         notes.append(f"running: {operation['name']} (for {duration(now - (operation.get('started_at') or now))})"
                      + (f"; queued: {', '.join(daemon['queued'])}" if daemon.get("queued") else ""))
     notes.extend(_upgrade_note(daemon.get("last_upgrade") or {}))
+    notes.extend(_partial_upgrade_note(daemon.get("partial_upgrade")))
     last = daemon.get("last_reload") or {}
     if last.get("result") == "partial":
         notes.append(f"last reload partial: {last.get('unit')} did not become ready ({last.get('error')}); "
@@ -135,6 +146,17 @@ def _upgrade_note(last: dict[str, Any]) -> list[str]:
         return [f"last upgrade: {versions} at {at}"]
     where = f": {last['unit']} did not become ready" if last.get("unit") else ""
     return [f"last upgrade {last.get('result')} ({versions}) at {at}{where}: {last.get('error') or ''}".rstrip(": ")]
+
+
+def _partial_upgrade_note(partial: dict[str, Any] | None) -> list[str]:
+    """Shown until the admin finishes the upgrade or rolls it back."""
+    if not partial:
+        return []
+    new, old = partial.get("new") or {}, partial.get("old") or {}
+    at = time.strftime("%H:%M", time.localtime(partial.get("at") or 0))
+    return [f"upgrade partial since {at}: {', '.join(partial.get('units') or [])} run {new.get('version') or '?'} "
+            f"({new.get('python')}), the others {old.get('version') or '?'}: finish it with `synsup upgrade`, "
+            f"or roll back with `synsup upgrade --python {old.get('python')}`"]
 
 
 def _short(text: str, width: int) -> str:

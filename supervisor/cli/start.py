@@ -27,6 +27,7 @@ from ..statedir import StateDir
 from .commands import state_of, unit_command
 from .leftovers import leftover_records, orphan_rows, stop_leftovers
 from .render import print_findings
+from .start_code import code_refusal
 
 SOCKET_WAIT = 30.0
 
@@ -62,6 +63,9 @@ def start(args: argparse.Namespace, source: Source, argv: list[str]) -> int:
         names = ", ".join(f"{r['name']} (pid {r['pid']})" for r in leftovers)
         raise SynsupError(f"processes started by an earlier synsup still run: {names}; "
                           "stop them with `synsup stop`, or start with --replace")
+    refusal = code_refusal(state, source, args, loaded)
+    if refusal:
+        raise SynsupError(refusal)
     log_dir = os.path.abspath(args.log_dir or os.path.join(state.path, "logs"))
     state.create()
     log_dir = prepare_log_dir(log_dir)

@@ -43,6 +43,9 @@ def outcome(reply: dict[str, Any]) -> int:
     result = reply.get("result")
     if result == "upgraded":
         print(f"upgraded: {reply.get('code_name') or 'code'} {reply.get('from_version')} -> {reply.get('to_version')}")
+        if reply.get("python"):
+            print(f"the next `synsup start` must run this code too: update --python in the unit file "
+                  f"(ExecStart in synsup.service) to --python {reply['python']}")
         return 0
     if result == "rejected":
         for line in reply.get("errors") or []:

@@ -35,6 +35,7 @@ from .handlers import Requests
 from .operations import Lifecycle, Operations, Phase
 from .records import Records
 from .reloads import Reloads
+from .running_config import RunningConfig
 from .status_report import daemon_status, unit_status
 from .telemetry import Telemetry
 from .upgrades import Upgrader, Upgrades
@@ -66,6 +67,7 @@ class Daemon:
         self.notifier = notifier or SystemdNotifier(None)
         self.lifecycle = Lifecycle()
         self.operations = Operations()
+        self.running = RunningConfig(state)  # which config and which code each unit runs with
         self.reloads = Reloads(self, reloader, planner, settle)
         self.upgrades = Upgrades(self, upgrader)
         self.records = Records(state)
@@ -85,11 +87,11 @@ class Daemon:
         self.records.write_daemon({**(process_record(os.getpid()) or {}), "log_dir": self.log_dir})
         self.records.write_log_dir(self.log_dir)
         max_bytes, backups = self.log_rotation
-        sup = self.supervisor = Supervisor(self.current.specs, log_dir=self.log_dir, notify_dir=self.state.notify_dir,
+        specs = self.running.first_specs(self.current)
+        sup = self.supervisor = Supervisor(specs, log_dir=self.log_dir, notify_dir=self.state.notify_dir,
                                            log_max_bytes=max_bytes, log_backups=backups,
                                            timing=self.timing, spawner=self.spawner)
         sup.add_listener(self._unit_changed)
-        self.reloads.take_snapshot()
         await self.telemetry.start(self)  # before the socket: a busy --metrics address ends the start here
         server = ControlServer(self.state.socket, Requests(self).handle)
         await server.start()
@@ -251,10 +253,10 @@ class Daemon:
         sup = self.supervisor
         assert sup is not None
         now = time.time()
-        units = [unit_status(u, now) for n, u in sup.units.items() if not names or n in names]
+        units = [{**unit_status(u, now), **self.running.unit_fields(u.spec)}
+                 for n, u in sup.units.items() if not names or n in names]
         self.telemetry.annotate(units, sup.units)
-        extra = {"config_generation": self.reloads.generation, "reload_error": self.reloads.rejected,
-                 "paused": self.paused,
+        extra = {**self.running.status(), "reload_error": self.reloads.rejected, "paused": self.paused,
                  "last_reload": self.reloads.last, "last_upgrade": self.upgrades.last, **self.operations.status()}
         return {"ok": True, "daemon": daemon_status(os.getpid(), self.lifecycle.phase.value, extra), "units": units}
 

@@ -89,7 +89,18 @@ async def _apply(sup: Supervisor, action: Action, new: dict[str, UnitSpec]) -> l
     elif action.verb == "signal":
         for unit in units:
             unit.send_signal(signal.SIGHUP)
+        return await _retry_failed(sup, [u for u in units if u.state is S.FAILED])
     return []
+
+
+async def _retry_failed(sup: Supervisor, failed: list[Unit]) -> list[Unit]:
+    """A unit failed (perhaps by the file this change fixed) has no process to signal: it is
+    tried again at once, not after its cool-down."""
+    await asyncio.gather(*(u.stop() for u in failed))
+    for unit in failed:
+        unit.start(reset=True)
+    await sup.wait_until(lambda: all(_outcome_known(u) for u in failed))
+    return failed
 
 
 async def _roll_back(sup: Supervisor, failed: list[Unit], last_good: Mapping[str, UnitSpec]) -> None:

@@ -12,7 +12,6 @@ import structlog
 
 from ..plans import Action
 from ..source import Loaded
-from .config_snapshot import ConfigSnapshot
 from .config_watch import config_changes
 from .operations import Phase
 from .plan_executor import PartialReload, apply_actions
@@ -29,12 +28,20 @@ class Reloads:
         self.daemon = daemon
         self.reloader, self.planner = reloader, planner
         self.settle = settle  # a changed file must be unchanged this long before it is read
-        self.generation = 1
         self.last: dict[str, Any] | None = None  # the last reload's result, for status
-        self.rejected: list[str] | None = None  # the errors of the last rejected reload
-        self.snapshot: ConfigSnapshot | None = None
         self._watch_restart = asyncio.Event()
         self.missed = False  # a change came while paused
+
+    @property
+    def generation(self) -> int:
+        """Of the accepted config the units run (owned by RunningConfig)."""
+        return self.daemon.running.generation
+
+    @property
+    def rejected(self) -> list[str] | None:
+        """The errors of the files on disk, while they are rejected."""
+        rejection = self.daemon.running.rejected
+        return rejection.errors if rejection is not None else None
 
     @property
     def enabled(self) -> bool:
@@ -93,18 +100,20 @@ class Reloads:
         new = await asyncio.to_thread(self.reloader)
         if new.errors:
             errors = [f.format() for f in new.errors]
-            self.rejected = errors
+            d.running.reject(errors)
             self._record("rejected", [], errors=errors)
             log.error("reload.rejected", errors=errors)
             return {"ok": True, "applied": False, "result": "rejected", "errors": errors}
         actions = self.planner(d.current, new)
-        self.rejected = None
         described = [a.describe() for a in actions]
         log.info("reload.plan", actions=described or ["no changes"])
-        last_good = self.snapshot.specs() if self.snapshot else {}
+        running = {n: u.spec for n, u in d.supervisor.units.items()}
+        last_good = d.running.last_good(running)
+        snapshot, specs = d.running.candidate(new, running)
         try:
-            await apply_actions(d.supervisor, actions, new.specs, last_good)
+            await apply_actions(d.supervisor, actions, specs, last_good)
         except PartialReload as partial:
+            d.running.prune(u.spec for u in d.supervisor.units.values())
             self._record("partial", partial.done, unit=partial.unit, error=partial.error)
             log.error("reload.partial", unit=partial.unit, error=partial.error, done=partial.done)
             return {"ok": True, "applied": "partial", "result": "partial", "unit": partial.unit,
@@ -113,11 +122,10 @@ class Reloads:
             self._watch_restart.set()
         changed = bool(actions) or new.specs != d.current.specs
         d.current = new
+        d.running.applied(snapshot, changed, (u.spec for u in d.supervisor.units.values()))
         if not changed:  # e.g. `synsup reload` after the watcher applied the change already
             return {"ok": True, "applied": True, "result": "applied", "actions": [self._already_applied()],
                     "config_generation": self.generation}
-        self.generation += 1
-        self.take_snapshot()
         self._record("applied", described)
         return {"ok": True, "applied": True, "result": "applied", "actions": described or ["no changes"],
                 "config_generation": self.generation}
@@ -132,15 +140,6 @@ class Reloads:
     def _record(self, result: str, actions: list[str], **fields: Any) -> None:
         self.last = {"at": time.time(), "result": result, "actions": actions, **fields}
         self.daemon.telemetry.reload_done(self.last)
-
-    def take_snapshot(self) -> None:
-        """Copy the config files the current specs read, for rolling a unit back later."""
-        d = self.daemon
-        try:
-            self.snapshot = ConfigSnapshot.take(d.state.config_dir, self.generation, d.current)
-        except OSError as e:
-            log.warning("reload.snapshot_failed", error=str(e))
-            self.snapshot = None
 
     # -- file watching
     async def watch(self) -> None:

@@ -6,6 +6,7 @@ halts it: the units not yet restarted keep the old code. `Upgrades` owns the las
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import time
 from collections.abc import Awaitable, Callable
@@ -16,8 +17,10 @@ import structlog
 from ..engine.process import MARKER, STATE_MARKER
 from ..plans import Command, UpgradePlan
 from ..source import Loaded
+from ..spec import UnitSpec
 from .operations import Phase
 from .plan_executor import PartialReload, apply_actions
+from .unit_code import main_code
 
 if TYPE_CHECKING:
     from .daemon import Daemon
@@ -48,8 +51,14 @@ class Upgrades:
         return result
 
     async def _plan(self, python: str | None, allow_downtime: bool) -> UpgradePlan:
-        assert self.upgrader is not None
-        return await asyncio.to_thread(self.upgrader, self.daemon.current, python, allow_downtime)
+        """Planned from the code the units run; no --python: finish a partial upgrade, or
+        upgrade in place what the units run."""
+        assert self.upgrader is not None and self.daemon.supervisor is not None
+        running = [u.spec for u in self.daemon.supervisor.units.values()]
+        partial = self.daemon.running.code.partial
+        python = python or (partial.new.python if partial else main_code(running).python) or None
+        current = dataclasses.replace(self.daemon.current, specs=running)
+        return await asyncio.to_thread(self.upgrader, current, python, allow_downtime)
 
     async def _upgrade(self, python: str | None, allow_downtime: bool, progress: Progress) -> dict[str, Any]:
         d = self.daemon
@@ -75,19 +84,30 @@ class Upgrades:
             await progress(f"{command.what}: done")
         sup, d = self.daemon.supervisor, self.daemon
         assert sup is not None and plan.loaded is not None
-        last_good = {name: unit.spec for name, unit in sup.units.items()} if plan.rollback else {}
+        before = {name: unit.spec for name, unit in sup.units.items()}
+        snapshot, specs = d.running.candidate(plan.loaded, {})  # every unit on the new code
         try:
-            await apply_actions(sup, plan.actions, plan.loaded.specs, last_good, progress)
+            await apply_actions(sup, plan.actions, specs, before if plan.rollback else {}, progress)
         except PartialReload as partial:
+            self._halted(before, specs)
             back = "it runs the old code again" if plan.rollback else "it stays stopped"
             return self._record(plan, "partial", unit=partial.unit, error=partial.error, actions=partial.done,
                                 note=f"{back}; the units not yet restarted kept the old code")
         d.current = plan.loaded
         if plan.reloader is not None:
             d.reloads.reloader = plan.reloader
-        d.reloads.generation += 1
-        d.reloads.take_snapshot()
-        return self._record(plan, "upgraded", actions=[a.describe() for a in plan.actions])
+        d.running.applied(snapshot, True, (u.spec for u in sup.units.values()))
+        d.running.upgraded(new := main_code(specs))
+        moved = new.python != main_code(before.values()).python  # the unit file's --python must follow
+        return self._record(plan, "upgraded", actions=[a.describe() for a in plan.actions],
+                            python=new.python if moved else None)
+
+    def _halted(self, before: dict[str, UnitSpec], specs: list[UnitSpec]) -> None:
+        """Which units run the new code is kept (and shown) until `synsup upgrade` again or a roll back."""
+        d, sup = self.daemon, self.daemon.supervisor
+        assert sup is not None
+        d.running.halted(main_code(before.values()), main_code(specs), (u.spec for u in sup.units.values()))
+        d.running.prune(u.spec for u in sup.units.values())
 
     def _record(self, plan: UpgradePlan, result: str, **fields: Any) -> dict[str, Any]:
         self.last = {"at": time.time(), "result": result, "code_name": plan.code_name, "from_version": plan.from_version,

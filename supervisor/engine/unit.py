@@ -52,7 +52,7 @@ class Unit(HealthChecks):
         self.dependencies: list[Unit] = []
         self.ready_event = asyncio.Event()
         self.wanted = False
-        self.held = False  # stopped by the admin: no automatic start until `synsup start UNIT`
+        self._held = asyncio.Event()  # stopped by the admin: no automatic start until `synsup start UNIT`
         self.waiting_for_resume = False  # exited while paused: nothing happens until `synsup resume`
         if unpaused is None:
             unpaused = asyncio.Event()
@@ -118,12 +118,37 @@ class Unit(HealthChecks):
             self.log.info("unit.signalled", pid=self.pid, signal=sig)
 
     @property
+    def held(self) -> bool:
+        """Stopped by the admin (who was warned): no automatic start, and no dependent waits for it."""
+        return self._held.is_set()
+
+    @held.setter
+    def held(self, value: bool) -> None:
+        if value:
+            self._held.set()
+        else:
+            self._held.clear()
+
+    async def ready_or_held(self) -> None:
+        """What a dependent waits for: this unit ready, or held by the admin."""
+        if self.held:
+            return
+        ready, held = asyncio.ensure_future(self.ready_event.wait()), asyncio.ensure_future(self._held.wait())
+        try:
+            await asyncio.wait({ready, held}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            ready.cancel()
+            held.cancel()
+
+    @property
     def blocked_by(self) -> Unit | None:
         """The dependency that keeps this waiting unit from ever starting (failed, or stopped
         and not wanted), directly or through another dependency."""
         if self.state is not S.WAITING:
             return None
         for dependency in self.dependencies:
+            if dependency.held:
+                continue  # not waited for
             if dependency.state is S.FAILED or (dependency.state is S.STOPPED and not dependency.wanted):
                 return dependency
             if dependency.blocked_by is not None:
@@ -241,7 +266,7 @@ class Unit(HealthChecks):
 
     async def _dependencies_ready(self) -> None:
         for dependency in self.dependencies:
-            await dependency.ready_event.wait()
+            await dependency.ready_or_held()
 
     async def _run_once(self) -> float | None:
         """One process from spawn to exit; seconds it was ready, or None if it never was."""

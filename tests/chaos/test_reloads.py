@@ -125,3 +125,20 @@ def test_a_unit_that_was_failing_already_does_not_make_a_reload_partial(deployme
     assert done.returncode == 0, done.stdout + done.stderr
     assert daemon(deployment)["config_generation"] == 2
     assert deployment.synsup("stop", timeout=120).returncode == 0
+
+
+
+def test_a_unit_failed_by_its_config_is_tried_again_when_a_fix_is_accepted(deployment):
+    """Issue 22: a unit `failed` because of its (log) config was only sent SIGHUP by the reload that
+    fixed it, and waited out its cool-down."""
+    log_config = os.path.join(deployment.root, "pusher1.log.yaml")
+    with open(log_config, "w") as f:
+        f.write("version: 1\n_fake_refuse: broken\n")
+    deployment.workers["pusher1"]["worker_log_config"] = log_config
+    deployment.write()
+    assert deployment.start().returncode == 1  # pusher1 never becomes ready
+    assert deployment.unit("pusher1")["state"] == "failed"
+    with open(log_config, "w") as f:
+        f.write("version: 1\n")
+    wait_for(lambda: deployment.unit("pusher1")["state"] == "ready", timeout=30, what="pusher1 ready after the fix")
+    assert deployment.synsup("stop", timeout=120).returncode == 0

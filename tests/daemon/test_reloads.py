@@ -119,3 +119,28 @@ def test_value_synapse_rejects_is_refused_and_nothing_restarts(running):
            "'lots'" in done.stderr
     assert pids(running) == before
     assert running.status()["daemon"]["config_generation"] == 1
+
+
+def last_start(deployment, name):
+    return [e for e in deployment.events() if e["event"] == "start" and e["name"] == name][-1]
+
+
+def test_a_unit_that_crashes_after_a_rejected_edit_restarts_on_the_accepted_config(running):
+    """Issue 20: a crash after a rejected edit restarted the unit on the rejected files (5 exits, failed)."""
+    edit_worker(running, "generic1", _fake_tags=["accepted"])
+    wait_for(lambda: generation(running) == 2, what="the accepted edit to be applied")
+    with open(os.path.join(running.workers_dir, "generic1.yaml"), "w") as f:
+        f.write("worker_app: [unclosed\n")
+    wait_for(lambda: running.status()["daemon"]["reload_error"], what="the edit to be rejected")
+    pid = running.unit("generic1")["pid"]
+    os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: running.unit("generic1")["pid"] not in (None, pid) and running.unit("generic1")["state"] == "ready",
+             timeout=30, what="generic1 back, ready")
+    assert last_start(running, "generic1")["config"] == ["accepted"]
+    daemon = running.status()["daemon"]
+    assert daemon["config_on_disk"]["state"] == "rejected" and "generic1.yaml" in daemon["config_on_disk"]["errors"][0]
+    assert daemon["config_on_disk"]["units_run_generation"] == 2
+    text = running.synsup("status").stdout
+    assert "config on disk rejected at " in text and "units run generation 2" in text, text
+    config_files = running.unit("generic1")["config_files"]
+    assert all(path.startswith(running.state_dir) for path in config_files), config_files

@@ -110,3 +110,19 @@ def test_an_external_unit_cannot_be_stopped_by_synsup(running):
     done = running.synsup("stop", "postgres", "--force")
     assert done.returncode == 1 and "not run by synsup (only probed)" in done.stderr
     assert running.unit("postgres")["state"] == "ready"
+
+
+def test_workers_restart_and_reloads_apply_while_one_persister_is_held(running):
+    """Issue 20: with persister1 held, a worker that crashed sat in `waiting (for persister1)` and every
+    reload ended `partial`."""
+    assert running.synsup("stop", "persister1", "--force").returncode == 0
+    pid = running.unit("generic1")["pid"]
+    os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: running.unit("generic1")["pid"] not in (None, pid) and running.unit("generic1")["state"] == "ready",
+             timeout=30, what="generic1 back while persister1 is held")
+    edit_worker(running, "sender1", _fake_tags=["edited while persister1 is held"])
+    done = running.synsup("reload")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert running.status()["daemon"]["last_reload"]["result"] == "applied"
+    assert running.unit("persister1")["state"] == "stopped"
+    assert running.synsup("start", "persister1").returncode == 0

@@ -164,3 +164,76 @@ def _environ(proc):
         return proc.environ()
     except Exception:
         return {}
+
+
+def last_start_version(d, name):
+    return [e for e in d.events() if e["event"] == "start" and e["name"] == name][-1]["version"]
+
+
+def test_a_partial_upgrade_is_kept_through_reloads_until_it_is_finished(on_old, short_dir):
+    """Issue 20: after an upgrade halted, a reload repointed every unit at the old code (status said
+    old for processes running the new one) and the next restart downgraded them."""
+    import signal
+
+    from helpers import wait_for
+    python = new_python(short_dir)
+    on_old.behave("generic1", refuse_version=NEW)
+    assert on_old.synsup("upgrade", "--python", python).returncode == 1
+    upgraded = {"main": NEW, "persister1": NEW, "persister2": NEW}
+    partial = on_old.status()["daemon"]["partial_upgrade"]
+    assert partial["units"] == sorted(upgraded) and partial["new"]["python"] == python
+    assert partial["new"]["version"] == NEW and partial["old"]["version"] == OLD
+    assert on_old.synsup("reload").returncode == 0
+    assert versions(on_old) == {**upgraded, "generic1": OLD, "sender1": OLD, "pusher1": OLD}
+    assert on_old.unit("main")["python"] == python
+    pid = on_old.unit("main")["pid"]
+    os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: on_old.unit("main")["pid"] not in (None, pid) and on_old.unit("main")["state"] == "ready",
+             timeout=30, what="main back")
+    assert last_start_version(on_old, "main") == NEW
+    assert "upgrade partial" in on_old.synsup("status").stdout
+    on_old.behave("generic1")
+    done = on_old.synsup("upgrade")  # finishes it: the new code is remembered
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert set(versions(on_old).values()) == {NEW} and on_old.status()["daemon"]["partial_upgrade"] is None
+
+
+def test_the_next_start_after_an_upgrade_refuses_the_old_code(on_old, short_dir):
+    """Issue 20: after `upgrade --python NEW`, `stop` and the same `start` brought every unit back on
+    the old Synapse without a word."""
+    python = new_python(short_dir)
+    done = on_old.synsup("upgrade", "--python", python)
+    assert done.returncode == 0 and f"--python {python}" in done.stdout and "unit file" in done.stdout, done.stdout
+    assert {u["python"] for u in on_old.status()["units"] if u["kind"] in ("main", "worker")} == {python}
+    assert all(f.startswith(on_old.state_dir) for f in on_old.unit("main")["config_files"])
+    assert on_old.synsup("stop", timeout=120).returncode == 0
+    refused = on_old.start()  # the unit file's --python still names the old code
+    assert refused.returncode == 1 and refused.stderr.count("\n") == 1, refused.stderr
+    assert f"last upgrade installed Synapse {NEW} ({python})" in refused.stderr
+    assert f"--python {python}" in refused.stderr and "--force-python" in refused.stderr
+    done = on_old.synsup("start", "--python", python, config=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert set(versions(on_old).values()) == {NEW}
+    assert on_old.synsup("stop", timeout=120).returncode == 0
+    done = on_old.synsup("start", "--force-python", config=True)  # a knowing downgrade
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert set(versions(on_old).values()) == {OLD}
+
+
+def test_a_partial_upgrade_survives_a_daemon_restart_until_rolled_back(on_old, short_dir):
+    """Issue 20: the state of a partial upgrade is kept in the state dir: the next start runs each unit
+    on the code it ran, and status shows it until the admin rolls it back."""
+    python = new_python(short_dir)
+    on_old.behave("generic1", refuse_version=NEW)
+    assert on_old.synsup("upgrade", "--python", python).returncode == 1
+    assert on_old.synsup("stop", timeout=120).returncode == 0
+    on_old.behave("generic1")
+    done = on_old.start()
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert versions(on_old) == {"main": NEW, "persister1": NEW, "persister2": NEW, "generic1": OLD,
+                                "sender1": OLD, "pusher1": OLD}
+    assert on_old.status()["daemon"]["partial_upgrade"]["units"] == ["main", "persister1", "persister2"]
+    assert "upgrade partial since" in on_old.synsup("status").stdout
+    done = on_old.synsup("upgrade", "--python", sys.executable)  # roll back
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert set(versions(on_old).values()) == {OLD} and on_old.status()["daemon"]["partial_upgrade"] is None

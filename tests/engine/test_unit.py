@@ -176,3 +176,21 @@ def test_an_error_comes_from_the_last_run_only(tmp_path):
         assert unit.error == "exited with code 2" and unit.last_exit.code == 2
         await sup.stop_all()
     run(scenario, [spec("a")], tmp_path)
+
+
+def test_a_held_dependency_does_not_keep_its_dependents_waiting(tmp_path):
+    """Issue 20: after `stop persister1 --force`, a worker that crashed sat in `waiting (for persister1)`."""
+    async def scenario(sup, clock, spawner):
+        sup.start_all()
+        await until(lambda: sup.all_ready())
+        await sup.hold(["p1"])
+        worker = sup.units["w"]
+        clock.advance(61)
+        worker.child.exit(1)
+        await until(lambda: worker.state is S.READY and worker.restarts == 1, 10_000)
+        assert worker.blocked_by is None
+        await sup.restart(["w"])
+        assert worker.state is S.READY
+        await sup.stop_all()
+    run(scenario, [spec("main"), spec("p1", "main", step=1), spec("p2", "main", step=1),
+                   spec("w", "main", "p1", "p2", step=2)], tmp_path)

@@ -2,7 +2,8 @@
 send READY=1, honour SIGTERM, and misbehave on request.
 
 Behaviour comes from $SYNAPSE_FAKE_CONTROL/<instance>.json, read at start:
-  {"refuse": true}            exit 1 at once (with a message on stderr)
+  {"refuse": true}            exit 1 at once (with a message on stderr); so does a log config file
+                              (log_config, worker_log_config) that says `_fake_refuse` (a broken log config)
   {"refuse_version": "1.2.3"} the same, when it runs as that version
   {"ready_delay": 0.5}        bind and send READY=1 only after this many seconds
   {"hang": true}              never bind, never send READY=1
@@ -63,6 +64,14 @@ class Fake:
                 return json.load(f)
         except FileNotFoundError:
             return {}
+
+    def log_config_broken(self):
+        path = self.config.get("log_config" if self.is_main else "worker_log_config")
+        try:
+            with open(path) as f:
+                return "_fake_refuse" in f.read()
+        except (TypeError, OSError):
+            return False
 
     def record(self, event, **fields):
         if not self.control:
@@ -129,7 +138,7 @@ class Fake:
         self.record("start", version=synapse.__version__,
                     events_writers=(self.config.get("stream_writers") or {}).get("events"),
                     config=sorted(self.config.get("_fake_tags", [])))
-        if b.get("refuse") or b.get("refuse_version") == synapse.__version__:
+        if b.get("refuse") or b.get("refuse_version") == synapse.__version__ or self.log_config_broken():
             print(f"fake synapse {self.name}: refusing to start as asked", file=sys.stderr)
             return 1
         from synapse.storage.prepare_database import refusal
