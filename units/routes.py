@@ -66,8 +66,9 @@ def route_table(d: Deployment, patterns: RoutePatterns, routes_file: str | None 
         rows = patterns.patterns.get(category.name, ())
         servers = _writers(d, category.stream, table.errors) if category.stream else assigned.get(category.name, ())
         if rows and servers:
-            backup = None if category.stream or main in servers else main
-            table.routes.append(Route(category.name, category.balance, _balanced(category.name, servers), rows, backup))
+            backup = None if category.stream else server_for(d.main, category.resource)
+            table.routes.append(Route(category.name, category.balance, _balanced(category.name, servers), rows,
+                                      None if backup in servers else backup))
     return table
 
 
