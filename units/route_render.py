@@ -67,18 +67,23 @@ def _haproxy_frontend(table: RouteTable, listen: str) -> list[str]:
              "    http-request set-var(txn.synsup_room) path",
              "    http-request set-var(txn.synsup_room) path,regsub('^.*/rooms/',''),field(1,'/') if { path_sub /rooms/ }"]
     for route in table.routes:
-        lines += _haproxy_rules(route)
+        lines += _haproxy_rules(route, backend_of(table, route))
     if table.main_federation:
         lines.append("    use_backend main_federation if { path_beg /_matrix/federation/ /_matrix/key/ }")
     return lines + ["    default_backend main", ""]
 
 
-def _haproxy_rules(route: Route) -> list[str]:
+def backend_of(table: RouteTable, route: Route) -> str:
+    """A route served by main alone (a stream main writes) uses main's backend: one health check."""
+    return "main" if route.servers == (table.main,) and route.backup is None else route.category
+
+
+def _haproxy_rules(route: Route, backend: str) -> list[str]:
     lines = []
     for method in dict.fromkeys(m for m, _ in route.patterns):
         acl = f"{route.category}_{'any' if method == ANY else method.lower()}"
         lines += [f"    acl {acl} path_reg '{regex}'" for m, regex in route.patterns if m == method]
-        lines.append(f"    use_backend {route.category} if {acl}" + ("" if method == ANY else f" METH_{method}"))
+        lines.append(f"    use_backend {backend} if {acl}" + ("" if method == ANY else f" METH_{method}"))
     return lines
 
 
@@ -100,7 +105,8 @@ def _backends(table: RouteTable) -> list[tuple[str, str, tuple[Server, ...], Ser
     backends = [("main", "roundrobin", (table.main,), None)]
     if table.main_federation:
         backends.append(("main_federation", "roundrobin", (table.main_federation,), None))
-    return backends + [(r.category, r.balance, r.servers, r.backup) for r in table.routes]
+    return backends + [(r.category, r.balance, r.servers, r.backup) for r in table.routes
+                       if backend_of(table, r) != "main"]
 
 
 # nginx
@@ -115,7 +121,8 @@ def nginx(table: RouteTable, listen: str, sources: list[str]) -> str:
 
 def _nginx_maps(table: RouteTable) -> list[str]:
     lines = ["map $request_method:$uri $synsup_synapse_upstream {", "    default synapse_main;"]
-    lines += [_nginx_map_entry(route, method, regex) for route in table.routes for method, regex in route.patterns]
+    lines += [_nginx_map_entry(backend_of(table, route), method, regex)
+              for route in table.routes for method, regex in route.patterns]
     if table.main_federation:  # main's own federation listener: after every route
         lines.append('    "~^[A-Z]+:/_matrix/(federation|key)/" synapse_main_federation;')
     return lines + ["}", "",
@@ -124,9 +131,9 @@ def _nginx_maps(table: RouteTable) -> list[str]:
                     "map $uri $synsup_synapse_room {", '    "~/rooms/([^/]+)" $1;', "    default $uri;", "}", ""]
 
 
-def _nginx_map_entry(route: Route, method: str, regex: str) -> str:
+def _nginx_map_entry(backend: str, method: str, regex: str) -> str:
     prefix = "[A-Z]+" if method == ANY else method
-    return f'    "~^{prefix}:{regex.removeprefix("^")}" synapse_{route.category};'
+    return f'    "~^{prefix}:{regex.removeprefix("^")}" synapse_{backend};'
 
 
 NGINX_BALANCE = {"roundrobin": [], "single": [], "source": ["hash $remote_addr consistent;"],

@@ -51,6 +51,8 @@ def test_without_routes_file_client_workers_take_sync_and_client_reads_federatio
     assert got["sync"] == got["client"] == got["federation"] == got["federation_inbound"] == ["generic1"]
     assert got["typing"] == got["to_device"] == ["main"]  # no writer configured: main writes them
     assert "event_sending" not in got and table.main.name == "main" and table.main.port == 8008
+    text = haproxy(table, "127.0.0.1:8080", "127.0.0.1:9999", [])
+    assert "use_backend main if typing_any" in text and "backend typing" not in text  # main's one backend
 
 
 def test_stream_writer_routes_move_with_the_writer(tmp_path):
