@@ -11,8 +11,7 @@ import threading
 import urllib.request
 
 import pytest
-from helpers import free_ports, listener, modern_deployment, wait_for, worker, write_deployment
-from units.test_routes import binary
+from helpers import binary, free_ports, listener, modern_deployment, wait_for, worker, write_deployment
 
 from synsup.units.loader import load_deployment
 from synsup.units.route_render import haproxy, nginx

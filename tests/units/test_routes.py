@@ -9,7 +9,7 @@ import sys
 
 import pytest
 import yaml
-from helpers import FAKE_SYNAPSE, listener, modern_deployment, worker, write_deployment
+from helpers import FAKE_SYNAPSE, binary, listener, modern_deployment, worker, write_deployment
 
 from synsup.units.loader import load_deployment
 from synsup.units.route_diff import route_changes, routes_in
@@ -153,15 +153,6 @@ def test_main_federation_listener_of_its_own_takes_federation_paths(tmp_path):
 
 
 # the real proxies accept what synsup prints (skipped off CI when a binary is missing, as e2e does)
-
-def binary(name):
-    for directory in ("/usr/sbin", "/usr/bin", *os.environ.get("PATH", "").split(os.pathsep)):
-        if os.access(os.path.join(directory, name), os.X_OK):
-            return os.path.join(directory, name)
-    if os.environ.get("CI"):
-        pytest.fail(f"{name} is missing in CI (contrib/debian-packages.sh installs it)")
-    pytest.skip(f"{name} is not installed")
-
 
 def example_table(tmp_path):
     shared, workers = with_typing_writers("generic2")
