@@ -23,7 +23,8 @@ def summary(table: RouteTable) -> list[str]:
 def _describe(route: Route) -> str:
     digest = hashlib.sha256(repr(route.patterns).encode()).hexdigest()[:8]
     servers = ", ".join(_where(s) for s in route.servers)
-    return f"{servers} ({BALANCE_WORDS[route.balance]}; {len(route.patterns)} patterns {digest})"
+    count = f"{len(route.patterns)} pattern" + ("s" if len(route.patterns) != 1 else "")
+    return f"{servers} ({BALANCE_WORDS[route.balance]}; {count} {digest})"
 
 
 def _where(s: Server) -> str:

@@ -61,8 +61,8 @@ def test_stream_writer_routes_move_with_the_writer(tmp_path):
     assert routed(before)["typing"] == ["generic2"] and routed(after)["typing"] == ["generic1"]
     changes = route_changes(routes_in("\n".join(summary(before))), routes_in("\n".join(summary(after))))
     assert len(changes) == 1, changes
-    assert changes[0].startswith("typing: generic2 127.0.0.1:8082 (round robin; 1 patterns ")
-    assert " -> generic1 127.0.0.1:8081 (round robin; 1 patterns " in changes[0]
+    assert changes[0].startswith("typing: generic2 127.0.0.1:8082 (round robin; 1 pattern ")
+    assert " -> generic1 127.0.0.1:8081 (round robin; 1 pattern " in changes[0]
 
 
 def test_writer_without_client_listener_is_an_error_naming_the_fix(tmp_path):
