@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs, on Debian as root, what synsup's demo and tests need and the machine lacks:
-# redis-server, PostgreSQL, systemd-analyze, Prometheus (the metrics e2e test), and what pip needs to build psycopg2
+# redis-server, PostgreSQL, systemd-analyze, Prometheus (the metrics e2e test), HAProxy and nginx (the
+# `synsup routes` tests run `haproxy -c` and `nginx -t` on the generated files), and what pip needs to build psycopg2
 # (pg_config, a C compiler, Python headers) and to make a virtualenv.
 set -euo pipefail
 need=()
@@ -8,6 +9,8 @@ command -v redis-server >/dev/null || need+=(redis-server)
 command -v pg_ctlcluster >/dev/null || need+=(postgresql)
 command -v systemd-analyze >/dev/null || need+=(systemd)
 command -v prometheus >/dev/null || need+=(prometheus)
+command -v haproxy >/dev/null || need+=(haproxy)
+command -v nginx >/dev/null || need+=(nginx)
 command -v pg_config >/dev/null || need+=(libpq-dev)
 command -v cc >/dev/null || need+=(gcc libc6-dev)
 python3 -c 'import os, sysconfig; raise SystemExit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' \

@@ -28,6 +28,15 @@ class Loaded:
     info: dict[str, str] = field(default_factory=dict)  # extra labels of synsup_info (e.g. synapse_version)
 
 
+@dataclass
+class Routes:
+    """What `synsup routes` prints: the proxy configuration (with --diff: what changed), or the
+    errors that stop it (each one line naming its file and line)."""
+
+    text: str = ""
+    errors: Sequence[Finding] = field(default_factory=list)
+
+
 class Source(Protocol):
     """An application: its command-line options (for the config commands and for `upgrade`), its
     config loaded into unit specs, what a change of it requires, and how its code is upgraded."""
@@ -48,4 +57,8 @@ class Source(Protocol):
     def upgrade(self, args: argparse.Namespace, current: Loaded, python: str | None,
                 allow_downtime: bool) -> UpgradePlan:
         """What switching to newly installed code takes (a plan with errors if it cannot be done)."""
+        ...
+
+    def routes(self, args: argparse.Namespace) -> Routes:
+        """The reverse-proxy configuration for the deployment (`synsup routes`)."""
         ...

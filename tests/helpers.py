@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 import yaml
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -187,3 +188,13 @@ def processes_with(marker: str) -> list[int]:
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             pass
     return found
+
+
+def binary(name: str) -> str:
+    """The path of a program a test needs (haproxy, nginx); skipped off CI when missing, as e2e does."""
+    for directory in ("/usr/sbin", "/usr/bin", *os.environ.get("PATH", "").split(os.pathsep)):
+        if os.access(os.path.join(directory, name), os.X_OK):
+            return os.path.join(directory, name)
+    if os.environ.get("CI"):
+        pytest.fail(f"{name} is missing in CI (contrib/debian-packages.sh installs it)")
+    pytest.skip(f"{name} is not installed")

@@ -8,9 +8,10 @@ import os
 import sys
 
 from synsup.supervisor.plans import Action, UpgradePlan
-from synsup.supervisor.source import Loaded
+from synsup.supervisor.source import Loaded, Routes
 
 from .check import check_deployment
+from .proxy_routes import proxy_routes
 from .reload_plan import plan, snapshot_of
 from .specs import unit_specs
 from .upgrade_prepare import prepare_upgrade, start_refusal
@@ -36,6 +37,10 @@ class SynapseSource:
         group.add_argument("--ignore", action="append", default=[], choices=sorted(WARNING_CODES),
                            metavar="CODE", help="leave out the warnings of this code (shown as [CODE] after "
                                                 "each warning); repeatable")
+        if command == "routes":
+            group.add_argument("--routes", metavar="FILE", help="YAML, category: [worker, ...] (default: "
+                               "workers with a client listener take sync and client reads, with a federation "
+                               "listener the federation categories)")
         if command in ("start", "run"):
             group.add_argument("--external-redis", action="store_true",
                                help="Redis is run by someone else: only wait for it to answer PING")
@@ -73,3 +78,6 @@ class SynapseSource:
     def code_refusal(self, args: argparse.Namespace, loaded: Loaded, installed_version: str) -> str:
         """`synsup start` on another --python than the last upgrade installed: why not ("" to go on)."""
         return start_refusal(args.python, loaded, installed_version)
+
+    def routes(self, args: argparse.Namespace) -> Routes:
+        return proxy_routes(args, self.config_paths(args))

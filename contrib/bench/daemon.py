@@ -11,8 +11,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 from bench import unit_spec  # noqa: E402
 
 from synsup.supervisor.cli.main import main  # noqa: E402
+from synsup.supervisor.errors import SynsupError  # noqa: E402
 from synsup.supervisor.plans import UpgradePlan  # noqa: E402
-from synsup.supervisor.source import Loaded  # noqa: E402
+from synsup.supervisor.source import Loaded, Routes  # noqa: E402
 
 
 class BenchSource:
@@ -35,6 +36,9 @@ class BenchSource:
     def upgrade(self, args: argparse.Namespace, current: Loaded, python: str | None,
                 allow_downtime: bool) -> UpgradePlan:
         return UpgradePlan(errors=["benchmark units have no code to upgrade"])
+
+    def routes(self, args: argparse.Namespace) -> Routes:
+        raise SynsupError("benchmark units serve no HTTP routes")
 
 
 if __name__ == "__main__":

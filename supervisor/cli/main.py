@@ -29,8 +29,9 @@ COMMANDS = {
     "completion": "print a shell completion script: source <(synsup completion bash)",
     "units": "print the running daemon's unit names, one a line (for completion)",
     "targets": "print the Prometheus scrape targets of the processes' metrics listeners",
+    "routes": "print the reverse-proxy configuration (HAProxy or nginx) that routes each endpoint to its process",
 }
-CONFIG_COMMANDS = ("check", "start", "run", "targets")
+CONFIG_COMMANDS = ("check", "start", "run", "targets", "routes")
 
 
 def _state_options(parser: argparse.ArgumentParser, top: bool = False) -> None:
@@ -50,7 +51,7 @@ def build_parser(source: Source) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=text, description=text)
         if name in CONFIG_COMMANDS + ("upgrade",):
             source.add_arguments(p, name)
-        if name not in ("check", "targets"):
+        if name not in ("check", "targets", "routes"):
             _state_options(p)
         _command_options(name, p)
     return parser
@@ -85,6 +86,8 @@ def _command_options(name: str, p: argparse.ArgumentParser) -> None:
     if name == "targets":
         p.add_argument("--format", choices=FORMATS, default="file_sd",
                        help="file_sd_configs file (default) or the http_sd document; the same JSON")
+    if name == "routes":
+        _routes_options(p)
     if name == "top":
         p.add_argument("--interval", type=float, default=2.0, metavar="SECONDS", help="refresh period (default 2)")
     if name == "start":
@@ -122,11 +125,32 @@ def _command_options(name: str, p: argparse.ArgumentParser) -> None:
                        "daemon wrote them)")
 
 
+def _routes_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--format", choices=("haproxy", "nginx"), default="haproxy",
+                   help="a complete HAProxy configuration (default), or an nginx file to include in http {}")
+    p.add_argument("--listen", metavar="HOST:PORT", default="127.0.0.1:8080",
+                   help="where the proxy takes requests (default 127.0.0.1:8080)")
+    p.add_argument("--admin-socket", metavar="PATH|HOST:PORT", default="127.0.0.1:9999",
+                   help="HAProxy's runtime API: a UNIX socket path or HOST:PORT (default 127.0.0.1:9999)")
+    p.add_argument("--diff", metavar="PREVIOUS", help="say which routes changed since PREVIOUS, a file "
+                   "`synsup routes` printed (e.g. the one the proxy runs); print nothing else")
+
+
 Handler = Callable[[argparse.Namespace, Source, list[str]], int]
 
 
 def _completion(args: argparse.Namespace, source: Source, argv: list[str]) -> int:
     print(completion.script(build_parser(source), args.shell), end="")
+    return 0
+
+
+def _routes(args: argparse.Namespace, source: Source, argv: list[str]) -> int:
+    routes = source.routes(args)
+    for finding in routes.errors:
+        print(finding.format(), file=sys.stderr)
+    if routes.errors:
+        return 1
+    print(routes.text, end="")
     return 0
 
 
@@ -148,6 +172,7 @@ HANDLERS: dict[str, Handler] = {
     "pause": lambda args, source, argv: commands.pause(args),
     "resume": lambda args, source, argv: commands.resume(args),
     "units": lambda args, source, argv: commands.units(args),
+    "routes": _routes,
 }
 
 
