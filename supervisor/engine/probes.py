@@ -15,6 +15,7 @@ from collections.abc import Awaitable
 
 from ..spec import HttpProbe, Probe, RedisProbe, TcpProbe
 from .listener_owner import foreign_listeners
+from .preflight import outgoing_ports, tcp_listening
 
 
 class ProbeFailed(Exception):
@@ -201,6 +202,18 @@ async def _connect(probe: TcpProbe) -> None:
         await loop.sock_connect(sock, probe.path or (probe.host, probe.port))
 
 
+def _guard_self_connect(probe: Probe) -> None:
+    """A connect to a port in the kernel's outgoing range that nothing listens on can connect
+    to itself (TCP simultaneous open) and hold the port the unit is about to bind: such a
+    port is probed only once something listens on it."""
+    port = probe.port
+    if probe.path or port is None:
+        return
+    low, high = outgoing_ports()
+    if low <= port <= high and not tcp_listening(port):
+        raise ProbeFailed(f"{probe.describe()}: nothing listens on port {port} yet")
+
+
 async def _verdict(probe: Probe, timeout: float, work: Awaitable[None]) -> str | None:
     """Run a probe's work under its timeout: None when healthy, else one line saying why not."""
     try:
@@ -227,6 +240,7 @@ class Prober:
         self.last_seconds = 0.0  # how long the last check_all took
         self.owner_pid: int | None = None  # the unit's process: the one that must be answering
         self._confirmed: int | None = None  # the pid whose HTTP listeners were confirmed as its own
+        self._listening: set[Probe] = set()  # probes whose port was seen listening in this run
 
     async def check_all(self, timeout: float) -> str | None:
         started = time.perf_counter()
@@ -254,6 +268,17 @@ class Prober:
         return why
 
     async def _check(self, probe: Probe, timeout: float) -> str | None:
+        if probe not in self._listening:
+            try:
+                _guard_self_connect(probe)
+            except ProbeFailed as e:
+                return str(e)
+        why = await _verdict(probe, timeout, self._work(probe))
+        if why is None:
+            self._listening.add(probe)  # this process listens: no more /proc reads for this probe
+        return why
+
+    def _work(self, probe: Probe) -> Awaitable[None]:
         work: Awaitable[None]
         if isinstance(probe, HttpProbe):
             work = self._http(probe)
@@ -261,7 +286,7 @@ class Prober:
             work = _connect(probe)
         else:
             work = _redis(probe, self.owner_pid)
-        return await _verdict(probe, timeout, work)
+        return work
 
     async def _http(self, probe: HttpProbe) -> None:
         conn = self._kept.pop(probe, None)

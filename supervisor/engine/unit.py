@@ -48,6 +48,7 @@ class Unit(HealthChecks):
         self.last_exit: ExitStatus | None = None
         self.error: str | None = None
         self.refused = False  # the last start was refused before a spawn (log file, address in use)
+        self.retry_soon: float | None = None  # ...for a cause that passes by itself: seconds to the next try
         self.health: str | None = None
         self.dependencies: list[Unit] = []
         self.ready_event = asyncio.Event()
@@ -190,7 +191,7 @@ class Unit(HealthChecks):
                 self.failed_attempts += 1
             if not self.unpaused.is_set() and not await self._paused():
                 break
-            delay = None if self.refused else self.policy.delay_after_exit(ready_for)
+            delay = self._delay_after_exit(ready_for)
             if delay is None:
                 if not await self._failed():
                     break
@@ -205,6 +206,11 @@ class Unit(HealthChecks):
             if not self.unpaused.is_set() and not await self._paused():
                 break  # paused during the backoff: no automatic restart until resumed
         self.set_state(S.STOPPED)
+
+    def _delay_after_exit(self, ready_for: float | None) -> float | None:
+        if self.retry_soon is not None:
+            return self.retry_soon  # not a crash: no step towards `failed`
+        return None if self.refused else self.policy.delay_after_exit(ready_for)
 
     async def _paused(self) -> bool:
         """Exited while synsup is paused: no restart until resumed (True) or stopped (False)."""
@@ -255,10 +261,12 @@ class Unit(HealthChecks):
             self._prober.close()
 
     async def _spawn_and_supervise(self) -> float | None:
-        self.refused = (refusal := preflight(self.spec, self.output)) is not None
+        refusal = preflight(self.spec, self.output)
+        self.retry_soon = refusal.retry_after if refusal is not None else None
+        self.refused = refusal is not None and self.retry_soon is None
         if refusal is not None:
-            self.error = refusal
-            self.log.error("unit.refused", error=refusal)
+            self.error = refusal.reason
+            self.log.error("unit.refused", error=refusal.reason)
             return None
         self.installed.at_spawn(self.spec)
         self.output.new_run()
