@@ -176,3 +176,27 @@ def test_an_error_comes_from_the_last_run_only(tmp_path):
         assert unit.error == "exited with code 2" and unit.last_exit.code == 2
         await sup.stop_all()
     run(scenario, [spec("a")], tmp_path)
+
+
+def test_a_unit_that_exits_while_paused_shows_exited_paused_not_backoff(tmp_path):
+    from synsup.supervisor.cli.render import status_table
+    from synsup.supervisor.daemon.status_report import unit_status
+
+    async def scenario(sup, clock, spawner):
+        unit = sup.units["a"]
+        sup.start_all()
+        child = await spawner.next_child()
+        await until(lambda: unit.state is S.READY)
+        sup.unpaused.clear()
+        child.exit(1)
+        await until(lambda: unit.waiting_for_resume)
+        assert unit.state is S.EXITED and unit.settled and len(spawner.children) == 1
+        status = unit_status(unit, clock.time())
+        table = status_table({"daemon": {"paused": True}, "units": [status]}, clock.time())
+        assert "exited (paused)" in table and "backoff" not in table
+        assert status["error"] == "exited with code 1"
+        sup.unpaused.set()
+        await spawner.next_child()
+        await until(lambda: unit.state is S.READY)
+        await sup.stop_all()
+    run(scenario, [spec("a")], tmp_path)

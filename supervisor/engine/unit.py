@@ -214,9 +214,7 @@ class Unit(HealthChecks):
 
     async def _paused(self) -> bool:
         """Exited while synsup is paused: no restart until resumed (True) or stopped (False)."""
-        note = "; not restarted while synsup is paused"
-        error = self.error or "exited"
-        self.set_state(S.BACKOFF, error if error.endswith(note) else error + note)
+        self.set_state(S.EXITED)
         return await self._until_resumed()
 
     async def _until_resumed(self) -> bool:
