@@ -9,7 +9,7 @@ from typing import Any
 from synsup.supervisor.spec import HttpProbe, RedisProbe, TcpProbe, UnitSpec, address
 
 from .model import Deployment, Listener, Process, Redis
-from .roles import group_of
+from .roles import GROUP_WORK, group_of
 from .synapse_version import parse_version
 from .targets import metrics_targets, target_labels
 
@@ -109,6 +109,7 @@ def process_spec(d: Deployment, p: Process, writers: list[str], ready_notify: bo
         dependencies=deps,
         probes=tuple(probe for l in p.listeners if (probe := probe_for(l))),
         group=group_of(p),
+        group_work=GROUP_WORK.get(group_of(p) or "", ""),
         step=step,
         kind=p.kind,
         app=p.app,
