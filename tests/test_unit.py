@@ -68,7 +68,7 @@ def test_crashes_soon_after_ready_back_off(tmp_path):
         await spawner.next_child()
         assert clock.sleeps == [1.0, 2.0, 4.0, 8.0]
         assert unit.last_exit.signal == "SIGKILL"
-        assert "killed by SIGKILL (out of memory?)" in unit.error
+        assert unit.error == "killed by SIGKILL"  # no OOM kill counted meanwhile: no guess
         await sup.stop_all()
     run(scenario, [spec("a")], tmp_path)
 
@@ -200,3 +200,49 @@ def test_a_unit_that_exits_while_paused_shows_exited_paused_not_backoff(tmp_path
         await until(lambda: unit.state is S.READY)
         await sup.stop_all()
     run(scenario, [spec("a")], tmp_path)
+
+
+def _kill_9_after(tmp_path, monkeypatch, kills_meanwhile):
+    from synsup.supervisor.engine import died_of
+    vmstat = tmp_path / "vmstat"
+    vmstat.write_text("pgfault 12\noom_kill 3\n")
+    monkeypatch.setattr(died_of, "PROC_VMSTAT", str(vmstat))
+    errors = []
+
+    async def scenario(sup, clock, spawner):
+        unit = sup.units["a"]
+        sup.start_all()
+        child = await spawner.next_child()
+        await until(lambda: unit.state is S.READY)
+        unit.output.write(b"2026-12-01 10:00:00,001 - synapse.access.http.8008 - 460 - INFO - GET-1 - "
+                          b"127.0.0.1 - 8008 - {None} Processed request: 0.001sec 200 GET /health\n")
+        if kills_meanwhile:
+            vmstat.write_text("pgfault 12\noom_kill 4\n")
+        child.exit(-signal.SIGKILL)
+        await spawner.next_child()
+        errors.append(unit.error)
+        await sup.stop_all()
+    run(scenario, [spec("a")], tmp_path / "logs")
+    return errors[0]
+
+
+def test_sigkill_says_out_of_memory_only_when_the_kernel_killed_for_memory(tmp_path, monkeypatch):
+    error = _kill_9_after(tmp_path, monkeypatch, kills_meanwhile=True)
+    assert error == "killed by SIGKILL: out of memory (the kernel's OOM killer killed meanwhile: oom_kill rose)"
+
+
+def test_sigkill_without_an_oom_kill_is_not_blamed_on_memory_nor_on_access_log_lines(tmp_path, monkeypatch):
+    error = _kill_9_after(tmp_path, monkeypatch, kills_meanwhile=False)
+    assert error == "killed by SIGKILL"
+
+
+def test_the_last_lines_stand_for_the_error_only_when_they_are_no_routine_log_lines():
+    from synsup.supervisor.engine.died_of import died_of
+    routine = ["2026-12-01 10:00:00,001 - synapse.access.http.8008 - 460 - INFO - GET-1 - Processed request",
+               "12345:M 01 Dec 2026 10:00:00.000 * Ready to accept connections tcp",
+               "2026-12-01 10:00:00.000 UTC [77] LOG:  database system is ready to accept connections"]
+    assert died_of(routine) == ""
+    assert died_of([*routine, "usage: synapse [-h] --config-path CONFIG_FILE"]) == \
+        "usage: synapse [-h] --config-path CONFIG_FILE"
+    fatal = "2026-12-01 10:00:00.000 UTC [77] FATAL:  could not bind IPv4 address \"127.0.0.1\""
+    assert died_of([fatal, *routine]) == fatal

@@ -13,7 +13,7 @@ import structlog
 
 from ..spec import UnitSpec
 from .clock import Clock
-from .died_of import exception_line
+from .died_of import OomWatch, died_of
 from .environment import unit_environment
 from .health import HealthChecks, Timing
 from .installed_code import InstalledCode
@@ -67,6 +67,7 @@ class Unit(HealthChecks):
         self._sends_ready: bool | None = None  # learned: does this unit send READY=1?
         self._notify: NotifySocket | None = None
         self._prober = Prober(())
+        self._oom: OomWatch | None = None  # the kernel's OOM kill counters at the last spawn
         self.probe_tally = ProbeTally()  # liveness check times and failures, for metrics
         self.installed = InstalledCode()  # new code installed under the running spec?
         self.log = structlog.get_logger().bind(unit=spec.name)
@@ -275,6 +276,7 @@ class Unit(HealthChecks):
             self.log.error("unit.spawn_failed", error=self.error)
             return None
         self.started_at = self.clock.time()
+        self._oom = OomWatch(child.pid)
         self._prober.owner_pid = child.pid  # probes must reach this process, not another on its address
         self.output.note(f"started pid {child.pid}")
         self.log.info("unit.spawned", pid=child.pid)
@@ -304,7 +306,8 @@ class Unit(HealthChecks):
         return None if ready_at is None else self.clock.monotonic() - ready_at
 
     def _record_exit(self, child: Child, returncode: int) -> None:
-        status = ExitStatus.from_returncode(returncode, self.clock.time(), child.killed_after)
+        status = ExitStatus.from_returncode(returncode, self.clock.time(), child.killed_after,
+                                            self._oom is not None and self._oom.rose())
         self.last_exit = status
         self.output.note(f"pid {child.pid} {status.describe()}")
         if self.wanted:
@@ -316,10 +319,8 @@ class Unit(HealthChecks):
         self._on_change(self)
 
     def _died_of(self) -> str:
-        """The exception the process died of (the last `SomeError: ...` line of its output),
-        else its last lines: what the admin needs, not the closing banner."""
-        tail = self.output.last(TAIL_FOR_ERRORS)
-        return exception_line(tail) or " | ".join(tail[-3:])
+        """The exception the process died of: what the admin needs, not the closing banner."""
+        return died_of(self.output.last(TAIL_FOR_ERRORS))
 
     async def _watch_external(self) -> float | None:
         """A service someone else runs: ready when it answers; never started or stopped."""
