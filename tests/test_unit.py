@@ -246,3 +246,37 @@ def test_the_last_lines_stand_for_the_error_only_when_they_are_no_routine_log_li
         "usage: synapse [-h] --config-path CONFIG_FILE"
     fatal = "2026-12-01 10:00:00.000 UTC [77] FATAL:  could not bind IPv4 address \"127.0.0.1\""
     assert died_of([fatal, *routine]) == fatal
+
+
+def test_an_error_is_cleared_once_the_unit_has_been_ready_a_while_and_kept_as_last_error(tmp_path):
+    from synsup.supervisor.daemon.status_report import unit_status
+
+    async def scenario(sup, clock, spawner):
+        unit = sup.units["a"]
+        sup.start_all()
+        (await spawner.next_child()).exit(3)
+        failed_at = clock.time()
+        await spawner.next_child()
+        await until(lambda: unit.state is S.READY)
+        assert unit.error == "exited with code 3"  # just back: the failure is still news
+        clock.advance(61)
+        status = unit_status(unit, clock.time())
+        assert status["error"] is None and unit.error is None
+        assert status["last_error"] == "exited with code 3" and status["last_error_at"] == failed_at
+        await sup.stop_all()
+    run(scenario, [spec("a")], tmp_path)
+
+
+def test_a_cleared_error_does_not_come_back_when_the_unit_crashes_later(tmp_path):
+    async def scenario(sup, clock, spawner):
+        unit = sup.units["a"]
+        sup.start_all()
+        (await spawner.next_child()).exit(3)
+        child = await spawner.next_child()
+        await until(lambda: unit.state is S.READY)
+        clock.advance(3600)
+        child.exit(-signal.SIGTERM)
+        await spawner.next_child()
+        assert unit.error == "killed by SIGTERM" and unit.last_error == "killed by SIGTERM"
+        await sup.stop_all()
+    run(scenario, [spec("a")], tmp_path)

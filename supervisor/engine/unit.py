@@ -28,6 +28,7 @@ from .unit_state import UnitState, check_transition
 
 S = UnitState
 TAIL_FOR_ERRORS = 40  # output lines searched for the exception a unit died of
+ERROR_CLEARED_AFTER = 60.0  # seconds ready after which a unit's error is history (last_error)
 
 
 class Unit(HealthChecks):
@@ -46,7 +47,9 @@ class Unit(HealthChecks):
         self.failed_attempts = 0  # starts that never became ready since the last start()
         self.retry_at: float | None = None  # when a failed unit is tried again
         self.last_exit: ExitStatus | None = None
-        self.error: str | None = None
+        self._error: str | None = None
+        self.last_error: str | None = None  # the latest error ever, kept when `error` is cleared
+        self.last_error_at: float | None = None
         self.refused = False  # the last start was refused before a spawn (log file, address in use)
         self.retry_soon: float | None = None  # ...for a cause that passes by itself: seconds to the next try
         self.health: str | None = None
@@ -76,8 +79,24 @@ class Unit(HealthChecks):
     def pid(self) -> int | None:
         return self.child.pid if self.child is not None and not self.child.exited else None
 
+    @property
+    def error(self) -> str | None:
+        """Why the unit failed: gone once it has been ready for ERROR_CLEARED_AFTER since."""
+        if self._error is not None and self.state is S.READY and (self.last_error_at or 0.0) <= self.since \
+                and self.clock.time() - self.since >= ERROR_CLEARED_AFTER:
+            return None
+        return self._error
+
+    @error.setter
+    def error(self, error: str | None) -> None:
+        self._error = error
+        if error is not None:
+            self.last_error, self.last_error_at = error, self.clock.time()
+
     # -- the one place state changes
     def set_state(self, new: UnitState, error: str | None = None, **fields: object) -> None:
+        if self.error is None:
+            self._error = None  # cleared while ready: it stays history when the unit leaves ready
         if error is not None:
             self.error = error
         if new is self.state:
