@@ -75,8 +75,9 @@ def test_states_restarts_exits_and_start_seconds(tmp_path):
         telemetry.reload_done({"applied": True, "actions": []})
 
     found = scrape_after(scenario, tmp_path)
-    p1 = {"unit": "persister1", "app": "synapse.app.generic_worker", "group": "event_persisters"}
-    main = {"unit": "main", "app": "synapse.app.homeserver", "group": ""}
+    p1 = {"unit": "persister1", "app": "synapse.app.generic_worker", "group": "event_persisters",
+          "instance": "persister1"}
+    main = {"unit": "main", "app": "synapse.app.homeserver", "group": "", "instance": "main"}
     assert value(found, "synsup_unit_state", **p1, state="ready") == 1
     assert value(found, "synsup_unit_state", **p1, state="failed") == 0
     assert value(found, "synsup_unit_ready", **main) == 1
@@ -86,6 +87,8 @@ def test_states_restarts_exits_and_start_seconds(tmp_path):
     assert value(found, "synsup_unit_exits_total", **p1, reason="signal") == 0
     assert value(found, "synsup_unit_start_seconds_count", **p1) == 2
     assert value(found, "synsup_unit_start_seconds_bucket", **p1, le="1.0") == 1  # 0 s, then 2.5 s
+    assert value(found, "synsup_unit_start_seconds_bucket", **p1, le="2.0") == 1
+    assert value(found, "synsup_unit_start_seconds_bucket", **p1, le="3.0") == 2  # resolves 1-10 s
     assert value(found, "synsup_unit_start_seconds_bucket", **p1, le="5.0") == 2
     assert value(found, "synsup_unit_start_seconds_sum", **p1) == 2.5
     assert ("synsup_unit_probe_seconds_count", frozenset(p1.items())) not in found  # it has no probes
@@ -105,7 +108,8 @@ def test_stop_counts_as_stopped_not_a_crash(tmp_path):
         await sup.stop_all()
 
     found = scrape_after(scenario, tmp_path)
-    p1 = {"unit": "persister1", "app": "synapse.app.generic_worker", "group": "event_persisters"}
+    p1 = {"unit": "persister1", "app": "synapse.app.generic_worker", "group": "event_persisters",
+          "instance": "persister1"}
     assert value(found, "synsup_unit_exits_total", **p1, reason="stopped") == 1
     assert value(found, "synsup_unit_exits_total", **p1, reason="signal") == 0
     assert value(found, "synsup_unit_state", **p1, state="stopped") == 1
@@ -145,8 +149,37 @@ def test_probe_times_and_failures_of_units_with_probes(tmp_path):
         return found
 
     found = asyncio.run(main())
-    g1 = {"unit": "generic1", "app": "", "group": ""}
+    g1 = {"unit": "generic1", "app": "", "group": "", "instance": "generic1"}
     assert value(found, "synsup_unit_probe_seconds_bucket", **g1, le="0.001") == 1
     assert value(found, "synsup_unit_probe_seconds_bucket", **g1, le="0.1") == 2
     assert value(found, "synsup_unit_probe_seconds_count", **g1) == 2
     assert value(found, "synsup_unit_probe_failures_total", **g1) == 1
+
+
+def test_unit_series_join_synapses_own_on_the_instance_of_its_scrape_target():
+    from synsup.supervisor.daemon.metrics import unit_labels
+    from synsup.supervisor.daemon.scrape_targets import target_groups
+    spec = UnitSpec(name="generic1", argv=("x",), app="synapse.app.generic_worker", metrics=("127.0.0.1:9101",),
+                    metrics_labels=(("job", "synapse"),))
+    [group] = target_groups([spec])
+    labels = dict(zip(["unit", "app", "group", "instance"], unit_labels(SimpleNamespace(spec=spec))))
+    assert labels["instance"] == group["labels"]["instance"] == "generic1"
+
+
+def test_synsup_info_has_a_series_per_unit_version_when_units_differ(tmp_path):
+    import dataclasses
+    global SPECS
+    saved = SPECS
+    SPECS = [dataclasses.replace(SPECS[0], version="1.163.2", code_name="Synapse"),
+             dataclasses.replace(SPECS[1], version="1.163.1", code_name="Synapse")]
+
+    async def scenario(sup, clock, spawner, telemetry):
+        pass
+    try:
+        found = scrape_after(scenario, tmp_path)
+    finally:
+        SPECS = saved
+    infos = [dict(labels) for name, labels in found if name == "synsup_info"]
+    assert sorted(infos, key=lambda i: i["synapse_version"]) == [
+        {"version": "0.1.0", "synapse_version": "1.163.1", "units": "persister1"},
+        {"version": "0.1.0", "synapse_version": "1.163.2", "units": "main"}]
