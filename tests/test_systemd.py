@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import configparser
 import os
+import re
 import shutil
 import signal
 import socket
@@ -169,3 +170,36 @@ def test_systemd_analyze_verify(name, tmp_path):
     target.write_text(text.replace("/usr/local/bin/synsup", synsup))  # verify wants the binary to exist
     done = subprocess.run([analyze, "verify", "--man=no", str(target)], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0 and done.stderr.strip() == "", done.stderr
+
+
+def _exposure(path: str) -> float:
+    analyze = shutil.which("systemd-analyze")
+    if analyze is None:
+        pytest.skip("systemd-analyze not installed (apt-get install systemd)")
+    done = subprocess.run([analyze, "security", "--offline=yes", path], capture_output=True, text=True, timeout=60)
+    match = re.search(r"Overall exposure level for \S+: (\d+\.\d)", done.stdout)
+    assert match, done.stdout[-500:] + done.stderr
+    return float(match.group(1))
+
+
+@pytest.mark.parametrize("name", UNIT_FILES)
+def test_unit_file_is_hardened_as_far_as_synapse_allows_and_the_readme_says_how_far(name, tmp_path):
+    """systemd-analyze security rated synsup.service 6.5 MEDIUM."""
+    path = os.path.join(REPO, "contrib", "systemd", name)
+    service = _unit(path)["Service"]
+    assert service["ProtectSystem"] == "strict" and service["UMask"] == "0027"
+    with open(path) as f:
+        lines = f.read().splitlines()
+    assert service["CapabilityBoundingSet"] == "" and "SystemCallFilter=@system-service" in lines
+    for setting in ("ProtectKernelLogs", "ProtectClock", "ProtectHostname", "RestrictNamespaces"):
+        assert service[setting] == "yes", setting
+    writable = service["ReadWritePaths"].split()
+    assert any(p.startswith("/var/lib/matrix-synapse") for p in writable)
+    assert any(p.startswith("/var/log/matrix-synapse") for p in writable)
+    target = tmp_path / name.replace("@.", "@demo.")
+    target.write_text("\n".join(lines) + "\n")
+    score = _exposure(str(target))
+    assert score <= 3.0, f"{name}: exposure {score}"
+    with open(os.path.join(REPO, "contrib", "systemd", "README.md")) as f:
+        readme = f.read()
+    assert f"`systemd-analyze security` rates it {score} " in readme
