@@ -73,6 +73,7 @@ def test_notify_sequence(deployment, short_dir):
         assert extend is not None and extend < ready_at, "no EXTEND_TIMEOUT_USEC while main was starting"
         statuses = [f["STATUS"] for _, f in server.messages if "STATUS" in f]
         assert "8/8 ready" in statuses
+        assert all(a != b for a, b in zip(statuses, statuses[1:])), statuses
         assert any(s.startswith("starting main (database migration may take a while)") for s in statuses)
 
         window_start = time.time()
@@ -107,6 +108,29 @@ def test_abstract_notify_address(short_dir):
         notifier.send(READY=1, STATUS="hello")
         assert parse(sock.recv(1024)) == {"READY": "1", "STATUS": "hello"}
         notifier.close()
+
+
+def test_status_lines_go_to_systemd_only_when_they_change_and_at_most_once_a_second(short_dir):
+    """About 100 STATUS= messages in 46 s, many identical."""
+    import asyncio
+    server = NotifyServer(os.path.join(short_dir, "systemd.sock"))
+
+    async def main():
+        notifier = SystemdNotifier(server.sock.getsockname())
+        for _ in range(5):
+            notifier.status("8/8 ready")
+        for n in range(50):  # a burst of changes: the latest is sent, not all of them
+            notifier.status(f"{n}/50 ready")
+        await asyncio.sleep(notifier.min_status_interval * 1.5)
+        notifier.status("49/50 ready")  # what systemd shows already
+        notifier.close()
+    try:
+        asyncio.run(main())
+        wait_for(lambda: server.first("STATUS", "49/50 ready"), timeout=5, what="the latest STATUS")
+        statuses = [f["STATUS"] for _, f in server.messages if "STATUS" in f]
+        assert statuses == ["8/8 ready", "49/50 ready"]
+    finally:
+        server.close()
 
 
 def test_watchdog_interval_is_half_of_watchdog_usec():

@@ -66,7 +66,7 @@ class Requests:
         assert self.d.supervisor is not None
         self.d.supervisor.unpaused.set()
         self.d.log.info("daemon.resumed")
-        self.d.notifier.send(STATUS=self.d.status_line())
+        self.d.notifier.status(self.d.status_line())
         if self.d.reloads.missed:
             self.d.reloads.missed = False
             self.d.reloads.request()
