@@ -183,3 +183,72 @@ def test_synsup_info_has_a_series_per_unit_version_when_units_differ(tmp_path):
     assert sorted(infos, key=lambda i: i["synapse_version"]) == [
         {"version": "0.1.0", "synapse_version": "1.163.1", "units": "persister1"},
         {"version": "0.1.0", "synapse_version": "1.163.2", "units": "main"}]
+
+
+# -- the metrics listener (`--metrics`)
+def _serve(path, routes=None, **limits):
+    from synsup.supervisor.daemon.metrics_server import MetricsAddress, MetricsServer
+    return MetricsServer(MetricsAddress(path=path), routes or {"/metrics": lambda: (b"x 1\n", "text/plain")},
+                         **limits)
+
+
+def test_metrics_path_refuses_anything_but_a_stale_socket_of_ours(short_dir):
+    """--metrics PATH deleted a regular file at PATH and put its socket there."""
+    import os
+    import socket
+
+    import pytest
+
+    from synsup.supervisor.daemon.metrics_server import MetricsAddressError
+    path = os.path.join(short_dir, "metrics.sock")
+
+    async def start(server):
+        await server.start()
+        server.close()
+
+    with open(path, "w") as f:
+        f.write("precious\n")
+    with pytest.raises(MetricsAddressError, match=f"--metrics unix:{path}: .*is not a socket"):
+        asyncio.run(start(_serve(path)))
+    with open(path) as f:
+        assert f.read() == "precious\n"
+    os.unlink(path)
+    with socket.socket(socket.AF_UNIX) as live:
+        live.bind(path)
+        live.listen()
+        with pytest.raises(MetricsAddressError, match="in use"):
+            asyncio.run(start(_serve(path)))
+        assert os.path.exists(path)
+    asyncio.run(start(_serve(path)))  # the socket left by a listener that is gone: ours to replace
+    assert not os.path.exists(path)
+
+
+def test_metrics_listener_caps_connections_and_drops_idle_ones(short_dir):
+    import os
+
+    path = os.path.join(short_dir, "metrics.sock")
+
+    async def main():
+        server = _serve(path, max_connections=2, request_timeout=0.3)
+        await server.start()
+        try:
+            idle = [await asyncio.open_unix_connection(path) for _ in range(2)]
+            await until(lambda: server.connections == 2, 100_000)
+            reader, writer = await asyncio.open_unix_connection(path)
+            writer.write(b"GET /metrics HTTP/1.1\r\n\r\n")
+            async with asyncio.timeout(5):
+                refused = await reader.read()
+            assert refused.startswith(b"HTTP/1.1 503")
+            writer.close()
+            async with asyncio.timeout(5):
+                assert [await r.read() for r, _ in idle] == [b"", b""]  # dropped after the idle timeout
+            reader, writer = await asyncio.open_unix_connection(path)
+            writer.write(b"GET /metrics HTTP/1.1\r\n\r\n")
+            async with asyncio.timeout(5):
+                assert (await reader.read()).endswith(b"x 1\n")
+            for _, w in idle:
+                w.close()
+            writer.close()
+        finally:
+            server.close()
+    asyncio.run(main())
