@@ -10,7 +10,7 @@ import sys
 import time
 from typing import Any
 
-from ..daemon.control_server import ControlClient, ControlError, ControlTimeout, NotRunning
+from ..daemon.control_server import ControlClient, ControlError, ControlTimeout, DaemonNotAnswering, NotRunning
 from ..daemon.scrape_targets import targets_json
 from ..process_records import running_daemon
 from ..source import Loaded
@@ -104,7 +104,7 @@ def stop(args: argparse.Namespace) -> int:
         replies = client.replies()
         try:
             first = next(replies, None)
-        except ControlTimeout:
+        except (ControlTimeout, DaemonNotAnswering):
             raise ControlError(f"the daemon{f' (pid {pid})' if pid else ''} did not answer `stop` within "
                                f"{STOP_ANSWER_WAIT:g}s: it is hung or stopped (SIGSTOP); see {state.daemon_log}") from None
         client.sock.settimeout(None)  # answering: the stop takes as long as the units' stop timeouts
