@@ -106,6 +106,16 @@ def tcp_listening(port: int) -> bool:
     return False
 
 
+def not_listening_yet(port: int) -> str | None:
+    """Why a probe must not connect to `port` yet: in the kernel's outgoing range with nothing
+    listening, a connect can connect to itself (TCP simultaneous open) and hold the port the
+    unit is about to bind."""
+    low, high = outgoing_ports()
+    if low <= port <= high and not tcp_listening(port):
+        return f"nothing listens on port {port} yet"
+    return None
+
+
 def _tcp_refusal(host: str, port: int) -> Refusal | None:
     if not _tcp_taken(host, port):
         return None

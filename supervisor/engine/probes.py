@@ -15,7 +15,7 @@ from collections.abc import Awaitable
 
 from ..spec import HttpProbe, Probe, RedisProbe, TcpProbe
 from .listener_owner import foreign_listeners
-from .preflight import outgoing_ports, tcp_listening
+from .preflight import not_listening_yet
 
 
 class ProbeFailed(Exception):
@@ -202,18 +202,6 @@ async def _connect(probe: TcpProbe) -> None:
         await loop.sock_connect(sock, probe.path or (probe.host, probe.port))
 
 
-def _guard_self_connect(probe: Probe) -> None:
-    """A connect to a port in the kernel's outgoing range that nothing listens on can connect
-    to itself (TCP simultaneous open) and hold the port the unit is about to bind: such a
-    port is probed only once something listens on it."""
-    port = probe.port
-    if probe.path or port is None:
-        return
-    low, high = outgoing_ports()
-    if low <= port <= high and not tcp_listening(port):
-        raise ProbeFailed(f"{probe.describe()}: nothing listens on port {port} yet")
-
-
 async def _verdict(probe: Probe, timeout: float, work: Awaitable[None]) -> str | None:
     """Run a probe's work under its timeout: None when healthy, else one line saying why not."""
     try:
@@ -269,10 +257,8 @@ class Prober:
 
     async def _check(self, probe: Probe, timeout: float) -> str | None:
         if probe not in self._listening:
-            try:
-                _guard_self_connect(probe)
-            except ProbeFailed as e:
-                return str(e)
+            if probe.path is None and probe.port is not None and (why := not_listening_yet(probe.port)):
+                return f"{probe.describe()}: {why}"
         why = await _verdict(probe, timeout, self._work(probe))
         if why is None:
             self._listening.add(probe)  # this process listens: no more /proc reads for this probe
