@@ -86,8 +86,9 @@ class Telemetry:
         recovered (ready again after either)."""
         if unit.state is UnitState.FAILED:
             return "failed"
-        if unit.state is UnitState.BACKOFF and unit.policy.failed_starts == CRASH_LOOP_STARTS:
-            return "crash-looping"
+        if unit.state is UnitState.BACKOFF and unit.policy.failed_starts >= CRASH_LOOP_STARTS \
+                and unit.spec.name not in self._troubled:
+            return "crash-looping"  # once per loop
         if unit.state is UnitState.READY and unit.spec.name in self._troubled:
             return "recovered"
         return None
