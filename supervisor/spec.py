@@ -74,6 +74,7 @@ class UnitSpec:
     notify: bool = True  # gets a NOTIFY_SOCKET and may send READY=1
     ready_notify: bool = False  # sends READY=1 once ready: wait for it up to start_timeout
     group: str | None = None
+    group_work: str = ""  # what stops without the group, for messages ("push notifications stop")
     step: int = 0
     kind: str = "process"
     app: str = ""

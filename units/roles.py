@@ -40,6 +40,8 @@ DUTY_OPTIONS = (
 )
 # the group a worker belongs to, by the sharded duty it holds (first match wins)
 GROUPS = (("events", "event_persisters"), ("federation_sender", "federation_senders"), ("pusher", "pushers"))
+GROUP_WORK = {"event_persisters": "event persistence stops (no new event is stored)",
+              "federation_senders": "sending to other servers stops", "pushers": "push notifications stop"}
 
 
 def as_names(value: Any) -> list[str]:

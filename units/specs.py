@@ -10,7 +10,7 @@ from synsup.supervisor.spec import HttpProbe, RedisProbe, TcpProbe, UnitSpec, ad
 
 from .metrics_listeners import metrics_targets, target_labels
 from .model import Deployment, Listener, Process, Redis
-from .roles import group_of
+from .roles import GROUP_WORK, group_of
 from .synapse_version import parse_version
 
 STEP_REDIS, STEP_MAIN, STEP_WRITERS, STEP_WORKERS = range(4)
@@ -117,6 +117,7 @@ def process_spec(d: Deployment, p: Process, writers: list[str], ready_notify: bo
         dependencies=deps,
         probes=tuple(probe for l in p.listeners if (probe := probe_for(l))),
         group=group_of(p),
+        group_work=GROUP_WORK.get(group_of(p) or "", ""),
         step=step,
         kind=p.kind,
         app=p.app,

@@ -10,7 +10,7 @@ import sys
 import time
 from typing import Any
 
-from ..daemon.control_server import ControlClient, ControlError, ControlTimeout
+from ..daemon.control_server import ControlClient, ControlError, ControlTimeout, DaemonNotAnswering
 from ..daemon.scrape_targets import targets_json
 from ..errors import NotRunning, SynsupError
 from ..process_records import running_daemon
@@ -103,7 +103,7 @@ def stop(args: argparse.Namespace) -> int:
         replies = client.replies()
         try:
             first = next(replies, None)
-        except ControlTimeout:
+        except (ControlTimeout, DaemonNotAnswering):
             raise ControlError(f"the daemon{f' (pid {pid})' if pid else ''} did not answer `stop` within "
                                f"{STOP_ANSWER_WAIT:g}s: it is hung or stopped (SIGSTOP); see {state.daemon_log}") from None
         client.sock.settimeout(None)  # answering: the stop takes as long as the units' stop timeouts

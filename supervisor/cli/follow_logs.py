@@ -3,13 +3,30 @@ own size rotation and rename-style logrotate), one unit or all of them merged.""
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 import sys
 import time
 from typing import BinaryIO
 
 COLOURS = (31, 32, 33, 34, 35, 36, 91, 92, 93, 94, 95, 96)
 POLL = 0.2
+# as the daemon writes them: never through a symlink, never blocking on a FIFO
+READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+
+
+class NotARegularFile(OSError):
+    pass
+
+
+def open_log(path: str) -> BinaryIO:
+    """The regular file at `path`; OSError for a symlink, a FIFO or anything else planted there."""
+    fd = os.open(path, READ_FLAGS)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise NotARegularFile(f"{path} is not a regular file (not shown; remove it)")
+    return os.fdopen(fd, "rb")
 
 
 class FollowedLog:
@@ -20,6 +37,7 @@ class FollowedLog:
         self._file: BinaryIO | None = None
         self._inode: int | None = None
         self._partial = b""
+        self.refused: str | None = None  # why the file at the path is not read
 
     def tail(self, n: int) -> bytes:
         self._reopen()
@@ -35,10 +53,14 @@ class FollowedLog:
         if self._file is not None:
             self._file.close()
         try:
-            self._file = open(self.path, "rb")
+            self._file = open_log(self.path)
             self._inode = os.fstat(self._file.fileno()).st_ino
-        except OSError:
+        except NotARegularFile as e:
+            self._file, self._inode, self.refused = None, None, str(e)
+        except OSError as e:
             self._file, self._inode = None, None
+            if e.errno == errno.ELOOP:
+                self.refused = f"{self.path} is not a regular file (a symlink: not followed; remove it)"
 
     def read(self) -> bytes:
         """What was written since the last read, whole lines only, prefixed."""
@@ -51,7 +73,7 @@ class FollowedLog:
 
     def _rotated(self) -> bool:
         try:
-            st = os.stat(self.path)
+            st = os.lstat(self.path)
         except OSError:
             return False
         if self._file is None or st.st_ino != self._inode:
@@ -93,6 +115,8 @@ def show(paths: dict[str, str], lines: int, follow: bool) -> int:
         for log in logs:
             out.write(log.tail(lines))
         out.flush()
+        for refused in [log.refused for log in logs if log.refused]:
+            print(f"synsup: warning: {refused}", file=sys.stderr)
         while follow:
             chunks = [log.read() for log in logs]
             if any(chunks):

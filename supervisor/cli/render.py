@@ -51,7 +51,7 @@ def percent(p: float | None) -> str:
 
 
 ERROR_WIDTH = 60  # longer errors go below the table, in full
-STATE_COLOURS = {"ready": "32", "failed": "31", "unhealthy": "33", "backoff": "33", "orphaned": "31",
+STATE_COLOURS = {"ready": "32", "failed": "31", "unhealthy": "33", "backoff": "33", "exited": "33", "orphaned": "31",
                  "starting": "36", "waiting": "36", "stopping": "35", "stopped": "2"}
 
 
@@ -113,6 +113,8 @@ def _state_cell(unit: dict[str, Any], now: float) -> str:
     state = str(unit["state"])
     if unit.get("held"):
         return f"{state} (by admin)"
+    if state == "exited":
+        return "exited (paused)"
     if unit.get("waiting_for"):
         return f"{state} (for {unit['waiting_for']})"
     if unit.get("retry_at"):

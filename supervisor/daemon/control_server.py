@@ -2,7 +2,10 @@
 
 The server reads the whole request before it answers (a refusal included), so a client
 always gets its one-line answer instead of a broken pipe; it admits a bounded number of
-connections and drops a connection that sends no request in time."""
+connections and drops a connection that sends no request in time. A request with `"ack":
+true` is answered `{"ok": true, "taken": true}` as soon as the daemon takes it: the client
+waits a short time for that (a frozen daemon is reported, not waited for), then as long as
+the operation takes. A request whose client hung up before the daemon took it is dropped."""
 
 from __future__ import annotations
 
@@ -24,6 +27,8 @@ Handler = Callable[[dict[str, Any], Send], Awaitable[None]]
 MAX_CONNECTIONS = 256
 REQUEST_TIMEOUT = 30.0  # seconds a client may take to send its request line
 MAX_REQUEST = 64 * 1024
+ACCEPT_TIMEOUT = 10.0  # seconds a client waits for the daemon to take its request
+TAKEN = {"ok": True, "taken": True}
 
 log = structlog.get_logger()
 
@@ -34,6 +39,26 @@ class ControlError(SynsupError):
 
 class ControlTimeout(ControlError):
     pass
+
+
+class DaemonNotAnswering(ControlError):
+    pass
+
+
+def _hung_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
+    """The client closed its end (gave up) before we took its request."""
+    if reader.at_eof():
+        return True
+    sock = writer.get_extra_info("socket")
+    if sock is None:
+        return False
+    try:
+        with socket.fromfd(sock.fileno(), socket.AF_UNIX, socket.SOCK_STREAM) as peek:  # a dup: the transport keeps its own
+            return peek.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+    except (BlockingIOError, InterruptedError):
+        return False
+    except OSError:
+        return True
 
 
 def peer_uid(sock: socket.socket) -> int:
@@ -52,6 +77,7 @@ class ControlServer:
         self.handler = handler
         self.max_connections, self.request_timeout = max_connections, request_timeout
         self.connections = 0
+        self.dropped = 0  # requests whose client had hung up before we took them
         self._server: asyncio.AbstractServer | None = None
 
     async def start(self) -> None:
@@ -65,7 +91,11 @@ class ControlServer:
         os.chmod(self.path, 0o600)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        answered = False
+
         async def send(reply: dict[str, Any]) -> None:
+            nonlocal answered
+            answered = answered or reply is not TAKEN
             writer.write((json.dumps(reply) + "\n").encode())
             await writer.drain()
 
@@ -81,13 +111,29 @@ class ControlServer:
                             f"(only uid {os.getuid()} and root); run as that user"})
             elif isinstance(request, str):
                 await send({"ok": False, "error": request})
+            elif not await self._take(request, reader, writer, send):
+                return
             else:
                 await self._handle(request, send)
-        except (ConnectionError, asyncio.CancelledError):
+        except ConnectionError:
             pass
+        except asyncio.CancelledError:
+            if not answered:  # the daemon is stopping under the request: say so, not a bare hang-up
+                writer.write(b'{"ok": false, "error": "synsup is stopping"}\n')
         finally:
             self.connections -= 1
             writer.close()
+
+    async def _take(self, request: dict[str, Any], reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                    send: Send) -> bool:
+        """Take the request (telling the client, if it asked), or drop it if its client is gone."""
+        if _hung_up(reader, writer):
+            self.dropped += 1
+            log.warning("control.request_dropped", request=str(request)[:200], reason="the client hung up first")
+            return False
+        if request.pop("ack", None) is True:
+            await send(TAKEN)
+        return True
 
     async def _read_request(self, reader: asyncio.StreamReader) -> dict[str, Any] | str:
         """The request, or why there is none (as the error to answer)."""
@@ -123,10 +169,15 @@ class ControlServer:
 
 
 class ControlClient:
-    def __init__(self, path: str, timeout: float | None = 10.0) -> None:
-        self.timeout = timeout
+    """One request; its replies. The daemon must take the request within `accept_timeout`
+    (DaemonNotAnswering otherwise), then answer within `timeout` (ControlTimeout)."""
+
+    def __init__(self, path: str, timeout: float | None = 10.0, accept_timeout: float = ACCEPT_TIMEOUT) -> None:
+        self.timeout, self.accept_timeout = timeout, accept_timeout
+        self.path = path
+        self.taken = False
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.settimeout(timeout)
+        self.sock.settimeout(accept_timeout)
         try:
             self.sock.connect(path)
         except (FileNotFoundError, ConnectionRefusedError):
@@ -140,33 +191,46 @@ class ControlClient:
             raise ControlError(f"{path}: cannot connect: {e.strerror or e}") from None
         self._file = self.sock.makefile("rb")
 
+    def not_answering(self) -> DaemonNotAnswering:
+        return DaemonNotAnswering(
+            f"the synsup daemon does not answer on {self.path}: it took no request within "
+            f"{self.accept_timeout:g}s (hung, or stopped with SIGSTOP: `kill -CONT PID` with the pid in "
+            "daemon.json of the state dir); nothing was sent to it that it will act on later")
+
     def send(self, request: dict[str, Any]) -> None:
+        self.sock.settimeout(self.accept_timeout)
         try:
-            self.sock.sendall((json.dumps(request) + "\n").encode())
+            self.sock.sendall((json.dumps({**request, "ack": True}) + "\n").encode())
         except (BrokenPipeError, ConnectionResetError):
             # the daemon answered and closed before reading all of it: its answer says why
             for _ in self.replies():
                 break
             raise ControlError("the daemon closed the connection without answering") from None
         except TimeoutError:
-            raise ControlError(f"the daemon did not take the request within {self.timeout:g}s") from None
+            raise self.not_answering() from None
+
+    def _line(self) -> bytes:
+        try:
+            return self._file.readline()
+        except TimeoutError:
+            if not self.taken:
+                raise self.not_answering() from None
+            raise ControlTimeout(f"no answer from the daemon within {self.timeout:g}s") from None
+        except ConnectionResetError:
+            return b""
 
     def replies(self) -> Iterator[dict[str, Any]]:
-        while True:
-            try:
-                line = self._file.readline()
-            except TimeoutError:
-                raise ControlTimeout(f"no answer from the daemon within {self.timeout:g}s") from None
-            except ConnectionResetError:
-                return
-            if not line:
-                return
+        while line := self._line():
             try:
                 reply = json.loads(line)
             except ValueError:
                 raise ControlError("the daemon's answer is not JSON") from None
             if not isinstance(reply, dict):
                 raise ControlError("the daemon's answer is not a JSON object")
+            if reply == TAKEN:
+                self.taken = True  # taken: now it may take as long as the operation does
+                self.sock.settimeout(self.timeout)
+                continue
             if reply.get("ok") is False:
                 raise ControlError(str(reply.get("error") or "the daemon refused the request"))
             yield reply

@@ -242,7 +242,7 @@ class Daemon:
 
     def _unit_changed(self, unit: Unit) -> None:
         if self.notifier.address:
-            self.notifier.send(STATUS=self.status_line())
+            self.notifier.status(self.status_line())
         if self.operations.current is None and not self.lifecycle.stopping:
             self.settle()
         if self.supervisor is not None:

@@ -1,6 +1,7 @@
-"""Failure hooks (`--on-failure CMD`): shell commands run when a unit fails or a reload is
-rejected or partial. Each run is a task of its own, so the daemon never waits for one; it gets
-30 s, its output goes to the daemon's log, and a unit (or the reloads) fires at most once a minute."""
+"""Failure hooks (`--on-failure CMD`): shell commands run when a unit is crash-looping, fails
+or recovers, or a reload is rejected or partial. Each run is a task of its own, so the daemon
+never waits for one; it gets 30 s, its output goes to the daemon's log, and an event of a unit
+(or of the reloads) fires at most once a minute."""
 
 from __future__ import annotations
 
@@ -34,10 +35,10 @@ class FailureHooks:
         self.runs = 0
 
     def fire(self, event: str, unit: str | None, error: str | None) -> bool:
-        """Run every command for this event, unless the unit fired less than a minute ago."""
+        """Run every command for this event, unless it fired for the unit less than a minute ago."""
         if not self.commands:
             return False
-        key, now = unit or RELOAD_KEY, self.clock()
+        key, now = f"{unit or RELOAD_KEY} {event}", self.clock()  # crash-looping leaves failed its run
         last = self._last.get(key)
         if last is not None and now - last < self.min_interval:
             log.info("hook.suppressed", unit=unit, hook_event=event, seconds_since_last=round(now - last, 1))

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from ..engine.unit import Unit
@@ -73,7 +73,7 @@ class Requests:
         assert self.d.supervisor is not None
         self.d.supervisor.unpaused.set()
         self.d.log.info("daemon.resumed")
-        self.d.notifier.send(STATUS=self.d.status_line())
+        self.d.notifier.status(self.d.status_line())
         if self.d.reloads.missed:
             self.d.reloads.missed = False
             self.d.reloads.request()
@@ -110,8 +110,7 @@ class Requests:
             await send({"ok": False, "error": f"{listed}: they cannot work without it; stop them too, "
                         "or use --force to stop it anyway"})
             return
-        warnings = [f"{n} is one member of the sharded group {sup.units[n].spec.group}: the others keep running, "
-                    f"and the work sharded to {n} waits until it runs again" for n in names if sup.units[n].spec.group]
+        warnings = sharded_group_warnings(sup.units, names)
         await self._queued(send, "stop " + " ".join(names), lambda: sup.hold(names), names, warnings=warnings)
 
     async def _cmd_stop(self, request: dict[str, Any], send: Send) -> None:
@@ -149,3 +148,22 @@ class Requests:
                                                    bool(request.get("dry_run")), progress))
         except Stopping as e:
             await send({"ok": False, "error": str(e)})
+
+
+def sharded_group_warnings(units: Mapping[str, Unit], names: list[str]) -> list[str]:
+    """What stopping `names` means for each sharded group they belong to: the others keep the
+    group's work going, or none is left running and the work stops."""
+    warnings = []
+    for group in sorted({g for n in names if (g := units[n].spec.group)}):
+        stopped = [n for n in names if units[n].spec.group == group]
+        others = [n for n, u in units.items() if u.spec.group == group and n not in names and u.wanted and not u.held]
+        if others:
+            warnings += [f"{n} is one member of the sharded group {group}: the others keep running "
+                         f"({', '.join(others)}), and the work sharded to {n} waits until it runs again" for n in stopped]
+            continue
+        work = units[stopped[0]].spec.group_work or f"the work of {group} stops"
+        who = (f"{stopped[0]} is the only running member" if len(stopped) == 1
+               else f"{', '.join(stopped)} are all the running members")
+        warnings.append(f"{who} of the sharded group {group}: {work} "
+                        f"until {'it runs' if len(stopped) == 1 else 'one runs'} again")
+    return warnings

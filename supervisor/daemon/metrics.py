@@ -9,18 +9,20 @@ from typing import TYPE_CHECKING, Protocol
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.samples import Sample
 
 from ... import __version__
 from ..engine.resources import ResourceSampler
 from ..engine.tallies import ProbeTally, UnitTally, exit_reason
 from ..engine.unit_state import UnitState
+from .scrape_targets import instance_of
 
 if TYPE_CHECKING:
     from ..engine.supervisor import Supervisor
     from ..engine.unit import Unit
     from ..source import Loaded
 
-UNIT_LABELS = ["unit", "app", "group"]
+UNIT_LABELS = ["unit", "app", "group", "instance"]  # instance: as the unit's scrape target has it
 RELOAD_RESULTS = ("applied", "rejected", "partial")
 EXIT_REASONS = ("exit_code", "signal", "unhealthy", "start_timeout", "stopped")
 
@@ -84,7 +86,23 @@ class Tallies:
 
 
 def unit_labels(unit: Unit) -> list[str]:
-    return [unit.spec.name, unit.spec.app, unit.spec.group or ""]
+    return [unit.spec.name, unit.spec.app, unit.spec.group or "", instance_of(unit.spec)]
+
+
+def info_series(info: dict[str, str], units: list[Unit]) -> list[dict[str, str]]:
+    """The label sets of synsup_info: one, or one per version when the units of an
+    application run different versions (during an upgrade, or after a partial one), with the
+    units running it."""
+    extra = {k: v for k, v in info.items() if k.isidentifier()}
+    by_version: dict[tuple[str, str], list[str]] = {}
+    for unit in units:
+        if unit.spec.version and unit.spec.code_name:
+            by_version.setdefault((unit.spec.code_name, unit.spec.version), []).append(unit.spec.name)
+    apps = [code for code, _ in by_version]
+    if all(apps.count(code) == 1 for code in apps):
+        return [{"version": __version__, **extra}]
+    return [{"version": __version__, **extra, f"{code.lower()}_version": version, "units": ",".join(names)}
+            for (code, version), names in sorted(by_version.items()) if apps.count(code) > 1]
 
 
 class _Families:
@@ -182,10 +200,10 @@ class ScrapeTimeFamilies(_Families):
                                 value=self.daemon.reloads.generation)
         yield GaugeMetricFamily("synsup_last_reload_timestamp_seconds",
                                 "When the configuration was last loaded (start or reload)", value=self.tallies.last_reload)
-        extra = {k: v for k, v in self.daemon.current.info.items() if k.isidentifier()}
-        info = GaugeMetricFamily("synsup_info", "synsup's version and what it runs",
-                                 labels=["version", *extra])
-        info.add_metric([__version__, *extra.values()], 1)
+        info = GaugeMetricFamily("synsup_info", "synsup's version and what it runs (per version when units differ)",
+                                 labels=[])
+        for labels in info_series(self.daemon.current.info, self.units()):
+            info.samples.append(Sample("synsup_info", labels, 1))
         yield info
         operation = GaugeMetricFamily("synsup_operation", "What the daemon does now", labels=["name"])
         running = self.daemon.operations.current

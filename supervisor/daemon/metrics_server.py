@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
+import stat
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -13,7 +15,8 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from ..errors import SynsupError
 
-REQUEST_TIMEOUT = 10.0
+REQUEST_TIMEOUT = 10.0  # seconds a connection may take from accept to its answer sent
+MAX_CONNECTIONS = 64  # at once; more are answered 503 and closed
 MAX_HEAD = 16 * 1024
 Route = Callable[[], tuple[bytes, str]]  # -> (body, content type)
 
@@ -47,6 +50,33 @@ class MetricsAddress:
         return cls(host=host, port=int(port))
 
 
+def _kind(mode: int) -> str:
+    return "a directory" if stat.S_ISDIR(mode) else "a symlink" if stat.S_ISLNK(mode) else \
+        "a regular file" if stat.S_ISREG(mode) else "not a file synsup made"
+
+
+def claim_socket_path(path: str) -> None:
+    """Make room for our socket at `path`: nothing there, or a stale socket of ours (our uid,
+    nobody answering), which is removed. Anything else is refused, never deleted."""
+    fix = "remove it or give --metrics another path"
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(st.st_mode):
+        raise MetricsAddressError(f"--metrics unix:{path}: {path} is not a socket ({_kind(st.st_mode)}); {fix}")
+    if st.st_uid != os.getuid():
+        raise MetricsAddressError(f"--metrics unix:{path}: the socket belongs to uid {st.st_uid}, not us; {fix}")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        try:
+            probe.connect(path)
+        except OSError:
+            os.unlink(path)  # stale: its listener is gone
+            return
+    raise MetricsAddressError(f"--metrics unix:{path}: the socket is in use (another synsup's metrics?); "
+                              "stop that one or give --metrics another path")
+
+
 def _response(status: str, body: bytes, content_type: str = "text/plain; charset=utf-8") -> bytes:
     head = (f"HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {len(body)}\r\n"
             "Connection: close\r\n\r\n")
@@ -54,15 +84,17 @@ def _response(status: str, body: bytes, content_type: str = "text/plain; charset
 
 
 class MetricsServer:
-    def __init__(self, address: MetricsAddress, routes: dict[str, Route]) -> None:
+    def __init__(self, address: MetricsAddress, routes: dict[str, Route], max_connections: int = MAX_CONNECTIONS,
+                 request_timeout: float = REQUEST_TIMEOUT) -> None:
         self.address, self.routes = address, routes
+        self.max_connections, self.request_timeout = max_connections, request_timeout
+        self.connections = 0
         self._server: asyncio.AbstractServer | None = None
 
     async def start(self) -> None:
         try:
             if self.address.path:
-                if os.path.lexists(self.address.path):
-                    os.unlink(self.address.path)
+                claim_socket_path(self.address.path)
                 self._server = await asyncio.start_unix_server(self._serve, self.address.path, limit=MAX_HEAD)
             else:
                 self._server = await asyncio.start_server(self._serve, self.address.host, self.address.port,
@@ -73,14 +105,18 @@ class MetricsServer:
         log.info("metrics.listening", address=self.address.describe())
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
         try:
-            async with asyncio.timeout(REQUEST_TIMEOUT):
+            async with asyncio.timeout(self.request_timeout):  # idle or slow readers are dropped
                 head = await reader.readuntil(b"\r\n\r\n")
-            writer.write(self._answer(head))
-            await writer.drain()
+                busy = self.connections > self.max_connections
+                writer.write(_response("503 Service Unavailable", b"too many connections; try again\n") if busy
+                             else self._answer(head))
+                await writer.drain()
         except (TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
             pass
         finally:
+            self.connections -= 1
             writer.close()
 
     def _answer(self, head: bytes) -> bytes:

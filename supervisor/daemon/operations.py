@@ -119,11 +119,12 @@ class Operations:
         try:
             result = await asyncio.shield(self._task)
         except asyncio.CancelledError:
-            if not self._task.cancelled():
+            if not op.future.done():
+                op.future.set_exception(Stopping())  # preempted by stop: its client is told so
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
                 self._task.cancel()  # we were cancelled ourselves: so is the work
                 raise
-            if not op.future.done():
-                op.future.set_exception(Stopping())
         except Exception as e:
             log.exception("operation.failed", operation=op.name)
             if not op.future.done():

@@ -14,8 +14,14 @@ from ..spec import UnitSpec
 FORMATS = ("file_sd", "http_sd")
 
 
+def instance_of(spec: UnitSpec) -> str:
+    """The `instance` label of a unit's scrape target: synsup's own series of the unit carry it
+    too, so the two join (`on(instance)`)."""
+    return dict(spec.metrics_labels).get("instance", spec.name)
+
+
 def target_groups(specs: Iterable[UnitSpec]) -> list[dict[str, Any]]:
-    return [{"targets": list(spec.metrics), "labels": {"instance": spec.name, **dict(spec.metrics_labels)}}
+    return [{"targets": list(spec.metrics), "labels": {**dict(spec.metrics_labels), "instance": instance_of(spec)}}
             for spec in specs if spec.metrics]
 
 

@@ -24,6 +24,8 @@ def unit_status(unit: Unit, now: float) -> dict[str, Any]:
         "health": unit.health,
         "last_exit": unit.last_exit.as_json() if unit.last_exit else None,
         "error": unit.error,
+        "last_error": unit.last_error,
+        "last_error_at": unit.last_error_at,
         "retry_at": unit.retry_at,
         "held": unit.held,
         "waiting_for": blocked.spec.name if (blocked := unit.blocked_by) else None,

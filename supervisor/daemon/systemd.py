@@ -6,10 +6,12 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import time
 from collections.abc import Callable, Mapping
 
 DEFAULT_TIMEOUT_START = 90.0  # systemd's DefaultTimeoutStartSec
 EXTENSION = 60.0
+MIN_STATUS_INTERVAL = 1.0  # seconds between two STATUS= lines of unit changes
 
 
 def watchdog_interval(environ: Mapping[str, str] | None = None) -> float | None:
@@ -53,8 +55,12 @@ async def extend_start(notifier: SystemdNotifier, timeout: float, slow_start: Ca
 class SystemdNotifier:
     """Sends messages to $NOTIFY_SOCKET (abstract `@` addresses too); silent when unset."""
 
-    def __init__(self, address: str | None) -> None:
+    def __init__(self, address: str | None, min_status_interval: float = MIN_STATUS_INTERVAL) -> None:
         self.address = address
+        self.min_status_interval = min_status_interval
+        self._status: str | None = None  # the STATUS= systemd shows
+        self._status_at = float("-inf")
+        self._pending: asyncio.TimerHandle | None = None  # a later STATUS= for changes that came too soon
         self._sock: socket.socket | None = None
         if address:
             # non-blocking: a stalled systemd must never freeze the event loop
@@ -64,9 +70,34 @@ class SystemdNotifier:
     def from_environment(cls) -> SystemdNotifier:
         return cls(os.environ.get("NOTIFY_SOCKET"))
 
+    def status(self, text: str) -> None:
+        """STATUS=text, only when it differs from what systemd shows, and at most once every
+        `min_status_interval`: a burst of unit changes ends in one line with the latest text."""
+        if self._sock is None:
+            return
+        self._cancel_pending()
+        wait = self._status_at + self.min_status_interval - time.monotonic()
+        if text == self._status:
+            return
+        if wait <= 0:
+            self.send(STATUS=text)
+            return
+        try:
+            self._pending = asyncio.get_running_loop().call_later(wait, lambda: self.send(STATUS=text))
+        except RuntimeError:
+            self.send(STATUS=text)  # no event loop to send it later from
+
+    def _cancel_pending(self) -> None:
+        if self._pending is not None:
+            self._pending.cancel()
+            self._pending = None
+
     def send(self, **fields: object) -> None:
         if self._sock is None or self.address is None:
             return
+        if "STATUS" in fields:
+            self._cancel_pending()
+            self._status, self._status_at = str(fields["STATUS"]), time.monotonic()
         message = "\n".join(f"{k}={v}" for k, v in fields.items()).encode()
         target = "\0" + self.address[1:] if self.address.startswith("@") else self.address
         try:
@@ -75,6 +106,7 @@ class SystemdNotifier:
             pass  # would block (advisory STATUS lines are dropped), or systemd is gone
 
     def close(self) -> None:
+        self._cancel_pending()
         if self._sock is not None:
             self._sock.close()
             self._sock = None

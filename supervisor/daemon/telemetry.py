@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from .metrics import DaemonView
 
 ON_FAILURE_ENV = "SYNSUP_ON_FAILURE"
+CRASH_LOOP_STARTS = 3  # failed starts in a row that make a unit crash-looping (5 make it failed)
 
 
 def reload_result(record: dict[str, Any]) -> str:
@@ -39,6 +40,7 @@ class Telemetry:
         self.server: MetricsServer | None = None
         self.daemon: DaemonView | None = None
         self._states: dict[str, UnitState] = {}
+        self._troubled: set[str] = set()  # crash-looping or failed, not ready since
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> Telemetry:
@@ -67,10 +69,29 @@ class Telemetry:
 
     def unit_changed(self, unit: Unit) -> None:
         self.tallies.unit_changed(unit)
-        before = self._states.get(unit.spec.name)
-        self._states[unit.spec.name] = unit.state
-        if unit.state is UnitState.FAILED and before is not UnitState.FAILED:
-            self.hooks.fire("failed", unit.spec.name, unit.error)
+        name, before = unit.spec.name, self._states.get(unit.spec.name)
+        self._states[name] = unit.state
+        if unit.state is before:
+            return
+        event = self._hook_event(unit)
+        if event == "recovered":
+            self._troubled.discard(name)
+        elif event is not None:
+            self._troubled.add(name)
+        if event is not None:
+            self.hooks.fire(event, name, unit.error)
+
+    def _hook_event(self, unit: Unit) -> str | None:
+        """failed; crash-looping (a backoff after CRASH_LOOP_STARTS failed starts in a row);
+        recovered (ready again after either)."""
+        if unit.state is UnitState.FAILED:
+            return "failed"
+        if unit.state is UnitState.BACKOFF and unit.policy.failed_starts >= CRASH_LOOP_STARTS \
+                and unit.spec.name not in self._troubled:
+            return "crash-looping"  # once per loop
+        if unit.state is UnitState.READY and unit.spec.name in self._troubled:
+            return "recovered"
+        return None
 
     def reload_done(self, reply: dict[str, Any]) -> None:
         """A reload's reply, as the reload loop returns it: counted, and hooked if not applied."""

@@ -1,4 +1,5 @@
-"""The error an admin needs from a unit's last output lines: the exception it died of."""
+"""What a unit died of, for the admin: the exception in its last output lines (never routine
+log lines), and whether the kernel's OOM killer was at work while it ran."""
 
 from __future__ import annotations
 
@@ -9,6 +10,15 @@ import re
 EXCEPTION_LINE = re.compile(
     r"^(?:[A-Za-z_]\w*\.)*[A-Z]\w*(?:Error|Exception|Failure|Exit|Interrupt|Fault)(?::\s.*|:)?$"
 )
+# a log line at an error level: Python logging (`- ERROR -`), PostgreSQL (`FATAL:`), ...
+ERROR_LEVEL = re.compile(r"\b(?:ERROR|CRITICAL|FATAL|PANIC)\b")
+# a routine log line: Python logging below ERROR, PostgreSQL's LOG/WARNING, Redis's `pid:R date . * # -`
+ROUTINE = re.compile(r"\b(?:DEBUG|INFO|NOTICE|WARNING|WARN|LOG|STATEMENT|DETAIL|HINT)\b"
+                     r"|^\d+:[A-Z] \d+ \w+ \d{4} [\d:.]+ [.\-*#] ")
+LAST_LINES = 3  # plain lines shown when there is no exception nor error line
+
+PROC_VMSTAT = "/proc/vmstat"
+CGROUP_FS = "/sys/fs/cgroup"
 
 
 def exception_line(lines: list[str]) -> str | None:
@@ -18,3 +28,52 @@ def exception_line(lines: list[str]) -> str | None:
         if EXCEPTION_LINE.match(text):
             return text
     return None
+
+
+def died_of(lines: list[str]) -> str:
+    """The exception, else the last error-level line, else the last lines that are not routine
+    log lines (a usage message, a crash report); "" when all are routine (access logs)."""
+    found = exception_line(lines) or next((line.strip() for line in reversed(lines) if ERROR_LEVEL.search(line)), None)
+    if found:
+        return found
+    return " | ".join(line.strip() for line in lines[-LAST_LINES:] if line.strip() and not ROUTINE.search(line))
+
+
+def _oom_kill_count(path: str) -> int | None:
+    """The `oom_kill N` line of /proc/vmstat, a cgroup v2 memory.events or a v1 memory.oom_control."""
+    try:
+        with open(path) as f:
+            for line in f:
+                if line.startswith("oom_kill "):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _cgroup_counters(pid: int) -> list[str]:
+    """The OOM kill counters of the cgroup(s) process `pid` runs in (v2 and v1 memory)."""
+    try:
+        with open(f"/proc/{pid}/cgroup") as f:
+            entries = [line.rstrip("\n").split(":", 2) for line in f]
+    except OSError:
+        return []
+    files = []
+    for entry in entries:
+        if len(entry) == 3 and entry[0] == "0" and entry[1] == "":
+            files.append(f"{CGROUP_FS}{entry[2].rstrip('/')}/memory.events")
+        elif len(entry) == 3 and "memory" in entry[1].split(","):
+            files.append(f"{CGROUP_FS}/memory{entry[2].rstrip('/')}/memory.oom_control")
+    return files
+
+
+class OomWatch:
+    """The kernel's OOM kill counters at a unit's spawn: did they rise by its exit?"""
+
+    def __init__(self, pid: int) -> None:
+        self.files = [PROC_VMSTAT, *_cgroup_counters(pid)]
+        self.before = [_oom_kill_count(f) for f in self.files]
+
+    def rose(self) -> bool:
+        after = [_oom_kill_count(f) for f in self.files]
+        return any(a is not None and b is not None and a > b for a, b in zip(after, self.before))

@@ -39,6 +39,16 @@ class EnvFileError(SynsupError):
 
 
 NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+MAX_ARG_STRLEN = 131072  # Linux: one KEY=VALUE string of an exec, its final NUL included (128 KiB)
+
+
+def _check_size(key: str, value: str) -> None:
+    """A variable execve(2) refuses ("Argument list too long") fails every unit: said at start."""
+    size = len(f"{key}={value}".encode())
+    if size + 1 > MAX_ARG_STRLEN:
+        raise ValueError(f"{key} is {size} bytes as KEY=VALUE, over Linux's limit of {MAX_ARG_STRLEN} bytes "
+                         "per variable (MAX_ARG_STRLEN, 128 KiB with its final NUL), so no unit could start; "
+                         "shorten the value")
 
 
 def _value(raw: str) -> str:
@@ -64,7 +74,9 @@ def parse_line(line: str) -> tuple[str, str] | None:
         raise ValueError("expected KEY=VALUE")
     if not NAME.fullmatch(key):
         raise ValueError(f"{key!r} is not a variable name (letters, digits and _, not starting with a digit)")
-    return key, _value(raw)
+    value = _value(raw)
+    _check_size(key, value)
+    return key, value
 
 
 def read_env_file(path: str) -> dict[str, str]:

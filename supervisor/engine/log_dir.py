@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 
 from ..errors import SynsupError
 from ..path_trust import UntrustedPath, check_symlinks, open_dir_nofollow
@@ -26,4 +27,19 @@ def prepare_log_dir(log_dir: str) -> str:
         os.close(open_dir_nofollow(real))
     except OSError as e:
         raise LogDirError(f"cannot create log dir {log_dir}: {e.strerror}; {fix}") from None
+    try:
+        _try_writing(real)
+    except OSError as e:
+        raise LogDirError(f"cannot write to log dir {log_dir}: {e.strerror}; {fix}") from None
     return real
+
+
+def _try_writing(real: str) -> None:
+    """A dir that exists but takes no file (read-only mount, mode, full disk) drops every
+    line of every unit: found here, before anything starts."""
+    fd, path = tempfile.mkstemp(prefix=".synsup-write-test-", dir=real)
+    try:
+        os.write(fd, b"x")
+    finally:
+        os.close(fd)
+        os.unlink(path)

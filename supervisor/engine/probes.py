@@ -15,6 +15,7 @@ from collections.abc import Awaitable
 
 from ..spec import HttpProbe, Probe, RedisProbe, TcpProbe
 from .listener_owner import foreign_listeners
+from .preflight import not_listening_yet
 
 
 class ProbeFailed(Exception):
@@ -227,6 +228,7 @@ class Prober:
         self.last_seconds = 0.0  # how long the last check_all took
         self.owner_pid: int | None = None  # the unit's process: the one that must be answering
         self._confirmed: int | None = None  # the pid whose HTTP listeners were confirmed as its own
+        self._listening: set[Probe] = set()  # probes whose port was seen listening in this run
 
     async def check_all(self, timeout: float) -> str | None:
         started = time.perf_counter()
@@ -254,6 +256,15 @@ class Prober:
         return why
 
     async def _check(self, probe: Probe, timeout: float) -> str | None:
+        if probe not in self._listening:
+            if probe.path is None and probe.port is not None and (why := not_listening_yet(probe.port)):
+                return f"{probe.describe()}: {why}"
+        why = await _verdict(probe, timeout, self._work(probe))
+        if why is None:
+            self._listening.add(probe)  # this process listens: no more /proc reads for this probe
+        return why
+
+    def _work(self, probe: Probe) -> Awaitable[None]:
         work: Awaitable[None]
         if isinstance(probe, HttpProbe):
             work = self._http(probe)
@@ -261,7 +272,7 @@ class Prober:
             work = _connect(probe)
         else:
             work = _redis(probe, self.owner_pid)
-        return await _verdict(probe, timeout, work)
+        return work
 
     async def _http(self, probe: HttpProbe) -> None:
         conn = self._kept.pop(probe, None)

@@ -45,25 +45,28 @@ class ExitStatus:
     signal: str | None
     at: float
     killed_after: float | None = None  # synsup's own SIGKILL after this stop timeout
+    oom_killed: bool = False  # SIGKILL while the kernel's OOM kill counters rose
 
     @classmethod
-    def from_returncode(cls, returncode: int, at: float, killed_after: float | None = None) -> ExitStatus:
+    def from_returncode(cls, returncode: int, at: float, killed_after: float | None = None,
+                        oom_killed: bool = False) -> ExitStatus:
         if returncode < 0:
             name = signal.Signals(-returncode).name if -returncode in signal.valid_signals() else str(-returncode)
-            return cls(None, name, at, killed_after if -returncode == signal.SIGKILL else None)
+            sigkill = -returncode == signal.SIGKILL
+            return cls(None, name, at, killed_after if sigkill else None, sigkill and oom_killed and not killed_after)
         return cls(returncode, None, at)
 
     def describe(self) -> str:
         if self.killed_after is not None:
             return f"killed by synsup after {self.killed_after:g}s (did not stop on SIGTERM)"
-        if self.signal == "SIGKILL":
-            return "killed by SIGKILL (out of memory?)"
+        if self.oom_killed:
+            return "killed by SIGKILL: out of memory (the kernel's OOM killer killed meanwhile: oom_kill rose)"
         if self.signal:
             return f"killed by {self.signal}"
         return f"exited with code {self.code}"
 
     def as_json(self) -> dict[str, object]:
-        return {"code": self.code, "signal": self.signal, "at": self.at}
+        return {"code": self.code, "signal": self.signal, "at": self.at, "oom_killed": self.oom_killed}
 
 
 class Reaper:

@@ -11,7 +11,7 @@ from .process import ExitStatus
 from .unit_state import UnitState
 
 # Few buckets: every one is a series per unit, rendered at every scrape of hundreds of units.
-START_BUCKETS = (1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0)
+START_BUCKETS = (1.0, 2.0, 3.0, 5.0, 7.5, 10.0, 15.0, 30.0, 60.0, 120.0, 300.0)  # most starts: 1-10 s
 PROBE_BUCKETS = (0.001, 0.01, 0.1, 1.0)  # a loopback /health answers well under 1 ms
 
 

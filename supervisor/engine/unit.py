@@ -13,7 +13,7 @@ import structlog
 
 from ..spec import UnitSpec
 from .clock import Clock
-from .died_of import exception_line
+from .died_of import OomWatch, died_of
 from .environment import unit_environment
 from .health import HealthChecks, Timing
 from .installed_code import InstalledCode
@@ -28,6 +28,7 @@ from .unit_state import UnitState, check_transition
 
 S = UnitState
 TAIL_FOR_ERRORS = 40  # output lines searched for the exception a unit died of
+ERROR_CLEARED_AFTER = 60.0  # seconds ready after which a unit's error is history (last_error)
 
 
 class Unit(HealthChecks):
@@ -46,8 +47,11 @@ class Unit(HealthChecks):
         self.failed_attempts = 0  # starts that never became ready since the last start()
         self.retry_at: float | None = None  # when a failed unit is tried again
         self.last_exit: ExitStatus | None = None
-        self.error: str | None = None
+        self._error: str | None = None
+        self.last_error: str | None = None  # the latest error ever, kept when `error` is cleared
+        self.last_error_at: float | None = None
         self.refused = False  # the last start was refused before a spawn (log file, address in use)
+        self.retry_soon: float | None = None  # ...for a cause that passes by itself: seconds to the next try
         self.health: str | None = None
         self.dependencies: list[Unit] = []
         self.ready_event = asyncio.Event()
@@ -66,6 +70,7 @@ class Unit(HealthChecks):
         self._sends_ready: bool | None = None  # learned: does this unit send READY=1?
         self._notify: NotifySocket | None = None
         self._prober = Prober(())
+        self._oom: OomWatch | None = None  # the kernel's OOM kill counters at the last spawn
         self.probe_tally = ProbeTally()  # liveness check times and failures, for metrics
         self.installed = InstalledCode()  # new code installed under the running spec?
         self.log = structlog.get_logger().bind(unit=spec.name)
@@ -74,8 +79,24 @@ class Unit(HealthChecks):
     def pid(self) -> int | None:
         return self.child.pid if self.child is not None and not self.child.exited else None
 
+    @property
+    def error(self) -> str | None:
+        """Why the unit failed: gone once it has been ready for ERROR_CLEARED_AFTER since."""
+        if self._error is not None and self.state is S.READY and (self.last_error_at or 0.0) <= self.since \
+                and self.clock.time() - self.since >= ERROR_CLEARED_AFTER:
+            return None
+        return self._error
+
+    @error.setter
+    def error(self, error: str | None) -> None:
+        self._error = error
+        if error is not None:
+            self.last_error, self.last_error_at = error, self.clock.time()
+
     # -- the one place state changes
     def set_state(self, new: UnitState, error: str | None = None, **fields: object) -> None:
+        if self.error is None:
+            self._error = None  # cleared while ready: it stays history when the unit leaves ready
         if error is not None:
             self.error = error
         if new is self.state:
@@ -215,7 +236,7 @@ class Unit(HealthChecks):
                 self.failed_attempts += 1
             if not self.unpaused.is_set() and not await self._paused():
                 break
-            delay = None if self.refused else self.policy.delay_after_exit(ready_for)
+            delay = self._delay_after_exit(ready_for)
             if delay is None:
                 if not await self._failed():
                     break
@@ -231,11 +252,14 @@ class Unit(HealthChecks):
                 break  # paused during the backoff: no automatic restart until resumed
         self.set_state(S.STOPPED)
 
+    def _delay_after_exit(self, ready_for: float | None) -> float | None:
+        if self.retry_soon is not None:
+            return self.retry_soon  # not a crash: no step towards `failed`
+        return None if self.refused else self.policy.delay_after_exit(ready_for)
+
     async def _paused(self) -> bool:
         """Exited while synsup is paused: no restart until resumed (True) or stopped (False)."""
-        note = "; not restarted while synsup is paused"
-        error = self.error or "exited"
-        self.set_state(S.BACKOFF, error if error.endswith(note) else error + note)
+        self.set_state(S.EXITED)
         return await self._until_resumed()
 
     async def _until_resumed(self) -> bool:
@@ -280,10 +304,12 @@ class Unit(HealthChecks):
             self._prober.close()
 
     async def _spawn_and_supervise(self) -> float | None:
-        self.refused = (refusal := preflight(self.spec, self.output)) is not None
+        refusal = preflight(self.spec, self.output)
+        self.retry_soon = refusal.retry_after if refusal is not None else None
+        self.refused = refusal is not None and self.retry_soon is None
         if refusal is not None:
-            self.error = refusal
-            self.log.error("unit.refused", error=refusal)
+            self.error = refusal.reason
+            self.log.error("unit.refused", error=refusal.reason)
             return None
         self.installed.at_spawn(self.spec)
         self.output.new_run()
@@ -294,6 +320,7 @@ class Unit(HealthChecks):
             self.log.error("unit.spawn_failed", error=self.error)
             return None
         self.started_at = self.clock.time()
+        self._oom = OomWatch(child.pid)
         self._prober.owner_pid = child.pid  # probes must reach this process, not another on its address
         self.output.note(f"started pid {child.pid}")
         self.log.info("unit.spawned", pid=child.pid)
@@ -323,7 +350,8 @@ class Unit(HealthChecks):
         return None if ready_at is None else self.clock.monotonic() - ready_at
 
     def _record_exit(self, child: Child, returncode: int) -> None:
-        status = ExitStatus.from_returncode(returncode, self.clock.time(), child.killed_after)
+        status = ExitStatus.from_returncode(returncode, self.clock.time(), child.killed_after,
+                                            self._oom is not None and self._oom.rose())
         self.last_exit = status
         self.output.note(f"pid {child.pid} {status.describe()}")
         if self.wanted:
@@ -335,10 +363,8 @@ class Unit(HealthChecks):
         self._on_change(self)
 
     def _died_of(self) -> str:
-        """The exception the process died of (the last `SomeError: ...` line of its output),
-        else its last lines: what the admin needs, not the closing banner."""
-        tail = self.output.last(TAIL_FOR_ERRORS)
-        return exception_line(tail) or " | ".join(tail[-3:])
+        """The exception the process died of: what the admin needs, not the closing banner."""
+        return died_of(self.output.last(TAIL_FOR_ERRORS))
 
     async def _watch_external(self) -> float | None:
         """A service someone else runs: ready when it answers; never started or stopped."""

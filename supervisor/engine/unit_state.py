@@ -11,6 +11,7 @@ class UnitState(enum.Enum):
     READY = "ready"
     UNHEALTHY = "unhealthy"
     BACKOFF = "backoff"
+    EXITED = "exited"  # exited while synsup is paused: not restarted until `synsup resume`
     FAILED = "failed"
     STOPPING = "stopping"
     STOPPED = "stopped"
@@ -20,10 +21,11 @@ S = UnitState
 ALLOWED: dict[UnitState, frozenset[UnitState]] = {
     S.STOPPED: frozenset({S.WAITING, S.FAILED}),
     S.WAITING: frozenset({S.STARTING, S.STOPPED, S.FAILED}),
-    S.STARTING: frozenset({S.READY, S.BACKOFF, S.WAITING, S.FAILED, S.STOPPING, S.STOPPED}),
-    S.READY: frozenset({S.UNHEALTHY, S.BACKOFF, S.WAITING, S.FAILED, S.STOPPING, S.STOPPED}),
-    S.UNHEALTHY: frozenset({S.READY, S.BACKOFF, S.WAITING, S.FAILED, S.STOPPING, S.STOPPED}),
-    S.BACKOFF: frozenset({S.WAITING, S.FAILED, S.STOPPED}),
+    S.STARTING: frozenset({S.READY, S.BACKOFF, S.EXITED, S.WAITING, S.FAILED, S.STOPPING, S.STOPPED}),
+    S.READY: frozenset({S.UNHEALTHY, S.BACKOFF, S.EXITED, S.WAITING, S.FAILED, S.STOPPING, S.STOPPED}),
+    S.UNHEALTHY: frozenset({S.READY, S.BACKOFF, S.EXITED, S.WAITING, S.FAILED, S.STOPPING, S.STOPPED}),
+    S.BACKOFF: frozenset({S.WAITING, S.EXITED, S.FAILED, S.STOPPED}),
+    S.EXITED: frozenset({S.WAITING, S.BACKOFF, S.FAILED, S.STOPPED}),
     S.FAILED: frozenset({S.WAITING, S.STOPPED}),
     S.STOPPING: frozenset({S.STOPPED, S.FAILED}),
 }

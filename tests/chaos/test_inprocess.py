@@ -168,6 +168,9 @@ class RecordingNotifier:
     def send(self, **fields) -> None:
         self.sent.append(fields)
 
+    def status(self, text: str) -> None:
+        self.send(STATUS=text)
+
 
 class SlowSpawner(FakeSpawner):
     def __init__(self, slow: str) -> None:

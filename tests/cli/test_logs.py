@@ -89,3 +89,24 @@ def test_follow_with_zero_lines_shows_only_new_output(tmp_path):
         f.write(b"new\n")
     assert log.read() == b"new\n"
     log.close()
+
+
+def test_logs_does_not_follow_a_planted_symlink_nor_hang_on_a_planted_fifo(tmp_path):
+    """Another user with write access to the log dir planted main.log -> a secret file and a
+    FIFO as generic1.log: logs showed the secret, then hung forever on the FIFO."""
+    secret = tmp_path / "secret"
+    secret.write_text("root-only token\n")
+    log_dir = tmp_path / "logs"
+    log_dir.mkdir()
+    os.symlink(secret, log_dir / "main.log")
+    os.mkfifo(log_dir / "generic1.log")
+    (log_dir / "sender1.log").write_bytes(b"sender1 says hi\n")
+    done = subprocess.run([sys.executable, "-m", "synsup", "logs", "-n", "5", "--log-dir", str(log_dir),
+                           "--state-dir", str(tmp_path / "s")], capture_output=True, text=True, cwd=REPO, timeout=30)
+    assert "token" not in done.stdout
+    assert done.stdout.splitlines() == ["sender1  | sender1 says hi"]
+    assert f"{log_dir}/main.log is not a regular file" in done.stderr
+    assert f"{log_dir}/generic1.log is not a regular file" in done.stderr
+    log = FollowedLog(str(log_dir / "main.log"))
+    assert log.tail(5) == b"" and log.read() == b""
+    log.close()

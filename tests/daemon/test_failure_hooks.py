@@ -72,3 +72,46 @@ def test_no_commands_no_runs():
         assert not h.fire("failed", "main", "x") and h.runs == 0
 
     asyncio.run(main())
+
+
+def test_hooks_fire_for_crash_looping_before_failed_and_for_recovered(tmp_path):
+    """A crash loop fired only `failed`, and nothing said when the unit was ready again."""
+    from fakes import run_supervisor, until
+
+    from synsup.supervisor.daemon.telemetry import Telemetry
+    from synsup.supervisor.engine.unit import Timing
+    from synsup.supervisor.engine.unit_state import UnitState
+    from synsup.supervisor.spec import UnitSpec
+
+    telemetry = Telemetry(on_failure=["true"])
+    fired = []
+    telemetry.hooks.fire = lambda event, unit, error: fired.append((event, unit, error)) or True
+
+    async def scenario(sup, clock, spawner):
+        unit = sup.units["w"]
+        sup.add_listener(telemetry.unit_changed)
+        sup.start_all()
+        for _ in range(5):
+            (await spawner.next_child()).exit(1)
+        await until(lambda: unit.state is UnitState.FAILED)
+        assert [e for e, _, _ in fired] == ["crash-looping", "failed"]
+        assert fired[0][1] == "w" and "exited with code 1" in fired[0][2]
+        await spawner.next_child()  # the retry after the cool-down stays up
+        await until(lambda: unit.state is UnitState.READY)
+        assert [e for e, _, _ in fired] == ["crash-looping", "failed", "recovered"]
+        await sup.stop_all()
+    run_supervisor(scenario, [UnitSpec(name="w", argv=("fake",), notify=False)], tmp_path,
+                   Timing(liveness_interval=None, notify_grace=0.0))
+
+
+def test_each_event_of_a_unit_has_its_own_minute():
+    async def main():
+        h = FailureHooks(["true"], clock=Clock())
+        try:
+            assert h.fire("crash-looping", "w", "x")
+            assert h.fire("failed", "w", "x")  # not suppressed by the crash-looping run before it
+            assert not h.fire("failed", "w", "again")
+            await settle(h)
+        finally:
+            h.close()
+    asyncio.run(main())

@@ -75,8 +75,9 @@ def test_states_restarts_exits_and_start_seconds(tmp_path):
         telemetry.reload_done({"applied": True, "actions": []})
 
     found = scrape_after(scenario, tmp_path)
-    p1 = {"unit": "persister1", "app": "synapse.app.generic_worker", "group": "event_persisters"}
-    main = {"unit": "main", "app": "synapse.app.homeserver", "group": ""}
+    p1 = {"unit": "persister1", "app": "synapse.app.generic_worker", "group": "event_persisters",
+          "instance": "persister1"}
+    main = {"unit": "main", "app": "synapse.app.homeserver", "group": "", "instance": "main"}
     assert value(found, "synsup_unit_state", **p1, state="ready") == 1
     assert value(found, "synsup_unit_state", **p1, state="failed") == 0
     assert value(found, "synsup_unit_ready", **main) == 1
@@ -86,6 +87,8 @@ def test_states_restarts_exits_and_start_seconds(tmp_path):
     assert value(found, "synsup_unit_exits_total", **p1, reason="signal") == 0
     assert value(found, "synsup_unit_start_seconds_count", **p1) == 2
     assert value(found, "synsup_unit_start_seconds_bucket", **p1, le="1.0") == 1  # 0 s, then 2.5 s
+    assert value(found, "synsup_unit_start_seconds_bucket", **p1, le="2.0") == 1
+    assert value(found, "synsup_unit_start_seconds_bucket", **p1, le="3.0") == 2  # resolves 1-10 s
     assert value(found, "synsup_unit_start_seconds_bucket", **p1, le="5.0") == 2
     assert value(found, "synsup_unit_start_seconds_sum", **p1) == 2.5
     assert ("synsup_unit_probe_seconds_count", frozenset(p1.items())) not in found  # it has no probes
@@ -105,7 +108,8 @@ def test_stop_counts_as_stopped_not_a_crash(tmp_path):
         await sup.stop_all()
 
     found = scrape_after(scenario, tmp_path)
-    p1 = {"unit": "persister1", "app": "synapse.app.generic_worker", "group": "event_persisters"}
+    p1 = {"unit": "persister1", "app": "synapse.app.generic_worker", "group": "event_persisters",
+          "instance": "persister1"}
     assert value(found, "synsup_unit_exits_total", **p1, reason="stopped") == 1
     assert value(found, "synsup_unit_exits_total", **p1, reason="signal") == 0
     assert value(found, "synsup_unit_state", **p1, state="stopped") == 1
@@ -145,8 +149,106 @@ def test_probe_times_and_failures_of_units_with_probes(tmp_path):
         return found
 
     found = asyncio.run(main())
-    g1 = {"unit": "generic1", "app": "", "group": ""}
+    g1 = {"unit": "generic1", "app": "", "group": "", "instance": "generic1"}
     assert value(found, "synsup_unit_probe_seconds_bucket", **g1, le="0.001") == 1
     assert value(found, "synsup_unit_probe_seconds_bucket", **g1, le="0.1") == 2
     assert value(found, "synsup_unit_probe_seconds_count", **g1) == 2
     assert value(found, "synsup_unit_probe_failures_total", **g1) == 1
+
+
+def test_unit_series_join_synapses_own_on_the_instance_of_its_scrape_target():
+    from synsup.supervisor.daemon.metrics import unit_labels
+    from synsup.supervisor.daemon.scrape_targets import target_groups
+    spec = UnitSpec(name="generic1", argv=("x",), app="synapse.app.generic_worker", metrics=("127.0.0.1:9101",),
+                    metrics_labels=(("job", "synapse"),))
+    [group] = target_groups([spec])
+    labels = dict(zip(["unit", "app", "group", "instance"], unit_labels(SimpleNamespace(spec=spec))))
+    assert labels["instance"] == group["labels"]["instance"] == "generic1"
+
+
+def test_synsup_info_has_a_series_per_unit_version_when_units_differ(tmp_path):
+    import dataclasses
+    global SPECS
+    saved = SPECS
+    SPECS = [dataclasses.replace(SPECS[0], version="1.163.2", code_name="Synapse"),
+             dataclasses.replace(SPECS[1], version="1.163.1", code_name="Synapse")]
+
+    async def scenario(sup, clock, spawner, telemetry):
+        pass
+    try:
+        found = scrape_after(scenario, tmp_path)
+    finally:
+        SPECS = saved
+    infos = [dict(labels) for name, labels in found if name == "synsup_info"]
+    assert sorted(infos, key=lambda i: i["synapse_version"]) == [
+        {"version": "0.1.0", "synapse_version": "1.163.1", "units": "persister1"},
+        {"version": "0.1.0", "synapse_version": "1.163.2", "units": "main"}]
+
+
+# -- the metrics listener (`--metrics`)
+def _serve(path, routes=None, **limits):
+    from synsup.supervisor.daemon.metrics_server import MetricsAddress, MetricsServer
+    return MetricsServer(MetricsAddress(path=path), routes or {"/metrics": lambda: (b"x 1\n", "text/plain")},
+                         **limits)
+
+
+def test_metrics_path_refuses_anything_but_a_stale_socket_of_ours(short_dir):
+    """--metrics PATH deleted a regular file at PATH and put its socket there."""
+    import os
+    import socket
+
+    import pytest
+
+    from synsup.supervisor.daemon.metrics_server import MetricsAddressError
+    path = os.path.join(short_dir, "metrics.sock")
+
+    async def start(server):
+        await server.start()
+        server.close()
+
+    with open(path, "w") as f:
+        f.write("precious\n")
+    with pytest.raises(MetricsAddressError, match=f"--metrics unix:{path}: .*is not a socket"):
+        asyncio.run(start(_serve(path)))
+    with open(path) as f:
+        assert f.read() == "precious\n"
+    os.unlink(path)
+    with socket.socket(socket.AF_UNIX) as live:
+        live.bind(path)
+        live.listen()
+        with pytest.raises(MetricsAddressError, match="in use"):
+            asyncio.run(start(_serve(path)))
+        assert os.path.exists(path)
+    asyncio.run(start(_serve(path)))  # the socket left by a listener that is gone: ours to replace
+    assert not os.path.exists(path)
+
+
+def test_metrics_listener_caps_connections_and_drops_idle_ones(short_dir):
+    import os
+
+    path = os.path.join(short_dir, "metrics.sock")
+
+    async def main():
+        server = _serve(path, max_connections=2, request_timeout=0.3)
+        await server.start()
+        try:
+            idle = [await asyncio.open_unix_connection(path) for _ in range(2)]
+            await until(lambda: server.connections == 2, 100_000)
+            reader, writer = await asyncio.open_unix_connection(path)
+            writer.write(b"GET /metrics HTTP/1.1\r\n\r\n")
+            async with asyncio.timeout(5):
+                refused = await reader.read()
+            assert refused.startswith(b"HTTP/1.1 503")
+            writer.close()
+            async with asyncio.timeout(5):
+                assert [await r.read() for r, _ in idle] == [b"", b""]  # dropped after the idle timeout
+            reader, writer = await asyncio.open_unix_connection(path)
+            writer.write(b"GET /metrics HTTP/1.1\r\n\r\n")
+            async with asyncio.timeout(5):
+                assert (await reader.read()).endswith(b"x 1\n")
+            for _, w in idle:
+                w.close()
+            writer.close()
+        finally:
+            server.close()
+    asyncio.run(main())

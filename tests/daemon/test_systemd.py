@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import configparser
 import os
+import re
 import shutil
 import signal
 import socket
@@ -72,6 +73,7 @@ def test_notify_sequence(deployment, short_dir):
         assert extend is not None and extend < ready_at, "no EXTEND_TIMEOUT_USEC while main was starting"
         statuses = [f["STATUS"] for _, f in server.messages if "STATUS" in f]
         assert "8/8 ready" in statuses
+        assert all(a != b for a, b in zip(statuses, statuses[1:])), statuses
         assert any(s.startswith("starting main (database migration may take a while)") for s in statuses)
 
         window_start = time.time()
@@ -106,6 +108,29 @@ def test_abstract_notify_address(short_dir):
         notifier.send(READY=1, STATUS="hello")
         assert parse(sock.recv(1024)) == {"READY": "1", "STATUS": "hello"}
         notifier.close()
+
+
+def test_status_lines_go_to_systemd_only_when_they_change_and_at_most_once_a_second(short_dir):
+    """About 100 STATUS= messages in 46 s, many identical."""
+    import asyncio
+    server = NotifyServer(os.path.join(short_dir, "systemd.sock"))
+
+    async def main():
+        notifier = SystemdNotifier(server.sock.getsockname())
+        for _ in range(5):
+            notifier.status("8/8 ready")
+        for n in range(50):  # a burst of changes: the latest is sent, not all of them
+            notifier.status(f"{n}/50 ready")
+        await asyncio.sleep(notifier.min_status_interval * 1.5)
+        notifier.status("49/50 ready")  # what systemd shows already
+        notifier.close()
+    try:
+        asyncio.run(main())
+        wait_for(lambda: server.first("STATUS", "49/50 ready"), timeout=5, what="the latest STATUS")
+        statuses = [f["STATUS"] for _, f in server.messages if "STATUS" in f]
+        assert statuses == ["8/8 ready", "49/50 ready"]
+    finally:
+        server.close()
 
 
 def test_watchdog_interval_is_half_of_watchdog_usec():
@@ -169,3 +194,36 @@ def test_systemd_analyze_verify(name, tmp_path):
     target.write_text(text.replace("/usr/local/bin/synsup", synsup))  # verify wants the binary to exist
     done = subprocess.run([analyze, "verify", "--man=no", str(target)], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0 and done.stderr.strip() == "", done.stderr
+
+
+def _exposure(path: str) -> float:
+    analyze = shutil.which("systemd-analyze")
+    if analyze is None:
+        pytest.skip("systemd-analyze not installed (apt-get install systemd)")
+    done = subprocess.run([analyze, "security", "--offline=yes", path], capture_output=True, text=True, timeout=60)
+    match = re.search(r"Overall exposure level for \S+: (\d+\.\d)", done.stdout)
+    assert match, done.stdout[-500:] + done.stderr
+    return float(match.group(1))
+
+
+@pytest.mark.parametrize("name", UNIT_FILES)
+def test_unit_file_is_hardened_as_far_as_synapse_allows_and_the_readme_says_how_far(name, tmp_path):
+    """systemd-analyze security rated synsup.service 6.5 MEDIUM."""
+    path = os.path.join(REPO, "contrib", "systemd", name)
+    service = _unit(path)["Service"]
+    assert service["ProtectSystem"] == "strict" and service["UMask"] == "0027"
+    with open(path) as f:
+        lines = f.read().splitlines()
+    assert service["CapabilityBoundingSet"] == "" and "SystemCallFilter=@system-service" in lines
+    for setting in ("ProtectKernelLogs", "ProtectClock", "ProtectHostname", "RestrictNamespaces"):
+        assert service[setting] == "yes", setting
+    writable = service["ReadWritePaths"].split()
+    assert any(p.startswith("/var/lib/matrix-synapse") for p in writable)
+    assert any(p.startswith("/var/log/matrix-synapse") for p in writable)
+    target = tmp_path / name.replace("@.", "@demo.")
+    target.write_text("\n".join(lines) + "\n")
+    score = _exposure(str(target))
+    assert score <= 3.0, f"{name}: exposure {score}"
+    with open(os.path.join(REPO, "contrib", "systemd", "README.md")) as f:
+        readme = f.read()
+    assert f"`systemd-analyze security` rates it {score} " in readme

@@ -31,7 +31,7 @@ class Prometheus:
         config = {
             "global": {"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"},
             "scrape_configs": [
-                {"job_name": "synsup", "static_configs": [{"targets": [synsup_address]}]},
+                {"job_name": "synsup", "honor_labels": True, "static_configs": [{"targets": [synsup_address]}]},
                 {"job_name": "synapse", "http_sd_configs": [
                     {"url": f"http://{synsup_address}/targets", "refresh_interval": "1s"}]},
             ],
@@ -103,6 +103,10 @@ def test_prometheus_finds_synsup_and_every_synapse_process_up(monitored):
     assert set(up.values()) == {1.0}
     groups = prometheus.query('count by (instance) (synapse_build_info{job="synapse"})')
     assert set(groups) == SYNAPSE_PROCESSES, "each target is a real Synapse metrics endpoint"
+    joined = wait_for(lambda: len(found := prometheus.query(
+        'synsup_unit_ready * on(instance) group_left() synapse_build_info{job="synapse"}')) == 7 and found,
+        timeout=60, what="synsup's unit series joined with Synapse's own on instance")
+    assert set(joined) == SYNAPSE_PROCESSES
     print("\nPrometheus /api/v1/targets:\n" + summary(prometheus.targets()))
 
 

@@ -13,6 +13,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 from contextlib import redirect_stderr, redirect_stdout
@@ -451,3 +452,42 @@ def test_a_foreign_redis_is_not_ours_and_an_external_one_is_only_pinged(redis_se
     assert asyncio.run(check(None)) is None  # --external-redis: no identity to check
     assert preflight.address_in_use(f"127.0.0.1:{port}") == f"port {port} is in use by pid {proc.pid} (redis-server)"
 
+
+
+def test_an_env_file_value_over_the_kernels_limit_is_refused_at_start(tmp_path):
+    """A 200 kB value passed, then every unit failed with "Argument list too long"."""
+    env_file = tmp_path / "env"
+    env_file.write_text("GOOD=1\nBIG=" + "x" * 200_000 + "\n")
+    with pytest.raises(EnvFileError) as e:
+        read_env_file(str(env_file))
+    message = str(e.value)
+    assert message.startswith(f"{env_file}:2: BIG is 200004 bytes") and "131072" in message
+    assert "\n" not in message
+    env_file.write_text("BIG=" + "x" * 131_000 + "\n")
+    assert len(read_env_file(str(env_file))["BIG"]) == 131_000
+
+
+def test_a_log_dir_that_cannot_be_written_is_one_line_before_anything_starts(short_dir):
+    """A read-only log dir that exists: every line was dropped (EROFS), and start said ready."""
+    log_dir = os.path.join(short_dir, "logs")
+    os.mkdir(log_dir, 0o750)
+    # a read-only mount where we can make one (root ignores mode bits); else a 0500 dir as non-root
+    if os.getuid() == 0 and shutil.which("unshare") is None:
+        pytest.skip("needs unshare to make a read-only mount as root")
+    if os.getuid() == 0:
+        script = ("import sys; from synsup.supervisor.engine.log_dir import prepare_log_dir, LogDirError\n"
+                  "try:\n    prepare_log_dir(sys.argv[1])\nexcept LogDirError as e:\n    print(e); sys.exit(3)\n")
+        done = subprocess.run(["unshare", "-m", "sh", "-c",
+                               'mount --bind "$1" "$1" && mount -o remount,bind,ro "$1" && exec "$2" -c "$3" "$1"',
+                               "sh", log_dir, sys.executable, script], capture_output=True, text=True, timeout=60)
+        if "mount" in done.stderr and done.returncode not in (0, 3):
+            pytest.skip(f"cannot make a read-only mount here: {done.stderr.strip()}")
+        assert done.returncode == 3, done.stderr
+        message = done.stdout.strip()
+    else:
+        os.chmod(log_dir, 0o500)
+        with pytest.raises(LogDirError) as e:
+            prepare_log_dir(log_dir)
+        message = str(e.value)
+    assert message.startswith(f"cannot write to log dir {log_dir}: ") and "--log-dir" in message
+    assert "\n" not in message

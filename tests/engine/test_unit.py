@@ -68,7 +68,7 @@ def test_crashes_soon_after_ready_back_off(tmp_path):
         await spawner.next_child()
         assert clock.sleeps == [1.0, 2.0, 4.0, 8.0]
         assert unit.last_exit.signal == "SIGKILL"
-        assert "killed by SIGKILL (out of memory?)" in unit.error
+        assert unit.error == "killed by SIGKILL"  # no OOM kill counted meanwhile: no guess
         await sup.stop_all()
     run(scenario, [spec("a")], tmp_path)
 
@@ -194,3 +194,107 @@ def test_a_held_dependency_does_not_keep_its_dependents_waiting(tmp_path):
         await sup.stop_all()
     run(scenario, [spec("main"), spec("p1", "main", step=1), spec("p2", "main", step=1),
                    spec("w", "main", "p1", "p2", step=2)], tmp_path)
+
+
+def test_a_unit_that_exits_while_paused_shows_exited_paused_not_backoff(tmp_path):
+    from synsup.supervisor.cli.render import status_table
+    from synsup.supervisor.daemon.status_report import unit_status
+
+    async def scenario(sup, clock, spawner):
+        unit = sup.units["a"]
+        sup.start_all()
+        child = await spawner.next_child()
+        await until(lambda: unit.state is S.READY)
+        sup.unpaused.clear()
+        child.exit(1)
+        await until(lambda: unit.waiting_for_resume)
+        assert unit.state is S.EXITED and unit.settled and len(spawner.children) == 1
+        status = unit_status(unit, clock.time())
+        table = status_table({"daemon": {"paused": True}, "units": [status]}, clock.time())
+        assert "exited (paused)" in table and "backoff" not in table
+        assert status["error"] == "exited with code 1"
+        sup.unpaused.set()
+        await spawner.next_child()
+        await until(lambda: unit.state is S.READY)
+        await sup.stop_all()
+    run(scenario, [spec("a")], tmp_path)
+
+
+def _kill_9_after(tmp_path, monkeypatch, kills_meanwhile):
+    from synsup.supervisor.engine import died_of
+    vmstat = tmp_path / "vmstat"
+    vmstat.write_text("pgfault 12\noom_kill 3\n")
+    monkeypatch.setattr(died_of, "PROC_VMSTAT", str(vmstat))
+    errors = []
+
+    async def scenario(sup, clock, spawner):
+        unit = sup.units["a"]
+        sup.start_all()
+        child = await spawner.next_child()
+        await until(lambda: unit.state is S.READY)
+        unit.output.write(b"2026-12-01 10:00:00,001 - synapse.access.http.8008 - 460 - INFO - GET-1 - "
+                          b"127.0.0.1 - 8008 - {None} Processed request: 0.001sec 200 GET /health\n")
+        if kills_meanwhile:
+            vmstat.write_text("pgfault 12\noom_kill 4\n")
+        child.exit(-signal.SIGKILL)
+        await spawner.next_child()
+        errors.append(unit.error)
+        await sup.stop_all()
+    run(scenario, [spec("a")], tmp_path / "logs")
+    return errors[0]
+
+
+def test_sigkill_says_out_of_memory_only_when_the_kernel_killed_for_memory(tmp_path, monkeypatch):
+    error = _kill_9_after(tmp_path, monkeypatch, kills_meanwhile=True)
+    assert error == "killed by SIGKILL: out of memory (the kernel's OOM killer killed meanwhile: oom_kill rose)"
+
+
+def test_sigkill_without_an_oom_kill_is_not_blamed_on_memory_nor_on_access_log_lines(tmp_path, monkeypatch):
+    error = _kill_9_after(tmp_path, monkeypatch, kills_meanwhile=False)
+    assert error == "killed by SIGKILL"
+
+
+def test_the_last_lines_stand_for_the_error_only_when_they_are_no_routine_log_lines():
+    from synsup.supervisor.engine.died_of import died_of
+    routine = ["2026-12-01 10:00:00,001 - synapse.access.http.8008 - 460 - INFO - GET-1 - Processed request",
+               "12345:M 01 Dec 2026 10:00:00.000 * Ready to accept connections tcp",
+               "2026-12-01 10:00:00.000 UTC [77] LOG:  database system is ready to accept connections"]
+    assert died_of(routine) == ""
+    assert died_of([*routine, "usage: synapse [-h] --config-path CONFIG_FILE"]) == \
+        "usage: synapse [-h] --config-path CONFIG_FILE"
+    fatal = "2026-12-01 10:00:00.000 UTC [77] FATAL:  could not bind IPv4 address \"127.0.0.1\""
+    assert died_of([fatal, *routine]) == fatal
+
+
+def test_an_error_is_cleared_once_the_unit_has_been_ready_a_while_and_kept_as_last_error(tmp_path):
+    from synsup.supervisor.daemon.status_report import unit_status
+
+    async def scenario(sup, clock, spawner):
+        unit = sup.units["a"]
+        sup.start_all()
+        (await spawner.next_child()).exit(3)
+        failed_at = clock.time()
+        await spawner.next_child()
+        await until(lambda: unit.state is S.READY)
+        assert unit.error == "exited with code 3"  # just back: the failure is still news
+        clock.advance(61)
+        status = unit_status(unit, clock.time())
+        assert status["error"] is None and unit.error is None
+        assert status["last_error"] == "exited with code 3" and status["last_error_at"] == failed_at
+        await sup.stop_all()
+    run(scenario, [spec("a")], tmp_path)
+
+
+def test_a_cleared_error_does_not_come_back_when_the_unit_crashes_later(tmp_path):
+    async def scenario(sup, clock, spawner):
+        unit = sup.units["a"]
+        sup.start_all()
+        (await spawner.next_child()).exit(3)
+        child = await spawner.next_child()
+        await until(lambda: unit.state is S.READY)
+        clock.advance(3600)
+        child.exit(-signal.SIGTERM)
+        await spawner.next_child()
+        assert unit.error == "killed by SIGTERM" and unit.last_error == "killed by SIGTERM"
+        await sup.stop_all()
+    run(scenario, [spec("a")], tmp_path)
