@@ -18,11 +18,12 @@ import structlog
 
 from ..daemon.systemd import SystemdNotifier
 from ..engine.log_dir import prepare_log_dir
-from ..engine.process import REAPER, STATE_MARKER, Spawner, become_subreaper
+from ..engine.process import REAPER, Spawner, become_subreaper
 from ..engine.supervisor import Supervisor
 from ..engine.unit import Timing, Unit
 from ..engine.unit_output import KEEP_FILES, MAX_BYTES
 from ..engine.unit_state import UnitState
+from ..owner_mark import VARIABLE, owner_token
 from ..plans import Action
 from ..process_records import process_record
 from ..source import Loaded
@@ -61,7 +62,7 @@ class Daemon:
         self.state, self.log_dir = state, log_dir
         self.current = loaded
         self.timing, self.watch = timing, watch
-        self.spawner = spawner or Spawner({STATE_MARKER: state.path})
+        self.spawner = spawner or Spawner()
         self.notifier = notifier or SystemdNotifier(None)
         self.lifecycle = Lifecycle()
         self.operations = Operations()
@@ -70,6 +71,7 @@ class Daemon:
         self.records = Records(state)
         self.telemetry = telemetry or Telemetry()  # metrics, resource columns, failure hooks
         self.supervisor: Supervisor | None = None
+        self.token = ""  # this state dir's owner token (`owner_mark`), read at run
         self._stop = asyncio.Event()
         self._stopped = asyncio.Event()
         self._stop_trigger = stop_trigger
@@ -80,6 +82,9 @@ class Daemon:
         _raise_fd_limit()
         become_subreaper()
         self.state.create()
+        os.environ.pop(VARIABLE, None)  # a daemon started from inside a unit is not that unit
+        self.token = self.spawner.token = REAPER.token = owner_token(self.state)
+        REAPER.session = os.getsid(0)
         self.log_dir = prepare_log_dir(self.log_dir)
         self.records.write_daemon({**(process_record(os.getpid()) or {}), "log_dir": self.log_dir})
         self.records.write_log_dir(self.log_dir)

@@ -11,7 +11,7 @@ from typing import Any
 import structlog
 
 from ..engine.supervisor import Supervisor
-from ..process_records import process_record, still_running
+from ..process_records import process_record, same_process
 from ..statedir import StateDir
 
 log = structlog.get_logger()
@@ -21,6 +21,7 @@ class Records:
     def __init__(self, state: StateDir) -> None:
         self.state = state
         self._kept: dict[str, dict[str, Any]] = {}
+        self._commands: dict[str, dict[str, Any]] = {}  # commands the daemon runs that are no unit
         self._dirty = False
         self._failing = False
 
@@ -36,6 +37,17 @@ class Records:
             self._dirty = True
             asyncio.get_running_loop().call_soon(self.write_units, sup)
 
+    def track(self, name: str, pid: int, sup: Supervisor | None) -> None:
+        """A command (a migration) in units.json while it runs; stopped first, never adopted."""
+        self._commands[name] = {**(process_record(pid) or {"pid": pid}), "kind": "command",
+                                "step": 1_000_000, "stop_timeout": 30.0}
+        if sup is not None:
+            self.write_units(sup)
+
+    def untrack(self, name: str, sup: Supervisor | None) -> None:
+        if self._commands.pop(name, None) is not None and sup is not None:
+            self.write_units(sup)
+
     def write_units(self, sup: Supervisor) -> None:
         self._dirty = False
         records = {}
@@ -47,13 +59,13 @@ class Records:
                     "stop_timeout": unit.spec.stop_timeout,
                     "create_time": (process_record(unit.pid) or {}).get("create_time")}
         self._kept = records  # only a new pid costs a look-up of its start time
-        self._write(self.state.units_file, records)
+        self._write(self.state.units_file, {**records, **self._commands})
 
     def finish(self, sup: Supervisor) -> None:
         """At exit: keep units.json while any recorded process still lives."""
         self.write_units(sup)
         self.state.remove(self.state.daemon_file)
-        if not any(still_running(r) for r in self._kept.values()):
+        if not any(same_process(r) for r in self._kept.values()):
             self.state.remove(self.state.units_file)
         else:
             log.error("daemon.processes_left", units=sorted(self._kept))
