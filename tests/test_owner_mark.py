@@ -160,3 +160,17 @@ def test_leftovers_of_a_wrapper_python_stop_in_reverse_dependency_order(deployme
     exits = [e["name"] for e in deployment.events() if e["event"] == "exit"]  # a SIGTERM, answered
     assert {"main", "generic1", "persister1"} <= set(exits), exits
     assert exits.index("main") > max(exits.index(n) for n in ("generic1", "persister1", "persister2"))
+
+
+def test_a_refused_second_start_leaves_nothing_running(running, short_dir):
+    """The same deployment started again with another state dir was refused, but its daemon
+    stayed and brought the deployment back by itself once the real one was stopped."""
+    other = os.path.join(short_dir, "s2")
+    done = subprocess.run([sys.executable, "-m", "synsup", "start", "--state-dir", other, "-c", running.config,
+                           "-a", running.workers_dir], capture_output=True, text=True, env=running.env(), cwd=REPO,
+                          timeout=120)
+    assert done.returncode == 1 and "in use" in done.stderr, done.stdout + done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+    daemons = [p for p in psutil.process_iter(["cmdline"]) if other in " ".join(p.info["cmdline"] or [])]
+    assert daemons == [], "a refused start left a daemon running"
+    assert not os.path.exists(os.path.join(other, "daemon.json"))

@@ -18,6 +18,7 @@ from ..daemon.telemetry import Telemetry
 from ..daemon.upgrades import Upgrader
 from ..engine.environment import read_env_file, with_environment
 from ..engine.log_dir import prepare_log_dir
+from ..engine.preflight import addresses_in_use
 from ..engine.probes import check
 from ..process_records import process_record, running_daemon
 from ..source import Source
@@ -64,6 +65,11 @@ def start(args: argparse.Namespace, source: Source, argv: list[str]) -> int:
         names = ", ".join(f"{r['name']} (pid {r['pid']})" for r in leftovers)
         print(f"synsup: error: processes started by an earlier synsup still run: {names}; "
               "stop them with `synsup stop`, or start with --replace", file=sys.stderr)
+        return 1
+    taken = addresses_in_use(loaded.specs)
+    if taken:  # refused before any daemon exists: nothing stays behind to start later by itself
+        print(f"synsup: error: {'; '.join(taken[:3])}{' ...' if len(taken) > 3 else ''}: the deployment (or "
+              "something on its addresses) runs already, under another state dir?; nothing started", file=sys.stderr)
         return 1
     log_dir = os.path.abspath(args.log_dir or os.path.join(state.path, "logs"))
     state.create()
