@@ -13,6 +13,7 @@ import time
 from ..daemon.control_server import ControlClient, NotRunning
 from ..daemon.daemon import Daemon
 from ..daemon.daemon_log import DaemonLog, configure
+from ..daemon.records import adoptable
 from ..daemon.systemd import SystemdNotifier
 from ..daemon.telemetry import Telemetry
 from ..daemon.upgrades import Upgrader
@@ -20,6 +21,7 @@ from ..engine.environment import read_env_file, with_environment
 from ..engine.log_dir import prepare_log_dir
 from ..engine.preflight import addresses_in_use
 from ..engine.probes import check
+from ..owner_mark import read_token
 from ..process_records import process_record, running_daemon
 from ..source import Source
 from ..spec import UnitSpec
@@ -58,15 +60,18 @@ def start(args: argparse.Namespace, source: Source, argv: list[str]) -> int:
               f"{state.socket} (still starting, or its socket was removed); stop it with `synsup stop` first",
               file=sys.stderr)
         return 1
+    adopt: dict[str, int] = {}
     if getattr(args, "replace", False):
-        stop_leftovers(state)
-    leftovers = orphan_rows(leftover_records(state), state)
+        stop_leftovers(state)  # --replace: what an earlier daemon left is stopped, not adopted
+    else:
+        adopt = adoptable(state, loaded.specs, read_token(state))
+    leftovers = [r for r in orphan_rows(leftover_records(state), state) if r["name"] not in adopt]
     if leftovers:
         names = ", ".join(f"{r['name']} (pid {r['pid']})" for r in leftovers)
         print(f"synsup: error: processes started by an earlier synsup still run: {names}; "
               "stop them with `synsup stop`, or start with --replace", file=sys.stderr)
         return 1
-    taken = addresses_in_use(loaded.specs)
+    taken = addresses_in_use([s for s in loaded.specs if s.name not in adopt])
     if taken:  # refused before any daemon exists: nothing stays behind to start later by itself
         print(f"synsup: error: {'; '.join(taken[:3])}{' ...' if len(taken) > 3 else ''}: the deployment (or "
               "something on its addresses) runs already, under another state dir?; nothing started", file=sys.stderr)

@@ -33,13 +33,14 @@ from .control_server import ControlServer
 from .daemon_log import DaemonLog
 from .handlers import Requests
 from .operations import Lifecycle, Operations, Phase
-from .records import Records
+from .records import Records, adoptable
 from .reloads import Reloads
 from .status_report import daemon_status, unit_status
 from .telemetry import Telemetry
 from .upgrades import Upgrader, Upgrades
 
 STOP_MARGIN = 10.0  # seconds beyond the units' own stop timeouts before the daemon gives up waiting
+LOG_UPKEEP_INTERVAL = 5.0  # seconds between two looks at the unit logs' sizes (units write them)
 
 
 def _raise_fd_limit() -> None:
@@ -122,6 +123,7 @@ class Daemon:
         helpers = [asyncio.ensure_future(self.operations.run()), *self._systemd_tasks()]
         if self.watch and self.reloads.enabled:
             helpers.append(asyncio.ensure_future(self._guarded("watch", self.reloads.watch)))
+        helpers.append(asyncio.ensure_future(self._guarded("log upkeep", self._log_upkeep)))
         self.operations.submit("start", self._initial_start)
         try:
             await (self._stop_trigger() if self._stop_trigger else self._stop.wait())
@@ -138,10 +140,21 @@ class Daemon:
                 self.log.exception("daemon.helper_failed", helper=name)
             await asyncio.sleep(1.0)
 
+    async def _log_upkeep(self) -> None:
+        """Units write their logs themselves, so no write tells the daemon a log has grown: it
+        looks every few seconds (a stat per unit) and rotates by copy-truncate."""
+        while True:
+            await asyncio.sleep(LOG_UPKEEP_INTERVAL)
+            if self.supervisor is not None:
+                self.supervisor.upkeep_logs()
+
     async def _initial_start(self) -> None:
         sup = self.supervisor
         assert sup is not None
         self.notifier.send(STATUS="starting")
+        adopted = sup.adopt(adoptable(self.state, self.current.specs, self.token), self.token)
+        if adopted:
+            self.log.info("daemon.adopted", units=adopted)
         sup.start_all()
         await sup.wait_settled(sup.units.values())
         self.settle()

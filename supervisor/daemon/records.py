@@ -8,10 +8,13 @@ import asyncio
 import sys
 from typing import Any
 
+import psutil
 import structlog
 
 from ..engine.supervisor import Supervisor
+from ..owner_mark import VARIABLE, unit_mark
 from ..process_records import process_record, same_process
+from ..spec import UnitSpec
 from ..statedir import StateDir
 
 log = structlog.get_logger()
@@ -78,3 +81,25 @@ class Records:
             if not self._failing:  # once per spell of failures, not per unit change
                 print(f"synsup: cannot write {path}: {e.strerror}; supervising on", file=sys.stderr)
             self._failing = True
+
+
+def adoptable(state: StateDir, specs: list[UnitSpec], token: str | None) -> dict[str, int]:
+    """Unit name -> pid of the processes an earlier daemon of this state dir started that a new
+    one takes over: recorded (pid and start time), still running the command its spec says now,
+    and not marked as anything else (a process whose environment shows no mark, as
+    redis-server's once it retitles itself, is known by its record alone)."""
+    records = state.read_json(state.units_file) or {}
+    argv = {s.name: list(s.argv) for s in specs if s.argv is not None}
+    if not isinstance(records, dict) or not token:
+        return {}
+    return {name: int(r["pid"]) for name, r in records.items()
+            if isinstance(r, dict) and r.get("kind") != "command" and argv.get(name) == r.get("cmdline")
+            and same_process(r) and _mark_allows(int(r["pid"]), unit_mark(token, name))}
+
+
+def _mark_allows(pid: int, mark: str) -> bool:
+    try:
+        found = psutil.Process(pid).environ().get(VARIABLE)
+    except (psutil.Error, OSError):
+        return False
+    return found is None or found == mark

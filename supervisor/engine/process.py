@@ -51,7 +51,9 @@ class ExitStatus:
     killed_after: float | None = None  # synsup's own SIGKILL after this stop timeout
 
     @classmethod
-    def from_returncode(cls, returncode: int, at: float, killed_after: float | None = None) -> ExitStatus:
+    def from_returncode(cls, returncode: int | None, at: float, killed_after: float | None = None) -> ExitStatus:
+        if returncode is None:
+            return cls(None, None, at)
         if returncode < 0:
             name = signal.Signals(-returncode).name if -returncode in signal.valid_signals() else str(-returncode)
             return cls(None, name, at, killed_after if -returncode == signal.SIGKILL else None)
@@ -64,6 +66,8 @@ class ExitStatus:
             return "killed by SIGKILL (out of memory?)"
         if self.signal:
             return f"killed by {self.signal}"
+        if self.code is None:
+            return "exited (status unknown: adopted from an earlier synsup, which reaps no more)"
         return f"exited with code {self.code}"
 
     def as_json(self) -> dict:
@@ -86,7 +90,7 @@ class Child:
         self._popen, self._output = popen, output
         self.killed_after: float | None = None
         self._loop = asyncio.get_running_loop()
-        self._exited: asyncio.Future[int] = self._loop.create_future()
+        self._exited: asyncio.Future[int | None] = self._loop.create_future()  # None: status unknown (adopted)
         self._pidfd = os.pidfd_open(self.pid)
         self._loop.add_reader(self._pidfd, self._on_exit)
         self._out: int | None = None
@@ -100,7 +104,7 @@ class Child:
     def exited(self) -> bool:
         return self._exited.done()
 
-    async def wait(self) -> int:
+    async def wait(self) -> int | None:
         return await asyncio.shield(self._exited)
 
     def signal_group(self, sig: int) -> None:
@@ -184,15 +188,20 @@ class Spawner:
 
     async def spawn(self, spec: UnitSpec, env: dict[str, str], output: UnitOutput) -> Child:
         assert spec.argv is not None
-        popen = subprocess.Popen(
-            spec.argv,
-            stdin=subprocess.PIPE if spec.stdin is not None else subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            env=self.environment(spec, env),
-            cwd=spec.cwd,
-            start_new_session=True,
-        )
+        log = output.open_for_child()  # the unit writes its log itself: nothing of it hangs on us
+        try:
+            popen = subprocess.Popen(
+                spec.argv,
+                stdin=subprocess.PIPE if spec.stdin is not None else subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL if log is None else log,
+                stderr=subprocess.STDOUT,
+                env=self.environment(spec, env),
+                cwd=spec.cwd,
+                start_new_session=True,
+            )
+        finally:
+            if log is not None:
+                os.close(log)
         if spec.stdin is not None and popen.stdin is not None:
             try:
                 popen.stdin.write(spec.stdin)
