@@ -213,6 +213,43 @@ def _switch(args: argparse.Namespace, command: str, done: str) -> int:
     return 0
 
 
+REEXEC_WAIT = 120.0  # for the new image to answer (it loads the config and adopts every unit)
+
+
+def reexec(args: argparse.Namespace) -> int:
+    """The daemon re-executes itself in place: same pid, every unit kept."""
+    state = state_of(args)
+    try:
+        with ControlClient(state.socket) as client:
+            before = client.request({"cmd": "status"})["daemon"]
+        with ControlClient(state.socket, timeout=REEXEC_WAIT) as client:
+            client.request({"cmd": "reexec"})  # ControlError (one line) if refused
+    except NotRunning:
+        print(f"synsup is not running (state dir {state.path}); use `synsup start`", file=sys.stderr)
+        return EXIT_NOT_RUNNING
+    after = _new_image(state, before["image_started_at"], time.monotonic() + REEXEC_WAIT)
+    if after is None:
+        print(f"synsup: error: the daemon (pid {before['pid']}) did not answer within {REEXEC_WAIT:g}s after "
+              f"re-executing itself; see {state.daemon_log}", file=sys.stderr)
+        return 1
+    print(f"re-executed in place: pid {after['pid']}, synsup {before['version']} -> {after['version']}")
+    return 0
+
+
+def _new_image(state: StateDir, old_image: float, deadline: float) -> dict[str, Any] | None:
+    """The daemon's status once a new image answers (None at the deadline)."""
+    while time.monotonic() < deadline:
+        try:
+            with ControlClient(state.socket, timeout=5) as client:
+                daemon: dict[str, Any] = client.request({"cmd": "status"})["daemon"]
+            if daemon.get("image_started_at") != old_image:
+                return daemon
+        except (NotRunning, ControlError, OSError):
+            pass
+        time.sleep(0.1)
+    return None
+
+
 def reload(args: argparse.Namespace) -> int:
     reply = _long_request(args, {"cmd": "reload", **({"dry_run": True} if args.dry_run else {})})
     if isinstance(reply, int):

@@ -28,6 +28,7 @@ COMMANDS = {
     "reopen-logs": "reopen the unit logs and daemon.log (after rename-style logrotate; also SIGUSR1)",
     "pause": "no automatic restarts and no reloads until `synsup resume` (for maintenance)",
     "resume": "automatic restarts and reloads again",
+    "reexec": "re-execute the daemon in place (same pid, every unit kept): after installing a new synsup",
     "top": "show every unit's state, memory and CPU, refreshed every 2 s",
     "completion": "print a shell completion script: source <(synsup completion bash)",
     "units": "print the running daemon's unit names, one a line (for completion)",

@@ -28,7 +28,7 @@ from ..plans import Action
 from ..process_records import process_record
 from ..source import Loaded
 from ..statedir import StateDir
-from . import systemd
+from . import reexec, systemd
 from .control_server import ControlServer
 from .daemon_log import DaemonLog
 from .handlers import Requests
@@ -73,6 +73,8 @@ class Daemon:
         self.telemetry = telemetry or Telemetry()  # metrics, resource columns, failure hooks
         self.supervisor: Supervisor | None = None
         self.token = ""  # this state dir's owner token (`owner_mark`), read at run
+        self.control_fd: int | None = None  # the listening control socket (passed on by `reexec`)
+        self.image_started_at = time.time()  # this image's start (a `reexec` makes a new one)
         self._stop = asyncio.Event()
         self._stopped = asyncio.Event()
         self._stop_trigger = stop_trigger
@@ -96,8 +98,12 @@ class Daemon:
         sup.add_listener(self._unit_changed)
         self.reloads.take_snapshot()
         await self.telemetry.start(self)  # before the socket: a busy --metrics address ends the start here
+        passed = reexec.inherited()  # we are a new image of a daemon that re-executed itself
+        if passed is not None:
+            self._take_over(sup, passed)
         server = ControlServer(self.state.socket, Requests(self).handle)
-        await server.start()
+        await server.start(passed.control_fd if passed is not None else None)
+        self.control_fd = server.fileno
         self._install_signals()
         self.log.info("daemon.started", pid=os.getpid(), units=len(sup.units))
         try:
@@ -118,6 +124,15 @@ class Daemon:
             self.records.finish(sup)
             self.log.info("daemon.stopped")
         return 0
+
+    def _take_over(self, sup: Supervisor, passed: reexec.Inherited) -> None:
+        """What the previous image knew that the records do not say: held units, pause."""
+        for name in passed.held:
+            if name in sup.units:
+                sup.units[name].held = True
+        if passed.paused:
+            sup.unpaused.clear()
+        self.log.info("daemon.reexecuted", held=list(passed.held), paused=passed.paused)
 
     async def _serve(self) -> None:
         helpers = [asyncio.ensure_future(self.operations.run()), *self._systemd_tasks()]
@@ -249,6 +264,7 @@ class Daemon:
         units = [unit_status(u, now) for n, u in sup.units.items() if not names or n in names]
         self.telemetry.annotate(units, sup.units)
         extra = {"config_generation": self.reloads.generation, "reload_error": self.reloads.rejected,
+                 "image_started_at": self.image_started_at,
                  "paused": self.paused,
                  "last_reload": self.reloads.last, "last_upgrade": self.upgrades.last, **self.operations.status()}
         return {"ok": True, "daemon": daemon_status(os.getpid(), self.lifecycle.phase.value, extra), "units": units}

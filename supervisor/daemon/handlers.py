@@ -12,6 +12,7 @@ from ..engine.unit import Unit
 from ..protocol import RequestError, validate
 from .control_server import Send
 from .operations import Stopping
+from .reexec import reexec
 from .status_report import unit_status
 
 if TYPE_CHECKING:
@@ -129,6 +130,9 @@ class Requests:
             await send(await self.d.reloads.request_and_wait())
         except Stopping as e:
             await send({"ok": False, "error": str(e)})
+
+    async def _cmd_reexec(self, request: dict[str, Any], send: Send) -> None:
+        await reexec(self.d, send)
 
     async def _cmd_upgrade(self, request: dict[str, Any], send: Send) -> None:
         async def progress(line: str) -> None:

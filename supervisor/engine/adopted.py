@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 
 import psutil
 import structlog
 
 from ..owner_mark import unit_of
 from .process import Child
-from .reaper import kill
+from .reaper import REAPER, kill
 
 log = structlog.get_logger()
 
@@ -29,11 +28,13 @@ class AdoptedChild(Child):
         self._pidfd = os.pidfd_open(pid)
         self._loop.add_reader(self._pidfd, self._on_exit)
         self._out = None
+        REAPER.leaders[pid] = self  # our child after a re-exec: reaped here, never by the reaper
 
     def kill_leftovers(self) -> None:
-        """SIGKILL its group and every marked descendant still below it (those that left it
-        while no daemon ran were reparented elsewhere and are out of reach)."""
-        self.signal_group(signal.SIGKILL)
+        """SIGKILL its group, every marked descendant that came back to us (the subreaper), and
+        every marked descendant still below it (those that left it while no daemon ran were
+        reparented elsewhere and are out of reach)."""
+        super().kill_leftovers()
         try:
             below = psutil.Process(self.pid).children(recursive=True)
         except psutil.Error:
@@ -47,17 +48,27 @@ class AdoptedChild(Child):
 
     def _on_exit(self) -> None:
         self.kill_leftovers()
-        self._finish()
+        self._finish(self._status())
 
-    def _finish(self) -> None:
+    def _status(self) -> int | None:
+        """Its exit code if it is our child (we re-executed ourselves), else None (unknown)."""
+        try:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+        except ChildProcessError:
+            return None
+        return os.waitstatus_to_exitcode(status) if pid else None
+
+    def _finish(self, returncode: int | None = None) -> None:
         if not self._exited.done():
             self._loop.remove_reader(self._pidfd)
             os.close(self._pidfd)
-            self._exited.set_result(None)
+            REAPER.leaders.pop(self.pid, None)
+            self._exited.set_result(returncode)
 
     def force_close(self) -> None:
         if not self._exited.done():
             self.kill_leftovers()
+            REAPER.leftovers.add(self.pid)
             self._finish()
 
     def _close_output(self) -> None:
