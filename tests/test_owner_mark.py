@@ -174,3 +174,48 @@ def test_a_refused_second_start_leaves_nothing_running(running, short_dir):
     daemons = [p for p in psutil.process_iter(["cmdline"]) if other in " ".join(p.info["cmdline"] or [])]
     assert daemons == [], "a refused start left a daemon running"
     assert not os.path.exists(os.path.join(other, "daemon.json"))
+
+
+# -- the token file (no processes)
+
+def test_the_token_is_made_once_0600_and_shared_by_later_daemons(tmp_path):
+    from synsup.supervisor.owner_mark import owner_token, read_token, token_path
+    from synsup.supervisor.statedir import StateDir
+    state = StateDir(str(tmp_path / "s"))
+    state.create()
+    assert read_token(state) is None
+    token = owner_token(state)
+    assert len(token) == 32 and owner_token(state) == token == read_token(state)
+    assert os.stat(token_path(state)).st_mode & 0o777 == 0o600
+    assert [n for n in os.listdir(state.path) if n.startswith(".owner")] == []  # no temp file left
+
+
+@pytest.mark.parametrize("plant", ["symlink", "mode", "content"])
+def test_a_planted_token_file_is_one_line_naming_it(tmp_path, plant):
+    from synsup.supervisor.owner_mark import read_token, token_path
+    from synsup.supervisor.statedir import StateDir, StateDirError
+    state = StateDir(str(tmp_path / "s"))
+    state.create()
+    path = token_path(state)
+    if plant == "symlink":
+        (tmp_path / "elsewhere").write_text("0" * 32 + "\n")
+        os.symlink(tmp_path / "elsewhere", path)
+    else:
+        with open(path, "w") as f:
+            f.write("0" * 32 + "\n" if plant == "mode" else "not a token\n")
+        os.chmod(path, 0o644 if plant == "mode" else 0o600)
+    with pytest.raises(StateDirError, match="owner.token") as e:
+        read_token(state)
+    assert "remove it" in str(e.value)
+
+
+def test_a_process_is_ours_only_marked_with_the_token_and_descended_from_a_record():
+    from synsup.supervisor.owner_mark import descends, unit_of
+    token = "a" * 32
+    assert unit_of({"_SYNSUP_OWNER_MARK": f"{token}/unit/main"}, token) == "main"
+    assert unit_of({"_SYNSUP_OWNER_MARK": f"{'b' * 32}/unit/main"}, token) is None
+    assert unit_of({"_SYNSUP_OWNER_MARK": f"{token}/hook/1"}, token) is None  # a hook is no unit
+    assert unit_of({"SYNSUP_STATE_DIR": "/run/synsup", "SYNSUP_UNIT": "main"}, token) is None
+    tree = {10: (1, 5.0), 11: (10, 6.0), 12: (1, 7.0)}  # 11 descends from 10; 12 was reparented to init
+    assert descends(11, tree, {(10, 5.0)}) and descends(10, tree, {(10, 5.0)})
+    assert not descends(12, tree, {(10, 5.0)}) and not descends(11, tree, {(10, 4.0)})  # pid reused
