@@ -6,8 +6,8 @@ state dir: every daemon of that state dir reads the same token (so a later one c
 earlier one started), no other user can read it, and no user sets that variable by accident (as
 they may set the documented SYNSUP_STATE_DIR). A process is ours only if its mark carries the
 token AND it is, or descends from, a process we recorded (pid and start time): a unit's leader,
-the daemon, or a command the daemon ran. Hooks get a mark of another kind (`hook`), never a
-unit's."""
+the daemon, or a command the daemon ran (a migration: marked `command`). Hooks get a mark of
+their own kind (`hook`); neither is ever a unit's."""
 
 from __future__ import annotations
 
@@ -83,6 +83,11 @@ def unit_mark(token: str, unit: str) -> str:
     return f"{token}/unit/{unit}"
 
 
+def command_mark(token: str, name: str) -> str:
+    """What the daemon runs that is no unit but must be found after it died (a migration)."""
+    return f"{token}/command/{name}"
+
+
 def hook_mark(token: str, run: int) -> str:
     return f"{token}/hook/{run}"
 
@@ -112,9 +117,9 @@ def recorded_of(records: Iterable[Any]) -> Recorded:
             if isinstance(r, dict) and r.get("pid") and r.get("create_time") is not None}
 
 
-def find_ours(token: str | None, recorded: Recorded, kind: str = "unit") -> dict[int, Marked]:
-    """pid -> (unit, start time) of every live process marked with our token (as a unit's, or
-    as `kind`'s) that is, or descends from, a recorded process. One pass over /proc."""
+def find_ours(token: str | None, recorded: Recorded, kinds: tuple[str, ...] = ("unit", "command")) -> dict[int, Marked]:
+    """pid -> (name, start time) of every live process marked with our token (as a unit's or a
+    command's, or as `kinds` say) that is, or descends from, a recorded process. One pass over /proc."""
     if not token:
         return {}
     tree: dict[int, tuple[int, float]] = {}
@@ -128,7 +133,7 @@ def find_ours(token: str | None, recorded: Recorded, kind: str = "unit") -> dict
             found, name = _mark(proc.environ(), token)
         except (psutil.Error, OSError):
             continue
-        if found == kind and name:
+        if found in kinds and name:
             marked[info["pid"]] = Marked(name, info["create_time"])
     return {pid: m for pid, m in marked.items() if descends(pid, tree, recorded)}
 

@@ -99,7 +99,7 @@ class FailureHooks:
         its parent exits): every descendant of this daemon that still carries the run's mark
         (any run's, when `run` is None)."""
         me = psutil.Process()
-        found = find_ours(self._token, {(me.pid, me.create_time())}, kind="hook")
+        found = find_ours(self._token, {(me.pid, me.create_time())}, kinds=("hook",))
         for pid, marked in found.items():
             if run is None or marked.unit == run:
                 REAPER.leftovers.add(pid)  # our child once its parent is gone: reaped when it dies

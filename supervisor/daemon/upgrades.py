@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from ..engine.process import REAPER
-from ..owner_mark import VARIABLE, unit_mark
+from ..owner_mark import VARIABLE, command_mark
 from ..plans import Command, UpgradePlan
 from ..source import Loaded
 from .operations import Phase
@@ -96,7 +96,7 @@ class Upgrades:
         daemon died finds it (it is no unit: never adopted, listed as `migration`)."""
         records, name = self.daemon.records, "migration"
         try:
-            return await run_command(command, {VARIABLE: unit_mark(self.daemon.token, name)}, self._spawned)
+            return await run_command(command, {VARIABLE: command_mark(self.daemon.token, name)}, self._spawned)
         finally:
             records.untrack(name, self.daemon.supervisor)
             REAPER.waited.difference_update(self._commands)
