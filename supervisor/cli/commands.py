@@ -84,7 +84,8 @@ def _status_without_daemon(state: StateDir, as_json: bool) -> int:
         print(json.dumps({"daemon": None, "units": rows}))
     print(f"synsup is not running (state dir {state.path})", file=sys.stderr)
     if rows:
-        print("processes left by a synsup daemon that is gone (stop them with `synsup stop`):", file=sys.stderr)
+        print("processes left by a synsup daemon that is gone (`synsup start` takes over those its config still "
+              "runs; `synsup stop` stops them):", file=sys.stderr)
         for row in rows:
             print(f"  {row['name']:<24} orphaned  pid {row['pid']}", file=sys.stderr)
     return EXIT_NOT_RUNNING

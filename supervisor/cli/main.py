@@ -92,7 +92,8 @@ def _command_options(name: str, p: argparse.ArgumentParser) -> None:
     if name == "start":
         p.add_argument("--foreground", action="store_true", help="run the daemon in this process (for systemd)")
         p.add_argument("--replace", action="store_true",
-                       help="first stop processes left behind by a synsup daemon that is gone")
+                       help="first stop processes left behind by a synsup daemon that is gone, instead of "
+                       "adopting them, and start everything afresh")
     if name == "status":
         p.add_argument("--json", action="store_true", help="print the status as JSON")
         p.add_argument("units", nargs="*", metavar="UNIT")
