@@ -30,6 +30,17 @@ def still_running(record: dict[str, Any]) -> bool:
                                    os.path.basename(recorded[0]) in os.path.basename(now[0]))
 
 
+def same_process(record: dict[str, Any]) -> bool:
+    """The recorded process itself still runs: same pid, same start time, whatever its command
+    line says now (a `--python` wrapper script execs Python; redis-server retitles itself)."""
+    try:
+        pid, created = int(record.get("pid") or 0), record.get("create_time")
+        return pid > 0 and created is not None and psutil.Process(pid).create_time() == created \
+            and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except (psutil.Error, OSError, TypeError, ValueError):
+        return False
+
+
 def running_daemon(state: StateDir) -> int | None:
     record = state.read_json(state.daemon_file)
     return record["pid"] if isinstance(record, dict) and still_running(record) else None

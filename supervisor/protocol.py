@@ -22,6 +22,7 @@ FIELDS: dict[str, frozenset[str]] = {
     "reopen_logs": frozenset(),
     "resume": frozenset(),
     "upgrade": frozenset({"python", "dry_run", "allow_downtime"}),
+    "reexec": frozenset(),
 }
 
 

@@ -83,7 +83,8 @@ def _status_without_daemon(state: StateDir, as_json: bool) -> int:
         print(json.dumps({"daemon": None, "units": rows}))
     print(f"synsup is not running (state dir {state.path})", file=sys.stderr)
     if rows:
-        print("processes left by a synsup daemon that is gone (stop them with `synsup stop`):", file=sys.stderr)
+        print("processes left by a synsup daemon that is gone (`synsup start` takes over those its config still "
+              "runs; `synsup stop` stops them):", file=sys.stderr)
         for row in rows:
             print(f"  {row['name']:<24} orphaned  pid {row['pid']}", file=sys.stderr)
     return NotRunning.exit_code
@@ -197,6 +198,38 @@ def _switch(args: argparse.Namespace, command: str, done: str) -> int:
         client.request({"cmd": command})
     print(done)
     return 0
+
+
+REEXEC_WAIT = 120.0  # for the new image to answer (it loads the config and adopts every unit)
+
+
+def reexec(args: argparse.Namespace) -> int:
+    """The daemon re-executes itself in place: same pid, every unit kept."""
+    state = state_of(args)
+    with ControlClient(state.socket) as client:
+        before = client.request({"cmd": "status"})["daemon"]
+    with ControlClient(state.socket, timeout=REEXEC_WAIT) as client:
+        client.request({"cmd": "reexec"})  # ControlError (one line) if refused
+    after = _new_image(state, before["image_started_at"], time.monotonic() + REEXEC_WAIT)
+    if after is None:
+        raise SynsupError(f"the daemon (pid {before['pid']}) did not answer within {REEXEC_WAIT:g}s after "
+                          f"re-executing itself; see {state.daemon_log}")
+    print(f"re-executed in place: pid {after['pid']}, synsup {before['version']} -> {after['version']}")
+    return 0
+
+
+def _new_image(state: StateDir, old_image: float, deadline: float) -> dict[str, Any] | None:
+    """The daemon's status once a new image answers (None at the deadline)."""
+    while time.monotonic() < deadline:
+        try:
+            with ControlClient(state.socket, timeout=5) as client:
+                daemon: dict[str, Any] = client.request({"cmd": "status"})["daemon"]
+            if daemon.get("image_started_at") != old_image:
+                return daemon
+        except (NotRunning, ControlError, OSError):
+            pass
+        time.sleep(0.1)
+    return None
 
 
 def reload(args: argparse.Namespace) -> int:

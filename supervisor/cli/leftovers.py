@@ -1,5 +1,7 @@
 """Processes recorded by a synsup daemon that is gone: listed by `status`, stopped by `stop`
-and by `start --replace`, in reverse dependency order."""
+and by `start --replace`, in reverse dependency order. A recorded process is found by its pid
+and start time (whatever its command line looks like now); what escaped the recorded groups is
+found by the private owner mark and its descent from a recorded process (`owner_mark`)."""
 
 from __future__ import annotations
 
@@ -10,8 +12,8 @@ from typing import Any
 
 import psutil
 
-from ..engine.process import MARKER, STATE_MARKER
-from ..process_records import still_running
+from ..owner_mark import Marked, find_ours, read_token, recorded_of
+from ..process_records import same_process
 from ..statedir import StateDir
 
 
@@ -20,32 +22,25 @@ def leftover_records(state: StateDir) -> dict[str, dict[str, Any]]:
     records = state.read_json(state.units_file) or {}
     if not isinstance(records, dict):
         return {}
-    return {name: r for name, r in records.items() if isinstance(r, dict) and still_running(r)}
+    return {name: r for name, r in records.items() if isinstance(r, dict) and same_process(r)}
+
+
+def escaped_processes(state: StateDir, records: dict[str, dict[str, Any]]) -> dict[int, Marked]:
+    """Processes of ours that are no recorded leader: marked with this state dir's token and
+    descended from a recorded unit (or from the daemon, while it lived)."""
+    daemon = state.read_json(state.daemon_file)
+    recorded = recorded_of([*records.values(), daemon])
+    leaders = {int(r["pid"]) for r in records.values()}
+    return {pid: m for pid, m in find_ours(read_token(state), recorded).items() if pid not in leaders}
 
 
 def orphan_rows(records: dict[str, dict[str, Any]], state: StateDir | None = None) -> list[dict[str, Any]]:
-    """The recorded units, then what else carries this state dir's marker (a migration an
-    upgrade ran, a grandchild that left its unit's group)."""
+    """The recorded units, then what else of ours runs (a grandchild that left its unit's group)."""
     rows = [{"name": name, "state": "orphaned", "pid": r["pid"], "step": r.get("step", 0)}
             for name, r in sorted(records.items(), key=lambda item: item[1].get("step", 0))]
-    recorded = {r["pid"] for r in records.values()}
-    for pid, unit in (_marked(state.path) if state is not None else {}).items():
-        if pid not in recorded:
-            rows.append({"name": unit or "?", "state": "orphaned", "pid": pid, "step": None})
+    for pid, marked in (escaped_processes(state, records) if state is not None else {}).items():
+        rows.append({"name": marked.unit, "state": "orphaned", "pid": pid, "step": None})
     return rows
-
-
-def _marked(state_path: str) -> dict[int, str | None]:
-    """pid -> unit marker of every live process carrying this state dir's marker."""
-    found = {}
-    for proc in psutil.process_iter(["pid", "environ"]):
-        try:
-            environ = proc.info["environ"] or {}
-            if environ.get(STATE_MARKER) == state_path and _alive(proc.info["pid"]):
-                found[proc.info["pid"]] = environ.get(MARKER)
-        except psutil.Error:
-            pass
-    return found
 
 
 def _signal_group(pid: int, sig: int) -> None:
@@ -78,8 +73,9 @@ def wait_gone(pids: list[int], timeout: float) -> list[int]:
 
 def stop_leftovers(state: StateDir, say: Any = print) -> list[str]:
     """Stop every leftover unit, last step first: SIGCONT+SIGTERM to its group, SIGKILL after
-    its stop timeout. Returns the names stopped."""
+    its stop timeout; then what escaped the groups. Returns the names stopped."""
     records = leftover_records(state)
+    escaped = escaped_processes(state, records)  # before the leaders go: their descent is seen now
     steps = sorted({r.get("step", 0) for r in records.values()}, reverse=True)
     for step in steps:
         group = {n: r for n, r in records.items() if r.get("step", 0) == step}
@@ -92,19 +88,17 @@ def stop_leftovers(state: StateDir, say: Any = print) -> list[str]:
         for pid in wait_gone([r["pid"] for r in group.values()], timeout):
             _signal_group(pid, signal.SIGKILL)
         wait_gone([r["pid"] for r in group.values()], 5.0)
-    marked = _kill_marked(state.path)
+    _kill_escaped(escaped)
     state.remove(state.units_file)
-    return sorted(records) + sorted(n for n in marked if n not in records)
+    return sorted(records) + sorted({m.unit for m in escaped.values()} - set(records))
 
 
-def _kill_marked(state_path: str) -> list[str]:
-    """What escaped the recorded groups (a `setsid` grandchild, an upgrade's migration): every
-    process whose environment says it belongs to this state dir. Returns their unit markers."""
-    marked = _marked(state_path)
-    for pid in marked:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-    wait_gone(list(marked), 5.0)
-    return [unit or f"pid {pid}" for pid, unit in marked.items()]
+def _kill_escaped(escaped: dict[int, Marked]) -> None:
+    """SIGKILL each one that is still the process found (same pid, same start time)."""
+    for pid, marked in escaped.items():
+        if same_process({"pid": pid, "create_time": marked.create_time}):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+    wait_gone(list(escaped), 5.0)

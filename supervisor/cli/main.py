@@ -25,6 +25,7 @@ COMMANDS = {
     "reopen-logs": "reopen the unit logs and daemon.log (after rename-style logrotate; also SIGUSR1)",
     "pause": "no automatic restarts and no reloads until `synsup resume` (for maintenance)",
     "resume": "automatic restarts and reloads again",
+    "reexec": "re-execute the daemon in place (same pid, every unit kept): after installing a new synsup",
     "top": "show every unit's state, memory and CPU, refreshed every 2 s",
     "completion": "print a shell completion script: source <(synsup completion bash)",
     "units": "print the running daemon's unit names, one a line (for completion)",
@@ -93,7 +94,8 @@ def _command_options(name: str, p: argparse.ArgumentParser) -> None:
     if name == "start":
         p.add_argument("--foreground", action="store_true", help="run the daemon in this process (for systemd)")
         p.add_argument("--replace", action="store_true",
-                       help="first stop processes left behind by a synsup daemon that is gone")
+                       help="first stop processes left behind by a synsup daemon that is gone, instead of "
+                       "adopting them, and start everything afresh")
     if name == "status":
         p.add_argument("--json", action="store_true", help="print the status as JSON")
         p.add_argument("units", nargs="*", metavar="UNIT")
@@ -172,6 +174,7 @@ HANDLERS: dict[str, Handler] = {
     "pause": lambda args, source, argv: commands.pause(args),
     "resume": lambda args, source, argv: commands.resume(args),
     "units": lambda args, source, argv: commands.units(args),
+    "reexec": lambda args, source, argv: commands.reexec(args),
     "routes": _routes,
 }
 

@@ -10,18 +10,22 @@ import subprocess
 import sys
 import time
 
+from ..daemon import reexec
 from ..daemon.control_server import ControlClient
 from ..daemon.daemon import Daemon
 from ..daemon.daemon_log import DaemonLog, configure
+from ..daemon.records import adoptable
 from ..daemon.systemd import SystemdNotifier
 from ..daemon.telemetry import Telemetry
 from ..daemon.upgrades import Upgrader
 from ..engine.environment import read_env_file, with_environment
 from ..engine.log_dir import prepare_log_dir
+from ..engine.preflight import addresses_in_use
 from ..engine.probes import check
 from ..errors import NotRunning, SynsupError
+from ..owner_mark import read_token
 from ..process_records import process_record, running_daemon
-from ..source import Source
+from ..source import Loaded, Source
 from ..spec import UnitSpec
 from ..statedir import StateDir
 from .commands import state_of, unit_command
@@ -49,6 +53,8 @@ def start(args: argparse.Namespace, source: Source, argv: list[str]) -> int:
         print(f"{len(loaded.errors)} error(s): nothing started", file=sys.stderr)
         return 1
     telemetry = Telemetry.from_args(args)  # a bad --metrics is an error before anything starts
+    if os.environ.get(reexec.ENV):  # a daemon re-executing itself: its own units and socket are no obstacle
+        return _run_daemon(args, source, state, loaded, variables, telemetry)
     if _answers(state):
         print(f"synsup is already running for {state.path}")
         return 0
@@ -56,9 +62,12 @@ def start(args: argparse.Namespace, source: Source, argv: list[str]) -> int:
     if silent is not None and silent != os.getpid():  # (a daemon started in the background is in its own record)
         raise SynsupError(f"a synsup daemon (pid {silent}) runs for {state.path} but does not answer on "
                           f"{state.socket} (still starting, or its socket was removed); stop it with `synsup stop` first")
+    adopt: dict[str, int] = {}
     if getattr(args, "replace", False):
-        stop_leftovers(state)
-    leftovers = orphan_rows(leftover_records(state), state)
+        stop_leftovers(state)  # --replace: what an earlier daemon left is stopped, not adopted
+    else:
+        adopt = adoptable(state, loaded.specs, read_token(state))
+    leftovers = [r for r in orphan_rows(leftover_records(state), state) if r["name"] not in adopt]
     if leftovers:
         names = ", ".join(f"{r['name']} (pid {r['pid']})" for r in leftovers)
         raise SynsupError(f"processes started by an earlier synsup still run: {names}; "
@@ -66,20 +75,32 @@ def start(args: argparse.Namespace, source: Source, argv: list[str]) -> int:
     refusal = code_refusal(state, source, args, loaded)
     if refusal:
         raise SynsupError(refusal)
+    taken = addresses_in_use([s for s in loaded.specs if s.name not in adopt])
+    if taken:  # refused before any daemon exists: nothing stays behind to start later by itself
+        raise SynsupError(f"{'; '.join(taken[:3])}{' ...' if len(taken) > 3 else ''}: the deployment (or "
+                          "something on its addresses) runs already, under another state dir?; nothing started")
+    if args.command == "run" or args.foreground:
+        return _run_daemon(args, source, state, loaded, variables, telemetry)
+    state.create()
+    prepare_log_dir(os.path.abspath(args.log_dir or os.path.join(state.path, "logs")))
+    return _start_background(state, source, argv, loaded.specs)
+
+
+def _run_daemon(args: argparse.Namespace, source: Source, state: StateDir, loaded: Loaded,
+                variables: dict[str, str], telemetry: Telemetry) -> int:
+    """This process becomes the daemon (`run`, `start --foreground`)."""
     log_dir = os.path.abspath(args.log_dir or os.path.join(state.path, "logs"))
     state.create()
     log_dir = prepare_log_dir(log_dir)
-    if args.command == "run" or args.foreground:
-        daemon_log = DaemonLog.of_stderr(state.daemon_log, args.log_max_bytes, args.log_backups)
-        configure(args.log_format, daemon_log=daemon_log)
-        watch = not args.no_watch and os.environ.get("SYNSUP_WATCH", "1") != "0"
-        daemon = Daemon(loaded, state, log_dir, reloader=lambda: with_environment(source.load(args), variables),
-                        planner=source.plan,
-                        notifier=SystemdNotifier.from_environment(), watch=watch, settle=args.watch_settle,
-                        telemetry=telemetry, daemon_log=daemon_log,
-                        log_rotation=(args.log_max_bytes, args.log_backups), upgrader=_upgrader(source, args))
-        return asyncio.run(daemon.run())
-    return _start_background(state, source, argv, loaded.specs)
+    daemon_log = DaemonLog.of_stderr(state.daemon_log, args.log_max_bytes, args.log_backups)
+    configure(args.log_format, daemon_log=daemon_log)
+    watch = not args.no_watch and os.environ.get("SYNSUP_WATCH", "1") != "0"
+    daemon = Daemon(loaded, state, log_dir, reloader=lambda: with_environment(source.load(args), variables),
+                    planner=source.plan,
+                    notifier=SystemdNotifier.from_environment(), watch=watch, settle=args.watch_settle,
+                    telemetry=telemetry, daemon_log=daemon_log,
+                    log_rotation=(args.log_max_bytes, args.log_backups), upgrader=_upgrader(source, args))
+    return asyncio.run(daemon.run())
 
 
 def _upgrader(source: Source, args: argparse.Namespace) -> Upgrader:

@@ -78,9 +78,21 @@ class ControlServer:
         self.max_connections, self.request_timeout = max_connections, request_timeout
         self.connections = 0
         self.dropped = 0  # requests whose client had hung up before we took them
-        self._server: asyncio.AbstractServer | None = None
+        self._server: asyncio.Server | None = None
 
-    async def start(self) -> None:
+    @property
+    def fileno(self) -> int | None:
+        """The listening socket's fd (passed across a re-exec)."""
+        sockets = self._server.sockets if self._server is not None else ()
+        return sockets[0].fileno() if sockets else None
+
+    async def start(self, inherited_fd: int | None = None) -> None:
+        """Listen at the path; or, after a re-exec, on the listening socket the old image passed."""
+        if inherited_fd is not None:
+            sock = socket.socket(fileno=inherited_fd)
+            os.set_inheritable(inherited_fd, False)
+            self._server = await asyncio.start_unix_server(self._serve, sock=sock, limit=MAX_REQUEST)
+            return
         if os.path.lexists(self.path):
             os.unlink(self.path)
         old = os.umask(0o177)

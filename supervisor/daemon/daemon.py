@@ -19,21 +19,22 @@ import structlog
 from ..daemon.systemd import SystemdNotifier
 from ..engine.health import Timing
 from ..engine.log_dir import prepare_log_dir
-from ..engine.process import REAPER, STATE_MARKER, Spawner, become_subreaper
+from ..engine.process import REAPER, Spawner, become_subreaper
 from ..engine.supervisor import Supervisor
 from ..engine.unit import Unit
 from ..engine.unit_output import KEEP_FILES, MAX_BYTES
 from ..engine.unit_state import UnitState
+from ..owner_mark import VARIABLE, owner_token
 from ..plans import Action
 from ..process_records import process_record
 from ..source import Loaded
 from ..statedir import StateDir
-from . import systemd
+from . import reexec, systemd
 from .control_server import ControlServer
 from .daemon_log import DaemonLog
 from .handlers import Requests
 from .operations import Lifecycle, Operations, Phase
-from .records import Records
+from .records import Records, adoptable
 from .reloads import Reloads
 from .running_config import RunningConfig
 from .status_report import daemon_status, unit_status
@@ -41,6 +42,7 @@ from .telemetry import Telemetry
 from .upgrades import Upgrader, Upgrades
 
 STOP_MARGIN = 10.0  # seconds beyond the units' own stop timeouts before the daemon gives up waiting
+LOG_UPKEEP_INTERVAL = 5.0  # seconds between two looks at the unit logs' sizes (units write them)
 
 
 def _raise_fd_limit() -> None:
@@ -63,7 +65,7 @@ class Daemon:
         self.state, self.log_dir = state, log_dir
         self.current = loaded
         self.timing, self.watch = timing, watch
-        self.spawner = spawner or Spawner({STATE_MARKER: state.path})
+        self.spawner = spawner or Spawner()
         self.notifier = notifier or SystemdNotifier(None)
         self.lifecycle = Lifecycle()
         self.operations = Operations()
@@ -73,6 +75,9 @@ class Daemon:
         self.records = Records(state)
         self.telemetry = telemetry or Telemetry()  # metrics, resource columns, failure hooks
         self.supervisor: Supervisor | None = None
+        self.token = ""  # this state dir's owner token (`owner_mark`), read at run
+        self.control_fd: int | None = None  # the listening control socket (passed on by `reexec`)
+        self.image_started_at = time.time()  # this image's start (a `reexec` makes a new one)
         self._stop = asyncio.Event()
         self._stopped = asyncio.Event()  # set once every unit is stopped: `stopped()`
         self._stop_trigger = stop_trigger
@@ -83,6 +88,9 @@ class Daemon:
         _raise_fd_limit()
         become_subreaper()
         self.state.create()
+        os.environ.pop(VARIABLE, None)  # a daemon started from inside a unit is not that unit
+        self.token = self.spawner.token = REAPER.token = owner_token(self.state)
+        REAPER.session = os.getsid(0)
         self.log_dir = prepare_log_dir(self.log_dir)
         self.records.write_daemon({**(process_record(os.getpid()) or {}), "log_dir": self.log_dir})
         self.records.write_log_dir(self.log_dir)
@@ -93,8 +101,12 @@ class Daemon:
                                            timing=self.timing, spawner=self.spawner)
         sup.add_listener(self._unit_changed)
         await self.telemetry.start(self)  # before the socket: a busy --metrics address ends the start here
+        passed = reexec.inherited()  # we are a new image of a daemon that re-executed itself
+        if passed is not None:
+            self._take_over(sup, passed)
         server = ControlServer(self.state.socket, Requests(self).handle)
-        await server.start()
+        await server.start(passed.control_fd if passed is not None else None)
+        self.control_fd = server.fileno
         self._install_signals()
         self.log.info("daemon.started", pid=os.getpid(), units=len(sup.units))
         try:
@@ -116,10 +128,20 @@ class Daemon:
             self.log.info("daemon.stopped")
         return 0
 
+    def _take_over(self, sup: Supervisor, passed: reexec.Inherited) -> None:
+        """What the previous image knew that the records do not say: held units, pause."""
+        for name in passed.held:
+            if name in sup.units:
+                sup.units[name].held = True
+        if passed.paused:
+            sup.unpaused.clear()
+        self.log.info("daemon.reexecuted", held=list(passed.held), paused=passed.paused)
+
     async def _serve(self) -> None:
         helpers = [asyncio.ensure_future(self.operations.run()), *self._systemd_tasks()]
         if self.watch and self.reloads.enabled:
             helpers.append(asyncio.ensure_future(self._guarded("watch", self.reloads.watch)))
+        helpers.append(asyncio.ensure_future(self._guarded("log upkeep", self._log_upkeep)))
         self.operations.submit("start", self._initial_start)
         try:
             await (self._stop_trigger() if self._stop_trigger else self._stop.wait())
@@ -136,10 +158,21 @@ class Daemon:
                 self.log.exception("daemon.helper_failed", helper=name)
             await asyncio.sleep(1.0)
 
+    async def _log_upkeep(self) -> None:
+        """Units write their logs themselves, so no write tells the daemon a log has grown: it
+        looks every few seconds (a stat per unit) and rotates by copy-truncate."""
+        while True:
+            await asyncio.sleep(LOG_UPKEEP_INTERVAL)
+            if self.supervisor is not None:
+                self.supervisor.upkeep_logs()
+
     async def _initial_start(self) -> None:
         sup = self.supervisor
         assert sup is not None
         self.notifier.send(STATUS="starting")
+        adopted = sup.adopt(adoptable(self.state, self.current.specs, self.token), self.token)
+        if adopted:
+            self.log.info("daemon.adopted", units=adopted)
         sup.start_all()
         await sup.wait_settled(sup.units.values())
         self.settle()
@@ -256,7 +289,8 @@ class Daemon:
         units = [{**unit_status(u, now), **self.running.unit_fields(u.spec)}
                  for n, u in sup.units.items() if not names or n in names]
         self.telemetry.annotate(units, sup.units)
-        extra = {**self.running.status(), "reload_error": self.reloads.rejected, "paused": self.paused,
+        extra = {**self.running.status(), "reload_error": self.reloads.rejected,
+                 "image_started_at": self.image_started_at, "paused": self.paused,
                  "last_reload": self.reloads.last, "last_upgrade": self.upgrades.last, **self.operations.status()}
         return {"ok": True, "daemon": daemon_status(os.getpid(), self.lifecycle.phase.value, extra), "units": units}
 

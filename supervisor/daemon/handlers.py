@@ -12,6 +12,7 @@ from ..engine.unit import Unit
 from ..protocol import RequestError, validate
 from .control_server import Send
 from .operations import Stopping
+from .reexec import reexec
 from .status_report import unit_status
 
 if TYPE_CHECKING:
@@ -26,7 +27,7 @@ class Requests:
             "status": self._cmd_status, "watch": self._cmd_watch, "reopen_logs": self._cmd_reopen_logs,
             "pause": self._cmd_pause, "resume": self._cmd_resume, "start": self._cmd_start,
             "stop": self._cmd_stop, "restart": self._cmd_restart, "reload": self._cmd_reload,
-            "upgrade": self._cmd_upgrade,
+            "upgrade": self._cmd_upgrade, "reexec": self._cmd_reexec,
         }
 
     async def handle(self, request: dict[str, Any], send: Send) -> None:
@@ -135,6 +136,9 @@ class Requests:
             await send(await self.d.reloads.request_and_wait())
         except Stopping as e:
             await send({"ok": False, "error": str(e)})
+
+    async def _cmd_reexec(self, request: dict[str, Any], send: Send) -> None:
+        await reexec(self.d, send)
 
     async def _cmd_upgrade(self, request: dict[str, Any], send: Send) -> None:
         async def progress(line: str) -> None:

@@ -5,13 +5,17 @@ read-only state dir never stops the daemon: it says so on stderr and goes on sup
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 from typing import Any
 
+import psutil
 import structlog
 
 from ..engine.supervisor import Supervisor
-from ..process_records import process_record, still_running
+from ..owner_mark import VARIABLE, unit_mark
+from ..process_records import process_record, same_process
+from ..spec import UnitSpec
 from ..statedir import StateDir
 
 log = structlog.get_logger()
@@ -21,6 +25,7 @@ class Records:
     def __init__(self, state: StateDir) -> None:
         self.state = state
         self._kept: dict[str, dict[str, Any]] = {}
+        self._commands: dict[str, dict[str, Any]] = {}  # commands the daemon runs that are no unit
         self._dirty = False
         self._failing = False
 
@@ -36,6 +41,17 @@ class Records:
             self._dirty = True
             asyncio.get_running_loop().call_soon(self.write_units, sup)
 
+    def track(self, name: str, pid: int, sup: Supervisor | None) -> None:
+        """A command (a migration) in units.json while it runs; stopped first, never adopted."""
+        self._commands[name] = {**(process_record(pid) or {"pid": pid}), "kind": "command",
+                                "step": 1_000_000, "stop_timeout": 30.0}
+        if sup is not None:
+            self.write_units(sup)
+
+    def untrack(self, name: str, sup: Supervisor | None) -> None:
+        if self._commands.pop(name, None) is not None and sup is not None:
+            self.write_units(sup)
+
     def write_units(self, sup: Supervisor) -> None:
         self._dirty = False
         records = {}
@@ -47,13 +63,13 @@ class Records:
                     "stop_timeout": unit.spec.stop_timeout,
                     "create_time": (process_record(unit.pid) or {}).get("create_time")}
         self._kept = records  # only a new pid costs a look-up of its start time
-        self._write(self.state.units_file, records)
+        self._write(self.state.units_file, {**records, **self._commands})
 
     def finish(self, sup: Supervisor) -> None:
         """At exit: keep units.json while any recorded process still lives."""
         self.write_units(sup)
         self.state.remove(self.state.daemon_file)
-        if not any(still_running(r) for r in self._kept.values()):
+        if not any(same_process(r) for r in self._kept.values()):
             self.state.remove(self.state.units_file)
         else:
             log.error("daemon.processes_left", units=sorted(self._kept))
@@ -66,3 +82,43 @@ class Records:
             if not self._failing:  # once per spell of failures, not per unit change
                 print(f"synsup: cannot write {path}: {e.strerror}; supervising on", file=sys.stderr)
             self._failing = True
+
+
+def adoptable(state: StateDir, specs: list[UnitSpec], token: str | None) -> dict[str, int]:
+    """Unit name -> pid of the processes an earlier daemon of this state dir started that a new
+    one takes over: recorded (pid and start time), still running the command its spec says now,
+    and not marked as anything else (a process whose environment shows no mark, as
+    redis-server's once it retitles itself, is known by its record alone)."""
+    records = state.read_json(state.units_file) or {}
+    argv = {s.name: as_written(list(s.argv), state.config_dir) for s in specs if s.argv is not None}
+    extra = {s.name: list(s.args_when_copied) for s in specs}
+    if not isinstance(records, dict) or not token:
+        return {}
+    return {name: int(r["pid"]) for name, r in records.items()
+            if isinstance(r, dict) and r.get("kind") != "command" and isinstance(r.get("cmdline"), list)
+            and argv.get(name) == as_written(_without(r["cmdline"], extra.get(name, [])), state.config_dir)
+            and same_process(r) and _mark_allows(int(r["pid"]), unit_mark(token, name))}
+
+
+def as_written(argv: list[str], config_dir: str) -> list[str]:
+    """A unit's command with its config files named as written, not where they were read: units read
+    copies in the state dir (config/SERIAL/INDEX-NAME, daemon/config_snapshot.py), so a command
+    compares by interpreter, options and config file names, whichever copy it read."""
+    copies = config_dir.rstrip("/") + "/"
+    def name(arg: str) -> str:
+        if arg.startswith(copies):
+            return os.path.basename(arg).split("-", 1)[-1]
+        return os.path.basename(arg) if arg.startswith("/") else arg
+    return argv[:1] + [name(a) for a in argv[1:]]
+
+
+def _without(argv: list[str], tail: list[str]) -> list[str]:
+    return argv[:-len(tail)] if tail and argv[-len(tail):] == tail else argv
+
+
+def _mark_allows(pid: int, mark: str) -> bool:
+    try:
+        found = psutil.Process(pid).environ().get(VARIABLE)
+    except (psutil.Error, OSError):
+        return False
+    return found is None or found == mark

@@ -9,6 +9,7 @@ all go through this object."""
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -80,7 +81,8 @@ class RunningConfig:
         prune(self.state.config_dir, running, keep)
 
     def _copy(self, loaded: Loaded) -> ConfigSnapshot | None:
-        self._serial += 1
+        # past every copy an earlier daemon left: units it started (adopted now) may read them
+        self._serial = max(self._serial, _highest_serial(self.state.config_dir)) + 1
         try:
             return ConfigSnapshot.take(self.state.config_dir, self._serial, loaded)
         except OSError as e:  # the units read the files on disk then, as before
@@ -140,3 +142,10 @@ def keep_code(spec: UnitSpec, running: UnitSpec | None) -> UnitSpec:
         return spec
     code = UnitCode.of(running)
     return spec if code.python == UnitCode.of(spec).python else code.put_on(spec)
+
+
+def _highest_serial(config_dir: str) -> int:
+    try:
+        return max((int(n) for n in os.listdir(config_dir) if n.isdigit()), default=0)
+    except OSError:
+        return 0

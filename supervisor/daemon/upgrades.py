@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from ..engine.process import MARKER, STATE_MARKER
+from ..engine.process import REAPER
+from ..owner_mark import VARIABLE, command_mark
 from ..plans import Command, UpgradePlan
 from ..source import Loaded
 from ..spec import UnitSpec
@@ -35,6 +36,7 @@ class Upgrades:
     def __init__(self, daemon: Daemon, upgrader: Upgrader | None) -> None:
         self.daemon, self.upgrader = daemon, upgrader
         self.last: dict[str, Any] | None = None  # the last upgrade's result, for status
+        self._commands: set[int] = set()  # pids of the commands running now
 
     async def request(self, python: str | None, allow_downtime: bool, dry_run: bool,
                       progress: Progress) -> dict[str, Any]:
@@ -78,7 +80,7 @@ class Upgrades:
             return self._record(plan, "rejected", error="; ".join(plan.errors), errors=plan.errors)
         for command in plan.commands:
             await progress(f"{command.what} ...")
-            failure = await run_command(command, {STATE_MARKER: self.daemon.state.path, MARKER: "migration"})
+            failure = await self._run_recorded(command)
             if failure:
                 return self._record(plan, "failed", error=f"{command.what}: {failure}")
             await progress(f"{command.what}: done")
@@ -109,6 +111,22 @@ class Upgrades:
         d.running.halted(main_code(before.values()), main_code(specs), (u.spec for u in sup.units.values()))
         d.running.prune(u.spec for u in sup.units.values())
 
+    async def _run_recorded(self, command: Command) -> str:
+        """Marked and recorded in units.json while it runs, so that a `synsup stop` after the
+        daemon died finds it (it is no unit: never adopted, listed as `migration`)."""
+        records, name = self.daemon.records, "migration"
+        try:
+            return await run_command(command, {VARIABLE: command_mark(self.daemon.token, name)}, self._spawned)
+        finally:
+            records.untrack(name, self.daemon.supervisor)
+            REAPER.waited.difference_update(self._commands)
+            self._commands.clear()
+
+    def _spawned(self, pid: int) -> None:
+        REAPER.waited.add(pid)  # asyncio waits for it: the reaper must not take its exit status
+        self._commands.add(pid)
+        self.daemon.records.track("migration", pid, self.daemon.supervisor)
+
     def _record(self, plan: UpgradePlan, result: str, **fields: Any) -> dict[str, Any]:
         self.last = {"at": time.time(), "result": result, "code_name": plan.code_name, "from_version": plan.from_version,
                      "to_version": plan.to_version, "summary": plan.summary, **fields}
@@ -116,9 +134,11 @@ class Upgrades:
         return {"ok": True, **self.last}
 
 
-async def run_command(command: Command, marker: dict[str, str] | None = None) -> str:
+async def run_command(command: Command, marker: dict[str, str] | None = None,
+                      spawned: Callable[[int], None] | None = None) -> str:
     """Run it to the end (output kept); "" on exit 0, else why it failed with its last lines.
-    `marker` goes into its environment, so that a `synsup stop` after the daemon died finds it."""
+    `marker` goes into its environment and `spawned` hears its pid, so that a `synsup stop`
+    after the daemon died finds it."""
     try:
         proc = await asyncio.create_subprocess_exec(*command.argv, stdin=asyncio.subprocess.DEVNULL,
                                                     env={**os.environ, **(marker or {})},
@@ -126,6 +146,8 @@ async def run_command(command: Command, marker: dict[str, str] | None = None) ->
                                                     stderr=asyncio.subprocess.STDOUT, start_new_session=True)
     except OSError as e:
         return f"cannot run {command.argv[0]}: {e.strerror or e}"
+    if spawned is not None:
+        spawned(proc.pid)
     try:
         async with asyncio.timeout(command.timeout):
             output, _ = await proc.communicate()

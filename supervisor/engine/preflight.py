@@ -148,6 +148,13 @@ def address_in_use(listen: str) -> str | None:
     return refusal.reason if refusal is not None else None
 
 
+def addresses_in_use(specs: list[UnitSpec]) -> list[str]:
+    """"UNIT: port N is in use by ..." for every address a unit synsup would start listens on
+    that is taken now (before a start: the deployment, or part of it, runs already)."""
+    return [f"{spec.name}: {taken}" for spec in specs if spec.argv is not None
+            for listen in spec.listens if (taken := address_in_use(listen)) is not None]
+
+
 def preflight(spec: UnitSpec, output: UnitOutput) -> Refusal | None:
     """Why the unit must not be spawned now, or None."""
     refused = output.check()

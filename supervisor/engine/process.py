@@ -5,7 +5,7 @@ Exit is detected from the pid (a pidfd becomes readable when the process exits),
 EOF on the output pipe: a grandchild holding stdout cannot hide a dead unit. When the leader
 has exited, its process group and every process it left behind (the daemon is a child
 subreaper, so descendants that `setsid()` away are reparented to it; they carry the unit's
-`SYNSUP_UNIT` marker) are SIGKILLed and reaped."""
+private owner mark, `owner_mark`) are SIGKILLed and reaped."""
 
 from __future__ import annotations
 
@@ -19,11 +19,15 @@ from dataclasses import dataclass
 import psutil
 import structlog
 
+from ..owner_mark import VARIABLE, unit_mark, unit_of
 from ..spec import UnitSpec
+from .reaper import REAPER, direct_children
+from .reaper import kill as _kill
 from .unit_output import UnitOutput
 
-MARKER = "SYNSUP_UNIT"  # in every unit's environment: which unit a process belongs to
-STATE_MARKER = "SYNSUP_STATE_DIR"  # and which daemon's: what a later `synsup stop` looks for
+__all__ = ["REAPER", "Child", "ExitStatus", "Spawner", "become_subreaper", "stop_child"]
+
+UNIT_VARIABLE = "SYNSUP_UNIT"  # in every unit's environment: its name (for the unit to read; no marker)
 PR_SET_CHILD_SUBREAPER = 36
 DRAIN_AFTER_EXIT = 1.0  # seconds to keep reading output that was in flight when the unit exited
 
@@ -48,8 +52,10 @@ class ExitStatus:
     oom_killed: bool = False  # SIGKILL while the kernel's OOM kill counters rose
 
     @classmethod
-    def from_returncode(cls, returncode: int, at: float, killed_after: float | None = None,
+    def from_returncode(cls, returncode: int | None, at: float, killed_after: float | None = None,
                         oom_killed: bool = False) -> ExitStatus:
+        if returncode is None:
+            return cls(None, None, at)
         if returncode < 0:
             name = signal.Signals(-returncode).name if -returncode in signal.valid_signals() else str(-returncode)
             sigkill = -returncode == signal.SIGKILL
@@ -63,66 +69,17 @@ class ExitStatus:
             return "killed by SIGKILL: out of memory (the kernel's OOM killer killed meanwhile: oom_kill rose)"
         if self.signal:
             return f"killed by {self.signal}"
+        if self.code is None:
+            return "exited (status unknown: adopted from an earlier synsup, which reaps no more)"
         return f"exited with code {self.code}"
 
     def as_json(self) -> dict[str, object]:
         return {"code": self.code, "signal": self.signal, "at": self.at, "oom_killed": self.oom_killed}
 
 
-class Reaper:
-    """Children that are no unit's leader: leftovers we killed, reaped when they exit."""
-
-    def __init__(self) -> None:
-        self.leaders: dict[int, Child] = {}
-        self.leftovers: set[int] = set()
-
-    def reap(self) -> None:
-        for pid in list(self.leftovers):
-            try:
-                done, _ = os.waitpid(pid, os.WNOHANG)
-            except ChildProcessError:
-                done = pid  # not (or no longer) our child: nothing to reap
-            if done:
-                self.leftovers.discard(pid)
-
-    def kill_all(self) -> None:
-        """Last resort at daemon exit: every leader's group and every leftover, SIGKILLed and reaped."""
-        for child in list(self.leaders.values()):
-            child.kill_leftovers()
-        for pid in list(self.leaders) + list(self.leftovers):
-            _kill(pid)
-            try:
-                os.waitpid(pid, 0)
-            except ChildProcessError:
-                pass
-        self.leaders.clear()
-        self.leftovers.clear()
-
-
-REAPER = Reaper()
-
-
-def _kill(pid: int, sig: int = signal.SIGKILL) -> None:
+def _unit_marked(pid: int, token: str | None) -> str | None:
     try:
-        os.kill(pid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
-def _direct_children() -> list[int]:
-    pids: list[int] = []
-    try:
-        for task in os.listdir("/proc/self/task"):
-            with open(f"/proc/self/task/{task}/children") as f:
-                pids += [int(p) for p in f.read().split()]
-    except OSError:
-        pids = [p.pid for p in psutil.Process().children()]
-    return pids
-
-
-def _marker_of(pid: int) -> str | None:
-    try:
-        return psutil.Process(pid).environ().get(MARKER)
+        return unit_of(psutil.Process(pid).environ(), token)
     except (psutil.Error, OSError):
         return None
 
@@ -130,13 +87,13 @@ def _marker_of(pid: int) -> str | None:
 class Child:
     """A running unit process: the leader of its own process group."""
 
-    def __init__(self, popen: subprocess.Popen[bytes], name: str, output: UnitOutput) -> None:
+    def __init__(self, popen: subprocess.Popen[bytes], name: str, output: UnitOutput, token: str | None = None) -> None:
         self.pid = popen.pid
-        self.name = name
+        self.name, self.token = name, token
         self._popen, self._output = popen, output
         self.killed_after: float | None = None
         self._loop = asyncio.get_running_loop()
-        self._exited: asyncio.Future[int] = self._loop.create_future()
+        self._exited: asyncio.Future[int | None] = self._loop.create_future()  # None: status unknown (adopted)
         self._pidfd = os.pidfd_open(self.pid)
         self._loop.add_reader(self._pidfd, self._on_exit)
         self._out: int | None = None
@@ -150,7 +107,7 @@ class Child:
     def exited(self) -> bool:
         return self._exited.done()
 
-    async def wait(self) -> int:
+    async def wait(self) -> int | None:
         return await asyncio.shield(self._exited)
 
     def signal_group(self, sig: int) -> None:
@@ -164,8 +121,8 @@ class Child:
     def kill_leftovers(self) -> None:
         """SIGKILL the process group and every descendant that escaped it (marked with our unit)."""
         self.signal_group(signal.SIGKILL)
-        for pid in _direct_children():
-            if pid in REAPER.leaders or _marker_of(pid) != self.name:
+        for pid in direct_children():
+            if pid in REAPER.leaders or _unit_marked(pid, self.token) != self.name:
                 continue
             try:
                 tree = [pid] + [p.pid for p in psutil.Process(pid).children(recursive=True)]
@@ -230,28 +187,42 @@ class Spawner:
 
     def __init__(self, extra_env: dict[str, str] | None = None) -> None:
         self.extra_env = extra_env or {}
+        self.token: str | None = None  # the state dir's owner token (`owner_mark`), set by the daemon
 
     async def spawn(self, spec: UnitSpec, env: dict[str, str], output: UnitOutput) -> Child:
         assert spec.argv is not None
-        popen = subprocess.Popen(
-            spec.argv,
-            stdin=subprocess.PIPE if spec.stdin is not None else subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            env={**env, **self.extra_env, MARKER: spec.name},
-            cwd=spec.cwd,
-            start_new_session=True,
-        )
+        log = output.open_for_child()  # the unit writes its log itself: nothing of it hangs on us
+        try:
+            popen = subprocess.Popen(
+                spec.argv,
+                stdin=subprocess.PIPE if spec.stdin is not None else subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL if log is None else log,
+                stderr=subprocess.STDOUT,
+                env=self.environment(spec, env),
+                cwd=spec.cwd,
+                start_new_session=True,
+            )
+        finally:
+            if log is not None:
+                os.close(log)
         if spec.stdin is not None and popen.stdin is not None:
             try:
                 popen.stdin.write(spec.stdin)
                 popen.stdin.close()
             except OSError:
                 pass  # it exited already: its exit says why
-        return Child(popen, spec.name, output)
+        return Child(popen, spec.name, output, self.token)
+
+    def environment(self, spec: UnitSpec, env: dict[str, str]) -> dict[str, str]:
+        """The unit's own, its name, and our private mark (nothing of it may come from outside)."""
+        full = {k: v for k, v in {**env, **self.extra_env}.items() if k != VARIABLE}
+        full[UNIT_VARIABLE] = spec.name
+        if self.token:
+            full[VARIABLE] = unit_mark(self.token, spec.name)
+        return full
 
 
-async def stop_child(child: Child, exited: asyncio.Future[int], timeout: float) -> None:
+async def stop_child(child: Child, exited: asyncio.Future[int | None], timeout: float) -> None:
     """SIGCONT and SIGTERM to the group (a stopped process cannot act on SIGTERM); SIGKILL to
     the group if it is still there after `timeout`."""
     child.signal_group(signal.SIGCONT)

@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterable
 import structlog
 
 from ..spec import UnitSpec, steps_of
+from .adopted import AdoptedChild
 from .clock import Clock
 from .health import Timing
 from .process import Spawner
@@ -158,6 +159,26 @@ class Supervisor:
 
     def dependents(self, name: str) -> list[str]:
         return [n for n, u in self.units.items() if name in u.spec.dependencies and not u.held]
+
+    def adopt(self, pids: dict[str, int], token: str | None) -> list[str]:
+        """Take over the processes an earlier daemon started (unit name -> pid); the names taken."""
+        taken = []
+        for name, pid in pids.items():
+            unit = self.units.get(name)
+            if unit is None:
+                continue
+            try:
+                unit.adopt(AdoptedChild(pid, name, token))
+            except OSError as e:  # gone meanwhile: it is started as usual
+                self.log.warning("unit.adopt_failed", unit=name, pid=pid, error=str(e))
+                continue
+            taken.append(name)
+        return taken
+
+    def upkeep_logs(self) -> None:
+        """Rotate unit logs past their size (copy-truncate); notice logs moved away."""
+        for unit in self.units.values():
+            unit.output.upkeep()
 
     def reopen_logs(self) -> None:
         for unit in self.units.values():

@@ -58,6 +58,7 @@ class Unit(HealthChecks):
         self.wanted = False
         self._held = asyncio.Event()  # stopped by the admin: no automatic start until `synsup start UNIT`
         self.waiting_for_resume = False  # exited while paused: nothing happens until `synsup resume`
+        self._adopted: Child | None = None  # a process an earlier daemon started, to supervise first
         if unpaused is None:
             unpaused = asyncio.Event()
             unpaused.set()
@@ -122,6 +123,14 @@ class Unit(HealthChecks):
         self._stop.clear()
         self._idle.clear()
         self._start_requested.set()
+
+    def adopt(self, child: Child) -> None:
+        """Supervise a process an earlier daemon started instead of spawning one: ready once its
+        probes answer (it sent READY=1 long ago), restarted only when it next has to be."""
+        self._adopted = self.child = child
+        self.started_at = self.clock.time()
+        self.output.adopted()
+        self.start()
 
     async def stop(self) -> None:
         self.wanted = False
@@ -299,6 +308,8 @@ class Unit(HealthChecks):
         self.set_state(S.STARTING)
         self._prober = Prober(self.spec.probes)
         try:
+            if self._adopted is not None:
+                return await self._supervise_adopted(self._adopted)
             return await (self._watch_external() if self.spec.argv is None else self._spawn_and_supervise())
         finally:
             self._prober.close()
@@ -330,7 +341,18 @@ class Unit(HealthChecks):
         self._record_exit(child, await exited)
         return ready_for
 
-    async def _supervise_child(self, child: Child, exited: asyncio.Future[int]) -> float | None:
+    async def _supervise_adopted(self, child: Child) -> float | None:
+        self._adopted = None
+        self._prober.owner_pid = child.pid
+        self._notify_ready.set()  # it said READY=1 to the daemon that started it
+        self.log.info("unit.adopted", pid=child.pid)
+        self._on_change(self)
+        exited = asyncio.ensure_future(child.wait())
+        ready_for = await self._supervise_child(child, exited)
+        self._record_exit(child, await exited)
+        return ready_for
+
+    async def _supervise_child(self, child: Child, exited: asyncio.Future[int | None]) -> float | None:
         outcome = await self._race(self._readiness(), exited, self.spec.start_timeout)
         ready_at = None
         if outcome == "done":
@@ -349,7 +371,7 @@ class Unit(HealthChecks):
             await stop_child(child, exited, self.spec.stop_timeout)
         return None if ready_at is None else self.clock.monotonic() - ready_at
 
-    def _record_exit(self, child: Child, returncode: int) -> None:
+    def _record_exit(self, child: Child, returncode: int | None) -> None:
         status = ExitStatus.from_returncode(returncode, self.clock.time(), child.killed_after,
                                             self._oom is not None and self._oom.rose())
         self.last_exit = status
@@ -385,7 +407,7 @@ class Unit(HealthChecks):
         return unit_environment(self.spec.env, self._notify.path if self._notify is not None else None,
                                 keep=self.spec.keep_env)
 
-    async def _race(self, work: Awaitable[object], exited: asyncio.Future[int] | None = None,
+    async def _race(self, work: Awaitable[object], exited: asyncio.Future[int | None] | None = None,
                     timeout: float | None = None) -> str:
         """Run `work` until it is done, the child exits, a stop is asked for, or time runs out."""
         work_task = asyncio.ensure_future(work)

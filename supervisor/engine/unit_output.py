@@ -1,14 +1,20 @@
-"""A unit's captured stdout and stderr: a size-rotated log file and the last lines in memory.
+"""A unit's stdout and stderr: a size-rotated log file, and its last lines.
 
-Writing never blocks or fails the unit: when the log cannot be written (disk full, read-only,
-its directory deleted), the output is counted and dropped, and the file is tried again a
-little later."""
+A unit's process writes its log file itself (its stdout and stderr are opened on the file with
+O_APPEND), so its output does not depend on the daemon staying alive: a daemon that dies, or
+re-executes, loses nothing, and a later one reads the last lines back from the file. The
+daemon rotates the file by copy-truncate (`upkeep`), which the unit's open descriptor survives.
+synsup's own lines (`[synsup] started pid ...`) are appended by the daemon; when they cannot be
+written (disk full, read-only, directory deleted) they are counted and dropped and the file is
+tried again a little later. Output written through `write` (a spawner that pipes, the tests')
+is kept in memory as well."""
 
 from __future__ import annotations
 
 import collections
 import errno
 import os
+import shutil
 import stat
 import time
 
@@ -18,6 +24,10 @@ from ..spec import NAME_RULE, valid_name
 MAX_BYTES = 10 * 1024 * 1024
 KEEP_FILES = 3
 TAIL_LINES = 50
+TAIL_BYTES = 65536  # read back from the end of the file for the last lines
+OWN_LINE = "[synsup] "
+MOVED = ("the log file was moved or removed: the unit writes to the old file until it restarts "
+         "(rotate unit logs with copytruncate, or let synsup rotate them)")
 RETRY_AFTER = 5.0  # seconds before a log file that failed is tried again
 # never through a symlink planted in a log dir another user can write
 LOG_FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK
@@ -57,6 +67,9 @@ class UnitOutput:
         self._size = 0
         self._retry_at = 0.0
         self._partial = ""
+        self._run_start = 0  # where the running process's output begins in the file
+        self._child_file: tuple[int, int] | None = None  # (dev, inode) the running process writes
+        self.moved = False
 
     @classmethod
     def for_unit(cls, log_dir: str, name: str, max_bytes: int = MAX_BYTES, keep: int = KEEP_FILES) -> UnitOutput:
@@ -141,16 +154,89 @@ class UnitOutput:
         """A new process: the in-memory tail (where its error is looked for) starts empty."""
         self.tail.clear()
         self._partial = ""
+        try:
+            self._run_start = os.stat(self.path, follow_symlinks=False).st_size
+        except OSError:
+            self._run_start = 0
 
     def note(self, text: str) -> None:
         """A line of synsup's own in the unit's log (spawns and exits)."""
-        self._append(f"[synsup] {text}\n".encode())
+        self._append(f"{OWN_LINE}{text}\n".encode())
+
+    def open_for_child(self) -> int | None:
+        """A new descriptor on the log file for a process's stdout and stderr; None when the file
+        cannot be opened now (its output is then lost: it goes to /dev/null)."""
+        try:
+            fd = self._open_file()
+        except OSError as e:
+            self._drop(0, e)
+            return None
+        os.set_blocking(fd, True)
+        st = os.fstat(fd)
+        self._run_start, self._child_file, self.moved = st.st_size, (st.st_dev, st.st_ino), False
+        return fd
+
+    def adopted(self) -> None:
+        """A process an earlier daemon started writes the file: its output is the file's end."""
+        try:
+            st = os.stat(self.path, follow_symlinks=False)
+            self._run_start, self._child_file = max(0, st.st_size - TAIL_BYTES), (st.st_dev, st.st_ino)
+        except OSError:
+            pass
+
+    def upkeep(self) -> None:
+        """Now and then (the daemon's): copy-truncate the file once it is past max_bytes, and
+        notice a file the running process no longer writes to (renamed away, deleted)."""
+        try:
+            st: os.stat_result | None = os.stat(self.path, follow_symlinks=False)
+        except OSError:
+            st = None
+        if self._child_file is not None and (st is None or (st.st_dev, st.st_ino) != self._child_file):
+            self.moved = True
+            return
+        if st is not None and self.max_bytes and st.st_size >= self.max_bytes:
+            try:
+                self._copy_truncate()
+            except OSError as e:
+                self._drop(0, e)
+
+    def _copy_truncate(self) -> None:
+        if self.keep > 0:
+            for index in range(self.keep - 1, 0, -1):
+                if os.path.exists(older := f"{self.path}.{index}"):
+                    os.replace(older, f"{self.path}.{index + 1}")
+            shutil.copyfile(self.path, f"{self.path}.1", follow_symlinks=False)
+        fd = self._open_file()
+        try:
+            os.ftruncate(fd, 0)
+        finally:
+            os.close(fd)
+        self._run_start = self._size = 0
 
     def last(self, n: int = 10) -> list[str]:
         lines = list(self.tail) + ([self._partial] if self._partial else [])
-        return lines[-n:]
+        return lines[-n:] if lines else self._file_tail(n)
+
+    def _file_tail(self, n: int) -> list[str]:
+        """The running (or last) process's last lines, read back from the file."""
+        try:
+            fd = os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+        except OSError:
+            return []
+        try:
+            size = os.fstat(fd).st_size
+            start = max(self._run_start if self._run_start <= size else 0, size - TAIL_BYTES)
+            data = os.pread(fd, size - start, start)
+        except OSError:
+            return []
+        finally:
+            os.close(fd)
+        lines = [line.rstrip("\r") for line in data.decode(errors="replace").split("\n")]
+        return [line for line in lines if line and not line.startswith(OWN_LINE)][-n:]
 
     def describe_drops(self) -> str | None:
+        if self.moved:
+            return f"log: {MOVED}"
         if not self.dropped:
             return None
         return f"log: {self.dropped} bytes dropped ({self.refusal or self.drop_reason or 'log file unavailable'})"

@@ -76,15 +76,14 @@ def test_a_log_symlink_planted_by_another_user_fails_that_unit_only(deployment, 
 
 
 def test_another_redis_on_the_port_fails_redis_at_once_naming_it(deployment, foreign_redis):
-    """Row 8: the foreign Redis answered PING, `start` said "all 10 units ready", exit 0."""
+    """Row 8: the foreign Redis answered PING, `start` said "all 10 units ready", exit 0. Now the
+    start is refused before any daemon exists (issue 20: a refused start leaves nothing running)."""
     port = deployment.ports[5]
     done = deployment.start()
     assert done.returncode == 1
-    assert f"synsup: unit redis failed: port {port} is in use by pid {foreign_redis.pid} (redis-server)" \
+    assert f"synsup: error: redis: port {port} is in use by pid {foreign_redis.pid} (redis-server)" \
         in done.stderr, done.stderr
-    redis = deployment.unit("redis")
-    assert redis["state"] == "failed" and redis["pid"] is None
-    assert deployment.unit("main")["waiting_for"] == "redis"
+    assert deployment.synsup("status").returncode == 3  # no daemon stayed behind
     assert [e for e in deployment.events() if e["event"] == "start"] == []  # no Synapse process started
     stop_and_assert_clean(deployment)
     assert foreign_redis.poll() is None  # never touched
@@ -101,8 +100,9 @@ def test_the_same_deployment_under_a_second_state_dir_is_refused(deployment, sho
         done = second.start()
         assert done.returncode == 1
         port = deployment.ports[5]
-        assert f"synsup: unit redis failed: port {port} is in use by pid {first_redis} (redis-server)" \
+        assert f"synsup: error: redis: port {port} is in use by pid {first_redis} (redis-server)" \
             in done.stderr, done.stderr
+        assert second.synsup("status").returncode == 3  # refused: no second daemon stays behind
         assert all(u["state"] == "ready" for u in deployment.status()["units"])  # the first runs on
     finally:
         stopped = second.synsup("stop", timeout=120)

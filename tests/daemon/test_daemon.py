@@ -112,15 +112,19 @@ def test_logs_command(deployment):
     assert deployment.synsup("logs", "nosuch").returncode == 1
 
 
-def test_leftover_processes_refuse_a_second_daemon(deployment):
+def test_leftover_processes_no_unit_can_adopt_refuse_a_second_daemon(deployment):
+    """A new daemon adopts what an earlier one left (tests/test_adoption.py), but a process whose
+    unit is gone from the config (or runs another command now) is no one's to adopt: refused."""
     assert deployment.start().returncode == 0
     status = deployment.status()
     os.kill(status["daemon"]["pid"], signal.SIGKILL)
     wait_for(lambda: not alive(status["daemon"]["pid"]), what="daemon gone")
+    os.unlink(os.path.join(deployment.workers_dir, "generic1.yaml"))
     try:
         done = deployment.start()
         assert done.returncode == 1
-        assert "still run" in done.stderr and f"main (pid {deployment_pid(status, 'main')})" in done.stderr
+        assert "still run" in done.stderr and f"generic1 (pid {deployment_pid(status, 'generic1')})" in done.stderr
+        assert "main (pid" not in done.stderr  # adoptable: not in the way
     finally:
         for unit in (u for u in status["units"] if u["pid"]):
             try:

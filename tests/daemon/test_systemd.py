@@ -167,7 +167,9 @@ def _unit(path: str) -> configparser.ConfigParser:
 def test_unit_file_settings(name):
     unit = _unit(os.path.join(REPO, "contrib", "systemd", name))
     service = unit["Service"]
-    assert service["Type"] == "notify" and service["KillMode"] == "mixed"
+    assert service["Type"] == "notify" and service["KillMode"] == "process"  # units outlive a crashed synsup
+    assert "synsup stop" in service["ExecStop"] and "$MAINPID" in service["ExecStop"]  # ... and are adopted
+    assert service["RuntimeDirectoryPreserve"] == "yes"  # with their records
     assert service["Restart"] == "on-failure" and int(service["WatchdogSec"]) >= 10
     assert "start --foreground" in service["ExecStart"] and "reload" in service["ExecReload"]
     assert int(service["TimeoutStartSec"]) >= 300, "main alone may take 300 s to become ready"

@@ -154,8 +154,11 @@ def orphans_of(d, live=False):
     no daemon; with `live`, read from /proc while the daemon still runs."""
     if live:
         import psutil
-        return [{"name": p.environ().get("SYNSUP_UNIT")} for p in psutil.process_iter()
-                if _environ(p).get("SYNSUP_STATE_DIR") == d.state_dir]
+        with open(os.path.join(d.state_dir, "owner.token")) as f:
+            token = f.read().strip()
+        marks = [_environ(p).get("_SYNSUP_OWNER_MARK", "") for p in psutil.process_iter()]
+        return [{"name": mark.rsplit("/", 1)[1]} for mark in marks
+                if mark.startswith((f"{token}/unit/", f"{token}/command/"))]
     return json.loads(d.synsup("status", "--json").stdout)["units"]
 
 

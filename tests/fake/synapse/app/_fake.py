@@ -13,6 +13,8 @@ Behaviour comes from $SYNAPSE_FAKE_CONTROL/<instance>.json, read at start:
   {"grandchild": "group"}     leave a sleeping grandchild holding stdout, in the unit's group
   {"grandchild": "setsid"}    the same, in a session of its own (escaping the group)
   {"spam": 4096}              write this many bytes of output every 10 ms once ready
+  {"helpers": 40}             once ready, start this many short-lived double-forked helpers
+                              (`sh -c "sleep 0.01 &"`), one every 20 ms; records "helpers" after
 `metrics` listeners (with enable_metrics) answer any path with a Prometheus exposition.
 Health answers 500 while $SYNAPSE_FAKE_CONTROL/<instance>.unhealthy exists.
 Every start, ready and exit is appended to $SYNAPSE_FAKE_CONTROL/events.jsonl, with the
@@ -133,6 +135,13 @@ class Fake:
             os.write(1, line)
             await asyncio.sleep(0.01)
 
+    async def helpers(self, count):
+        for _ in range(count):
+            proc = await asyncio.create_subprocess_exec("sh", "-c", "sleep 0.01 &")
+            await proc.wait()  # the helper's parent is gone: the helper is reparented to synsup
+            await asyncio.sleep(0.02)
+        self.record("helpers", count=count)
+
     async def run(self):
         b = self.behaviour
         self.record("start", version=synapse.__version__,
@@ -160,6 +169,8 @@ class Fake:
             self.grandchild(b["grandchild"] == "setsid")
         if b.get("spam"):
             asyncio.get_running_loop().create_task(self.spam(int(b["spam"])))
+        if b.get("helpers"):
+            asyncio.get_running_loop().create_task(self.helpers(int(b["helpers"])))
         self.record("ready")  # before READY=1: once synsup hears it, the record must be there
         self.notify(f"READY=1\nMAINPID={os.getpid()}")
         print(f"fake synapse {self.name} ready", file=sys.stderr, flush=True)

@@ -1,0 +1,100 @@
+"""`synsup reexec`: the daemon re-executes itself in place (the binary upgrade nginx and HAProxy
+do), after `pip install -U synsup`. Same pid, so systemd sees no restart; the units are its
+children still and are adopted by the new image (engine/adopted.py); the listening control
+socket is passed across exec as an inherited fd named in $SYNSUP_REEXEC, with what else the new
+image needs (units held by the admin, pause). The new code is tried first (`python -m synsup
+--version` in a subprocess): a new version that does not come up is never exec'd, and an exec
+that fails leaves the old image running."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import structlog
+
+from .control_server import Send
+
+if TYPE_CHECKING:
+    from .daemon import Daemon
+
+ENV = "SYNSUP_REEXEC"
+TRY_TIMEOUT = 60.0
+
+log = structlog.get_logger()
+
+
+@dataclass(frozen=True)
+class Inherited:
+    control_fd: int
+    held: tuple[str, ...] = ()
+    paused: bool = False
+
+
+def inherited() -> Inherited | None:
+    """What the previous image passed on (and removed from the environment units inherit)."""
+    raw = os.environ.pop(ENV, None)
+    if not raw:
+        return None
+    try:
+        data = json.loads(raw)
+        return Inherited(int(data["control_fd"]), tuple(data.get("held") or ()), bool(data.get("paused")))
+    except (ValueError, KeyError, TypeError):
+        log.error("reexec.bad_environment", value=raw[:200])
+        return None
+
+
+def new_image_fails() -> str | None:
+    """Why the installed synsup would not come up (None if it does): run it once first."""
+    try:
+        done = subprocess.run([sys.executable, "-m", "synsup", "--version"], capture_output=True, text=True,
+                              timeout=TRY_TIMEOUT, stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return f"cannot run {sys.executable} -m synsup: {e}"
+    if done.returncode != 0:
+        tail = " | ".join((done.stderr or done.stdout).strip().splitlines()[-3:])
+        return f"`{sys.executable} -m synsup --version` exited with code {done.returncode}: {tail}"
+    return None
+
+
+def exec_in_place(passed: Inherited) -> OSError:
+    """Replace this process's image by the installed synsup with the same command line; only
+    returns (the error) if the exec failed, with the old image still running."""
+    os.set_inheritable(passed.control_fd, True)
+    env = {**os.environ, ENV: json.dumps({"control_fd": passed.control_fd, "held": list(passed.held),
+                                          "paused": passed.paused})}
+    log.info("daemon.reexec", argv=sys.orig_argv, pid=os.getpid())
+    try:
+        os.execve(sys.executable, sys.orig_argv, env)
+    except OSError as e:
+        os.set_inheritable(passed.control_fd, False)
+        log.error("daemon.reexec_failed", error=str(e))
+        return e
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+async def reexec(daemon: Daemon, send: Send) -> None:
+    """The `reexec` request: refused while an operation runs; the new code tried first; the
+    records written for the new image to adopt from; the reply sent; then the exec."""
+    busy = daemon.operations.current or ("stop" if daemon.lifecycle.stopping else None)
+    if busy:
+        await send({"ok": False, "error": f"still running: {busy}; try again when it is done"})
+        return
+    why = await asyncio.to_thread(new_image_fails)
+    if why is not None:
+        await send({"ok": False, "error": f"the installed synsup does not come up ({why}); the running one "
+                    "goes on unchanged"})
+        return
+    sup, control_fd = daemon.supervisor, daemon.control_fd
+    assert sup is not None and control_fd is not None
+    daemon.records.write_units(sup)
+    daemon.telemetry.hooks.close()
+    held = tuple(name for name, unit in sup.units.items() if unit.held)
+    await send({"ok": True, "reexec": True, "pid": os.getpid()})
+    failed = exec_in_place(Inherited(control_fd, held, daemon.paused))
+    daemon.log.error("daemon.reexec_failed", error=str(failed))

@@ -1,0 +1,77 @@
+"""`synsup reexec` (issue 20): the daemon re-executes itself in place, same pid (systemd sees no
+restart), keeping every unit (same pids, adopted as its children) and its control socket; a new
+version that does not come up is never exec'd."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+
+import pytest
+from helpers import FAKE_SYNAPSE, REPO, processes_with, wait_for
+
+pytestmark = pytest.mark.integration
+
+
+def pids(d):
+    return {u["name"]: u["pid"] for u in d.status()["units"] if u["pid"]}
+
+
+@pytest.fixture
+def reexecable(deployment):
+    """A deployment whose daemon finds `synsup` first in a directory the test may fill (a new
+    version "installed" under the running daemon)."""
+    deployment.installed = os.path.join(deployment.root, "installed")
+    os.makedirs(deployment.installed)
+    base = deployment.env
+    deployment.env = lambda: {**base(), "PYTHONPATH": f"{deployment.installed}:{FAKE_SYNAPSE}"}
+
+    def synsup_with_pythonpath(path, *args):  # a client that imports the synsup under test
+        return subprocess.run([sys.executable, "-m", "synsup", *args, "--state-dir", deployment.state_dir],
+                              capture_output=True, text=True, env={**base(), "PYTHONPATH": path}, timeout=180,
+                              cwd=REPO)
+    deployment.synsup_with_pythonpath = synsup_with_pythonpath
+    yield deployment
+    done = deployment.synsup("stop")
+    assert done.returncode == 0, done.stdout + done.stderr
+    wait_for(lambda: not processes_with(deployment.control), timeout=15, what="every process to be gone")
+
+
+def test_reexec_keeps_the_daemon_pid_every_unit_and_supervision(reexecable):
+    d = reexecable
+    assert d.start().returncode == 0
+    assert d.synsup("stop", "generic1").returncode == 0  # held by the admin: stays stopped across it
+    before, status = pids(d), d.status()["daemon"]
+    done = d.synsup("reexec")
+    assert done.returncode == 0 and "re-executed in place" in done.stdout, done.stdout + done.stderr
+    after = d.status()
+    assert after["daemon"]["pid"] == status["pid"] and after["daemon"]["image_started_at"] != status["image_started_at"]
+    assert pids(d) == before, "every unit keeps its process"
+    states = {u["name"]: u["state"] for u in after["units"]}
+    assert states.pop("generic1") == "stopped" and set(states.values()) == {"ready"}, states
+    assert [e for e in d.events() if e["event"] == "exit" and e["name"] != "generic1"] == []
+
+    os.kill(before["persister1"], signal.SIGKILL)  # its child still: the exit status is known
+    unit = wait_for(lambda: (u := d.unit("persister1"))["state"] == "ready" and u["pid"] != before["persister1"]
+                    and u, what="persister1 restarted by the new image")
+    assert unit["last_exit"]["signal"] == "SIGKILL", unit
+
+
+def test_a_new_version_that_does_not_come_up_is_never_executed(reexecable):
+    d = reexecable
+    assert d.start().returncode == 0
+    before, status = pids(d), d.status()["daemon"]
+    os.makedirs(os.path.join(d.installed, "synsup"))
+    for name in ("__init__.py", "__main__.py"):
+        with open(os.path.join(d.installed, "synsup", name), "w") as f:
+            f.write("raise ImportError('broken release')\n")
+    done = d.synsup_with_pythonpath(FAKE_SYNAPSE, "reexec")
+    assert done.returncode == 1 and "broken release" in done.stderr and "goes on unchanged" in done.stderr, \
+        done.stdout + done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+    shutil.rmtree(os.path.join(d.installed, "synsup"))  # (the test's own client imports it too)
+    assert d.status()["daemon"]["image_started_at"] == status["image_started_at"]
+    assert pids(d) == before
