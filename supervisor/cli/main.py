@@ -10,7 +10,7 @@ from ... import __version__
 from ..daemon.scrape_targets import FORMATS
 from ..errors import SynsupError
 from ..source import Source
-from . import commands, completion, start, top, upgrade
+from . import cluster, commands, completion, start, top, upgrade
 
 COMMANDS = {
     "check": "check the configuration and print the start plan",
@@ -60,6 +60,7 @@ def build_parser(source: Source) -> argparse.ArgumentParser:
 def _command_options(name: str, p: argparse.ArgumentParser) -> None:
     if name == "check":
         p.add_argument("--json", action="store_true", help="print the result as JSON")
+        cluster.add_arguments(p)
     if name in ("start", "run"):
         p.add_argument("--log-dir", metavar="DIR", help="per-unit logs (default: logs/ in the state dir)")
         p.add_argument("--log-max-bytes", type=int, default=10 * 1024 * 1024, metavar="N",
@@ -156,7 +157,8 @@ def _routes(args: argparse.Namespace, source: Source, argv: list[str]) -> int:
 
 # command -> what runs it (args, source, argv): every route in one table
 HANDLERS: dict[str, Handler] = {
-    "check": lambda args, source, argv: commands.check(source.load(args), args.json),
+    "check": lambda args, source, argv: (cluster.check(args, source) if args.cluster
+                                         else commands.check(source.load(args), args.json)),
     "start": start.start,
     "run": start.start,
     "targets": lambda args, source, argv: commands.targets(source.load(args)),
