@@ -1,18 +1,26 @@
 """The `--cluster FILE` side of the command line: `synsup check --cluster F [--node N]` checks the
-placement and prints each node's units (with --node, that node's start plan). Nothing here
-imports the store client: `check` never talks to the store."""
+placement and prints each node's units (with --node, that node's start plan); `start --cluster F
+--node N` joins the daemon to the cluster; `status --cluster F` reads the store. The store client
+(supervisor/cluster/) is imported inside the functions that use it: never without --cluster."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import json
 import socket
 import sys
+from typing import TYPE_CHECKING, Any
 
+from ... import __version__
 from ..cluster_config import ClusterConfig, read_cluster_config
 from ..errors import SynsupError
 from ..source import Loaded, Placement, Source
 from . import commands
-from .render import print_findings, print_plan
+from .render import duration, print_findings, print_plan
+
+if TYPE_CHECKING:
+    from ..cluster.membership import Membership
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -67,3 +75,59 @@ def print_placement(cluster: ClusterConfig, placement: Placement) -> None:
     print(f"placement (cluster {cluster.name}):")
     for name, units in placement.units.items():
         print(f"  {name} ({cluster.nodes[name].address}): {', '.join(units) if units else 'nothing'}")
+
+
+def status_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--cluster", metavar="FILE", help="every node of the cluster of FILE (cluster.yaml), "
+                        "read from its store: up or down, address, config digest, the leader")
+
+
+def status(args: argparse.Namespace) -> int:
+    """Exit 0: every node up and a leader; 1: degraded; 3: the store does not answer."""
+    from ..cluster.cluster_status import read_cluster_status
+    from ..cluster.etcd_gateway import EtcdGateway
+    cluster = read_cluster_config(args.cluster)
+
+    async def read() -> dict[str, Any]:
+        store = EtcdGateway.from_config(cluster.store)
+        try:
+            return await read_cluster_status(cluster, store)
+        finally:
+            await store.close()
+    report = asyncio.run(read())
+    print(json.dumps(report, indent=2) if args.json else cluster_table(report))
+    return 0 if report["leader"] and all(n["up"] for n in report["nodes"]) else 1
+
+
+def cluster_table(report: dict[str, Any]) -> str:
+    lines = [f"cluster {report['cluster']}: leader {report['leader'] or '(none)'}",
+             f"  {'NODE':<16} {'STATE':<6} {'ADDRESS':<24} {'VERSION':<10} {'UP FOR':<8} CONFIG"]
+    for n in report["nodes"]:
+        age = duration(n["joined_seconds_ago"]) if n["up"] else "-"
+        lines.append(f"  {n['name']:<16} {'up' if n['up'] else 'down':<6} {n['address'] or '-':<24} "
+                     f"{n['version'] or '-':<10} {age:<8} {(n['config_digest'] or '-')[:12]}"
+                     + ("" if n["in_cluster_yaml"] else "  (not in cluster.yaml)"))
+    return "\n".join(lines)
+
+
+def joining(args: argparse.Namespace, source: Source, loaded: Loaded) -> tuple[ClusterConfig, str] | None:
+    """`start --cluster F`: the cluster and this node, its placement checked before anything starts
+    (the daemon never starts half-joined); None without --cluster."""
+    if not getattr(args, "cluster", None):
+        return None
+    cluster = read_cluster_config(args.cluster)
+    node = this_node(args, cluster)
+    placement = source.placement(args, loaded, cluster)
+    print_findings([*placement.errors, *placement.warnings])
+    if placement.errors:
+        raise SynsupError(f"{len(placement.errors)} error(s) in the placement of {cluster.file}: nothing started")
+    return cluster, node
+
+
+def membership(joined: tuple[ClusterConfig, str], loaded: Loaded) -> Membership:
+    """What the daemon starts first and closes last: this node registered in the store."""
+    from ..cluster.etcd_gateway import EtcdGateway
+    from ..cluster.membership import MemberRecord, Membership, config_digest
+    cluster, node = joined
+    record = MemberRecord(node, cluster.nodes[node].address, __version__, config_digest(loaded.watch_paths), 0.0)
+    return Membership(cluster, node, record, EtcdGateway.from_config(cluster.store))

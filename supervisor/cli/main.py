@@ -77,6 +77,7 @@ def _command_options(name: str, p: argparse.ArgumentParser) -> None:
         p.add_argument("--watch-settle", type=float, default=1.0, metavar="SECONDS",
                        help="a changed config file is read once it was unchanged this long (default 1)")
     if name in ("start", "run"):
+        cluster.add_arguments(p)
         p.add_argument("--metrics", metavar="ADDR",
                        help="serve Prometheus /metrics and /targets (http_sd) at HOST:PORT or a UNIX socket path")
         p.add_argument("--on-failure", action="append", metavar="CMD",
@@ -97,6 +98,7 @@ def _command_options(name: str, p: argparse.ArgumentParser) -> None:
                        help="first stop processes left behind by a synsup daemon that is gone")
     if name == "status":
         p.add_argument("--json", action="store_true", help="print the status as JSON")
+        cluster.status_arguments(p)
         p.add_argument("units", nargs="*", metavar="UNIT")
     if name == "restart":
         p.add_argument("units", nargs="*", metavar="UNIT")
@@ -166,7 +168,7 @@ HANDLERS: dict[str, Handler] = {
     "top": lambda args, source, argv: top.top(args),
     "completion": _completion,
     "stop": lambda args, source, argv: commands.stop(args),
-    "status": lambda args, source, argv: commands.status(args),
+    "status": lambda args, source, argv: cluster.status(args) if args.cluster else commands.status(args),
     "restart": lambda args, source, argv: commands.restart(args),
     "reload": lambda args, source, argv: commands.reload(args),
     "logs": lambda args, source, argv: commands.logs(args),

@@ -24,6 +24,7 @@ from ..process_records import process_record, running_daemon
 from ..source import Source
 from ..spec import UnitSpec
 from ..statedir import StateDir
+from . import cluster
 from .commands import state_of, unit_command
 from .leftovers import leftover_records, orphan_rows, stop_leftovers
 from .render import print_findings
@@ -49,6 +50,7 @@ def start(args: argparse.Namespace, source: Source, argv: list[str]) -> int:
         print(f"{len(loaded.errors)} error(s): nothing started", file=sys.stderr)
         return 1
     telemetry = Telemetry.from_args(args)  # a bad --metrics is an error before anything starts
+    joined = cluster.joining(args, source, loaded)  # a bad --cluster too
     if _answers(state):
         print(f"synsup is already running for {state.path}")
         return 0
@@ -77,7 +79,8 @@ def start(args: argparse.Namespace, source: Source, argv: list[str]) -> int:
                         planner=source.plan,
                         notifier=SystemdNotifier.from_environment(), watch=watch, settle=args.watch_settle,
                         telemetry=telemetry, daemon_log=daemon_log,
-                        log_rotation=(args.log_max_bytes, args.log_backups), upgrader=_upgrader(source, args))
+                        log_rotation=(args.log_max_bytes, args.log_backups), upgrader=_upgrader(source, args),
+                        cluster=cluster.membership(joined, loaded) if joined else None)
         return asyncio.run(daemon.run())
     return _start_background(state, source, argv, loaded.specs)
 
