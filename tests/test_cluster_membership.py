@@ -198,3 +198,31 @@ def test_status_with_the_store_down_exits_3(deployment: Deployment, cluster_file
     assert done.returncode == 3 and done.stdout == ""
     assert done.stderr.startswith("synsup: error: the store (etcd) answers on none of its endpoints: ")
     assert len(done.stderr.splitlines()) == 1
+
+
+def test_an_unexpected_error_in_a_renewal_does_not_end_the_keepalive(cluster: ClusterConfig) -> None:
+    """One malformed answer (here: keepalive raising KeyError once) is logged; the lease is renewed
+    again at the next period, so the node never drops out."""
+    class OnceBroken(Partitionable):
+        broken = 1
+
+        async def keepalive(self, lease: int) -> int:
+            if self.broken:
+                self.broken -= 1
+                raise KeyError("TTL")
+            return await super().keepalive(lease)
+
+    async def body() -> list[bool]:
+        a = Membership(cluster, "a", MemberRecord("a", "10.0.0.1", "9", "d", 0.0),
+                       OnceBroken(list(cluster.store.endpoints)))
+        await a.start()
+        try:
+            seen = []
+            end = time.monotonic() + TTL * 2.5
+            while time.monotonic() < end:
+                seen.append(up(await status(cluster))["a"])
+                await asyncio.sleep(0.2)
+            return seen
+        finally:
+            await a.close()
+    assert all(run(body)), "a dropped out after one failed renewal"

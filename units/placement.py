@@ -107,10 +107,19 @@ def _unreachable(host: object, path: object) -> str:
     return f"{host} is no address to connect to" if str(host) in WILDCARDS else ""
 
 
-def _fix(p: Placer, node: str | None) -> str:
-    if node is None:
-        return "write the address of the node it runs on"
-    return f"write its node's address ({node}: {p.cluster.nodes[node].address}) and port"
+def _fix(p: Placer, node: str | None, who: str = "it") -> str:
+    address = f" ({node}: {p.cluster.nodes[node].address})" if node else ""
+    return f"write the address of the node {who} runs on{address}"
+
+
+def unreachable_main_legacy(p: Placer) -> Iterator[Finding]:
+    """The v1.66 dialect: a worker reaches main at its worker_replication_host."""
+    main = p.node_of("main")
+    for w in p.d.workers:
+        host, node = w.config.get("worker_replication_host"), p.node_of(w.name)
+        if host is not None and node not in (None, main) and (problem := _unreachable(host, None)):
+            yield error(w.at("worker_replication_host"), f"{w.name}: worker_replication_host {problem}, but "
+                        f"{w.name} runs on {node} and main on {main}; {_fix(p, main, 'main')}")
 
 
 def unreachable_redis(p: Placer) -> Iterator[Finding]:
@@ -130,7 +139,8 @@ def secret_across_hosts(p: Placer) -> Iterator[Finding]:
                       "act as a worker; set a random secret in the shared config", "no-replication-secret")
 
 
-RULES = (unknown_processes, placed_twice, placed_nowhere, unreachable_hosts, unreachable_redis)
+RULES = (unknown_processes, placed_twice, placed_nowhere, unreachable_hosts, unreachable_main_legacy,
+         unreachable_redis)
 WARNINGS = (secret_across_hosts,)
 
 

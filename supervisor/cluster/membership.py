@@ -128,3 +128,5 @@ class Membership:
                     await self._join()
             except StoreError as e:
                 self.log.warning("cluster.store_unreachable", error=str(e))
+            except Exception:  # a malformed answer: renew again next period rather than drop out
+                self.log.exception("cluster.keepalive_failed")

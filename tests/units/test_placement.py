@@ -106,12 +106,16 @@ ERRORS = [  # (case, change, file the finding names, its line, words of the mess
     ("loopback across hosts", lambda s, w, c: (_instance_map("persister1", host="127.0.0.1", port=9101)(s, w, c),
                                                _place("persister1", "b")(s, w, c)),
      "homeserver.yaml", None, "instance_map.persister1: 127.0.0.1 is reachable from its own host only, but the "
-     "processes run on 3 nodes; write its node's address (b: 10.0.0.2) and port"),
+     "processes run on 3 nodes; write the address of the node it runs on (b: 10.0.0.2)"),
     ("unix across hosts", _instance_map("main", path="/run/synapse/main.sock"), "homeserver.yaml", None,
      "instance_map.main: the UNIX socket /run/synapse/main.sock cannot be reached from another host"),
+    ("legacy main endpoint on loopback", lambda s, w, c: w["generic1"].update(worker_replication_host="127.0.0.1",
+                                                                             worker_replication_http_port=9093),
+     "generic1.yaml", 12, "generic1: worker_replication_host 127.0.0.1 is reachable from its own host only, but "
+     "generic1 runs on c and main on a; write the address of the node main runs on (a: 10.0.0.1)"),
     ("redis on localhost", _redis(host="localhost"), "homeserver.yaml", None,
-     "redis: localhost is reachable from its own host only, but processes on 3 nodes use it; write its node's "
-     "address (a: 10.0.0.1)"),
+     "redis: localhost is reachable from its own host only, but processes on 3 nodes use it; write the address "
+     "of the node it runs on (a: 10.0.0.1)"),
 ]
 
 
