@@ -4,17 +4,22 @@ coordination relies on, and the way it fails."""
 from __future__ import annotations
 
 import asyncio
+import pathlib
+import ssl
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
-from etcd_server import EtcdServer, running_etcd
+import yaml
+from etcd_server import EtcdServer, certificates, running_etcd
 from helpers import free_ports
 
 from synsup.supervisor.cluster.etcd_gateway import EtcdGateway, prefix_end
+from synsup.supervisor.cluster.http_json import Endpoint, HttpError, post
 from synsup.supervisor.cluster.store import Change, StoreError, StoreUnreachable, WatchEvent
+from synsup.supervisor.cluster_config import read_cluster_config
 
 pytestmark = pytest.mark.integration
 
@@ -166,3 +171,75 @@ def test_prefix_end_covers_exactly_the_prefix() -> None:
     import base64
     assert base64.b64decode(prefix_end("/a/")) == b"/a0"
     assert base64.b64decode(prefix_end("a\xff")) == b"a\xc3\xc0"  # the last byte of the UTF-8, plus one
+
+
+@pytest.fixture
+def etcd_with_auth() -> Iterator[EtcdServer]:
+    """An etcd of its own with users on (root:rootpw)."""
+    for server in running_etcd():
+        async def enable_auth(endpoint: Endpoint) -> None:
+            for path, body in (("user/add", {"name": "root", "password": "rootpw"}), ("role/add", {"name": "root"}),
+                               ("user/grant", {"user": "root", "role": "root"}), ("enable", {})):
+                await post(endpoint, f"/v3/auth/{path}", body, {})
+        asyncio.run(enable_auth(Endpoint.parse(server.url)))
+        yield server
+
+
+def test_username_and_password_and_a_token_that_ends(etcd_with_auth: EtcdServer) -> None:
+    async def body(store: EtcdGateway) -> None:
+        await store.put("/k", b"v")
+        old_token = store._token
+        assert old_token is not None
+        endpoint = Endpoint.parse(etcd_with_auth.url)  # auth off and on again: every token ends, as on expiry
+        await post(endpoint, "/v3/auth/disable", {}, {"Authorization": old_token})
+        await post(endpoint, "/v3/auth/enable", {}, {})
+        with pytest.raises(HttpError, match="invalid auth token"):
+            await post(endpoint, "/v3/kv/range", {"key": "L2s="}, {"Authorization": old_token})
+        got = await store.get("/k")  # authenticates again, once
+        assert got is not None and got.value == b"v" and store._token != old_token
+    asyncio.run(_with(EtcdGateway([etcd_with_auth.url], username="root", password="rootpw"), body))
+
+    async def wrong(store: EtcdGateway) -> None:
+        with pytest.raises(StoreError, match="authentication failed, invalid user ID or password"):
+            await store.get("/k")
+    asyncio.run(_with(EtcdGateway([etcd_with_auth.url], username="root", password="wrong"), wrong))
+
+    async def anonymous(store: EtcdGateway) -> None:
+        with pytest.raises(StoreError, match="refused /v3/kv/range: etcdserver: user name is empty"):
+            await store.get("/k")
+    asyncio.run(_with(EtcdGateway([etcd_with_auth.url]), anonymous))
+
+
+async def _with(store: EtcdGateway, body: Callable[[EtcdGateway], Awaitable[None]]) -> None:
+    try:
+        await body(store)
+    finally:
+        await store.close()
+
+
+@pytest.fixture
+def etcd_with_tls(tmp_path: pathlib.Path) -> Iterator[EtcdServer]:
+    """An etcd on https that wants a client certificate signed by its CA."""
+    yield from running_etcd(tls=certificates(str(tmp_path)))
+
+
+def test_https_with_a_client_certificate_from_cluster_yaml(etcd_with_tls: EtcdServer, tmp_path: pathlib.Path) -> None:
+    assert etcd_with_tls.tls is not None
+    tls = {"ca": etcd_with_tls.tls["ca"], "cert": etcd_with_tls.tls["cert"], "key": etcd_with_tls.tls["key"]}
+    (tmp_path / "cluster.yaml").write_text(yaml.safe_dump({
+        "name": "t", "store": {"endpoints": [etcd_with_tls.url], "tls": tls}, "nodes": {"a": {"address": "a"}}}))
+    store_config = read_cluster_config(str(tmp_path / "cluster.yaml")).store
+
+    async def body(store: EtcdGateway) -> None:
+        async with store.watch("/tls/") as events:
+            await store.put("/tls/k", b"v")
+            async with asyncio.timeout(10):
+                event = await anext(events)
+        assert (event.kv.key, event.kv.value) == ("/tls/k", b"v")
+    asyncio.run(_with(EtcdGateway.from_config(store_config), body))
+
+    async def without_certificate(store: EtcdGateway) -> None:
+        with pytest.raises(StoreUnreachable, match=etcd_with_tls.url):
+            await store.get("/tls/k")
+    no_client_cert = ssl.create_default_context(cafile=tls["ca"])
+    asyncio.run(_with(EtcdGateway([etcd_with_tls.url], no_client_cert), without_certificate))
