@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from .cluster_config import ClusterConfig
 from .plans import Action, UpgradePlan
 from .spec import UnitSpec
 
@@ -37,6 +38,17 @@ class Routes:
     errors: Sequence[Finding] = field(default_factory=list)
 
 
+@dataclass
+class Placement:
+    """Which node runs which unit (`synsup check --cluster`): every node of cluster.yaml with its
+    units in start order (an external unit, only probed, with each node whose units need it), or
+    the errors that stop it."""
+
+    units: dict[str, list[str]] = field(default_factory=dict)
+    errors: Sequence[Finding] = field(default_factory=list)
+    warnings: Sequence[Finding] = field(default_factory=list)
+
+
 class Source(Protocol):
     """An application: its command-line options (for the config commands and for `upgrade`), its
     config loaded into unit specs, what a change of it requires, and how its code is upgraded."""
@@ -61,4 +73,9 @@ class Source(Protocol):
 
     def routes(self, args: argparse.Namespace) -> Routes:
         """The reverse-proxy configuration for the deployment (`synsup routes`)."""
+        ...
+
+    def placement(self, args: argparse.Namespace, loaded: Loaded, cluster: ClusterConfig) -> Placement:
+        """Which node of `cluster` runs each unit of `loaded` (a load without errors): cluster.yaml's
+        placement and whatever the application's config places by itself, checked."""
         ...

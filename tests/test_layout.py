@@ -1,6 +1,7 @@
 """The direction of imports (docs/design.md, "Layout"): cli may use daemon and engine, daemon may
-use engine, engine uses neither; the shared modules at the top of supervisor/ use none of the
-three; units/ (Synapse knowledge) uses only those shared modules; nothing imports cli but the
+use engine, engine uses neither; cluster (the store client, multi-host) uses only the shared
+modules and is used by daemon and cli, never by engine or units/; the shared modules at the top
+of supervisor/ use none of the four; units/ (Synapse knowledge) uses only those shared modules; nothing imports cli but the
 `synsup` command itself (synsup/__main__.py)."""
 
 from __future__ import annotations
@@ -11,12 +12,13 @@ import pathlib
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-LAYERS = ("engine", "daemon", "cli")
+LAYERS = ("engine", "daemon", "cli", "cluster")
 ALLOWED = {  # layer of the importing module -> layers it may import
     "shared": {"shared"},
     "engine": {"shared", "engine"},
-    "daemon": {"shared", "engine", "daemon"},
-    "cli": {"shared", "engine", "daemon", "cli"},
+    "cluster": {"shared", "cluster"},
+    "daemon": {"shared", "engine", "daemon", "cluster"},
+    "cli": {"shared", "engine", "daemon", "cluster", "cli"},
     "units": {"shared", "units"},
 }
 
@@ -82,3 +84,10 @@ def test_the_rule_catches_a_wrong_way_import(tmp_path: pathlib.Path, monkeypatch
         assert len(wrong_way(fake)) == 2
     finally:
         fake.unlink()
+
+
+def test_cluster_is_a_layer_of_its_own() -> None:
+    """The store client is no shared module: units/ and the engine may not import it."""
+    gateway = "synsup.supervisor.cluster.etcd_gateway"
+    assert layer_of(gateway) == "cluster" and layer_of("synsup.supervisor.cluster_config") == "shared"
+    assert "cluster" not in ALLOWED["units"] | ALLOWED["engine"] | ALLOWED["shared"]

@@ -7,10 +7,12 @@ import argparse
 import os
 import sys
 
+from synsup.supervisor.cluster_config import ClusterConfig
 from synsup.supervisor.plans import Action, UpgradePlan
-from synsup.supervisor.source import Loaded, Routes
+from synsup.supervisor.source import Loaded, Placement, Routes
 
 from .check import check_deployment
+from .placement import place
 from .proxy_routes import proxy_routes
 from .reload_plan import plan, snapshot_of
 from .specs import unit_specs
@@ -81,3 +83,7 @@ class SynapseSource:
 
     def routes(self, args: argparse.Namespace) -> Routes:
         return proxy_routes(args, self.config_paths(args))
+
+    def placement(self, args: argparse.Namespace, loaded: Loaded, cluster: ClusterConfig) -> Placement:
+        said = {getattr(f, "code", "") for f in loaded.warnings}  # the same warning from check's own rules
+        return place(loaded.model.deployment, loaded.specs, cluster, [*getattr(args, "ignore", ()), *said])

@@ -13,7 +13,7 @@ from bench import unit_spec  # noqa: E402
 from synsup.supervisor.cli.main import main  # noqa: E402
 from synsup.supervisor.errors import SynsupError  # noqa: E402
 from synsup.supervisor.plans import UpgradePlan  # noqa: E402
-from synsup.supervisor.source import Loaded, Routes  # noqa: E402
+from synsup.supervisor.source import Loaded, Placement, Routes  # noqa: E402
 
 
 class BenchSource:
@@ -39,6 +39,9 @@ class BenchSource:
 
     def routes(self, args: argparse.Namespace) -> Routes:
         raise SynsupError("benchmark units serve no HTTP routes")
+
+    def placement(self, args: argparse.Namespace, loaded: Loaded, cluster: object) -> Placement:
+        raise SynsupError("benchmark units run on one host")
 
 
 if __name__ == "__main__":

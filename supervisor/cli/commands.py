@@ -31,7 +31,8 @@ def state_of(args: argparse.Namespace) -> StateDir:
     return state
 
 
-def check(loaded: Loaded, as_json: bool) -> int:
+def check(loaded: Loaded, as_json: bool, extra: dict[str, Any] | None = None) -> int:
+    """`extra`: more keys for the JSON (`--cluster`: the placement)."""
     if as_json:
         print(json.dumps({
             "ok": not loaded.errors,
@@ -39,7 +40,7 @@ def check(loaded: Loaded, as_json: bool) -> int:
             "warnings": [f.as_json() for f in loaded.warnings],
             "notes": loaded.notes,
             "steps": steps_of(loaded.specs) if not loaded.errors else [],
-        }, indent=2))
+        } | (extra or {}), indent=2))
         return 1 if loaded.errors else 0
     for note in loaded.notes:
         print(f"note: {note}", file=sys.stderr)

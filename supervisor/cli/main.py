@@ -10,7 +10,7 @@ from ... import __version__
 from ..daemon.scrape_targets import FORMATS
 from ..errors import SynsupError
 from ..source import Source
-from . import commands, completion, start, top, upgrade
+from . import cluster, commands, completion, start, top, upgrade
 
 COMMANDS = {
     "check": "check the configuration and print the start plan",
@@ -61,6 +61,7 @@ def build_parser(source: Source) -> argparse.ArgumentParser:
 def _command_options(name: str, p: argparse.ArgumentParser) -> None:
     if name == "check":
         p.add_argument("--json", action="store_true", help="print the result as JSON")
+        cluster.add_arguments(p)
     if name in ("start", "run"):
         p.add_argument("--log-dir", metavar="DIR", help="per-unit logs (default: logs/ in the state dir)")
         p.add_argument("--log-max-bytes", type=int, default=10 * 1024 * 1024, metavar="N",
@@ -77,6 +78,7 @@ def _command_options(name: str, p: argparse.ArgumentParser) -> None:
         p.add_argument("--watch-settle", type=float, default=1.0, metavar="SECONDS",
                        help="a changed config file is read once it was unchanged this long (default 1)")
     if name in ("start", "run"):
+        cluster.add_arguments(p)
         p.add_argument("--metrics", metavar="ADDR",
                        help="serve Prometheus /metrics and /targets (http_sd) at HOST:PORT or a UNIX socket path")
         p.add_argument("--on-failure", action="append", metavar="CMD",
@@ -98,6 +100,7 @@ def _command_options(name: str, p: argparse.ArgumentParser) -> None:
                        "adopting them, and start everything afresh")
     if name == "status":
         p.add_argument("--json", action="store_true", help="print the status as JSON")
+        cluster.status_arguments(p)
         p.add_argument("units", nargs="*", metavar="UNIT")
     if name == "restart":
         p.add_argument("units", nargs="*", metavar="UNIT")
@@ -158,7 +161,8 @@ def _routes(args: argparse.Namespace, source: Source, argv: list[str]) -> int:
 
 # command -> what runs it (args, source, argv): every route in one table
 HANDLERS: dict[str, Handler] = {
-    "check": lambda args, source, argv: commands.check(source.load(args), args.json),
+    "check": lambda args, source, argv: (cluster.check(args, source) if args.cluster
+                                         else commands.check(source.load(args), args.json)),
     "start": start.start,
     "run": start.start,
     "targets": lambda args, source, argv: commands.targets(source.load(args)),
@@ -166,7 +170,7 @@ HANDLERS: dict[str, Handler] = {
     "top": lambda args, source, argv: top.top(args),
     "completion": _completion,
     "stop": lambda args, source, argv: commands.stop(args),
-    "status": lambda args, source, argv: commands.status(args),
+    "status": lambda args, source, argv: cluster.status(args) if args.cluster else commands.status(args),
     "restart": lambda args, source, argv: commands.restart(args),
     "reload": lambda args, source, argv: commands.reload(args),
     "logs": lambda args, source, argv: commands.logs(args),

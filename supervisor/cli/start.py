@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 
+from ..cluster_config import ClusterConfig
 from ..daemon import reexec
 from ..daemon.control_server import ControlClient
 from ..daemon.daemon import Daemon
@@ -28,6 +29,7 @@ from ..process_records import process_record, running_daemon
 from ..source import Loaded, Source
 from ..spec import UnitSpec
 from ..statedir import StateDir
+from . import cluster
 from .commands import state_of, unit_command
 from .leftovers import leftover_records, orphan_rows, stop_leftovers
 from .render import print_findings
@@ -53,8 +55,9 @@ def start(args: argparse.Namespace, source: Source, argv: list[str]) -> int:
         print(f"{len(loaded.errors)} error(s): nothing started", file=sys.stderr)
         return 1
     telemetry = Telemetry.from_args(args)  # a bad --metrics is an error before anything starts
+    joined = cluster.joining(args, source, loaded)  # a bad --cluster too
     if os.environ.get(reexec.ENV):  # a daemon re-executing itself: its own units and socket are no obstacle
-        return _run_daemon(args, source, state, loaded, variables, telemetry)
+        return _run_daemon(args, source, state, loaded, variables, telemetry, joined)
     if _answers(state):
         print(f"synsup is already running for {state.path}")
         return 0
@@ -80,14 +83,15 @@ def start(args: argparse.Namespace, source: Source, argv: list[str]) -> int:
         raise SynsupError(f"{'; '.join(taken[:3])}{' ...' if len(taken) > 3 else ''}: the deployment (or "
                           "something on its addresses) runs already, under another state dir?; nothing started")
     if args.command == "run" or args.foreground:
-        return _run_daemon(args, source, state, loaded, variables, telemetry)
+        return _run_daemon(args, source, state, loaded, variables, telemetry, joined)
     state.create()
     prepare_log_dir(os.path.abspath(args.log_dir or os.path.join(state.path, "logs")))
     return _start_background(state, source, argv, loaded.specs)
 
 
 def _run_daemon(args: argparse.Namespace, source: Source, state: StateDir, loaded: Loaded,
-                variables: dict[str, str], telemetry: Telemetry) -> int:
+                variables: dict[str, str], telemetry: Telemetry,
+                joined: tuple[ClusterConfig, str] | None) -> int:
     """This process becomes the daemon (`run`, `start --foreground`)."""
     log_dir = os.path.abspath(args.log_dir or os.path.join(state.path, "logs"))
     state.create()
@@ -99,7 +103,8 @@ def _run_daemon(args: argparse.Namespace, source: Source, state: StateDir, loade
                     planner=source.plan,
                     notifier=SystemdNotifier.from_environment(), watch=watch, settle=args.watch_settle,
                     telemetry=telemetry, daemon_log=daemon_log,
-                    log_rotation=(args.log_max_bytes, args.log_backups), upgrader=_upgrader(source, args))
+                    log_rotation=(args.log_max_bytes, args.log_backups), upgrader=_upgrader(source, args),
+                    cluster=cluster.membership(joined, loaded) if joined else None)
     return asyncio.run(daemon.run())
 
 

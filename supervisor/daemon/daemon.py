@@ -12,7 +12,7 @@ import resource
 import signal
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
@@ -41,6 +41,9 @@ from .status_report import daemon_status, unit_status
 from .telemetry import Telemetry
 from .upgrades import Upgrader, Upgrades
 
+if TYPE_CHECKING:  # the cluster package is imported only with --cluster (cli/cluster.py builds it)
+    from ..cluster.membership import Membership
+
 STOP_MARGIN = 10.0  # seconds beyond the units' own stop timeouts before the daemon gives up waiting
 LOG_UPKEEP_INTERVAL = 5.0  # seconds between two looks at the unit logs' sizes (units write them)
 
@@ -60,8 +63,9 @@ class Daemon:
                  spawner: Spawner | None = None, stop_trigger: Callable[[], Awaitable[None]] | None = None,
                  watch: bool = True, settle: float = 1.0, telemetry: Telemetry | None = None,
                  daemon_log: DaemonLog | None = None, log_rotation: tuple[int, int] = (MAX_BYTES, KEEP_FILES),
-                 upgrader: Upgrader | None = None) -> None:
+                 upgrader: Upgrader | None = None, cluster: Membership | None = None) -> None:
         self.daemon_log, self.log_rotation = daemon_log, log_rotation
+        self.cluster = cluster  # --cluster: this node in the store, joined first and left last
         self.state, self.log_dir = state, log_dir
         self.current = loaded
         self.timing, self.watch = timing, watch
@@ -100,6 +104,8 @@ class Daemon:
                                            log_max_bytes=max_bytes, log_backups=backups,
                                            timing=self.timing, spawner=self.spawner)
         sup.add_listener(self._unit_changed)
+        if self.cluster is not None:
+            await self.cluster.start()  # a store that does not answer ends the start here, nothing started
         await self.telemetry.start(self)  # before the socket: a busy --metrics address ends the start here
         passed = reexec.inherited()  # we are a new image of a daemon that re-executed itself
         if passed is not None:
@@ -125,6 +131,8 @@ class Daemon:
             REAPER.kill_all()
             sup.close()
             self.records.finish(sup)
+            if self.cluster is not None:
+                await self.cluster.close()  # last: the member key goes once every unit is down
             self.log.info("daemon.stopped")
         return 0
 

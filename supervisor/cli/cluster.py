@@ -1,0 +1,133 @@
+"""The `--cluster FILE` side of the command line: `synsup check --cluster F [--node N]` checks the
+placement and prints each node's units (with --node, that node's start plan); `start --cluster F
+--node N` joins the daemon to the cluster; `status --cluster F` reads the store. The store client
+(supervisor/cluster/) is imported inside the functions that use it: never without --cluster."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import socket
+import sys
+from typing import TYPE_CHECKING, Any
+
+from ... import __version__
+from ..cluster_config import ClusterConfig, read_cluster_config
+from ..errors import SynsupError
+from ..source import Loaded, Placement, Source
+from . import commands
+from .render import duration, print_findings, print_plan
+
+if TYPE_CHECKING:
+    from ..cluster.membership import Membership
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--cluster", metavar="FILE", help="cluster.yaml: the etcd store, the nodes and which "
+                        "node runs which process (multi-host)")
+    parser.add_argument("--node", metavar="NAME", help="which node of --cluster this is (default: the host name; "
+                        "`check`: every node)")
+
+
+def this_node(args: argparse.Namespace, cluster: ClusterConfig) -> str:
+    """--node, else the host name; one of cluster.yaml's nodes, or an error saying which there are."""
+    name = args.node or socket.gethostname()
+    if name not in cluster.nodes:
+        given = f"--node {name}" if args.node else f"this host's name {name!r} (no --node given)"
+        raise SynsupError(f"{cluster.file}: nodes: {given} is not a node of cluster {cluster.name}; pass "
+                          f"--node with one of {', '.join(cluster.nodes)}")
+    return name
+
+
+def check(args: argparse.Namespace, source: Source) -> int:
+    cluster = read_cluster_config(args.cluster)
+    node = this_node(args, cluster) if args.node else None
+    loaded = source.load(args)
+    if loaded.errors:
+        return commands.check(loaded, args.json)
+    placement = source.placement(args, loaded, cluster)
+    mine = placement.units.get(node, []) if node else [s.name for s in loaded.specs]
+    result = Loaded([s for s in loaded.specs if s.name in mine], placement.errors,
+                    [*loaded.warnings, *placement.warnings], loaded.notes)
+    if args.json:
+        return commands.check(result, True, {"cluster": cluster.name, "node": node, "placement": placement.units})
+    return _print_check(cluster, node, placement, result)
+
+
+def _print_check(cluster: ClusterConfig, node: str | None, placement: Placement, result: Loaded) -> int:
+    for note in result.notes:
+        print(f"note: {note}", file=sys.stderr)
+    if result.errors:
+        print_findings([*result.errors, *result.warnings])
+        print(f"{len(result.errors)} error(s) in the placement: nothing would start", file=sys.stderr)
+        return 1
+    if node:
+        print(f"node {node} ({cluster.nodes[node].address}) of cluster {cluster.name} runs:")
+        print_plan(result.specs)
+    else:
+        print_placement(cluster, placement)
+    print_findings(result.warnings)
+    return 0
+
+
+def print_placement(cluster: ClusterConfig, placement: Placement) -> None:
+    print(f"placement (cluster {cluster.name}):")
+    for name, units in placement.units.items():
+        print(f"  {name} ({cluster.nodes[name].address}): {', '.join(units) if units else 'nothing'}")
+
+
+def status_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--cluster", metavar="FILE", help="every node of the cluster of FILE (cluster.yaml), "
+                        "read from its store: up or down, address, config digest, the leader")
+
+
+def status(args: argparse.Namespace) -> int:
+    """Exit 0: every node up and a leader; 1: degraded; 3: the store does not answer."""
+    from ..cluster.cluster_status import read_cluster_status
+    from ..cluster.etcd_gateway import EtcdGateway
+    cluster = read_cluster_config(args.cluster)
+
+    async def read() -> dict[str, Any]:
+        store = EtcdGateway.from_config(cluster.store)
+        try:
+            return await read_cluster_status(cluster, store)
+        finally:
+            await store.close()
+    report = asyncio.run(read())
+    print(json.dumps(report, indent=2) if args.json else cluster_table(report))
+    return 0 if report["leader"] and all(n["up"] for n in report["nodes"]) else 1
+
+
+def cluster_table(report: dict[str, Any]) -> str:
+    lines = [f"cluster {report['cluster']}: leader {report['leader'] or '(none)'}",
+             f"  {'NODE':<16} {'STATE':<6} {'ADDRESS':<24} {'VERSION':<10} {'UP FOR':<8} CONFIG"]
+    for n in report["nodes"]:
+        age = duration(n["joined_seconds_ago"]) if n["up"] else "-"
+        lines.append(f"  {n['name']:<16} {'up' if n['up'] else 'down':<6} {n['address'] or '-':<24} "
+                     f"{n['version'] or '-':<10} {age:<8} {(n['config_digest'] or '-')[:12]}"
+                     + ("" if n["in_cluster_yaml"] else "  (not in cluster.yaml)"))
+    return "\n".join(lines)
+
+
+def joining(args: argparse.Namespace, source: Source, loaded: Loaded) -> tuple[ClusterConfig, str] | None:
+    """`start --cluster F`: the cluster and this node, its placement checked before anything starts
+    (the daemon never starts half-joined); None without --cluster."""
+    if not getattr(args, "cluster", None):
+        return None
+    cluster = read_cluster_config(args.cluster)
+    node = this_node(args, cluster)
+    placement = source.placement(args, loaded, cluster)
+    print_findings([*placement.errors, *placement.warnings])
+    if placement.errors:
+        raise SynsupError(f"{len(placement.errors)} error(s) in the placement of {cluster.file}: nothing started")
+    return cluster, node
+
+
+def membership(joined: tuple[ClusterConfig, str], loaded: Loaded) -> Membership:
+    """What the daemon starts first and closes last: this node registered in the store."""
+    from ..cluster.etcd_gateway import EtcdGateway
+    from ..cluster.membership import MemberRecord, Membership, config_digest
+    cluster, node = joined
+    record = MemberRecord(node, cluster.nodes[node].address, __version__, config_digest(loaded.watch_paths), 0.0)
+    return Membership(cluster, node, record, EtcdGateway.from_config(cluster.store))
