@@ -1,8 +1,12 @@
-"""Control requests, validated before anything acts on them: known commands, known fields of
-the right types, unit names matched exactly."""
+"""The control protocol, one JSON object a line each way: the requests (one dataclass, validated
+before anything acts on them: known commands, known fields of the right types, unit names
+matched exactly), refusals, and the outcome of a reload (one enum)."""
 
 from __future__ import annotations
 
+import dataclasses
+import enum
+from dataclasses import dataclass, field
 from typing import Any
 
 
@@ -48,3 +52,71 @@ def validate(request: dict[str, Any], unit_names: list[str]) -> str:
         if missing:
             raise RequestError(f"no unit named {', '.join(missing)}; units: {', '.join(unit_names)}")
     return command
+
+
+@dataclass(frozen=True)
+class Request:
+    """What a client asks; fields a command does not take keep their defaults."""
+
+    cmd: str
+    units: tuple[str, ...] = ()
+    force: bool = False
+    dry_run: bool = False
+    python: str | None = None
+    allow_downtime: bool = False
+
+    def as_json(self) -> dict[str, Any]:
+        """The request line: `cmd` and every field that is not its default."""
+        out: dict[str, Any] = {"cmd": self.cmd}
+        for f in dataclasses.fields(self)[1:]:
+            value = getattr(self, f.name)
+            if value != f.default:
+                out[f.name] = list(value) if isinstance(value, tuple) else value
+        return out
+
+
+def parse_request(raw: Any, unit_names: list[str]) -> Request:
+    """A request line, validated (RequestError saying what is wrong otherwise)."""
+    if not isinstance(raw, dict):
+        raise RequestError("a request is a JSON object")
+    command = validate(raw, unit_names)
+    return Request(command, tuple(raw.get("units") or ()), raw.get("force", False), raw.get("dry_run", False),
+                   raw.get("python"), raw.get("allow_downtime", False))
+
+
+def refusal(error: str) -> dict[str, Any]:
+    """The reply to a request the daemon will not carry out."""
+    return {"ok": False, "error": error}
+
+
+class ReloadResult(enum.Enum):
+    PLAN = "plan"  # a dry run's plan
+    REJECTED = "rejected"  # the files did not check out: nothing changed
+    PARTIAL = "partial"  # a unit did not become ready: the plan halted there
+    APPLIED = "applied"
+
+
+@dataclass(frozen=True)
+class ReloadOutcome:
+    result: ReloadResult
+    actions: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    unit: str | None = None  # PARTIAL: where the plan halted, and why
+    error: str | None = None
+    generation: int | None = None
+    dry_run: bool = False
+
+    def as_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"ok": True, "result": self.result.value, "applied": self._applied(),
+                               "actions": self.actions}
+        for name, value in (("errors", self.errors), ("unit", self.unit), ("error", self.error),
+                            ("config_generation", self.generation), ("dry_run", self.dry_run)):
+            if value:
+                out[name] = value
+        return out
+
+    def _applied(self) -> bool | str:
+        """The older field beside `result`, kept for clients that read it."""
+        if self.result is ReloadResult.PARTIAL:
+            return "partial"
+        return self.result is ReloadResult.APPLIED

@@ -14,6 +14,7 @@ from ..daemon.control_server import ControlClient, ControlError, ControlTimeout,
 from ..daemon.scrape_targets import targets_json
 from ..errors import NotRunning, SynsupError
 from ..process_records import running_daemon
+from ..protocol import Request
 from ..source import Loaded
 from ..spec import NAME_RULE, steps_of, valid_name
 from ..statedir import StateDir, default_state_dir
@@ -62,7 +63,7 @@ def status(args: argparse.Namespace) -> int:
     state = state_of(args)
     try:
         with ControlClient(state.socket) as client:
-            reply = client.request({"cmd": "status", "units": args.units})
+            reply = client.request(Request("status", tuple(args.units)))
     except NotRunning:
         return _status_without_daemon(state, args.json)
     if args.json:
@@ -93,7 +94,7 @@ def _status_without_daemon(state: StateDir, as_json: bool) -> int:
 
 def stop(args: argparse.Namespace) -> int:
     if args.units:
-        return unit_command(args, {"cmd": "stop", "units": args.units, "force": args.force})
+        return unit_command(args, Request("stop", tuple(args.units), force=args.force))
     state = state_of(args)
     try:
         client = ControlClient(state.socket, timeout=STOP_ANSWER_WAIT)
@@ -101,7 +102,7 @@ def stop(args: argparse.Namespace) -> int:
         return _stop_without_daemon(state)
     pid = running_daemon(state)
     with client:
-        client.send({"cmd": "stop"})
+        client.send(Request("stop"))
         replies = client.replies()
         try:
             first = next(replies, None)
@@ -135,7 +136,7 @@ def _stop_without_daemon(state: StateDir) -> int:
     return 0
 
 
-def _long_request(args: argparse.Namespace, request: dict[str, Any]) -> dict[str, Any]:
+def _long_request(args: argparse.Namespace, request: Request) -> dict[str, Any]:
     """A request that may wait behind other operations: its reply."""
     state = state_of(args)
     try:
@@ -149,33 +150,33 @@ def _long_request(args: argparse.Namespace, request: dict[str, Any]) -> dict[str
 def _running_operation(state: StateDir) -> str:
     try:
         with ControlClient(state.socket, timeout=10) as client:
-            operation = client.request({"cmd": "status"})["daemon"].get("operation") or {}
+            operation = client.request(Request("status"))["daemon"].get("operation") or {}
     except ControlError:
         return "an operation"
     return str(operation.get("name") or "an operation")
 
 
 def restart(args: argparse.Namespace) -> int:
-    reply = _long_request(args, {"cmd": "restart", "units": args.units})
+    reply = _long_request(args, Request("restart", tuple(args.units)))
     print(status_table(reply, time.time()))
     return 0 if all_ready(reply["units"]) else 1
 
 
-def unit_command(args: argparse.Namespace, request: dict[str, Any]) -> int:
+def unit_command(args: argparse.Namespace, request: Request) -> int:
     """stop/start UNIT... with the daemon running: the warnings, then the units' status."""
     args.timeout = getattr(args, "timeout", 600.0)
     reply = _long_request(args, request)
     for warning in reply.get("warnings") or []:
         print(f"synsup: warning: {warning}", file=sys.stderr)
     print(status_table(reply, time.time()))
-    wanted = "stopped" if request["cmd"] == "stop" else "ready"
+    wanted = "stopped" if request.cmd == "stop" else "ready"
     return 0 if all(u["state"] == wanted for u in reply["units"]) else 1
 
 
 def units(args: argparse.Namespace) -> int:
     try:
         with ControlClient(state_of(args).socket, timeout=2) as client:
-            reply = client.request({"cmd": "status"})
+            reply = client.request(Request("status"))
     except (NotRunning, ControlError):
         return 0  # completion: nothing to offer
     print("\n".join(u["name"] for u in reply["units"]))
@@ -196,7 +197,7 @@ def resume(args: argparse.Namespace) -> int:
 
 def _switch(args: argparse.Namespace, command: str, done: str) -> int:
     with ControlClient(state_of(args).socket) as client:
-        client.request({"cmd": command})
+        client.request(Request(command))
     print(done)
     return 0
 
@@ -208,9 +209,9 @@ def reexec(args: argparse.Namespace) -> int:
     """The daemon re-executes itself in place: same pid, every unit kept."""
     state = state_of(args)
     with ControlClient(state.socket) as client:
-        before = client.request({"cmd": "status"})["daemon"]
+        before = client.request(Request("status"))["daemon"]
     with ControlClient(state.socket, timeout=REEXEC_WAIT) as client:
-        client.request({"cmd": "reexec"})  # ControlError (one line) if refused
+        client.request(Request("reexec"))  # ControlError (one line) if refused
     after = _new_image(state, before["image_started_at"], time.monotonic() + REEXEC_WAIT)
     if after is None:
         raise SynsupError(f"the daemon (pid {before['pid']}) did not answer within {REEXEC_WAIT:g}s after "
@@ -224,7 +225,7 @@ def _new_image(state: StateDir, old_image: float, deadline: float) -> dict[str, 
     while time.monotonic() < deadline:
         try:
             with ControlClient(state.socket, timeout=5) as client:
-                daemon: dict[str, Any] = client.request({"cmd": "status"})["daemon"]
+                daemon: dict[str, Any] = client.request(Request("status"))["daemon"]
             if daemon.get("image_started_at") != old_image:
                 return daemon
         except (NotRunning, ControlError, OSError):
@@ -234,7 +235,7 @@ def _new_image(state: StateDir, old_image: float, deadline: float) -> dict[str, 
 
 
 def reload(args: argparse.Namespace) -> int:
-    reply = _long_request(args, {"cmd": "reload", **({"dry_run": True} if args.dry_run else {})})
+    reply = _long_request(args, Request("reload", dry_run=args.dry_run))
     for line in reply.get("errors") or []:
         print(line, file=sys.stderr)
     for action in reply.get("actions") or []:

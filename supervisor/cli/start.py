@@ -26,6 +26,7 @@ from ..engine.probes import check
 from ..errors import NotRunning, SynsupError
 from ..owner_mark import read_token
 from ..process_records import process_record, running_daemon
+from ..protocol import Request
 from ..source import Loaded, Source
 from ..spec import UnitSpec
 from ..statedir import StateDir
@@ -44,7 +45,7 @@ def start(args: argparse.Namespace, source: Source, argv: list[str]) -> int:
         if not _answers(state_of(args)):
             raise SynsupError(f"no daemon runs to start {', '.join(units)} in; start the deployment "
                               "first (`synsup start -c ... -a ...`)")
-        return unit_command(args, {"cmd": "start", "units": units})
+        return unit_command(args, Request("start", tuple(units)))
     state = state_of(args)  # a state dir that is not ours is the first thing to say
     variables = read_env_file(args.env_file) if args.env_file else {}
     loaded = with_environment(source.load(args), variables)
@@ -139,7 +140,7 @@ def _unit_names(args: argparse.Namespace) -> list[str]:
 def _answers(state: StateDir) -> bool:
     try:
         with ControlClient(state.socket, timeout=5) as client:
-            client.request({"cmd": "status"})
+            client.request(Request("status"))
         return True
     except (NotRunning, OSError):
         return False
@@ -189,7 +190,7 @@ def _tail(path: str, n: int = 10) -> str:
 
 def follow_start(client: ControlClient, out) -> int:
     """Print each unit as it becomes ready; 0 once all are, 1 naming a unit that failed."""
-    client.send({"cmd": "watch"})
+    client.send(Request("watch"))
     replies = client.replies()
     first = next(replies, None)
     if first is None:

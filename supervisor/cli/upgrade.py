@@ -9,19 +9,20 @@ from typing import Any
 
 from ..daemon.control_server import ControlClient, ControlTimeout
 from ..errors import SynsupError
+from ..protocol import Request
 from .commands import state_of
 
 
 def upgrade(args: argparse.Namespace) -> int:
     options = vars(args)  # --python and --allow-downtime are the source's options, when it has them
-    request: dict[str, Any] = {"cmd": "upgrade", "dry_run": args.dry_run,
-                               "allow_downtime": bool(options.get("allow_downtime"))}
+    python = None
     if options.get("python"):
         python = os.path.abspath(args.python)
         if not os.access(python, os.X_OK) or os.path.isdir(python):
             raise SynsupError(f"--python {args.python}: no such interpreter; pass the python of the "
                               "virtualenv the new code is installed in (e.g. /opt/venvs/synapse-new/bin/python)")
-        request["python"] = python
+    request = Request("upgrade", dry_run=args.dry_run, python=python,
+                      allow_downtime=bool(options.get("allow_downtime")))
     state = state_of(args)
     try:
         with ControlClient(state.socket, timeout=args.timeout) as client:

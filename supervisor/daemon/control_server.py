@@ -20,6 +20,7 @@ from typing import Any
 import structlog
 
 from ..errors import NotRunning, SynsupError
+from ..protocol import Request, refusal
 
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 Handler = Callable[[dict[str, Any], Send], Awaitable[None]]
@@ -119,10 +120,10 @@ class ControlServer:
             request = await self._read_request(reader)
             uid = peer_uid(writer.get_extra_info("socket"))
             if not allowed(uid):
-                await send({"ok": False, "error": f"uid {uid} may not control this synsup daemon "
-                            f"(only uid {os.getuid()} and root); run as that user"})
+                await send(refusal(f"uid {uid} may not control this synsup daemon "
+                                   f"(only uid {os.getuid()} and root); run as that user"))
             elif isinstance(request, str):
-                await send({"ok": False, "error": request})
+                await send(refusal(request))
             elif not await self._take(request, reader, writer, send):
                 return
             else:
@@ -169,7 +170,7 @@ class ControlServer:
             raise
         except Exception as e:  # a bug in one request never takes the daemon down
             log.exception("control.request_failed", request=str(request)[:200])
-            await send({"ok": False, "error": f"internal error: {type(e).__name__}: {e}"})
+            await send(refusal(f"internal error: {type(e).__name__}: {e}"))
 
     def close(self) -> None:
         if self._server is not None:
@@ -209,10 +210,12 @@ class ControlClient:
             f"{self.accept_timeout:g}s (hung, or stopped with SIGSTOP: `kill -CONT PID` with the pid in "
             "daemon.json of the state dir); nothing was sent to it that it will act on later")
 
-    def send(self, request: dict[str, Any]) -> None:
+    def send(self, request: Request | dict[str, Any]) -> None:
+        """A request (a raw dict only where a test sends what no client would)."""
+        payload = request.as_json() if isinstance(request, Request) else request
         self.sock.settimeout(self.accept_timeout)
         try:
-            self.sock.sendall((json.dumps({**request, "ack": True}) + "\n").encode())
+            self.sock.sendall((json.dumps({**payload, "ack": True}) + "\n").encode())
         except (BrokenPipeError, ConnectionResetError):
             # the daemon answered and closed before reading all of it: its answer says why
             for _ in self.replies():
@@ -247,7 +250,7 @@ class ControlClient:
                 raise ControlError(str(reply.get("error") or "the daemon refused the request"))
             yield reply
 
-    def request(self, request: dict[str, Any]) -> dict[str, Any]:
+    def request(self, request: Request | dict[str, Any]) -> dict[str, Any]:
         self.send(request)
         for reply in self.replies():
             return reply

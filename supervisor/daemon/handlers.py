@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from ..engine.unit import Unit
-from ..protocol import RequestError, validate
+from ..protocol import Request, RequestError, parse_request, refusal
 from .control_server import Send
 from .operations import Stopping
 from .reexec import reexec
@@ -23,27 +23,27 @@ class Requests:
     def __init__(self, daemon: Daemon) -> None:
         self.d = daemon
         # command -> its handler: every route in one table (protocol.FIELDS lists the same commands)
-        self.routes: dict[str, Callable[[dict[str, Any], Send], Awaitable[None]]] = {
+        self.routes: dict[str, Callable[[Request, Send], Awaitable[None]]] = {
             "status": self._cmd_status, "watch": self._cmd_watch, "reopen_logs": self._cmd_reopen_logs,
             "pause": self._cmd_pause, "resume": self._cmd_resume, "start": self._cmd_start,
             "stop": self._cmd_stop, "restart": self._cmd_restart, "reload": self._cmd_reload,
             "upgrade": self._cmd_upgrade, "reexec": self._cmd_reexec,
         }
 
-    async def handle(self, request: dict[str, Any], send: Send) -> None:
+    async def handle(self, raw: dict[str, Any], send: Send) -> None:
         sup = self.d.supervisor
         assert sup is not None
         try:
-            command = validate(request, list(sup.units))
+            request = parse_request(raw, list(sup.units))
         except RequestError as e:
-            await send({"ok": False, "error": str(e)})
+            await send(refusal(str(e)))
             return
-        await self.routes[command](request, send)
+        await self.routes[request.cmd](request, send)
 
-    async def _cmd_status(self, request: dict[str, Any], send: Send) -> None:
-        await send(self.d.status(request.get("units") or None))
+    async def _cmd_status(self, request: Request, send: Send) -> None:
+        await send(self.d.status(list(request.units) or None))
 
-    async def _cmd_watch(self, request: dict[str, Any], send: Send) -> None:
+    async def _cmd_watch(self, request: Request, send: Send) -> None:
         """The status, then every unit change, until the client hangs up or the daemon stops."""
         sup = self.d.supervisor
         assert sup is not None
@@ -59,18 +59,18 @@ class Requests:
         finally:
             sup.remove_listener(queue.put_nowait)
 
-    async def _cmd_reopen_logs(self, request: dict[str, Any], send: Send) -> None:
+    async def _cmd_reopen_logs(self, request: Request, send: Send) -> None:
         self.d.reopen_logs()
         await send({"ok": True, "reopened": True})
 
-    async def _cmd_pause(self, request: dict[str, Any], send: Send) -> None:
+    async def _cmd_pause(self, request: Request, send: Send) -> None:
         assert self.d.supervisor is not None
         self.d.supervisor.unpaused.clear()
         self.d.log.warning("daemon.paused")
         self.d.notifier.send(STATUS="PAUSED: no automatic restarts, no reloads; " + self.d.status_line())
         await send(self.d.status())
 
-    async def _cmd_resume(self, request: dict[str, Any], send: Send) -> None:
+    async def _cmd_resume(self, request: Request, send: Send) -> None:
         assert self.d.supervisor is not None
         self.d.supervisor.unpaused.set()
         self.d.log.info("daemon.resumed")
@@ -80,9 +80,9 @@ class Requests:
             self.d.reloads.request()
         await send(self.d.status())
 
-    async def _cmd_start(self, request: dict[str, Any], send: Send) -> None:
+    async def _cmd_start(self, request: Request, send: Send) -> None:
         assert self.d.supervisor is not None
-        sup, names = self.d.supervisor, list(request.get("units") or [])
+        sup, names = self.d.supervisor, list(request.units)
         await self._queued(send, "start " + " ".join(names), lambda: sup.start_units(names), names)
 
     async def _queued(self, send: Send, name: str, work: Callable[[], Awaitable[Any]], names: list[str],
@@ -91,31 +91,31 @@ class Requests:
         try:
             await self.d.operations.submit(name, work)
         except Stopping as e:
-            await send({"ok": False, "error": str(e)})
+            await send(refusal(str(e)))
             return
         self.d.settle()
         await send({**self.d.status(names or None), **extra})
 
-    async def _stop_units(self, request: dict[str, Any], send: Send) -> None:
+    async def _stop_units(self, request: Request, send: Send) -> None:
         assert self.d.supervisor is not None
-        sup, names = self.d.supervisor, list(request["units"])
+        sup, names = self.d.supervisor, list(request.units)
         external = [n for n in names if sup.units[n].spec.argv is None]
         if external:
-            await send({"ok": False, "error": f"{', '.join(external)}: not run by synsup (only probed); "
-                        "stop it where it runs"})
+            await send(refusal(f"{', '.join(external)}: not run by synsup (only probed); "
+                        "stop it where it runs"))
             return
         needed = {n: [d for d in sup.dependents(n) if d not in names] for n in names}
         needed = {n: deps for n, deps in needed.items() if deps}
-        if needed and not request.get("force"):
+        if needed and not request.force:
             listed = "; ".join(f"{n} is needed by {', '.join(deps)}" for n, deps in needed.items())
-            await send({"ok": False, "error": f"{listed}: they cannot work without it; stop them too, "
-                        "or use --force to stop it anyway"})
+            await send(refusal(f"{listed}: they cannot work without it; stop them too, "
+                        "or use --force to stop it anyway"))
             return
         warnings = sharded_group_warnings(sup.units, names)
         await self._queued(send, "stop " + " ".join(names), lambda: sup.hold(names), names, warnings=warnings)
 
-    async def _cmd_stop(self, request: dict[str, Any], send: Send) -> None:
-        if request.get("units"):
+    async def _cmd_stop(self, request: Request, send: Send) -> None:
+        if request.units:
             await self._stop_units(request, send)
             return
         await send({"ok": True, "stopping": True, "order": self.d.stop_order()})
@@ -123,24 +123,24 @@ class Requests:
         await self.d.stopped()
         await send({"ok": True, "stopped": True})
 
-    async def _cmd_restart(self, request: dict[str, Any], send: Send) -> None:
+    async def _cmd_restart(self, request: Request, send: Send) -> None:
         assert self.d.supervisor is not None
-        sup, names = self.d.supervisor, list(request.get("units") or [])
+        sup, names = self.d.supervisor, list(request.units)
         await self._queued(send, "restart", lambda: sup.restart(names), names)
 
-    async def _cmd_reload(self, request: dict[str, Any], send: Send) -> None:
-        if request.get("dry_run"):
+    async def _cmd_reload(self, request: Request, send: Send) -> None:
+        if request.dry_run:
             await send(await self.d.reloads.dry_run())
             return
         try:
             await send(await self.d.reloads.request_and_wait())
         except Stopping as e:
-            await send({"ok": False, "error": str(e)})
+            await send(refusal(str(e)))
 
-    async def _cmd_reexec(self, request: dict[str, Any], send: Send) -> None:
+    async def _cmd_reexec(self, request: Request, send: Send) -> None:
         await reexec(self.d, send)
 
-    async def _cmd_upgrade(self, request: dict[str, Any], send: Send) -> None:
+    async def _cmd_upgrade(self, request: Request, send: Send) -> None:
         async def progress(line: str) -> None:
             try:
                 await send({"ok": True, "progress": line})
@@ -148,10 +148,10 @@ class Requests:
                 pass
 
         try:
-            await send(await self.d.upgrades.request(request.get("python"), bool(request.get("allow_downtime")),
-                                                   bool(request.get("dry_run")), progress))
+            await send(await self.d.upgrades.request(request.python, request.allow_downtime,
+                                                   request.dry_run, progress))
         except Stopping as e:
-            await send({"ok": False, "error": str(e)})
+            await send(refusal(str(e)))
 
 
 def sharded_group_warnings(units: Mapping[str, Unit], names: list[str]) -> list[str]:

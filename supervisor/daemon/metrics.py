@@ -15,6 +15,7 @@ from ... import __version__
 from ..engine.resources import ResourceSampler
 from ..engine.tallies import ProbeTally, UnitTally, exit_reason
 from ..engine.unit_state import UnitState
+from ..protocol import ReloadResult
 from .scrape_targets import instance_of
 
 if TYPE_CHECKING:
@@ -23,7 +24,7 @@ if TYPE_CHECKING:
     from ..source import Loaded
 
 UNIT_LABELS = ["unit", "app", "group", "instance"]  # instance: as the unit's scrape target has it
-RELOAD_RESULTS = ("applied", "rejected", "partial")
+RELOAD_RESULTS = tuple(r.value for r in ReloadResult if r is not ReloadResult.PLAN)  # a dry run is no reload
 EXIT_REASONS = ("exit_code", "signal", "unhealthy", "start_timeout", "stopped")
 
 

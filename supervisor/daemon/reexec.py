@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 import structlog
 
+from ..protocol import refusal
 from .control_server import Send
 
 if TYPE_CHECKING:
@@ -83,12 +84,12 @@ async def reexec(daemon: Daemon, send: Send) -> None:
     records written for the new image to adopt from; the reply sent; then the exec."""
     busy = daemon.operations.current or ("stop" if daemon.lifecycle.stopping else None)
     if busy:
-        await send({"ok": False, "error": f"still running: {busy}; try again when it is done"})
+        await send(refusal(f"still running: {busy}; try again when it is done"))
         return
     why = await asyncio.to_thread(new_image_fails)
     if why is not None:
-        await send({"ok": False, "error": f"the installed synsup does not come up ({why}); the running one "
-                    "goes on unchanged"})
+        await send(refusal(f"the installed synsup does not come up ({why}); the running one "
+                           "goes on unchanged"))
         return
     sup, control_fd = daemon.supervisor, daemon.control_fd
     assert sup is not None and control_fd is not None

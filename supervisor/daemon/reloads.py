@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from ..plans import Action
+from ..protocol import ReloadOutcome, ReloadResult, refusal
 from ..source import Loaded
 from .config_watch import config_changes
 from .operations import Phase
@@ -67,24 +68,23 @@ class Reloads:
         """The plan the current files would produce, applied to nothing."""
         d = self.daemon
         if self.reloader is None or self.planner is None:
-            return {"ok": False, "error": "this daemon cannot reload"}
+            return refusal("this daemon cannot reload")
         new = await asyncio.to_thread(self.reloader)
         if new.errors:
-            return {"ok": True, "dry_run": True, "applied": False, "result": "rejected",
-                    "errors": [f.format() for f in new.errors]}
+            return ReloadOutcome(ReloadResult.REJECTED, errors=[f.format() for f in new.errors], dry_run=True).as_json()
         actions = [a.describe() for a in self.planner(d.current, new)]
-        return {"ok": True, "dry_run": True, "applied": False, "result": "plan", "actions": actions or ["no changes"]}
+        return ReloadOutcome(ReloadResult.PLAN, actions or ["no changes"], dry_run=True).as_json()
 
     async def request_and_wait(self) -> dict[str, Any]:
         if not self.enabled:
-            return {"ok": True, "applied": False, "result": "rejected", "errors": ["this daemon cannot reload"]}
+            return ReloadOutcome(ReloadResult.REJECTED, errors=["this daemon cannot reload"]).as_json()
         if self.daemon.paused:
-            return {"ok": False, "error": "synsup is paused: no reloads until `synsup resume`"}
+            return refusal("synsup is paused: no reloads until `synsup resume`")
         future = self.daemon.operations.submit("reload", self._reload_once, merge=True)
-        result: dict[str, Any] = await future
-        return result
+        outcome: ReloadOutcome = await future
+        return outcome.as_json()
 
-    async def _reload_once(self) -> dict[str, Any]:
+    async def _reload_once(self) -> ReloadOutcome:
         d = self.daemon
         d.notifier.send(RELOADING=1, MONOTONIC_USEC=int(time.monotonic() * 1e6), STATUS="reloading")
         d.lifecycle.move(Phase.RELOADING)
@@ -94,16 +94,15 @@ class Reloads:
             d.settle()
             d.notifier.send(READY=1, STATUS=d.status_line())
 
-    async def _check_and_apply(self) -> dict[str, Any]:
+    async def _check_and_apply(self) -> ReloadOutcome:
         d = self.daemon
         assert self.reloader is not None and self.planner is not None and d.supervisor is not None
         new = await asyncio.to_thread(self.reloader)
         if new.errors:
             errors = [f.format() for f in new.errors]
             d.running.reject(errors)
-            self._record("rejected", [], errors=errors)
             log.error("reload.rejected", errors=errors)
-            return {"ok": True, "applied": False, "result": "rejected", "errors": errors}
+            return self._record(ReloadOutcome(ReloadResult.REJECTED, errors=errors))
         actions = self.planner(d.current, new)
         described = [a.describe() for a in actions]
         log.info("reload.plan", actions=described or ["no changes"])
@@ -114,21 +113,18 @@ class Reloads:
             await apply_actions(d.supervisor, actions, specs, last_good)
         except PartialReload as partial:
             d.running.prune(u.spec for u in d.supervisor.units.values())
-            self._record("partial", partial.done, unit=partial.unit, error=partial.error)
             log.error("reload.partial", unit=partial.unit, error=partial.error, done=partial.done)
-            return {"ok": True, "applied": "partial", "result": "partial", "unit": partial.unit,
-                    "error": partial.error, "actions": partial.done, "config_generation": self.generation}
+            return self._record(ReloadOutcome(ReloadResult.PARTIAL, partial.done, unit=partial.unit,
+                                              error=partial.error, generation=self.generation))
         if set(new.watch_paths) != set(d.current.watch_paths):
             self._watch_restart.set()
         changed = bool(actions) or new.specs != d.current.specs
         d.current = new
         d.running.applied(snapshot, changed, (u.spec for u in d.supervisor.units.values()))
         if not changed:  # e.g. `synsup reload` after the watcher applied the change already
-            return {"ok": True, "applied": True, "result": "applied", "actions": [self._already_applied()],
-                    "config_generation": self.generation}
-        self._record("applied", described)
-        return {"ok": True, "applied": True, "result": "applied", "actions": described or ["no changes"],
-                "config_generation": self.generation}
+            return ReloadOutcome(ReloadResult.APPLIED, [self._already_applied()], generation=self.generation)
+        return self._record(ReloadOutcome(ReloadResult.APPLIED, described or ["no changes"],
+                                          generation=self.generation))
 
     def _already_applied(self) -> str:
         last = self.last if self.last and self.last.get("result") == "applied" else None
@@ -137,9 +133,13 @@ class Reloads:
         return (f"no changes: already applied at {time.strftime('%H:%M:%S', time.localtime(last['at']))} "
                 f"(generation {self.generation})")
 
-    def _record(self, result: str, actions: list[str], **fields: Any) -> None:
-        self.last = {"at": time.time(), "result": result, "actions": actions, **fields}
-        self.daemon.telemetry.reload_done(self.last)
+    def _record(self, outcome: ReloadOutcome) -> ReloadOutcome:
+        """The last reload, for status (`last_reload`) and telemetry."""
+        fields = outcome.as_json()
+        self.last = {"at": time.time(), **{k: fields[k] for k in ("result", "actions", "errors", "unit", "error")
+                                           if k in fields}}
+        self.daemon.telemetry.reload_done(outcome)
+        return outcome
 
     # -- file watching
     async def watch(self) -> None:

@@ -10,9 +10,10 @@ from typing import TYPE_CHECKING, Any
 
 from ..engine.resources import ResourceSampler
 from ..engine.unit_state import UnitState
+from ..protocol import ReloadOutcome, ReloadResult
 from . import failure_hooks
 from .failure_hooks import FailureHooks
-from .metrics import RELOAD_RESULTS, Exposition, Tallies
+from .metrics import Exposition, Tallies
 from .metrics_server import METRICS_CONTENT_TYPE, MetricsAddress, MetricsServer
 from .scrape_targets import targets_json
 
@@ -22,13 +23,6 @@ if TYPE_CHECKING:
 
 ON_FAILURE_ENV = "SYNSUP_ON_FAILURE"
 CRASH_LOOP_STARTS = 3  # failed starts in a row that make a unit crash-looping (5 make it failed)
-
-
-def reload_result(record: dict[str, Any]) -> str:
-    """applied, rejected or partial, from a reload's record (or reply)."""
-    if record.get("result") in RELOAD_RESULTS:
-        return str(record["result"])
-    return "applied" if record.get("applied") is True else "rejected"
 
 
 class Telemetry:
@@ -93,13 +87,13 @@ class Telemetry:
             return "recovered"
         return None
 
-    def reload_done(self, reply: dict[str, Any]) -> None:
-        """A reload's reply, as the reload loop returns it: counted, and hooked if not applied."""
-        result = reload_result(reply)
+    def reload_done(self, outcome: ReloadOutcome) -> None:
+        """A reload's outcome: counted, and hooked if not applied."""
+        result = outcome.result.value
         self.tallies.reload_done(result, time.time())
-        if result != "applied":
-            errors = reply.get("errors") or []
-            self.hooks.fire(f"reload_{result}", None, "; ".join(map(str, errors))[:4000])
+        if outcome.result is not ReloadResult.APPLIED:
+            errors = outcome.errors or ([outcome.error] if outcome.error else [])
+            self.hooks.fire(f"reload_{result}", None, "; ".join(errors)[:4000])
 
     def annotate(self, units: list[dict[str, Any]], by_name: dict[str, Unit]) -> None:
         """Add rss_bytes and cpu_percent (None without a process) to `status` unit entries."""

@@ -17,6 +17,7 @@ import structlog
 from ..engine.process import REAPER
 from ..owner_mark import VARIABLE, command_mark
 from ..plans import Command, UpgradePlan
+from ..protocol import refusal
 from ..source import Loaded
 from ..spec import UnitSpec
 from .operations import Phase
@@ -41,13 +42,13 @@ class Upgrades:
     async def request(self, python: str | None, allow_downtime: bool, dry_run: bool,
                       progress: Progress) -> dict[str, Any]:
         if self.upgrader is None:
-            return {"ok": False, "error": "this daemon cannot upgrade"}
+            return refusal("this daemon cannot upgrade")
         if dry_run:
             plan = await self._plan(python, allow_downtime)
             return {"ok": True, "dry_run": True, "result": "rejected" if plan.errors else "plan",
                     "errors": plan.errors, **plan.describe()}
         if self.daemon.paused:
-            return {"ok": False, "error": "synsup is paused: no upgrades until `synsup resume`"}
+            return refusal("synsup is paused: no upgrades until `synsup resume`")
         result: dict[str, Any] = await self.daemon.operations.submit(
             "upgrade", lambda: self._upgrade(python, allow_downtime, progress))
         return result

@@ -16,6 +16,7 @@ from synsup.supervisor.engine.resources import ResourceSampler
 from synsup.supervisor.engine.supervisor import Supervisor
 from synsup.supervisor.engine.unit import Timing
 from synsup.supervisor.engine.unit_state import UnitState
+from synsup.supervisor.protocol import ReloadOutcome, ReloadResult
 from synsup.supervisor.source import Loaded
 from synsup.supervisor.spec import UnitSpec
 
@@ -71,8 +72,8 @@ def test_states_restarts_exits_and_start_seconds(tmp_path):
         await until(lambda: len(spawner.children) == 3)
         clock.advance(2.5)
         await until(lambda: sup.units["persister1"].state is S.READY)
-        telemetry.reload_done({"applied": False, "errors": ["x.yaml:1: error: bad"]})
-        telemetry.reload_done({"applied": True, "actions": []})
+        telemetry.reload_done(ReloadOutcome(ReloadResult.REJECTED, errors=["x.yaml:1: error: bad"]))
+        telemetry.reload_done(ReloadOutcome(ReloadResult.APPLIED))
 
     found = scrape_after(scenario, tmp_path)
     p1 = {"unit": "persister1", "app": "synapse.app.generic_worker", "group": "event_persisters",
