@@ -302,6 +302,21 @@ class Daemon:
                  "last_reload": self.reloads.last, "last_upgrade": self.upgrades.last, **self.operations.status()}
         return {"ok": True, "daemon": daemon_status(os.getpid(), self.lifecycle.phase.value, extra), "units": units}
 
+    def pause(self) -> None:
+        """No automatic restarts and no reloads until resume() (`synsup pause`)."""
+        assert self.supervisor is not None
+        self.supervisor.unpaused.clear()
+        self.log.warning("daemon.paused")
+        self.notifier.send(STATUS="PAUSED: no automatic restarts, no reloads; " + self.status_line())
+
+    def resume(self) -> None:
+        """Automatic restarts again; a reload the pause held back is made now."""
+        assert self.supervisor is not None
+        self.supervisor.unpaused.set()
+        self.log.info("daemon.resumed")
+        self.notifier.status(self.status_line())
+        self.reloads.resume()
+
     @property
     def paused(self) -> bool:
         return self.supervisor is not None and not self.supervisor.unpaused.is_set()

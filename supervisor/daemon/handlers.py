@@ -64,20 +64,11 @@ class Requests:
         await send({"ok": True, "reopened": True})
 
     async def _cmd_pause(self, request: Request, send: Send) -> None:
-        assert self.d.supervisor is not None
-        self.d.supervisor.unpaused.clear()
-        self.d.log.warning("daemon.paused")
-        self.d.notifier.send(STATUS="PAUSED: no automatic restarts, no reloads; " + self.d.status_line())
+        self.d.pause()
         await send(self.d.status())
 
     async def _cmd_resume(self, request: Request, send: Send) -> None:
-        assert self.d.supervisor is not None
-        self.d.supervisor.unpaused.set()
-        self.d.log.info("daemon.resumed")
-        self.d.notifier.status(self.d.status_line())
-        if self.d.reloads.missed:
-            self.d.reloads.missed = False
-            self.d.reloads.request()
+        self.d.resume()
         await send(self.d.status())
 
     async def _cmd_start(self, request: Request, send: Send) -> None:

@@ -64,6 +64,12 @@ class Reloads:
         future.add_done_callback(lambda f: f.cancelled() or f.exception())  # retrieved: no warning
         return future
 
+    def resume(self) -> None:
+        """`synsup resume`: the reload a change asked for during the pause is made now."""
+        if self.missed:
+            self.missed = False
+            self.request()
+
     async def dry_run(self) -> dict[str, Any]:
         """The plan the current files would produce, applied to nothing."""
         d = self.daemon
