@@ -119,20 +119,6 @@ class FailureHooks:
             task.cancel()
 
 
-_active: FailureHooks | None = None  # the running daemon's hooks, for fire() below
-
-
-def activate(hooks: FailureHooks | None) -> None:
-    global _active
-    _active = hooks
-
-
-def fire(event: str, unit: str | None, error: str | None) -> bool:
-    """Run the running daemon's failure hooks (events: failed, reload_rejected, reload_partial,
-    upgrade_partial, ...); False when there are none or the unit fired within the minute."""
-    return _active.fire(event, unit, error) if _active is not None else False
-
-
 async def _exit_of(pid: int) -> None:
     """Returns when the process has exited (a pidfd becomes readable); it is not reaped."""
     loop, fd = asyncio.get_running_loop(), os.pidfd_open(pid)

@@ -1,5 +1,5 @@
 """What the daemon reports about itself: metrics and scrape targets at `--metrics`, resource
-columns for `status`, failure failure_hooks. One object the daemon starts, feeds and closes."""
+columns for `status`, failure hooks. One object the daemon starts, feeds and closes."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING, Any
 from ..engine.resources import ResourceSampler
 from ..engine.unit_state import UnitState
 from ..protocol import ReloadOutcome, ReloadResult
-from . import failure_hooks
 from .failure_hooks import FailureHooks
 from .metrics import Exposition, Tallies
 from .metrics_server import METRICS_CONTENT_TYPE, MetricsAddress, MetricsServer
@@ -50,7 +49,6 @@ class Telemetry:
         self.tallies.last_reload = time.time()
         if daemon.supervisor is not None:
             daemon.supervisor.add_listener(self.unit_changed)
-        failure_hooks.activate(self.hooks)
         if self.metrics is not None:
             exposition = Exposition(daemon, self.tallies, self.sampler)
             if daemon.supervisor is not None:
@@ -108,4 +106,3 @@ class Telemetry:
         if self.server is not None:
             self.server.close()
         self.hooks.close()
-        failure_hooks.activate(None)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 
-from synsup.supervisor.daemon import failure_hooks
 from synsup.supervisor.daemon.failure_hooks import FailureHooks
 
 
@@ -28,9 +27,8 @@ def test_environment_and_once_per_unit_a_minute(tmp_path):
 
     async def main():
         h = FailureHooks([f'echo "$SYNSUP_EVENT $SYNSUP_UNIT $SYNSUP_ERROR $SYNSUP_HOST" >> {out}'], clock=clock)
-        failure_hooks.activate(h)
         try:
-            assert failure_hooks.fire("failed", "main", "exited with code 1")
+            assert h.fire("failed", "main", "exited with code 1")
             assert not h.fire("failed", "main", "again")  # within the minute: suppressed
             assert h.fire("failed", "persister1", "unhealthy")  # another unit: runs
             assert h.fire("reload_rejected", None, "x.yaml:3: error")
@@ -39,8 +37,6 @@ def test_environment_and_once_per_unit_a_minute(tmp_path):
             await settle(h)
         finally:
             h.close()
-            failure_hooks.activate(None)
-        assert not failure_hooks.fire("failed", "main", "no daemon")
 
     asyncio.run(main())
     lines = sorted(out.read_text().splitlines())
