@@ -165,7 +165,7 @@ def idle_usage(pid: int, seconds: float) -> tuple[float, float]:
 
 def bench_idle_synsup(total: int, probes: bool, seconds: float) -> tuple[float, float]:
     state = tempfile.mkdtemp(prefix="si", dir="/tmp")
-    args = [sys.executable, os.path.join(HERE, "daemon.py"), "run", "--state-dir", state, "--units", str(total)]
+    args = [sys.executable, os.path.join(HERE, "daemon.py"), "run", "--state-dir", state, "--bench-units", str(total)]
     if probes:
         args += ["--ports", ",".join(map(str, free_ports(total)))]
     daemon = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
