@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import random
 import shutil
@@ -21,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 
 import psutil
 
@@ -163,30 +165,50 @@ def idle_usage(pid: int, seconds: float) -> tuple[float, float]:
     return 100 * cpu / seconds, proc.memory_info().rss / 2**20
 
 
-def bench_idle_synsup(total: int, probes: bool, seconds: float) -> tuple[float, float]:
+@contextlib.contextmanager
+def bench_daemon(total: int, ports: list[int] | None = None, *options: str) -> Iterator[tuple[subprocess.Popen, str]]:
+    """The synsup daemon (daemon.py run) over `total` units, HTTP-probed on `ports` if given:
+    (the process, its state dir); stopped and removed afterwards."""
     state = tempfile.mkdtemp(prefix="si", dir="/tmp")
-    args = [sys.executable, os.path.join(HERE, "daemon.py"), "run", "--state-dir", state, "--bench-units", str(total)]
-    if probes:
-        args += ["--ports", ",".join(map(str, free_ports(total)))]
+    args = [sys.executable, os.path.join(HERE, "daemon.py"), "run", "--state-dir", state,
+            "--bench-units", str(total), "--log-format", "json", *options]
+    if ports:
+        args += ["--ports", ",".join(map(str, ports))]
     daemon = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        from synsup.supervisor.daemon.control_server import ControlClient, NotRunning
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                with ControlClient(os.path.join(state, "synsup.sock")) as client:
-                    units = client.request({"cmd": "status"})["units"]
-                if all(u["state"] == "ready" for u in units):
-                    break
-            except (NotRunning, OSError):
-                pass
-            time.sleep(0.5)
-        time.sleep(2)  # let the start settle before measuring the idle state
-        return idle_usage(daemon.pid, seconds)
+        yield daemon, state
     finally:
         daemon.send_signal(signal.SIGTERM)
         daemon.wait(120)
         shutil.rmtree(state, ignore_errors=True)
+
+
+def all_ready(state: str) -> bool:
+    """Whether the daemon of `state` answers and says every unit is ready."""
+    from synsup.supervisor.daemon.control_server import ControlClient, NotRunning
+    try:
+        with ControlClient(os.path.join(state, "synsup.sock")) as client:
+            units = client.request({"cmd": "status"})["units"]
+    except (NotRunning, OSError):
+        return False
+    return bool(units) and all(u["state"] == "ready" for u in units)
+
+
+def wait_all_ready(state: str, timeout: float = 120.0, poll: float = 0.5) -> float:
+    """perf_counter time at which the daemon of `state` first said every unit was ready."""
+    deadline = time.monotonic() + timeout
+    while not all_ready(state):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the units of {state} were not all ready within {timeout:g} s")
+        time.sleep(poll)
+    return time.perf_counter()
+
+
+def bench_idle_synsup(total: int, probes: bool, seconds: float) -> tuple[float, float]:
+    with bench_daemon(total, free_ports(total) if probes else None) as (daemon, state):
+        wait_all_ready(state)
+        time.sleep(2)  # let the start settle before measuring the idle state
+        return idle_usage(daemon.pid, seconds)
 
 
 def main() -> None:

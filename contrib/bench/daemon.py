@@ -18,7 +18,8 @@ class BenchSource:
     module = "daemon"
 
     def add_arguments(self, parser: argparse.ArgumentParser, command: str) -> None:
-        parser.add_argument("--bench-units", type=int, default=500, help="how many units (not `--units`: `start UNIT...` has that)")
+        parser.add_argument("--bench-units", type=int, default=500,
+                            help="how many units (not --units: `start UNIT...` has that)")
         parser.add_argument("--ports", default="", help="comma-separated: one HTTP port per unit, probed")
 
     def load(self, args: argparse.Namespace) -> Loaded:
