@@ -214,6 +214,9 @@ def bench_idle_synsup(total: int, probes: bool, seconds: float) -> tuple[float, 
 def main() -> None:
     parser = argparse.ArgumentParser(description="synsup engine benchmarks")
     parser.add_argument("--quick", action="store_true", help="10 crashes and 15 s idle windows")
+    parser.add_argument("--units", type=int, default=500, help="units of the spawn and idle rows (default 500)")
+    parser.add_argument("--crashes", type=int, help="respawns measured (default 50, --quick 10)")
+    parser.add_argument("--idle", type=float, help="seconds of each idle window (default 60, --quick 15)")
     parser.add_argument("--no-supervisord", action="store_true")
     parser.add_argument("--python-units", action="store_true", help="units in Python instead of C")
     args = parser.parse_args()
@@ -223,26 +226,10 @@ def main() -> None:
         UNIT = unit_argv(True)
     print(f"units: {' '.join(UNIT)}")
     crashes, idle = (10, 15.0) if args.quick else (50, 60.0)
+    crashes, idle = args.crashes or crashes, args.idle or idle
     configure("json", stream=open(os.devnull, "w"))
-    rows = []
-
-    spawn_times, ready_times = asyncio.run(bench_respawn(crashes))
-    rows.append(("respawn: crash -> spawned, median ms", statistics.median(spawn_times) * 1e3, "< 20"))
-    rows.append(("respawn: crash -> spawned, p95 ms", percentile(spawn_times, 95) * 1e3, ""))
-    rows.append(("respawn: crash -> ready, median ms", statistics.median(ready_times) * 1e3, ""))
-    rows.append(("respawn: crash -> ready, p95 ms", percentile(ready_times, 95) * 1e3, ""))
-    took, path = asyncio.run(bench_start_to_ready(100))
-    rows.append(("100 units start -> all ready, s", took, f"critical path {path:.2f} s"))
-    rows.append(("  over the critical path, %", 100 * (took - path) / path, "< 5"))
-    rows.append(("500 units spawned in one step, s", asyncio.run(bench_spawn(500)), "< 2"))
-    cpu, rss = bench_idle_synsup(500, False, idle)
-    rows.append(("500 idle units, probes off: % of a core", cpu, "<= supervisord"))
-    rows.append(("500 idle units, probes off: RSS MB", rss, "< 45"))
-    cpu, rss = bench_idle_synsup(500, True, idle)
-    rows.append(("500 idle units, probes every 10 s: % of a core", cpu, "< 0.5"))
-    rows.append(("500 idle units, probes every 10 s: RSS MB", rss, ""))
-
-    theirs = {} if args.no_supervisord else supervisord_figures(crashes, idle)
+    rows = engine_rows(crashes, args.units) + daemon_rows(args.units, idle)
+    theirs = {} if args.no_supervisord else supervisord_figures(crashes, idle, args.units)
     print(f"\n{'measure':<50} {'synsup':>10} {'supervisord':>12} {'ratio':>7}  target")
     for label, value, target in rows:
         other = theirs.get(label)
@@ -251,9 +238,30 @@ def main() -> None:
         print(f"{label:<50} {value:10.2f} {theirs_text} {ratio}  {target}")
 
 
-def supervisord_figures(crashes: int, idle: float) -> dict[str, float]:
+def engine_rows(crashes: int, units: int) -> list[tuple[str, float, str]]:
+    spawn_times, ready_times = asyncio.run(bench_respawn(crashes))
+    took, path = asyncio.run(bench_start_to_ready(max(12, units // 5)))
+    return [("respawn: crash -> spawned, median ms", statistics.median(spawn_times) * 1e3, "< 20"),
+            ("respawn: crash -> spawned, p95 ms", percentile(spawn_times, 95) * 1e3, ""),
+            ("respawn: crash -> ready, median ms", statistics.median(ready_times) * 1e3, ""),
+            ("respawn: crash -> ready, p95 ms", percentile(ready_times, 95) * 1e3, ""),
+            (f"{max(12, units // 5)} units start -> all ready, s", took, f"critical path {path:.2f} s"),
+            ("  over the critical path, %", 100 * (took - path) / path, "< 5"),
+            (f"{units} units spawned in one step, s", asyncio.run(bench_spawn(units)), "< 2")]
+
+
+def daemon_rows(units: int, idle: float) -> list[tuple[str, float, str]]:
+    cpu, rss = bench_idle_synsup(units, False, idle)
+    probed_cpu, probed_rss = bench_idle_synsup(units, True, idle)
+    return [(f"{units} idle units, probes off: % of a core", cpu, "<= supervisord"),
+            (f"{units} idle units, probes off: RSS MB", rss, "< 45"),
+            (f"{units} idle units, probes every 10 s: % of a core", probed_cpu, "< 0.5"),
+            (f"{units} idle units, probes every 10 s: RSS MB", probed_rss, "")]
+
+
+def supervisord_figures(crashes: int, idle: float, units: int) -> dict[str, float]:
     from supervisord_bench import run_all
-    return run_all(" ".join(UNIT), crashes, idle)
+    return run_all(" ".join(UNIT), crashes, idle, units)
 
 
 if __name__ == "__main__":

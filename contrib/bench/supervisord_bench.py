@@ -56,15 +56,15 @@ def supervisord(unit: str, count: int) -> Iterator[subprocess.Popen]:
         shutil.rmtree(directory, ignore_errors=True)
 
 
-def run_all(unit: str, crashes: int, idle: float) -> dict[str, float]:
+def run_all(unit: str, crashes: int, idle: float, count: int = 500) -> dict[str, float]:
     """bench.py's rows for supervisord, seen from outside (outside.py)."""
     figures: dict[str, float] = {}
-    with supervisord(unit, 500) as daemon:
-        first, last = outside.spawn_span(daemon.pid, 500)
-        figures["500 units spawned in one step, s"] = last - first
+    with supervisord(unit, count) as daemon:
+        first, last = outside.spawn_span(daemon.pid, count)
+        figures[f"{count} units spawned in one step, s"] = last - first
         time.sleep(2)
-        figures["500 idle units, probes off: % of a core"] = outside.cpu_percent(daemon.pid, idle)
-        figures["500 idle units, probes off: RSS MB"] = outside.rss_mb(daemon.pid)
+        figures[f"{count} idle units, probes off: % of a core"] = outside.cpu_percent(daemon.pid, idle)
+        figures[f"{count} idle units, probes off: RSS MB"] = outside.rss_mb(daemon.pid)
         respawns = outside.crash_to_new_child(daemon.pid, crashes)
         figures["respawn: crash -> spawned, median ms"] = statistics.median(respawns) * 1e3
         figures["respawn: crash -> spawned, p95 ms"] = sorted(respawns)[int(0.95 * (len(respawns) - 1))] * 1e3
