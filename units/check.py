@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from . import rules_duties, rules_processes, rules_replication, targets
+from .check_cache import CheckCache
 from .loader import load_deployment
 from .model import Deployment, Finding
 from .synapse_validate import Validation, validate
@@ -38,14 +39,16 @@ def run_rules(d: Deployment, synapse_version: str | None) -> list[Finding]:
 
 
 def check_deployment(
-    config_paths: list[str], workers_dir: str | None, python: str, read_version: bool = True
+    config_paths: list[str], workers_dir: str | None, python: str, read_version: bool = True,
+    cache: CheckCache | None = None,
 ) -> CheckResult:
-    """Every rule, then (with `read_version`) Synapse's own loader on every process's config."""
+    """Every rule, then (with `read_version`) Synapse's own loader on every process's config
+    (its passing verdict reused from `cache` while nothing it read changed)."""
     loaded = load_deployment(config_paths, workers_dir, python)
     findings = list(loaded.findings)
     result = CheckResult(loaded.deployment)
     if loaded.deployment is not None:
-        synapse = validate(loaded.deployment) if read_version else Validation()
+        synapse = validate(loaded.deployment, cache=cache) if read_version else Validation()
         result.notes, result.synapse_version = synapse.notes, synapse.version
         result.synapse_file = synapse.package_file
         findings.extend(run_rules(loaded.deployment, synapse.version))

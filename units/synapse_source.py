@@ -9,8 +9,10 @@ import sys
 
 from synsup.supervisor.plans import Action, UpgradePlan
 from synsup.supervisor.source import Loaded
+from synsup.supervisor.statedir import default_state_dir
 
 from .check import check_deployment
+from .check_cache import CheckCache
 from .reload_plan import plan, snapshot_of
 from .specs import unit_specs
 from .upgrade_prepare import prepare_upgrade
@@ -39,7 +41,8 @@ class SynapseSource:
 
     def load(self, args: argparse.Namespace) -> Loaded:
         paths = self.config_paths(args)
-        result = check_deployment(paths, args.workers, args.python)
+        cache = CheckCache(getattr(args, "state_dir", None) or default_state_dir())
+        result = check_deployment(paths, args.workers, args.python, cache=cache)
         specs, model = [], None
         if result.deployment is not None and result.ok:
             specs = unit_specs(result.deployment, external_redis=getattr(args, "external_redis", False),
