@@ -35,6 +35,17 @@ def _children(pid: int) -> list[int]:
             return []
 
 
+def process_tree(pid: int) -> list[int]:
+    """`pid` and its descendants (at most 10,000), each found by its parent's children file."""
+    pids: list[int] = []
+    todo = [pid]
+    while todo and len(pids) < 10000:
+        current = todo.pop()
+        pids.append(current)
+        todo.extend(_children(current))
+    return pids
+
+
 class ResourceSampler:
     def __init__(self) -> None:
         self._procs: dict[int, psutil.Process] = {}
@@ -51,13 +62,7 @@ class ResourceSampler:
         return proc
 
     def tree(self, pid: int) -> list[int]:
-        pids: list[int] = []
-        todo = [pid]
-        while todo and len(pids) < 10000:
-            current = todo.pop()
-            pids.append(current)
-            todo.extend(_children(current))
-        return pids
+        return process_tree(pid)
 
     def usage(self, pid: int) -> Usage | None:
         """The tree's totals, or None when its root is gone."""
