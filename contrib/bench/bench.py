@@ -185,11 +185,11 @@ def bench_daemon(total: int, ports: list[int] | None = None, *options: str) -> I
 
 def all_ready(state: str) -> bool:
     """Whether the daemon of `state` answers and says every unit is ready."""
-    from synsup.supervisor.daemon.control_server import ControlClient, ControlError
+    from synsup.supervisor.daemon.control_server import ControlClient, ControlError, NotRunning
     try:
         with ControlClient(os.path.join(state, "synsup.sock")) as client:
             units = client.request({"cmd": "status"})["units"]
-    except (ControlError, OSError):  # not up yet, or too busy to answer within 10 s
+    except (NotRunning, ControlError, OSError):  # not up yet, or too busy to answer within 10 s
         return False
     return bool(units) and all(u["state"] == "ready" for u in units)
 

@@ -17,6 +17,7 @@ from typing import Any
 import structlog
 
 from ..daemon.systemd import SystemdNotifier
+from ..engine.child_stops import CHILD_STOPS
 from ..engine.log_dir import prepare_log_dir
 from ..engine.process import REAPER, STATE_MARKER, Spawner, become_subreaper
 from ..engine.supervisor import Supervisor
@@ -190,8 +191,13 @@ class Daemon:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop)
         loop.add_signal_handler(signal.SIGHUP, self.reloads.request)
-        loop.add_signal_handler(signal.SIGCHLD, REAPER.reap)
+        loop.add_signal_handler(signal.SIGCHLD, self._on_sigchld)
         loop.add_signal_handler(signal.SIGUSR1, self.reopen_logs)
+
+    @staticmethod
+    def _on_sigchld() -> None:
+        REAPER.reap()
+        CHILD_STOPS.collect()  # a unit without probes that stopped (SIGSTOP) or continued
 
     def reopen_logs(self) -> None:
         """After a rename-style logrotate: unit logs and daemon.log are opened at their paths anew."""
