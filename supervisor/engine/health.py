@@ -25,16 +25,6 @@ class Timing:
     failed_retry: float | None = 300.0  # a failed unit is tried again after this cool-down
 
 
-def process_stopped(pid: int) -> str | None:
-    """Why a live process cannot be working (stopped or traced), from /proc; None if it can."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            state = f.read().rsplit(b")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return None
-    return {b"T": "stopped (SIGSTOP)", b"t": "stopped by a tracer"}.get(state)
-
-
 class HealthChecks:
     """Mixed into Unit: the attributes below are the Unit's."""
 
@@ -79,14 +69,11 @@ class HealthChecks:
         self.health = "ok"
 
     def _watch_stops(self, pid: int) -> None:
-        """Learn from SIGCHLD when the new process stops or continues; once from /proc whether
-        it was stopped before we listened."""
+        """Learn from SIGCHLD when the new process stops or continues. Called right after the
+        spawn, before the loop runs again: a stop before this is still waiting in waitid."""
         self._stopped.clear()
-        if self.spec.probes:
-            return
-        CHILD_STOPS.watch(pid, lambda stopped: self._stopped.set() if stopped else self._stopped.clear())
-        if process_stopped(pid):
-            self._stopped.set()
+        if not self.spec.probes:
+            CHILD_STOPS.watch(pid, lambda stopped: self._stopped.set() if stopped else self._stopped.clear())
 
     async def _check_alive(self) -> str | None:
         """One liveness check: the probes, or for a unit without any, that it is not stopped."""

@@ -232,6 +232,7 @@ class Spawner:
         assert spec.argv is not None
         popen = subprocess.Popen(
             spec.argv,
+            bufsize=0,  # the output is read with os.read: no 8 KiB buffer object per unit
             stdin=subprocess.PIPE if spec.stdin is not None else subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
