@@ -17,7 +17,7 @@ from synsup.supervisor.spec import UnitSpec
 
 def sampler_entries(telemetry: Telemetry) -> int:
     sampler = telemetry.sampler
-    return len(sampler._procs) + len(sampler._cpu) + len(sampler._seen)
+    return len(sampler._cpu) + len(sampler._started) + len(sampler._seen)
 
 
 def test_a_thousand_restarts_seen_by_status_leave_the_sampler_cache_bounded(tmp_path):
