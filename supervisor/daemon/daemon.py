@@ -20,7 +20,7 @@ from ..daemon.systemd import SystemdNotifier
 from ..engine.child_stops import CHILD_STOPS
 from ..engine.log_dir import prepare_log_dir
 from ..engine.process import REAPER, STATE_MARKER, Spawner, become_subreaper
-from ..engine.supervisor import Supervisor
+from ..engine.supervisor import Supervisor, settled
 from ..engine.unit import Timing, Unit
 from ..engine.unit_output import KEEP_FILES, MAX_BYTES
 from ..engine.unit_state import UnitState
@@ -166,10 +166,11 @@ class Daemon:
                 self.lifecycle.move(Phase.STOPPING)
             self._stop.set()
 
-    def settle(self) -> None:
-        """running or degraded, after an operation or on a unit change while none runs."""
+    def settle(self, changed: Unit | None = None) -> None:
+        """running or degraded, after an operation or on a unit change while none runs (a unit
+        that went down says degraded at once: no look at every unit on the respawn path)."""
         if self.supervisor is not None:
-            self.lifecycle.settle(self.supervisor.all_ready())
+            self.lifecycle.settle((changed is None or settled(changed)) and self.supervisor.all_ready())
 
     def _systemd_tasks(self) -> list[asyncio.Future]:
         if self.notifier.address is None:
@@ -225,7 +226,7 @@ class Daemon:
         if self.notifier.address:
             self.notifier.send(STATUS=self.status_line())
         if self.operations.current is None and not self.lifecycle.stopping:
-            self.settle()
+            self.settle(unit)
         if self.supervisor is not None:
             self.records.changed(self.supervisor)
 
