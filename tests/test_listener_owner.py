@@ -9,6 +9,7 @@ import asyncio
 import os
 import socket
 import threading
+import time
 
 from synsup.supervisor.engine import listener_owner
 from synsup.supervisor.engine.probes import Prober
@@ -22,8 +23,10 @@ async def _serve_ok(reader, writer):
     writer.close()
 
 
-def test_many_probes_confirming_at_once_read_the_socket_tables_once_or_twice(monkeypatch):
-    reads, threads = [], set()
+def count_reads(monkeypatch) -> tuple[list, set]:
+    """(one entry per read of the socket tables, the threads that read them)."""
+    reads: list = []
+    threads: set = set()
     real = listener_owner.read_socket_tables
 
     def counted():
@@ -31,6 +34,20 @@ def test_many_probes_confirming_at_once_read_the_socket_tables_once_or_twice(mon
         threads.add(threading.get_ident())
         return real()
     monkeypatch.setattr(listener_owner, "read_socket_tables", counted)
+    return reads, threads
+
+
+def test_requests_made_before_a_read_began_share_it_and_a_later_one_reads_again(monkeypatch):
+    reads, _ = count_reads(monkeypatch)
+    rounds = listener_owner._Rounds()
+    asked = time.monotonic()  # 30 units asking before any read began
+    assert len({id(rounds.since(asked)) for _ in range(30)}) == 1 and len(reads) == 1
+    rounds.since(time.monotonic())  # the listener may be newer than that read
+    assert len(reads) == 2
+
+
+def test_many_probes_becoming_healthy_read_the_socket_tables_a_few_times(monkeypatch):
+    reads, threads = count_reads(monkeypatch)
 
     async def main():
         servers = [await asyncio.start_server(_serve_ok, "127.0.0.1", 0) for _ in range(30)]
@@ -44,7 +61,7 @@ def test_many_probes_confirming_at_once_read_the_socket_tables_once_or_twice(mon
                 prober.close()
                 server.close()
     assert asyncio.run(main()) == [None] * 30
-    assert 1 <= len(reads) <= 3  # one round, plus those that asked while it was being read
+    assert 1 <= len(reads) < 30  # once per round of probes that passed meanwhile, not once per probe
     assert threading.get_ident() not in threads  # never on the event loop's thread
 
 
