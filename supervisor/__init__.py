@@ -4,3 +4,9 @@ command); imports go cli -> daemon -> engine, never back. The modules at this le
 by all three: the unit spec, the `Source` protocol an application implements, the plans a
 source returns, the control protocol, the state dir and the process records in it. Nothing
 here knows Synapse: that is `synsup.units`, plugged in as a `Source` by synsup/__main__.py."""
+
+import sys
+
+# structlog imports its Twisted support whenever Twisted is importable, as it is in Synapse's
+# virtualenv: 6 MB of the daemon's RSS and 40 ms of every command, for nothing synsup uses.
+sys.modules.setdefault("structlog.twisted", None)  # type: ignore[arg-type]

@@ -134,9 +134,13 @@ class StateDir:
                                 f"(mode {stat.S_IMODE(st.st_mode):04o}); chmod 700 {self.path}, or {FIX}")
 
     def write_json(self, path: str, data: Any) -> None:
+        self.write_text(path, json.dumps(data))
+
+    def write_text(self, path: str, text: str) -> None:
+        """Replace the file at `path` with `text` at once (readers never see half of it)."""
         tmp = path + ".tmp"
         with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(data, f)
+            f.write(text)
         os.replace(tmp, path)
 
     def read_json(self, path: str) -> Any:

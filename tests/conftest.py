@@ -24,6 +24,13 @@ def _kill_tree_of_state(state_dir: str) -> None:
             pass
 
 
+@pytest.fixture(autouse=True)
+def own_check_cache(tmp_path_factory, monkeypatch):
+    """`synsup check` without a state dir keeps Synapse's verdicts in $XDG_CACHE_HOME/synsup:
+    a temp dir per test, never the developer's own."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("xdg-cache")))
+
+
 @pytest.fixture
 def short_dir():
     """A short temp path: UNIX socket paths must stay under 108 bytes."""

@@ -7,6 +7,7 @@ from collections.abc import Collection
 from dataclasses import dataclass, field
 
 from . import metrics_listeners, rules_agreement, rules_duties, rules_processes, rules_replication
+from .check_cache import CheckCache
 from .loader import load_deployment
 from .model import Deployment, Finding
 from .rules_processes import who
@@ -58,14 +59,16 @@ def one_per_line(d: Deployment, findings: list[Finding]) -> list[Finding]:
 def check_deployment(
     config_paths: list[str], workers_dir: str | None, python: str, read_version: bool = True,
     ignore: Collection[str] = (),
+    cache: CheckCache | None = None,
 ) -> CheckResult:
-    """Every rule, then (with `read_version`) Synapse's own loader on every process's config;
-    warnings whose code is in `ignore` are left out."""
+    """Every rule, then (with `read_version`) Synapse's own loader on every process's config
+    (its passing verdict reused from `cache` while nothing it read changed); warnings whose code
+    is in `ignore` are left out."""
     loaded = load_deployment(config_paths, workers_dir, python)
     findings = list(loaded.findings)
     result = CheckResult(loaded.deployment)
     if loaded.deployment is not None:
-        synapse = validate(loaded.deployment) if read_version else Validation()
+        synapse = validate(loaded.deployment, cache=cache) if read_version else Validation()
         result.notes, result.synapse_version = synapse.notes, synapse.version
         result.synapse_file = synapse.package_file
         own = run_rules(loaded.deployment, synapse.version)

@@ -10,8 +10,10 @@ import sys
 from synsup.supervisor.cluster_config import ClusterConfig
 from synsup.supervisor.plans import Action, UpgradePlan
 from synsup.supervisor.source import Loaded, Placement, Routes
+from synsup.supervisor.statedir import default_state_dir
 
 from .check import check_deployment
+from .check_cache import CheckCache
 from .placement import place
 from .proxy_routes import proxy_routes
 from .reload_plan import plan, snapshot_of
@@ -59,7 +61,8 @@ class SynapseSource:
 
     def load(self, args: argparse.Namespace) -> Loaded:
         paths = self.config_paths(args)
-        result = check_deployment(paths, args.workers, args.python, ignore=getattr(args, "ignore", ()))
+        cache = CheckCache(getattr(args, "state_dir", None) or default_state_dir())
+        result = check_deployment(paths, args.workers, args.python, ignore=getattr(args, "ignore", ()), cache=cache)
         specs, model = [], None
         if result.deployment is not None and result.ok:
             specs = unit_specs(result.deployment, external_redis=getattr(args, "external_redis", False),

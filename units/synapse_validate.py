@@ -9,6 +9,7 @@ import os
 import subprocess
 from dataclasses import dataclass, field
 
+from .check_cache import CheckCache, inputs_digest
 from .model import Deployment, Finding, Process, error
 from .synapse_findings import synapse_findings
 from .yamldoc import Where
@@ -39,9 +40,14 @@ def _python_error(python: str, why: str) -> Finding:
                  "virtualenv (e.g. --python /opt/venvs/matrix-synapse/bin/python)")
 
 
-def validate(d: Deployment, time_limit: float = TIME_LIMIT) -> Validation:
-    """Synapse's verdict on every process's config, and the version it would run."""
+def validate(d: Deployment, time_limit: float = TIME_LIMIT, cache: CheckCache | None = None) -> Validation:
+    """Synapse's verdict on every process's config, and the version it would run (a passing
+    verdict from `cache` when nothing it read changed since)."""
     jobs = {"time_limit": time_limit, "processes": [_job(d, p) for p in d.processes]}
+    digest = inputs_digest(jobs, d.python, [p.config.as_dict() for p in d.processes], _program_text()) if cache else ""
+    cached = cache.get(digest) if cache else None
+    if cached is not None:
+        return _verdict(d, json.dumps(cached))
     try:
         done = subprocess.run([d.python, PROGRAM], input=json.dumps(jobs), capture_output=True,
                               text=True, timeout=time_limit + 30)
@@ -53,7 +59,16 @@ def validate(d: Deployment, time_limit: float = TIME_LIMIT) -> Validation:
     if head != MARKER:
         last = (done.stderr.strip().splitlines() or [f"exit code {done.returncode}"])[-1]
         return Validation(findings=[_python_error(d.python, f"is not a working Python ({last})")])
+    if cache:
+        _keep(cache, digest, body)
     return _verdict(d, body)
+
+
+def _keep(cache: CheckCache, digest: str, body: str) -> None:
+    try:
+        cache.put(digest, json.loads(body))
+    except (ValueError, AttributeError):
+        pass
 
 
 def _verdict(d: Deployment, body: str) -> Validation:
@@ -66,3 +81,9 @@ def _verdict(d: Deployment, body: str) -> Validation:
                                  "Synapse's own config checks and version checks skipped"])
     return Validation(reply.get("version"), synapse_findings(d, reply.get("results") or {}),
                       package_file=str(reply.get("file") or ""))
+
+
+def _program_text() -> str:
+    """The loader program's text: a verdict it gave is reused only while it is the same."""
+    with open(PROGRAM, encoding="utf-8") as f:
+        return f.read()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import random
 import shutil
@@ -21,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 
 import psutil
 
@@ -163,35 +165,58 @@ def idle_usage(pid: int, seconds: float) -> tuple[float, float]:
     return 100 * cpu / seconds, proc.memory_info().rss / 2**20
 
 
-def bench_idle_synsup(total: int, probes: bool, seconds: float) -> tuple[float, float]:
+@contextlib.contextmanager
+def bench_daemon(total: int, ports: list[int] | None = None, *options: str) -> Iterator[tuple[subprocess.Popen, str]]:
+    """The synsup daemon (daemon.py run) over `total` units, HTTP-probed on `ports` if given:
+    (the process, its state dir); stopped and removed afterwards."""
     state = tempfile.mkdtemp(prefix="si", dir="/tmp")
-    args = [sys.executable, os.path.join(HERE, "daemon.py"), "run", "--state-dir", state, "--units", str(total)]
-    if probes:
-        args += ["--ports", ",".join(map(str, free_ports(total)))]
+    args = [sys.executable, os.path.join(HERE, "daemon.py"), "run", "--state-dir", state,
+            "--bench-units", str(total), "--log-format", "json", *options]
+    if ports:
+        args += ["--ports", ",".join(map(str, ports))]
     daemon = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        from synsup.supervisor.daemon.control_server import ControlClient, NotRunning
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                with ControlClient(os.path.join(state, "synsup.sock")) as client:
-                    units = client.request({"cmd": "status"})["units"]
-                if all(u["state"] == "ready" for u in units):
-                    break
-            except (NotRunning, OSError):
-                pass
-            time.sleep(0.5)
-        time.sleep(2)  # let the start settle before measuring the idle state
-        return idle_usage(daemon.pid, seconds)
+        yield daemon, state
     finally:
         daemon.send_signal(signal.SIGTERM)
         daemon.wait(120)
         shutil.rmtree(state, ignore_errors=True)
 
 
+def all_ready(state: str) -> bool:
+    """Whether the daemon of `state` answers and says every unit is ready."""
+    from synsup.supervisor.daemon.control_server import ControlClient, ControlError, NotRunning
+    try:
+        with ControlClient(os.path.join(state, "synsup.sock")) as client:
+            units = client.request({"cmd": "status"})["units"]
+    except (NotRunning, ControlError, OSError):  # not up yet, or too busy to answer within 10 s
+        return False
+    return bool(units) and all(u["state"] == "ready" for u in units)
+
+
+def wait_all_ready(state: str, timeout: float = 120.0, poll: float = 0.5) -> float:
+    """perf_counter time at which the daemon of `state` first said every unit was ready."""
+    deadline = time.monotonic() + timeout
+    while not all_ready(state):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the units of {state} were not all ready within {timeout:g} s")
+        time.sleep(poll)
+    return time.perf_counter()
+
+
+def bench_idle_synsup(total: int, probes: bool, seconds: float) -> tuple[float, float]:
+    with bench_daemon(total, free_ports(total) if probes else None) as (daemon, state):
+        wait_all_ready(state)
+        time.sleep(2)  # let the start settle before measuring the idle state
+        return idle_usage(daemon.pid, seconds)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description="synsup engine benchmarks")
     parser.add_argument("--quick", action="store_true", help="10 crashes and 15 s idle windows")
+    parser.add_argument("--units", type=int, default=500, help="units of the spawn and idle rows (default 500)")
+    parser.add_argument("--crashes", type=int, help="respawns measured (default 50, --quick 10)")
+    parser.add_argument("--idle", type=float, help="seconds of each idle window (default 60, --quick 15)")
     parser.add_argument("--no-supervisord", action="store_true")
     parser.add_argument("--python-units", action="store_true", help="units in Python instead of C")
     args = parser.parse_args()
@@ -201,26 +226,10 @@ def main() -> None:
         UNIT = unit_argv(True)
     print(f"units: {' '.join(UNIT)}")
     crashes, idle = (10, 15.0) if args.quick else (50, 60.0)
+    crashes, idle = args.crashes or crashes, args.idle or idle
     configure("json", stream=open(os.devnull, "w"))
-    rows = []
-
-    spawn_times, ready_times = asyncio.run(bench_respawn(crashes))
-    rows.append(("respawn: crash -> spawned, median ms", statistics.median(spawn_times) * 1e3, "< 20"))
-    rows.append(("respawn: crash -> spawned, p95 ms", percentile(spawn_times, 95) * 1e3, ""))
-    rows.append(("respawn: crash -> ready, median ms", statistics.median(ready_times) * 1e3, ""))
-    rows.append(("respawn: crash -> ready, p95 ms", percentile(ready_times, 95) * 1e3, ""))
-    took, path = asyncio.run(bench_start_to_ready(100))
-    rows.append(("100 units start -> all ready, s", took, f"critical path {path:.2f} s"))
-    rows.append(("  over the critical path, %", 100 * (took - path) / path, "< 5"))
-    rows.append(("500 units spawned in one step, s", asyncio.run(bench_spawn(500)), "< 2"))
-    cpu, rss = bench_idle_synsup(500, False, idle)
-    rows.append(("500 idle units, probes off: % of a core", cpu, "<= supervisord"))
-    rows.append(("500 idle units, probes off: RSS MB", rss, "< 45"))
-    cpu, rss = bench_idle_synsup(500, True, idle)
-    rows.append(("500 idle units, probes every 10 s: % of a core", cpu, "< 0.5"))
-    rows.append(("500 idle units, probes every 10 s: RSS MB", rss, ""))
-
-    theirs = {} if args.no_supervisord else supervisord_figures(crashes, idle)
+    rows = engine_rows(crashes, args.units) + daemon_rows(args.units, idle)
+    theirs = {} if args.no_supervisord else supervisord_figures(crashes, idle, args.units)
     print(f"\n{'measure':<50} {'synsup':>10} {'supervisord':>12} {'ratio':>7}  target")
     for label, value, target in rows:
         other = theirs.get(label)
@@ -229,9 +238,30 @@ def main() -> None:
         print(f"{label:<50} {value:10.2f} {theirs_text} {ratio}  {target}")
 
 
-def supervisord_figures(crashes: int, idle: float) -> dict[str, float]:
+def engine_rows(crashes: int, units: int) -> list[tuple[str, float, str]]:
+    spawn_times, ready_times = asyncio.run(bench_respawn(crashes))
+    took, path = asyncio.run(bench_start_to_ready(max(12, units // 5)))
+    return [("respawn: crash -> spawned, median ms", statistics.median(spawn_times) * 1e3, "< 20"),
+            ("respawn: crash -> spawned, p95 ms", percentile(spawn_times, 95) * 1e3, ""),
+            ("respawn: crash -> ready, median ms", statistics.median(ready_times) * 1e3, ""),
+            ("respawn: crash -> ready, p95 ms", percentile(ready_times, 95) * 1e3, ""),
+            (f"{max(12, units // 5)} units start -> all ready, s", took, f"critical path {path:.2f} s"),
+            ("  over the critical path, %", 100 * (took - path) / path, "< 5"),
+            (f"{units} units spawned in one step, s", asyncio.run(bench_spawn(units)), "< 2")]
+
+
+def daemon_rows(units: int, idle: float) -> list[tuple[str, float, str]]:
+    cpu, rss = bench_idle_synsup(units, False, idle)
+    probed_cpu, probed_rss = bench_idle_synsup(units, True, idle)
+    return [(f"{units} idle units, probes off: % of a core", cpu, "<= supervisord"),
+            (f"{units} idle units, probes off: RSS MB", rss, "< 45"),
+            (f"{units} idle units, probes every 10 s: % of a core", probed_cpu, "< 0.5"),
+            (f"{units} idle units, probes every 10 s: RSS MB", probed_rss, "")]
+
+
+def supervisord_figures(crashes: int, idle: float, units: int) -> dict[str, float]:
     from supervisord_bench import run_all
-    return run_all(" ".join(UNIT), crashes, idle)
+    return run_all(" ".join(UNIT), crashes, idle, units)
 
 
 if __name__ == "__main__":

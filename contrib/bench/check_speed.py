@@ -22,14 +22,17 @@ import deployment as demo  # noqa: E402
 EXTRA_GENERIC = 3  # demo: main + 6 workers; 3 more make 10 Synapse processes
 
 
-def write_deployment(directory: str, python: str) -> tuple[str, str]:
-    ports = {**demo.DEFAULT_PORTS}
-    config, workers_dir = demo.write(directory, python, {"user": "synapse", "database": "synapse"}, ports)
+def write_deployment(directory: str, python: str, database: dict | None = None,
+                     ports: dict | None = None) -> tuple[str, str]:
+    """The demo plus generic2..4 (their client ports `ports["generic2"]`..., default 8082...)."""
+    ports = {**demo.DEFAULT_PORTS, **{f"generic{n + 2}": 8082 + n for n in range(EXTRA_GENERIC)}, **(ports or {})}
+    database = database or {"user": "synapse", "database": "synapse"}
+    config, workers_dir = demo.write(directory, python, database, ports)
     for n in range(EXTRA_GENERIC):
         name = f"generic{n + 2}"
         doc = {"worker_app": "synapse.app.generic_worker", "worker_name": name,
                "worker_log_config": os.path.join(directory, "log.yaml"),
-               "worker_listeners": [demo.http(8082 + n, "client")]}
+               "worker_listeners": [demo.http(ports[name], "client")]}
         demo.dump(os.path.join(workers_dir, f"{name}.yaml"), doc)
     return config, workers_dir
 

@@ -1,4 +1,4 @@
-"""The synsup daemon over N benchmark units: `python daemon.py run --state-dir D --units N [--ports P,...]`."""
+"""The synsup daemon over N benchmark units: `python daemon.py run --state-dir D --bench-units N [--ports P,...]`."""
 
 from __future__ import annotations
 
@@ -20,12 +20,13 @@ class BenchSource:
     module = "daemon"
 
     def add_arguments(self, parser: argparse.ArgumentParser, command: str) -> None:
-        parser.add_argument("--units", type=int, default=500)
+        parser.add_argument("--bench-units", type=int, default=500,
+                            help="how many units (not --units: `start UNIT...` has that)")
         parser.add_argument("--ports", default="", help="comma-separated: one HTTP port per unit, probed")
 
     def load(self, args: argparse.Namespace) -> Loaded:
-        ports = [int(p) for p in args.ports.split(",") if p] or [0] * args.units
-        return Loaded([unit_spec(f"u{i}", port=ports[i]) for i in range(args.units)])
+        ports = [int(p) for p in args.ports.split(",") if p] or [0] * args.bench_units
+        return Loaded([unit_spec(f"u{i}", port=ports[i]) for i in range(args.bench_units)])
 
     def plan(self, old: Loaded, new: Loaded) -> list:
         return []

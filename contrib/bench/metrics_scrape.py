@@ -61,7 +61,7 @@ async def cold_scrape(base: str, sup) -> float:
     return total / 5
 
 
-async def measure(units: int, scrapes: int) -> None:
+async def measure(units: int, scrapes: int, idle_window: float = 10.0) -> None:
     port, *ports = free_ports(units + 1)
     specs = [unit_spec(f"u{i}", port=p) for i, p in enumerate(ports)]
 
@@ -79,7 +79,7 @@ async def measure(units: int, scrapes: int) -> None:
             base = f"http://127.0.0.1:{port}"
             await cpu_per_request(f"{base}/metrics", 2)  # warm up: psutil objects, imports
             idle_before, began = time.process_time(), time.monotonic()
-            await asyncio.sleep(10)
+            await asyncio.sleep(idle_window)
             idle = (time.process_time() - idle_before) / (time.monotonic() - began)  # probes, per second
             began = time.monotonic()
             per_scrape, size = await cpu_per_request(f"{base}/metrics", scrapes)
@@ -102,9 +102,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--units", type=int, default=500)
     parser.add_argument("--scrapes", type=int, default=50)
+    parser.add_argument("--idle", type=float, default=10.0, help="seconds measuring the probes' own CPU")
     args = parser.parse_args()
     configure("json", level=logging.WARNING)  # 500 units' start lines would drown the figures
-    asyncio.run(measure(args.units, args.scrapes))
+    asyncio.run(measure(args.units, args.scrapes, args.idle))
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -10,8 +11,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 
-import psutil
+import outside
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 VENV = os.path.join(HERE, ".venv-supervisord")
@@ -39,57 +41,31 @@ def config(directory: str, unit: str, count: int) -> str:
     return path
 
 
-def children(proc: psutil.Process) -> dict[int, str]:
-    found = {}
-    for child in proc.children():
-        try:
-            found[child.pid] = " ".join(child.cmdline())
-        except psutil.NoSuchProcess:
-            pass
-    return found
-
-
-def wait_count(proc: psutil.Process, count: int, timeout: float = 120) -> float:
-    began = time.perf_counter()
-    while len(children(proc)) < count:
-        if time.perf_counter() - began > timeout:
-            raise TimeoutError(f"supervisord started only {len(children(proc))} of {count}")
-        time.sleep(0.01)
-    return time.perf_counter() - began
-
-
-def run_all(unit: str, crashes: int, idle: float) -> dict[str, float]:
-    supervisord = ensure_venv()
+@contextlib.contextmanager
+def supervisord(unit: str, count: int) -> Iterator[subprocess.Popen]:
+    """supervisord running `count` programs of `unit`; stopped and removed afterwards."""
+    binary = ensure_venv()
     directory = tempfile.mkdtemp(prefix="sv", dir="/tmp")
-    figures: dict[str, float] = {}
-    daemon = subprocess.Popen([supervisord, "-c", config(directory, unit, 500)],
+    daemon = subprocess.Popen([binary, "-c", config(directory, unit, count)],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        proc = psutil.Process(daemon.pid)
-        figures["500 units spawned in one step, s"] = wait_count(proc, 500)
-        time.sleep(2)
-        before = proc.cpu_times()
-        time.sleep(idle)
-        after = proc.cpu_times()
-        figures["500 idle units, probes off: % of a core"] = \
-            100 * ((after.user + after.system) - (before.user + before.system)) / idle
-        figures["500 idle units, probes off: RSS MB"] = proc.memory_info().rss / 2**20
-        respawns = []
-        for _ in range(crashes):
-            pids = children(proc)
-            victim = next(iter(pids))
-            crashed = time.perf_counter()
-            os.kill(victim, signal.SIGKILL)
-            while True:
-                now = children(proc)
-                if victim not in now and len(now) == len(pids):
-                    break
-                time.sleep(0.002)
-            respawns.append(time.perf_counter() - crashed)
-        figures["respawn: crash -> spawned, median ms"] = statistics.median(respawns) * 1e3
-        figures["respawn: crash -> spawned, p95 ms"] = sorted(respawns)[int(0.95 * (len(respawns) - 1))] * 1e3
+        yield daemon
     finally:
         daemon.send_signal(signal.SIGTERM)
         daemon.wait(120)
         shutil.rmtree(directory, ignore_errors=True)
+
+
+def run_all(unit: str, crashes: int, idle: float, count: int = 500) -> dict[str, float]:
+    """bench.py's rows for supervisord, seen from outside (outside.py)."""
+    figures: dict[str, float] = {}
+    with supervisord(unit, count) as daemon:
+        first, last = outside.spawn_span(daemon.pid, count)
+        figures[f"{count} units spawned in one step, s"] = last - first
+        time.sleep(2)
+        figures[f"{count} idle units, probes off: % of a core"] = outside.cpu_percent(daemon.pid, idle)
+        figures[f"{count} idle units, probes off: RSS MB"] = outside.rss_mb(daemon.pid)
+        respawns = outside.crash_to_new_child(daemon.pid, crashes)
+        figures["respawn: crash -> spawned, median ms"] = statistics.median(respawns) * 1e3
+        figures["respawn: crash -> spawned, p95 ms"] = sorted(respawns)[int(0.95 * (len(respawns) - 1))] * 1e3
     return figures

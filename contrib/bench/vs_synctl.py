@@ -1,21 +1,28 @@
-"""Start-to-all-ready of the demo-shaped deployment: synsup against `synctl start -a`.
+"""Start-to-all-ready of an 11-process deployment (Redis, main and 9 workers: the demo plus
+three generic workers, as check_speed.py writes it): synsup against `synctl start -a`, in
+paired runs (synsup, then synctl, on the migrated database), and the timeline of synsup's last
+start from its daemon.log.
 
 Needs real Synapse in this interpreter and PostgreSQL with role synsup/synsup (as
 contrib/test.sh sets up). Prints figures; asserts nothing.
 
-  .venv/bin/python contrib/bench/vs_synctl.py
+  .venv/bin/python contrib/bench/vs_synctl.py [--runs 3]
 """
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
+from datetime import datetime
 
 import yaml
 
@@ -24,7 +31,10 @@ REPO = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(REPO, "contrib", "demo"))
 sys.path.insert(0, os.path.join(REPO, "tests"))
 
+sys.path.insert(0, HERE)
+
 import deployment as demo  # noqa: E402
+from check_speed import EXTRA_GENERIC, write_deployment  # noqa: E402
 from helpers import free_ports  # noqa: E402
 
 DB = {"user": "synsup", "password": "synsup"}
@@ -46,14 +56,46 @@ def synsup(state: str, *args: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True)
 
 
-def time_synsup(config: str, workers: str, state: str) -> float:
-    began = time.monotonic()
+def time_synsup(config: str, workers: str, state: str) -> tuple[float, list[str]]:
+    """(start -> all ready, s; the start's timeline from daemon.log)."""
+    began, wall = time.monotonic(), time.time()
     done = synsup(state, "start", "-c", config, "-a", workers, "--python", sys.executable)
     took = time.monotonic() - began
     if done.returncode != 0:
         raise SystemExit(done.stdout + done.stderr)
+    lines = timeline(os.path.join(state, "daemon.log"), wall)
     synsup(state, "stop")
-    return took
+    return took, lines
+
+
+def timeline(daemon_log: str, began: float) -> list[str]:
+    """What the start spent on what, in seconds since `synsup start` began: the daemon's own
+    events, then each unit's spawn and ready (units in the order they became ready)."""
+    daemon, units = {}, {}
+    for event in _events(daemon_log, began):
+        at = event["t"] - began
+        if "unit" in event and event["event"] in ("unit.spawned", "unit.ready"):
+            units.setdefault(event["unit"], {}).setdefault(event["event"].split(".")[1], at)
+        elif event["event"].startswith(("daemon.", "config.")):
+            daemon.setdefault(event["event"], at)
+    lines = [f"  {name:<24} +{at:6.2f} s" for name, at in daemon.items()]
+    ordered = sorted(units.items(), key=lambda kv: kv[1].get("ready", 1e9))
+    return lines + [f"  {name:<24} spawned +{times.get('spawned', float('nan')):6.2f} s   "
+                    f"ready +{times.get('ready', float('nan')):6.2f} s" for name, times in ordered]
+
+
+def _events(daemon_log: str, since: float) -> list[dict]:
+    events = []
+    with open(daemon_log) as f:
+        for line in f:
+            try:
+                event = json.loads(line)
+                event["t"] = datetime.fromisoformat(event["timestamp"]).timestamp()
+            except (ValueError, KeyError, TypeError):
+                continue
+            if event["t"] >= since:
+                events.append(event)
+    return events
 
 
 def synctl_copy(directory: str, config: str, workers: str) -> tuple[str, str]:
@@ -98,26 +140,44 @@ def time_synctl(config: str, workers: str, redis_port: int, http_ports: list[int
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=3, help="paired runs (synsup, then synctl)")
+    args = parser.parse_args()
     root = tempfile.mkdtemp(prefix="vs", dir="/tmp")
     database = f"synsup_vs_{os.getpid()}"
-    ports = dict(zip(["main", "replication", "persister1", "persister2", "generic1", "redis"], free_ports(6)))
+    http_names = ["main", "replication", "persister1", "persister2", "generic1",
+                  *(f"generic{n + 2}" for n in range(EXTRA_GENERIC))]
+    ports = dict(zip([*http_names, "redis"], free_ports(len(http_names) + 1)))
     demo.create_database(database, DB)
     try:
-        config, workers = demo.write(os.path.join(root, "d"), sys.executable, {**DB, "database": database}, ports)
+        config, workers = write_deployment(os.path.join(root, "d"), sys.executable, {**DB, "database": database},
+                                           ports)
         state = os.path.join(root, "s")
-        fresh = time_synsup(config, workers, state)
-        migrated = [time_synsup(config, workers, state) for _ in range(3)]
+        fresh, fresh_timeline = time_synsup(config, workers, state)
         copy, copy_workers = synctl_copy(root, config, workers)
-        http = [ports[n] for n in ("main", "replication", "persister1", "persister2", "generic1")]
-        synctl = [time_synctl(copy, copy_workers, ports["redis"], http) for _ in range(3)]
+        pairs = [(time_synsup(config, workers, state),
+                  time_synctl(copy, copy_workers, ports["redis"], [ports[n] for n in http_names]))
+                 for _ in range(args.runs)]
     finally:
         demo.drop_database(database, DB)
         shutil.rmtree(root, ignore_errors=True)
-    print(f"synsup start, empty database (migrations):  {fresh:.2f} s to all ready (8 units)")
-    print(f"synsup start, migrated database:           {', '.join(f'{t:.2f}' for t in migrated)} s")
-    print("synctl start -a, migrated database:         "
-          + ", ".join(f"{r:.2f} s returned / {h:.2f} s all /health 200" for r, h in synctl))
+    report(fresh, pairs)
+    print("timeline of the first synsup start (empty database: migrations; Synapse's config check not cached):")
+    print("\n".join(fresh_timeline))
+
+
+def report(fresh: float, pairs: list) -> None:
+    print(f"synsup start, empty database (migrations): {fresh:.2f} s to all ready")
+    for (ours, _), (returned, healthy_at) in pairs:
+        print(f"paired run: synsup start -> all ready {ours:.2f} s; synctl start -a returned {returned:.2f} s, "
+              f"all /health 200 {healthy_at:.2f} s; synsup/synctl {ours / healthy_at:.2f}x")
+    ours_median = statistics.median(p[0][0] for p in pairs)
+    theirs_median = statistics.median(p[1][1] for p in pairs)
+    print(f"start -> all ready, migrated database, median of {len(pairs)}: synsup {ours_median:.2f} s, "
+          f"synctl {theirs_median:.2f} s: {ours_median / theirs_median:.2f}x synctl (target <= 0.6x)")
     print("(synctl does not wait for readiness, and not for stream writers before other workers)")
+    print("timeline of the last synsup start (seconds since `synsup start`; the config check reused):")
+    print("\n".join(pairs[-1][0][1]))
 
 
 if __name__ == "__main__":

@@ -43,6 +43,10 @@ def _state_options(parser: argparse.ArgumentParser, top: bool = False) -> None:
                              "for root, else $XDG_RUNTIME_DIR/synsup)")
 
 
+class SourceOptionClash(Exception):
+    """A source's option and one of the CLI's own share a flag or a destination (a bug of the source)."""
+
+
 def build_parser(source: Source) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="synsup", description="Process supervisor for Synapse deployments with workers.")
     parser.add_argument("--version", action="version", version=f"synsup {__version__}")
@@ -50,12 +54,36 @@ def build_parser(source: Source) -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, text in COMMANDS.items():
         p = sub.add_parser(name, help=text, description=text)
-        if name in CONFIG_COMMANDS + ("upgrade",):
-            source.add_arguments(p, name)
-        if name not in ("check", "targets", "routes"):
-            _state_options(p)
-        _command_options(name, p)
+        theirs = _source_options(source, p, name) if name in CONFIG_COMMANDS + ("upgrade",) else []
+        ours = len(p._actions)
+        try:
+            if name not in ("check", "targets", "routes"):
+                _state_options(p)
+            _command_options(name, p)
+        except argparse.ArgumentError as e:
+            raise SourceOptionClash(f"the source's options clash with synsup's own in `{name}`: {e}") from None
+        _refuse_shared_dests(name, theirs, p._actions[ours:])
     return parser
+
+
+def _source_options(source: Source, p: argparse.ArgumentParser, name: str) -> list[argparse.Action]:
+    """The actions the source adds to command `name` (first: its positionals come before ours)."""
+    before = len(p._actions)
+    try:
+        source.add_arguments(p, name)
+    except argparse.ArgumentError as e:
+        raise SourceOptionClash(f"the source's options clash with synsup's own in `{name}`: {e}") from None
+    return p._actions[before:]
+
+
+def _refuse_shared_dests(name: str, theirs: list[argparse.Action], ours: list[argparse.Action]) -> None:
+    """Two arguments writing one attribute: the later silently overwrites the earlier."""
+    dests = {a.dest: a for a in ours}
+    for action in theirs:
+        if action.dest in dests:
+            flag = "/".join(action.option_strings) or action.dest
+            raise SourceOptionClash(f"the source's option {flag} writes {action.dest!r}, as synsup's own argument "
+                                    f"of `{name}` does; rename the source's option (or its dest)")
 
 
 def _command_options(name: str, p: argparse.ArgumentParser) -> None:
@@ -189,7 +217,11 @@ def dispatch(args: argparse.Namespace, source: Source, argv: list[str]) -> int:
 
 def main(source: Source, argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    parser = build_parser(source)
+    try:
+        parser = build_parser(source)
+    except SourceOptionClash as e:
+        print(f"synsup: error: {e}", file=sys.stderr)
+        return 2
     args = parser.parse_args(argv)
     if not args.command:
         parser.print_help()

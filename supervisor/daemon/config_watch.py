@@ -47,6 +47,8 @@ async def _pump(roots: list[str], queue: asyncio.Queue[Batch | Exception]) -> No
 
 async def config_changes(paths: list[str], settle: float = 1.0) -> AsyncIterator[list[str]]:
     """Yields the relevant changed paths, one batch per settled change."""
+    if not paths:  # a source that names no file: nothing will ever change (no 1 s poll)
+        await asyncio.Event().wait()
     files, dirs = watch_targets(paths)
     roots = sorted({os.path.dirname(f) for f in files} | dirs | {os.path.dirname(d) for d in dirs})
     roots = [r for r in roots if os.path.isdir(r)]

@@ -17,10 +17,11 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from ..daemon.systemd import SystemdNotifier
+from ..engine.child_stops import CHILD_STOPS
 from ..engine.health import Timing
 from ..engine.log_dir import prepare_log_dir
 from ..engine.process import REAPER, Spawner, become_subreaper
-from ..engine.supervisor import Supervisor
+from ..engine.supervisor import Supervisor, settled
 from ..engine.unit import Unit
 from ..engine.unit_output import KEEP_FILES, MAX_BYTES
 from ..engine.unit_state import UnitState
@@ -209,10 +210,11 @@ class Daemon:
                 self.lifecycle.move(Phase.STOPPING)
             self._stop.set()
 
-    def settle(self) -> None:
-        """running or degraded, after an operation or on a unit change while none runs."""
+    def settle(self, changed: Unit | None = None) -> None:
+        """running or degraded, after an operation or on a unit change while none runs (a unit
+        that went down says degraded at once: no look at every unit on the respawn path)."""
         if self.supervisor is not None:
-            self.lifecycle.settle(self.supervisor.all_ready())
+            self.lifecycle.settle((changed is None or settled(changed)) and self.supervisor.all_ready())
 
     def _systemd_tasks(self) -> list[asyncio.Future]:
         if self.notifier.address is None:
@@ -239,7 +241,7 @@ class Daemon:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop)
         loop.add_signal_handler(signal.SIGHUP, self.reloads.request)
-        loop.add_signal_handler(signal.SIGCHLD, REAPER.reap)
+        loop.add_signal_handler(signal.SIGCHLD, self._on_sigchld)
         loop.add_signal_handler(signal.SIGUSR1, self.reopen_logs)
 
     async def stopped(self) -> None:
@@ -258,6 +260,11 @@ class Daemon:
             if run:
                 order.append(run[0].step_name or ", ".join(s.name for s in run))
         return order
+
+    @staticmethod
+    def _on_sigchld() -> None:
+        REAPER.reap()
+        CHILD_STOPS.collect()  # a unit without probes that stopped (SIGSTOP) or continued
 
     def reopen_logs(self) -> None:
         """After a rename-style logrotate: unit logs and daemon.log are opened at their paths anew."""
@@ -285,7 +292,7 @@ class Daemon:
         if self.notifier.address:
             self.notifier.status(self.status_line())
         if self.operations.current is None and not self.lifecycle.stopping:
-            self.settle()
+            self.settle(unit)
         if self.supervisor is not None:
             self.records.changed(self.supervisor)
 

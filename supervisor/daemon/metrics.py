@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.samples import Sample
 
 from ... import __version__
@@ -16,6 +16,7 @@ from ..engine.resources import ResourceSampler
 from ..engine.tallies import ProbeTally, UnitTally, exit_reason
 from ..engine.unit_state import UnitState
 from ..protocol import ReloadResult
+from .metric_text import header, label_text, number
 from .scrape_targets import instance_of
 
 if TYPE_CHECKING:
@@ -23,7 +24,7 @@ if TYPE_CHECKING:
     from ..engine.unit import Unit
     from ..source import Loaded
 
-UNIT_LABELS = ["unit", "app", "group", "instance"]  # instance: as the unit's scrape target has it
+UNIT_LABELS = ["unit", "app", "group", "instance"]  # instance: as the unit's scrape target, to join its own series
 RELOAD_RESULTS = tuple(r.value for r in ReloadResult if r is not ReloadResult.PLAN)  # a dry run is no reload
 EXIT_REASONS = ("exit_code", "signal", "unhealthy", "start_timeout", "stopped")
 
@@ -86,8 +87,22 @@ class Tallies:
             self.last_reload = at
 
 
-def unit_labels(unit: Unit) -> list[str]:
-    return [unit.spec.name, unit.spec.app, unit.spec.group or "", instance_of(unit.spec)]
+UNIT_EVENT_FAMILIES = (
+    ("synsup_unit_state", "1 for the unit's current state, 0 for the others", "gauge"),
+    ("synsup_unit_ready", "1 if the unit is ready", "gauge"),
+    ("synsup_unit_restarts_total", "Restarts of the unit's process by synsup", "counter"),
+    ("synsup_unit_exits_total", "Exits of the unit's process, by reason", "counter"),
+    ("synsup_unit_start_seconds", "Seconds from spawn to ready", "histogram"),
+)
+PROBE_FAMILIES = (
+    ("synsup_unit_probe_seconds", "Seconds a liveness check took", "histogram"),
+    ("synsup_unit_probe_failures_total", "Failed liveness checks", "counter"),
+)
+RESOURCE_FAMILIES = (
+    ("synsup_unit_resident_memory_bytes", "Resident memory of the unit's process tree", "gauge"),
+    ("synsup_unit_cpu_seconds_total", "CPU time (user + system) of the unit's process tree", "counter"),
+    ("synsup_unit_open_fds", "Open file descriptors of the unit's process tree", "gauge"),
+)
 
 
 def info_series(info: dict[str, str], units: list[Unit]) -> list[dict[str, str]]:
@@ -106,91 +121,108 @@ def info_series(info: dict[str, str], units: list[Unit]) -> list[dict[str, str]]
             for (code, version), names in sorted(by_version.items()) if apps.count(code) > 1]
 
 
-class _Families:
-    def __init__(self, daemon: DaemonView, tallies: Tallies, sampler: ResourceSampler) -> None:
-        self.daemon, self.tallies, self.sampler = daemon, tallies, sampler
+class UnitLabels:
+    """Each unit's label text, made once per unit and extra label."""
 
-    def units(self) -> list[Unit]:
-        sup = self.daemon.supervisor
-        return list(sup.units.values()) if sup is not None else []
+    def __init__(self) -> None:
+        self._texts: dict[tuple, str] = {}
+
+    def of(self, unit: Unit, **extra: str) -> str:
+        spec = unit.spec
+        key = (spec.name, spec.app, spec.group, *extra.items())
+        text = self._texts.get(key)
+        if text is None:
+            text = self._texts[key] = label_text(
+                {"unit": spec.name, "app": spec.app, "group": spec.group or "", "instance": instance_of(spec), **extra})
+        return text
+
+    def forget(self) -> None:
+        self._texts.clear()
 
 
-class UnitEventFamilies(_Families):
-    """What changes only when a unit does (state, restarts, exits, start times): rendered again
-    only after the supervisor reported a change."""
+def _histogram(name: str, labels: UnitLabels, unit: Unit, buckets: list[tuple[str, int]], total: float) -> str:
+    lines = [f"{name}_bucket{labels.of(unit, le=le)} {number(count)}\n" for le, count in buckets]
+    count = buckets[-1][1] if buckets else 0
+    return "".join(lines) + f"{name}_count{labels.of(unit)} {number(count)}\n" \
+        f"{name}_sum{labels.of(unit)} {number(total)}\n"
 
-    def collect(self) -> Iterator[Metric]:
-        units = self.units()
-        yield from self._states(units)
-        yield from self._events(units)
 
-    def _states(self, units: list[Unit]) -> Iterator[Metric]:
-        state = GaugeMetricFamily("synsup_unit_state", "1 for the unit's current state, 0 for the others",
-                                  labels=[*UNIT_LABELS, "state"])
-        ready = GaugeMetricFamily("synsup_unit_ready", "1 if the unit is ready", labels=UNIT_LABELS)
+def _families(families: tuple[tuple[str, str, str], ...], per_unit: list[tuple[str, ...]]) -> str:
+    """Each family's header, then its lines of every unit, in unit order."""
+    return "".join(header(*family) + "".join(lines[i] for lines in per_unit) for i, family in enumerate(families))
+
+
+class UnitEventFamilies:
+    """What changes only when a unit does (state, restarts, exits, start times): a unit's lines
+    are made again only after the supervisor reported a change of that unit."""
+
+    def __init__(self, tallies: Tallies, labels: UnitLabels) -> None:
+        self.tallies, self.labels = tallies, labels
+        self._lines: dict[str, tuple[int, tuple[str, ...]]] = {}  # name -> (id of the Unit, its lines)
+
+    def changed(self, unit: Unit | None = None) -> None:
+        if unit is None:
+            self._lines.clear()
+        else:
+            self._lines.pop(unit.spec.name, None)
+
+    def render(self, units: list[Unit]) -> str:
+        per_unit = []
         for unit in units:
-            labels = unit_labels(unit)
-            for s in UnitState:
-                state.add_metric([*labels, s.value], 1.0 if unit.state is s else 0.0)
-            ready.add_metric(labels, 1.0 if unit.state is UnitState.READY else 0.0)
-        yield state
-        yield ready
+            kept = self._lines.get(unit.spec.name)
+            if kept is None or kept[0] != id(unit):
+                kept = self._lines[unit.spec.name] = (id(unit), self._unit_lines(unit))
+            per_unit.append(kept[1])
+        return _families(UNIT_EVENT_FAMILIES, per_unit)
 
-    def _events(self, units: list[Unit]) -> Iterator[Metric]:
-        restarts = CounterMetricFamily("synsup_unit_restarts", "Restarts of the unit's process by synsup",
-                                       labels=UNIT_LABELS)
-        exits = CounterMetricFamily("synsup_unit_exits", "Exits of the unit's process, by reason",
-                                    labels=[*UNIT_LABELS, "reason"])
-        start = HistogramMetricFamily("synsup_unit_start_seconds", "Seconds from spawn to ready",
-                                      labels=UNIT_LABELS)
-        for unit in units:
-            labels = unit_labels(unit)
-            t = self.tallies.units.get(unit.spec.name) or UnitTally()
-            restarts.add_metric(labels, t.restarts_total)
-            for reason in EXIT_REASONS:
-                exits.add_metric([*labels, reason], t.exits[reason])
-            start.add_metric(labels, t.start_seconds.buckets(), t.start_seconds.total)
-        yield from (restarts, exits, start)
+    def _unit_lines(self, unit: Unit) -> tuple[str, ...]:
+        of, t = self.labels.of, self.tallies.units.get(unit.spec.name) or UnitTally()
+        states = "".join(f"synsup_unit_state{of(unit, state=s.value)} {1.0 if unit.state is s else 0.0}\n"
+                         for s in UnitState)
+        ready = f"synsup_unit_ready{of(unit)} {1.0 if unit.state is UnitState.READY else 0.0}\n"
+        restarts = f"synsup_unit_restarts_total{of(unit)} {number(t.restarts_total)}\n"
+        exits = "".join(f"synsup_unit_exits_total{of(unit, reason=r)} {number(t.exits[r])}\n" for r in EXIT_REASONS)
+        start = _histogram("synsup_unit_start_seconds", self.labels, unit, t.start_seconds.buckets(),
+                           t.start_seconds.total)
+        return states, ready, restarts, exits, start
 
 
-class ScrapeTimeFamilies(_Families):
-    """What changes all the time (probe times, resources, the daemon's figures): every scrape."""
+class ScrapeTimeFamilies:
+    """What changes all the time (probe times, resources): made at every scrape."""
 
-    def collect(self) -> Iterator[Metric]:
-        units = self.units()
-        yield from self._probes(units)
-        yield from self._resources(units)
-        yield from self._daemon(self.daemon.supervisor)
+    def __init__(self, sampler: ResourceSampler, labels: UnitLabels) -> None:
+        self.sampler, self.labels = sampler, labels
 
-    def _probes(self, units: list[Unit]) -> Iterator[Metric]:
-        probe = HistogramMetricFamily("synsup_unit_probe_seconds", "Seconds a liveness check took",
-                                      labels=UNIT_LABELS)
-        failures = CounterMetricFamily("synsup_unit_probe_failures", "Failed liveness checks",
-                                       labels=UNIT_LABELS)
-        for unit in units:
-            if unit.spec.probes:
-                labels = unit_labels(unit)
-                probes: ProbeTally = getattr(unit, "probe_tally", None) or ProbeTally()
-                probe.add_metric(labels, probes.seconds.buckets(), probes.seconds.total)
-                failures.add_metric(labels, probes.failures)
-        yield from (probe, failures)
-
-    def _resources(self, units: list[Unit]) -> Iterator[Metric]:
-        rss = GaugeMetricFamily("synsup_unit_resident_memory_bytes", "Resident memory of the unit's process tree",
-                                labels=UNIT_LABELS)
-        cpu = CounterMetricFamily("synsup_unit_cpu_seconds", "CPU time (user + system) of the unit's process tree",
-                                  labels=UNIT_LABELS)
-        fds = GaugeMetricFamily("synsup_unit_open_fds", "Open file descriptors of the unit's process tree",
-                                labels=UNIT_LABELS)
-        for unit in units:
-            usage = self.sampler.usage(unit.pid) if unit.pid else None
-            if usage is not None:
-                labels = unit_labels(unit)
-                rss.add_metric(labels, usage.rss_bytes)
-                cpu.add_metric(labels, usage.cpu_seconds)
-                fds.add_metric(labels, usage.open_fds)
+    def render(self, units: list[Unit]) -> str:
+        probed = [self._probe_lines(u) for u in units if u.spec.probes]
+        resources = [lines for u in units if (lines := self._resource_lines(u)) is not None]
         self.sampler.prune()
-        yield from (rss, cpu, fds)
+        return _families(PROBE_FAMILIES, probed) + _families(RESOURCE_FAMILIES, resources)
+
+    def _probe_lines(self, unit: Unit) -> tuple[str, ...]:
+        probes: ProbeTally = getattr(unit, "probe_tally", None) or ProbeTally()
+        seconds = _histogram("synsup_unit_probe_seconds", self.labels, unit, probes.seconds.buckets(),
+                             probes.seconds.total)
+        return seconds, f"synsup_unit_probe_failures_total{self.labels.of(unit)} {number(probes.failures)}\n"
+
+    def _resource_lines(self, unit: Unit) -> tuple[str, ...] | None:
+        usage = self.sampler.usage(unit.pid) if unit.pid else None
+        if usage is None:
+            return None
+        labels = self.labels.of(unit)
+        return (f"synsup_unit_resident_memory_bytes{labels} {number(usage.rss_bytes)}\n",
+                f"synsup_unit_cpu_seconds_total{labels} {number(usage.cpu_seconds)}\n",
+                f"synsup_unit_open_fds{labels} {number(usage.open_fds)}\n")
+
+
+class DaemonFamilies:
+    """The daemon's own figures (a few samples): through prometheus_client."""
+
+    def __init__(self, daemon: DaemonView, tallies: Tallies) -> None:
+        self.daemon, self.tallies = daemon, tallies
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self._daemon(self.daemon.supervisor)
 
     def _daemon(self, sup: Supervisor | None) -> Iterator[Metric]:
         reloads = CounterMetricFamily("synsup_reloads", "Reloads by result", labels=["result"])
@@ -203,7 +235,8 @@ class ScrapeTimeFamilies(_Families):
                                 "When the configuration was last loaded (start or reload)", value=self.tallies.last_reload)
         info = GaugeMetricFamily("synsup_info", "synsup's version and what it runs (per version when units differ)",
                                  labels=[])
-        for labels in info_series(self.daemon.current.info, self.units()):
+        units = list(sup.units.values()) if sup is not None else []
+        for labels in info_series(self.daemon.current.info, units):
             info.samples.append(Sample("synsup_info", labels, 1))
         yield info
         operation = GaugeMetricFamily("synsup_operation", "What the daemon does now", labels=["name"])
@@ -213,28 +246,29 @@ class ScrapeTimeFamilies(_Families):
 
 
 class Exposition:
-    """The text of /metrics: the unit-event families as rendered after the last unit change,
-    then the scrape-time families rendered now. Both by prometheus_client's generate_latest."""
+    """The text of /metrics: the unit-event families (each unit's lines kept until it changes),
+    the scrape-time families, then the daemon's own (prometheus_client's generate_latest)."""
 
     def __init__(self, daemon: DaemonView, tallies: Tallies, sampler: ResourceSampler) -> None:
         self.daemon = daemon
-        self._events = _registry(UnitEventFamilies(daemon, tallies, sampler))
-        self._now = _registry(ScrapeTimeFamilies(daemon, tallies, sampler))
-        self._cached: tuple[object, bytes] | None = None
+        self.labels = UnitLabels()
+        self._events = UnitEventFamilies(tallies, self.labels)
+        self._now = ScrapeTimeFamilies(sampler, self.labels)
+        self._registry = CollectorRegistry(auto_describe=False)
+        self._registry.register(DaemonFamilies(daemon, tallies))
+        self._units_key: object = None
 
-    def changed(self, *_: object) -> None:
-        """A unit changed (a Supervisor listener): render its event families again."""
-        self._cached = None
+    def changed(self, unit: Unit | None = None) -> None:
+        """A unit changed (a Supervisor listener): make its event lines again."""
+        self._events.changed(unit)
 
     def render(self) -> bytes:
         sup = self.daemon.supervisor
+        units = list(sup.units.values()) if sup is not None else []
         key = (id(sup), tuple(sup.units) if sup is not None else ())  # units added or removed
-        if self._cached is None or self._cached[0] != key:
-            self._cached = (key, generate_latest(self._events))
-        return self._cached[1] + generate_latest(self._now)
-
-
-def _registry(collector: UnitEventFamilies | ScrapeTimeFamilies) -> CollectorRegistry:
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(collector)
-    return registry
+        if key != self._units_key:
+            self._units_key = key
+            self.labels.forget()
+            self._events.changed()
+        text = self._events.render(units) + self._now.render(units)
+        return text.encode() + generate_latest(self._registry)

@@ -5,6 +5,7 @@ read-only state dir never stops the daemon: it says so on stderr and goes on sup
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import sys
 from typing import Any
@@ -19,6 +20,7 @@ from ..spec import UnitSpec
 from ..statedir import StateDir
 
 log = structlog.get_logger()
+WRITE_DELAY = 0.05  # seconds: a burst of changes is one write, never between a unit's exit and its new fork
 
 
 class Records:
@@ -26,6 +28,8 @@ class Records:
         self.state = state
         self._kept: dict[str, dict[str, Any]] = {}
         self._commands: dict[str, dict[str, Any]] = {}  # commands the daemon runs that are no unit
+        self._serialised: dict[str, str] = {}  # name -> its record as JSON, made once per pid
+        self._pending: asyncio.TimerHandle | None = None
         self._dirty = False
         self._failing = False
 
@@ -39,7 +43,7 @@ class Records:
         """Write units.json soon (once for a burst of changes)."""
         if not self._dirty:
             self._dirty = True
-            asyncio.get_running_loop().call_soon(self.write_units, sup)
+            self._pending = asyncio.get_running_loop().call_later(WRITE_DELAY, self.write_units, sup)
 
     def track(self, name: str, pid: int, sup: Supervisor | None) -> None:
         """A command (a migration) in units.json while it runs; stopped first, never adopted."""
@@ -54,19 +58,26 @@ class Records:
 
     def write_units(self, sup: Supervisor) -> None:
         self._dirty = False
-        records = {}
+        records, serialised = {}, {}
         for name, unit in sup.units.items():
             if unit.pid and unit.spec.argv:
                 kept = self._kept.get(name)
-                records[name] = kept if kept and kept["pid"] == unit.pid else {
-                    "pid": unit.pid, "cmdline": list(unit.spec.argv), "step": unit.spec.step,
-                    "stop_timeout": unit.spec.stop_timeout,
-                    "create_time": (process_record(unit.pid) or {}).get("create_time")}
-        self._kept = records  # only a new pid costs a look-up of its start time
-        self._write(self.state.units_file, {**records, **self._commands})
+                if kept and kept["pid"] == unit.pid:
+                    records[name], serialised[name] = kept, self._serialised[name]
+                    continue
+                records[name] = {"pid": unit.pid, "cmdline": list(unit.spec.argv), "step": unit.spec.step,
+                                 "stop_timeout": unit.spec.stop_timeout,
+                                 "create_time": (process_record(unit.pid) or {}).get("create_time")}
+                serialised[name] = json.dumps(records[name])
+        self._kept, self._serialised = records, serialised  # only a new pid is looked up and serialised
+        entries = [*serialised.items(), *((name, json.dumps(r)) for name, r in self._commands.items())]
+        text = "{" + ", ".join(f"{json.dumps(name)}: {record}" for name, record in entries) + "}"
+        self._write_text(self.state.units_file, text)
 
     def finish(self, sup: Supervisor) -> None:
         """At exit: keep units.json while any recorded process still lives."""
+        if self._pending is not None:
+            self._pending.cancel()
         self.write_units(sup)
         self.state.remove(self.state.daemon_file)
         if not any(same_process(r) for r in self._kept.values()):
@@ -75,8 +86,11 @@ class Records:
             log.error("daemon.processes_left", units=sorted(self._kept))
 
     def _write(self, path: str, data: Any) -> None:
+        self._write_text(path, json.dumps(data))
+
+    def _write_text(self, path: str, text: str) -> None:
         try:
-            self.state.write_json(path, data)
+            self.state.write_text(path, text)
             self._failing = False
         except OSError as e:
             if not self._failing:  # once per spell of failures, not per unit change

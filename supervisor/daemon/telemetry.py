@@ -101,6 +101,7 @@ class Telemetry:
             entry["rss_bytes"] = usage.rss_bytes if usage else None
             entry["cpu_percent"] = round(self.sampler.cpu_percent(unit.pid, usage), 1) \
                 if usage and unit is not None and unit.pid else None
+        self.sampler.prune()  # else only a scrape would forget the pids of restarted units
 
     def close(self) -> None:
         if self.server is not None:

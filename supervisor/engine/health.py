@@ -1,5 +1,5 @@
 """A unit's readiness and liveness: its probes, READY=1 on its notify socket, and for a
-process without any probe, /proc (stopped or traced counts as not working). A part of Unit,
+process without any probe, whether it is stopped (SIGSTOP), learnt from SIGCHLD (child_stops). A part of Unit,
 kept apart so that the state machine reads on its own."""
 
 from __future__ import annotations
@@ -8,6 +8,7 @@ import asyncio
 from dataclasses import dataclass
 
 from ..spec import UnitSpec
+from .child_stops import CHILD_STOPS
 from .clock import Clock
 from .probes import Prober
 from .tallies import ProbeTally
@@ -24,16 +25,6 @@ class Timing:
     failed_retry: float | None = 300.0  # a failed unit is tried again after this cool-down
 
 
-def process_stopped(pid: int) -> str | None:
-    """Why a live process cannot be working (stopped or traced), from /proc; None if it can."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            state = f.read().rsplit(b")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return None
-    return {b"T": "stopped (SIGSTOP)", b"t": "stopped by a tracer"}.get(state)
-
-
 class HealthChecks:
     """Mixed into Unit: the attributes below are the Unit's."""
 
@@ -46,6 +37,7 @@ class HealthChecks:
     probe_tally: ProbeTally
     _prober: Prober
     _notify_ready: asyncio.Event
+    _stopped: asyncio.Event
     _sends_ready: bool | None
 
     @property
@@ -76,12 +68,18 @@ class HealthChecks:
             delay = min(delay * 2, 0.5)
         self.health = "ok"
 
+    def _watch_stops(self, pid: int) -> None:
+        """Learn from SIGCHLD when the new process stops or continues. Called right after the
+        spawn, before the loop runs again: a stop before this is still waiting in waitid."""
+        self._stopped.clear()
+        if not self.spec.probes:
+            CHILD_STOPS.watch(pid, lambda stopped: self._stopped.set() if stopped else self._stopped.clear())
+
     async def _check_alive(self) -> str | None:
         """One liveness check: the probes, or for a unit without any, that it is not stopped."""
         if self.spec.probes:
             return await self._prober.check_all(self.timing.probe_timeout)
-        pid = self.pid
-        return process_stopped(pid) if pid is not None else None
+        return "stopped (SIGSTOP)" if self._stopped.is_set() else None
 
     async def _liveness(self) -> None:
         """Returns once the unit failed its checks `failure_threshold` times in a row."""
@@ -91,6 +89,8 @@ class HealthChecks:
             return
         failures = 0
         while failures < self.timing.failure_threshold:
+            if not self.spec.probes and not failures:
+                await self._stopped.wait()  # no timer while it runs: SIGCHLD says when it stops
             await self.clock.sleep(interval)
             why = await self._check_alive()
             self.probe_tally.observe(self._prober.last_seconds, why is not None)

@@ -243,14 +243,14 @@ class Prober:
         else:
             results = await asyncio.gather(*(self._check(p, timeout) for p in self.probes))
             why = "; ".join(r for r in results if r) or None
-        return why or self._confirm_listeners()
+        return why or await self._confirm_listeners()
 
-    def _confirm_listeners(self) -> str | None:
+    async def _confirm_listeners(self) -> str | None:
         """Once per process, when its HTTP probes first pass: the listeners are its own."""
         pid = self.owner_pid
         if pid is None or pid == self._confirmed:
             return None
-        why = foreign_listeners(self.probes, pid)
+        why = await foreign_listeners(self.probes, pid)
         if why is None:
             self._confirmed = pid
         return why

@@ -1,18 +1,21 @@
-"""What a unit's whole process tree uses: resident memory, CPU time and open files, read with
-psutil when asked (a scrape, `synsup status`), never on a timer.
+"""What a unit's whole process tree uses: resident memory, CPU time and open files, read
+from /proc when asked (a scrape, `synsup status`), never on a timer.
 
-A tree's members come from /proc/PID/task/PID/children (one small read per process, where
-psutil's children() would scan all of /proc); psutil.Process objects are kept between reads,
-so a pid is identified once and CPU% is measured from one read to the next."""
+One pass per process: /proc/PID/stat (CPU times, its children's, RSS) and the names in
+/proc/PID/fd; a tree's members come from /proc/PID/task/PID/children. psutil read three files
+per process and kept an object per pid."""
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 
 import psutil
 
 MIN_CPU_WINDOW = 1.0  # seconds: CPU% over a shorter window is noise; the last figure stands
+TICKS = os.sysconf("SC_CLK_TCK")
+PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
 @dataclass(frozen=True)
@@ -35,46 +38,59 @@ def _children(pid: int) -> list[int]:
             return []
 
 
+def process_tree(pid: int) -> list[int]:
+    """`pid` and its descendants (at most 10,000), each found by its parent's children file."""
+    pids: list[int] = []
+    todo = [pid]
+    while todo and len(pids) < 10000:
+        current = todo.pop()
+        pids.append(current)
+        todo.extend(_children(current))
+    return pids
+
+
+def _stat(pid: int) -> tuple[float, int, float] | None:
+    """(CPU seconds incl. reaped children, RSS bytes, start time in seconds since boot)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+    except OSError:
+        return None
+    cpu = sum(int(x) for x in fields[11:15]) / TICKS  # utime stime cutime cstime
+    return cpu, int(fields[21]) * PAGE, int(fields[19]) / TICKS
+
+
+def _open_fds(pid: int) -> int:
+    try:
+        return len(os.listdir(f"/proc/{pid}/fd"))
+    except OSError:
+        return 0
+
+
 class ResourceSampler:
     def __init__(self) -> None:
-        self._procs: dict[int, psutil.Process] = {}
         self._cpu: dict[int, tuple[float, float, float]] = {}  # root pid -> (when, cpu seconds, percent)
+        self._started: dict[int, float] = {}  # root pid -> start time, seconds since boot
         self._seen: set[int] = set()
 
-    def _process(self, pid: int) -> psutil.Process | None:
-        proc = self._procs.get(pid)
-        if proc is None:
-            try:
-                proc = self._procs[pid] = psutil.Process(pid)
-            except psutil.Error:
-                return None
-        return proc
-
     def tree(self, pid: int) -> list[int]:
-        pids: list[int] = []
-        todo = [pid]
-        while todo and len(pids) < 10000:
-            current = todo.pop()
-            pids.append(current)
-            todo.extend(_children(current))
-        return pids
+        return process_tree(pid)
 
     def usage(self, pid: int) -> Usage | None:
         """The tree's totals, or None when its root is gone."""
         rss, cpu, fds, alive = 0, 0.0, 0, False
         for member in self.tree(pid):
-            self._seen.add(member)
-            proc = self._process(member)
-            if proc is None:
+            stat = _stat(member)
+            if stat is None:
                 continue
-            try:  # without oneshot(): it reads more than these three need (50 against 42 us a process)
-                times = proc.cpu_times()
-                rss += proc.memory_info().rss
-                fds += proc.num_fds()
-                cpu += times.user + times.system + times.children_user + times.children_system
-                alive = alive or member == pid
-            except psutil.Error:
-                self._procs.pop(member, None)
+            cpu += stat[0]
+            rss += stat[1]
+            fds += _open_fds(member)
+            if member == pid:
+                alive = True
+                self._started[pid] = stat[2]
+        if alive:
+            self._seen.add(pid)
         return Usage(rss, cpu, fds) if alive else None
 
     def cpu_percent(self, pid: int, usage: Usage) -> float:
@@ -87,16 +103,19 @@ class ResourceSampler:
         if last is not None:
             percent = max(0.0, (usage.cpu_seconds - last[1]) / (now - last[0]) * 100)
         else:
-            proc = self._process(pid)
-            age = time.time() - proc.create_time() if proc is not None else 0.0
+            age = _uptime() - self._started.get(pid, _uptime())
             percent = usage.cpu_seconds / age * 100 if age > 0 else 0.0
         self._cpu[pid] = (now, usage.cpu_seconds, percent)
         return percent
 
     def prune(self) -> None:
         """After reading every unit: forget the processes that were in no tree."""
-        for pid in set(self._procs) - self._seen:
-            del self._procs[pid]
-        for pid in set(self._cpu) - self._seen:
-            del self._cpu[pid]
+        for table in (self._cpu, self._started):
+            for pid in set(table) - self._seen:
+                del table[pid]
         self._seen = set()
+
+
+def _uptime() -> float:
+    with open("/proc/uptime") as f:
+        return float(f.read().split()[0])

@@ -21,6 +21,11 @@ from .unit_state import UnitState
 S = UnitState
 
 
+def settled(unit: Unit) -> bool:
+    """Ready, or stopped by the admin (an intended state)."""
+    return unit.state is S.READY or (unit.held and unit.state is S.STOPPED)
+
+
 class Supervisor:
     def __init__(self, specs: list[UnitSpec], *, log_dir: str, notify_dir: str | None,
                  clock: Clock | None = None, spawner: Spawner | None = None,
@@ -186,7 +191,7 @@ class Supervisor:
 
     def all_ready(self) -> bool:
         """Every unit ready, but for those the admin stopped (an intended state)."""
-        return all(u.state is S.READY or (u.held and u.state is S.STOPPED) for u in self.units.values())
+        return all(map(settled, self.units.values()))
 
     def close(self) -> None:
         for unit in self.units.values():

@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 import structlog
 
 from ..spec import UnitSpec
+from .child_stops import CHILD_STOPS
 from .clock import Clock
 from .died_of import OomWatch, died_of
 from .environment import unit_environment
@@ -72,6 +73,7 @@ class Unit(HealthChecks):
         self._notify: NotifySocket | None = None
         self._prober = Prober(())
         self._oom: OomWatch | None = None  # the kernel's OOM kill counters at the last spawn
+        self._stopped = asyncio.Event()  # its process is stopped (SIGSTOP), learnt from SIGCHLD
         self.probe_tally = ProbeTally()  # liveness check times and failures, for metrics
         self.installed = InstalledCode()  # new code installed under the running spec?
         self.log = structlog.get_logger().bind(unit=spec.name)
@@ -333,11 +335,15 @@ class Unit(HealthChecks):
         self.started_at = self.clock.time()
         self._oom = OomWatch(child.pid)
         self._prober.owner_pid = child.pid  # probes must reach this process, not another on its address
+        self._watch_stops(child.pid)
         self.output.note(f"started pid {child.pid}")
         self.log.info("unit.spawned", pid=child.pid)
         self._on_change(self)
         exited = asyncio.ensure_future(child.wait())
-        ready_for = await self._supervise_child(child, exited)
+        try:
+            ready_for = await self._supervise_child(child, exited)
+        finally:
+            CHILD_STOPS.unwatch(child.pid)
         self._record_exit(child, await exited)
         return ready_for
 

@@ -96,7 +96,7 @@ def test_a_full_state_dir_never_stops_the_daemon(short_dir, monkeypatch, capsys)
     async def main():
         stop = asyncio.Event()
         d = daemon_in(short_dir, FakeSpawner(), stop_trigger=stop.wait)
-        monkeypatch.setattr(StateDir, "write_json", full)
+        monkeypatch.setattr(StateDir, "write_text", full)  # write_json writes through it
         run = asyncio.ensure_future(d.run())
         await until(lambda: d.supervisor is not None and d.supervisor.all_ready(), 10_000)
         await asyncio.sleep(0)

@@ -1,0 +1,45 @@
+"""Every benchmark in contrib/bench runs, at tiny sizes, and prints its figures: a broken
+benchmark fails the build. (The ones needing real Synapse run in tests/e2e/test_benchmarks_real.py.)"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+from helpers import REPO
+
+pytestmark = pytest.mark.integration
+BENCH = os.path.join(REPO, "contrib", "bench")
+NUMBER = r"-?\d+(?:\.\d+)?"
+
+
+def run_bench(script: str, *args: str, timeout: float = 120) -> str:
+    done = subprocess.run([sys.executable, os.path.join(BENCH, script), *args], capture_output=True, text=True,
+                          cwd="/", timeout=timeout)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
+
+
+def test_vs_supervisord_prints_the_table_for_both():
+    out = run_bench("vs_supervisord.py", "--units", "3", "--idle", "0.5", "--crashes", "2", "--stable", "0",
+                    "--scrapes", "2")
+    rows = re.findall(rf"^\| (.+?) \| (-|{NUMBER}) \| ({NUMBER}) \| .+ \|$", out, re.MULTILINE)
+    assert len(rows) == 7, out
+    assert sum(theirs != "-" for _, theirs, _ in rows) == 4, out  # respawn, spawned, idle, RSS
+
+
+def test_bench_prints_every_engine_and_daemon_row_with_python_units():
+    out = run_bench("bench.py", "--units", "12", "--crashes", "2", "--idle", "0.5", "--no-supervisord",
+                    "--python-units")
+    assert "unit.py" in out.splitlines()[0]
+    rows = re.findall(rf"^\s*(\S.+?)\s+({NUMBER})\s+-\s+-", out, re.MULTILINE)
+    assert len(rows) == 11, out
+
+
+def test_metrics_scrape_prints_its_figures():
+    out = run_bench("metrics_scrape.py", "--units", "3", "--scrapes", "2", "--idle", "0.5")
+    assert re.search(rf"^/metrics: {NUMBER} ms of daemon CPU per scrape", out, re.MULTILINE), out
+    assert re.search(rf"^/targets: {NUMBER} ms per request", out, re.MULTILINE), out
