@@ -9,7 +9,6 @@ import argparse
 import asyncio
 import json
 import socket
-import sys
 from typing import TYPE_CHECKING, Any
 
 from ... import __version__
@@ -56,11 +55,7 @@ def check(args: argparse.Namespace, source: Source) -> int:
 
 
 def _print_check(cluster: ClusterConfig, node: str | None, placement: Placement, result: Loaded) -> int:
-    for note in result.notes:
-        print(f"note: {note}", file=sys.stderr)
-    if result.errors:
-        print_findings([*result.errors, *result.warnings])
-        print(f"{len(result.errors)} error(s) in the placement: nothing would start", file=sys.stderr)
+    if commands.refused(result, " in the placement: nothing would start"):
         return 1
     if node:
         print(f"node {node} ({cluster.nodes[node].address}) of cluster {cluster.name} runs:")

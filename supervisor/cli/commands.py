@@ -32,6 +32,17 @@ def state_of(args: argparse.Namespace) -> StateDir:
     return state
 
 
+def refused(loaded: Loaded, consequence: str) -> bool:
+    """Print the notes; with errors, the findings and "N error(s)CONSEQUENCE" (True)."""
+    for note in loaded.notes:
+        print(f"note: {note}", file=sys.stderr)
+    if not loaded.errors:
+        return False
+    print_findings([*loaded.errors, *loaded.warnings])
+    print(f"{len(loaded.errors)} error(s){consequence}", file=sys.stderr)
+    return True
+
+
 def check(loaded: Loaded, as_json: bool, extra: dict[str, Any] | None = None) -> int:
     """`extra`: more keys for the JSON (`--cluster`: the placement)."""
     if as_json:
@@ -43,11 +54,7 @@ def check(loaded: Loaded, as_json: bool, extra: dict[str, Any] | None = None) ->
             "steps": steps_of(loaded.specs) if not loaded.errors else [],
         } | (extra or {}), indent=2))
         return 1 if loaded.errors else 0
-    for note in loaded.notes:
-        print(f"note: {note}", file=sys.stderr)
-    if loaded.errors:
-        print_findings([*loaded.errors, *loaded.warnings])
-        print(f"{len(loaded.errors)} error(s): nothing would start", file=sys.stderr)
+    if refused(loaded, ": nothing would start"):
         return 1
     print_plan(loaded.specs)
     print_findings(loaded.warnings)
