@@ -20,7 +20,7 @@ FIELDS: dict[str, frozenset[str]] = {
     "watch": frozenset(),
     "stop": frozenset({"units", "force"}),
     "start": frozenset({"units"}),
-    "restart": frozenset({"units"}),
+    "restart": frozenset({"units", "rolling"}),
     "reload": frozenset({"dry_run"}),
     "pause": frozenset(),
     "reopen_logs": frozenset(),
@@ -38,7 +38,7 @@ def validate(request: dict[str, Any], unit_names: list[str]) -> str:
     unknown = sorted(set(request) - FIELDS[command] - {"cmd"})
     if unknown:
         raise RequestError(f"{command}: unknown field(s) {', '.join(unknown)}")
-    for flag in ("force", "dry_run", "allow_downtime"):
+    for flag in ("force", "dry_run", "allow_downtime", "rolling"):
         if not isinstance(request.get(flag, False), bool):
             raise RequestError(f"{command}: `{flag}` must be true or false")
     python = request.get("python")
@@ -64,6 +64,7 @@ class Request:
     dry_run: bool = False
     python: str | None = None
     allow_downtime: bool = False
+    rolling: bool = False
 
     def as_json(self) -> dict[str, Any]:
         """The request line: `cmd` and every field that is not its default."""
@@ -81,7 +82,7 @@ def parse_request(raw: Any, unit_names: list[str]) -> Request:
         raise RequestError("a request is a JSON object")
     command = validate(raw, unit_names)
     return Request(command, tuple(raw.get("units") or ()), raw.get("force", False), raw.get("dry_run", False),
-                   raw.get("python"), raw.get("allow_downtime", False))
+                   raw.get("python"), raw.get("allow_downtime", False), raw.get("rolling", False))
 
 
 def refusal(error: str) -> dict[str, Any]:

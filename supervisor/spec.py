@@ -89,6 +89,7 @@ class UnitSpec:
     step_name: str = ""  # what its step is, for messages ("stream writers")
     slow_start: str = ""  # why its start may take long ("database migration"): systemd gets more time
     keep_env: tuple[str, ...] = ()  # prefixes of synsup's own variables it keeps (e.g. "SYNAPSE_")
+    rolling: bool = True  # `restart --rolling` restarts it unless it is named (Redis: not)
     version: str = ""  # the application's version this spec runs (for status)
     code_file: str = ""  # a file of the installed code: changed under a running unit = new code installed
     code_version_glob: str = ""  # its package metadata dir, `NAME-VERSION.dist-info`: the installed version

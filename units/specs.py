@@ -174,6 +174,7 @@ def redis_spec(r: Redis, external: bool, redis_server: str = "redis-server") -> 
         notify=False,
         step=STEP_REDIS,
         step_name=STEP_NAMES[STEP_REDIS],
+        rolling=False,  # every process reconnects and reloads its streams: only when named
         kind="redis",
         app="redis-server" if not external else "external",
         start_timeout=30.0,

@@ -164,8 +164,11 @@ def _running_operation(state: StateDir) -> str:
 
 
 def restart(args: argparse.Namespace) -> int:
-    reply = _long_request(args, Request("restart", tuple(args.units)))
+    reply = _long_request(args, Request("restart", tuple(args.units), rolling=args.rolling))
     print(status_table(reply, time.time()))
+    if reply.get("halted_at"):
+        raise SynsupError(f"restart --rolling halted at {reply['halted_at'][0]}: it did not become ready; "
+                          "the units after it were not restarted (see `synsup status`)")
     return 0 if all_ready(reply["units"]) else 1
 
 

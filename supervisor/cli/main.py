@@ -132,6 +132,8 @@ def _command_options(name: str, p: argparse.ArgumentParser) -> None:
         p.add_argument("units", nargs="*", metavar="UNIT")
     if name == "restart":
         p.add_argument("units", nargs="*", metavar="UNIT")
+        p.add_argument("--rolling", action="store_true", help="one unit at a time in dependency order, each "
+                       "ready before the next (without UNITs: every unit but Redis and those stopped by the admin)")
     if name == "stop":
         p.add_argument("units", nargs="*", metavar="UNIT", help="only these units; they stay stopped until "
                        "`synsup start UNIT`")

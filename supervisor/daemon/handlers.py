@@ -117,7 +117,15 @@ class Requests:
     async def _cmd_restart(self, request: Request, send: Send) -> None:
         assert self.d.supervisor is not None
         sup, names = self.d.supervisor, list(request.units)
-        await self._queued(send, "restart", lambda: sup.restart(names), names)
+        if not request.rolling:
+            await self._queued(send, "restart", lambda: sup.restart(names), names)
+            return
+        halted: list[str] = []  # filled when the operation ran
+
+        async def roll() -> None:
+            if (at := await sup.restart_rolling(names)) is not None:
+                halted.append(at)
+        await self._queued(send, "restart --rolling", roll, names, halted_at=halted)
 
     async def _cmd_reload(self, request: Request, send: Send) -> None:
         if request.dry_run:

@@ -146,6 +146,18 @@ class Supervisor:
             unit.start(reset=True)
         await self.wait_settled(units)
 
+    async def restart_rolling(self, names: list[str]) -> str | None:
+        """One unit at a time, in dependency order: `names`, or every unit the spec lets roll
+        (not held, not external). The first that is not ready again halts it: its name (None
+        when every one came back)."""
+        order = [u for step in self.steps() for u in step if (u.spec.name in names if names else
+                 u.spec.rolling and u.spec.argv is not None and not u.held)]
+        for unit in order:
+            await self.restart([unit.spec.name])
+            if unit.state is not S.READY:
+                return unit.spec.name
+        return None
+
     async def hold(self, names: list[str]) -> None:
         """Stop these units and keep them stopped (by admin) until `start_units`."""
         units = [self.units[n] for n in names]

@@ -185,6 +185,26 @@ def test_restart_everything_in_order(deployment):
     assert starts["generic1"] > starts["main"]
 
 
+def test_rolling_restart_one_unit_at_a_time_keeps_redis(deployment):
+    """Issue 22: `restart --rolling`: each unit stops only once the one before it is ready again;
+    Redis keeps its process."""
+    assert deployment.start().returncode == 0
+    before = {u["name"]: u["pid"] for u in deployment.status()["units"]}
+    restarted_at = __import__("time").time()
+    done = deployment.synsup("restart", "--rolling")
+    assert done.returncode == 0, done.stderr
+    after = {u["name"]: u["pid"] for u in deployment.status()["units"]}
+    assert after["redis"] == before["redis"]
+    assert all(after[n] != before[n] for n in before if before[n] and n != "redis")
+    events = [e for e in deployment.events() if e["t"] >= restarted_at and e["event"] in ("exit", "ready")]
+    for earlier, later in zip(events, events[1:]):
+        if earlier["event"] == "exit":  # a unit's exit is followed by its own ready, before any other exit
+            assert later == {**later, "name": earlier["name"], "event": "ready"}, (earlier, later)
+    exits = [e["name"] for e in events if e["event"] == "exit"]
+    assert len(exits) == len([n for n in before if before[n] and n != "redis"])
+    assert exits.index("main") < exits.index("generic1"), "dependency order: main first"
+
+
 def test_logs_follow(deployment):
     assert deployment.start().returncode == 0
     import threading

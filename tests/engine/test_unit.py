@@ -298,3 +298,45 @@ def test_a_cleared_error_does_not_come_back_when_the_unit_crashes_later(tmp_path
         assert unit.error == "killed by SIGTERM" and unit.last_error == "killed by SIGTERM"
         await sup.stop_all()
     run(scenario, [spec("a")], tmp_path)
+
+
+def test_a_rolling_restart_takes_one_unit_at_a_time_in_order_and_leaves_redis(tmp_path):
+    """Issue 22: `restart --rolling` restarts unit by unit in dependency order, each ready before the
+    next stops, and never a unit whose spec does not roll (Redis) unless it is named."""
+    specs = [UnitSpec(name="redis", argv=("fake", "redis"), notify=False, rolling=False),
+             spec("main", "redis", step=1), spec("w1", "main", step=2), spec("w2", "main", step=2)]
+
+    async def scenario(sup, clock, spawner):
+        sup.start_all()
+        await until(lambda: sup.all_ready())
+        before = {n: u.pid for n, u in sup.units.items()}
+        stops = []  # (unit stopping, units not ready at that moment)
+        sup.add_listener(lambda u: stops.append((u.spec.name, sorted(n for n, o in sup.units.items()
+                                                                     if o.state is not S.READY and o is not u)))
+                         if u.state is S.STOPPING else None)
+        assert await sup.restart_rolling([]) is None
+        assert stops == [("main", []), ("w1", []), ("w2", [])]
+        assert sup.units["redis"].pid == before["redis"]
+        assert all(sup.units[n].pid != before[n] and sup.units[n].state is S.READY for n in ("main", "w1", "w2"))
+        stops.clear()
+        assert await sup.restart_rolling(["redis"]) is None and stops == [("redis", [])]  # named: it rolls
+        await sup.stop_all()
+    run(scenario, specs, tmp_path)
+
+
+def test_a_rolling_restart_halts_at_the_first_unit_not_ready_again(tmp_path):
+    async def scenario(sup, clock, spawner):
+        sup.start_all()
+        for _ in range(3):
+            await spawner.next_child()
+        await until(lambda: sup.all_ready())
+        w2_pid = sup.units["w2"].pid
+        rolling = asyncio.ensure_future(sup.restart_rolling([]))
+        await spawner.next_child()  # main, again: ready
+        for _ in range(5):  # w1 dies at every start
+            (await spawner.next_child()).exit(1)
+        assert await rolling == "w1"
+        assert sup.units["w1"].state is S.FAILED
+        assert sup.units["w2"].pid == w2_pid  # after the halt: not restarted
+        await sup.stop_all()
+    run(scenario, [spec("main"), spec("w1", "main", step=1), spec("w2", "main", step=2)], tmp_path)
