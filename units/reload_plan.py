@@ -106,7 +106,8 @@ def plan_events(b: _Builder) -> None:
         return
     old_set = [n for n in _names_with(old, "events") if n != "main"]
     new_set = [n for n in _names_with(new, "events") if n != "main"]
-    b.stop(old_set, "event persisters changed: stop the old set together")
+    b.stop(old_set, "event persisters changed: stop the old set together (event persistence pauses until "
+                    "the new set is ready)")
     b.restart("main", "event persisters changed: main takes the new shard map")
     b.start(new_set, "event persisters changed: start the new set together")
     # every other process (a dropped persister included, now a plain worker) holds the old shard

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -18,6 +18,7 @@ from .operations import Phase
 from .plan_executor import PartialReload, apply_actions
 
 if TYPE_CHECKING:
+    from ..engine.unit import Unit
     from .daemon import Daemon
 
 log = structlog.get_logger()
@@ -78,7 +79,8 @@ class Reloads:
         new = await asyncio.to_thread(self.reloader)
         if new.errors:
             return ReloadOutcome(ReloadResult.REJECTED, errors=[f.format() for f in new.errors], dry_run=True).as_json()
-        actions = [a.describe() for a in self.planner(d.current, new)]
+        units = d.supervisor.units if d.supervisor is not None else {}
+        actions = priced(self.planner(d.current, new), units)
         return ReloadOutcome(ReloadResult.PLAN, actions or ["no changes"], dry_run=True).as_json()
 
     async def request_and_wait(self) -> dict[str, Any]:
@@ -166,3 +168,24 @@ class Reloads:
         async for changed in config_changes(paths, self.settle):
             log.info("reload.files_changed", files=changed)
             self.request()
+
+
+def priced(actions: list[Action], units: Mapping[str, Unit]) -> list[str]:
+    """Each action with what it costs: which units go down and for about how long (their last
+    start, spawn to ready), or that they stay down until a later action starts them."""
+    out = []
+    for index, action in enumerate(actions):
+        later = {n for a in actions[index + 1:] if a.verb in ("start", "restart") for n in a.units}
+        out.append(f"{action.describe()} [{_cost(action, units, later)}]")
+    return out
+
+
+def _cost(action: Action, units: Mapping[str, Unit], started_later: set[str]) -> str:
+    if action.verb == "signal":
+        return "no restart"
+    if action.verb == "stop":
+        kept = [n for n in action.units if n in started_later]
+        return f"down until started again below: {', '.join(kept)}" if kept else "stopped for good"
+    known = [s for n in action.units if (u := units.get(n)) is not None and (s := u.last_start_seconds) is not None]
+    down = ", ".join(action.units)
+    return f"{down} down about {max(known):.0f} s (their last start)" if known else f"{down} down until ready"

@@ -42,6 +42,7 @@ class Unit(HealthChecks):
         self.notify_path = notify_path
         self.state = S.STOPPED
         self.since = clock.time()
+        self.last_start_seconds: float | None = None  # spawn -> ready, the last time it started
         self.child: Child | None = None
         self.started_at: float | None = None
         self.restarts = 0
@@ -108,6 +109,8 @@ class Unit(HealthChecks):
         self.state, self.since = new, self.clock.time()
         if new is S.READY:
             self.ready_event.set()
+            if self.started_at is not None:  # what its next restart will cost, about
+                self.last_start_seconds = max(0.0, self.since - self.started_at)
         else:
             self.ready_event.clear()
         self.log.info(f"unit.{new.value}", pid=self.pid, **({"error": error} if error else {}), **fields)

@@ -144,3 +144,22 @@ def test_a_unit_that_crashes_after_a_rejected_edit_restarts_on_the_accepted_conf
     assert "config on disk rejected at " in text and "units run generation 2" in text, text
     config_files = running.unit("generic1")["config_files"]
     assert all(path.startswith(running.state_dir) for path in config_files), config_files
+
+
+def test_a_plan_says_what_each_action_costs():
+    """Issue 22: the dry run says which units go down and for about how long (their last start),
+    or that a stopped unit stays down until a later action starts it."""
+    from types import SimpleNamespace
+
+    from synsup.supervisor.daemon.reloads import priced
+    from synsup.supervisor.plans import Action
+    units = {"main": SimpleNamespace(last_start_seconds=2.6), "p1": SimpleNamespace(last_start_seconds=None),
+             "p2": SimpleNamespace(last_start_seconds=3.2), "p3": SimpleNamespace(last_start_seconds=1.0)}
+    lines = priced([Action("stop", ("p1", "p2"), "event persisters changed"),
+                    Action("restart", ("main",), "new map"), Action("start", ("p2", "p3"), "new set"),
+                    Action("signal", ("main",), "log config")], units)  # type: ignore[arg-type]
+    assert lines == [
+        "stop p1, p2: event persisters changed [down until started again below: p2]",
+        "restart main: new map [main down about 3 s (their last start)]",
+        "start p2, p3: new set [p2, p3 down about 3 s (their last start)]",
+        "signal main: log config [no restart]"]

@@ -4,6 +4,7 @@ reload --dry-run, options before the command."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -79,6 +80,7 @@ def test_reload_dry_run_prints_the_plan_and_changes_nothing(running):
     edit_worker(running, "generic1", _fake_tags=["planned"])
     done = running.synsup("reload", "--dry-run")
     assert done.returncode == 0 and "restart generic1" in done.stdout, done.stdout + done.stderr
+    assert re.search(r"\[generic1 down about \d+ s \(their last start\)\]", done.stdout), done.stdout  # its cost
     assert {u["name"]: u["pid"] for u in running.status()["units"]} == before
     assert running.status()["daemon"]["config_generation"] == 1
 
