@@ -9,17 +9,32 @@ import subprocess
 import sys
 
 import pytest
-from helpers import REPO
+from helpers import REPO, wait_for
 
 pytestmark = pytest.mark.integration
 BENCH = os.path.join(REPO, "contrib", "bench")
 NUMBER = r"-?\d+(?:\.\d+)?"
 
 
+def bench_processes() -> set[int]:
+    """Processes of this checkout's benchmarks (C or Python fake units, a supervisord, a daemon)."""
+    found = set()
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if BENCH.encode() in f.read():
+                    found.add(int(pid))
+        except OSError:
+            pass
+    return found
+
+
 def run_bench(script: str, *args: str, timeout: float = 120) -> str:
+    before = bench_processes()
     done = subprocess.run([sys.executable, os.path.join(BENCH, script), *args], capture_output=True, text=True,
                           cwd="/", timeout=timeout)
     assert done.returncode == 0, done.stdout + done.stderr
+    wait_for(lambda: not (bench_processes() - before), timeout=15, what=f"{script} to leave no process behind")
     return done.stdout
 
 
