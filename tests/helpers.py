@@ -17,6 +17,15 @@ FAKE_SYNAPSE = os.path.join(HERE, "fake")
 REPO = os.path.dirname(HERE)
 
 
+def alive(pid: int) -> bool:
+    """The process exists and is no zombie."""
+    import psutil
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
 def free_ports(n: int) -> list[int]:
     """Ports that bind now, below the kernel's ephemeral range (32768+), so that no outgoing
     connection (a probe's, a client's) takes one of them between now and the server's bind."""
@@ -160,6 +169,10 @@ class Deployment:
 
     def unit(self, name: str) -> dict:
         return next(u for u in self.status()["units"] if u["name"] == name)
+
+    def pids(self) -> dict[str, int]:
+        """Unit name -> pid, of the units that have a process."""
+        return {u["name"]: u["pid"] for u in self.status()["units"] if u["pid"]}
 
     def behave(self, name: str, **behaviour: Any) -> None:
         import json

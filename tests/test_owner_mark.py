@@ -12,16 +12,9 @@ import sys
 
 import psutil
 import pytest
-from helpers import REPO, wait_for
+from helpers import REPO, alive, wait_for
 
 pytestmark = pytest.mark.integration
-
-
-def alive(pid):
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import sys
 import time
 
 import pytest
-from helpers import REPO, processes_with, wait_for
+from helpers import REPO, alive, processes_with, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -34,15 +34,6 @@ def grandchild_pid(deployment, name):
     return wait_for(lambda: next((e["grandchild"] for e in deployment.events()
                                   if e["name"] == name and e["event"] == "grandchild"), None),
                     what=f"{name}'s grandchild")
-
-
-def alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    with open(f"/proc/{pid}/stat") as f:
-        return f.read().rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def test_a_crash_is_seen_although_a_grandchild_holds_stdout(deployment):

@@ -8,22 +8,10 @@ import json
 import os
 import signal
 
-import psutil
 import pytest
-from helpers import processes_with, wait_for
+from helpers import alive, processes_with, wait_for
 
 pytestmark = pytest.mark.integration
-
-
-def alive(pid):
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
-
-
-def pids(d):
-    return {u["name"]: u["pid"] for u in d.status()["units"] if u["pid"]}
 
 
 def kill_daemon(d):
@@ -44,7 +32,7 @@ def size(path):
 def test_start_after_a_killed_daemon_adopts_every_unit(deployment):
     deployment.behave("generic1", spam=200)
     assert deployment.start().returncode == 0
-    before = pids(deployment)
+    before = deployment.pids()
     old_daemon = kill_daemon(deployment)
     log = os.path.join(deployment.state_dir, "logs", "generic1.log")
     grown = size(log) + 100_000
@@ -57,7 +45,7 @@ def test_start_after_a_killed_daemon_adopts_every_unit(deployment):
     assert status["daemon"]["pid"] != old_daemon
     assert {u["name"]: u["state"] for u in status["units"]} == dict.fromkeys(
         ["redis", "postgres", "main", "persister1", "persister2", "generic1", "pusher1", "sender1"], "ready")
-    assert pids(deployment) == before, "every unit keeps its process"
+    assert deployment.pids() == before, "every unit keeps its process"
     assert [e for e in deployment.events() if e["event"] == "exit"] == []
 
     os.kill(before["persister1"], signal.SIGKILL)  # supervised from now on: a crash is seen and restarted
@@ -71,11 +59,11 @@ def test_start_after_a_killed_daemon_adopts_every_unit(deployment):
 
 def test_replace_stops_what_the_dead_daemon_left_and_starts_afresh(deployment):
     assert deployment.start().returncode == 0
-    before = pids(deployment)
+    before = deployment.pids()
     kill_daemon(deployment)
     done = deployment.synsup("start", "--replace", config=True)
     assert done.returncode == 0, done.stdout + done.stderr
-    after = pids(deployment)
+    after = deployment.pids()
     assert all(after[name] != pid for name, pid in before.items())
     assert not any(alive(pid) for pid in before.values())
 

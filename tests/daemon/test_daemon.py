@@ -7,18 +7,10 @@ import signal
 import subprocess
 import sys
 
-import psutil
 import pytest
-from helpers import wait_for
+from helpers import alive, wait_for
 
 pytestmark = pytest.mark.integration
-
-
-def alive(pid):
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
 
 
 def test_start_order_status_and_stop(deployment):

@@ -16,10 +16,6 @@ from helpers import FAKE_SYNAPSE, REPO, processes_with, wait_for
 pytestmark = pytest.mark.integration
 
 
-def pids(d):
-    return {u["name"]: u["pid"] for u in d.status()["units"] if u["pid"]}
-
-
 @pytest.fixture
 def reexecable(deployment):
     """A deployment whose daemon finds `synsup` first in a directory the test may fill (a new
@@ -44,12 +40,12 @@ def test_reexec_keeps_the_daemon_pid_every_unit_and_supervision(reexecable):
     d = reexecable
     assert d.start().returncode == 0
     assert d.synsup("stop", "generic1").returncode == 0  # held by the admin: stays stopped across it
-    before, status = pids(d), d.status()["daemon"]
+    before, status = d.pids(), d.status()["daemon"]
     done = d.synsup("reexec")
     assert done.returncode == 0 and "re-executed in place" in done.stdout, done.stdout + done.stderr
     after = d.status()
     assert after["daemon"]["pid"] == status["pid"] and after["daemon"]["image_started_at"] != status["image_started_at"]
-    assert pids(d) == before, "every unit keeps its process"
+    assert d.pids() == before, "every unit keeps its process"
     states = {u["name"]: u["state"] for u in after["units"]}
     assert states.pop("generic1") == "stopped" and set(states.values()) == {"ready"}, states
     assert [e for e in d.events() if e["event"] == "exit" and e["name"] != "generic1"] == []
@@ -63,7 +59,7 @@ def test_reexec_keeps_the_daemon_pid_every_unit_and_supervision(reexecable):
 def test_a_new_version_that_does_not_come_up_is_never_executed(reexecable):
     d = reexecable
     assert d.start().returncode == 0
-    before, status = pids(d), d.status()["daemon"]
+    before, status = d.pids(), d.status()["daemon"]
     os.makedirs(os.path.join(d.installed, "synsup"))
     for name in ("__init__.py", "__main__.py"):
         with open(os.path.join(d.installed, "synsup", name), "w") as f:
@@ -74,4 +70,4 @@ def test_a_new_version_that_does_not_come_up_is_never_executed(reexecable):
     assert len(done.stderr.strip().splitlines()) == 1
     shutil.rmtree(os.path.join(d.installed, "synsup"))  # (the test's own client imports it too)
     assert d.status()["daemon"]["image_started_at"] == status["image_started_at"]
-    assert pids(d) == before
+    assert d.pids() == before
