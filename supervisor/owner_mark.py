@@ -6,8 +6,10 @@ state dir: every daemon of that state dir reads the same token (so a later one c
 earlier one started), no other user can read it, and no user sets that variable by accident (as
 they may set the documented SYNSUP_STATE_DIR). A process is ours only if its mark carries the
 token AND it is, or descends from, a process we recorded (pid and start time): a unit's leader,
-the daemon, or a command the daemon ran (a migration: marked `command`). Hooks get a mark of
-their own kind (`hook`); neither is ever a unit's."""
+the daemon, or a command the daemon ran (a migration: marked `command`). A command's mark also
+carries a nonce that the daemon records before it forks (`<token>/command/<name>/<nonce>`), so
+that it is found even when the daemon dies between the fork and recording its pid. Hooks get a
+mark of their own kind (`hook`); neither is ever a unit's."""
 
 from __future__ import annotations
 
@@ -83,9 +85,14 @@ def unit_mark(token: str, unit: str) -> str:
     return f"{token}/unit/{unit}"
 
 
-def command_mark(token: str, name: str) -> str:
-    """What the daemon runs that is no unit but must be found after it died (a migration)."""
-    return f"{token}/command/{name}"
+def command_mark(token: str, name: str, nonce: str) -> str:
+    """What the daemon runs that is no unit but must be found after it died (a migration);
+    `nonce` is recorded before the fork (`nonces_of`)."""
+    return f"{token}/command/{name}/{nonce}"
+
+
+def new_nonce() -> str:
+    return secrets.token_hex(8)
 
 
 def hook_mark(token: str, run: int) -> str:
@@ -94,21 +101,25 @@ def hook_mark(token: str, run: int) -> str:
 
 def unit_of(environ: Mapping[str, str], token: str | None) -> str | None:
     """The unit a process's environment names with our token, None if it is not so marked."""
-    kind, name = _mark(environ, token)
+    kind, name, _ = _mark(environ, token)
     return name if kind == "unit" else None
 
 
 def hook_run_of(environ: Mapping[str, str], token: str | None) -> str | None:
-    kind, name = _mark(environ, token)
+    kind, name, _ = _mark(environ, token)
     return name if kind == "hook" else None
 
 
-def _mark(environ: Mapping[str, str], token: str | None) -> tuple[str | None, str | None]:
+def _mark(environ: Mapping[str, str], token: str | None) -> tuple[str | None, str | None, str]:
+    """(kind, name, nonce) of a mark with our token; a command's name is followed by its nonce."""
     if not token:
-        return None, None
+        return None, None, ""
     owner, _, rest = (environ.get(VARIABLE) or "").partition("/")
     kind, _, name = rest.partition("/")
-    return (kind, name) if owner == token and name else (None, None)
+    nonce = ""
+    if kind == "command":
+        name, _, nonce = name.partition("/")
+    return (kind, name, nonce) if owner == token and name else (None, None, "")
 
 
 def recorded_of(records: Iterable[Any]) -> Recorded:
@@ -117,25 +128,35 @@ def recorded_of(records: Iterable[Any]) -> Recorded:
             if isinstance(r, dict) and r.get("pid") and r.get("create_time") is not None}
 
 
-def find_ours(token: str | None, recorded: Recorded, kinds: tuple[str, ...] = ("unit", "command")) -> dict[int, Marked]:
+def nonces_of(records: Iterable[Any]) -> set[str]:
+    """The nonces of the commands recorded before they were forked."""
+    return {str(r["nonce"]) for r in records if isinstance(r, dict) and r.get("nonce")}
+
+
+def find_ours(token: str | None, recorded: Recorded, kinds: tuple[str, ...] = ("unit", "command"),
+              nonces: set[str] | frozenset[str] = frozenset()) -> dict[int, Marked]:
     """pid -> (name, start time) of every live process marked with our token (as a unit's or a
-    command's, or as `kinds` say) that is, or descends from, a recorded process. One pass over /proc."""
+    command's, or as `kinds` say) that is, or descends from, a recorded process, or carries a
+    command nonce recorded before its fork. One pass over /proc."""
     if not token:
         return {}
     tree: dict[int, tuple[int, float]] = {}
     marked: dict[int, Marked] = {}
+    vouched: set[int] = set()
     for proc in psutil.process_iter(["pid", "ppid", "create_time", "status"]):
         info = proc.info
         if info["status"] == psutil.STATUS_ZOMBIE or info["create_time"] is None:
             continue
         tree[info["pid"]] = (info["ppid"] or 0, info["create_time"])
         try:
-            found, name = _mark(proc.environ(), token)
+            found, name, nonce = _mark(proc.environ(), token)
         except (psutil.Error, OSError):
             continue
         if found in kinds and name:
             marked[info["pid"]] = Marked(name, info["create_time"])
-    return {pid: m for pid, m in marked.items() if descends(pid, tree, recorded)}
+            if nonce and nonce in nonces:
+                vouched.add(info["pid"])
+    return {pid: m for pid, m in marked.items() if pid in vouched or descends(pid, tree, recorded)}
 
 
 def descends(pid: int, tree: dict[int, tuple[int, float]], recorded: Recorded) -> bool:

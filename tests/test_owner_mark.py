@@ -212,3 +212,30 @@ def test_a_process_is_ours_only_marked_with_the_token_and_descended_from_a_recor
     tree = {10: (1, 5.0), 11: (10, 6.0), 12: (1, 7.0)}  # 11 descends from 10; 12 was reparented to init
     assert descends(11, tree, {(10, 5.0)}) and descends(10, tree, {(10, 5.0)})
     assert not descends(12, tree, {(10, 5.0)}) and not descends(11, tree, {(10, 4.0)})  # pid reused
+
+
+def test_a_command_forked_just_before_the_daemon_died_is_found_by_its_recorded_nonce(tmp_path):
+    """CI found the window: the migration ran (marked) but the daemon was killed before it wrote the
+    migration's pid, so nothing recorded was its ancestor and `status`/`stop` missed it. Its nonce
+    is recorded before the fork; a mark with a nonce nobody recorded stays not ours."""
+    from synsup.supervisor.cli.leftovers import escaped_processes, leftover_records
+    from synsup.supervisor.daemon.records import Records
+    from synsup.supervisor.owner_mark import VARIABLE, command_mark, new_nonce, owner_token
+    from synsup.supervisor.statedir import StateDir
+
+    state = StateDir(str(tmp_path))
+    token, nonce = owner_token(state), new_nonce()
+    Records(state).expect("migration", nonce, sup=_NoUnits())  # written before the fork, no pid yet
+    procs = [subprocess.Popen(["sleep", "600"], env={**os.environ, VARIABLE: command_mark(token, "migration", n)})
+             for n in (nonce, new_nonce())]
+    try:
+        found = escaped_processes(state, leftover_records(state))
+        assert {pid: m.unit for pid, m in found.items()} == {procs[0].pid: "migration"}
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.wait()
+
+
+class _NoUnits:
+    units: dict = {}

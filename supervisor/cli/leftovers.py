@@ -12,7 +12,7 @@ from typing import Any
 
 import psutil
 
-from ..owner_mark import Marked, find_ours, read_token, recorded_of
+from ..owner_mark import Marked, find_ours, nonces_of, read_token, recorded_of
 from ..process_records import same_process
 from ..statedir import StateDir
 
@@ -27,11 +27,14 @@ def leftover_records(state: StateDir) -> dict[str, dict[str, Any]]:
 
 def escaped_processes(state: StateDir, records: dict[str, dict[str, Any]]) -> dict[int, Marked]:
     """Processes of ours that are no recorded leader: marked with this state dir's token and
-    descended from a recorded unit (or from the daemon, while it lived)."""
+    descended from a recorded unit (or from the daemon, while it lived), or a command whose
+    nonce was recorded before it was forked."""
     daemon = state.read_json(state.daemon_file)
     recorded = recorded_of([*records.values(), daemon])
+    written = state.read_json(state.units_file)
+    nonces = nonces_of(written.values()) if isinstance(written, dict) else set()
     leaders = {int(r["pid"]) for r in records.values()}
-    return {pid: m for pid, m in find_ours(read_token(state), recorded).items() if pid not in leaders}
+    return {pid: m for pid, m in find_ours(read_token(state), recorded, nonces=nonces).items() if pid not in leaders}
 
 
 def orphan_rows(records: dict[str, dict[str, Any]], state: StateDir | None = None) -> list[dict[str, Any]]:

@@ -45,10 +45,17 @@ class Records:
             self._dirty = True
             self._pending = asyncio.get_running_loop().call_later(WRITE_DELAY, self.write_units, sup)
 
+    def expect(self, name: str, nonce: str, sup: Supervisor | None) -> None:
+        """A command (a migration) about to be forked with `nonce` in its mark: in units.json
+        before it exists, so a daemon that dies at any point after leaves it findable."""
+        self._commands[name] = {"nonce": nonce, "kind": "command", "step": 1_000_000, "stop_timeout": 30.0}
+        if sup is not None:
+            self.write_units(sup)
+
     def track(self, name: str, pid: int, sup: Supervisor | None) -> None:
-        """A command (a migration) in units.json while it runs; stopped first, never adopted."""
-        self._commands[name] = {**(process_record(pid) or {"pid": pid}), "kind": "command",
-                                "step": 1_000_000, "stop_timeout": 30.0}
+        """The command's pid, once forked: stopped first, never adopted."""
+        self._commands[name] = {**self._commands.get(name, {}), **(process_record(pid) or {"pid": pid}),
+                                "kind": "command", "step": 1_000_000, "stop_timeout": 30.0}
         if sup is not None:
             self.write_units(sup)
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from ..engine.process import REAPER
-from ..owner_mark import VARIABLE, command_mark
+from ..owner_mark import VARIABLE, command_mark, new_nonce
 from ..plans import Command, UpgradePlan
 from ..protocol import refusal
 from ..source import Loaded
@@ -115,9 +115,10 @@ class Upgrades:
     async def _run_recorded(self, command: Command) -> str:
         """Marked and recorded in units.json while it runs, so that a `synsup stop` after the
         daemon died finds it (it is no unit: never adopted, listed as `migration`)."""
-        records, name = self.daemon.records, "migration"
+        records, name, nonce = self.daemon.records, "migration", new_nonce()
+        records.expect(name, nonce, self.daemon.supervisor)
         try:
-            return await run_command(command, {VARIABLE: command_mark(self.daemon.token, name)}, self._spawned)
+            return await run_command(command, {VARIABLE: command_mark(self.daemon.token, name, nonce)}, self._spawned)
         finally:
             records.untrack(name, self.daemon.supervisor)
             REAPER.waited.difference_update(self._commands)

@@ -157,7 +157,7 @@ def orphans_of(d, live=False):
         with open(os.path.join(d.state_dir, "owner.token")) as f:
             token = f.read().strip()
         marks = [_environ(p).get("_SYNSUP_OWNER_MARK", "") for p in psutil.process_iter()]
-        return [{"name": mark.rsplit("/", 1)[1]} for mark in marks
+        return [{"name": mark.split("/")[2]} for mark in marks  # token/unit/NAME, token/command/NAME/NONCE
                 if mark.startswith((f"{token}/unit/", f"{token}/command/"))]
     return json.loads(d.synsup("status", "--json").stdout)["units"]
 
