@@ -14,9 +14,12 @@ from synsup.supervisor.statedir import default_state_dir
 
 from .check import check_deployment
 from .check_cache import CheckCache
+from .model import Deployment, Finding
 from .placement import place
 from .proxy_routes import proxy_routes
 from .reload_plan import plan, snapshot_of
+from .route_source import RoutePatterns
+from .routes import route_table
 from .specs import unit_specs
 from .upgrade_prepare import prepare_upgrade, start_refusal
 from .warning_codes import WARNING_CODES
@@ -41,7 +44,7 @@ class SynapseSource:
         group.add_argument("--ignore", action="append", default=[], choices=sorted(WARNING_CODES),
                            metavar="CODE", help="leave out the warnings of this code (shown as [CODE] after "
                                                 "each warning); repeatable")
-        if command == "routes":
+        if command in ("routes", "check"):
             group.add_argument("--routes", metavar="FILE", help="YAML, category: [worker, ...] (default: "
                                "workers with a client listener take sync and client reads, with a federation "
                                "listener the federation categories)")
@@ -68,9 +71,10 @@ class SynapseSource:
             specs = unit_specs(result.deployment, external_redis=getattr(args, "external_redis", False),
                                synapse_version=result.synapse_version, synapse_file=result.synapse_file)
             model = snapshot_of(result.deployment, specs)
+        errors = [*result.errors, *_route_mistakes(result.deployment, getattr(args, "routes", None))]
         watch = [os.path.abspath(p) for p in paths] + ([os.path.abspath(args.workers)] if args.workers else [])
         watch += sorted({f for s in specs for f in s.sighup_files})
-        return Loaded(specs, result.errors, result.warnings, result.notes, watch, model,
+        return Loaded(specs, errors, result.warnings, result.notes, watch, model,
                       {"synapse_version": result.synapse_version or ""})
 
     def plan(self, old: Loaded, new: Loaded) -> list[Action]:
@@ -90,3 +94,10 @@ class SynapseSource:
     def placement(self, args: argparse.Namespace, loaded: Loaded, cluster: ClusterConfig) -> Placement:
         said = {getattr(f, "code", "") for f in loaded.warnings}  # the same warning from check's own rules
         return place(loaded.model.deployment, loaded.specs, cluster, [*getattr(args, "ignore", ()), *said])
+
+
+def _route_mistakes(d: Deployment | None, routes_file: str | None) -> list[Finding]:
+    """`check --routes FILE`: what `synsup routes` would refuse in that file (no patterns needed)."""
+    if d is None or not routes_file:
+        return []
+    return route_table(d, RoutePatterns({}, ""), routes_file).errors

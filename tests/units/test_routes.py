@@ -207,3 +207,23 @@ def test_routes_command_bad_routes_file_is_one_line_exit_1(tmp_path):
     assert done.returncode == 1 and done.stdout == ""
     assert done.stderr.splitlines() == [f"{path}:1: error: sync: no process named 'nobody'; use one of: main, "
                                         "generic1, persister1, persister2, pusher1, sender1"]
+
+
+def test_check_with_a_routes_file_reports_its_mistakes_one_line_each(tmp_path):
+    """Issue 19: `synsup check --routes FILE` says what `synsup routes` would refuse: a category
+    given to a worker without the listener, a process that does not exist, a stream category
+    assigned by hand (it goes to the stream's writer), each naming the routes file and line."""
+    config, workers_dir = write_deployment(str(tmp_path), *modern_deployment())
+    routes = tmp_path / "routes.yaml"
+    routes.write_text("sync: [generic1]\nclient: [nosuch]\ntyping: [generic1]\nfederation_inbound: [generic1]\n")
+    env = {**os.environ, "PYTHONPATH": FAKE_SYNAPSE}
+    done = subprocess.run([sys.executable, "-m", "synsup", "check", "-c", config, "-a", workers_dir,
+                           "--routes", str(routes)], capture_output=True, text=True, env=env, timeout=60)
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    errors = [line for line in done.stderr.splitlines() if ": error: " in line]
+    assert any(f"{routes}:2" in e and "no process named 'nosuch'" in e for e in errors), errors
+    assert any(f"{routes}:3" in e and "stream_writers.typing" in e for e in errors), errors
+    routes.write_text("sync: [generic1]\n")
+    done = subprocess.run([sys.executable, "-m", "synsup", "check", "-c", config, "-a", workers_dir,
+                           "--routes", str(routes)], capture_output=True, text=True, env=env, timeout=60)
+    assert done.returncode == 0, done.stderr
