@@ -18,6 +18,7 @@ from ..daemon.daemon_log import DaemonLog, configure
 from ..daemon.records import adoptable
 from ..daemon.systemd import SystemdNotifier
 from ..daemon.telemetry import Telemetry
+from ..daemon.unit_code import CodeRecord
 from ..daemon.upgrades import Upgrader
 from ..engine.environment import read_env_file, with_environment
 from ..engine.log_dir import prepare_log_dir
@@ -70,7 +71,8 @@ def start(args: argparse.Namespace, source: Source, argv: list[str]) -> int:
     if getattr(args, "replace", False):
         stop_leftovers(state)  # --replace: what an earlier daemon left is stopped, not adopted
     else:
-        adopt = adoptable(state, loaded.specs, read_token(state))
+        code = CodeRecord.read(state)  # a partial upgrade's units run the new code: adopted as such
+        adopt = adoptable(state, [code.put_on(s) for s in loaded.specs], read_token(state))
     leftovers = [r for r in orphan_rows(leftover_records(state), state) if r["name"] not in adopt]
     if leftovers:
         names = ", ".join(f"{r['name']} (pid {r['pid']})" for r in leftovers)

@@ -179,7 +179,8 @@ class Daemon:
         sup = self.supervisor
         assert sup is not None
         self.notifier.send(STATUS="starting")
-        adopted = sup.adopt(adoptable(self.state, self.current.specs, self.token), self.token)
+        specs = [self.running.code.put_on(s) for s in self.current.specs]  # a partial upgrade's units: new code
+        adopted = sup.adopt(adoptable(self.state, specs, self.token), self.token)
         if adopted:
             self.log.info("daemon.adopted", units=adopted)
         sup.start_all()

@@ -98,10 +98,7 @@ class RunningConfig:
 
     # -- code
     def _recorded_code(self, spec: UnitSpec) -> UnitSpec:
-        partial = self.code.partial
-        if partial is None or spec.name not in partial.units:
-            return spec
-        return partial.new.put_on(spec)
+        return self.code.put_on(spec)
 
     def upgraded(self, code: UnitCode) -> None:
         self.code.upgraded(code)

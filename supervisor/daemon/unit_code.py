@@ -99,6 +99,12 @@ class CodeRecord:
         state.write_json(state.code_file, {"installed": installed,
                                            "partial": self.partial.as_json() if self.partial else None})
 
+    def put_on(self, spec: UnitSpec) -> UnitSpec:
+        """The spec on the code it runs: a unit a partial upgrade moved runs the new code."""
+        if self.partial is None or spec.name not in self.partial.units:
+            return spec
+        return self.partial.new.put_on(spec)
+
     def upgraded(self, code: UnitCode) -> None:
         self.installed, self.installed_at, self.partial = code, time.time(), None
 

@@ -240,3 +240,33 @@ def test_a_partial_upgrade_survives_a_daemon_restart_until_rolled_back(on_old, s
     done = on_old.synsup("upgrade", "--python", sys.executable)  # roll back
     assert done.returncode == 0, done.stdout + done.stderr
     assert set(versions(on_old).values()) == {OLD} and on_old.status()["daemon"]["partial_upgrade"] is None
+
+
+def test_a_partial_upgrade_is_kept_when_the_daemon_is_killed_and_a_new_one_adopts(on_old, short_dir):
+    """The seam of partial upgrade, kill -9 and adoption: the adopting daemon keeps each process
+    where it is (no restart), knows which run the new code, shows the partial upgrade, and a crash
+    of an upgraded unit brings it back on the new code, of a not-upgraded one on the old."""
+    import signal
+
+    from helpers import alive, wait_for
+    python = new_python(short_dir)
+    on_old.behave("generic1", refuse_version=NEW)
+    assert on_old.synsup("upgrade", "--python", python).returncode == 1
+    before = pids(on_old)
+    with open(os.path.join(on_old.state_dir, "daemon.json")) as f:
+        daemon = json.load(f)["pid"]
+    os.kill(daemon, signal.SIGKILL)
+    wait_for(lambda: not alive(daemon), what="the daemon to die")
+    on_old.behave("generic1")
+    done = on_old.start()
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert pids(on_old) == before, "every process adopted where it was, none restarted"
+    assert versions(on_old) == {"main": NEW, "persister1": NEW, "persister2": NEW, "generic1": OLD,
+                                "sender1": OLD, "pusher1": OLD}
+    assert on_old.status()["daemon"]["partial_upgrade"]["units"] == ["main", "persister1", "persister2"]
+    for name, version in (("persister1", NEW), ("generic1", OLD)):
+        pid = on_old.unit(name)["pid"]
+        os.kill(pid, signal.SIGKILL)
+        wait_for(lambda n=name, p=pid: on_old.unit(n)["pid"] not in (None, p) and on_old.unit(n)["state"] == "ready",
+                 timeout=30, what=f"{name} back")
+        assert last_start_version(on_old, name) == version
