@@ -35,7 +35,7 @@ from .control_server import ControlServer
 from .daemon_log import DaemonLog
 from .handlers import Requests
 from .operations import Lifecycle, Operations, Phase
-from .records import Records, adoptable
+from .records import Records, adoptable, stale_adopted
 from .reloads import Reloads
 from .running_config import RunningConfig
 from .status_report import daemon_status, unit_status
@@ -180,9 +180,15 @@ class Daemon:
         assert sup is not None
         self.notifier.send(STATUS="starting")
         specs = [self.running.code.put_on(s) for s in self.current.specs]  # a partial upgrade's units: new code
-        adopted = sup.adopt(adoptable(self.state, specs, self.token), self.token)
+        found = adoptable(self.state, specs, self.token)
+        stale = stale_adopted(self.state, found, {n: u.spec for n, u in sup.units.items()})
+        if stale:  # stopped before anything starts: no process of the new config runs beside them
+            self.log.info("daemon.not_adopted", units=stale, reason="config files changed while no daemon ran")
+            await sup.retire({n: found[n] for n in stale}, self.token)
+        adopted = sup.adopt({n: pid for n, pid in found.items() if n not in stale}, self.token)
         if adopted:
             self.log.info("daemon.adopted", units=adopted)
+        self.running.prune(u.spec for u in sup.units.values())  # the copies nothing reads any more
         sup.start_all()
         await sup.wait_settled(sup.units.values())
         self.settle()

@@ -8,6 +8,7 @@ import asyncio
 import json
 import os
 import sys
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import psutil
@@ -119,6 +120,36 @@ def adoptable(state: StateDir, specs: list[UnitSpec], token: str | None) -> dict
             if isinstance(r, dict) and r.get("kind") != "command" and isinstance(r.get("cmdline"), list)
             and argv.get(name) == as_written(_without(r["cmdline"], extra.get(name, [])), state.config_dir)
             and same_process(r) and _mark_allows(int(r["pid"]), unit_mark(token, name))}
+
+
+def stale_adopted(state: StateDir, adopted: Iterable[str], specs: Mapping[str, UnitSpec]) -> dict[str, str]:
+    """The adopted units that do not run the config they would be given now, each with the first
+    difference: a config file they were started with (a copy an earlier daemon made) differs from
+    the one their spec reads (the files changed while no daemon ran). Compared argument by
+    argument, files by content."""
+    records = state.read_json(state.units_file) or {}
+    found = {}
+    for name in adopted:
+        record = records.get(name) if isinstance(records, dict) else None
+        if isinstance(record, dict):
+            difference = _config_difference(list(record.get("cmdline") or []), list(specs[name].argv or []))
+            if difference:
+                found[name] = difference
+    return found
+
+
+def _config_difference(started: list[str], now: list[str]) -> str:
+    if len(started) != len(now):
+        return f"command {' '.join(started)} -> {' '.join(now)}"
+    return next((f"{a} -> {b}" for a, b in zip(started, now) if a != b and not _same_file(a, b)), "")
+
+
+def _same_file(a: str, b: str) -> bool:
+    try:
+        with open(a, "rb") as fa, open(b, "rb") as fb:
+            return fa.read() == fb.read()
+    except OSError:  # an earlier daemon's copy gone: what the process read is unknown
+        return False
 
 
 def as_written(argv: list[str], config_dir: str) -> list[str]:

@@ -45,10 +45,10 @@ class RunningConfig:
 
     # -- config
     def first_specs(self, loaded: Loaded) -> list[UnitSpec]:
-        """For the daemon's start: the loaded config, copied; each unit on the code the record says."""
+        """For the daemon's start: the loaded config, copied; each unit on the code the record says.
+        An earlier daemon's copies are kept until adoption has compared them (`prune`)."""
         self.accepted = self._copy(loaded)
         specs = self._specs_of(self.accepted, loaded)
-        prune(self.state.config_dir, specs)
         return [self._recorded_code(s) for s in specs]
 
     def candidate(self, loaded: Loaded, running: Mapping[str, UnitSpec]) -> tuple[ConfigSnapshot | None, list[UnitSpec]]:

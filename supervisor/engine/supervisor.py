@@ -12,7 +12,7 @@ from ..spec import UnitSpec, steps_of
 from .adopted import AdoptedChild
 from .clock import Clock
 from .health import Timing
-from .process import Spawner
+from .process import Spawner, stop_child
 from .restart_policy import RestartPolicy
 from .unit import Unit
 from .unit_output import KEEP_FILES, MAX_BYTES, UnitOutput
@@ -132,6 +132,20 @@ class Supervisor:
         self.log.info("supervisor.stopping")
         for step in reversed(self.steps()):
             await asyncio.gather(*(u.stop() for u in step))
+
+    async def retire(self, pids: dict[str, int], token: str | None) -> None:
+        """Stop processes an earlier daemon started that are not to be adopted (unit name -> pid),
+        dependents first, each step together: SIGTERM, SIGKILL after the unit's stop timeout."""
+        for step in reversed(self.steps()):
+            await asyncio.gather(*(self._retire(u, pids[u.spec.name], token) for u in step if u.spec.name in pids))
+
+    async def _retire(self, unit: Unit, pid: int, token: str | None) -> None:
+        try:
+            child = AdoptedChild(pid, unit.spec.name, token)
+        except OSError:  # gone meanwhile
+            return
+        self.log.info("unit.retired", unit=unit.spec.name, pid=pid)
+        await stop_child(child, asyncio.ensure_future(child.wait()), unit.spec.stop_timeout)
 
     async def restart(self, names: list[str]) -> None:
         if not names:

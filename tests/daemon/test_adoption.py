@@ -90,3 +90,60 @@ def test_a_command_reading_copies_of_the_config_is_the_command_of_the_files_it_c
     assert as_written(read, copies) == as_written(on_disk, copies)
     assert as_written(["/new/bin/python", *read[1:]], copies) != as_written(on_disk, copies)  # other code
     assert as_written(read[:-1] + [f"{copies}/3/1-generic2.yaml"], copies) != as_written(on_disk, copies)
+
+
+def test_a_config_edited_while_the_daemon_was_dead_is_applied_as_a_reload_after_adoption(deployment):
+    """The seam of adoption and reloads: the adopted processes run the config the dead daemon gave
+    them; the files on disk changed meanwhile. The new daemon adopts, then applies the change as a
+    reload would (generic1 restarted on its new file, the rest kept), never leaving a unit shown
+    on a config it does not run."""
+    assert deployment.start().returncode == 0
+    before = deployment.pids()
+    kill_daemon(deployment)
+    deployment.workers["generic1"]["worker_log_level"] = "DEBUG"
+    deployment.write()
+    done = deployment.start()
+    assert done.returncode == 0, done.stdout + done.stderr
+    after = wait_for(lambda: (p := deployment.pids()).get("generic1") not in (None, before["generic1"])
+                     and deployment.unit("generic1")["state"] == "ready" and p, timeout=30,
+                     what="generic1 restarted on its edited file")
+    assert {n: p for n, p in after.items() if n != "generic1"} == {n: p for n, p in before.items() if n != "generic1"}
+    done = deployment.synsup("stop")
+    assert done.returncode == 0, done.stdout + done.stderr
+    wait_for(lambda: not processes_with(deployment.control), timeout=15, what="every process to be gone")
+
+
+def test_a_persister_added_while_the_daemon_was_dead_is_coordinated_after_adoption(deployment):
+    """The same seam where it matters most: the adopted main and persisters run the old events map;
+    the new start must not run a new-map process beside them (Synapse's rule): the old set stops
+    before any process with the new map starts."""
+    import time
+
+    from helpers import free_ports, listener, worker
+    assert deployment.start().returncode == 0
+    kill_daemon(deployment)
+    (port,) = free_ports(1)
+    deployment.shared["instance_map"]["persister3"] = {"host": "127.0.0.1", "port": port}
+    deployment.shared["stream_writers"]["events"].append("persister3")
+    deployment.workers["persister3"] = worker("persister3", listener(port, "replication"))
+    deployment.write()
+    edited_at = time.time()
+    done = deployment.start()
+    assert done.returncode == 0, done.stdout + done.stderr
+    wait_for(lambda: len(units := deployment.status()["units"]) == 9 and all(u["state"] == "ready" for u in units),
+             timeout=60, what="persister3 and everything else ready")
+    events = [e for e in deployment.events() if e["t"] >= edited_at]
+    new_set = ["persister1", "persister2", "persister3"]
+    old_exits = [e["t"] for e in events if e["event"] == "exit" and e["name"] in ("persister1", "persister2")]
+    new_starts = [e["t"] for e in events if e["event"] == "start" and e.get("events_writers") == new_set]
+    assert new_starts, events
+    assert len(old_exits) == 2 and max(old_exits) < min(new_starts), "an old-map persister ran beside a new-map process"
+    last_start = {}
+    for e in deployment.events():
+        if e["event"] == "start":
+            last_start[e["name"]] = e
+    for name in ("main", "persister1", "persister2", "persister3", "generic1", "pusher1", "sender1"):
+        assert last_start[name]["events_writers"] == new_set, name
+    done = deployment.synsup("stop")
+    assert done.returncode == 0, done.stdout + done.stderr
+    wait_for(lambda: not processes_with(deployment.control), timeout=15, what="every process to be gone")
