@@ -54,7 +54,7 @@ def start(args: argparse.Namespace, source: Source, argv: list[str]) -> int:
         print(f"note: {note}", file=sys.stderr)
     print_findings([*loaded.errors, *loaded.warnings])
     if loaded.errors:
-        print(f"{len(loaded.errors)} error(s): nothing started", file=sys.stderr)
+        print(f"{len(loaded.errors)} error(s): nothing started{_unsupervised(state)}", file=sys.stderr)
         return 1
     telemetry = Telemetry.from_args(args)  # a bad --metrics is an error before anything starts
     joined = cluster.joining(args, source, loaded)  # a bad --cluster too
@@ -90,6 +90,15 @@ def start(args: argparse.Namespace, source: Source, argv: list[str]) -> int:
     state.create()
     prepare_log_dir(os.path.abspath(args.log_dir or os.path.join(state.path, "logs")))
     return _start_background(state, source, argv, loaded.specs)
+
+
+def _unsupervised(state: StateDir) -> str:
+    """What a refused start leaves running: the units of a daemon that died, if any."""
+    left = leftover_records(state) if not _answers(state) else {}
+    if not left:
+        return ""
+    return (f"; {len(left)} process(es) of a synsup daemon that is gone still run, unsupervised "
+            f"({', '.join(sorted(left))}): fix the config and `synsup start` adopts them, or `synsup stop`")
 
 
 def _run_daemon(args: argparse.Namespace, source: Source, state: StateDir, loaded: Loaded,

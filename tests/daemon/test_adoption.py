@@ -147,3 +147,25 @@ def test_a_persister_added_while_the_daemon_was_dead_is_coordinated_after_adopti
     done = deployment.synsup("stop")
     assert done.returncode == 0, done.stdout + done.stderr
     wait_for(lambda: not processes_with(deployment.control), timeout=15, what="every process to be gone")
+
+
+def test_a_start_refused_for_a_broken_config_says_the_dead_daemons_units_run_unsupervised(deployment):
+    """A bad config never takes anything down, but the admin must know that what runs is not
+    supervised until the config is fixed (it said only 'nothing started')."""
+    assert deployment.start().returncode == 0
+    before = deployment.pids()
+    kill_daemon(deployment)
+    with open(deployment.config, "a") as f:
+        f.write("listeners: [\n")
+    done = deployment.start()
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert "7 process(es) of a synsup daemon that is gone still run, unsupervised" in done.stderr, done.stderr
+    assert "fix the config and `synsup start` adopts them" in done.stderr
+    assert all(alive(pid) for pid in before.values())
+    deployment.write()
+    done = deployment.start()
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert deployment.pids() == before
+    done = deployment.synsup("stop")
+    assert done.returncode == 0, done.stdout + done.stderr
+    wait_for(lambda: not processes_with(deployment.control), timeout=15, what="every process to be gone")
