@@ -325,7 +325,8 @@ class Unit(HealthChecks):
             if self._adopted is not None:
                 return await self._supervise_adopted(self._adopted)
             if self.spec.reported:
-                return await self._follow_reports()
+                await self._follow_reports()
+                return None
             return await (self._watch_external() if self.spec.argv is None else self._spawn_and_supervise())
         finally:
             self._prober.close()
