@@ -78,7 +78,8 @@ def status_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def status(args: argparse.Namespace) -> int:
-    """Exit 0: every node up, a leader, every unit ready; 1: degraded; 3: the store does not answer."""
+    """Exit 0: every node up, a leader, every unit ready; 1: degraded; 2: a plan waits for a node that
+    is down; 3: the store does not answer."""
     from ..cluster.cluster_status import read_cluster_status
     from ..cluster.etcd_gateway import EtcdGateway
     cluster = read_cluster_config(args.cluster)
@@ -91,6 +92,8 @@ def status(args: argparse.Namespace) -> int:
             await store.close()
     report = asyncio.run(read())
     print(json.dumps(report, indent=2) if args.json else cluster_table(report))
+    if report["plan"] and report["plan"]["blocked"]:
+        return 2
     healthy = report["leader"] and all(n["up"] for n in report["nodes"]) and commands.all_ready(report["units"])
     return 0 if healthy else 1
 
@@ -103,6 +106,10 @@ def cluster_table(report: dict[str, Any]) -> str:
         lines.append(f"  {n['name']:<16} {'up' if n['up'] else 'down':<6} {n['address'] or '-':<24} "
                      f"{n['version'] or '-':<10} {age:<8} {(n['config_digest'] or '-')[:12]}"
                      + ("" if n["in_cluster_yaml"] else "  (not in cluster.yaml)"))
+    plan = report["plan"]
+    if plan:
+        lines.append(f"  plan: phase {plan['phase']}, waiting for {', '.join(plan['waiting_for']) or 'nothing'}"
+                     + (f" ({plan['reason']})" if plan["reason"] else ""))
     if report["units"]:
         lines.append(f"  {'UNIT':<24} {'NODE':<16} {'STATE':<10} PID")
         lines += [f"  {u['name']:<24} {u['node']:<16} {u['state']:<10} {u['pid'] or '-'}" for u in report["units"]]

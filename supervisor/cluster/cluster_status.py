@@ -1,8 +1,8 @@
 """`synsup status --cluster`, read from the store directly (no daemon needed): every node of
 cluster.yaml, up while its member key lives (its daemon keeps the lease alive), the leader, and
 every unit of every node as its daemon published it (units/<node>); a down node's units (from
-placed/<node>) with state "unknown" and no pid. The plan in progress is not in the store yet:
-`plan` is null."""
+placed/<node>) with state "unknown" and no pid, and the plan in progress (cluster_plan.py):
+its phase, the nodes it waits for, and whether one of them is down (blocked)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import time
 from typing import Any
 
 from ..cluster_config import ClusterConfig
+from .cluster_plan import Planner, plan_status
 from .membership import Keys
 from .store import KeyValue, Store
 
@@ -22,7 +23,17 @@ async def read_cluster_status(config: ClusterConfig, store: Store) -> dict[str, 
     names = [*config.nodes, *(n for n in members if n not in config.nodes)]
     units = await _units(store, keys, names)
     return {"cluster": config.name, "leader": leader.value.decode() if leader else None,
-            "nodes": [_node(config, name, members.get(name)) for name in names], "units": units, "plan": None}
+            "nodes": [_node(config, name, members.get(name)) for name in names], "units": units,
+            "plan": await _plan(store, keys, set(members))}
+
+
+async def _plan(store: Store, keys: Keys, up: set[str]) -> dict[str, Any] | None:
+    planner = Planner(store, keys)
+    plan, _ = await planner.read()
+    if plan is None:
+        return None
+    acks = await store.get_prefix(planner.ack_key(plan, plan.phase, ""))
+    return plan_status(plan, {kv.value.decode() for kv in acks}, up)
 
 
 async def _units(store: Store, keys: Keys, nodes: list[str]) -> list[dict[str, Any]]:
