@@ -94,6 +94,7 @@ class UnitSpec:
     code_file: str = ""  # a file of the installed code: changed under a running unit = new code installed
     code_version_glob: str = ""  # its package metadata dir, `NAME-VERSION.dist-info`: the installed version
     args_when_copied: tuple[str, ...] = ()  # added to argv when it reads copies of its config files
+    reported: bool = False  # external (argv None) and never probed: its readiness is reported (`Unit.report`)
 
 
 def steps_of(specs: list[UnitSpec]) -> list[list[str]]:

@@ -17,17 +17,18 @@ from helpers import binary, free_ports, wait_for
 
 
 class EtcdServer:
-    def __init__(self, etcd: str, *options: str, tls: dict[str, str] | None = None) -> None:
-        """`tls` (from `certificates`): clients on https with a certificate signed by its CA."""
+    def __init__(self, etcd: str, *options: str, tls: dict[str, str] | None = None, host: str = "127.0.0.1") -> None:
+        """`tls` (from `certificates`): clients on https with a certificate signed by its CA; `host`:
+        the address it listens on (another than loopback for nodes in network namespaces)."""
         self.client_port, self.peer_port = free_ports(2)
         tmpfs = "/dev/shm" if os.access("/dev/shm", os.W_OK) else None
         self.data = tempfile.mkdtemp(prefix="synsup-etcd-", dir=tmpfs)
         self.tls = tls
-        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.client_port}"
+        self.url = f"{'https' if tls else 'http'}://{host}:{self.client_port}"
         if tls:
             options += ("--cert-file", tls["server_cert"], "--key-file", tls["server_key"],
                         "--trusted-ca-file", tls["ca"], "--client-cert-auth")
-        peer = f"http://127.0.0.1:{self.peer_port}"
+        peer = f"http://{host}:{self.peer_port}"
         self.log = open(os.path.join(self.data, "etcd.log"), "wb")  # closed in stop()
         self.process = subprocess.Popen(
             [etcd, "--name", "test", "--data-dir", os.path.join(self.data, "member"),
@@ -66,9 +67,9 @@ class EtcdServer:
         shutil.rmtree(self.data, ignore_errors=True)
 
 
-def running_etcd(*options: str, tls: dict[str, str] | None = None) -> Iterator[EtcdServer]:
+def running_etcd(*options: str, tls: dict[str, str] | None = None, host: str = "127.0.0.1") -> Iterator[EtcdServer]:
     """For a fixture: `yield from running_etcd()`."""
-    server = EtcdServer(binary("etcd"), *options, tls=tls)
+    server = EtcdServer(binary("etcd"), *options, tls=tls, host=host)
     try:
         wait_for(server.healthy, 30, "etcd to answer /health")
         yield server

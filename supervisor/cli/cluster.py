@@ -19,7 +19,7 @@ from . import commands
 from .render import duration, print_findings, print_plan
 
 if TYPE_CHECKING:
-    from ..cluster.membership import Membership
+    from ..cluster.unit_states import UnitStates
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -74,11 +74,12 @@ def print_placement(cluster: ClusterConfig, placement: Placement) -> None:
 
 def status_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cluster", metavar="FILE", help="every node of the cluster of FILE (cluster.yaml), "
-                        "read from its store: up or down, address, config digest, the leader")
+                        "read from its store: up or down, address, config digest, the leader, every unit")
 
 
 def status(args: argparse.Namespace) -> int:
-    """Exit 0: every node up and a leader; 1: degraded; 3: the store does not answer."""
+    """Exit 0: every node up, a leader, every unit ready; 1: degraded; 2: a plan waits for a node that
+    is down; 3: the store does not answer."""
     from ..cluster.cluster_status import read_cluster_status
     from ..cluster.etcd_gateway import EtcdGateway
     cluster = read_cluster_config(args.cluster)
@@ -91,7 +92,10 @@ def status(args: argparse.Namespace) -> int:
             await store.close()
     report = asyncio.run(read())
     print(json.dumps(report, indent=2) if args.json else cluster_table(report))
-    return 0 if report["leader"] and all(n["up"] for n in report["nodes"]) else 1
+    if report["plan"] and report["plan"]["blocked"]:
+        return 2
+    healthy = report["leader"] and all(n["up"] for n in report["nodes"]) and commands.all_ready(report["units"])
+    return 0 if healthy else 1
 
 
 def cluster_table(report: dict[str, Any]) -> str:
@@ -102,6 +106,13 @@ def cluster_table(report: dict[str, Any]) -> str:
         lines.append(f"  {n['name']:<16} {'up' if n['up'] else 'down':<6} {n['address'] or '-':<24} "
                      f"{n['version'] or '-':<10} {age:<8} {(n['config_digest'] or '-')[:12]}"
                      + ("" if n["in_cluster_yaml"] else "  (not in cluster.yaml)"))
+    plan = report["plan"]
+    if plan:
+        lines.append(f"  plan: phase {plan['phase']}, waiting for {', '.join(plan['waiting_for']) or 'nothing'}"
+                     + (f" ({plan['reason']})" if plan["reason"] else ""))
+    if report["units"]:
+        lines.append(f"  {'UNIT':<24} {'NODE':<16} {'STATE':<10} PID")
+        lines += [f"  {u['name']:<24} {u['node']:<16} {u['state']:<10} {u['pid'] or '-'}" for u in report["units"]]
     return "\n".join(lines)
 
 
@@ -119,10 +130,22 @@ def joining(args: argparse.Namespace, source: Source, loaded: Loaded) -> tuple[C
     return cluster, node
 
 
-def membership(joined: tuple[ClusterConfig, str], loaded: Loaded) -> Membership:
-    """What the daemon starts first and closes last: this node registered in the store."""
+def on_node(args: argparse.Namespace, source: Source, joined: tuple[ClusterConfig, str],
+            loaded: Loaded) -> tuple[Source, Loaded]:
+    """The source as this node sees it (its own units, stand-ins for the remote ones they need),
+    and `loaded` so viewed."""
+    from ..cluster.node_source import NodeSource
+    cluster, node = joined
+    viewed = NodeSource(source, cluster, node)
+    return viewed, viewed.on_node(loaded, source.placement(args, loaded, cluster))
+
+
+def node_in_cluster(joined: tuple[ClusterConfig, str], loaded: Loaded) -> UnitStates:
+    """What the daemon starts first and closes last: this node registered in the store, its
+    units' states published there and the other nodes' followed."""
     from ..cluster.etcd_gateway import EtcdGateway
     from ..cluster.membership import MemberRecord, Membership, config_digest
+    from ..cluster.unit_states import UnitStates
     cluster, node = joined
     record = MemberRecord(node, cluster.nodes[node].address, __version__, config_digest(loaded.watch_paths), 0.0)
-    return Membership(cluster, node, record, EtcdGateway.from_config(cluster.store))
+    return UnitStates(Membership(cluster, node, record, EtcdGateway.from_config(cluster.store)))

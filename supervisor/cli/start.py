@@ -58,6 +58,8 @@ def start(args: argparse.Namespace, source: Source, argv: list[str]) -> int:
         return 1
     telemetry = Telemetry.from_args(args)  # a bad --metrics is an error before anything starts
     joined = cluster.joining(args, source, loaded)  # a bad --cluster too
+    if joined:  # from here on every load and plan is this node's
+        source, loaded = cluster.on_node(args, source, joined, loaded)
     if os.environ.get(reexec.ENV):  # a daemon re-executing itself: its own units and socket are no obstacle
         return _run_daemon(args, source, state, loaded, variables, telemetry, joined)
     if _answers(state):
@@ -116,7 +118,7 @@ def _run_daemon(args: argparse.Namespace, source: Source, state: StateDir, loade
                     notifier=SystemdNotifier.from_environment(), watch=watch, settle=args.watch_settle,
                     telemetry=telemetry, daemon_log=daemon_log,
                     log_rotation=(args.log_max_bytes, args.log_backups), upgrader=_upgrader(source, args),
-                    cluster=cluster.membership(joined, loaded) if joined else None)
+                    cluster=cluster.node_in_cluster(joined, loaded) if joined else None)
     return asyncio.run(daemon.run())
 
 

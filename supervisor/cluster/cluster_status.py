@@ -1,6 +1,8 @@
 """`synsup status --cluster`, read from the store directly (no daemon needed): every node of
-cluster.yaml, up while its member key lives (its daemon keeps the lease alive), and the leader.
-Units and the plan in progress are not in the store yet: `units` is [] and `plan` null."""
+cluster.yaml, up while its member key lives (its daemon keeps the lease alive), the leader, and
+every unit of every node as its daemon published it (units/<node>); a down node's units (from
+placed/<node>) with state "unknown" and no pid, and the plan in progress (cluster_plan.py):
+its phase, the nodes it waits for, and whether one of them is down (blocked)."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ import time
 from typing import Any
 
 from ..cluster_config import ClusterConfig
+from .cluster_plan import Planner, plan_status
 from .membership import Keys
 from .store import KeyValue, Store
 
@@ -18,8 +21,32 @@ async def read_cluster_status(config: ClusterConfig, store: Store) -> dict[str, 
     members = {kv.key.removeprefix(keys.members): _record(kv) for kv in await store.get_prefix(keys.members)}
     leader = await store.get(keys.leader)
     names = [*config.nodes, *(n for n in members if n not in config.nodes)]
+    units = await _units(store, keys, names)
     return {"cluster": config.name, "leader": leader.value.decode() if leader else None,
-            "nodes": [_node(config, name, members.get(name)) for name in names], "units": [], "plan": None}
+            "nodes": [_node(config, name, members.get(name)) for name in names], "units": units,
+            "plan": await _plan(store, keys, set(members))}
+
+
+async def _plan(store: Store, keys: Keys, up: set[str]) -> dict[str, Any] | None:
+    planner = Planner(store, keys)
+    plan, _ = await planner.read()
+    if plan is None:
+        return None
+    acks = await store.get_prefix(planner.ack_key(plan, plan.phase, ""))
+    return plan_status(plan, {kv.value.decode() for kv in acks}, up)
+
+
+async def _units(store: Store, keys: Keys, nodes: list[str]) -> list[dict[str, Any]]:
+    live = {kv.key.removeprefix(keys.units): _record(kv).get("units") for kv in await store.get_prefix(keys.units)}
+    placed = {kv.key.removeprefix(keys.placed): _list(kv) for kv in await store.get_prefix(keys.placed)}
+    units = []
+    for node in [*nodes, *sorted((live.keys() | placed.keys()) - set(nodes))]:
+        published = live.get(node)
+        if isinstance(published, list):
+            units += [u for u in published if isinstance(u, dict)]
+        else:
+            units += [{"name": str(name), "node": node, "state": "unknown", "pid": None} for name in placed.get(node, [])]
+    return units
 
 
 def _record(kv: KeyValue) -> dict[str, Any]:
@@ -28,6 +55,14 @@ def _record(kv: KeyValue) -> dict[str, Any]:
     except ValueError:
         return {}
     return record if isinstance(record, dict) else {}
+
+
+def _list(kv: KeyValue) -> list[Any]:
+    try:
+        value = json.loads(kv.value)
+    except ValueError:
+        return []
+    return value if isinstance(value, list) else []
 
 
 def _node(config: ClusterConfig, name: str, record: dict[str, Any] | None) -> dict[str, Any]:

@@ -9,12 +9,12 @@ import asyncio
 import base64
 import contextlib
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from ..cluster_config import StoreConfig
 from .http_json import BadResponse, Endpoint, HttpError, post, stream
-from .store import Change, KeyValue, Lease, StoreError, StoreUnreachable, WatchEvent
+from .store import Change, Condition, Exists, KeyValue, Lease, StoreError, StoreUnreachable, WatchEvent
 
 REQUEST_TIMEOUT = 5.0
 UNANSWERED = (OSError, EOFError, TimeoutError, BadResponse)  # try another endpoint
@@ -40,6 +40,13 @@ def key_value(kv: dict[str, Any]) -> KeyValue:
     return KeyValue(key=base64.b64decode(kv["key"]).decode(), value=base64.b64decode(kv.get("value", "")),
                     mod_revision=int(kv.get("mod_revision", 0)), create_revision=int(kv.get("create_revision", 0)),
                     lease=int(kv.get("lease", 0)))
+
+
+def compare(condition: Condition) -> dict[str, Any]:
+    """A transaction condition as etcd's Compare message."""
+    if isinstance(condition, Exists):
+        return {"key": b64(condition.key), "target": "CREATE", "result": "GREATER", "create_revision": "0"}
+    return {"key": b64(condition.key), "target": "MOD", "result": "EQUAL", "mod_revision": str(condition.mod_revision)}
 
 
 def tls_context(store: StoreConfig) -> ssl.SSLContext | None:
@@ -84,6 +91,11 @@ class EtcdGateway:
     async def replace(self, key: str, value: bytes, mod_revision: int, lease: int = 0) -> bool:
         return await self._txn({"key": b64(key), "target": "MOD", "result": "EQUAL", "mod_revision": str(mod_revision)},
                                self._put(key, value, lease))
+
+    async def transact(self, conditions: Sequence[Condition], puts: Sequence[tuple[str, bytes]]) -> bool:
+        answer = await self.call("/v3/kv/txn", {"compare": [compare(c) for c in conditions],
+                                                "success": [{"request_put": self._put(k, v, 0)} for k, v in puts]})
+        return bool(answer.get("succeeded", False))
 
     async def delete(self, key: str) -> bool:
         answer = await self.call("/v3/kv/deleterange", {"key": b64(key)})

@@ -40,6 +40,16 @@ class Keys:
     def leader(self) -> str:
         return f"{self.prefix}leader"
 
+    @property
+    def units(self) -> str:
+        """units/<node>: that node's units and their states, under its lease."""
+        return f"{self.prefix}units/"
+
+    @property
+    def placed(self) -> str:
+        """placed/<node>: the names of that node's units, kept when it goes down (no lease)."""
+        return f"{self.prefix}placed/"
+
 
 @dataclass(frozen=True)
 class MemberRecord:
@@ -80,6 +90,7 @@ class Membership:
         self.lease = 0
         self._sleep = sleep
         self._task: asyncio.Task[None] | None = None
+        self.on_join: Callable[[], None] = lambda: None  # after each (re)join: a new lease, keys to write again
         self.log = structlog.get_logger().bind(node=node, cluster=config.name)
 
     async def start(self) -> None:
@@ -109,6 +120,7 @@ class Membership:
         record = MemberRecord(**{**asdict(self.record), "joined": time.time()})
         await self.store.put(self.keys.member(self.node), record.encode(), self.lease)
         self.log.info("cluster.joined", lease=self.lease, ttl=self.config.store.ttl)
+        self.on_join()
         await self._claim_leader()
 
     async def _claim_leader(self) -> None:

@@ -4,7 +4,7 @@ coordination never depends on one client library. `etcd_gateway.EtcdGateway` imp
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from enum import Enum
@@ -49,6 +49,24 @@ class WatchEvent:
     kv: KeyValue  # after a DELETE: the key and the revision that deleted it, value b""
 
 
+@dataclass(frozen=True)
+class Unchanged:
+    """A transaction's condition: the key's last change is `mod_revision` (0: the key is absent)."""
+
+    key: str
+    mod_revision: int
+
+
+@dataclass(frozen=True)
+class Exists:
+    """A transaction's condition: the key exists."""
+
+    key: str
+
+
+Condition = Unchanged | Exists
+
+
 class Store(Protocol):
     async def get(self, key: str) -> KeyValue | None: ...
 
@@ -66,6 +84,11 @@ class Store(Protocol):
 
     async def replace(self, key: str, value: bytes, mod_revision: int, lease: int = 0) -> bool:
         """Write only if the key is unchanged since `mod_revision` (compare-and-set); whether it was."""
+        ...
+
+    async def transact(self, conditions: Sequence[Condition], puts: Sequence[tuple[str, bytes]]) -> bool:
+        """Write every (key, value) of `puts` (no lease) only if every condition holds, all in one
+        transaction; whether it was written."""
         ...
 
     async def delete(self, key: str) -> bool:

@@ -77,6 +77,8 @@ class Unit(HealthChecks):
         self._stopped = asyncio.Event()  # its process is stopped (SIGSTOP), learnt from SIGCHLD
         self.probe_tally = ProbeTally()  # liveness check times and failures, for metrics
         self.installed = InstalledCode()  # new code installed under the running spec?
+        self._reported = False  # spec.reported: the last readiness reported (`report`)
+        self._report_changed = asyncio.Event()
         self.log = structlog.get_logger().bind(unit=spec.name)
 
     @property
@@ -151,6 +153,13 @@ class Unit(HealthChecks):
             except ProcessLookupError:
                 pass
             self.log.info("unit.signalled", pid=self.pid, signal=sig)
+
+    def report(self, ready: bool) -> None:
+        """A unit with `spec.reported` (run elsewhere, e.g. by another node's daemon) is ready or not."""
+        if ready != self._reported:
+            self._reported = ready
+            self._report_changed.set()
+            self._report_changed = asyncio.Event()
 
     @property
     def held(self) -> bool:
@@ -315,6 +324,9 @@ class Unit(HealthChecks):
         try:
             if self._adopted is not None:
                 return await self._supervise_adopted(self._adopted)
+            if self.spec.reported:
+                await self._follow_reports()
+                return None
             return await (self._watch_external() if self.spec.argv is None else self._spawn_and_supervise())
         finally:
             self._prober.close()
@@ -411,6 +423,19 @@ class Unit(HealthChecks):
                 break
             self.set_state(S.READY)
         return None
+
+    async def _follow_reports(self) -> None:
+        """Ready while reported ready, unhealthy while not; no probe and no start timeout (its own
+        daemon judges it), until stopped."""
+        while await self._race(self._until_reported(True)) == "done":
+            self.set_state(S.READY)
+            if await self._race(self._until_reported(False)) != "done":
+                break
+            self.set_state(S.UNHEALTHY)
+
+    async def _until_reported(self, ready: bool) -> None:
+        while self._reported != ready:
+            await self._report_changed.wait()
 
     def _environment(self) -> dict[str, str]:
         return unit_environment(self.spec.env, self._notify.path if self._notify is not None else None,

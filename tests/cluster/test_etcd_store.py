@@ -243,3 +243,23 @@ def test_https_with_a_client_certificate_from_cluster_yaml(etcd_with_tls: EtcdSe
             await store.get("/tls/k")
     no_client_cert = ssl.create_default_context(cafile=tls["ca"])
     asyncio.run(_with(EtcdGateway([etcd_with_tls.url], no_client_cert), without_certificate))
+
+
+def test_a_transaction_writes_all_or_nothing_on_revisions_and_existing_keys(etcd: EtcdServer, prefix: str) -> None:
+    """What a plan's phase change is: plan unchanged AND every acknowledgement there -> next phase."""
+    from synsup.supervisor.cluster.store import Exists, Unchanged
+
+    async def body(store: EtcdGateway) -> None:
+        plan = prefix + "plan"
+        assert await store.transact([Unchanged(plan, 0)], [(plan, b"phase 0")]), "absent is revision 0"
+        seen = await store.get(plan)
+        assert seen is not None
+        wanted = [Unchanged(plan, seen.mod_revision), Exists(prefix + "ack/a"), Exists(prefix + "ack/b")]
+        await store.put(prefix + "ack/a", b"")
+        assert not await store.transact(wanted, [(plan, b"phase 1"), (prefix + "log", b"1")]), "b has not acked"
+        assert (await store.get(plan) or seen).value == b"phase 0" and await store.get(prefix + "log") is None
+        await store.put(prefix + "ack/b", b"")
+        assert await store.transact(wanted, [(plan, b"phase 1"), (prefix + "log", b"1")])
+        assert (await store.get(plan) or seen).value == b"phase 1" and await store.get(prefix + "log") is not None
+        assert not await store.transact(wanted, [(plan, b"phase 2")]), "a stale revision"
+    run(etcd, body)

@@ -164,20 +164,33 @@ def test_a_started_daemon_is_a_member_until_it_stops(deployment: Deployment, clu
     done = deployment.synsup("start", "--cluster", cluster_file, "--node", "a", config=True)
     assert done.returncode == 0, done.stdout + done.stderr
     try:
-        shown = deployment.synsup("status", "--cluster", cluster_file, "--json")
+        shown = wait_for(lambda: published_ready(deployment, cluster_file), timeout=10, what="a's units published")
         report = json.loads(shown.stdout)
         assert shown.returncode == 1, "node b is down: degraded"
-        assert report["leader"] == "a" and (report["units"], report["plan"]) == ([], None)
+        assert report["leader"] == "a" and report["plan"] is None
+        pids = deployment.pids()
+        assert report["units"] == [{"name": u["name"], "node": "a", "state": "ready", "pid": pids.get(u["name"])}
+                                   for u in deployment.status()["units"]]
+        assert {u["name"] for u in report["units"]} == {"redis", "postgres", "main", *deployment.workers}
         a, b = report["nodes"]
         assert (a["name"], a["up"], a["address"], len(a["config_digest"])) == ("a", True, "10.0.0.1", 64)
         assert (b["name"], b["up"], b["config_digest"]) == ("b", False, None)
         table = deployment.synsup("status", "--cluster", cluster_file).stdout.splitlines()
         assert table[0] == "cluster e2e: leader a" and table[2].split()[:3] == ["a", "up", "10.0.0.1"]
+        assert table[4].split() == ["UNIT", "NODE", "STATE", "PID"]
+        assert ["main", "a", "ready", str(pids["main"])] in [line.split() for line in table[5:]]
     finally:
         assert deployment.synsup("stop").returncode == 0
     report = json.loads(deployment.synsup("status", "--cluster", cluster_file, "--json").stdout)
     assert report["leader"] is None and not report["nodes"][0]["up"], "stopping left the cluster at once"
     wait_for(lambda: not processes_with(deployment.control), timeout=10, what="every process to be gone")
+
+
+def published_ready(deployment: Deployment, cluster_file: str) -> Any:
+    """`status --cluster --json` once every unit it lists is ready, else None."""
+    shown = deployment.synsup("status", "--cluster", cluster_file, "--json")
+    units = json.loads(shown.stdout)["units"] if shown.stdout else []
+    return shown if units and all(u["state"] == "ready" for u in units) else None
 
 
 def test_start_with_an_unknown_node_starts_nothing(deployment: Deployment, cluster_file: str) -> None:

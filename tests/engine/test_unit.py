@@ -340,3 +340,49 @@ def test_a_rolling_restart_halts_at_the_first_unit_not_ready_again(tmp_path):
         assert sup.units["w2"].pid == w2_pid  # after the halt: not restarted
         await sup.stop_all()
     run(scenario, [spec("main"), spec("w1", "main", step=1), spec("w2", "main", step=2)], tmp_path)
+
+
+def reported(name):
+    """A stand-in for a unit another daemon runs (multi-host): its readiness is reported, never probed."""
+    return UnitSpec(name=name, argv=None, reported=True, notify=False)
+
+
+def test_a_unit_waits_for_a_reported_dependency_and_follows_its_reports(tmp_path):
+    async def scenario(sup, clock, spawner):
+        remote, local = sup.units["main"], sup.units["w"]
+        sup.start_all()
+        await until(lambda: local.state is S.WAITING and remote.state is S.STARTING)
+        for _ in range(50):
+            await asyncio.sleep(0)
+        assert spawner.children == [] and remote.pid is None, "nothing starts before main is reported ready"
+        remote.report(True)
+        child = await spawner.next_child()
+        await until(lambda: local.state is S.READY and remote.state is S.READY)
+        remote.report(False)
+        await until(lambda: remote.state is S.UNHEALTHY)
+        assert local.state is S.READY and not child.exited, "a running dependent is left alone"
+        clock.advance(61)
+        child.exit(1)
+        await until(lambda: local.state is S.WAITING)
+        for _ in range(50):
+            await asyncio.sleep(0)
+        assert len(spawner.children) == 1, "a crash restart waits for main to be reported ready again"
+        remote.report(True)
+        await spawner.next_child()
+        await until(lambda: local.state is S.READY)
+        await sup.stop_all()
+        assert remote.state is S.STOPPED and clock.sleeps == [], "no probe and no timer for a reported unit"
+    run(scenario, [reported("main"), spec("w", "main", step=1)], tmp_path)
+
+
+def test_a_reported_unit_never_times_out_into_failed(tmp_path):
+    async def scenario(sup, clock, spawner):
+        remote = sup.units["main"]
+        sup.start_all()
+        await until(lambda: remote.state is S.STARTING)
+        clock.advance(remote.spec.start_timeout * 10)
+        for _ in range(50):
+            await asyncio.sleep(0)
+        assert remote.state is S.STARTING and remote.failed_attempts == 0
+        await sup.stop_all()
+    run(scenario, [reported("main")], tmp_path)

@@ -1,0 +1,173 @@
+"""A change across nodes as a plan in the store, advanced phase by phase (issue 18, Patroni's
+pattern): the leader writes the plan once (`plan` absent or finished), each node carries out its
+own steps of the phase in progress and then acknowledges (acks/<plan>/<phase>/<node>), and the
+leader moves to the next phase in one transaction: plan unchanged since it was read AND the
+leader key unchanged since it was won (a stale leader is fenced) AND every expected
+acknowledgement present. Nothing times out into progress: a phase waits for its nodes.
+
+The phases are the reload planner's actions in their order, each cut by node: for a persister
+change, prepare (every node that runs an affected unit) -> stop the old persisters on every
+node -> restart main -> start the new set -> restart the others. A phase starts only once every
+node acknowledged the one before, so no process with the new map starts while one with the old
+map runs. Pure coordination: no processes, no daemon; any Store (etcd, or in memory for tests)."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from enum import Enum
+from typing import Any
+
+from ..plans import Action
+from .membership import Keys
+from .store import Condition, Exists, KeyValue, Store, Unchanged
+
+PREPARE = "prepare"
+
+
+class PlanState(Enum):
+    RUNNING = "running"
+    DONE = "done"
+    ABORTED = "aborted"
+
+
+@dataclass(frozen=True)
+class PlanPhase:
+    name: str
+    steps: dict[str, tuple[Action, ...]]  # node -> what it does in this phase, in order (prepare: nothing)
+
+    @property
+    def nodes(self) -> list[str]:
+        """The nodes whose acknowledgement ends the phase."""
+        return sorted(self.steps)
+
+
+@dataclass(frozen=True)
+class ClusterPlan:
+    phases: tuple[PlanPhase, ...]
+    config_digest: str  # the config every node must run before anything is done
+    id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    phase: int = 0  # the phase in progress
+    state: PlanState = PlanState.RUNNING
+
+    @property
+    def current(self) -> PlanPhase:
+        return self.phases[self.phase]
+
+    def next(self) -> ClusterPlan:
+        if self.phase + 1 < len(self.phases):
+            return replace(self, phase=self.phase + 1)
+        return replace(self, state=PlanState.DONE)
+
+    def encode(self) -> bytes:
+        return json.dumps({"id": self.id, "config_digest": self.config_digest, "phase": self.phase,
+                           "state": self.state.value, "phases": [
+                               {"name": p.name, "steps": {n: [[a.verb, list(a.units), a.reason] for a in actions]
+                                                          for n, actions in p.steps.items()}}
+                               for p in self.phases]}).encode()
+
+    @classmethod
+    def decode(cls, data: bytes) -> ClusterPlan:
+        raw = json.loads(data)
+        phases = tuple(PlanPhase(p["name"], {n: tuple(Action(v, tuple(u), r) for v, u, r in actions)
+                                              for n, actions in p["steps"].items()}) for p in raw["phases"])
+        return cls(phases, raw["config_digest"], raw["id"], raw["phase"], PlanState(raw["state"]))
+
+
+def cluster_phases(actions: list[Action], old_node_of: Mapping[str, str],
+                   new_node_of: Mapping[str, str]) -> tuple[PlanPhase, ...]:
+    """prepare, then each action cut by node (a stop on the node that ran the unit, anything else on
+    the node that runs it now); consecutive restarts are one phase (each node restarts its own in
+    order)."""
+    phases: list[PlanPhase] = []
+    for action in actions:
+        steps = _by_node(action, old_node_of if action.verb == "stop" else new_node_of)
+        if phases and action.verb == "restart" and phases[-1].name == "restart":
+            merged = {n: phases[-1].steps.get(n, ()) + steps.get(n, ()) for n in phases[-1].steps.keys() | steps.keys()}
+            phases[-1] = PlanPhase("restart", merged)
+        else:
+            phases.append(PlanPhase(action.verb if action.verb == "restart" else action.describe(), steps))
+    involved = {n for p in phases for n in p.steps}
+    return (PlanPhase(PREPARE, {n: () for n in involved}), *phases)
+
+
+def _by_node(action: Action, node_of: Mapping[str, str]) -> dict[str, tuple[Action, ...]]:
+    nodes: dict[str, list[str]] = {}
+    for unit in action.units:
+        nodes.setdefault(node_of[unit], []).append(unit)
+    return {n: (replace(action, units=tuple(units)),) for n, units in nodes.items()}
+
+
+@dataclass(frozen=True)
+class Advance:
+    """What one attempt to move the plan on did."""
+
+    advanced: bool
+    plan: ClusterPlan | None = None  # the plan as it is now (advanced: the new phase)
+    waiting_for: tuple[str, ...] = ()  # nodes whose acknowledgement is missing
+    reason: str = ""
+
+
+class Planner:
+    """The store side of a plan, for the leader (propose, advance, abort) and every node (acknowledge)."""
+
+    def __init__(self, store: Store, keys: Keys) -> None:
+        self.store, self.keys = store, keys
+
+    @property
+    def plan_key(self) -> str:
+        return f"{self.keys.prefix}plan"
+
+    def ack_key(self, plan: ClusterPlan, phase: int, node: str) -> str:
+        return f"{self.keys.prefix}acks/{plan.id}/{phase}/{node}"
+
+    async def read(self) -> tuple[ClusterPlan | None, KeyValue | None]:
+        seen = await self.store.get(self.plan_key)
+        return (ClusterPlan.decode(seen.value) if seen else None), seen
+
+    async def propose(self, plan: ClusterPlan, leader: KeyValue) -> bool:
+        """Write the plan once: only when no plan runs, and only while `leader` still holds the key."""
+        current, seen = await self.read()
+        if current is not None and current.state is PlanState.RUNNING:
+            return False
+        return await self.store.transact([Unchanged(self.plan_key, seen.mod_revision if seen else 0),
+                                          Unchanged(self.keys.leader, leader.mod_revision)],
+                                         [(self.plan_key, plan.encode())])
+
+    async def acknowledge(self, plan: ClusterPlan, node: str) -> None:
+        """This node has done its steps of the phase in progress (processes really down, or ready)."""
+        await self.store.put(self.ack_key(plan, plan.phase, node), node.encode())
+
+    async def advance(self, leader: KeyValue) -> Advance:
+        plan, seen = await self.read()
+        if plan is None or seen is None or plan.state is not PlanState.RUNNING:
+            return Advance(False, plan, reason="no plan in progress")
+        expected = [self.ack_key(plan, plan.phase, n) for n in plan.current.nodes]
+        missing = tuple([n for n, key in zip(plan.current.nodes, expected) if await self.store.get(key) is None])
+        if missing:
+            return Advance(False, plan, missing, f"phase {plan.current.name}: waiting for {', '.join(missing)}")
+        after = plan.next()
+        conditions: list[Condition] = [Unchanged(self.plan_key, seen.mod_revision),
+                                       Unchanged(self.keys.leader, leader.mod_revision), *(Exists(k) for k in expected)]
+        if await self.store.transact(conditions, [(self.plan_key, after.encode())]):
+            return Advance(True, after)
+        return Advance(False, plan, reason="the plan or the leader changed meanwhile: read again")
+
+    async def abort(self, reason: str) -> bool:
+        """Stop going forward (what already ran keeps running); False if the plan changed meanwhile."""
+        plan, seen = await self.read()
+        if plan is None or seen is None or plan.state is not PlanState.RUNNING:
+            return False
+        return await self.store.replace(self.plan_key, replace(plan, state=PlanState.ABORTED).encode(), seen.mod_revision)
+
+
+def plan_status(plan: ClusterPlan | None, acked: set[str], up: set[str]) -> dict[str, Any] | None:
+    """status --cluster's `plan`: the phase, the nodes it waits for, and why (a node that is down)."""
+    if plan is None or plan.state is not PlanState.RUNNING:
+        return None
+    waiting = [n for n in plan.current.nodes if n not in acked]
+    down = [n for n in waiting if n not in up]
+    reason = f"node {', '.join(down)} is down" if down else ""
+    return {"phase": plan.current.name, "waiting_for": waiting, "reason": reason, "blocked": bool(down)}
