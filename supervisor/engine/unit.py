@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 from collections.abc import Awaitable, Callable
 
 import structlog
@@ -381,8 +382,8 @@ class Unit(HealthChecks):
         return None if ready_at is None else self.clock.monotonic() - ready_at
 
     def _record_exit(self, child: Child, returncode: int | None) -> None:
-        status = ExitStatus.from_returncode(returncode, self.clock.time(), child.killed_after,
-                                            self._oom is not None and self._oom.rose())
+        oom = self._oom.evidence() if self._oom is not None and returncode == -signal.SIGKILL else None
+        status = ExitStatus.from_returncode(returncode, self.clock.time(), child.killed_after, oom)
         self.last_exit = status
         self.output.note(f"pid {child.pid} {status.describe()}")
         if self.wanted:
