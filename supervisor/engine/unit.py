@@ -16,11 +16,11 @@ from ..spec import UnitSpec
 from .child_stops import CHILD_STOPS
 from .clock import Clock
 from .died_of import OomWatch, died_of
-from .environment import unit_environment
+from .environment import exec_refusal, unit_environment
 from .health import HealthChecks, Timing
 from .installed_code import InstalledCode
 from .notify_socket import NotifySocket
-from .preflight import preflight
+from .preflight import Refusal, preflight
 from .probes import Prober
 from .process import Child, ExitStatus, Spawner, stop_child
 from .restart_policy import RestartPolicy
@@ -321,7 +321,8 @@ class Unit(HealthChecks):
             self._prober.close()
 
     async def _spawn_and_supervise(self) -> float | None:
-        refusal = preflight(self.spec, self.output)
+        env = self._environment()
+        refusal = preflight(self.spec, self.output) or self._exec_refusal(env)
         self.retry_soon = refusal.retry_after if refusal is not None else None
         self.refused = refusal is not None and self.retry_soon is None
         if refusal is not None:
@@ -331,7 +332,7 @@ class Unit(HealthChecks):
         self.installed.at_spawn(self.spec)
         self.output.new_run()
         try:
-            self.child = child = await self.spawner.spawn(self.spec, self._environment(), self.output)
+            self.child = child = await self.spawner.spawn(self.spec, env, self.output)
         except OSError as e:
             self.error = f"cannot start {(self.spec.argv or ('?',))[0]}: {e.strerror or e}"
             self.log.error("unit.spawn_failed", error=self.error)
@@ -412,6 +413,11 @@ class Unit(HealthChecks):
                 break
             self.set_state(S.READY)
         return None
+
+    def _exec_refusal(self, env: dict[str, str]) -> Refusal | None:
+        """The kernel would refuse this exec ("Argument list too long"): failed at once, by name."""
+        why = exec_refusal(self.spec.name, self.spec.argv or (), env)
+        return Refusal(why) if why is not None else None
 
     def _environment(self) -> dict[str, str]:
         return unit_environment(self.spec.env, self._notify.path if self._notify is not None else None,
