@@ -20,6 +20,7 @@ from .environment import exec_refusal, unit_environment
 from .health import HealthChecks, Timing
 from .installed_code import InstalledCode
 from .notify_socket import NotifySocket
+from .peer_checks import PeerChecks
 from .preflight import Refusal, preflight
 from .probes import Prober
 from .process import Child, ExitStatus, Spawner, stop_child
@@ -74,6 +75,8 @@ class Unit(HealthChecks):
         self._sends_ready: bool | None = None  # learned: does this unit send READY=1?
         self._notify: NotifySocket | None = None
         self._prober = Prober(())
+        self.peers = PeerChecks(spec.peer_checks, clock, timing.peer_interval or 0.0, timing.peer_timeout,
+                                lambda: on_change(self))
         self._oom: OomWatch | None = None  # the kernel's OOM kill counters at the last spawn
         self._stopped = asyncio.Event()  # its process is stopped (SIGSTOP), learnt from SIGCHLD
         self.probe_tally = ProbeTally()  # liveness check times and failures, for metrics
