@@ -25,15 +25,29 @@ REPLICATION_CHECK_PATH = "/_synapse/replication/get_repl_stream_updates/typing/s
 
 
 def replication_checks(d: Deployment, p: Process) -> tuple[PeerCheck, ...]:
-    """A check of each `instance_map` entry that names `p`, with the deployment's secret."""
-    instance_map = d.shared.get("instance_map")
-    if not d.workers or not isinstance(instance_map, dict):
-        return ()
+    """A check of each `instance_map` entry that names `p` (for main in the v1.66 dialect, of
+    each worker's `worker_replication_host`/`_http_port`), with the deployment's secret."""
     secret = replication_secret(d)
-    if secret is False:
-        return ()  # a secret file synsup cannot read: Synapse refuses to start anyway
-    return tuple(_check(str(name), entry, p, secret) for name, entry in instance_map.items()
-                 if isinstance(entry, dict) and d.by_instance(str(name)) is p and _probe_target(entry))
+    if not d.workers or secret is False:
+        return ()  # nobody replicates; or a secret file synsup cannot read: Synapse refuses to start anyway
+    instance_map = d.shared.get("instance_map")
+    entries = dict(instance_map) if isinstance(instance_map, dict) else {}
+    routes = {f"instance_map.{name}": entry for name, entry in entries.items()
+              if isinstance(entry, dict) and d.by_instance(str(name)) is p and _probe_target(entry)}
+    if p is d.main and not any(d.by_instance(str(name)) is p for name in entries):
+        routes.update(_legacy_routes(d))
+    return tuple(_check(route, entry, p, secret) for route, entry in routes.items())
+
+
+def _legacy_routes(d: Deployment) -> dict[str, dict]:
+    """Where the v1.66 dialect's workers reach main: one check per distinct address."""
+    routes: dict[str, dict] = {}
+    for w in d.workers:
+        entry = {"host": w.config.get("worker_replication_host"), "port": w.config.get("worker_replication_http_port"),
+                 "tls": w.config.get("worker_replication_http_tls")}
+        if _probe_target(entry) and entry not in routes.values():
+            routes[f"{w.name}'s worker_replication_host/_http_port"] = entry
+    return routes
 
 
 def replication_secret(d: Deployment) -> str | None | bool:
@@ -56,18 +70,18 @@ def _probe_target(entry: dict) -> bool:
     return bool(entry.get("path")) or (entry.get("host") is not None and isinstance(entry.get("port"), int))
 
 
-def _check(name: str, entry: dict, p: Process, secret: Any) -> PeerCheck:
+def _check(route: str, entry: dict, p: Process, secret: Any) -> PeerCheck:
     headers = (("Authorization", f"Bearer {secret}"),) if secret else ()
     path = str(entry["path"]) if entry.get("path") else None
     probe = HttpProbe(host=None if path else str(entry["host"]), port=None if path else int(entry["port"]),
                       path=path, url_path=REPLICATION_CHECK_PATH, tls=bool(entry.get("tls")), headers=headers)
-    return PeerCheck(probe=probe, route=f"instance_map.{name}", advice=_advice(name, p))
+    return PeerCheck(probe=probe, route=route, advice=_advice(route, p))
 
 
-def _advice(name: str, p: Process) -> tuple[tuple[str, str], ...]:
+def _advice(route: str, p: Process) -> tuple[tuple[str, str], ...]:
     listeners = replication_listeners(p)
     where = ", ".join(address(l.path, "/".join(l.addresses), l.port) for l in listeners) or "none configured"
-    point = f"point instance_map.{name} at {p.name}'s replication listener ({where}) as the other processes reach it"
+    point = f"point {route} at {p.name}'s replication listener ({where}) as the other processes reach it"
     return (
         ("unreachable", f"every replication request to {p.name} fails; {point}"),
         ("foreign", f"another process answers the replication requests meant for {p.name}; {point}"),

@@ -3,7 +3,7 @@ reach it: that address, Synapse's replication endpoint, the deployment's secret.
 
 from __future__ import annotations
 
-from helpers import modern_deployment, write_deployment
+from helpers import legacy_deployment, modern_deployment, write_deployment
 
 from synsup.units.loader import load_deployment
 from synsup.units.replication_reach import REPLICATION_CHECK_PATH
@@ -53,3 +53,11 @@ def test_a_single_process_deployment_is_not_checked(tmp_path):
     shared.pop("stream_writers"), shared.pop("federation_sender_instances"), shared.pop("pusher_instances")
     shared["instance_map"] = {"main": shared["instance_map"]["main"]}
     assert _specs(tmp_path, shared, {})["main"].peer_checks == ()
+
+
+def test_in_the_v1_66_dialect_main_is_checked_where_the_workers_reach_it(tmp_path):
+    specs = _specs(tmp_path, *legacy_deployment())
+    (main,) = specs["main"].peer_checks  # every worker says the same address: one check
+    assert (main.probe.host, main.probe.port) == ("127.0.0.1", 9093)
+    assert main.route.endswith("'s worker_replication_host/_http_port")
+    assert main.probe.headers == (("Authorization", "Bearer secret"),)
