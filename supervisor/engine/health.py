@@ -95,7 +95,7 @@ class HealthChecks:
         checks run meanwhile (and the unit is no longer degraded once it is not ready)."""
         peers = None
         if self.spec.peer_checks and self.timing.peer_interval is not None:
-            peers = asyncio.ensure_future(self.peers.run(self.pid))
+            peers = asyncio.ensure_future(self.peers.run(self.spec.peer_checks, self.pid))
         try:
             await self._probed_liveness()
         finally:

@@ -21,16 +21,16 @@ from .probes import ProbeFailed, http_request
 class PeerChecks:
     """A unit's peer checks while one of its processes is ready; `degraded` says why one fails."""
 
-    def __init__(self, checks: tuple[PeerCheck, ...], clock: Clock, interval: float, timeout: float,
-                 on_change: Callable[[], None]) -> None:
-        self.checks, self.clock, self.interval, self.timeout = checks, clock, interval, timeout
+    def __init__(self, clock: Clock, interval: float, timeout: float, on_change: Callable[[], None]) -> None:
+        self.clock, self.interval, self.timeout = clock, interval, timeout
         self.on_change = on_change
         self.degraded: str | None = None
 
-    async def run(self, pid: int | None) -> None:
-        """Until cancelled: check all, say a change, wait."""
+    async def run(self, checks: tuple[PeerCheck, ...], pid: int | None) -> None:
+        """Until cancelled: check all (the checks of the spec this process runs with), say a
+        change, wait."""
         while True:
-            await self._set(await self.check_all(pid))
+            await self._set(await self.check_all(checks, pid))
             await self.clock.sleep(self.interval)
 
     async def _set(self, degraded: str | None) -> None:
@@ -38,8 +38,8 @@ class PeerChecks:
             self.degraded = degraded
             self.on_change()
 
-    async def check_all(self, pid: int | None) -> str | None:
-        results = await asyncio.gather(*(self._check(c, pid) for c in self.checks))
+    async def check_all(self, checks: tuple[PeerCheck, ...], pid: int | None) -> str | None:
+        results = await asyncio.gather(*(self._check(c, pid) for c in checks))
         return "; ".join(r for r in results if r) or None
 
     async def _check(self, check: PeerCheck, pid: int | None) -> str | None:

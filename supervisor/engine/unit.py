@@ -75,8 +75,7 @@ class Unit(HealthChecks):
         self._sends_ready: bool | None = None  # learned: does this unit send READY=1?
         self._notify: NotifySocket | None = None
         self._prober = Prober(())
-        self.peers = PeerChecks(spec.peer_checks, clock, timing.peer_interval or 0.0, timing.peer_timeout,
-                                lambda: on_change(self))
+        self.peers = PeerChecks(clock, timing.peer_interval or 0.0, timing.peer_timeout, lambda: on_change(self))
         self._oom: OomWatch | None = None  # the kernel's OOM kill counters at the last spawn
         self._stopped = asyncio.Event()  # its process is stopped (SIGSTOP), learnt from SIGCHLD
         self.probe_tally = ProbeTally()  # liveness check times and failures, for metrics

@@ -89,10 +89,10 @@ def test_1b_synsups_replication_request_is_answered_by_real_synapse_as_by_a_peer
     checked = {name: s.peer_checks for name, s in specs.items() if s.peer_checks}
     assert sorted(checked) == ["main", "persister1", "persister2"]
     for name, checks in checked.items():
-        assert asyncio.run(PeerChecks(checks, Clock(), 30, 10, lambda: None).check_all(pids[name])) is None, name
+        assert asyncio.run(PeerChecks(Clock(), 30, 10, lambda: None).check_all(checks, pids[name])) is None, name
     wrong = dataclasses.replace(checked["main"][0], probe=dataclasses.replace(
         checked["main"][0].probe, headers=(("Authorization", "Bearer not-the-secret"),)))
-    why = asyncio.run(PeerChecks((wrong,), Clock(), 30, 10, lambda: None).check_all(pids["main"]))
+    why = asyncio.run(PeerChecks(Clock(), 30, 10, lambda: None).check_all((wrong,), pids["main"]))
     assert why is not None and "answered 'HTTP/1.1 500 Internal Server Error'" in why
     assert all(u["degraded"] is None for u in real.status()["units"])
 
@@ -234,7 +234,7 @@ def test_5c_an_instance_map_address_that_reaches_no_listener_shows_the_stream_wr
     real.write_worker("persister1", worker)
     done = real.synsup("reload", timeout=600)
     assert done.returncode == 0, done.stdout + done.stderr
-    unit = wait_for(lambda: next(u for u in real.status()["units"] if u["name"] == "persister1" and u["degraded"]),
+    unit = wait_for(lambda: next((u for u in real.status()["units"] if u["name"] == "persister1" and u["degraded"]), None),
                     timeout=120, what="persister1 degraded")
     port = real.ports["persister1"]
     assert unit["state"] == "ready"

@@ -5,6 +5,7 @@ they reach is not."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import socket
 import subprocess
@@ -43,8 +44,17 @@ def _check(port: int, secret: str) -> PeerCheck:
     return PeerCheck(probe=probe, route="instance_map.w1", advice=ADVICE)
 
 
-def _peers(*checks: PeerCheck) -> PeerChecks:
-    return PeerChecks(checks, Clock(), 30.0, 2.0, lambda: None)
+class _Peers:
+    """PeerChecks.check_all of the given checks."""
+
+    def __init__(self, *checks: PeerCheck) -> None:
+        self.checks = checks
+
+    async def check_all(self, pid):
+        return await PeerChecks(Clock(), 30.0, 2.0, lambda: None).check_all(self.checks, pid)
+
+
+_peers = _Peers
 
 
 def test_a_peer_that_shares_the_secret_passes_and_one_that_does_not_says_why():
@@ -116,3 +126,29 @@ def test_a_ready_unit_whose_peer_check_fails_is_degraded_until_it_stops(tmp_path
         assert unit.degraded is None and unit.state is UnitState.STOPPED
     timing = Timing(liveness_interval=None, notify_grace=0.0, peer_interval=PEER_INTERVAL)
     run_supervisor(scenario, [spec], tmp_path, timing, clock=PeerPaceClock())
+
+
+def test_a_reload_that_gives_a_running_unit_a_peer_check_checks_it_from_its_next_start(tmp_path):
+    """The reload's spec replaces the unit's in place (Supervisor.set_spec): the checks are the
+    spec's at each start, not the first spec's (a real-Synapse reload to a bad instance_map showed
+    nothing)."""
+    listening = socket.socket()
+    listening.bind(("127.0.0.1", 0))
+    listening.listen()
+    port = listening.getsockname()[1]
+    plain = UnitSpec(name="w1", argv=("fake",), notify=False)
+
+    async def scenario(sup, clock, spawner):
+        server = await asyncio.start_server(_answer("right"), sock=listening)
+        unit = sup.units["w1"]
+        async with server:
+            sup.start_all()
+            await until(lambda: unit.state is UnitState.READY)
+            sup.set_spec(dataclasses.replace(plain, peer_checks=(_check(port, "wrong"),)))
+            spawner.children[0].exit(1)
+            await until(lambda: len(spawner.children) == 2 and unit.state is UnitState.READY)
+            await until(lambda: unit.degraded is not None, turns=100_000)
+        assert "answered 'HTTP/1.1 500" in unit.degraded
+        await sup.stop_all()
+    timing = Timing(liveness_interval=None, notify_grace=0.0, peer_interval=PEER_INTERVAL)
+    run_supervisor(scenario, [plain], tmp_path, timing, clock=PeerPaceClock())
