@@ -28,6 +28,7 @@ class HttpProbe:
     path: str | None = None
     url_path: str = "/health"
     tls: bool = False
+    headers: tuple[tuple[str, str], ...] = field(default=(), repr=False)  # sent with the request (a secret)
 
     def describe(self) -> str:
         return f"http://{address(self.path, self.host, self.port)}{self.url_path}"
@@ -63,6 +64,24 @@ Probe = HttpProbe | RedisProbe | TcpProbe
 
 
 @dataclass(frozen=True)
+class PeerCheck:
+    """How the unit's peers reach it (an address and a secret they are configured with),
+    checked once it is ready and then slowly: a request as a peer would make it, answered 200
+    by the unit's own process. A failure marks the unit degraded with the reason and the
+    advice for it; it never restarts the unit (the fix is in the config)."""
+
+    probe: HttpProbe
+    route: str  # what names this way in, for the reason ("instance_map.typing1")
+    # how a failure is fixed, by kind: "unreachable" (no connection, no answer), an HTTP status
+    # ("404", "500"), "foreign" (a process outside the unit answers there), "" (any other)
+    advice: tuple[tuple[str, str], ...] = ()
+
+    def advice_for(self, kind: str) -> str:
+        found = dict(self.advice)
+        return found.get(kind) or found.get("", "")
+
+
+@dataclass(frozen=True)
 class UnitSpec:
     name: str
     argv: tuple[str, ...] | None  # None: an external service, only probed, never started
@@ -71,6 +90,7 @@ class UnitSpec:
     cwd: str | None = None
     dependencies: tuple[str, ...] = ()
     probes: tuple[Probe, ...] = ()  # readiness and liveness checks
+    peer_checks: tuple[PeerCheck, ...] = ()  # how others reach it: degraded, never restarted, when failing
     notify: bool = True  # gets a NOTIFY_SOCKET and may send READY=1
     ready_notify: bool = False  # sends READY=1 once ready: wait for it up to start_timeout
     group: str | None = None

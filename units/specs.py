@@ -10,6 +10,7 @@ from synsup.supervisor.spec import HttpProbe, RedisProbe, TcpProbe, UnitSpec, ad
 
 from .metrics_listeners import metrics_targets, target_labels
 from .model import Deployment, Listener, Process, Redis
+from .replication_reach import replication_checks
 from .roles import GROUP_WORK, group_of
 from .synapse_version import parse_version
 
@@ -116,6 +117,7 @@ def process_spec(d: Deployment, p: Process, writers: list[str], ready_notify: bo
         env=cache_env(p),
         dependencies=deps,
         probes=tuple(probe for l in p.listeners if (probe := probe_for(l))),
+        peer_checks=replication_checks(d, p),
         group=group_of(p),
         group_work=GROUP_WORK.get(group_of(p) or "", ""),
         step=step,

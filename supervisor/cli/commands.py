@@ -62,8 +62,9 @@ def check(loaded: Loaded, as_json: bool, extra: dict[str, Any] | None = None) ->
 
 
 def all_ready(units: list[dict[str, Any]]) -> bool:
-    """Exit 0 material: every unit ready, but for those stopped by the admin (intended)."""
-    return all(u["state"] == "ready" or (u.get("held") and u["state"] == "stopped") for u in units)
+    """Exit 0 material: every unit ready (not degraded), but for those stopped by the admin (intended)."""
+    return all((u["state"] == "ready" and not u.get("degraded")) or (u.get("held") and u["state"] == "stopped")
+               for u in units)
 
 
 def status(args: argparse.Namespace) -> int:

@@ -52,6 +52,7 @@ def percent(p: float | None) -> str:
 
 ERROR_WIDTH = 60  # longer errors go below the table, in full
 STATE_COLOURS = {"ready": "32", "failed": "31", "unhealthy": "33", "backoff": "33", "exited": "33", "orphaned": "31",
+                 "degraded": "33",
                  "starting": "36", "waiting": "36", "stopping": "35", "stopped": "2"}
 
 
@@ -81,10 +82,10 @@ def status_table(reply: dict[str, Any], now: float, colour: bool = False) -> str
         rows.append((u["name"], _state_cell(u, now), u.get("version") or "-", str(u["pid"] or "-"),
                      duration(u.get("uptime")),
                      str(u["restarts"]), size(u.get("rss_bytes")), percent(u.get("cpu_percent")),
-                     _short(u.get("health") or "-", 30), error))
+                     _short(_health(u), 30), error))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
     lines = [header]
-    states = [""] + [str(u["state"]) for u in reply.get("units", [])]
+    states = [""] + ["degraded" if u.get("degraded") else str(u["state"]) for u in reply.get("units", [])]
     for row, state in zip(rows, states):
         cells = [_paint(cell, w, state, colour) if i == 1 else cell.ljust(w)
                  for i, (cell, w) in enumerate(zip(row, widths))]
@@ -92,6 +93,7 @@ def status_table(reply: dict[str, Any], now: float, colour: bool = False) -> str
     if long_errors:
         lines.append("last errors:")
         lines.extend(f"  {e}" for e in long_errors)
+    lines.extend(_degraded(reply.get("units", [])))
     lines.extend(_config_on_disk(daemon))
     lines.extend(_daemon_notes(daemon, reply.get("units", []), now))
     return "\n".join(line.rstrip() for line in lines)
@@ -109,8 +111,20 @@ def _config_on_disk(daemon: dict[str, Any]) -> list[str]:
             "last reload rejected:", *(f"  {e}" for e in errors)]
 
 
+def _health(unit: dict[str, Any]) -> str:
+    return "degraded (below)" if unit.get("degraded") else unit.get("health") or "-"
+
+
+def _degraded(units: list[dict[str, Any]]) -> list[str]:
+    """Units that answer their own checks while their peers' requests to them fail: why, in full."""
+    lines = [f"  {u['name']}: {u['degraded']}" for u in units if u.get("degraded")]
+    return ["degraded (ready, but its peers cannot reach it as configured):", *lines] if lines else []
+
+
 def _state_cell(unit: dict[str, Any], now: float) -> str:
     state = str(unit["state"])
+    if unit.get("degraded") and state == "ready":
+        return "ready (degraded)"
     if unit.get("held"):
         return f"{state} (by admin)"
     if state == "exited":

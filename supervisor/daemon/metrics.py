@@ -90,6 +90,7 @@ class Tallies:
 UNIT_EVENT_FAMILIES = (
     ("synsup_unit_state", "1 for the unit's current state, 0 for the others", "gauge"),
     ("synsup_unit_ready", "1 if the unit is ready", "gauge"),
+    ("synsup_unit_degraded", "1 if the unit is ready but its peers cannot reach it as configured", "gauge"),
     ("synsup_unit_restarts_total", "Restarts of the unit's process by synsup", "counter"),
     ("synsup_unit_exits_total", "Exits of the unit's process, by reason", "counter"),
     ("synsup_unit_start_seconds", "Seconds from spawn to ready", "histogram"),
@@ -180,11 +181,12 @@ class UnitEventFamilies:
         states = "".join(f"synsup_unit_state{of(unit, state=s.value)} {1.0 if unit.state is s else 0.0}\n"
                          for s in UnitState)
         ready = f"synsup_unit_ready{of(unit)} {1.0 if unit.state is UnitState.READY else 0.0}\n"
+        degraded = f"synsup_unit_degraded{of(unit)} {1.0 if unit.degraded else 0.0}\n"
         restarts = f"synsup_unit_restarts_total{of(unit)} {number(t.restarts_total)}\n"
         exits = "".join(f"synsup_unit_exits_total{of(unit, reason=r)} {number(t.exits[r])}\n" for r in EXIT_REASONS)
         start = _histogram("synsup_unit_start_seconds", self.labels, unit, t.start_seconds.buckets(),
                            t.start_seconds.total)
-        return states, ready, restarts, exits, start
+        return states, ready, degraded, restarts, exits, start
 
 
 class ScrapeTimeFamilies:

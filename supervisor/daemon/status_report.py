@@ -22,6 +22,7 @@ def unit_status(unit: Unit, now: float) -> dict[str, Any]:
         "uptime": (now - unit.started_at) if unit.pid and unit.started_at else None,
         "group": spec.group,
         "health": unit.health,
+        "degraded": unit.degraded,
         "last_exit": unit.last_exit.as_json() if unit.last_exit else None,
         "error": unit.error,
         "last_error": unit.last_error,

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import re
 
+from . import kernel_log as kernel_log_module
+from .kernel_log import KernelLog
+
 # `SomeError: message`, `pkg.mod.SomethingException: ...`, or a bare `AssertionError`, as Python
 # prints the last line of a traceback (after any `During handling ...` chain).
 EXCEPTION_LINE = re.compile(
@@ -18,6 +21,7 @@ ROUTINE = re.compile(r"\b(?:DEBUG|INFO|NOTICE|WARNING|WARN|LOG|STATEMENT|DETAIL|
 LAST_LINES = 3  # plain lines shown when there is no exception nor error line
 
 PROC_VMSTAT = "/proc/vmstat"
+COUNTERS_ROSE = "the kernel's OOM killer killed meanwhile: oom_kill rose"
 CGROUP_FS = "/sys/fs/cgroup"
 
 
@@ -68,12 +72,28 @@ def _cgroup_counters(pid: int) -> list[str]:
 
 
 class OomWatch:
-    """The kernel's OOM kill counters at a unit's spawn: did they rise by its exit?"""
+    """What the kernel says of a unit's SIGKILL: its log naming the process (when synsup may
+    read it), else its OOM kill counters, read at the spawn, risen by the exit."""
 
-    def __init__(self, pid: int) -> None:
+    def __init__(self, pid: int, kernel_log: KernelLog | None = None) -> None:
+        kernel_log = kernel_log or kernel_log_module.KERNEL_LOG
+        self.pid = pid
         self.files = [PROC_VMSTAT, *_cgroup_counters(pid)]
         self.before = [_oom_kill_count(f) for f in self.files]
+        self.log = kernel_log
+        self.seq = kernel_log.drain() if kernel_log.readable else None
+        self.losses = kernel_log.losses
 
-    def rose(self) -> bool:
+    def evidence(self) -> str | None:
+        """Why the kernel says the process was killed for memory, or None when it does not."""
+        if self.seq is not None:
+            record = self.log.killed(self.pid, self.seq)
+            if record is not None:
+                return f"the kernel's log: {record.text}"
+            if self.log.readable and self.log.losses == self.losses:
+                return None  # the log saw everything and names no kill of ours
+        return COUNTERS_ROSE if self._counters_rose() else None
+
+    def _counters_rose(self) -> bool:
         after = [_oom_kill_count(f) for f in self.files]
         return any(a is not None and b is not None and a > b for a, b in zip(after, self.before))

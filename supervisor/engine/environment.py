@@ -98,6 +98,49 @@ def read_env_file(path: str) -> dict[str, str]:
     return variables
 
 
+KERNEL_CAP = 6 * 1024 * 1024  # Linux takes at most 3/4 of its 8 MiB _STK_LIM, whatever `ulimit -s` says
+POINTER = 8  # each argument and variable also costs the kernel a pointer
+SPAWN_RESERVE = 512  # what the spawner adds after this check (the unit's name, synsup's mark)
+NAMED_AT_MOST = 4
+
+
+def arg_max() -> int:
+    """What the kernel lets one exec take: ARG_MAX (a quarter of the stack limit), capped."""
+    try:
+        limit = os.sysconf("SC_ARG_MAX")
+    except (ValueError, OSError):
+        limit = -1
+    return min(limit, KERNEL_CAP) if limit > 0 else MAX_ARG_STRLEN
+
+
+def exec_refusal(unit: str, argv: Iterable[str], env: Mapping[str, str]) -> str | None:
+    """Why the kernel would refuse to exec `argv` with `env` (E2BIG, "Argument list too long"),
+    in one line naming the unit and the variables to shrink; None when it fits."""
+    sizes = {k: len(f"{k}={v}".encode()) + 1 for k, v in env.items()}
+    huge = next((k for k, n in sizes.items() if n > MAX_ARG_STRLEN), None)
+    if huge is not None:
+        return (f"{unit}: {huge} is {sizes[huge] - 1} bytes as KEY=VALUE, over Linux's limit of {MAX_ARG_STRLEN} "
+                f"bytes per variable (MAX_ARG_STRLEN); {_where_from()}")
+    argv_size = sum(len(a.encode()) + 1 + POINTER for a in argv)
+    total = argv_size + sum(sizes.values()) + POINTER * len(sizes) + SPAWN_RESERVE
+    limit = arg_max()
+    if total <= limit:
+        return None
+    named, over = [], total - limit
+    for key in sorted(sizes, key=sizes.__getitem__, reverse=True)[:NAMED_AT_MOST]:
+        named.append(f"{key} ({sizes[key] - 1} bytes)")
+        over -= sizes[key] + POINTER
+        if over <= 0:
+            break
+    return (f"{unit}: its arguments and environment take {total} bytes, over the kernel's limit of {limit} bytes "
+            f"for one exec (ARG_MAX, a quarter of `ulimit -s`); shrink or remove {', '.join(named)}; {_where_from()}")
+
+
+def _where_from() -> str:
+    return "they come from --env-file, synsup's own environment (PATH, LANG, LC_*, PYTHON*, the kept prefixes) " \
+           "or the deployment's config"
+
+
 def with_environment(loaded: Loaded, variables: Mapping[str, str]) -> Loaded:
     """Every spec gets `variables` under its own (a deployment's own variables win)."""
     if not variables:

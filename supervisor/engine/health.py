@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from ..spec import UnitSpec
 from .child_stops import CHILD_STOPS
 from .clock import Clock
+from .peer_checks import PeerChecks
 from .probes import Prober
 from .tallies import ProbeTally
 
@@ -23,6 +24,8 @@ class Timing:
     failure_threshold: int = 3
     notify_grace: float = 5.0  # how long to wait for READY=1 from a unit not known to send it
     failed_retry: float | None = 300.0  # a failed unit is tried again after this cool-down
+    peer_interval: float | None = 30.0  # peer checks (`UnitSpec.peer_checks`) once ready, then this often
+    peer_timeout: float = 5.0
 
 
 class HealthChecks:
@@ -39,6 +42,7 @@ class HealthChecks:
     _notify_ready: asyncio.Event
     _stopped: asyncio.Event
     _sends_ready: bool | None
+    peers: PeerChecks
 
     @property
     def pid(self) -> int | None:
@@ -81,8 +85,25 @@ class HealthChecks:
             return await self._prober.check_all(self.timing.probe_timeout)
         return "stopped (SIGSTOP)" if self._stopped.is_set() else None
 
+    @property
+    def degraded(self) -> str | None:
+        """Why the unit's peers cannot reach it as configured, while it is ready; else None."""
+        return self.peers.degraded
+
     async def _liveness(self) -> None:
-        """Returns once the unit failed its checks `failure_threshold` times in a row."""
+        """Returns once the unit failed its checks `failure_threshold` times in a row; its peer
+        checks run meanwhile (and the unit is no longer degraded once it is not ready)."""
+        peers = None
+        if self.spec.peer_checks and self.timing.peer_interval is not None:
+            peers = asyncio.ensure_future(self.peers.run(self.spec.peer_checks, self.pid))
+        try:
+            await self._probed_liveness()
+        finally:
+            if peers is not None:
+                peers.cancel()
+            self.peers.degraded = None
+
+    async def _probed_liveness(self) -> None:
         interval = self.timing.liveness_interval
         if interval is None or (not self.spec.probes and self.spec.argv is None):
             await asyncio.Event().wait()

@@ -19,7 +19,9 @@ from .preflight import not_listening_yet
 
 
 class ProbeFailed(Exception):
-    pass
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status  # the HTTP status that failed it, if one did
 
 
 class _Stale(Exception):
@@ -86,6 +88,15 @@ class _Connection:
         elif self.sock is not None:
             self.sock.close()
 
+    def to_this_host(self) -> bool:
+        """Whether the peer is this machine: a UNIX socket, or the same address at both ends."""
+        if self.streams is not None:
+            peer, own = self.streams[1].get_extra_info("peername"), self.streams[1].get_extra_info("sockname")
+        else:
+            assert self.sock is not None
+            peer, own = self.sock.getpeername(), self.sock.getsockname()
+        return not isinstance(peer, tuple) or peer[0] == own[0]
+
 
 async def _readable(fd: int) -> None:
     """Wait for the reply before reading (saves the EAGAIN read that sock_recv makes first)."""
@@ -109,7 +120,8 @@ def _text(line: bytes) -> str:
 
 async def _http_on(conn: _Connection, probe: HttpProbe) -> tuple[bytes, bool]:
     """One HTTP/1.1 request on an open connection: (status line, whether to keep it open)."""
-    await conn.send(f"GET {probe.url_path} HTTP/1.1\r\nHost: {probe.host or 'localhost'}\r\n\r\n".encode())
+    extra = "".join(f"{name}: {value}\r\n" for name, value in probe.headers)
+    await conn.send(f"GET {probe.url_path} HTTP/1.1\r\nHost: {probe.host or 'localhost'}\r\n{extra}\r\n".encode())
     data = b""
     while b"\r\n\r\n" not in data:
         chunk = await conn.recv()
@@ -124,7 +136,8 @@ async def _http_on(conn: _Connection, probe: HttpProbe) -> tuple[bytes, bool]:
         and length.isdigit() and len(body) == int(length)
     parts = lines[0].split()
     if len(parts) < 2 or parts[1] != b"200":
-        raise ProbeFailed(f"{probe.describe()} answered {_text(lines[0])!r}")
+        raise ProbeFailed(f"{probe.describe()} answered {_text(lines[0])!r}",
+                          int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else None)
     return lines[0], keep
 
 
@@ -301,6 +314,21 @@ class Prober:
         for conn in self._kept.values():
             conn.close()
         self._kept.clear()
+
+
+async def http_request(probe: HttpProbe) -> bool:
+    """One request on a fresh connection, headers included; ProbeFailed unless answered 200.
+    Whether the peer was this machine (its listener can be looked up in our socket tables)."""
+    conn = await _Connection.open(probe)
+    try:
+        local = conn.to_this_host()
+        try:
+            await _http_on(conn, probe)
+        except _Stale:
+            raise ProbeFailed(f"{probe.describe()} closed the connection without answering") from None
+        return local
+    finally:
+        conn.close()
 
 
 async def check(probe: Probe, timeout: float) -> str | None:

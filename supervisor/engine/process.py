@@ -49,24 +49,28 @@ class ExitStatus:
     signal: str | None
     at: float
     killed_after: float | None = None  # synsup's own SIGKILL after this stop timeout
-    oom_killed: bool = False  # SIGKILL while the kernel's OOM kill counters rose
+    oom: str | None = None  # a SIGKILL the kernel says was for memory: how it says so
+
+    @property
+    def oom_killed(self) -> bool:
+        return self.oom is not None
 
     @classmethod
     def from_returncode(cls, returncode: int | None, at: float, killed_after: float | None = None,
-                        oom_killed: bool = False) -> ExitStatus:
+                        oom: str | None = None) -> ExitStatus:
         if returncode is None:
             return cls(None, None, at)
         if returncode < 0:
             name = signal.Signals(-returncode).name if -returncode in signal.valid_signals() else str(-returncode)
             sigkill = -returncode == signal.SIGKILL
-            return cls(None, name, at, killed_after if sigkill else None, sigkill and oom_killed and not killed_after)
+            return cls(None, name, at, killed_after if sigkill else None, oom if sigkill and not killed_after else None)
         return cls(returncode, None, at)
 
     def describe(self) -> str:
         if self.killed_after is not None:
             return f"killed by synsup after {self.killed_after:g}s (did not stop on SIGTERM)"
-        if self.oom_killed:
-            return "killed by SIGKILL: out of memory (the kernel's OOM killer killed meanwhile: oom_kill rose)"
+        if self.oom is not None:
+            return f"killed by SIGKILL: out of memory ({self.oom})"
         if self.signal:
             return f"killed by {self.signal}"
         if self.code is None:

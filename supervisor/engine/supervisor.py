@@ -216,8 +216,8 @@ class Supervisor:
             unit.output.reopen()
 
     def all_ready(self) -> bool:
-        """Every unit ready, but for those the admin stopped (an intended state)."""
-        return all(map(settled, self.units.values()))
+        """Every unit ready and not degraded, but for those the admin stopped (an intended state)."""
+        return all(settled(u) and not u.degraded for u in self.units.values())
 
     def close(self) -> None:
         for unit in self.units.values():

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 from collections.abc import Awaitable, Callable
 
 import structlog
@@ -15,11 +16,12 @@ from ..spec import UnitSpec
 from .child_stops import CHILD_STOPS
 from .clock import Clock
 from .died_of import OomWatch, died_of
-from .environment import unit_environment
+from .environment import exec_refusal, unit_environment
 from .health import HealthChecks, Timing
 from .installed_code import InstalledCode
 from .notify_socket import NotifySocket
-from .preflight import preflight
+from .peer_checks import PeerChecks
+from .preflight import Refusal, preflight
 from .probes import Prober
 from .process import Child, ExitStatus, Spawner, stop_child
 from .restart_policy import RestartPolicy
@@ -73,6 +75,7 @@ class Unit(HealthChecks):
         self._sends_ready: bool | None = None  # learned: does this unit send READY=1?
         self._notify: NotifySocket | None = None
         self._prober = Prober(())
+        self.peers = PeerChecks(clock, timing.peer_interval or 0.0, timing.peer_timeout, lambda: on_change(self))
         self._oom: OomWatch | None = None  # the kernel's OOM kill counters at the last spawn
         self._stopped = asyncio.Event()  # its process is stopped (SIGSTOP), learnt from SIGCHLD
         self.probe_tally = ProbeTally()  # liveness check times and failures, for metrics
@@ -332,7 +335,8 @@ class Unit(HealthChecks):
             self._prober.close()
 
     async def _spawn_and_supervise(self) -> float | None:
-        refusal = preflight(self.spec, self.output)
+        env = self._environment()
+        refusal = preflight(self.spec, self.output) or self._exec_refusal(env)
         self.retry_soon = refusal.retry_after if refusal is not None else None
         self.refused = refusal is not None and self.retry_soon is None
         if refusal is not None:
@@ -342,7 +346,7 @@ class Unit(HealthChecks):
         self.installed.at_spawn(self.spec)
         self.output.new_run()
         try:
-            self.child = child = await self.spawner.spawn(self.spec, self._environment(), self.output)
+            self.child = child = await self.spawner.spawn(self.spec, env, self.output)
         except OSError as e:
             self.error = f"cannot start {(self.spec.argv or ('?',))[0]}: {e.strerror or e}"
             self.log.error("unit.spawn_failed", error=self.error)
@@ -393,8 +397,8 @@ class Unit(HealthChecks):
         return None if ready_at is None else self.clock.monotonic() - ready_at
 
     def _record_exit(self, child: Child, returncode: int | None) -> None:
-        status = ExitStatus.from_returncode(returncode, self.clock.time(), child.killed_after,
-                                            self._oom is not None and self._oom.rose())
+        oom = self._oom.evidence() if self._oom is not None and returncode == -signal.SIGKILL else None
+        status = ExitStatus.from_returncode(returncode, self.clock.time(), child.killed_after, oom)
         self.last_exit = status
         self.output.note(f"pid {child.pid} {status.describe()}")
         if self.wanted:
@@ -436,6 +440,11 @@ class Unit(HealthChecks):
     async def _until_reported(self, ready: bool) -> None:
         while self._reported != ready:
             await self._report_changed.wait()
+
+    def _exec_refusal(self, env: dict[str, str]) -> Refusal | None:
+        """The kernel would refuse this exec ("Argument list too long"): failed at once, by name."""
+        why = exec_refusal(self.spec.name, self.spec.argv or (), env)
+        return Refusal(why) if why is not None else None
 
     def _environment(self) -> dict[str, str]:
         return unit_environment(self.spec.env, self._notify.path if self._notify is not None else None,

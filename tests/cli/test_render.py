@@ -47,3 +47,15 @@ def test_long_error_is_shown_in_full_below_the_table():
     assert lines[3].endswith("exit code 1")
     assert lines[5:] == ["last errors:", f"  main: {LONG}"]
 
+
+
+def test_a_degraded_unit_says_so_in_its_state_and_health_and_why_in_full_below():
+    why = ("instance_map.persister1 (http://127.0.0.1:9101/_synapse/replication/...): answered 'HTTP/1.1 500 "
+           "Internal Server Error'; persister1 refuses the deployment's worker_replication_secret")
+    reply = {"daemon": {"state": "degraded"},
+             "units": [{**unit("persister1"), "health": "ok", "degraded": why}, unit("main")]}
+    table = status_table(reply, 0.0)
+    row = next(line for line in table.splitlines() if line.startswith("persister1 "))
+    assert "ready (degraded)" in row and "degraded (below)" in row and " ok " not in row
+    assert table.endswith(f"degraded (ready, but its peers cannot reach it as configured):\n  persister1: {why}")
+    assert "\x1b[33mready (degraded)" in status_table(reply, 0.0, colour=True)

@@ -102,6 +102,20 @@ def test_states_restarts_exits_and_start_seconds(tmp_path):
     assert value(found, "synsup_operation", name="none") == 1
 
 
+def test_a_degraded_unit_is_counted_until_its_peers_reach_it_again(tmp_path):
+    async def scenario(sup, clock, spawner, telemetry):
+        sup.start_all()
+        await until(lambda: sup.all_ready())
+        await sup.units["persister1"].peers._set("instance_map.persister1 (...): Connection refused")
+
+    found = scrape_after(scenario, tmp_path)
+    p1 = {"unit": "persister1", "app": "synapse.app.generic_worker", "group": "event_persisters",
+          "instance": "persister1"}
+    assert value(found, "synsup_unit_degraded", **p1) == 1 and value(found, "synsup_unit_ready", **p1) == 1
+    assert value(found, "synsup_unit_degraded", unit="main", app="synapse.app.homeserver", group="",
+                 instance="main") == 0
+
+
 def test_stop_counts_as_stopped_not_a_crash(tmp_path):
     async def scenario(sup, clock, spawner, telemetry):
         sup.start_all()

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import threading
 import time
 import urllib.request
 
 import pytest
+import yaml
 from helpers import wait_for
 
 from e2e.matrix import Client
@@ -68,6 +70,31 @@ def test_1_start_brings_every_unit_to_ready(real):
         with urllib.request.urlopen(f"http://127.0.0.1:{real.ports[name]}/health", timeout=10) as r:
             assert r.status == 200 and r.read() == b"OK"
     print(f"\nstart to all-ready: {real.start_seconds:.2f} s")
+
+
+def test_1b_synsups_replication_request_is_answered_by_real_synapse_as_by_a_peer(real):
+    """The request behind `degraded` (units/replication_reach.py): real Synapse answers it 200
+    with the deployment's secret, from each instance_map process's own listener, and 500 with
+    another secret (its "Invalid Authorization header")."""
+    import asyncio
+    import dataclasses
+
+    from synsup.supervisor.engine.clock import Clock
+    from synsup.supervisor.engine.peer_checks import PeerChecks
+    from synsup.units.loader import load_deployment
+    from synsup.units.specs import unit_specs
+
+    specs = {s.name: s for s in unit_specs(load_deployment([real.config], real.workers_dir, sys.executable).deployment)}
+    pids = real.pids()
+    checked = {name: s.peer_checks for name, s in specs.items() if s.peer_checks}
+    assert sorted(checked) == ["main", "persister1", "persister2"]
+    for name, checks in checked.items():
+        assert asyncio.run(PeerChecks(Clock(), 30, 10, lambda: None).check_all(checks, pids[name])) is None, name
+    wrong = dataclasses.replace(checked["main"][0], probe=dataclasses.replace(
+        checked["main"][0].probe, headers=(("Authorization", "Bearer not-the-secret"),)))
+    why = asyncio.run(PeerChecks(Clock(), 30, 10, lambda: None).check_all((wrong,), pids["main"]))
+    assert why is not None and "answered 'HTTP/1.1 500 Internal Server Error'" in why
+    assert all(u["degraded"] is None for u in real.status()["units"])
 
 
 def test_2_messages_through_the_generic_worker(real, client):
@@ -191,6 +218,32 @@ def test_5b_value_synapse_rejects_is_refused_and_nothing_restarts(real):
            "'lots'" in done.stderr, done.stderr
     assert f"{real.config}:" in done.stderr
     assert real.pids() == before and real.status()["daemon"]["config_generation"] == generation
+
+
+def test_5c_an_instance_map_address_that_reaches_no_listener_shows_the_stream_writer_degraded(real):
+    """persister1 listens on 0.0.0.0 (IPv4 only) and instance_map.persister1 says ::1: `synsup
+    check` accepts it (a wildcard listener), Synapse's processes cannot reach persister1, and
+    before this every unit was `ready ok`, `status` exit 0."""
+    shared = real.shared()
+    shared.pop("event_cache_size", None)  # test_5b's rejected edit
+    shared["instance_map"]["persister1"]["host"] = "::1"
+    real.write_shared(shared)
+    with open(os.path.join(real.workers_dir, "persister1.yaml")) as f:
+        worker = yaml.safe_load(f)
+    worker["worker_listeners"][0]["bind_addresses"] = ["0.0.0.0"]
+    real.write_worker("persister1", worker)
+    done = real.synsup("reload", timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    unit = wait_for(lambda: next((u for u in real.status()["units"] if u["name"] == "persister1" and u["degraded"]), None),
+                    timeout=120, what="persister1 degraded")
+    port = real.ports["persister1"]
+    assert unit["state"] == "ready"
+    assert unit["degraded"].startswith(f"instance_map.persister1 (http://::1:{port}/_synapse/replication/")
+    assert "Connection refused; every replication request to persister1 fails; point instance_map.persister1 " \
+           f"at persister1's replication listener (0.0.0.0:{port})" in unit["degraded"]
+    status = real.synsup("status")
+    assert status.returncode == 1 and "ready (degraded)" in status.stdout
+    assert real.status()["daemon"]["state"] == "degraded"
 
 
 def test_6_stop_leaves_nothing(real):

@@ -220,11 +220,16 @@ def test_a_unit_that_exits_while_paused_shows_exited_paused_not_backoff(tmp_path
     run(scenario, [spec("a")], tmp_path)
 
 
-def _kill_9_after(tmp_path, monkeypatch, kills_meanwhile):
-    from synsup.supervisor.engine import died_of
-    vmstat = tmp_path / "vmstat"
+def _kill_9_after(tmp_path, monkeypatch, kills_meanwhile, kernel_says=None):
+    """A unit killed by SIGKILL while the vmstat counter rose (or not); with `kernel_says`, a
+    readable kernel log that then logs that line (`{pid}`: the unit's pid)."""
+    from synsup.supervisor.engine import died_of, kernel_log
+    vmstat, kmsg = tmp_path / "vmstat", tmp_path / "kmsg"
     vmstat.write_text("pgfault 12\noom_kill 3\n")
+    kmsg.write_text("6,1,10,-;Linux version 6.1\n")
     monkeypatch.setattr(died_of, "PROC_VMSTAT", str(vmstat))
+    log = kernel_log.KernelLog(str(kmsg if kernel_says is not None else tmp_path / "unreadable"))
+    monkeypatch.setattr(kernel_log, "KERNEL_LOG", log)
     errors = []
 
     async def scenario(sup, clock, spawner):
@@ -236,11 +241,15 @@ def _kill_9_after(tmp_path, monkeypatch, kills_meanwhile):
                           b"127.0.0.1 - 8008 - {None} Processed request: 0.001sec 200 GET /health\n")
         if kills_meanwhile:
             vmstat.write_text("pgfault 12\noom_kill 4\n")
+        if kernel_says is not None:
+            with open(kmsg, "a") as f:
+                f.write(kernel_says.format(pid=child.pid) + "\n")
         child.exit(-signal.SIGKILL)
         await spawner.next_child()
         errors.append(unit.error)
         await sup.stop_all()
     run(scenario, [spec("a")], tmp_path / "logs")
+    log.close()
     return errors[0]
 
 
@@ -251,6 +260,21 @@ def test_sigkill_says_out_of_memory_only_when_the_kernel_killed_for_memory(tmp_p
 
 def test_sigkill_without_an_oom_kill_is_not_blamed_on_memory_nor_on_access_log_lines(tmp_path, monkeypatch):
     error = _kill_9_after(tmp_path, monkeypatch, kills_meanwhile=False)
+    assert error == "killed by SIGKILL"
+
+
+def test_sigkill_the_kernel_log_names_as_an_oom_kill_says_what_the_kernel_said(tmp_path, monkeypatch):
+    line = ("3,4711,90871234,-;Out of memory: Killed process {pid} (python3) total-vm:2097152kB, "
+            "anon-rss:1834320kB, file-rss:0kB, shmem-rss:0kB, UID:108 pgtables:3800kB oom_score_adj:0")
+    error = _kill_9_after(tmp_path, monkeypatch, kills_meanwhile=True, kernel_says=line)
+    assert error.startswith("killed by SIGKILL: out of memory (the kernel's log: Out of memory: Killed process ")
+    assert error.endswith(" (python3) total-vm:2097152kB)")
+
+
+def test_sigkill_while_the_kernel_log_names_another_oom_victim_is_not_blamed_on_memory(tmp_path, monkeypatch):
+    """The machine-wide counter rose for another process; the kernel log says which one."""
+    line = "3,4711,90871234,-;Out of memory: Killed process 1 (other) total-vm:20kB, anon-rss:10kB"
+    error = _kill_9_after(tmp_path, monkeypatch, kills_meanwhile=True, kernel_says=line)
     assert error == "killed by SIGKILL"
 
 

@@ -15,7 +15,13 @@ Behaviour comes from $SYNAPSE_FAKE_CONTROL/<instance>.json, read at start:
   {"spam": 4096}              write this many bytes of output every 10 ms once ready
   {"helpers": 40}             once ready, start this many short-lived double-forked helpers
                               (`sh -c "sleep 0.01 &"`), one every 20 ms; records "helpers" after
+  {"replication_secret": "x"} check replication requests against this secret instead of the config's
+                              (a process started with another secret)
 `metrics` listeners (with enable_metrics) answer any path with a Prometheus exposition.
+An http listener with the `replication` resource answers GET /_synapse/replication/... as Synapse's
+does: 200 {"updates": [], ...} when `Authorization: Bearer <worker_replication_secret>` matches (or
+no secret is configured), else 500 (Synapse: RuntimeError "Invalid Authorization header"); 404 on
+a listener without that resource.
 Health answers 500 while $SYNAPSE_FAKE_CONTROL/<instance>.unhealthy exists.
 Every start, ready and exit is appended to $SYNAPSE_FAKE_CONTROL/events.jsonl, with the
 version ($SYNAPSE_FAKE_VERSION). The database is $SYNAPSE_FAKE_CONTROL/schema.json: main
@@ -24,6 +30,7 @@ migrates it at start, a worker refuses one older than its schema (synapse.storag
 
 import argparse
 import asyncio
+import functools
 import json
 import os
 import signal
@@ -87,9 +94,29 @@ class Fake:
         wanted = ("http", "metrics") if self.config.get("enable_metrics") else ("http",)
         return [l for l in items if l.get("type", "http") in wanted]
 
-    async def health(self, reader, writer):
+    def replication_answer(self, head, listener):
+        """Synapse's answer to a replication request (synapse/replication/http/_base.py)."""
+        names = {n for r in listener.get("resources") or [] for n in r.get("names") or []}
+        if "replication" not in names:
+            return b"404 Not Found", b'{"errcode":"M_UNRECOGNIZED","error":"Unrecognized request"}'
+        secret = self.behaviour.get("replication_secret", self.config.get("worker_replication_secret"))
+        headers = [line.partition(b":") for line in head.split(b"\r\n")[1:]]
+        auth = [v.strip() for k, _, v in headers if k.strip().lower() == b"authorization"]
+        parts = auth[0].split(b" ") if len(auth) == 1 else []
+        if secret and not (len(parts) == 2 and parts[0] == b"Bearer" and parts[1].decode("ascii") == secret):
+            self.record("replication_refused")
+            return b"500 Internal Server Error", b'{"errcode":"M_UNKNOWN","error":"Internal server error"}'
+        return b"200 OK", b'{"updates":[],"upto_token":0,"limited":false}'
+
+    async def health(self, reader, writer, listener=None):
         try:
             head = await reader.readuntil(b"\r\n\r\n")
+            if head.split(b" ", 2)[1:2] and head.split(b" ", 2)[1].startswith(b"/_synapse/replication/"):
+                status, body = self.replication_answer(head, listener or {})
+                writer.write(b"HTTP/1.1 " + status + b"\r\nContent-Type: application/json\r\nContent-Length: "
+                             + str(len(body)).encode() + b"\r\n\r\n" + body)
+                await writer.drain()
+                return
             if b"metrics" in head.split(b"\r\n", 1)[0]:
                 body = f'fake_synapse_up{{name="{self.name}"}} 1\n'.encode()
                 writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: "
@@ -108,12 +135,13 @@ class Fake:
     async def bind(self):
         servers = []
         for listener in self.listeners():
+            handler = functools.partial(self.health, listener=listener)
             if listener.get("path"):
-                servers.append(await asyncio.start_unix_server(self.health, listener["path"]))
+                servers.append(await asyncio.start_unix_server(handler, listener["path"]))
                 continue
             addresses = listener.get("bind_addresses") or [listener.get("bind_address") or "127.0.0.1"]
             for address in addresses:
-                servers.append(await asyncio.start_server(self.health, address, listener["port"], reuse_address=True))
+                servers.append(await asyncio.start_server(handler, address, listener["port"], reuse_address=True))
         return servers
 
     def notify(self, message):
