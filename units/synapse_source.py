@@ -9,13 +9,13 @@ import sys
 
 from synsup.supervisor.cluster_config import ClusterConfig
 from synsup.supervisor.plans import Action, UpgradePlan
-from synsup.supervisor.source import Loaded, Placement, Routes
+from synsup.supervisor.source import Loaded, Placement, ProxyLayout, Routes
 from synsup.supervisor.statedir import default_state_dir
 
 from .check import check_deployment
 from .check_cache import CheckCache
 from .placement import place
-from .proxy_routes import proxy_routes
+from .proxy_routes import proxy_layout, proxy_routes
 from .reload_plan import plan, snapshot_of
 from .specs import unit_specs
 from .upgrade_prepare import prepare_upgrade, start_refusal
@@ -41,7 +41,7 @@ class SynapseSource:
         group.add_argument("--ignore", action="append", default=[], choices=sorted(WARNING_CODES),
                            metavar="CODE", help="leave out the warnings of this code (shown as [CODE] after "
                                                 "each warning); repeatable")
-        if command == "routes":
+        if command in ("routes", "start", "run"):
             group.add_argument("--routes", metavar="FILE", help="YAML, category: [worker, ...] (default: "
                                "workers with a client listener take sync and client reads, with a federation "
                                "listener the federation categories)")
@@ -86,6 +86,10 @@ class SynapseSource:
 
     def routes(self, args: argparse.Namespace) -> Routes:
         return proxy_routes(args, self.config_paths(args))
+
+    def proxy_layout(self, args: argparse.Namespace, loaded: Loaded) -> ProxyLayout:
+        sources = self.config_paths(args) + [p for p in (args.workers, getattr(args, "routes", None)) if p]
+        return proxy_layout(args, loaded, sources)
 
     def placement(self, args: argparse.Namespace, loaded: Loaded, cluster: ClusterConfig) -> Placement:
         said = {getattr(f, "code", "") for f in loaded.warnings}  # the same warning from check's own rules

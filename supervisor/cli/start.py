@@ -15,6 +15,7 @@ from ..daemon import reexec
 from ..daemon.control_server import ControlClient
 from ..daemon.daemon import Daemon
 from ..daemon.daemon_log import DaemonLog, configure
+from ..daemon.proxy_doors import front_door_of
 from ..daemon.records import adoptable
 from ..daemon.systemd import SystemdNotifier
 from ..daemon.telemetry import Telemetry
@@ -57,6 +58,7 @@ def start(args: argparse.Namespace, source: Source, argv: list[str]) -> int:
         return 1
     telemetry = Telemetry.from_args(args)  # a bad --metrics is an error before anything starts
     joined = cluster.joining(args, source, loaded)  # a bad --cluster too
+    front_door_of(args, functools.partial(source.proxy_layout, args))  # and a bad --proxy
     if os.environ.get(reexec.ENV):  # a daemon re-executing itself: its own units and socket are no obstacle
         return _run_daemon(args, source, state, loaded, variables, telemetry, joined)
     if _answers(state):
@@ -105,7 +107,8 @@ def _run_daemon(args: argparse.Namespace, source: Source, state: StateDir, loade
                     notifier=SystemdNotifier.from_environment(), watch=watch, settle=args.watch_settle,
                     telemetry=telemetry, daemon_log=daemon_log,
                     log_rotation=(args.log_max_bytes, args.log_backups), upgrader=_upgrader(source, args),
-                    cluster=cluster.membership(joined, loaded) if joined else None)
+                    cluster=cluster.membership(joined, loaded) if joined else None,
+                    front_door=front_door_of(args, functools.partial(source.proxy_layout, args)))
     return asyncio.run(daemon.run())
 
 

@@ -207,3 +207,21 @@ def test_routes_command_bad_routes_file_is_one_line_exit_1(tmp_path):
     assert done.returncode == 1 and done.stdout == ""
     assert done.stderr.splitlines() == [f"{path}:1: error: sync: no process named 'nobody'; use one of: main, "
                                         "generic1, persister1, persister2, pusher1, sender1"]
+
+
+def test_haproxy_retries_what_is_safe_on_another_server(tmp_path):
+    text = haproxy(route_table(deployment(tmp_path), TABLE), "127.0.0.1:8080", "127.0.0.1:9999", [])
+    assert "retry-on conn-failure empty-response response-timeout" in text
+    assert "option redispatch 1" in text and "retries 3" in text  # every retry goes to another server
+    assert "http-request disable-l7-retry if METH_POST" in text  # a POST is sent once
+
+
+def test_haproxy_servers_are_named_after_their_units(tmp_path):
+    text = haproxy(route_table(deployment(tmp_path), TABLE), "127.0.0.1:8080", "127.0.0.1:9999", [])
+    assert "    server generic1 127.0.0.1:8081 check" in text and "    server main 127.0.0.1:8008 check" in text
+
+
+def test_nginx_retries_idempotent_failures_and_falls_back_to_main_as_backup(tmp_path):
+    text = nginx(route_table(deployment(tmp_path), TABLE), "127.0.0.1:8080", [])
+    assert "proxy_next_upstream error timeout http_502 http_503 http_504;" in text
+    assert "server 127.0.0.1:8008 backup;  # main" in text  # client reads: generic1, else main
