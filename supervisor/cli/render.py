@@ -82,6 +82,8 @@ def status_table(reply: dict[str, Any], now: float, colour: bool = False) -> str
                      duration(u.get("uptime")),
                      str(u["restarts"]), size(u.get("rss_bytes")), percent(u.get("cpu_percent")),
                      _short(u.get("health") or "-", 30), error))
+    if daemon.get("proxy"):  # --proxy: each unit's server state in the proxy, after STATE
+        rows = [(*r[:2], p, *r[2:]) for r, p in zip(rows, ["PROXY"] + [u.get("proxy") or "-" for u in reply["units"]])]
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
     lines = [header]
     states = [""] + [str(u["state"]) for u in reply.get("units", [])]
@@ -93,6 +95,7 @@ def status_table(reply: dict[str, Any], now: float, colour: bool = False) -> str
         lines.append("last errors:")
         lines.extend(f"  {e}" for e in long_errors)
     lines.extend(_config_on_disk(daemon))
+    lines.extend(_proxy_note(daemon.get("proxy")))
     lines.extend(_daemon_notes(daemon, reply.get("units", []), now))
     return "\n".join(line.rstrip() for line in lines)
 
@@ -107,6 +110,14 @@ def _config_on_disk(daemon: dict[str, Any]) -> list[str]:
     generation = on_disk.get("units_run_generation", daemon.get("config_generation"))
     return [f"config on disk rejected at {at}: {errors[0]}; units run generation {generation}",
             "last reload rejected:", *(f"  {e}" for e in errors)]
+
+
+def _proxy_note(proxy: dict[str, Any] | None) -> list[str]:
+    if not proxy:
+        return []
+    if proxy.get("ok"):
+        return [f"proxy: {proxy['kind']} at {proxy['target']} ok" + ("" if proxy.get("drains") else " (no drain)")]
+    return [f"warning: proxy {proxy['kind']} at {proxy['target']}: {proxy.get('error')}; units are supervised without it"]
 
 
 def _state_cell(unit: dict[str, Any], now: float) -> str:
