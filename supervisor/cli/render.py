@@ -71,7 +71,8 @@ def status_table(reply: dict[str, Any], now: float, colour: bool = False) -> str
     header = (("PAUSED: no automatic restarts, no reloads (synsup resume)\n" if daemon.get("paused") else "")
               + f"synsup {daemon.get('version', '')} pid {daemon.get('pid')} {daemon.get('state')}, "
               f"config generation {daemon.get('config_generation')}")
-    rows: list[tuple[str, ...]] = [("UNIT", "STATE", "VERSION", "PID", "UPTIME", "RESTARTS", "RSS", "CPU%", "HEALTH", "LAST ERROR")]
+    rows: list[tuple[str, ...]] = [("UNIT", "STATE", "VERSION", "PID", "UPTIME", "RESTARTS", "RSS", "CPU%",
+                                    "HEALTH", "LAST ERROR")]
     long_errors = []
     for u in reply.get("units", []):
         error = u.get("error") or ""

@@ -75,7 +75,7 @@ class Daemon:
         self.timing, self.watch = timing, watch
         self.spawner = spawner or Spawner()
         self.notifier = notifier or SystemdNotifier(None)
-        self.lifecycle = Lifecycle()
+        self.lifecycle = Lifecycle(front_door.phase_changed if front_door else None)
         self.operations = Operations()
         self.running = RunningConfig(state)  # which config and which code each unit runs with
         self.reloads = Reloads(self, reloader, planner, settle)

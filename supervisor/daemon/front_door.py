@@ -84,6 +84,10 @@ class FrontDoor:
         if unit.state is not UnitState.READY:
             self._draining.discard(name)
         self._want(name, self._state_for(unit))
+        self.phase_changed()
+
+    def phase_changed(self, phase: object = None) -> None:
+        """After a reload or an upgrade (the daemon's phase moves on): the config may have new topology."""
         if self._daemon is not None and self._daemon.current is not self._laid_out and self.layout_of:
             self._pending.put_nowait("")  # "": the topology is due
 

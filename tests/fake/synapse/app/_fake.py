@@ -17,7 +17,7 @@ Behaviour comes from $SYNAPSE_FAKE_CONTROL/<instance>.json, read at start:
   {"helpers": 40}             once ready, start this many short-lived double-forked helpers
                               (`sh -c "sleep 0.01 &"`), one every 20 ms; records "helpers" after
 `metrics` listeners (with enable_metrics) answer any path with a Prometheus exposition.
-Answers carry `Server: fake-synapse/<instance>`. Health answers 500 while $SYNAPSE_FAKE_CONTROL/<instance>.unhealthy exists.
+Answers carry `X-Fake-Synapse: <instance>`. Health answers 500 while $SYNAPSE_FAKE_CONTROL/<instance>.unhealthy exists.
 Every start, ready and exit is appended to $SYNAPSE_FAKE_CONTROL/events.jsonl, with the
 version ($SYNAPSE_FAKE_VERSION). The database is $SYNAPSE_FAKE_CONTROL/schema.json: main
 migrates it at start, a worker refuses one older than its schema (synapse.storage).
@@ -101,7 +101,7 @@ class Fake:
                 await asyncio.sleep(self.behaviour.get("answer_delay", 0))
             sick = self.control and os.path.exists(os.path.join(self.control, f"{self.name}.unhealthy"))
             status = b"500 Internal Server Error" if sick else b"200 OK"
-            writer.write(b"HTTP/1.1 " + status + b"\r\nServer: fake-synapse/" + self.name.encode()
+            writer.write(b"HTTP/1.1 " + status + b"\r\nX-Fake-Synapse: " + self.name.encode()
                          + b"\r\nContent-Length: 2\r\nConnection: close\r\n\r\nOK")
             await writer.drain()
         except (asyncio.IncompleteReadError, ConnectionError):
