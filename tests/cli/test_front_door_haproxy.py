@@ -15,7 +15,7 @@ import threading
 import time
 
 import pytest
-from helpers import binary, free_ports, wait_for
+from helpers import binary, free_ports, listener, wait_for, worker
 
 # generic1's (sync by user, client reads round robin), main's as the backup; HAProxy retries a GET
 # on another server by itself, never a POST: what a POST meets is what the drain prevents
@@ -138,3 +138,25 @@ def test_status_text_shows_the_proxy(behind_haproxy):
     text = deployment.synsup("status").stdout
     assert "haproxy" in text and "PROXY" in text, text
     assert json.loads(deployment.synsup("status", "--json").stdout)["daemon"]["proxy"]["error"] is None
+
+
+def test_worker_added_by_reload_joins_haproxy_without_a_haproxy_reload(behind_haproxy):
+    deployment, port = behind_haproxy
+    deployment.workers["generic2"] = worker("generic2", listener(free_ports(1)[0], "client"))
+    deployment.write()
+    assert deployment.synsup("reload").returncode == 0
+    wait_for(lambda: proxy_states(deployment).get("generic2") == "ready", what="generic2 ready in HAProxy")
+    rooms = [f"/_matrix/client/v3/rooms/!r{i}:x/members" for i in range(12)]  # client reads: round robin
+    wait_for(lambda: "generic2" in {answer_of(port, path) for path in rooms}, what="HAProxy sending to generic2")
+    assert deployment.status()["daemon"]["proxy"]["ok"] is True
+
+
+def answer_of(port: int, path: str) -> str | None:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        connection.request("GET", path)
+        return connection.getresponse().getheader("X-Fake-Synapse")
+    except OSError:
+        return None
+    finally:
+        connection.close()

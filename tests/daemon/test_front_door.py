@@ -127,7 +127,8 @@ def run_daemon(short_dir, api: FakeRuntimeApi, scenario, layout=LAYOUT, drain_ti
     return asyncio.run(main())
 
 
-def test_restart_drains_waits_for_requests_stops_then_ready_once_ready(short_dir):
+@pytest.mark.parametrize("restart", ["restart", "restart_rolling"])
+def test_restart_drains_waits_for_requests_stops_then_ready_once_ready(short_dir, restart):
     api = FakeRuntimeApi(os.path.join(short_dir, "api.sock"), [("main", "main"), ("client", "worker"),
                                                                  ("client", "main")])
 
@@ -136,7 +137,7 @@ def test_restart_drains_waits_for_requests_stops_then_ready_once_ready(short_dir
         api.worker_exited = lambda: first.exited
         api.log.clear()
         api.sessions[("client", "worker")] = 3
-        await d.supervisor.restart(["worker"])
+        await getattr(d.supervisor, restart)(["worker"])
         await until(told(door, "ready"))
 
     run_daemon(short_dir, api, scenario)
