@@ -56,7 +56,7 @@ class HAProxyRuntime:
                 try:
                     writer.write(line.encode() + b"\n")
                     await writer.drain()
-                    answer = await reader.read(ANSWER_LIMIT)
+                    answer = await _read_to_end(reader)
                 finally:
                     writer.close()
         except (OSError, TimeoutError, ValueError) as e:
@@ -87,6 +87,15 @@ class HAProxyRuntime:
         rows = _table(await self.command("show stat"), ",")
         return {(r["pxname"], r["svname"]): _int(r.get("scur")) + _int(r.get("qcur")) for r in rows
                 if r.get("svname") not in ("FRONTEND", "BACKEND")}
+
+
+async def _read_to_end(reader: asyncio.StreamReader) -> bytes:
+    """HAProxy closes the connection after its answer (read() alone may return a part of it)."""
+    chunks, size = [], 0
+    while size < ANSWER_LIMIT and (chunk := await reader.read(65536)):
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
 
 
 def _table(text: str, separator: str) -> list[dict[str, str]]:

@@ -140,7 +140,10 @@ class Unit(HealthChecks):
 
     async def stop(self) -> None:
         if self.before_stop is not None and self.wanted and self.state is S.READY:
-            await self.before_stop(self)  # e.g. its proxy server drained of requests first
+            try:
+                await self.before_stop(self)  # e.g. its proxy server drained of requests first
+            except Exception:  # a bug there never keeps a unit from stopping
+                self.log.exception("unit.before_stop_failed")
         self.wanted = False
         self._stop.set()
         await self._idle.wait()

@@ -340,3 +340,22 @@ def test_a_rolling_restart_halts_at_the_first_unit_not_ready_again(tmp_path):
         assert sup.units["w2"].pid == w2_pid  # after the halt: not restarted
         await sup.stop_all()
     run(scenario, [spec("main"), spec("w1", "main", step=1), spec("w2", "main", step=2)], tmp_path)
+
+
+def test_before_stop_runs_first_for_a_ready_unit_and_a_failing_hook_never_keeps_it_running(tmp_path):
+    seen = []
+
+    async def hook(unit):
+        seen.append((unit.spec.name, unit.state, unit.pid is not None))
+        raise RuntimeError("a bug in the hook")
+
+    async def scenario(sup, clock, spawner):
+        sup.set_before_stop(hook)
+        sup.start_all()
+        await until(lambda: sup.units["a"].state is S.READY)
+        await sup.restart(["a"])
+        assert sup.units["a"].state is S.READY and spawner.children[0].exited and len(spawner.children) == 2
+        await sup.units["a"].stop()
+
+    run(scenario, [spec("a")], tmp_path)
+    assert seen == [("a", S.READY, True), ("a", S.READY, True)]  # before each stop, with the process running
