@@ -170,7 +170,20 @@ def _start_background(state: StateDir, source: Source, argv: list[str], specs: l
     for line in waiting_for_external(specs):
         print(line, flush=True)
     with client:
-        return follow_start(client, sys.stdout)
+        started = follow_start(client, sys.stdout)
+    _warn_about_proxy(state)
+    return started
+
+
+def _warn_about_proxy(state: StateDir) -> None:
+    """--proxy: a proxy the daemon cannot use is said here too (the units are supervised without it)."""
+    try:
+        with ControlClient(state.socket, timeout=5) as client:
+            proxy = client.request(Request("status"))["daemon"].get("proxy")
+    except (NotRunning, OSError):
+        return
+    if proxy and proxy.get("error"):
+        print(f"synsup: warning: proxy {proxy['kind']}: {proxy['error']}; supervising without it", file=sys.stderr)
 
 
 def _connect(state: StateDir, daemon: subprocess.Popen) -> ControlClient | None:

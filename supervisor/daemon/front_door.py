@@ -60,7 +60,8 @@ class FrontDoor:
     def __init__(self, proxy: Proxy, drain_timeout: float = DRAIN_TIMEOUT,
                  layout_of: Callable[[Loaded], ProxyLayout] | None = None) -> None:
         self.proxy, self.drain_timeout, self.layout_of = proxy, drain_timeout, layout_of
-        self.error: str | None = "not checked yet"
+        self.error: str | None = None  # why the proxy cannot be used now
+        self.checked = False  # the first check is done (a drain waits for nothing before it)
         self.wanted: dict[str, ProxyState] = {}
         self.applied: dict[str, ProxyState] = {}
         self._draining: set[str] = set()
@@ -104,7 +105,7 @@ class FrontDoor:
     async def before_stop(self, unit: Unit) -> None:
         """Drain the unit's server and wait for its requests, at most drain_timeout."""
         name = unit.spec.name
-        if not self.proxy.drains or self.error or not self.proxy.serves(name) or self._stopping():
+        if not (self.proxy.drains and self.checked) or self.error or not self.proxy.serves(name) or self._stopping():
             return
         self._draining.add(name)
         self._want(name, ProxyState.DRAIN)
@@ -164,6 +165,8 @@ class FrontDoor:
         except ProxyError as e:
             self._failed(str(e))
             return
+        finally:
+            self.checked = True
         self._recovered()
         self.applied.clear()
         for name in list(self.wanted):
@@ -234,5 +237,5 @@ class FrontDoor:
         return (self.applied.get(name) or self.wanted.get(name) or ProxyState.MAINT).value
 
     def status(self) -> dict[str, Any]:
-        return {"kind": self.proxy.kind, "target": self.proxy.target, "ok": self.error is None,
+        return {"kind": self.proxy.kind, "target": self.proxy.target, "ok": self.checked and self.error is None,
                 "error": self.error, "drains": self.proxy.drains}

@@ -160,3 +160,20 @@ def answer_of(port: int, path: str) -> str | None:
         return None
     finally:
         connection.close()
+
+
+def test_start_with_an_unreachable_socket_warns_once_and_runs(deployment, short_dir):
+    socket = os.path.join(short_dir, "no-haproxy.sock")
+    done = deployment.synsup("start", "--proxy", f"haproxy:{socket}", config=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+    warnings = [line for line in done.stderr.splitlines() if "warning: proxy" in line]
+    assert len(warnings) == 1 and f"cannot reach {socket}" in warnings[0], done.stderr
+    assert "synsup routes --format haproxy" in warnings[0] and "Traceback" not in done.stderr
+    assert all(u["state"] == "ready" for u in deployment.status()["units"])
+
+
+def test_bad_proxy_option_refuses_the_start_before_anything_runs(deployment):
+    done = deployment.synsup("start", "--proxy", "traefik:/x", config=True)
+    assert done.returncode == 1 and done.stderr.strip().splitlines() == [
+        "synsup: error: --proxy traefik:/x: expected haproxy:/path/to/admin.sock or "
+        "nginx:/path/to/conf.d/synapse-routes.conf"], done.stderr

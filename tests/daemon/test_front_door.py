@@ -193,7 +193,7 @@ def test_bad_socket_is_one_warning_with_the_fix_and_units_run_on(short_dir, prob
         d = Daemon(Loaded(SPECS), StateDir(os.path.join(short_dir, "s")), os.path.join(short_dir, "logs"),
                    timing=TIMING, spawner=FakeSpawner(), stop_trigger=stop.wait, front_door=door)
         run = asyncio.ensure_future(d.run())
-        await until(lambda: d.supervisor is not None and d.supervisor.all_ready() and door.error != "not checked yet",
+        await until(lambda: d.supervisor is not None and d.supervisor.all_ready() and door.checked,
                     100_000)
         await d.supervisor.restart(["worker"])  # no drain to wait for: the restart is not delayed
         seen.update(d.status())
