@@ -38,6 +38,27 @@ class Routes:
     errors: Sequence[Finding] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class ProxyServer:
+    """One server line of the proxy: unit `name` in `backend`, at `address` (HOST:PORT or
+    unix@PATH, as HAProxy writes it); `backup` takes requests only when no other server can."""
+
+    backend: str
+    name: str
+    address: str
+    backup: bool = False
+
+
+@dataclass
+class ProxyLayout:
+    """What `--proxy` keeps the proxy equal to (`synsup start --proxy`): every backend's servers,
+    the nginx routes file's text, or the errors that stop it."""
+
+    servers: list[ProxyServer] = field(default_factory=list)
+    nginx: str = ""
+    errors: Sequence[Finding] = field(default_factory=list)
+
+
 @dataclass
 class Placement:
     """Which node runs which unit (`synsup check --cluster`): every node of cluster.yaml with its
@@ -73,6 +94,10 @@ class Source(Protocol):
 
     def routes(self, args: argparse.Namespace) -> Routes:
         """The reverse-proxy configuration for the deployment (`synsup routes`)."""
+        ...
+
+    def proxy_layout(self, args: argparse.Namespace, loaded: Loaded) -> ProxyLayout:
+        """The servers (and the nginx file) the proxy needs for `loaded` (`start --proxy`)."""
         ...
 
     def placement(self, args: argparse.Namespace, loaded: Loaded, cluster: ClusterConfig) -> Placement:

@@ -28,10 +28,10 @@ def _describe(route: Route) -> str:
 
 
 def _where(s: Server) -> str:
-    return f"{s.name} {_address(s)}"
+    return f"{s.name} {address_of(s)}"
 
 
-def _address(s: Server, unix: str = "unix:") -> str:
+def address_of(s: Server, unix: str = "unix:") -> str:
     if s.path:
         return f"{unix}{s.path}"
     return f"[{s.host}]:{s.port}" if ":" in str(s.host) else f"{s.host}:{s.port}"
@@ -47,21 +47,27 @@ def _header(table: RouteTable, dialect: str, sources: list[str]) -> list[str]:
 
 def haproxy(table: RouteTable, listen: str, admin_socket: str, sources: list[str]) -> str:
     lines = _header(table, "haproxy", sources) + _haproxy_global(admin_socket) + _haproxy_frontend(table, listen)
-    for backend in _backends(table):
+    for backend in backends(table):
         lines += _haproxy_backend(*backend)
     return "\n".join(lines) + "\n"
+
+
+# a request caught by a restart or a crash is tried again on another server of its backend (else
+# main, the backup): a refused connection always (nothing was sent), an empty answer or a timeout
+# only for what may be sent twice (POST is not; Matrix's PUT .../send/{txnId} is idempotent)
+RETRIES = ["    retries 3", "    option redispatch 1", "    retry-on conn-failure empty-response response-timeout"]
 
 
 def _haproxy_global(admin_socket: str) -> list[str]:
     socket = admin_socket if "/" in admin_socket else f"ipv4@{admin_socket}"
     return ["global", f"    stats socket {socket} mode 600 level admin", "    stats timeout 30s", "",
-            "defaults", "    mode http", "    option forwardfor", "    option redispatch", "    retries 3",
+            "defaults", "    mode http", "    option forwardfor", *RETRIES,
             "    timeout connect 5s", "    timeout client 180s", "    timeout server 180s",
             "    timeout http-request 30s", ""]
 
 
 def _haproxy_frontend(table: RouteTable, listen: str) -> list[str]:
-    lines = ["frontend synapse", f"    bind {listen}",
+    lines = ["frontend synapse", f"    bind {listen}", "    http-request disable-l7-retry if METH_POST",
              "    http-request set-var(txn.synsup_user) url_param(access_token),field(2,'_')",
              "    http-request set-var(txn.synsup_user) req.hdr(authorization),word(2,' '),field(2,'_') "
              "if { req.hdr(authorization) -m found }",
@@ -96,17 +102,17 @@ HAPROXY_BALANCE = {"roundrobin": ["balance roundrobin"], "single": ["balance fir
 def _haproxy_backend(name: str, balance: str, servers: tuple[Server, ...], backup: Server | None) -> list[str]:
     lines = [f"backend {name}"] + [f"    {line}" for line in HAPROXY_BALANCE[balance]]
     lines.append(f"    option httpchk GET {HEALTH}")
-    lines += [f"    server {s.name} {_address(s, 'unix@')} check inter 2s" for s in servers]
+    lines += [f"    server {s.name} {address_of(s, 'unix@')} check inter 2s" for s in servers]
     if backup:
-        lines.append(f"    server {backup.name} {_address(backup, 'unix@')} check inter 2s backup")
+        lines.append(f"    server {backup.name} {address_of(backup, 'unix@')} check inter 2s backup")
     return lines + [""]
 
 
-def _backends(table: RouteTable) -> list[tuple[str, str, tuple[Server, ...], Server | None]]:
-    backends = [("main", "roundrobin", (table.main,), None)]
+def backends(table: RouteTable) -> list[tuple[str, str, tuple[Server, ...], Server | None]]:
+    found = [("main", "roundrobin", (table.main,), None)]
     if table.main_federation:
-        backends.append(("main_federation", "roundrobin", (table.main_federation,), None))
-    return backends + [(r.category, r.balance, r.servers, r.backup) for r in table.routes
+        found.append(("main_federation", "roundrobin", (table.main_federation,), None))
+    return found + [(r.category, r.balance, r.servers, r.backup) for r in table.routes
                        if backend_of(table, r) != "main"]
 
 
@@ -115,7 +121,7 @@ def _backends(table: RouteTable) -> list[tuple[str, str, tuple[Server, ...], Ser
 
 def nginx(table: RouteTable, listen: str, sources: list[str]) -> str:
     lines = _header(table, "nginx", sources) + _nginx_maps(table)
-    for backend in _backends(table):
+    for backend in backends(table):
         lines += _nginx_upstream(*backend)
     return "\n".join(lines + _nginx_server(listen)) + "\n"
 
@@ -143,9 +149,9 @@ NGINX_BALANCE = {"roundrobin": [], "single": [], "source": ["hash $remote_addr c
 
 def _nginx_upstream(name: str, balance: str, servers: tuple[Server, ...], backup: Server | None) -> list[str]:
     lines = [f"upstream synapse_{name} {{"] + [f"    {line}" for line in NGINX_BALANCE[balance]]
-    lines += [f"    server {_address(s)};  # {s.name}" for s in servers]
+    lines += [f"    server {address_of(s)};  # {s.name}" for s in servers]
     if backup and not NGINX_BALANCE[balance]:  # nginx allows `backup` with round robin only
-        lines.append(f"    server {_address(backup)} backup;  # {backup.name}")
+        lines.append(f"    server {address_of(backup)} backup;  # {backup.name}")
     return lines + ["}", ""]
 
 
@@ -154,4 +160,7 @@ def _nginx_server(listen: str) -> list[str]:
             "        proxy_pass http://$synsup_synapse_upstream;", "        proxy_http_version 1.1;",
             "        proxy_set_header Host $host;",
             "        proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;",
-            "        proxy_set_header X-Forwarded-Proto $scheme;", "        proxy_read_timeout 180s;", "    }", "}"]
+            "        proxy_set_header X-Forwarded-Proto $scheme;", "        proxy_read_timeout 180s;",
+            # nginx never sends a POST twice (non_idempotent not given): the same rule as HAProxy's
+            "        proxy_next_upstream error timeout http_502 http_503 http_504;",
+            "        proxy_next_upstream_tries 3;", "    }", "}"]

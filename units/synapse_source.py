@@ -9,14 +9,14 @@ import sys
 
 from synsup.supervisor.cluster_config import ClusterConfig
 from synsup.supervisor.plans import Action, UpgradePlan
-from synsup.supervisor.source import Loaded, Placement, Routes
+from synsup.supervisor.source import Loaded, Placement, ProxyLayout, Routes
 from synsup.supervisor.statedir import default_state_dir
 
 from .check import check_deployment
 from .check_cache import CheckCache
 from .model import Deployment, Finding
 from .placement import place
-from .proxy_routes import proxy_routes
+from .proxy_routes import proxy_layout, proxy_routes
 from .reload_plan import plan, snapshot_of
 from .route_source import RoutePatterns
 from .routes import route_table
@@ -44,7 +44,7 @@ class SynapseSource:
         group.add_argument("--ignore", action="append", default=[], choices=sorted(WARNING_CODES),
                            metavar="CODE", help="leave out the warnings of this code (shown as [CODE] after "
                                                 "each warning); repeatable")
-        if command in ("routes", "check"):
+        if command in ("routes", "check", "start", "run"):
             group.add_argument("--routes", metavar="FILE", help="YAML, category: [worker, ...] (default: "
                                "workers with a client listener take sync and client reads, with a federation "
                                "listener the federation categories)")
@@ -90,6 +90,10 @@ class SynapseSource:
 
     def routes(self, args: argparse.Namespace) -> Routes:
         return proxy_routes(args, self.config_paths(args))
+
+    def proxy_layout(self, args: argparse.Namespace, loaded: Loaded) -> ProxyLayout:
+        sources = self.config_paths(args) + [p for p in (args.workers, getattr(args, "routes", None)) if p]
+        return proxy_layout(args, loaded, sources)
 
     def placement(self, args: argparse.Namespace, loaded: Loaded, cluster: ClusterConfig) -> Placement:
         said = {getattr(f, "code", "") for f in loaded.warnings}  # the same warning from check's own rules

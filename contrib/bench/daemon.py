@@ -41,6 +41,9 @@ class BenchSource:
     def routes(self, args: argparse.Namespace) -> Routes:
         raise SynsupError("benchmark units serve no HTTP routes")
 
+    def proxy_layout(self, args: argparse.Namespace, loaded: Loaded) -> object:
+        raise SynsupError("benchmark units serve no HTTP routes")
+
     def placement(self, args: argparse.Namespace, loaded: Loaded, cluster: object) -> Placement:
         raise SynsupError("benchmark units run on one host")
 

@@ -112,6 +112,7 @@ def _command_options(name: str, p: argparse.ArgumentParser) -> None:
         p.add_argument("--on-failure", action="append", metavar="CMD",
                        help="shell command to run when a unit fails or a reload is rejected (repeatable; "
                             "default $SYNSUP_ON_FAILURE); gets SYNSUP_UNIT, SYNSUP_EVENT, SYNSUP_ERROR, SYNSUP_HOST")
+        _proxy_options(p)
         p.add_argument("--force-python", action="store_true",
                        help="start on --python even though the last `synsup upgrade` installed newer code")
     if name == "targets":
@@ -158,6 +159,17 @@ def _command_options(name: str, p: argparse.ArgumentParser) -> None:
                        "prefixed with its unit)")
         p.add_argument("--log-dir", metavar="DIR", help="where the unit logs are (default: where the last "
                        "daemon wrote them)")
+
+
+def _proxy_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--proxy", metavar="KIND:PATH", help="keep a reverse proxy in step: haproxy:ADMIN_SOCKET "
+                   "(drained restarts) or nginx:ROUTES_FILE (written, nginx reloaded on a topology change)")
+    p.add_argument("--drain-timeout", type=float, default=10.0, metavar="SECONDS",
+                   help="HAProxy: how long a stop waits for a drained server's requests (default 10)")
+    p.add_argument("--proxy-listen", metavar="HOST:PORT", default="127.0.0.1:8080",
+                   help="nginx: where the routes file's server listens (default 127.0.0.1:8080)")
+    p.add_argument("--proxy-reload", metavar="CMD", default="nginx -s reload",
+                   help="nginx: the command that reloads it (default: nginx -s reload)")
 
 
 def _routes_options(p: argparse.ArgumentParser) -> None:

@@ -72,7 +72,8 @@ def status_table(reply: dict[str, Any], now: float, colour: bool = False) -> str
     header = (("PAUSED: no automatic restarts, no reloads (synsup resume)\n" if daemon.get("paused") else "")
               + f"synsup {daemon.get('version', '')} pid {daemon.get('pid')} {daemon.get('state')}, "
               f"config generation {daemon.get('config_generation')}")
-    rows = [("UNIT", "STATE", "VERSION", "PID", "UPTIME", "RESTARTS", "RSS", "CPU%", "HEALTH", "LAST ERROR")]
+    rows: list[tuple[str, ...]] = [("UNIT", "STATE", "VERSION", "PID", "UPTIME", "RESTARTS", "RSS", "CPU%",
+                                    "HEALTH", "LAST ERROR")]
     long_errors = []
     for u in reply.get("units", []):
         error = u.get("error") or ""
@@ -83,6 +84,8 @@ def status_table(reply: dict[str, Any], now: float, colour: bool = False) -> str
                      duration(u.get("uptime")),
                      str(u["restarts"]), size(u.get("rss_bytes")), percent(u.get("cpu_percent")),
                      _short(_health(u), 30), error))
+    if daemon.get("proxy"):  # --proxy: each unit's server state in the proxy, after STATE
+        rows = [(*r[:2], p, *r[2:]) for r, p in zip(rows, ["PROXY"] + [u.get("proxy") or "-" for u in reply["units"]])]
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
     lines = [header]
     states = [""] + ["degraded" if u.get("degraded") else str(u["state"]) for u in reply.get("units", [])]
@@ -95,6 +98,7 @@ def status_table(reply: dict[str, Any], now: float, colour: bool = False) -> str
         lines.extend(f"  {e}" for e in long_errors)
     lines.extend(_degraded(reply.get("units", [])))
     lines.extend(_config_on_disk(daemon))
+    lines.extend(_proxy_note(daemon.get("proxy")))
     lines.extend(_daemon_notes(daemon, reply.get("units", []), now))
     return "\n".join(line.rstrip() for line in lines)
 
@@ -119,6 +123,14 @@ def _degraded(units: list[dict[str, Any]]) -> list[str]:
     """Units that answer their own checks while their peers' requests to them fail: why, in full."""
     lines = [f"  {u['name']}: {u['degraded']}" for u in units if u.get("degraded")]
     return ["degraded (ready, but its peers cannot reach it as configured):", *lines] if lines else []
+
+
+def _proxy_note(proxy: dict[str, Any] | None) -> list[str]:
+    if not proxy:
+        return []
+    if proxy.get("ok"):
+        return [f"proxy: {proxy['kind']} at {proxy['target']} ok" + ("" if proxy.get("drains") else " (no drain)")]
+    return [f"warning: proxy {proxy['kind']} at {proxy['target']}: {proxy.get('error')}; units are supervised without it"]
 
 
 def _state_cell(unit: dict[str, Any], now: float) -> str:

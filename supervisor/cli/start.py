@@ -15,6 +15,7 @@ from ..daemon import reexec
 from ..daemon.control_server import ControlClient
 from ..daemon.daemon import Daemon
 from ..daemon.daemon_log import DaemonLog, configure
+from ..daemon.proxy_doors import front_door_of
 from ..daemon.records import adoptable
 from ..daemon.systemd import SystemdNotifier
 from ..daemon.telemetry import Telemetry
@@ -60,6 +61,7 @@ def start(args: argparse.Namespace, source: Source, argv: list[str]) -> int:
     joined = cluster.joining(args, source, loaded)  # a bad --cluster too
     if joined:  # from here on every load and plan is this node's
         source, loaded = cluster.on_node(args, source, joined, loaded)
+    front_door_of(args, functools.partial(source.proxy_layout, args))  # and a bad --proxy
     if os.environ.get(reexec.ENV):  # a daemon re-executing itself: its own units and socket are no obstacle
         return _run_daemon(args, source, state, loaded, variables, telemetry, joined)
     if _answers(state):
@@ -118,7 +120,8 @@ def _run_daemon(args: argparse.Namespace, source: Source, state: StateDir, loade
                     notifier=SystemdNotifier.from_environment(), watch=watch, settle=args.watch_settle,
                     telemetry=telemetry, daemon_log=daemon_log,
                     log_rotation=(args.log_max_bytes, args.log_backups), upgrader=_upgrader(source, args),
-                    cluster=cluster.node_in_cluster(joined, loaded) if joined else None)
+                    cluster=cluster.node_in_cluster(joined, loaded) if joined else None,
+                    front_door=front_door_of(args, functools.partial(source.proxy_layout, args)))
     return asyncio.run(daemon.run())
 
 
@@ -180,7 +183,20 @@ def _start_background(state: StateDir, source: Source, argv: list[str], specs: l
     for line in waiting_for_external(specs):
         print(line, flush=True)
     with client:
-        return follow_start(client, sys.stdout)
+        started = follow_start(client, sys.stdout)
+    _warn_about_proxy(state)
+    return started
+
+
+def _warn_about_proxy(state: StateDir) -> None:
+    """--proxy: a proxy the daemon cannot use is said here too (the units are supervised without it)."""
+    try:
+        with ControlClient(state.socket, timeout=5) as client:
+            proxy = client.request(Request("status"))["daemon"].get("proxy")
+    except (NotRunning, OSError):
+        return
+    if proxy and proxy.get("error"):
+        print(f"synsup: warning: proxy {proxy['kind']}: {proxy['error']}; supervising without it", file=sys.stderr)
 
 
 def _connect(state: StateDir, daemon: subprocess.Popen) -> ControlClient | None:

@@ -11,7 +11,7 @@ import dataclasses
 
 from ..cluster_config import ClusterConfig
 from ..plans import Action, UpgradePlan
-from ..source import Loaded, Placement, Routes, Source
+from ..source import Loaded, Placement, ProxyLayout, Routes, Source
 from ..spec import UnitSpec
 
 
@@ -80,6 +80,10 @@ class NodeSource:
 
     def routes(self, args: argparse.Namespace) -> Routes:
         return self.source.routes(args)
+
+    def proxy_layout(self, args: argparse.Namespace, loaded: Loaded) -> ProxyLayout:
+        """The proxy this node's daemon keeps in step fronts this node's units."""
+        return self.source.proxy_layout(args, loaded)
 
     def placement(self, args: argparse.Namespace, loaded: Loaded, cluster: ClusterConfig) -> Placement:
         return self.source.placement(args, loaded, cluster)

@@ -33,6 +33,7 @@ from ..statedir import StateDir
 from . import reexec, systemd
 from .control_server import ControlServer
 from .daemon_log import DaemonLog
+from .front_door import FrontDoor
 from .handlers import Requests
 from .operations import Lifecycle, Operations, Phase
 from .records import Records, adoptable, stale_adopted
@@ -64,7 +65,9 @@ class Daemon:
                  spawner: Spawner | None = None, stop_trigger: Callable[[], Awaitable[None]] | None = None,
                  watch: bool = True, settle: float = 1.0, telemetry: Telemetry | None = None,
                  daemon_log: DaemonLog | None = None, log_rotation: tuple[int, int] = (MAX_BYTES, KEEP_FILES),
-                 upgrader: Upgrader | None = None, cluster: UnitStates | None = None) -> None:
+                 upgrader: Upgrader | None = None, cluster: UnitStates | None = None,
+                 front_door: FrontDoor | None = None) -> None:
+        self.front_door = front_door  # --proxy: the reverse proxy kept in step with the units
         self.daemon_log, self.log_rotation = daemon_log, log_rotation
         self.cluster = cluster  # --cluster: this node and its units' states in the store, joined first, left last
         self.state, self.log_dir = state, log_dir
@@ -72,7 +75,7 @@ class Daemon:
         self.timing, self.watch = timing, watch
         self.spawner = spawner or Spawner()
         self.notifier = notifier or SystemdNotifier(None)
-        self.lifecycle = Lifecycle()
+        self.lifecycle = Lifecycle(front_door.phase_changed if front_door else None)
         self.operations = Operations()
         self.running = RunningConfig(state)  # which config and which code each unit runs with
         self.reloads = Reloads(self, reloader, planner, settle)
@@ -105,6 +108,8 @@ class Daemon:
                                            log_max_bytes=max_bytes, log_backups=backups,
                                            timing=self.timing, spawner=self.spawner)
         sup.add_listener(self._unit_changed)
+        if self.front_door is not None:
+            self.front_door.attach(self)
         if self.cluster is not None:
             await self.cluster.start(sup)  # a store that does not answer ends the start here, nothing started
         await self.telemetry.start(self)  # before the socket: a busy --metrics address ends the start here
@@ -116,6 +121,7 @@ class Daemon:
         self.control_fd = server.fileno
         self._install_signals()
         self.log.info("daemon.started", pid=os.getpid(), units=len(sup.units))
+        door = asyncio.ensure_future(self._guarded("front door", self.front_door.run)) if self.front_door else None
         try:
             async with asyncio.TaskGroup() as units:
                 sup.spawn_tasks(units)
@@ -126,6 +132,9 @@ class Daemon:
                 finally:
                     await self._shutdown(sup)
         finally:
+            if door is not None and self.front_door is not None:
+                await self.front_door.close()  # after the shutdown: units going down are told to the proxy
+                door.cancel()
             self._stopped.set()
             self.telemetry.close()
             server.close()
@@ -311,9 +320,13 @@ class Daemon:
         units = [{**unit_status(u, now), **self.running.unit_fields(u.spec)}
                  for n, u in sup.units.items() if not names or n in names]
         self.telemetry.annotate(units, sup.units)
+        if self.front_door is not None:
+            for unit in units:
+                unit["proxy"] = self.front_door.unit_state(unit["name"])
         extra = {**self.running.status(), "reload_error": self.reloads.rejected,
                  "image_started_at": self.image_started_at, "paused": self.paused,
-                 "last_reload": self.reloads.last, "last_upgrade": self.upgrades.last, **self.operations.status()}
+                 "last_reload": self.reloads.last, "last_upgrade": self.upgrades.last, **self.operations.status(),
+                 "proxy": self.front_door.status() if self.front_door else None}
         return {"ok": True, "daemon": daemon_status(os.getpid(), self.lifecycle.phase.value, extra), "units": units}
 
     def pause(self) -> None:

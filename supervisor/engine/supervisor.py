@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 
 import structlog
 
@@ -43,6 +43,7 @@ class Supervisor:
         self._notify_index = 0
         self._changed = asyncio.Event()
         self._listeners: list[Callable[[Unit], None]] = []
+        self._before_stop: Callable[[Unit], Awaitable[None]] | None = None
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._group: asyncio.TaskGroup | None = None
         self.log = structlog.get_logger()
@@ -59,6 +60,7 @@ class Supervisor:
                     output=UnitOutput.for_unit(self.log_dir, spec.name, self.log_max_bytes, self.log_backups),
                     notify_path=notify_path, policy=self.policy(), timing=self.timing,
                     on_change=self._unit_changed, unpaused=self.unpaused)
+        unit.before_stop = self._before_stop
         self.units[spec.name] = unit
         return unit
 
@@ -89,6 +91,12 @@ class Supervisor:
 
     def steps(self) -> list[list[Unit]]:
         return [[self.units[n] for n in step] for step in steps_of([u.spec for u in self.units.values()])]
+
+    def set_before_stop(self, hook: Callable[[Unit], Awaitable[None]]) -> None:
+        """Awaited before every stop of a ready unit, whoever asks for it (units added later too)."""
+        self._before_stop = hook
+        for unit in self.units.values():
+            unit.before_stop = hook
 
     # -- change notification
     def add_listener(self, listener: Callable[[Unit], None]) -> None:

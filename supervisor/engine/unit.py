@@ -60,6 +60,7 @@ class Unit(HealthChecks):
         self.dependencies: list[Unit] = []
         self.ready_event = asyncio.Event()
         self.wanted = False
+        self.before_stop: Callable[[Unit], Awaitable[None]] | None = None  # awaited before a ready unit stops
         self._held = asyncio.Event()  # stopped by the admin: no automatic start until `synsup start UNIT`
         self.waiting_for_resume = False  # exited while paused: nothing happens until `synsup resume`
         self._adopted: Child | None = None  # a process an earlier daemon started, to supervise first
@@ -143,6 +144,11 @@ class Unit(HealthChecks):
         self.start()
 
     async def stop(self) -> None:
+        if self.before_stop is not None and self.wanted and self.state is S.READY:
+            try:
+                await self.before_stop(self)  # e.g. its proxy server drained of requests first
+            except Exception:  # a bug there never keeps a unit from stopping
+                self.log.exception("unit.before_stop_failed")
         self.wanted = False
         self._stop.set()
         await self._idle.wait()

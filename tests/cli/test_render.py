@@ -59,3 +59,16 @@ def test_a_degraded_unit_says_so_in_its_state_and_health_and_why_in_full_below()
     assert "ready (degraded)" in row and "degraded (below)" in row and " ok " not in row
     assert table.endswith(f"degraded (ready, but its peers cannot reach it as configured):\n  persister1: {why}")
     assert "\x1b[33mready (degraded)" in status_table(reply, 0.0, colour=True)
+
+
+def test_proxy_column_and_its_health_only_with_a_proxy():
+    assert "PROXY" not in status_table(REPLY, 1000.0)
+    proxy = {"kind": "haproxy", "target": "/run/haproxy/admin.sock", "ok": True, "error": None, "drains": True}
+    units = [{**u, "proxy": p} for u, p in zip(REPLY["units"], ("ready", "maint", "absent"))]
+    text = status_table({"daemon": {**REPLY["daemon"], "proxy": proxy}, "units": units}, 1000.0)
+    header, main_row = text.splitlines()[2:4]
+    assert header.split()[:3] == ["UNIT", "STATE", "PROXY"] and main_row.split()[:3] == ["main", "ready", "ready"]
+    assert "proxy: haproxy at /run/haproxy/admin.sock ok" in text
+    down = {**proxy, "ok": False, "error": "cannot reach /run/haproxy/admin.sock: Connection refused"}
+    text = status_table({"daemon": {**REPLY["daemon"], "proxy": down}, "units": units}, 1000.0)
+    assert "warning: proxy haproxy at /run/haproxy/admin.sock: cannot reach" in text

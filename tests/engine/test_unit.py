@@ -410,3 +410,22 @@ def test_a_reported_unit_never_times_out_into_failed(tmp_path):
         assert remote.state is S.STARTING and remote.failed_attempts == 0
         await sup.stop_all()
     run(scenario, [reported("main")], tmp_path)
+
+
+def test_before_stop_runs_first_for_a_ready_unit_and_a_failing_hook_never_keeps_it_running(tmp_path):
+    seen = []
+
+    async def hook(unit):
+        seen.append((unit.spec.name, unit.state, unit.pid is not None))
+        raise RuntimeError("a bug in the hook")
+
+    async def scenario(sup, clock, spawner):
+        sup.set_before_stop(hook)
+        sup.start_all()
+        await until(lambda: sup.units["a"].state is S.READY)
+        await sup.restart(["a"])
+        assert sup.units["a"].state is S.READY and spawner.children[0].exited and len(spawner.children) == 2
+        await sup.units["a"].stop()
+
+    run(scenario, [spec("a")], tmp_path)
+    assert seen == [("a", S.READY, True), ("a", S.READY, True)]  # before each stop, with the process running

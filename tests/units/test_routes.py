@@ -227,3 +227,21 @@ def test_check_with_a_routes_file_reports_its_mistakes_one_line_each(tmp_path):
     done = subprocess.run([sys.executable, "-m", "synsup", "check", "-c", config, "-a", workers_dir,
                            "--routes", str(routes)], capture_output=True, text=True, env=env, timeout=60)
     assert done.returncode == 0, done.stderr
+
+
+def test_haproxy_retries_what_is_safe_on_another_server(tmp_path):
+    text = haproxy(route_table(deployment(tmp_path), TABLE), "127.0.0.1:8080", "127.0.0.1:9999", [])
+    assert "retry-on conn-failure empty-response response-timeout" in text
+    assert "option redispatch 1" in text and "retries 3" in text  # every retry goes to another server
+    assert "http-request disable-l7-retry if METH_POST" in text  # a POST is sent once
+
+
+def test_haproxy_servers_are_named_after_their_units(tmp_path):
+    text = haproxy(route_table(deployment(tmp_path), TABLE), "127.0.0.1:8080", "127.0.0.1:9999", [])
+    assert "    server generic1 127.0.0.1:8081 check" in text and "    server main 127.0.0.1:8008 check" in text
+
+
+def test_nginx_retries_idempotent_failures_and_falls_back_to_main_as_backup(tmp_path):
+    text = nginx(route_table(deployment(tmp_path), TABLE), "127.0.0.1:8080", [])
+    assert "proxy_next_upstream error timeout http_502 http_503 http_504;" in text
+    assert "server 127.0.0.1:8008 backup;  # main" in text  # client reads: generic1, else main

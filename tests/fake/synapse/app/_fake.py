@@ -12,6 +12,7 @@ Behaviour comes from $SYNAPSE_FAKE_CONTROL/<instance>.json, read at start:
   {"no_notify": true}         never send READY=1
   {"grandchild": "group"}     leave a sleeping grandchild holding stdout, in the unit's group
   {"grandchild": "setsid"}    the same, in a session of its own (escaping the group)
+  {"answer_delay": 0.2}       answer every request but /health this many seconds late (requests in flight)
   {"spam": 4096}              write this many bytes of output every 10 ms once ready
   {"helpers": 40}             once ready, start this many short-lived double-forked helpers
                               (`sh -c "sleep 0.01 &"`), one every 20 ms; records "helpers" after
@@ -22,7 +23,7 @@ An http listener with the `replication` resource answers GET /_synapse/replicati
 does: 200 {"updates": [], ...} when `Authorization: Bearer <worker_replication_secret>` matches (or
 no secret is configured), else 500 (Synapse: RuntimeError "Invalid Authorization header"); 404 on
 a listener without that resource.
-Health answers 500 while $SYNAPSE_FAKE_CONTROL/<instance>.unhealthy exists.
+Answers carry `X-Fake-Synapse: <instance>`. Health answers 500 while $SYNAPSE_FAKE_CONTROL/<instance>.unhealthy exists.
 Every start, ready and exit is appended to $SYNAPSE_FAKE_CONTROL/events.jsonl, with the
 version ($SYNAPSE_FAKE_VERSION). The database is $SYNAPSE_FAKE_CONTROL/schema.json: main
 migrates it at start, a worker refuses one older than its schema (synapse.storage).
@@ -123,9 +124,12 @@ class Fake:
                              + str(len(body)).encode() + b"\r\nConnection: close\r\n\r\n" + body)
                 await writer.drain()
                 return
+            if b" /health" not in head.split(b"\r\n", 1)[0]:
+                await asyncio.sleep(self.behaviour.get("answer_delay", 0))
             sick = self.control and os.path.exists(os.path.join(self.control, f"{self.name}.unhealthy"))
             status = b"500 Internal Server Error" if sick else b"200 OK"
-            writer.write(b"HTTP/1.1 " + status + b"\r\nContent-Length: 2\r\nConnection: close\r\n\r\nOK")
+            writer.write(b"HTTP/1.1 " + status + b"\r\nX-Fake-Synapse: " + self.name.encode()
+                         + b"\r\nContent-Length: 2\r\nConnection: close\r\n\r\nOK")
             await writer.drain()
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
