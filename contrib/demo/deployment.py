@@ -13,7 +13,8 @@ import subprocess
 
 import yaml
 
-DEFAULT_PORTS = {"main": 8008, "replication": 9093, "persister1": 9101, "persister2": 9102,
+# "front": where clients come in, HAProxy in front of every process (up.sh); main serves on its own port.
+DEFAULT_PORTS = {"front": 8008, "main": 8010, "replication": 9093, "persister1": 9101, "persister2": 9102,
                  "generic1": 8081, "redis": 6379}
 PROCESSES = ("main", "persister1", "persister2", "generic1", "sender1", "pusher1", "background1")
 # Each process's metrics listener, on "metrics_<process>"; a deployment written without these
@@ -57,7 +58,7 @@ def shared_config(directory: str, ports: dict, database: dict, python: str) -> d
     local = {"host": "127.0.0.1"}
     return {
         "server_name": "localhost",
-        "public_baseurl": f"http://127.0.0.1:{ports['main']}/",
+        "public_baseurl": f"http://127.0.0.1:{ports.get('front', ports['main'])}/",
         "report_stats": False,
         "listeners": [http(ports["main"], "client", "federation"), http(ports["replication"], "replication"),
                       *metrics(ports, "main")],

@@ -30,8 +30,22 @@ echo "== config ($run/homeserver.yaml, $run/workers/)"
 
 state="$run/state"
 args=(-c "$run/homeserver.yaml" -a "$run/workers" --python "$py" --state-dir "$state")
+
+echo "== HAProxy in front, on 127.0.0.1:8008 ($run/haproxy.cfg, routes from the deployment)"
+"$synsup" routes --format haproxy -c "$run/homeserver.yaml" -a "$run/workers" --python "$py" \
+    --listen 127.0.0.1:8008 --admin-socket "$run/haproxy.sock" > "$run/haproxy.cfg.new"
+haproxy -c -q -f "$run/haproxy.cfg.new"
+mv "$run/haproxy.cfg.new" "$run/haproxy.cfg"
+if [ -s "$run/haproxy.pid" ] && kill -0 "$(cat "$run/haproxy.pid")" 2>/dev/null; then
+    haproxy -D -f "$run/haproxy.cfg" -p "$run/haproxy.pid" -sf "$(cat "$run/haproxy.pid")"   # a graceful reload
+else
+    haproxy -D -f "$run/haproxy.cfg" -p "$run/haproxy.pid"
+fi
+
 echo "== synsup start"
-"$synsup" start "${args[@]}" --metrics 127.0.0.1:9400
+# --proxy: synsup drains a process's HAProxy server before every restart it makes, and sets it to
+# maint the moment a process dies, so clients of port 8008 see no failed request for a restart
+"$synsup" start "${args[@]}" --metrics 127.0.0.1:9400 --proxy "haproxy:$run/haproxy.sock"
 "$synsup" status --state-dir "$state"
 
 echo "== demo user"
@@ -48,10 +62,10 @@ fi
 cat <<EOT
 
 The demo runs. Log in with any Matrix client (for example Element) at homeserver
-http://127.0.0.1:8008 (main) or http://127.0.0.1:8081 (the generic worker),
+http://127.0.0.1:8008 (HAProxy: each endpoint goes to the process that serves it),
 user "demo", password "demo". From the shell:
 
-  curl -s -XPOST http://127.0.0.1:8081/_matrix/client/v3/login \\
+  curl -s -XPOST http://127.0.0.1:8008/_matrix/client/v3/login \\
     -d '{"type":"m.login.password","identifier":{"type":"m.id.user","user":"demo"},"password":"demo"}'
 
 Prometheus: synsup's metrics are at http://127.0.0.1:9400/metrics, and every Synapse
@@ -71,6 +85,9 @@ Watch and drive it:
   $synsup top --state-dir $state
   $synsup logs -f --state-dir $state generic1
   $synsup reload --state-dir $state        # after editing $run/homeserver.yaml or $run/workers/*.yaml
+  $synsup routes -c $run/homeserver.yaml -a $run/workers --diff $run/haproxy.cfg   # routes changed since?
+  $synsup restart --state-dir $state generic1   # drained first: status shows PROXY drain, then ready
 Stop it:
   $synsup stop --state-dir $state
+  kill \$(cat $run/haproxy.pid)   # HAProxy
 EOT
