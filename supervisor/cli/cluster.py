@@ -13,13 +13,14 @@ from typing import TYPE_CHECKING, Any
 
 from ... import __version__
 from ..cluster_config import ClusterConfig, read_cluster_config
+from ..engine.environment import with_environment
 from ..errors import SynsupError
 from ..source import Loaded, Placement, Source
 from . import commands
 from .render import duration, print_findings, print_plan
 
 if TYPE_CHECKING:
-    from ..cluster.unit_states import UnitStates
+    from ..daemon.cluster_node import ClusterNode
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -140,12 +141,24 @@ def on_node(args: argparse.Namespace, source: Source, joined: tuple[ClusterConfi
     return viewed, viewed.on_node(loaded, source.placement(args, loaded, cluster))
 
 
-def node_in_cluster(joined: tuple[ClusterConfig, str], loaded: Loaded) -> UnitStates:
+def node_in_cluster(joined: tuple[ClusterConfig, str], loaded: Loaded, args: argparse.Namespace,
+                    source: Source, variables: dict[str, str]) -> ClusterNode:
     """What the daemon starts first and closes last: this node registered in the store, its
-    units' states published there and the other nodes' followed."""
+    units' states published there and the other nodes' followed, and its part in changes across
+    nodes (`source`: the node's view, from `on_node`)."""
     from ..cluster.etcd_gateway import EtcdGateway
     from ..cluster.membership import MemberRecord, Membership, config_digest
+    from ..cluster.node_source import NodeSource
     from ..cluster.unit_states import UnitStates
+    from ..daemon.cluster_node import ClusterNode, FullView
+    assert isinstance(source, NodeSource)
     cluster, node = joined
+    whole = source.source
+
+    def load_full() -> FullView:
+        full = with_environment(whole.load(args), variables)
+        placement = whole.placement(args, full, cluster) if not full.errors else Placement()
+        return FullView(full, {unit: n for n, units in reversed(placement.units.items()) for unit in units})
     record = MemberRecord(node, cluster.nodes[node].address, __version__, config_digest(loaded.watch_paths), 0.0)
-    return UnitStates(Membership(cluster, node, record, EtcdGateway.from_config(cluster.store)))
+    states = UnitStates(Membership(cluster, node, record, EtcdGateway.from_config(cluster.store)))
+    return ClusterNode(states, load_full(), load_full, whole.plan)

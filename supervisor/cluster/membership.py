@@ -46,6 +46,11 @@ class Keys:
         return f"{self.prefix}units/"
 
     @property
+    def applied(self) -> str:
+        """The config digest every node runs since the last plan was done (the leader writes it)."""
+        return f"{self.prefix}applied"
+
+    @property
     def placed(self) -> str:
         """placed/<node>: the names of that node's units, kept when it goes down (no lease)."""
         return f"{self.prefix}placed/"
@@ -115,10 +120,16 @@ class Membership:
             self.log.warning("cluster.leave_failed", error=str(e) or "timeout", lease_expires_in=self.config.store.ttl)
         await self.store.close()
 
+    async def publish_digest(self, digest: str) -> None:
+        """The config files on this node changed (and checked out): say so in members/<node>, which
+        the leader compares before it plans a change across nodes."""
+        self.record = MemberRecord(**{**asdict(self.record), "config_digest": digest})
+        await self.store.put(self.keys.member(self.node), self.record.encode(), self.lease)
+
     async def _join(self) -> None:
         self.lease = (await self.store.grant(self.config.store.ttl)).id
-        record = MemberRecord(**{**asdict(self.record), "joined": time.time()})
-        await self.store.put(self.keys.member(self.node), record.encode(), self.lease)
+        self.record = MemberRecord(**{**asdict(self.record), "joined": time.time()})
+        await self.store.put(self.keys.member(self.node), self.record.encode(), self.lease)
         self.log.info("cluster.joined", lease=self.lease, ttl=self.config.store.ttl)
         self.on_join()
         await self._claim_leader()

@@ -43,7 +43,7 @@ from .telemetry import Telemetry
 from .upgrades import Upgrader, Upgrades
 
 if TYPE_CHECKING:  # the cluster package is imported only with --cluster (cli/cluster.py builds it)
-    from ..cluster.unit_states import UnitStates
+    from .cluster_node import ClusterNode
 
 STOP_MARGIN = 10.0  # seconds beyond the units' own stop timeouts before the daemon gives up waiting
 LOG_UPKEEP_INTERVAL = 5.0  # seconds between two looks at the unit logs' sizes (units write them)
@@ -64,9 +64,9 @@ class Daemon:
                  spawner: Spawner | None = None, stop_trigger: Callable[[], Awaitable[None]] | None = None,
                  watch: bool = True, settle: float = 1.0, telemetry: Telemetry | None = None,
                  daemon_log: DaemonLog | None = None, log_rotation: tuple[int, int] = (MAX_BYTES, KEEP_FILES),
-                 upgrader: Upgrader | None = None, cluster: UnitStates | None = None) -> None:
+                 upgrader: Upgrader | None = None, cluster: ClusterNode | None = None) -> None:
         self.daemon_log, self.log_rotation = daemon_log, log_rotation
-        self.cluster = cluster  # --cluster: this node and its units' states in the store, joined first, left last
+        self.cluster = cluster  # --cluster: this node in the store (units, changes across nodes), joined first, left last
         self.state, self.log_dir = state, log_dir
         self.current = loaded
         self.timing, self.watch = timing, watch
@@ -106,7 +106,7 @@ class Daemon:
                                            timing=self.timing, spawner=self.spawner)
         sup.add_listener(self._unit_changed)
         if self.cluster is not None:
-            await self.cluster.start(sup)  # a store that does not answer ends the start here, nothing started
+            await self.cluster.start(self)  # a store that does not answer ends the start here, nothing started
         await self.telemetry.start(self)  # before the socket: a busy --metrics address ends the start here
         passed = reexec.inherited()  # we are a new image of a daemon that re-executed itself
         if passed is not None:
@@ -152,6 +152,8 @@ class Daemon:
             helpers.append(asyncio.ensure_future(self._guarded("watch", self.reloads.watch)))
         helpers.append(asyncio.ensure_future(self._guarded("log upkeep", self._log_upkeep)))
         self.operations.submit("start", self._initial_start)
+        if self.cluster is not None:
+            self.cluster.follow()  # its plan steps queue behind the start
         try:
             await (self._stop_trigger() if self._stop_trigger else self._stop.wait())
         finally:

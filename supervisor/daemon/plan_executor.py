@@ -37,9 +37,11 @@ Progress = Callable[[str], Awaitable[None]]
 
 
 async def apply_actions(sup: Supervisor, actions: list[Action], specs: list[UnitSpec],
-                        last_good: Mapping[str, UnitSpec], progress: Progress | None = None) -> None:
+                        last_good: Mapping[str, UnitSpec], progress: Progress | None = None,
+                        finish: bool = True) -> None:
     """Apply `actions`; raise PartialReload at the first unit that does not become ready.
-    `progress` gets one line per action done."""
+    `progress` gets one line per action done. Without `finish` (one phase of a change across
+    nodes) the units the actions do not name keep their specs until `finish_change`."""
     new = {s.name: s for s in specs}
     # a unit that was not ready before the reload (failed, waiting) failing again is no reason
     # to halt, unless others need it: only units that worked before, that the reload adds, or
@@ -66,6 +68,14 @@ async def apply_actions(sup: Supervisor, actions: list[Action], specs: list[Unit
         if progress is not None:
             took = sup.clock.monotonic() - began
             await progress(f"{action.verb:<8} {', '.join(action.units)}: {'ready' if started else 'done'} ({took:.1f}s)")
+    if finish:
+        await finish_change(sup, specs)
+
+
+async def finish_change(sup: Supervisor, specs: list[UnitSpec]) -> None:
+    """The change is made: units it dropped are stopped and forgotten, the others take their new
+    specs (for their next start)."""
+    new = {s.name for s in specs}
     for name in [n for n in sup.units if n not in new]:
         await sup.units[name].stop()
         sup.remove(name)

@@ -1,0 +1,244 @@
+"""A daemon as one node of a cluster (`start --cluster F --node N`, issue 18): its units' states
+in the store (UnitStates), and its part in changes across nodes.
+
+A reload (file watch, SIGHUP, `synsup reload`) applies nothing here: the files that check out
+are published as this node's config digest (`config_changed`). Every daemon follows the store
+(one watch on the cluster's prefix): the one that holds the leader key plans and advances
+(`ChangeLeader`), and each carries out only its own node's steps of the phase in progress with
+the reload plan executor, as an operation of its own queue, then acknowledges: after the
+stopped processes are really gone (reaped, their ports closed) or the started ones ready. A
+step that fails is not acknowledged: the plan waits, and the reason is in the store for
+`status --cluster`. When the plan is done, every node takes the new config as its current one.
+Nothing is started or stopped for a plan without the store: a node cut off from it keeps what
+runs and starts nothing new."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import structlog
+
+from ..cluster.change_leader import ChangeLeader
+from ..cluster.cluster_plan import PREPARE, ClusterPlan, PlanPhase, PlanState, cluster_phases
+from ..cluster.membership import config_digest
+from ..cluster.store import StoreError
+from ..cluster.unit_states import UnitStates
+from ..engine.preflight import addresses_in_use
+from ..plans import Action
+from ..protocol import ReloadOutcome, ReloadResult
+from ..source import Loaded
+from ..spec import UnitSpec
+from .config_snapshot import ConfigSnapshot
+from .plan_executor import PartialReload, apply_actions, finish_change
+
+if TYPE_CHECKING:
+    from .daemon import Daemon
+
+RETRY = 1.0  # seconds before a lost watch is opened again
+PORTS_CLOSED_WAIT = 10.0  # seconds a stopped unit's ports may take to close before the step fails
+IGNORED = ("units/", "placed/")  # keys whose changes are UnitStates' business
+
+
+@dataclass(frozen=True)
+class FullView:
+    """The whole deployment (every node's units) and which node runs each unit."""
+
+    loaded: Loaded
+    node_of: Mapping[str, str]
+
+
+@dataclass
+class Prepared:
+    """This node's side of a plan, checked in its prepare phase: the node's view of the new config."""
+
+    new: Loaded
+    snapshot: ConfigSnapshot | None
+    specs: list[UnitSpec]
+
+
+class ClusterNode:
+    def __init__(self, states: UnitStates, base: FullView, load_full: Callable[[], FullView],
+                 plan_full: Callable[[Loaded, Loaded], list[Action]]) -> None:
+        self.states, self.base = states, base
+        self.load_full, self.plan_full = load_full, plan_full
+        self.membership = states.membership
+        self.node, self.store, self.keys = self.membership.node, self.membership.store, self.states.keys
+        self.leader = ChangeLeader(self.store, self.keys, self.node)
+        self.daemon: Daemon | None = None
+        self._prepared: dict[str, Prepared] = {}  # plan id -> what this node prepared for it
+        self._busy: set[tuple[str, int]] = set()  # (plan id, phase) submitted or done here
+        self._committed: set[str] = set()  # plans done (or ended) that this node has taken as current
+        self._refused: set[tuple[str, int]] = set()  # steps that failed here: tried again on new files
+        self._task: asyncio.Task[None] | None = None
+        self.log = structlog.get_logger().bind(node=self.node)
+
+    @property
+    def digest(self) -> str:
+        return self.membership.record.config_digest
+
+    async def start(self, daemon: Daemon) -> None:
+        """Join (an error if the store does not answer) and publish this node's units."""
+        assert daemon.supervisor is not None
+        self.daemon = daemon
+        await self.states.start(daemon.supervisor)
+        plan, _ = await self.leader.planner.read()
+        if plan is not None and plan.state is not PlanState.RUNNING:
+            self._committed.add(plan.id)  # ended before this daemon joined: its config is the files'
+
+    def follow(self) -> None:
+        """Follow the store's plans from now on (once the daemon's start is queued)."""
+        self._task = asyncio.create_task(self._follow_loop())
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        await self.states.close()
+
+    async def config_changed(self, new: Loaded) -> ReloadOutcome:
+        """A reload's files checked out: publish their digest; the leader plans the change."""
+        digest = config_digest(new.watch_paths)
+        self._busy -= self._refused  # a step that failed here is tried again with these files
+        self._refused.clear()
+        if digest != self.digest:
+            await self.membership.publish_digest(digest)
+            self.log.info("cluster.config_published", digest=digest[:12])
+        return ReloadOutcome(ReloadResult.APPLIED, [f"config {digest[:12]} published to cluster "
+                                                    f"{self.membership.config.name}: the leader plans the change "
+                                                    "across nodes once every node that takes part has these files"])
+
+    # -- following the store
+    async def _follow_loop(self) -> None:
+        while True:
+            try:
+                async with self.store.watch(self.keys.prefix) as events:
+                    await self._look()
+                    async for event in events:
+                        if not event.kv.key.removeprefix(self.keys.prefix).startswith(IGNORED):
+                            await self._look()
+            except StoreError as e:
+                self.log.warning("cluster.follow_lost", error=str(e), kept="what runs; nothing new starts")
+            except Exception:
+                self.log.exception("cluster.look_failed")
+            await asyncio.sleep(RETRY)
+
+    async def _look(self) -> None:
+        look = await self.leader.look(self.digest, self._phases_for_files)
+        if look.did not in ("not the leader", "no change"):
+            self.log.info("cluster.leader_look", did=look.did)
+        plan, _ = await self.leader.planner.read()
+        if plan is not None:
+            await self._take_part(plan)
+
+    async def _phases_for_files(self) -> tuple[PlanPhase, ...]:
+        """The change from the applied config to the files here, cut by node."""
+        new = await asyncio.to_thread(self.load_full)
+        actions = self.plan_full(self.base.loaded, new.loaded)
+        return cluster_phases(actions, self.base.node_of, new.node_of)
+
+    async def _take_part(self, plan: ClusterPlan) -> None:
+        if plan.state is PlanState.DONE and plan.id not in self._committed:
+            self._committed.add(plan.id)
+            self._submit("cluster commit", lambda: self._commit(plan))
+            return
+        step = (plan.id, plan.phase)
+        if plan.state is not PlanState.RUNNING or self.node not in plan.current.steps or step in self._busy:
+            return
+        self._busy.add(step)
+        if await self.store.get(self.leader.planner.ack_key(plan, plan.phase, self.node)) is None:
+            self._submit("cluster phase", lambda: self._run_phase(plan))
+
+    def _submit(self, name: str, work: Callable[[], Awaitable[None]]) -> None:
+        """Queued behind (and never beside) the daemon's other operations; refused while it stops."""
+        assert self.daemon is not None
+        try:
+            future = self.daemon.operations.submit(name, work)
+        except Exception as e:
+            self.log.info("cluster.step_refused", operation=name, reason=str(e) or type(e).__name__)
+            return
+        future.add_done_callback(lambda f: f.cancelled() or f.exception())  # logged by the operation
+
+    # -- this node's steps
+    async def _run_phase(self, plan: ClusterPlan) -> None:
+        phase = plan.current
+        self.log.info("cluster.phase", plan=plan.id, phase=phase.name, steps=[a.describe() for a in phase.steps[self.node]])
+        prepared = self._prepared.get(plan.id) or await self._prepare(plan)
+        if prepared is None:
+            return
+        if phase.name != PREPARE:
+            try:
+                await self._apply(prepared, list(phase.steps[self.node]))
+            except (PartialReload, TimeoutError) as e:
+                return await self._refuse(plan, str(e) or "a stopped unit's ports stayed open")
+        await self.leader.planner.acknowledge(plan, self.node)
+        await self.store.delete(self._note_key)
+        self.log.info("cluster.acknowledged", plan=plan.id, phase=phase.name)
+        if self.daemon is not None:
+            self.daemon.settle()
+
+    async def _prepare(self, plan: ClusterPlan) -> Prepared | None:
+        """This node's files, checked and copied: the config its steps of the plan apply."""
+        d = self.daemon
+        assert d is not None and d.reloads.reloader is not None and d.supervisor is not None
+        new = await asyncio.to_thread(d.reloads.reloader)
+        digest = config_digest(new.watch_paths)
+        if new.errors or digest != plan.config_digest:
+            why = (f"its config files do not check out: {new.errors[0].format()}" if new.errors else
+                   f"its config files ({digest[:12]}) are not the plan's ({plan.config_digest[:12]})")
+            await self._refuse(plan, why)
+            return None
+        snapshot, specs = d.running.candidate(new, {n: u.spec for n, u in d.supervisor.units.items()})
+        self._prepared[plan.id] = prepared = Prepared(new, snapshot, specs)
+        return prepared
+
+    async def _apply(self, prepared: Prepared, steps: list[Action]) -> None:
+        d = self.daemon
+        assert d is not None and d.supervisor is not None
+        sup = d.supervisor
+        for spec in prepared.specs:  # a remote unit the new config needs here: its stand-in first
+            if spec.reported and spec.name not in sup.units:
+                sup.set_spec(spec).start()
+        self.states.report_remote()
+        last_good = d.running.last_good({n: u.spec for n, u in sup.units.items()})
+        await apply_actions(sup, steps, prepared.specs, last_good, finish=False)
+        stopped = [sup.units[n].spec for a in steps if a.verb == "stop" for n in a.units if n in sup.units]
+        await ports_closed(stopped)
+
+    async def _commit(self, plan: ClusterPlan) -> None:
+        """The plan is done: the new config is this node's current one (nodes without steps too)."""
+        d = self.daemon
+        assert d is not None and d.supervisor is not None
+        prepared = self._prepared.pop(plan.id, None) or await self._prepare(plan)
+        if prepared is None:
+            return
+        await finish_change(d.supervisor, prepared.specs)
+        d.current = prepared.new
+        d.running.applied(prepared.snapshot, True, (u.spec for u in d.supervisor.units.values()))
+        full = await asyncio.to_thread(self.load_full)
+        if config_digest(full.loaded.watch_paths) == plan.config_digest:
+            self.base = full
+        self.log.info("cluster.change_done", plan=plan.id, generation=d.running.generation)
+        d.settle()
+
+    @property
+    def _note_key(self) -> str:
+        return f"{self.keys.prefix}notes/{self.node}"
+
+    async def _refuse(self, plan: ClusterPlan, reason: str) -> None:
+        """Not acknowledged: the plan waits for this node; why is in notes/<node> for status."""
+        self.log.error("cluster.step_failed", plan=plan.id, phase=plan.current.name, reason=reason)
+        self._refused.add((plan.id, plan.phase))
+        note = {"plan": plan.id, "phase": plan.phase, "reason": reason, "at": time.time()}
+        await self.store.put(self._note_key, json.dumps(note).encode())
+
+
+async def ports_closed(specs: list[UnitSpec], timeout: float = PORTS_CLOSED_WAIT) -> None:
+    """Until no address these (stopped) units listen on is taken; TimeoutError after `timeout`."""
+    async with asyncio.timeout(timeout):
+        while await asyncio.to_thread(addresses_in_use, [s for s in specs if s.listens]):
+            await asyncio.sleep(0.1)
