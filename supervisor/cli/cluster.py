@@ -95,7 +95,8 @@ def status(args: argparse.Namespace) -> int:
     print(json.dumps(report, indent=2) if args.json else cluster_table(report))
     if report["plan"] and report["plan"]["blocked"]:
         return 2
-    healthy = report["leader"] and all(n["up"] for n in report["nodes"]) and commands.all_ready(report["units"])
+    healthy = report["leader"] and all(n["up"] for n in report["nodes"]) and commands.all_ready(report["units"]) \
+        and not report["config"]["old_files_on"]
     return 0 if healthy else 1
 
 
@@ -107,6 +108,10 @@ def cluster_table(report: dict[str, Any]) -> str:
         lines.append(f"  {n['name']:<16} {'up' if n['up'] else 'down':<6} {n['address'] or '-':<24} "
                      f"{n['version'] or '-':<10} {age:<8} {(n['config_digest'] or '-')[:12]}"
                      + ("" if n["in_cluster_yaml"] else "  (not in cluster.yaml)"))
+    behind = report.get("config", {}).get("old_files_on")
+    if behind:
+        lines.append(f"  config: {', '.join(behind)} still have the applied (old) config files: the change "
+                     "waits for them")
     plan = report["plan"]
     if plan:
         lines.append(f"  plan: phase {plan['phase']}, waiting for {', '.join(plan['waiting_for']) or 'nothing'}"

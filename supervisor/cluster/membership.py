@@ -51,6 +51,11 @@ class Keys:
         return f"{self.prefix}applied"
 
     @property
+    def notes(self) -> str:
+        """notes/<node>: why that node did not acknowledge a phase (a step failed, other files)."""
+        return f"{self.prefix}notes/"
+
+    @property
     def placed(self) -> str:
         """placed/<node>: the names of that node's units, kept when it goes down (no lease)."""
         return f"{self.prefix}placed/"
