@@ -21,7 +21,17 @@ from typing import Any
 import pytest
 import yaml
 from etcd_server import EtcdServer, running_etcd
-from helpers import REPO, Deployment, alive, processes_with, wait_for
+from helpers import (
+    REPO,
+    Deployment,
+    alive,
+    free_ports,
+    listener,
+    processes_with,
+    wait_for,
+    worker,
+    write_deployment,
+)
 from network_namespaces import Network, network
 
 pytestmark = pytest.mark.integration
@@ -44,7 +54,10 @@ class Cluster:
 
     def __init__(self, deployment: Deployment, hosts: Network, etcd: EtcdServer) -> None:
         self.d, self.hosts = deployment, hosts
+        self.files: dict[str, tuple[str, str]] = {}  # node -> its own copy of the config files
         self._spread_over(hosts.addresses)
+        for node in PLACEMENT:
+            self.write_files(node)
         self.file = os.path.join(deployment.root, "cluster.yaml")
         placement = {unit: node for node, units in PLACEMENT.items() for unit in units}
         with open(self.file, "w") as f:
@@ -59,10 +72,23 @@ class Cluster:
         shared["redis"] |= {"host": addresses["a"], "password": "secret"}  # else protected mode refuses other hosts
         for name, entry in shared["instance_map"].items():
             entry["host"] = addresses["a" if name == "main" else "b"]
-        for listener in [*shared["listeners"], *(w for doc in self.d.workers.values()
-                                                   for w in doc.get("worker_listeners", []))]:
-            listener["bind_addresses"] = ["0.0.0.0"]
+        for entry in [*shared["listeners"], *(w for doc in self.d.workers.values()
+                                                for w in doc.get("worker_listeners", []))]:
+            entry["bind_addresses"] = ["0.0.0.0"]
         self.d.write()
+
+    def write_files(self, node: str) -> None:
+        """The deployment's files as node `node` has them (config management writes each host's)."""
+        self.files[node] = write_deployment(os.path.join(self.d.root, f"host-{node}"), self.d.shared, self.d.workers)
+
+    def add_persister_on_b(self) -> None:
+        """persister3 on node b (its instance_map host is b's address), in the events map; each
+        host's files are written later (`write_files`), as an ansible run goes host by host."""
+        port = free_ports(1)[0]
+        self.d.shared["instance_map"]["persister3"] = {"host": self.hosts.addresses["b"], "port": port}
+        self.d.shared["stream_writers"]["events"].append("persister3")
+        entry = listener(port, "replication") | {"bind_addresses": ["0.0.0.0"]}
+        self.d.workers["persister3"] = worker("persister3", entry)
 
     def state_dir(self, node: str) -> str:
         return os.path.join(os.path.dirname(self.d.root), f"s{node}")
@@ -74,8 +100,8 @@ class Cluster:
         return [*where, sys.executable, "-m", "synsup", *args, *state]
 
     def start(self, node: str) -> subprocess.Popen[str]:
-        argv = self.synsup(node, "start", "--cluster", self.file, "--node", node, "-c", self.d.config,
-                           "-a", self.d.workers_dir)
+        config, workers = self.files[node]
+        argv = self.synsup(node, "start", "--cluster", self.file, "--node", node, "-c", config, "-a", workers)
         return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                 env=self.d.env(), cwd=REPO)
 
@@ -91,6 +117,17 @@ class Cluster:
     def status_when(self, condition: Callable[[int, dict[str, Any]], bool]) -> tuple[int, dict[str, Any]] | None:
         code, report = self.status()
         return (code, report) if condition(code, report) else None
+
+    def table(self) -> str:
+        done = self.run(None, "status", "--cluster", self.file)
+        return f"$ synsup status --cluster cluster.yaml  (exit {done.returncode})\n{done.stdout}{done.stderr}"
+
+    def start_all(self) -> None:
+        started = [self.start(node) for node in PLACEMENT]  # together: b waits for a's main, c for b
+        outputs = [p.communicate(timeout=120)[0] for p in started]
+        assert [p.returncode for p in started] == [0, 0, 0], outputs
+        wait_for(lambda: self.status_when(lambda code, r: code == 0 and all_ready(r)), timeout=20,
+                 what="every unit of every node ready in status --cluster (exit 0)")
 
     def local(self, node: str) -> dict[str, Any]:
         return json.loads(self.run(node, "status", "--json").stdout)
@@ -147,3 +184,66 @@ def test_three_nodes_each_run_their_own_units_and_a_killed_daemon_goes_down_afte
     assert [u["state"] for u in down["units"] if u["node"] == "c"] == ["unknown"] * 3
     assert [u["state"] for u in down["units"] if u["node"] != "c"] == ["ready"] * 5
     assert all(alive(pid) for pid in c_pids), "c's processes keep running without their daemon"
+
+
+def process_runs(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every fake Synapse process from its events log (shared by the three hosts): name, events
+    map, start and exit time (None: still running)."""
+    runs: dict[int, dict[str, Any]] = {}
+    for e in events:
+        if e["event"] == "start":
+            runs[e["pid"]] = {"name": e["name"], "map": tuple(e["events_writers"] or ()), "start": e["t"], "exit": None}
+        elif e["event"] == "exit" and e["pid"] in runs:
+            runs[e["pid"]]["exit"] = e["t"]
+    return list(runs.values())
+
+
+def maps_overlapping(runs: list[dict[str, Any]]) -> list[str]:
+    """Where a process with a newer events map started while an events writer of an older map
+    still ran (maps in the order they first appear), on any host: what Synapse must never see."""
+    order = list(dict.fromkeys(r["map"] for r in sorted(runs, key=lambda r: r["start"])))
+    found = []
+    for old in (r for r in runs if r["name"] in r["map"]):
+        for new in (r for r in runs if order.index(r["map"]) > order.index(old["map"])):
+            if old["exit"] is None or new["start"] < old["exit"]:
+                found.append(f"{new['name']} (map {new['map']}) started while {old['name']} (map {old['map']}) ran")
+    return found
+
+
+def test_maps_overlapping_sees_a_new_map_process_started_beside_an_old_writer() -> None:
+    old, new = ("p1",), ("p1", "p2")
+    runs = [{"name": "p1", "map": old, "start": 0.0, "exit": 2.0},
+            {"name": "main", "map": old, "start": 0.0, "exit": 5.0},  # an old reader beside new writers: allowed
+            {"name": "p2", "map": new, "start": 3.0, "exit": None}]
+    assert maps_overlapping(runs) == []
+    assert maps_overlapping([*runs, {"name": "main", "map": new, "start": 1.5, "exit": None}]) == [
+        "main (map ('p1', 'p2')) started while p1 (map ('p1',)) ran"]
+
+
+def test_a_persister_added_on_b_is_a_plan_across_the_nodes_and_no_new_map_process_runs_beside_an_old_writer(
+        cluster: Cluster) -> None:
+    cluster.start_all()
+    runs_before = process_runs(cluster.d.events())
+    began = time.monotonic()
+    cluster.add_persister_on_b()
+    cluster.write_files("a")  # a first: b and c have the old files for a while
+    wait_for(lambda: cluster.status_when(lambda code, r: code == 1 and r["config"]["old_files_on"] == ["b", "c"]),
+             timeout=20, what="status --cluster saying b and c still have the old files (exit 1)")
+    print(cluster.table())
+    assert wait_for(lambda: cluster.local("a")["daemon"].get("last_reload"), what="a's reload")["result"] == "applied"
+    assert process_runs(cluster.d.events()) == runs_before, "nothing restarts while a node has the old files"
+    cluster.write_files("b")
+    cluster.write_files("c")
+    code, report = wait_for(lambda: cluster.status_when(lambda code, r: code == 0 and r["plan"] is None and all_ready(r)
+                                                        and "persister3" in [u["name"] for u in r["units"]]),
+                            timeout=60, what="persister3 ready on b, every unit ready, no plan in progress")
+    print(f"persister added across three nodes: all ready {time.monotonic() - began:.2f}s after a's files changed")
+    print(cluster.table())
+    assert [u["node"] for u in report["units"] if u["name"] == "persister3"] == ["b"]
+    assert len({n["config_digest"] for n in report["nodes"]} | {report["config"]["applied"]}) == 1, "all on the new files"
+    runs = process_runs(cluster.d.events())
+    assert maps_overlapping(runs) == []
+    new_map = ("persister1", "persister2", "persister3")
+    running = {r["name"]: r["map"] for r in runs if r["exit"] is None}
+    assert running == {name: new_map for name in ["main", "persister1", "persister2", "persister3", "generic1",
+                                                  "sender1", "pusher1"]}
