@@ -122,6 +122,49 @@ def cluster_table(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+ADMIN = {
+    "abort": "end the plan in progress: nothing goes forward, what already ran keeps running",
+    "ack": "acknowledge the phase in progress for a node that is gone for good (its processes are known dead)",
+    "remove-node": "forget a node that is down (its member, units and placement in the store)",
+}
+
+
+def admin_arguments(parser: argparse.ArgumentParser) -> None:
+    """`synsup cluster abort|ack|remove-node --cluster FILE`."""
+    actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+    for name, text in ADMIN.items():
+        p = actions.add_parser(name, help=text, description=text)
+        p.add_argument("--cluster", metavar="FILE", required=True, help="cluster.yaml: where the store is")
+        if name == "ack":
+            p.add_argument("--node", metavar="NAME", required=True, help="the node gone for good")
+            p.add_argument("--phase", metavar="P", required=True, help="the phase in progress: its number "
+                           "or its name, as `synsup status --cluster` shows it")
+        if name == "remove-node":
+            p.add_argument("node", metavar="NODE")
+
+
+def admin(args: argparse.Namespace) -> int:
+    """One line saying what was done; a refusal is a SynsupError (exit 1) saying why."""
+    from ..cluster import cluster_admin
+    from ..cluster.etcd_gateway import EtcdGateway
+    from ..cluster.membership import Keys
+    cluster = read_cluster_config(args.cluster)
+    keys = Keys(cluster.store.prefix)
+
+    async def act() -> str:
+        store = EtcdGateway.from_config(cluster.store)
+        try:
+            if args.action == "abort":
+                return await cluster_admin.abort(store, keys)
+            if args.action == "ack":
+                return await cluster_admin.ack(store, keys, args.node, args.phase)
+            return await cluster_admin.remove_node(store, keys, args.node)
+        finally:
+            await store.close()
+    print(asyncio.run(act()))
+    return 0
+
+
 def joining(args: argparse.Namespace, source: Source, loaded: Loaded) -> tuple[ClusterConfig, str] | None:
     """`start --cluster F`: the cluster and this node, its placement checked before anything starts
     (the daemon never starts half-joined); None without --cluster."""
