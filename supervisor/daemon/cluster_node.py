@@ -74,6 +74,7 @@ class ClusterNode:
         self._busy: set[tuple[str, int]] = set()  # (plan id, phase) submitted or done here
         self._committed: set[str] = set()  # plans done (or ended) that this node has taken as current
         self._refused: set[tuple[str, int]] = set()  # steps that failed here: tried again on new files
+        self.acted_on_later: set[str] = set()  # joined mid-plan: units its later steps act on (`start`)
         self._task: asyncio.Task[None] | None = None
         self.log = structlog.get_logger().bind(node=self.node)
 
@@ -89,6 +90,16 @@ class ClusterNode:
         plan, _ = await self.leader.planner.read()
         if plan is not None and plan.state is not PlanState.RUNNING:
             self._committed.add(plan.id)  # ended before this daemon joined: its config is the files'
+        elif plan is not None:
+            self.acted_on_later = await self._acted_on_later(plan) & set(daemon.supervisor.units)
+
+    async def _acted_on_later(self, plan: ClusterPlan) -> set[str]:
+        """This node's units that the plan in progress still stops or starts: a daemon that comes
+        back mid-plan neither retires nor starts them (its files are already the new ones); the
+        plan's steps do, in their order."""
+        acked = await self.store.get(self.leader.planner.ack_key(plan, plan.phase, self.node)) is not None
+        phases = plan.phases[plan.phase + (1 if acked else 0):]
+        return {u for p in phases for a in p.steps.get(self.node, ()) for u in a.units}
 
     def follow(self) -> None:
         """Follow the store's plans from now on (once the daemon's start is queued)."""
@@ -204,6 +215,8 @@ class ClusterNode:
             if spec.reported and spec.name not in sup.units:
                 sup.set_spec(spec).start()
         self.states.report_remote()
+        for name in {u for a in steps for u in a.units if u in sup.units and u in self.acted_on_later}:
+            sup.units[name].held = False  # held since this daemon came back mid-plan: its step is now
         last_good = d.running.last_good({n: u.spec for n, u in sup.units.items()})
         await apply_actions(sup, steps, prepared.specs, last_good, finish=False)
         stopped = [sup.units[n].spec for a in steps if a.verb == "stop" for n in a.units if n in sup.units]

@@ -184,12 +184,16 @@ class Daemon:
         specs = [self.running.code.put_on(s) for s in self.current.specs]  # a partial upgrade's units: new code
         found = adoptable(self.state, specs, self.token)
         stale = stale_adopted(self.state, found, {n: u.spec for n, u in sup.units.items()})
+        later = self.cluster.acted_on_later if self.cluster is not None else set()
+        stale = {n: why for n, why in stale.items() if n not in later}  # the plan in progress stops or restarts them
         if stale:  # stopped before anything starts: no process of the new config runs beside them
             self.log.info("daemon.not_adopted", units=stale, reason="config files changed while no daemon ran")
             await sup.retire({n: found[n] for n in stale}, self.token)
         adopted = sup.adopt({n: pid for n, pid in found.items() if n not in stale}, self.token)
         if adopted:
             self.log.info("daemon.adopted", units=adopted)
+        for name in later - set(adopted):  # not running: started by the plan's step, not before
+            sup.units[name].held = True
         self.running.prune(u.spec for u in sup.units.values())  # the copies nothing reads any more
         sup.start_all()
         await sup.wait_settled(sup.units.values())
