@@ -192,7 +192,8 @@ def process_runs(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
     runs: dict[int, dict[str, Any]] = {}
     for e in events:
         if e["event"] == "start":
-            runs[e["pid"]] = {"name": e["name"], "map": tuple(e["events_writers"] or ()), "start": e["t"], "exit": None}
+            runs[e["pid"]] = {"pid": e["pid"], "name": e["name"], "map": tuple(e["events_writers"] or ()),
+                              "start": e["t"], "exit": None}
         elif e["event"] == "exit" and e["pid"] in runs:
             runs[e["pid"]]["exit"] = e["t"]
     return list(runs.values())
@@ -247,3 +248,37 @@ def test_a_persister_added_on_b_is_a_plan_across_the_nodes_and_no_new_map_proces
     running = {r["name"]: r["map"] for r in runs if r["exit"] is None}
     assert running == {name: new_map for name in ["main", "persister1", "persister2", "persister3", "generic1",
                                                   "sender1", "pusher1"]}
+
+
+def plan_phase(report: dict[str, Any]) -> str | None:
+    return report["plan"]["phase"] if report["plan"] else None
+
+
+def test_a_node_whose_daemon_dies_mid_plan_blocks_it_with_the_reason_and_its_return_finishes_it(
+        cluster: Cluster) -> None:
+    cluster.start_all()
+    cluster.d.behave("persister3", ready_delay=3)  # the plan stays in b's phase a while
+    cluster.add_persister_on_b()
+    for node in PLACEMENT:
+        cluster.write_files(node)
+    wait_for(lambda: cluster.status_when(lambda code, r: (plan_phase(r) or "").startswith("start ")),
+             timeout=30, what="the plan starting the new set on b")
+    c_daemon = cluster.local("c")["daemon"]["pid"]
+    c_runs = [r for r in process_runs(cluster.d.events()) if r["name"] in PLACEMENT["c"]]
+    os.kill(c_daemon, signal.SIGKILL)
+    code, blocked = wait_for(lambda: cluster.status_when(lambda code, r: code == 2 and r["plan"]["waiting_for"] == ["c"]),
+                             timeout=30, what="the plan blocked on c, its daemon gone (exit 2)")
+    assert (blocked["plan"]["phase"], blocked["plan"]["reason"]) == ("restart", "node c is down")
+    print(cluster.table())
+    assert [r for r in process_runs(cluster.d.events()) if r["name"] in PLACEMENT["c"]] == c_runs, \
+        "c's processes keep running, none restarted by another node"
+    assert all(alive(r["pid"]) for r in c_runs)
+
+    returning = cluster.start("c")
+    assert returning.communicate(timeout=120)[0] is not None and returning.returncode == 0
+    code, done = wait_for(lambda: cluster.status_when(lambda code, r: code == 0 and r["plan"] is None and all_ready(r)),
+                          timeout=60, what="the plan done once c's daemon is back, every unit ready")
+    print(cluster.table())
+    runs = process_runs(cluster.d.events())
+    assert maps_overlapping(runs) == []
+    assert {r["map"] for r in runs if r["exit"] is None} == {("persister1", "persister2", "persister3")}
