@@ -35,6 +35,7 @@ from ..source import Loaded
 from ..spec import UnitSpec
 from .config_snapshot import ConfigSnapshot
 from .plan_executor import PartialReload, apply_actions, finish_change
+from .self_fence import fence, unfence
 
 if TYPE_CHECKING:
     from .daemon import Daemon
@@ -75,7 +76,9 @@ class ClusterNode:
         self._committed: set[str] = set()  # plans done (or ended) that this node has taken as current
         self._refused: set[tuple[str, int]] = set()  # steps that failed here: tried again on new files
         self.acted_on_later: set[str] = set()  # joined mid-plan: units its later steps act on (`start`)
-        self._task: asyncio.Task[None] | None = None
+        self.fenced: set[str] = set()  # self_fence: units stopped when the lease was lost, until it is back
+        self._wake = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
         self.log = structlog.get_logger().bind(node=self.node)
 
     @property
@@ -87,6 +90,8 @@ class ClusterNode:
         assert daemon.supervisor is not None
         self.daemon = daemon
         await self.states.start(daemon.supervisor)
+        self.membership.on_join = self._on_join(self.membership.on_join)
+        self.membership.on_lease_lost = self._lease_lost
         plan, _ = await self.leader.planner.read()
         if plan is not None and plan.state is not PlanState.RUNNING:
             self._committed.add(plan.id)  # ended before this daemon joined: its config is the files'
@@ -101,14 +106,22 @@ class ClusterNode:
         phases = plan.phases[plan.phase + (1 if acked else 0):]
         return {u for p in phases for a in p.steps.get(self.node, ()) for u in a.units}
 
+    def _on_join(self, publish: Callable[[], None]) -> Callable[[], None]:
+        """After a rejoin: units published again (UnitStates), and a look at the store (the watch
+        may have missed what changed meanwhile)."""
+        def joined() -> None:
+            publish()
+            self._wake.set()
+        return joined
+
     def follow(self) -> None:
         """Follow the store's plans from now on (once the daemon's start is queued)."""
-        self._task = asyncio.create_task(self._follow_loop())
+        self._tasks = [asyncio.create_task(self._follow_loop()), asyncio.create_task(self._wake_loop())]
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.states.close()
 
     async def config_changed(self, new: Loaded) -> ReloadOutcome:
@@ -117,7 +130,12 @@ class ClusterNode:
         self._busy -= self._refused  # a step that failed here is tried again with these files
         self._refused.clear()
         if digest != self.digest:
-            await self.membership.publish_digest(digest)
+            try:
+                await self.membership.publish_digest(digest)
+            except StoreError as e:  # said when the node joins again; nothing changes here meanwhile
+                return ReloadOutcome(ReloadResult.REJECTED, errors=[f"the store is out of reach ({e}): config "
+                                                                    f"{digest[:12]} is published when it is back; "
+                                                                    "nothing changes here meanwhile"])
             self.log.info("cluster.config_published", digest=digest[:12])
         return ReloadOutcome(ReloadResult.APPLIED, [f"config {digest[:12]} published to cluster "
                                                     f"{self.membership.config.name}: the leader plans the change "
@@ -138,6 +156,15 @@ class ClusterNode:
                 self.log.exception("cluster.look_failed")
             await asyncio.sleep(RETRY)
 
+    async def _wake_loop(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            try:
+                await self._look()
+            except StoreError as e:
+                self.log.warning("cluster.look_failed", error=str(e))
+
     async def _look(self) -> None:
         look = await self.leader.look(self.digest, self._phases_for_files)
         if look.did not in ("not the leader", "no change"):
@@ -145,6 +172,8 @@ class ClusterNode:
         plan, _ = await self.leader.planner.read()
         if plan is not None:
             await self._take_part(plan)
+        if self.fenced and self.membership.lease_held and (plan is None or plan.state is not PlanState.RUNNING):
+            self._submit("unfence", self._unfence)
 
     async def _phases_for_files(self) -> tuple[PlanPhase, ...]:
         """The change from the applied config to the files here, cut by node."""
@@ -215,8 +244,8 @@ class ClusterNode:
             if spec.reported and spec.name not in sup.units:
                 sup.set_spec(spec).start()
         self.states.report_remote()
-        for name in {u for a in steps for u in a.units if u in sup.units and u in self.acted_on_later}:
-            sup.units[name].held = False  # held since this daemon came back mid-plan: its step is now
+        for name in {u for a in steps for u in a.units if u in sup.units and u in self.acted_on_later | self.fenced}:
+            sup.units[name].held = False  # held since this daemon came back mid-plan (or fenced): its step is now
         last_good = d.running.last_good({n: u.spec for n, u in sup.units.items()})
         await apply_actions(sup, steps, prepared.specs, last_good, finish=False)
         stopped = [sup.units[n].spec for a in steps if a.verb == "stop" for n in a.units if n in sup.units]
@@ -237,6 +266,24 @@ class ClusterNode:
             self.base = full
         self.log.info("cluster.change_done", plan=plan.id, generation=d.running.generation)
         d.settle()
+
+    # -- self_fence
+    def _lease_lost(self) -> None:
+        if self.membership.config.self_fence:
+            self._submit("self fence", self._fence)
+
+    async def _fence(self) -> None:
+        """The lease is lost (`self_fence: true`): the processes that hold the shard map stop and stay
+        stopped until the node is back in the cluster."""
+        if self.daemon is not None and self.daemon.supervisor is not None and not self.membership.lease_held:
+            self.fenced |= await fence(self.daemon.supervisor)
+            self.log.warning("cluster.fenced", units=sorted(self.fenced), reason="lease lost (self_fence)")
+
+    async def _unfence(self) -> None:
+        if self.daemon is not None and self.daemon.supervisor is not None and self.fenced:
+            unfence(self.daemon.supervisor, self.fenced)
+            self.log.info("cluster.unfenced", units=sorted(self.fenced))
+            self.fenced = set()
 
     @property
     def _note_key(self) -> str:

@@ -60,11 +60,14 @@ class Cluster:
             self.write_files(node)
         self.file = os.path.join(deployment.root, "cluster.yaml")
         placement = {unit: node for node, units in PLACEMENT.items() for unit in units}
+        self.document = {"name": "three", "store": {"endpoints": [etcd.url], "ttl": TTL,
+                                                    "prefix": f"/test/{uuid.uuid4().hex}"},
+                         "nodes": {n: {"address": a} for n, a in hosts.addresses.items()}, "placement": placement}
+        self.write_cluster_file()
+
+    def write_cluster_file(self, **extra: Any) -> None:
         with open(self.file, "w") as f:
-            yaml.safe_dump({"name": "three", "store": {"endpoints": [etcd.url], "ttl": TTL,
-                                                       "prefix": f"/test/{uuid.uuid4().hex}"},
-                            "nodes": {n: {"address": a} for n, a in hosts.addresses.items()},
-                            "placement": placement}, f)
+            yaml.safe_dump(self.document | extra, f)
 
     def _spread_over(self, addresses: dict[str, str]) -> None:
         """instance_map and Redis at the address of the node that runs them; listeners on every address."""
@@ -282,3 +285,53 @@ def test_a_node_whose_daemon_dies_mid_plan_blocks_it_with_the_reason_and_its_ret
     runs = process_runs(cluster.d.events())
     assert maps_overlapping(runs) == []
     assert {r["map"] for r in runs if r["exit"] is None} == {("persister1", "persister2", "persister3")}
+
+
+def test_a_node_cut_off_from_the_store_keeps_its_processes_starts_nothing_new_and_joins_the_change_when_back(
+        cluster: Cluster) -> None:
+    cluster.start_all()
+    before = process_runs(cluster.d.events())
+    cluster.hosts.cut_off("c")
+    try:
+        cluster.add_persister_on_b()
+        for node in PLACEMENT:
+            cluster.write_files(node)
+        wait_for(lambda: cluster.status_when(lambda code, r: not r["nodes"][2]["up"]), timeout=TTL + 10,
+                 what="c down once its lease ends")
+        reload = wait_for(lambda: cluster.local("c")["daemon"].get("last_reload"), timeout=30, what="c's reload")
+        assert reload["result"] == "rejected" and "the store is out of reach" in reload["errors"][0]
+        code, report = cluster.status()
+        assert report["plan"] is None, "no plan while a node that takes part is cut off"
+        assert process_runs(cluster.d.events()) == before, "nothing stopped or started on any node"
+        assert all(alive(r["pid"]) for r in before)
+    finally:
+        cluster.hosts.reconnect("c")
+    wait_for(lambda: cluster.status_when(lambda code, r: code == 0 and r["plan"] is None and all_ready(r)
+                                         and "persister3" in [u["name"] for u in r["units"]]),
+             timeout=60, what="the change made once c is back, every unit ready")
+    runs = process_runs(cluster.d.events())
+    assert maps_overlapping(runs) == []
+    assert {r["map"] for r in runs if r["exit"] is None} == {("persister1", "persister2", "persister3")}
+
+
+def test_self_fence_stops_a_cut_off_nodes_synapse_processes_and_starts_them_when_it_is_back(
+        cluster: Cluster) -> None:
+    cluster.write_cluster_file(self_fence=True)
+    cluster.start_all()
+    c_pids = {r["pid"] for r in process_runs(cluster.d.events()) if r["name"] in PLACEMENT["c"]}
+    others = [r for r in process_runs(cluster.d.events()) if r["pid"] not in c_pids]
+    cluster.hosts.cut_off("c")
+    try:
+        cut_at = time.monotonic()
+        wait_for(lambda: all(r["exit"] for r in process_runs(cluster.d.events()) if r["pid"] in c_pids),
+                 timeout=TTL + 15, what="c's Synapse processes stopped by self_fence")
+        print(f"c fenced {time.monotonic() - cut_at:.2f}s after it was cut off (ttl {TTL}s)")
+        assert time.monotonic() - cut_at >= TTL * 2 / 3 - 0.3, "fenced before its lease could have ended"
+        assert [r for r in process_runs(cluster.d.events()) if r["pid"] not in c_pids] == others, \
+            "the other nodes' processes run on, c started nothing"
+    finally:
+        cluster.hosts.reconnect("c")
+    wait_for(lambda: cluster.status_when(lambda code, r: code == 0 and all_ready(r)), timeout=40,
+             what="c back in the cluster, its processes started again, every unit ready")
+    assert {r["name"] for r in process_runs(cluster.d.events()) if r["exit"] is None and r["pid"] not in c_pids} \
+        >= set(PLACEMENT["c"])
