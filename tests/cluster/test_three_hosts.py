@@ -335,3 +335,31 @@ def test_self_fence_stops_a_cut_off_nodes_synapse_processes_and_starts_them_when
              what="c back in the cluster, its processes started again, every unit ready")
     assert {r["name"] for r in process_runs(cluster.d.events()) if r["exit"] is None and r["pid"] not in c_pids} \
         >= set(PLACEMENT["c"])
+
+
+def test_the_leader_killed_mid_plan_another_daemon_takes_over_at_the_recorded_phase(cluster: Cluster) -> None:
+    first = cluster.start("a")  # a first: it takes the leader key
+    assert first.communicate(timeout=120)[0] is not None and first.returncode == 0
+    cluster.start_all()  # b and c join (a answers `already running`)
+    assert cluster.status()[1]["leader"] == "a"
+    cluster.d.behave("persister3", ready_delay=3)  # the plan stays in b's phase a while
+    cluster.add_persister_on_b()
+    for node in PLACEMENT:
+        cluster.write_files(node)
+    code, during = wait_for(lambda: cluster.status_when(lambda code, r: (plan_phase(r) or "").startswith("start ")),
+                            timeout=30, what="the plan starting the new set on b")
+    os.kill(cluster.local("a")["daemon"]["pid"], signal.SIGKILL)
+    code, taken = wait_for(lambda: cluster.status_when(lambda code, r: r["leader"] != "a" and plan_phase(r) == "restart"),
+                           timeout=40, what="b or c leading, the plan moved on to c's phase")
+    assert taken["plan"]["id"] == during["plan"]["id"], "the same plan, at its recorded phase"
+    print(f"leader a killed at phase {during['plan']['phase']!r}; {taken['leader']} took over and moved it on")
+    print(cluster.table())  # c's restarted units wait for main, whose node (a) is down
+    back = cluster.start("a")  # a's daemon back: it adopts main, which the store then reports ready again
+    assert back.communicate(timeout=120)[0] is not None and back.returncode == 0
+    wait_for(lambda: cluster.status_when(lambda code, r: code == 0 and r["plan"] is None and all_ready(r)),
+             timeout=40, what="the plan done, every unit ready")
+    runs = process_runs(cluster.d.events())
+    assert maps_overlapping(runs) == []
+    assert [r["name"] for r in runs].count("persister3") == 1, "each step ran once: taken over, not started again"
+    assert [r["name"] for r in runs].count("main") == 2, "main restarted once (its phase was done before a died)"
+    assert {r["map"] for r in runs if r["exit"] is None} == {("persister1", "persister2", "persister3")}
