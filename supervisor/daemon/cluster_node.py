@@ -34,7 +34,7 @@ from ..protocol import ReloadOutcome, ReloadResult
 from ..source import Loaded
 from ..spec import UnitSpec
 from .config_snapshot import ConfigSnapshot
-from .plan_executor import PartialReload, apply_actions, finish_change
+from .plan_executor import PartialReload, apply_actions, finish_change, must_become_ready
 from .self_fence import fence, unfence
 
 if TYPE_CHECKING:
@@ -60,6 +60,7 @@ class Prepared:
     new: Loaded
     snapshot: ConfigSnapshot | None
     specs: list[UnitSpec]
+    counts: set[str]  # the units whose failure halts a step (as they were before the first one)
 
 
 class ClusterNode:
@@ -233,7 +234,7 @@ class ClusterNode:
             await self._refuse(plan, why)
             return None
         snapshot, specs = d.running.candidate(new, {n: u.spec for n, u in d.supervisor.units.items()})
-        self._prepared[plan.id] = prepared = Prepared(new, snapshot, specs)
+        self._prepared[plan.id] = prepared = Prepared(new, snapshot, specs, must_become_ready(d.supervisor, specs))
         return prepared
 
     async def _apply(self, prepared: Prepared, steps: list[Action]) -> None:
@@ -247,7 +248,7 @@ class ClusterNode:
         for name in {u for a in steps for u in a.units if u in sup.units and u in self.acted_on_later | self.fenced}:
             sup.units[name].held = False  # held since this daemon came back mid-plan (or fenced): its step is now
         last_good = d.running.last_good({n: u.spec for n, u in sup.units.items()})
-        await apply_actions(sup, steps, prepared.specs, last_good, finish=False)
+        await apply_actions(sup, steps, prepared.specs, last_good, finish=False, counts=prepared.counts)
         stopped = [sup.units[n].spec for a in steps if a.verb == "stop" for n in a.units if n in sup.units]
         await ports_closed(stopped)
 

@@ -363,3 +363,32 @@ def test_the_leader_killed_mid_plan_another_daemon_takes_over_at_the_recorded_ph
     assert [r["name"] for r in runs].count("persister3") == 1, "each step ran once: taken over, not started again"
     assert [r["name"] for r in runs].count("main") == 2, "main restarted once (its phase was done before a died)"
     assert {r["map"] for r in runs if r["exit"] is None} == {("persister1", "persister2", "persister3")}
+
+
+def test_a_step_that_fails_blocks_the_plan_with_the_nodes_reason_until_the_admin_aborts_it(cluster: Cluster) -> None:
+    cluster.start_all()
+    cluster.d.behave("persister3", refuse=True)
+    cluster.add_persister_on_b()
+    for node in PLACEMENT:
+        cluster.write_files(node)
+    def blocked_by_b(code: int, r: dict[str, Any]) -> bool:
+        return code == 2 and r["plan"]["reason"].startswith("node b: ")
+    code, blocked = wait_for(lambda: cluster.status_when(blocked_by_b), timeout=30,
+                             what="the plan blocked with b's reason (exit 2)")
+    assert blocked["plan"]["phase"].startswith("start ") and blocked["plan"]["waiting_for"] == ["b"]
+    assert "persister3 did not become ready" in blocked["plan"]["reason"]
+    print(cluster.table())
+    c_runs = [r for r in process_runs(cluster.d.events()) if r["name"] in PLACEMENT["c"]]
+    aborted = cluster.run(None, "cluster", "abort", "--cluster", cluster.file)
+    print(f"$ synsup cluster abort --cluster cluster.yaml  (exit {aborted.returncode})\n{aborted.stdout}{aborted.stderr}")
+    assert aborted.returncode == 0 and aborted.stdout.startswith(f"plan {blocked['plan']['id']} aborted at phase start ")
+    code, after = cluster.status()
+    assert (code, after["plan"]) == (1, None)
+    print(cluster.table())
+    again = cluster.run(None, "cluster", "abort", "--cluster", cluster.file)
+    assert (again.returncode, again.stderr.strip()) == (1, "synsup: error: no plan in progress (see `synsup status "
+                                                           "--cluster`)")
+    assert [r for r in process_runs(cluster.d.events()) if r["name"] in PLACEMENT["c"]] == c_runs, \
+        "nothing goes forward: c's restart never comes"
+    running = {u["name"]: u["state"] for u in after["units"]}
+    assert (running["persister1"], running["persister2"]) == ("ready", "ready"), "what ran keeps running"
