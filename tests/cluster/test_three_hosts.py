@@ -392,3 +392,30 @@ def test_a_step_that_fails_blocks_the_plan_with_the_nodes_reason_until_the_admin
         "nothing goes forward: c's restart never comes"
     running = {u["name"]: u["state"] for u in after["units"]}
     assert (running["persister1"], running["persister2"]) == ("ready", "ready"), "what ran keeps running"
+
+
+def test_a_node_gone_for_good_mid_plan_is_acknowledged_by_the_admin_and_removed(cluster: Cluster) -> None:
+    cluster.start_all()
+    cluster.d.behave("persister3", ready_delay=3)
+    cluster.add_persister_on_b()
+    for node in PLACEMENT:
+        cluster.write_files(node)
+    wait_for(lambda: cluster.status_when(lambda code, r: (plan_phase(r) or "").startswith("start ")),
+             timeout=30, what="the plan starting the new set on b")
+    for pid in cluster.hosts.pids("c"):  # host c is gone: its daemon and its processes
+        os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: cluster.status_when(lambda code, r: code == 2 and r["plan"]["waiting_for"] == ["c"]),
+             timeout=30, what="the plan blocked on c")
+    refused = cluster.run(None, "cluster", "ack", "--cluster", cluster.file, "--node", "c", "--phase", "prepare")
+    assert refused.returncode == 1 and "not 'prepare'; pass --phase 4" in refused.stderr
+    acked = cluster.run(None, "cluster", "ack", "--cluster", cluster.file, "--node", "c", "--phase", "restart")
+    print(f"$ synsup cluster ack --node c --phase restart  (exit {acked.returncode})\n{acked.stdout}{acked.stderr}")
+    assert acked.returncode == 0
+    wait_for(lambda: cluster.status_when(lambda code, r: r["plan"] is None), timeout=20, what="the plan done without c")
+    removed = cluster.run(None, "cluster", "remove-node", "c", "--cluster", cluster.file)
+    print(f"$ synsup cluster remove-node c  (exit {removed.returncode})\n{removed.stdout}{removed.stderr}")
+    assert removed.returncode == 0
+    code, after = cluster.status()
+    assert [u["node"] for u in after["units"]].count("c") == 0, "c's units are forgotten"
+    assert all(u["state"] == "ready" for u in after["units"])
+    print(cluster.table())
