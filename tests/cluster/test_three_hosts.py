@@ -1,6 +1,6 @@
 """Three hosts on one machine: three network namespaces made by the test (tests/network_namespaces.py),
 one etcd member on the bridge address, one `synsup start --cluster F --node N` per namespace with
-the fake Synapse and a state dir of its own, the same config files for all. main and Redis on a,
+the fake Synapse and a state dir of its own, a copy of the config files each (tests/cluster_hosts.py). main and Redis on a,
 the two event persisters on b, the other workers on c: each daemon runs only its node's units,
 and a unit whose dependency is on another node waits for it as the store says.
 
@@ -8,35 +8,19 @@ Skipped (with the reason) without root, `ip netns` or etcd."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
-import subprocess
-import sys
 import time
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import yaml
+from cluster_hosts import PLACEMENT, TTL, Cluster, all_ready, maps_overlapping, plan_phase, process_runs
 from etcd_server import EtcdServer, running_etcd
-from helpers import (
-    REPO,
-    Deployment,
-    alive,
-    free_ports,
-    listener,
-    processes_with,
-    wait_for,
-    worker,
-    write_deployment,
-)
+from helpers import Deployment, alive, processes_with, wait_for
 from network_namespaces import Network, network
 
 pytestmark = pytest.mark.integration
-TTL = 3
-PLACEMENT = {"a": ["main", "redis"], "b": ["persister1", "persister2"], "c": ["generic1", "sender1", "pusher1"]}
 
 
 @pytest.fixture(scope="module")
@@ -49,97 +33,6 @@ def etcd(hosts: Network) -> Iterator[EtcdServer]:
     yield from running_etcd(host=hosts.bridge_address)
 
 
-class Cluster:
-    """The deployment's files (shared by every node), cluster.yaml, and a synsup per node."""
-
-    def __init__(self, deployment: Deployment, hosts: Network, etcd: EtcdServer) -> None:
-        self.d, self.hosts = deployment, hosts
-        self.files: dict[str, tuple[str, str]] = {}  # node -> its own copy of the config files
-        self._spread_over(hosts.addresses)
-        for node in PLACEMENT:
-            self.write_files(node)
-        self.file = os.path.join(deployment.root, "cluster.yaml")
-        placement = {unit: node for node, units in PLACEMENT.items() for unit in units}
-        self.document = {"name": "three", "store": {"endpoints": [etcd.url], "ttl": TTL,
-                                                    "prefix": f"/test/{uuid.uuid4().hex}"},
-                         "nodes": {n: {"address": a} for n, a in hosts.addresses.items()}, "placement": placement}
-        self.write_cluster_file()
-
-    def write_cluster_file(self, **extra: Any) -> None:
-        with open(self.file, "w") as f:
-            yaml.safe_dump(self.document | extra, f)
-
-    def _spread_over(self, addresses: dict[str, str]) -> None:
-        """instance_map and Redis at the address of the node that runs them; listeners on every address."""
-        shared = self.d.shared
-        shared["redis"] |= {"host": addresses["a"], "password": "secret"}  # else protected mode refuses other hosts
-        for name, entry in shared["instance_map"].items():
-            entry["host"] = addresses["a" if name == "main" else "b"]
-        for entry in [*shared["listeners"], *(w for doc in self.d.workers.values()
-                                                for w in doc.get("worker_listeners", []))]:
-            entry["bind_addresses"] = ["0.0.0.0"]
-        self.d.write()
-
-    def write_files(self, node: str) -> None:
-        """The deployment's files as node `node` has them (config management writes each host's)."""
-        self.files[node] = write_deployment(os.path.join(self.d.root, f"host-{node}"), self.d.shared, self.d.workers)
-
-    def add_persister_on_b(self) -> None:
-        """persister3 on node b (its instance_map host is b's address), in the events map; each
-        host's files are written later (`write_files`), as an ansible run goes host by host."""
-        port = free_ports(1)[0]
-        self.d.shared["instance_map"]["persister3"] = {"host": self.hosts.addresses["b"], "port": port}
-        self.d.shared["stream_writers"]["events"].append("persister3")
-        entry = listener(port, "replication") | {"bind_addresses": ["0.0.0.0"]}
-        self.d.workers["persister3"] = worker("persister3", entry)
-
-    def state_dir(self, node: str) -> str:
-        return os.path.join(os.path.dirname(self.d.root), f"s{node}")
-
-    def synsup(self, node: str | None, *args: str) -> list[str]:
-        """argv of `synsup ARGS` on `node` (in its namespace) or, None, in the root namespace."""
-        where = ["ip", "netns", "exec", self.hosts.hosts[node]] if node else []
-        state = ["--state-dir", self.state_dir(node)] if node else []
-        return [*where, sys.executable, "-m", "synsup", *args, *state]
-
-    def start(self, node: str) -> subprocess.Popen[str]:
-        config, workers = self.files[node]
-        argv = self.synsup(node, "start", "--cluster", self.file, "--node", node, "-c", config, "-a", workers)
-        return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                env=self.d.env(), cwd=REPO)
-
-    def run(self, node: str | None, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(self.synsup(node, *args), capture_output=True, text=True, env=self.d.env(),
-                              cwd=REPO, timeout=120)
-
-    def status(self) -> tuple[int, dict[str, Any]]:
-        done = self.run(None, "status", "--cluster", self.file, "--json")
-        assert done.stdout, done.stderr
-        return done.returncode, json.loads(done.stdout)
-
-    def status_when(self, condition: Callable[[int, dict[str, Any]], bool]) -> tuple[int, dict[str, Any]] | None:
-        code, report = self.status()
-        return (code, report) if condition(code, report) else None
-
-    def table(self) -> str:
-        done = self.run(None, "status", "--cluster", self.file)
-        return f"$ synsup status --cluster cluster.yaml  (exit {done.returncode})\n{done.stdout}{done.stderr}"
-
-    def start_all(self) -> None:
-        started = [self.start(node) for node in PLACEMENT]  # together: b waits for a's main, c for b
-        outputs = [p.communicate(timeout=120)[0] for p in started]
-        assert [p.returncode for p in started] == [0, 0, 0], outputs
-        wait_for(lambda: self.status_when(lambda code, r: code == 0 and all_ready(r)), timeout=20,
-                 what="every unit of every node ready in status --cluster (exit 0)")
-
-    def local(self, node: str) -> dict[str, Any]:
-        return json.loads(self.run(node, "status", "--json").stdout)
-
-    def stop(self) -> None:
-        for node in PLACEMENT:
-            self.run(node, "stop")
-
-
 @pytest.fixture
 def cluster(deployment: Deployment, hosts: Network, etcd: EtcdServer) -> Iterator[Cluster]:
     c = Cluster(deployment, hosts, etcd)
@@ -148,10 +41,6 @@ def cluster(deployment: Deployment, hosts: Network, etcd: EtcdServer) -> Iterato
     finally:
         c.stop()  # `synsup stop` with the daemon gone stops what it left too
         wait_for(lambda: not processes_with(deployment.control), timeout=20, what="every process to be gone")
-
-
-def all_ready(report: dict[str, Any]) -> bool:
-    return bool(report["units"]) and all(u["state"] == "ready" for u in report["units"])
 
 
 def test_three_nodes_each_run_their_own_units_and_a_killed_daemon_goes_down_after_its_lease(
@@ -187,31 +76,6 @@ def test_three_nodes_each_run_their_own_units_and_a_killed_daemon_goes_down_afte
     assert [u["state"] for u in down["units"] if u["node"] == "c"] == ["unknown"] * 3
     assert [u["state"] for u in down["units"] if u["node"] != "c"] == ["ready"] * 5
     assert all(alive(pid) for pid in c_pids), "c's processes keep running without their daemon"
-
-
-def process_runs(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Every fake Synapse process from its events log (shared by the three hosts): name, events
-    map, start and exit time (None: still running)."""
-    runs: dict[int, dict[str, Any]] = {}
-    for e in events:
-        if e["event"] == "start":
-            runs[e["pid"]] = {"pid": e["pid"], "name": e["name"], "map": tuple(e["events_writers"] or ()),
-                              "start": e["t"], "exit": None}
-        elif e["event"] == "exit" and e["pid"] in runs:
-            runs[e["pid"]]["exit"] = e["t"]
-    return list(runs.values())
-
-
-def maps_overlapping(runs: list[dict[str, Any]]) -> list[str]:
-    """Where a process with a newer events map started while an events writer of an older map
-    still ran (maps in the order they first appear), on any host: what Synapse must never see."""
-    order = list(dict.fromkeys(r["map"] for r in sorted(runs, key=lambda r: r["start"])))
-    found = []
-    for old in (r for r in runs if r["name"] in r["map"]):
-        for new in (r for r in runs if order.index(r["map"]) > order.index(old["map"])):
-            if old["exit"] is None or new["start"] < old["exit"]:
-                found.append(f"{new['name']} (map {new['map']}) started while {old['name']} (map {old['map']}) ran")
-    return found
 
 
 def test_maps_overlapping_sees_a_new_map_process_started_beside_an_old_writer() -> None:
@@ -251,10 +115,6 @@ def test_a_persister_added_on_b_is_a_plan_across_the_nodes_and_no_new_map_proces
     running = {r["name"]: r["map"] for r in runs if r["exit"] is None}
     assert running == {name: new_map for name in ["main", "persister1", "persister2", "persister3", "generic1",
                                                   "sender1", "pusher1"]}
-
-
-def plan_phase(report: dict[str, Any]) -> str | None:
-    return report["plan"]["phase"] if report["plan"] else None
 
 
 def test_a_node_whose_daemon_dies_mid_plan_blocks_it_with_the_reason_and_its_return_finishes_it(
