@@ -76,9 +76,9 @@ class Cluster:
         state = ["--state-dir", self.state_dir(node)] if node else []
         return [*where, sys.executable, "-m", "synsup", *args, *state]
 
-    def start(self, node: str) -> subprocess.Popen[str]:
+    def start(self, node: str, *extra: str) -> subprocess.Popen[str]:
         config, workers = self.files[node]
-        argv = self.synsup(node, "start", "--cluster", self.file, "--node", node, "-c", config, "-a", workers)
+        argv = self.synsup(node, "start", "--cluster", self.file, "--node", node, "-c", config, "-a", workers, *extra)
         return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                 env=self.d.env(), cwd=REPO)
 
@@ -99,8 +99,8 @@ class Cluster:
         done = self.run(None, "status", "--cluster", self.file)
         return f"$ synsup status --cluster cluster.yaml  (exit {done.returncode})\n{done.stdout}{done.stderr}"
 
-    def start_all(self) -> None:
-        started = [self.start(node) for node in PLACEMENT]  # together: b waits for a's main, c for b
+    def start_all(self, *extra: str) -> None:
+        started = [self.start(node, *extra) for node in PLACEMENT]  # together: b waits for a's main, c for b
         outputs = [p.communicate(timeout=120)[0] for p in started]
         assert [p.returncode for p in started] == [0, 0, 0], outputs
         wait_for(lambda: self.status_when(lambda code, r: code == 0 and all_ready(r)), timeout=20,

@@ -17,50 +17,28 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 import structlog
 
-from ..cluster.change_leader import ChangeLeader
+from ..cluster.change_leader import ChangeLeader, member_digests
 from ..cluster.cluster_plan import PREPARE, ClusterPlan, PlanPhase, PlanState, cluster_phases
 from ..cluster.membership import config_digest
 from ..cluster.store import StoreError
 from ..cluster.unit_states import UnitStates
-from ..engine.preflight import addresses_in_use
 from ..plans import Action
 from ..protocol import ReloadOutcome, ReloadResult
 from ..source import Loaded
-from ..spec import UnitSpec
-from .config_snapshot import ConfigSnapshot
-from .plan_executor import PartialReload, apply_actions, finish_change, must_become_ready
+from .cluster_steps import FullView, Prepared, apply_steps
+from .plan_executor import PartialReload, finish_change, must_become_ready
 from .self_fence import fence, unfence
 
 if TYPE_CHECKING:
     from .daemon import Daemon
 
 RETRY = 1.0  # seconds before a lost watch is opened again
-PORTS_CLOSED_WAIT = 10.0  # seconds a stopped unit's ports may take to close before the step fails
 IGNORED = ("units/", "placed/")  # keys whose changes are UnitStates' business
-
-
-@dataclass(frozen=True)
-class FullView:
-    """The whole deployment (every node's units) and which node runs each unit."""
-
-    loaded: Loaded
-    node_of: Mapping[str, str]
-
-
-@dataclass
-class Prepared:
-    """This node's side of a plan, checked in its prepare phase: the node's view of the new config."""
-
-    new: Loaded
-    snapshot: ConfigSnapshot | None
-    specs: list[UnitSpec]
-    counts: set[str]  # the units whose failure halts a step (as they were before the first one)
 
 
 class ClusterNode:
@@ -79,6 +57,7 @@ class ClusterNode:
         self.acted_on_later: set[str] = set()  # joined mid-plan: units its later steps act on (`start`)
         self.fenced: set[str] = set()  # self_fence: units stopped when the lease was lost, until it is back
         self._wake = asyncio.Event()
+        self._others_seen: set[str] = set()  # other nodes' config digests this node re-read its files for
         self._tasks: list[asyncio.Task[None]] = []
         self.log = structlog.get_logger().bind(node=self.node)
 
@@ -167,6 +146,7 @@ class ClusterNode:
                 self.log.warning("cluster.look_failed", error=str(e))
 
     async def _look(self) -> None:
+        await self._read_files_if_others_changed()
         look = await self.leader.look(self.digest, self._phases_for_files)
         if look.did not in ("not the leader", "no change"):
             self.log.info("cluster.leader_look", did=look.did)
@@ -175,6 +155,15 @@ class ClusterNode:
             await self._take_part(plan)
         if self.fenced and self.membership.lease_held and (plan is None or plan.state is not PlanState.RUNNING):
             self._submit("unfence", self._unfence)
+
+    async def _read_files_if_others_changed(self) -> None:
+        """Another node reports files this one does not: read ours again (a `synsup reload` or a
+        SIGHUP on one node is a reload on all, also without file watching). Once per new digest."""
+        others = set((await member_digests(self.store, self.keys)).values()) - {self.digest}
+        if others - self._others_seen and self.daemon is not None:
+            self.log.info("cluster.other_files_seen", digests=sorted(d[:12] for d in others))
+            self.daemon.reloads.request()
+        self._others_seen |= others
 
     async def _phases_for_files(self) -> tuple[PlanPhase, ...]:
         """The change from the applied config to the files here, cut by node."""
@@ -240,17 +229,8 @@ class ClusterNode:
     async def _apply(self, prepared: Prepared, steps: list[Action]) -> None:
         d = self.daemon
         assert d is not None and d.supervisor is not None
-        sup = d.supervisor
-        for spec in prepared.specs:  # a remote unit the new config needs here: its stand-in first
-            if spec.reported and spec.name not in sup.units:
-                sup.set_spec(spec).start()
-        self.states.report_remote()
-        for name in {u for a in steps for u in a.units if u in sup.units and u in self.acted_on_later | self.fenced}:
-            sup.units[name].held = False  # held since this daemon came back mid-plan (or fenced): its step is now
-        last_good = d.running.last_good({n: u.spec for n, u in sup.units.items()})
-        await apply_actions(sup, steps, prepared.specs, last_good, finish=False, counts=prepared.counts)
-        stopped = [sup.units[n].spec for a in steps if a.verb == "stop" for n in a.units if n in sup.units]
-        await ports_closed(stopped)
+        await apply_steps(d.supervisor, d.running, prepared, steps, self.acted_on_later | self.fenced,
+                          self.states.report_remote)
 
     async def _commit(self, plan: ClusterPlan) -> None:
         """The plan is done: the new config is this node's current one (nodes without steps too)."""
@@ -296,10 +276,3 @@ class ClusterNode:
         self._refused.add((plan.id, plan.phase))
         note = {"plan": plan.id, "phase": plan.phase, "reason": reason, "at": time.time()}
         await self.store.put(self._note_key, json.dumps(note).encode())
-
-
-async def ports_closed(specs: list[UnitSpec], timeout: float = PORTS_CLOSED_WAIT) -> None:
-    """Until no address these (stopped) units listen on is taken; TimeoutError after `timeout`."""
-    async with asyncio.timeout(timeout):
-        while await asyncio.to_thread(addresses_in_use, [s for s in specs if s.listens]):
-            await asyncio.sleep(0.1)

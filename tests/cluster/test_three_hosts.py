@@ -279,3 +279,18 @@ def test_a_node_gone_for_good_mid_plan_is_acknowledged_by_the_admin_and_removed(
     assert [u["node"] for u in after["units"]].count("c") == 0, "c's units are forgotten"
     assert all(u["state"] == "ready" for u in after["units"])
     print(cluster.table())
+
+
+def test_synsup_reload_on_one_node_makes_every_node_read_its_files(cluster: Cluster) -> None:
+    """No file watching anywhere (--no-watch): the files are in place on every host, the admin
+    says `synsup reload` on a only; b and c read theirs when a's member record shows new files."""
+    cluster.start_all("--no-watch")
+    cluster.add_persister_on_b()
+    for node in PLACEMENT:
+        cluster.write_files(node)
+    reloaded = cluster.run("a", "reload")
+    assert reloaded.returncode == 0, reloaded.stdout + reloaded.stderr
+    code, report = wait_for(lambda: cluster.status_when(lambda code, r: code == 0 and r["plan"] is None and all_ready(r)
+                                                        and "persister3" in [u["name"] for u in r["units"]]),
+                            timeout=30, what="the change made on every node after one `synsup reload` on a")
+    assert maps_overlapping(process_runs(cluster.d.events())) == []

@@ -14,7 +14,8 @@ from synsup.supervisor.cluster.cluster_plan import PREPARE, ClusterPlan, Planner
 from synsup.supervisor.cluster.membership import MemberRecord, Membership
 from synsup.supervisor.cluster.unit_states import UnitStates
 from synsup.supervisor.cluster_config import ClusterConfig, Node, StoreConfig
-from synsup.supervisor.daemon.cluster_node import ClusterNode, FullView, ports_closed
+from synsup.supervisor.daemon.cluster_node import ClusterNode
+from synsup.supervisor.daemon.cluster_steps import FullView, ports_closed
 from synsup.supervisor.plans import Action
 from synsup.supervisor.source import Loaded
 from synsup.supervisor.spec import UnitSpec
