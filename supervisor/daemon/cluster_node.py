@@ -41,6 +41,10 @@ RETRY = 1.0  # seconds before a lost watch is opened again
 IGNORED = ("units/", "placed/")  # keys whose changes are UnitStates' business
 
 
+class FilesMoved(Exception):
+    """This node's files changed again after their digest was published: not planned from them yet."""
+
+
 class ClusterNode:
     def __init__(self, states: UnitStates, base: FullView, load_full: Callable[[], FullView],
                  plan_full: Callable[[Loaded, Loaded], list[Action]]) -> None:
@@ -57,6 +61,7 @@ class ClusterNode:
         self.acted_on_later: set[str] = set()  # joined mid-plan: units its later steps act on (`start`)
         self.fenced: set[str] = set()  # self_fence: units stopped when the lease was lost, until it is back
         self._wake = asyncio.Event()
+        self._phases: tuple[tuple[str, int], tuple[PlanPhase, ...]] | None = None  # (digest, base) -> phases
         self._others_seen: set[str] = set()  # other nodes' config digests this node re-read its files for
         self._tasks: list[asyncio.Task[None]] = []
         self.log = structlog.get_logger().bind(node=self.node)
@@ -147,7 +152,10 @@ class ClusterNode:
 
     async def _look(self) -> None:
         await self._read_files_if_others_changed()
-        look = await self.leader.look(self.digest, self._phases_for_files)
+        try:
+            look = await self.leader.look(self.digest, self._phases_for_files)
+        except FilesMoved:
+            return
         if look.did not in ("not the leader", "no change"):
             self.log.info("cluster.leader_look", did=look.did)
         plan, _ = await self.leader.planner.read()
@@ -166,10 +174,16 @@ class ClusterNode:
         self._others_seen |= others
 
     async def _phases_for_files(self) -> tuple[PlanPhase, ...]:
-        """The change from the applied config to the files here, cut by node."""
-        new = await asyncio.to_thread(self.load_full)
-        actions = self.plan_full(self.base.loaded, new.loaded)
-        return cluster_phases(actions, self.base.node_of, new.node_of)
+        """The change from the applied config to the files here, cut by node (planned once per
+        digest and base: the leader looks again on every change in the store while it waits)."""
+        key = (self.digest, id(self.base))
+        if self._phases is None or self._phases[0] != key:
+            new = await asyncio.to_thread(self.load_full)
+            if config_digest(new.loaded.watch_paths) != self.digest:
+                raise FilesMoved()  # changed again since published: planned once their reload publishes them
+            actions = self.plan_full(self.base.loaded, new.loaded)
+            self._phases = (key, cluster_phases(actions, self.base.node_of, new.node_of))
+        return self._phases[1]
 
     async def _take_part(self, plan: ClusterPlan) -> None:
         if plan.state is PlanState.DONE and plan.id not in self._committed:
