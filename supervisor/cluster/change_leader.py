@@ -6,9 +6,9 @@ daemon that holds the leader key whenever something under the cluster's prefix c
 - a plan is done: its config digest is the applied one (`applied`);
 - no plan runs and the leader's own files differ from the applied ones: the change is planned
   (`phases_for`, the reload planner cut by node), but proposed only once every node that takes
-  part reports the same config digest in its member record; until then the look says which
-  nodes still have other files. A change whose plan was aborted is not proposed again: the next
-  change of the files is.
+  part reports the same config digest in its member record, and runs the leader's synsup
+  version; until then the look says which nodes still have other files (or another synsup).
+  A change whose plan was aborted is not proposed again: the next change of the files is.
 
 Pure coordination over any Store: the phases come from the caller, nothing here runs processes."""
 
@@ -47,19 +47,20 @@ def old_files(members: Mapping[str, str], applied: str | None) -> list[str]:
     return sorted(n for n, d in members.items() if d == applied)
 
 
-async def member_digests(store: Store, keys: Keys) -> dict[str, str]:
+async def member_digests(store: Store, keys: Keys, field: str = "config_digest") -> dict[str, str]:
+    """Each up node's `field` of its member record (its config digest, or its synsup version)."""
     digests = {}
     for kv in await store.get_prefix(keys.members):
         try:
-            digests[kv.key.removeprefix(keys.members)] = str(json.loads(kv.value)["config_digest"])
+            digests[kv.key.removeprefix(keys.members)] = str(json.loads(kv.value)[field])
         except (ValueError, KeyError, TypeError):
             continue
     return digests
 
 
 class ChangeLeader:
-    def __init__(self, store: Store, keys: Keys, node: str) -> None:
-        self.store, self.keys, self.node = store, keys, node
+    def __init__(self, store: Store, keys: Keys, node: str, version: str) -> None:
+        self.store, self.keys, self.node, self.version = store, keys, node, version
         self.planner = Planner(store, keys)
 
     async def leading(self) -> KeyValue | None:
@@ -90,6 +91,12 @@ class ChangeLeader:
         waiting = behind(phases, digest, await member_digests(self.store, self.keys))
         if waiting:
             return Look(f"waiting for the new config files on {', '.join(waiting)}", tuple(waiting))
+        versions = await member_digests(self.store, self.keys, "version")
+        other = behind(phases, self.version, versions)
+        if other:
+            node = other[0]
+            return Look(f"waiting for node {node}: it runs synsup {versions.get(node)}, the leader {self.version} "
+                        "(upgrade synsup there)", tuple(other))
         plan = ClusterPlan(phases, digest)
         proposed = await self.planner.propose(plan, leader)
         return Look(f"proposed plan {plan.id}: {', '.join(p.name for p in phases)}" if proposed else "not proposed")

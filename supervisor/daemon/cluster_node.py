@@ -52,7 +52,7 @@ class ClusterNode:
         self.load_full, self.plan_full = load_full, plan_full
         self.membership = states.membership
         self.node, self.store, self.keys = self.membership.node, self.membership.store, self.states.keys
-        self.leader = ChangeLeader(self.store, self.keys, self.node)
+        self.leader = ChangeLeader(self.store, self.keys, self.node, self.membership.record.version)
         self.daemon: Daemon | None = None
         self._prepared: dict[str, Prepared] = {}  # plan id -> what this node prepared for it
         self._busy: set[tuple[str, int]] = set()  # (plan id, phase) submitted or done here

@@ -25,9 +25,9 @@ async def phases() -> tuple[PlanPhase, ...]:
     return PHASES
 
 
-async def members(store: MemoryStore, **digests: str) -> None:
+async def members(store: MemoryStore, version: str = "1.0", **digests: str) -> None:
     for node, digest in digests.items():
-        await store.put(KEYS.member(node), json.dumps({"config_digest": digest}).encode())
+        await store.put(KEYS.member(node), json.dumps({"config_digest": digest, "version": version}).encode())
 
 
 async def cluster_led_by_a(applied: str = "old") -> tuple[MemoryStore, ChangeLeader]:
@@ -35,7 +35,7 @@ async def cluster_led_by_a(applied: str = "old") -> tuple[MemoryStore, ChangeLea
     lease = await store.grant(30)
     await store.create(KEYS.leader, b"a", lease.id)
     await store.put(KEYS.applied, applied.encode())
-    return store, ChangeLeader(store, KEYS, "a")
+    return store, ChangeLeader(store, KEYS, "a", "1.0")
 
 
 def run(body: Any) -> Any:
@@ -92,7 +92,7 @@ def test_a_node_without_the_leader_key_only_looks() -> None:
     async def body() -> None:
         store, _ = await cluster_led_by_a()
         await members(store, a="new", b="new")
-        assert (await ChangeLeader(store, KEYS, "b").look("new", phases)).did == "not the leader"
+        assert (await ChangeLeader(store, KEYS, "b", "1.0").look("new", phases)).did == "not the leader"
         assert (await Planner(store, KEYS).read())[0] is None
     run(body)
 
@@ -110,3 +110,16 @@ def test_behind_and_old_files() -> None:
     assert behind(PHASES, "new", {"a": "new"}) == ["b"], "a node that takes part and is down is behind"
     assert old_files({"a": "new", "b": "old", "c": "old"}, "old") == ["b", "c"]
     assert old_files({"a": "old", "b": "old"}, "old") == [], "nobody has new files: nothing is waited for"
+
+
+def test_a_node_with_another_synsup_version_takes_no_part_until_it_runs_the_leaders() -> None:
+    async def body() -> None:
+        store, leader = await cluster_led_by_a()
+        await members(store, a="new")
+        await members(store, version="0.9", b="new")
+        waiting = await leader.look("new", phases)
+        assert (waiting.did, waiting.waiting_for_files) == (
+            "waiting for node b: it runs synsup 0.9, the leader 1.0 (upgrade synsup there)", ("b",))
+        await members(store, b="new")
+        assert (await leader.look("new", phases)).did.startswith("proposed plan ")
+    run(body)
