@@ -37,6 +37,7 @@ class Network:
     subnet: int = field(default_factory=lambda: random.randint(1, 250))
     hosts: dict[str, str] = field(default_factory=dict)  # node name -> its namespace
     addresses: dict[str, str] = field(default_factory=dict)  # node name -> its address
+    links: dict[str, str] = field(default_factory=dict)  # node name -> its end of the veth pair (inside)
 
     @property
     def bridge(self) -> str:
@@ -59,11 +60,19 @@ class Network:
         ip("link", "add", outside, "type", "veth", "peer", "name", inside)
         ip("link", "set", outside, "master", self.bridge, "up")
         ip("link", "set", inside, "netns", namespace)
+        self.links[name] = inside
         self.addresses[name] = address = f"10.231.{self.subnet}.{index}"
         ip("-n", namespace, "addr", "add", f"{address}/24", "dev", inside)
         ip("-n", namespace, "link", "set", inside, "up")
         ip("-n", namespace, "link", "set", "lo", "up")
         return namespace
+
+    def cut_off(self, name: str) -> None:
+        """A partition: the host's link goes down (it reaches no other host, nor the store)."""
+        ip("-n", self.hosts[name], "link", "set", self.links[name], "down")
+
+    def reconnect(self, name: str) -> None:
+        ip("-n", self.hosts[name], "link", "set", self.links[name], "up")
 
     def pids(self, name: str) -> list[int]:
         done = ip("netns", "pids", self.hosts[name], check=False)

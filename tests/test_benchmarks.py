@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 
@@ -58,3 +59,13 @@ def test_metrics_scrape_prints_its_figures():
     out = run_bench("metrics_scrape.py", "--units", "3", "--scrapes", "2", "--idle", "0.5")
     assert re.search(rf"^/metrics: {NUMBER} ms of daemon CPU per scrape", out, re.MULTILINE), out
     assert re.search(rf"^/targets: {NUMBER} ms per request", out, re.MULTILINE), out
+
+
+def test_cluster_prints_the_persister_change_on_one_host_and_on_three():
+    from network_namespaces import why_no_namespaces
+    reason = why_no_namespaces() or ("" if shutil.which("etcd") else "etcd (Debian's etcd-server) is not installed")
+    if reason:
+        pytest.skip(f"contrib/bench/cluster.py needs three network namespaces and etcd: {reason}")
+    out = run_bench("cluster.py", "--repeat", "1")
+    assert re.search(rf"^\| one host \| {NUMBER} \| - \| {NUMBER} \|$", out, re.MULTILINE), out
+    assert re.search(rf"^\| three hosts \(etcd\) \| {NUMBER} \| {NUMBER} \| {NUMBER} \|$", out, re.MULTILINE), out

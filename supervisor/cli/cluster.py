@@ -13,13 +13,14 @@ from typing import TYPE_CHECKING, Any
 
 from ... import __version__
 from ..cluster_config import ClusterConfig, read_cluster_config
+from ..engine.environment import with_environment
 from ..errors import SynsupError
 from ..source import Loaded, Placement, Source
 from . import commands
 from .render import duration, print_findings, print_plan
 
 if TYPE_CHECKING:
-    from ..cluster.unit_states import UnitStates
+    from ..daemon.cluster_node import ClusterNode
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -94,7 +95,8 @@ def status(args: argparse.Namespace) -> int:
     print(json.dumps(report, indent=2) if args.json else cluster_table(report))
     if report["plan"] and report["plan"]["blocked"]:
         return 2
-    healthy = report["leader"] and all(n["up"] for n in report["nodes"]) and commands.all_ready(report["units"])
+    healthy = report["leader"] and all(n["up"] for n in report["nodes"]) and commands.all_ready(report["units"]) \
+        and not report["config"]["old_files_on"]
     return 0 if healthy else 1
 
 
@@ -106,6 +108,10 @@ def cluster_table(report: dict[str, Any]) -> str:
         lines.append(f"  {n['name']:<16} {'up' if n['up'] else 'down':<6} {n['address'] or '-':<24} "
                      f"{n['version'] or '-':<10} {age:<8} {(n['config_digest'] or '-')[:12]}"
                      + ("" if n["in_cluster_yaml"] else "  (not in cluster.yaml)"))
+    behind = report.get("config", {}).get("old_files_on")
+    if behind:
+        lines.append(f"  config: {', '.join(behind)} still have the applied (old) config files: the change "
+                     "waits for them")
     plan = report["plan"]
     if plan:
         lines.append(f"  plan: phase {plan['phase']}, waiting for {', '.join(plan['waiting_for']) or 'nothing'}"
@@ -114,6 +120,49 @@ def cluster_table(report: dict[str, Any]) -> str:
         lines.append(f"  {'UNIT':<24} {'NODE':<16} {'STATE':<10} PID")
         lines += [f"  {u['name']:<24} {u['node']:<16} {u['state']:<10} {u['pid'] or '-'}" for u in report["units"]]
     return "\n".join(lines)
+
+
+ADMIN = {
+    "abort": "end the plan in progress: nothing goes forward, what already ran keeps running",
+    "ack": "acknowledge the phase in progress for a node that is gone for good (its processes are known dead)",
+    "remove-node": "forget a node that is down (its member, units and placement in the store)",
+}
+
+
+def admin_arguments(parser: argparse.ArgumentParser) -> None:
+    """`synsup cluster abort|ack|remove-node --cluster FILE`."""
+    actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+    for name, text in ADMIN.items():
+        p = actions.add_parser(name, help=text, description=text)
+        p.add_argument("--cluster", metavar="FILE", required=True, help="cluster.yaml: where the store is")
+        if name == "ack":
+            p.add_argument("--node", metavar="NAME", required=True, help="the node gone for good")
+            p.add_argument("--phase", metavar="P", required=True, help="the phase in progress: its number "
+                           "or its name, as `synsup status --cluster` shows it")
+        if name == "remove-node":
+            p.add_argument("node", metavar="NODE")
+
+
+def admin(args: argparse.Namespace) -> int:
+    """One line saying what was done; a refusal is a SynsupError (exit 1) saying why."""
+    from ..cluster import cluster_admin
+    from ..cluster.etcd_gateway import EtcdGateway
+    from ..cluster.membership import Keys
+    cluster = read_cluster_config(args.cluster)
+    keys = Keys(cluster.store.prefix)
+
+    async def act() -> str:
+        store = EtcdGateway.from_config(cluster.store)
+        try:
+            if args.action == "abort":
+                return await cluster_admin.abort(store, keys)
+            if args.action == "ack":
+                return await cluster_admin.ack(store, keys, args.node, args.phase)
+            return await cluster_admin.remove_node(store, keys, args.node)
+        finally:
+            await store.close()
+    print(asyncio.run(act()))
+    return 0
 
 
 def joining(args: argparse.Namespace, source: Source, loaded: Loaded) -> tuple[ClusterConfig, str] | None:
@@ -140,12 +189,25 @@ def on_node(args: argparse.Namespace, source: Source, joined: tuple[ClusterConfi
     return viewed, viewed.on_node(loaded, source.placement(args, loaded, cluster))
 
 
-def node_in_cluster(joined: tuple[ClusterConfig, str], loaded: Loaded) -> UnitStates:
+def node_in_cluster(joined: tuple[ClusterConfig, str], loaded: Loaded, args: argparse.Namespace,
+                    source: Source, variables: dict[str, str]) -> ClusterNode:
     """What the daemon starts first and closes last: this node registered in the store, its
-    units' states published there and the other nodes' followed."""
+    units' states published there and the other nodes' followed, and its part in changes across
+    nodes (`source`: the node's view, from `on_node`)."""
     from ..cluster.etcd_gateway import EtcdGateway
     from ..cluster.membership import MemberRecord, Membership, config_digest
+    from ..cluster.node_source import NodeSource
     from ..cluster.unit_states import UnitStates
+    from ..daemon.cluster_node import ClusterNode
+    from ..daemon.cluster_steps import FullView
+    assert isinstance(source, NodeSource)
     cluster, node = joined
+    whole = source.source
+
+    def load_full() -> FullView:
+        full = with_environment(whole.load(args), variables)
+        placement = whole.placement(args, full, cluster) if not full.errors else Placement()
+        return FullView(full, {unit: n for n, units in reversed(placement.units.items()) for unit in units})
     record = MemberRecord(node, cluster.nodes[node].address, __version__, config_digest(loaded.watch_paths), 0.0)
-    return UnitStates(Membership(cluster, node, record, EtcdGateway.from_config(cluster.store)))
+    states = UnitStates(Membership(cluster, node, record, EtcdGateway.from_config(cluster.store)))
+    return ClusterNode(states, load_full(), load_full, whole.plan)

@@ -31,6 +31,7 @@ COMMANDS = {
     "units": "print the running daemon's unit names, one a line (for completion)",
     "targets": "print the Prometheus scrape targets of the processes' metrics listeners",
     "routes": "print the reverse-proxy configuration (HAProxy or nginx) that routes each endpoint to its process",
+    "cluster": "multi-host: abort the plan in progress, acknowledge a phase for a node gone for good, remove a node",
 }
 CONFIG_COMMANDS = ("check", "start", "run", "targets", "routes")
 
@@ -144,6 +145,8 @@ def _command_options(name: str, p: argparse.ArgumentParser) -> None:
                        "(stopped by `synsup stop UNIT`)")
     if name == "completion":
         p.add_argument("shell", choices=("bash", "zsh"))
+    if name == "cluster":
+        cluster.admin_arguments(p)
     if name == "reload":
         p.add_argument("--dry-run", action="store_true", help="print the plan the files would produce; change nothing")
     if name == "upgrade":
@@ -222,6 +225,7 @@ HANDLERS: dict[str, Handler] = {
     "units": lambda args, source, argv: commands.units(args),
     "reexec": lambda args, source, argv: commands.reexec(args),
     "routes": _routes,
+    "cluster": lambda args, source, argv: cluster.admin(args),
 }
 
 

@@ -120,7 +120,7 @@ def _run_daemon(args: argparse.Namespace, source: Source, state: StateDir, loade
                     notifier=SystemdNotifier.from_environment(), watch=watch, settle=args.watch_settle,
                     telemetry=telemetry, daemon_log=daemon_log,
                     log_rotation=(args.log_max_bytes, args.log_backups), upgrader=_upgrader(source, args),
-                    cluster=cluster.node_in_cluster(joined, loaded) if joined else None,
+                    cluster=cluster.node_in_cluster(joined, loaded, args, source, variables) if joined else None,
                     front_door=front_door_of(args, functools.partial(source.proxy_layout, args)))
     return asyncio.run(daemon.run())
 

@@ -163,11 +163,15 @@ class Planner:
         return await self.store.replace(self.plan_key, replace(plan, state=PlanState.ABORTED).encode(), seen.mod_revision)
 
 
-def plan_status(plan: ClusterPlan | None, acked: set[str], up: set[str]) -> dict[str, Any] | None:
-    """status --cluster's `plan`: the phase, the nodes it waits for, and why (a node that is down)."""
+def plan_status(plan: ClusterPlan | None, acked: set[str], up: set[str],
+                notes: Mapping[str, str] | None = None) -> dict[str, Any] | None:
+    """status --cluster's `plan`: the phase, the nodes it waits for, and why (a node that is down,
+    or what a node's daemon noted: a step that failed). Blocked: it waits for such a node."""
     if plan is None or plan.state is not PlanState.RUNNING:
         return None
     waiting = [n for n in plan.current.nodes if n not in acked]
     down = [n for n in waiting if n not in up]
-    reason = f"node {', '.join(down)} is down" if down else ""
-    return {"phase": plan.current.name, "waiting_for": waiting, "reason": reason, "blocked": bool(down)}
+    noted = [f"node {n}: {notes[n]}" for n in waiting if n in up and notes and n in notes]
+    reasons = ([f"node {', '.join(down)} is down"] if down else []) + noted
+    return {"id": plan.id, "phase": plan.current.name, "waiting_for": waiting, "reason": "; ".join(reasons),
+            "blocked": bool(reasons)}

@@ -11,7 +11,8 @@ import time
 from typing import Any
 
 from ..cluster_config import ClusterConfig
-from .cluster_plan import Planner, plan_status
+from .change_leader import member_digests, old_files
+from .cluster_plan import ClusterPlan, Planner, plan_status
 from .membership import Keys
 from .store import KeyValue, Store
 
@@ -24,7 +25,15 @@ async def read_cluster_status(config: ClusterConfig, store: Store) -> dict[str, 
     units = await _units(store, keys, names)
     return {"cluster": config.name, "leader": leader.value.decode() if leader else None,
             "nodes": [_node(config, name, members.get(name)) for name in names], "units": units,
-            "plan": await _plan(store, keys, set(members))}
+            "config": await _config(store, keys), "plan": await _plan(store, keys, set(members))}
+
+
+async def _config(store: Store, keys: Keys) -> dict[str, Any]:
+    """The config digest applied across the cluster, and while some node has other files, the
+    nodes that still have the applied (old) ones: the change waits for them."""
+    applied = await store.get(keys.applied)
+    digest = applied.value.decode() if applied else None
+    return {"applied": digest, "old_files_on": old_files(await member_digests(store, keys), digest)}
 
 
 async def _plan(store: Store, keys: Keys, up: set[str]) -> dict[str, Any] | None:
@@ -33,7 +42,17 @@ async def _plan(store: Store, keys: Keys, up: set[str]) -> dict[str, Any] | None
     if plan is None:
         return None
     acks = await store.get_prefix(planner.ack_key(plan, plan.phase, ""))
-    return plan_status(plan, {kv.value.decode() for kv in acks}, up)
+    return plan_status(plan, {kv.value.decode() for kv in acks}, up, await _notes(store, keys, plan))
+
+
+async def _notes(store: Store, keys: Keys, plan: ClusterPlan) -> dict[str, str]:
+    """Why a node did not acknowledge the phase in progress (its daemon wrote notes/<node>)."""
+    notes = {}
+    for kv in await store.get_prefix(keys.notes):
+        note = _record(kv)
+        if note.get("plan") == plan.id and note.get("phase") == plan.phase:
+            notes[kv.key.removeprefix(keys.notes)] = str(note.get("reason"))
+    return notes
 
 
 async def _units(store: Store, keys: Keys, nodes: list[str]) -> list[dict[str, Any]]:

@@ -46,6 +46,16 @@ class Keys:
         return f"{self.prefix}units/"
 
     @property
+    def applied(self) -> str:
+        """The config digest every node runs since the last plan was done (the leader writes it)."""
+        return f"{self.prefix}applied"
+
+    @property
+    def notes(self) -> str:
+        """notes/<node>: why that node did not acknowledge a phase (a step failed, other files)."""
+        return f"{self.prefix}notes/"
+
+    @property
     def placed(self) -> str:
         """placed/<node>: the names of that node's units, kept when it goes down (no lease)."""
         return f"{self.prefix}placed/"
@@ -91,6 +101,9 @@ class Membership:
         self._sleep = sleep
         self._task: asyncio.Task[None] | None = None
         self.on_join: Callable[[], None] = lambda: None  # after each (re)join: a new lease, keys to write again
+        self.on_lease_lost: Callable[[], None] = lambda: None  # once per loss: the lease has surely ended
+        self._renewed = 0.0  # monotonic time of the last renewal the store answered
+        self._lost = False  # on_lease_lost was called for the lease held now
         self.log = structlog.get_logger().bind(node=node, cluster=config.name)
 
     async def start(self) -> None:
@@ -115,10 +128,22 @@ class Membership:
             self.log.warning("cluster.leave_failed", error=str(e) or "timeout", lease_expires_in=self.config.store.ttl)
         await self.store.close()
 
+    @property
+    def lease_held(self) -> bool:
+        """False from the moment the lease is known lost until the node has joined again."""
+        return not self._lost
+
+    async def publish_digest(self, digest: str) -> None:
+        """The config files on this node changed (and checked out): say so in members/<node>, which
+        the leader compares before it plans a change across nodes."""
+        self.record = MemberRecord(**{**asdict(self.record), "config_digest": digest})
+        await self.store.put(self.keys.member(self.node), self.record.encode(), self.lease)
+
     async def _join(self) -> None:
         self.lease = (await self.store.grant(self.config.store.ttl)).id
-        record = MemberRecord(**{**asdict(self.record), "joined": time.time()})
-        await self.store.put(self.keys.member(self.node), record.encode(), self.lease)
+        self._renewed, self._lost = time.monotonic(), False
+        self.record = MemberRecord(**{**asdict(self.record), "joined": time.time()})
+        await self.store.put(self.keys.member(self.node), self.record.encode(), self.lease)
         self.log.info("cluster.joined", lease=self.lease, ttl=self.config.store.ttl)
         self.on_join()
         await self._claim_leader()
@@ -134,11 +159,20 @@ class Membership:
             await self._sleep(self.config.store.ttl / 3)
             try:
                 if await self.store.keepalive(self.lease) > 0:
+                    self._renewed = time.monotonic()
                     await self._claim_leader()
                 else:
-                    self.log.warning("cluster.lease_lost", lease=self.lease)
+                    self._lease_lost()
                     await self._join()
             except StoreError as e:
                 self.log.warning("cluster.store_unreachable", error=str(e))
+                if time.monotonic() - self._renewed >= self.config.store.ttl:
+                    self._lease_lost()  # the store cannot say so: a TTL since the last renewal, it has ended
             except Exception:  # a malformed answer: renew again next period rather than drop out
                 self.log.exception("cluster.keepalive_failed")
+
+    def _lease_lost(self) -> None:
+        if not self._lost:
+            self._lost = True
+            self.log.warning("cluster.lease_lost", lease=self.lease)
+            self.on_lease_lost()

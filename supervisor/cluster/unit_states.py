@@ -140,10 +140,10 @@ class UnitStates:
             for node, (revision, _) in list(self._remote.items()):
                 if node not in present:  # its lease ended while we did not watch
                     self._remote[node] = (revision, set())
-            self._report()
+            self.report_remote()
             async for event in events:
                 self._seen(event.kv, event.change)
-                self._report()
+                self.report_remote()
 
     def _seen(self, kv: KeyValue, change: Change) -> None:
         node = kv.key.removeprefix(self.keys.units)
@@ -152,7 +152,8 @@ class UnitStates:
             return  # our own, or older than what the snapshot said
         self._remote[node] = (kv.mod_revision, ready_names(kv) if change is Change.PUT else set())
 
-    def _report(self) -> None:
+    def report_remote(self) -> None:
+        """Each stand-in ready or not as the other nodes last published (again after stand-ins are added)."""
         ready = set().union(*(names for _, names in self._remote.values()))
         for unit in self.units.units.values() if self.units is not None else ():
             if unit.spec.reported:

@@ -44,7 +44,7 @@ from .telemetry import Telemetry
 from .upgrades import Upgrader, Upgrades
 
 if TYPE_CHECKING:  # the cluster package is imported only with --cluster (cli/cluster.py builds it)
-    from ..cluster.unit_states import UnitStates
+    from .cluster_node import ClusterNode
 
 STOP_MARGIN = 10.0  # seconds beyond the units' own stop timeouts before the daemon gives up waiting
 LOG_UPKEEP_INTERVAL = 5.0  # seconds between two looks at the unit logs' sizes (units write them)
@@ -65,11 +65,11 @@ class Daemon:
                  spawner: Spawner | None = None, stop_trigger: Callable[[], Awaitable[None]] | None = None,
                  watch: bool = True, settle: float = 1.0, telemetry: Telemetry | None = None,
                  daemon_log: DaemonLog | None = None, log_rotation: tuple[int, int] = (MAX_BYTES, KEEP_FILES),
-                 upgrader: Upgrader | None = None, cluster: UnitStates | None = None,
+                 upgrader: Upgrader | None = None, cluster: ClusterNode | None = None,
                  front_door: FrontDoor | None = None) -> None:
         self.front_door = front_door  # --proxy: the reverse proxy kept in step with the units
         self.daemon_log, self.log_rotation = daemon_log, log_rotation
-        self.cluster = cluster  # --cluster: this node and its units' states in the store, joined first, left last
+        self.cluster = cluster  # --cluster: this node in the store (units, changes across nodes), joined first, left last
         self.state, self.log_dir = state, log_dir
         self.current = loaded
         self.timing, self.watch = timing, watch
@@ -111,7 +111,7 @@ class Daemon:
         if self.front_door is not None:
             self.front_door.attach(self)
         if self.cluster is not None:
-            await self.cluster.start(sup)  # a store that does not answer ends the start here, nothing started
+            await self.cluster.start(self)  # a store that does not answer ends the start here, nothing started
         await self.telemetry.start(self)  # before the socket: a busy --metrics address ends the start here
         passed = reexec.inherited()  # we are a new image of a daemon that re-executed itself
         if passed is not None:
@@ -161,6 +161,8 @@ class Daemon:
             helpers.append(asyncio.ensure_future(self._guarded("watch", self.reloads.watch)))
         helpers.append(asyncio.ensure_future(self._guarded("log upkeep", self._log_upkeep)))
         self.operations.submit("start", self._initial_start)
+        if self.cluster is not None:
+            self.cluster.follow()  # its plan steps queue behind the start
         try:
             await (self._stop_trigger() if self._stop_trigger else self._stop.wait())
         finally:
@@ -191,12 +193,16 @@ class Daemon:
         specs = [self.running.code.put_on(s) for s in self.current.specs]  # a partial upgrade's units: new code
         found = adoptable(self.state, specs, self.token)
         stale = stale_adopted(self.state, found, {n: u.spec for n, u in sup.units.items()})
+        later = self.cluster.acted_on_later if self.cluster is not None else set()
+        stale = {n: why for n, why in stale.items() if n not in later}  # the plan in progress stops or restarts them
         if stale:  # stopped before anything starts: no process of the new config runs beside them
             self.log.info("daemon.not_adopted", units=stale, reason="config files changed while no daemon ran")
             await sup.retire({n: found[n] for n in stale}, self.token)
         adopted = sup.adopt({n: pid for n, pid in found.items() if n not in stale}, self.token)
         if adopted:
             self.log.info("daemon.adopted", units=adopted)
+        for name in later - set(adopted):  # not running: started by the plan's step, not before
+            sup.units[name].held = True
         self.running.prune(u.spec for u in sup.units.values())  # the copies nothing reads any more
         sup.start_all()
         await sup.wait_settled(sup.units.values())

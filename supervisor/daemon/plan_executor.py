@@ -37,15 +37,14 @@ Progress = Callable[[str], Awaitable[None]]
 
 
 async def apply_actions(sup: Supervisor, actions: list[Action], specs: list[UnitSpec],
-                        last_good: Mapping[str, UnitSpec], progress: Progress | None = None) -> None:
+                        last_good: Mapping[str, UnitSpec], progress: Progress | None = None,
+                        finish: bool = True, counts: set[str] | None = None) -> None:
     """Apply `actions`; raise PartialReload at the first unit that does not become ready.
-    `progress` gets one line per action done."""
+    `progress` gets one line per action done. Without `finish` (one phase of a change across
+    nodes) the units the actions do not name keep their specs until `finish_change`, and
+    `counts` (`must_become_ready` before the first phase) says which units halt it."""
     new = {s.name: s for s in specs}
-    # a unit that was not ready before the reload (failed, waiting) failing again is no reason
-    # to halt, unless others need it: only units that worked before, that the reload adds, or
-    # that others depend on can make it partial
-    counts = {n for n, u in sup.units.items() if u.state is S.READY} | (set(new) - set(sup.units))
-    counts |= {n for n in sup.units if sup.dependents(n)}
+    counts = must_become_ready(sup, specs) if counts is None else counts
     for spec in specs:  # units to be added exist (stopped) from the start, so dependencies resolve
         if spec.name not in sup.units:
             sup.set_spec(spec)
@@ -66,6 +65,22 @@ async def apply_actions(sup: Supervisor, actions: list[Action], specs: list[Unit
         if progress is not None:
             took = sup.clock.monotonic() - began
             await progress(f"{action.verb:<8} {', '.join(action.units)}: {'ready' if started else 'done'} ({took:.1f}s)")
+    if finish:
+        await finish_change(sup, specs)
+
+
+def must_become_ready(sup: Supervisor, specs: list[UnitSpec]) -> set[str]:
+    """A unit that was not ready before the change (failed, waiting) failing again is no reason to
+    halt, unless others need it: only units that worked before, that the change adds, or that
+    others depend on can make it partial."""
+    counts = {n for n, u in sup.units.items() if u.state is S.READY} | ({s.name for s in specs} - set(sup.units))
+    return counts | {n for n in sup.units if sup.dependents(n)}
+
+
+async def finish_change(sup: Supervisor, specs: list[UnitSpec]) -> None:
+    """The change is made: units it dropped are stopped and forgotten, the others take their new
+    specs (for their next start)."""
+    new = {s.name for s in specs}
     for name in [n for n in sup.units if n not in new]:
         await sup.units[name].stop()
         sup.remove(name)

@@ -111,6 +111,8 @@ class Reloads:
             d.running.reject(errors)
             log.error("reload.rejected", errors=errors)
             return self._record(ReloadOutcome(ReloadResult.REJECTED, errors=errors))
+        if d.cluster is not None:  # a change across nodes: planned by the leader, run phase by phase
+            return self._record(await d.cluster.config_changed(new))
         actions = self.planner(d.current, new)
         described = [a.describe() for a in actions]
         log.info("reload.plan", actions=described or ["no changes"])

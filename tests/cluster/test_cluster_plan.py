@@ -123,10 +123,18 @@ def test_abort_only_stops_going_forward() -> None:
 
 def test_status_names_the_phase_the_nodes_it_waits_for_and_a_down_one() -> None:
     plan = ClusterPlan(cluster_phases(PERSISTER_CHANGE, OLD, NEW), "digest").next().next().next()
-    assert plan_status(plan, {"b"}, up={"a", "b"}) == {"phase": plan.current.name, "waiting_for": ["c"],
+    assert plan_status(plan, {"b"}, up={"a", "b"}) == {"id": plan.id, "phase": plan.current.name, "waiting_for": ["c"],
                                                         "reason": "node c is down", "blocked": True}
     assert plan_status(plan, set(), up={"a", "b", "c"})["blocked"] is False  # type: ignore[index]
     assert plan_status(None, set(), set()) is None
+
+
+def test_status_says_why_an_up_node_did_not_acknowledge_and_calls_the_plan_blocked() -> None:
+    plan = ClusterPlan(cluster_phases(PERSISTER_CHANGE, OLD, NEW), "digest").next().next().next()
+    status = plan_status(plan, set(), up={"a", "b", "c"}, notes={"c": "persister2 did not become ready: exit 1",
+                                                                  "a": "not waited for"})
+    assert status is not None
+    assert (status["reason"], status["blocked"]) == ("node c: persister2 did not become ready: exit 1", True)
 
 
 @pytest.mark.parametrize("seed", range(40))
@@ -193,7 +201,7 @@ def test_status_cluster_shows_the_plan_blocked_on_a_down_node() -> None:
         await planner.advance(leader)
         return blocked, await read_cluster_status(config, store)
     blocked, later = run(body)
-    assert blocked["plan"] == {"phase": "prepare", "waiting_for": ["b", "c"], "reason": "node c is down",
-                               "blocked": True}
-    assert later["plan"] == {"phase": "stop persister1, persister2: stream_writers.events changed",
-                             "waiting_for": ["b"], "reason": "", "blocked": False}
+    assert blocked["plan"] == {"id": blocked["plan"]["id"], "phase": "prepare", "waiting_for": ["b", "c"],
+                               "reason": "node c is down", "blocked": True}
+    assert later["plan"] == {"id": blocked["plan"]["id"], "waiting_for": ["b"], "reason": "", "blocked": False,
+                             "phase": "stop persister1, persister2: stream_writers.events changed"}

@@ -133,6 +133,35 @@ def test_a_node_cut_off_expires_then_rejoins_when_the_store_is_back(cluster: Clu
     assert back["leader"] == "b", "the node that came back does not take the lead from the one holding it"
 
 
+def test_a_node_cut_off_hears_its_lease_lost_once_a_ttl_after_its_last_renewal_not_before(
+        cluster: ClusterConfig) -> None:
+    """What `self_fence` acts on: the store cannot say so to a node that does not reach it, so the
+    node counts itself: a TTL after the last renewal the store answered, the lease has surely ended."""
+    async def body() -> tuple[float, int, int]:
+        a = member(cluster, "a")
+        lost: list[float] = []
+        a.on_lease_lost = lambda: lost.append(time.monotonic())
+        await a.start()
+        try:
+            assert isinstance(a.store, Partitionable)
+            await asyncio.sleep(TTL * 1.5)  # renewing: never lost (a fixed span of time is what is tested)
+            renewing = len(lost)
+            a.store.cut, cut_at = True, time.monotonic()
+            deadline = cut_at + TTL * 3
+            while not lost and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            after = lost[0] - cut_at if lost else float("inf")
+            a.store.cut = False
+            await until(lambda r: up(r)["a"], cluster, TTL + 2, "a to register again")
+            return after, renewing, len(lost)
+        finally:
+            await a.close()
+    after, renewing, total = run(body)
+    assert renewing == 0, "a node that renews its lease never hears it lost"
+    assert TTL * 2 / 3 - 0.2 <= after <= TTL + TTL / 3 + 0.5, f"heard lost {after:.2f}s after the cut (ttl {TTL}s)"
+    assert total == 1, "once per loss"
+
+
 def test_a_store_that_does_not_answer_at_start_is_one_line_naming_cluster_yaml(cluster: ClusterConfig) -> None:
     dead = f"http://127.0.0.1:{free_ports(1)[0]}"
     a = member(cluster, "a")

@@ -1,6 +1,6 @@
 """Three hosts on one machine: three network namespaces made by the test (tests/network_namespaces.py),
 one etcd member on the bridge address, one `synsup start --cluster F --node N` per namespace with
-the fake Synapse and a state dir of its own, the same config files for all. main and Redis on a,
+the fake Synapse and a state dir of its own, a copy of the config files each (tests/cluster_hosts.py). main and Redis on a,
 the two event persisters on b, the other workers on c: each daemon runs only its node's units,
 and a unit whose dependency is on another node waits for it as the store says.
 
@@ -8,25 +8,19 @@ Skipped (with the reason) without root, `ip netns` or etcd."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
-import subprocess
-import sys
 import time
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import yaml
+from cluster_hosts import PLACEMENT, TTL, Cluster, all_ready, maps_overlapping, plan_phase, process_runs
 from etcd_server import EtcdServer, running_etcd
-from helpers import REPO, Deployment, alive, processes_with, wait_for
+from helpers import Deployment, alive, processes_with, wait_for
 from network_namespaces import Network, network
 
 pytestmark = pytest.mark.integration
-TTL = 3
-PLACEMENT = {"a": ["main", "redis"], "b": ["persister1", "persister2"], "c": ["generic1", "sender1", "pusher1"]}
 
 
 @pytest.fixture(scope="module")
@@ -39,67 +33,6 @@ def etcd(hosts: Network) -> Iterator[EtcdServer]:
     yield from running_etcd(host=hosts.bridge_address)
 
 
-class Cluster:
-    """The deployment's files (shared by every node), cluster.yaml, and a synsup per node."""
-
-    def __init__(self, deployment: Deployment, hosts: Network, etcd: EtcdServer) -> None:
-        self.d, self.hosts = deployment, hosts
-        self._spread_over(hosts.addresses)
-        self.file = os.path.join(deployment.root, "cluster.yaml")
-        placement = {unit: node for node, units in PLACEMENT.items() for unit in units}
-        with open(self.file, "w") as f:
-            yaml.safe_dump({"name": "three", "store": {"endpoints": [etcd.url], "ttl": TTL,
-                                                       "prefix": f"/test/{uuid.uuid4().hex}"},
-                            "nodes": {n: {"address": a} for n, a in hosts.addresses.items()},
-                            "placement": placement}, f)
-
-    def _spread_over(self, addresses: dict[str, str]) -> None:
-        """instance_map and Redis at the address of the node that runs them; listeners on every address."""
-        shared = self.d.shared
-        shared["redis"] |= {"host": addresses["a"], "password": "secret"}  # else protected mode refuses other hosts
-        for name, entry in shared["instance_map"].items():
-            entry["host"] = addresses["a" if name == "main" else "b"]
-        for listener in [*shared["listeners"], *(w for doc in self.d.workers.values()
-                                                   for w in doc.get("worker_listeners", []))]:
-            listener["bind_addresses"] = ["0.0.0.0"]
-        self.d.write()
-
-    def state_dir(self, node: str) -> str:
-        return os.path.join(os.path.dirname(self.d.root), f"s{node}")
-
-    def synsup(self, node: str | None, *args: str) -> list[str]:
-        """argv of `synsup ARGS` on `node` (in its namespace) or, None, in the root namespace."""
-        where = ["ip", "netns", "exec", self.hosts.hosts[node]] if node else []
-        state = ["--state-dir", self.state_dir(node)] if node else []
-        return [*where, sys.executable, "-m", "synsup", *args, *state]
-
-    def start(self, node: str) -> subprocess.Popen[str]:
-        argv = self.synsup(node, "start", "--cluster", self.file, "--node", node, "-c", self.d.config,
-                           "-a", self.d.workers_dir)
-        return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                env=self.d.env(), cwd=REPO)
-
-    def run(self, node: str | None, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(self.synsup(node, *args), capture_output=True, text=True, env=self.d.env(),
-                              cwd=REPO, timeout=120)
-
-    def status(self) -> tuple[int, dict[str, Any]]:
-        done = self.run(None, "status", "--cluster", self.file, "--json")
-        assert done.stdout, done.stderr
-        return done.returncode, json.loads(done.stdout)
-
-    def status_when(self, condition: Callable[[int, dict[str, Any]], bool]) -> tuple[int, dict[str, Any]] | None:
-        code, report = self.status()
-        return (code, report) if condition(code, report) else None
-
-    def local(self, node: str) -> dict[str, Any]:
-        return json.loads(self.run(node, "status", "--json").stdout)
-
-    def stop(self) -> None:
-        for node in PLACEMENT:
-            self.run(node, "stop")
-
-
 @pytest.fixture
 def cluster(deployment: Deployment, hosts: Network, etcd: EtcdServer) -> Iterator[Cluster]:
     c = Cluster(deployment, hosts, etcd)
@@ -108,10 +41,6 @@ def cluster(deployment: Deployment, hosts: Network, etcd: EtcdServer) -> Iterato
     finally:
         c.stop()  # `synsup stop` with the daemon gone stops what it left too
         wait_for(lambda: not processes_with(deployment.control), timeout=20, what="every process to be gone")
-
-
-def all_ready(report: dict[str, Any]) -> bool:
-    return bool(report["units"]) and all(u["state"] == "ready" for u in report["units"])
 
 
 def test_three_nodes_each_run_their_own_units_and_a_killed_daemon_goes_down_after_its_lease(
@@ -147,3 +76,221 @@ def test_three_nodes_each_run_their_own_units_and_a_killed_daemon_goes_down_afte
     assert [u["state"] for u in down["units"] if u["node"] == "c"] == ["unknown"] * 3
     assert [u["state"] for u in down["units"] if u["node"] != "c"] == ["ready"] * 5
     assert all(alive(pid) for pid in c_pids), "c's processes keep running without their daemon"
+
+
+def test_maps_overlapping_sees_a_new_map_process_started_beside_an_old_writer() -> None:
+    old, new = ("p1",), ("p1", "p2")
+    runs = [{"name": "p1", "map": old, "start": 0.0, "exit": 2.0},
+            {"name": "main", "map": old, "start": 0.0, "exit": 5.0},  # an old reader beside new writers: allowed
+            {"name": "p2", "map": new, "start": 3.0, "exit": None}]
+    assert maps_overlapping(runs) == []
+    assert maps_overlapping([*runs, {"name": "main", "map": new, "start": 1.5, "exit": None}]) == [
+        "main (map ('p1', 'p2')) started while p1 (map ('p1',)) ran"]
+
+
+def test_a_persister_added_on_b_is_a_plan_across_the_nodes_and_no_new_map_process_runs_beside_an_old_writer(
+        cluster: Cluster) -> None:
+    cluster.start_all()
+    runs_before = process_runs(cluster.d.events())
+    began = time.monotonic()
+    cluster.add_persister_on_b()
+    cluster.write_files("a")  # a first: b and c have the old files for a while
+    wait_for(lambda: cluster.status_when(lambda code, r: code == 1 and r["config"]["old_files_on"] == ["b", "c"]),
+             timeout=20, what="status --cluster saying b and c still have the old files (exit 1)")
+    print(cluster.table())
+    assert wait_for(lambda: cluster.local("a")["daemon"].get("last_reload"), what="a's reload")["result"] == "applied"
+    assert process_runs(cluster.d.events()) == runs_before, "nothing restarts while a node has the old files"
+    cluster.write_files("b")
+    cluster.write_files("c")
+    code, report = wait_for(lambda: cluster.status_when(lambda code, r: code == 0 and r["plan"] is None and all_ready(r)
+                                                        and "persister3" in [u["name"] for u in r["units"]]),
+                            timeout=60, what="persister3 ready on b, every unit ready, no plan in progress")
+    print(f"persister added across three nodes: all ready {time.monotonic() - began:.2f}s after a's files changed")
+    print(cluster.table())
+    assert [u["node"] for u in report["units"] if u["name"] == "persister3"] == ["b"]
+    assert len({n["config_digest"] for n in report["nodes"]} | {report["config"]["applied"]}) == 1, "all on the new files"
+    runs = process_runs(cluster.d.events())
+    assert maps_overlapping(runs) == []
+    new_map = ("persister1", "persister2", "persister3")
+    running = {r["name"]: r["map"] for r in runs if r["exit"] is None}
+    assert running == {name: new_map for name in ["main", "persister1", "persister2", "persister3", "generic1",
+                                                  "sender1", "pusher1"]}
+
+
+def test_a_node_whose_daemon_dies_mid_plan_blocks_it_with_the_reason_and_its_return_finishes_it(
+        cluster: Cluster) -> None:
+    cluster.start_all()
+    cluster.d.behave("persister3", ready_delay=3)  # the plan stays in b's phase a while
+    cluster.add_persister_on_b()
+    for node in PLACEMENT:
+        cluster.write_files(node)
+    wait_for(lambda: cluster.status_when(lambda code, r: (plan_phase(r) or "").startswith("start ")),
+             timeout=30, what="the plan starting the new set on b")
+    c_daemon = cluster.local("c")["daemon"]["pid"]
+    c_runs = [r for r in process_runs(cluster.d.events()) if r["name"] in PLACEMENT["c"]]
+    os.kill(c_daemon, signal.SIGKILL)
+    code, blocked = wait_for(lambda: cluster.status_when(lambda code, r: code == 2 and r["plan"]["waiting_for"] == ["c"]),
+                             timeout=30, what="the plan blocked on c, its daemon gone (exit 2)")
+    assert (blocked["plan"]["phase"], blocked["plan"]["reason"]) == ("restart", "node c is down")
+    print(cluster.table())
+    assert [r for r in process_runs(cluster.d.events()) if r["name"] in PLACEMENT["c"]] == c_runs, \
+        "c's processes keep running, none restarted by another node"
+    assert all(alive(r["pid"]) for r in c_runs)
+
+    returning = cluster.start("c")
+    assert returning.communicate(timeout=120)[0] is not None and returning.returncode == 0
+    code, done = wait_for(lambda: cluster.status_when(lambda code, r: code == 0 and r["plan"] is None and all_ready(r)),
+                          timeout=60, what="the plan done once c's daemon is back, every unit ready")
+    print(cluster.table())
+    runs = process_runs(cluster.d.events())
+    assert maps_overlapping(runs) == []
+    assert {r["map"] for r in runs if r["exit"] is None} == {("persister1", "persister2", "persister3")}
+
+
+def test_a_node_cut_off_from_the_store_keeps_its_processes_starts_nothing_new_and_joins_the_change_when_back(
+        cluster: Cluster) -> None:
+    cluster.start_all()
+    before = process_runs(cluster.d.events())
+    cluster.hosts.cut_off("c")
+    try:
+        cluster.add_persister_on_b()
+        for node in PLACEMENT:
+            cluster.write_files(node)
+        wait_for(lambda: cluster.status_when(lambda code, r: not r["nodes"][2]["up"]), timeout=TTL + 10,
+                 what="c down once its lease ends")
+        reload = wait_for(lambda: cluster.local("c")["daemon"].get("last_reload"), timeout=30, what="c's reload")
+        assert reload["result"] == "rejected" and "the store is out of reach" in reload["errors"][0]
+        code, report = cluster.status()
+        assert report["plan"] is None, "no plan while a node that takes part is cut off"
+        assert process_runs(cluster.d.events()) == before, "nothing stopped or started on any node"
+        assert all(alive(r["pid"]) for r in before)
+    finally:
+        cluster.hosts.reconnect("c")
+    wait_for(lambda: cluster.status_when(lambda code, r: code == 0 and r["plan"] is None and all_ready(r)
+                                         and "persister3" in [u["name"] for u in r["units"]]),
+             timeout=60, what="the change made once c is back, every unit ready")
+    runs = process_runs(cluster.d.events())
+    assert maps_overlapping(runs) == []
+    assert {r["map"] for r in runs if r["exit"] is None} == {("persister1", "persister2", "persister3")}
+
+
+def test_self_fence_stops_a_cut_off_nodes_synapse_processes_and_starts_them_when_it_is_back(
+        cluster: Cluster) -> None:
+    cluster.write_cluster_file(self_fence=True)
+    cluster.start_all()
+    c_pids = {r["pid"] for r in process_runs(cluster.d.events()) if r["name"] in PLACEMENT["c"]}
+    others = [r for r in process_runs(cluster.d.events()) if r["pid"] not in c_pids]
+    cluster.hosts.cut_off("c")
+    try:
+        cut_at = time.monotonic()
+        wait_for(lambda: all(r["exit"] for r in process_runs(cluster.d.events()) if r["pid"] in c_pids),
+                 timeout=TTL + 15, what="c's Synapse processes stopped by self_fence")
+        print(f"c fenced {time.monotonic() - cut_at:.2f}s after it was cut off (ttl {TTL}s)")
+        assert time.monotonic() - cut_at >= TTL * 2 / 3 - 0.3, "fenced before its lease could have ended"
+        assert [r for r in process_runs(cluster.d.events()) if r["pid"] not in c_pids] == others, \
+            "the other nodes' processes run on, c started nothing"
+    finally:
+        cluster.hosts.reconnect("c")
+    wait_for(lambda: cluster.status_when(lambda code, r: code == 0 and all_ready(r)), timeout=40,
+             what="c back in the cluster, its processes started again, every unit ready")
+    assert {r["name"] for r in process_runs(cluster.d.events()) if r["exit"] is None and r["pid"] not in c_pids} \
+        >= set(PLACEMENT["c"])
+
+
+def test_the_leader_killed_mid_plan_another_daemon_takes_over_at_the_recorded_phase(cluster: Cluster) -> None:
+    first = cluster.start("a")  # a first: it takes the leader key
+    assert first.communicate(timeout=120)[0] is not None and first.returncode == 0
+    cluster.start_all()  # b and c join (a answers `already running`)
+    assert cluster.status()[1]["leader"] == "a"
+    cluster.d.behave("persister3", ready_delay=3)  # the plan stays in b's phase a while
+    cluster.add_persister_on_b()
+    for node in PLACEMENT:
+        cluster.write_files(node)
+    code, during = wait_for(lambda: cluster.status_when(lambda code, r: (plan_phase(r) or "").startswith("start ")),
+                            timeout=30, what="the plan starting the new set on b")
+    os.kill(cluster.local("a")["daemon"]["pid"], signal.SIGKILL)
+    code, taken = wait_for(lambda: cluster.status_when(lambda code, r: r["leader"] != "a" and plan_phase(r) == "restart"),
+                           timeout=40, what="b or c leading, the plan moved on to c's phase")
+    assert taken["plan"]["id"] == during["plan"]["id"], "the same plan, at its recorded phase"
+    print(f"leader a killed at phase {during['plan']['phase']!r}; {taken['leader']} took over and moved it on")
+    print(cluster.table())  # c's restarted units wait for main, whose node (a) is down
+    back = cluster.start("a")  # a's daemon back: it adopts main, which the store then reports ready again
+    assert back.communicate(timeout=120)[0] is not None and back.returncode == 0
+    wait_for(lambda: cluster.status_when(lambda code, r: code == 0 and r["plan"] is None and all_ready(r)),
+             timeout=40, what="the plan done, every unit ready")
+    runs = process_runs(cluster.d.events())
+    assert maps_overlapping(runs) == []
+    assert [r["name"] for r in runs].count("persister3") == 1, "each step ran once: taken over, not started again"
+    assert [r["name"] for r in runs].count("main") == 2, "main restarted once (its phase was done before a died)"
+    assert {r["map"] for r in runs if r["exit"] is None} == {("persister1", "persister2", "persister3")}
+
+
+def test_a_step_that_fails_blocks_the_plan_with_the_nodes_reason_until_the_admin_aborts_it(cluster: Cluster) -> None:
+    cluster.start_all()
+    cluster.d.behave("persister3", refuse=True)
+    cluster.add_persister_on_b()
+    for node in PLACEMENT:
+        cluster.write_files(node)
+    def blocked_by_b(code: int, r: dict[str, Any]) -> bool:
+        return code == 2 and r["plan"]["reason"].startswith("node b: ")
+    code, blocked = wait_for(lambda: cluster.status_when(blocked_by_b), timeout=30,
+                             what="the plan blocked with b's reason (exit 2)")
+    assert blocked["plan"]["phase"].startswith("start ") and blocked["plan"]["waiting_for"] == ["b"]
+    assert "persister3 did not become ready" in blocked["plan"]["reason"]
+    print(cluster.table())
+    c_runs = [r for r in process_runs(cluster.d.events()) if r["name"] in PLACEMENT["c"]]
+    aborted = cluster.run(None, "cluster", "abort", "--cluster", cluster.file)
+    print(f"$ synsup cluster abort --cluster cluster.yaml  (exit {aborted.returncode})\n{aborted.stdout}{aborted.stderr}")
+    assert aborted.returncode == 0 and aborted.stdout.startswith(f"plan {blocked['plan']['id']} aborted at phase start ")
+    code, after = cluster.status()
+    assert (code, after["plan"]) == (1, None)
+    print(cluster.table())
+    again = cluster.run(None, "cluster", "abort", "--cluster", cluster.file)
+    assert (again.returncode, again.stderr.strip()) == (1, "synsup: error: no plan in progress (see `synsup status "
+                                                           "--cluster`)")
+    assert [r for r in process_runs(cluster.d.events()) if r["name"] in PLACEMENT["c"]] == c_runs, \
+        "nothing goes forward: c's restart never comes"
+    running = {u["name"]: u["state"] for u in after["units"]}
+    assert (running["persister1"], running["persister2"]) == ("ready", "ready"), "what ran keeps running"
+
+
+def test_a_node_gone_for_good_mid_plan_is_acknowledged_by_the_admin_and_removed(cluster: Cluster) -> None:
+    cluster.start_all()
+    cluster.d.behave("persister3", ready_delay=3)
+    cluster.add_persister_on_b()
+    for node in PLACEMENT:
+        cluster.write_files(node)
+    wait_for(lambda: cluster.status_when(lambda code, r: (plan_phase(r) or "").startswith("start ")),
+             timeout=30, what="the plan starting the new set on b")
+    for pid in cluster.hosts.pids("c"):  # host c is gone: its daemon and its processes
+        os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: cluster.status_when(lambda code, r: code == 2 and r["plan"]["waiting_for"] == ["c"]),
+             timeout=30, what="the plan blocked on c")
+    refused = cluster.run(None, "cluster", "ack", "--cluster", cluster.file, "--node", "c", "--phase", "prepare")
+    assert refused.returncode == 1 and "not 'prepare'; pass --phase 4" in refused.stderr
+    acked = cluster.run(None, "cluster", "ack", "--cluster", cluster.file, "--node", "c", "--phase", "restart")
+    print(f"$ synsup cluster ack --node c --phase restart  (exit {acked.returncode})\n{acked.stdout}{acked.stderr}")
+    assert acked.returncode == 0
+    wait_for(lambda: cluster.status_when(lambda code, r: r["plan"] is None), timeout=20, what="the plan done without c")
+    removed = cluster.run(None, "cluster", "remove-node", "c", "--cluster", cluster.file)
+    print(f"$ synsup cluster remove-node c  (exit {removed.returncode})\n{removed.stdout}{removed.stderr}")
+    assert removed.returncode == 0
+    code, after = cluster.status()
+    assert [u["node"] for u in after["units"]].count("c") == 0, "c's units are forgotten"
+    assert all(u["state"] == "ready" for u in after["units"])
+    print(cluster.table())
+
+
+def test_synsup_reload_on_one_node_makes_every_node_read_its_files(cluster: Cluster) -> None:
+    """No file watching anywhere (--no-watch): the files are in place on every host, the admin
+    says `synsup reload` on a only; b and c read theirs when a's member record shows new files."""
+    cluster.start_all("--no-watch")
+    cluster.add_persister_on_b()
+    for node in PLACEMENT:
+        cluster.write_files(node)
+    reloaded = cluster.run("a", "reload")
+    assert reloaded.returncode == 0, reloaded.stdout + reloaded.stderr
+    code, report = wait_for(lambda: cluster.status_when(lambda code, r: code == 0 and r["plan"] is None and all_ready(r)
+                                                        and "persister3" in [u["name"] for u in r["units"]]),
+                            timeout=30, what="the change made on every node after one `synsup reload` on a")
+    assert maps_overlapping(process_runs(cluster.d.events())) == []

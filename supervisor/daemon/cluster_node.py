@@ -1,0 +1,292 @@
+"""A daemon as one node of a cluster (`start --cluster F --node N`, issue 18): its units' states
+in the store (UnitStates), and its part in changes across nodes.
+
+A reload (file watch, SIGHUP, `synsup reload`) applies nothing here: the files that check out
+are published as this node's config digest (`config_changed`). Every daemon follows the store
+(one watch on the cluster's prefix): the one that holds the leader key plans and advances
+(`ChangeLeader`), and each carries out only its own node's steps of the phase in progress with
+the reload plan executor, as an operation of its own queue, then acknowledges: after the
+stopped processes are really gone (reaped, their ports closed) or the started ones ready. A
+step that fails is not acknowledged: the plan waits, and the reason is in the store for
+`status --cluster`. When the plan is done, every node takes the new config as its current one.
+Nothing is started or stopped for a plan without the store: a node cut off from it keeps what
+runs and starts nothing new."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
+
+import structlog
+
+from ..cluster.change_leader import ChangeLeader, member_digests
+from ..cluster.cluster_plan import PREPARE, ClusterPlan, PlanPhase, PlanState, cluster_phases
+from ..cluster.membership import config_digest
+from ..cluster.store import StoreError
+from ..cluster.unit_states import UnitStates
+from ..plans import Action
+from ..protocol import ReloadOutcome, ReloadResult
+from ..source import Loaded
+from .cluster_steps import FullView, Prepared, apply_steps
+from .plan_executor import PartialReload, finish_change, must_become_ready
+from .self_fence import fence, unfence
+
+if TYPE_CHECKING:
+    from .daemon import Daemon
+
+RETRY = 1.0  # seconds before a lost watch is opened again
+IGNORED = ("units/", "placed/")  # keys whose changes are UnitStates' business
+
+
+class FilesMoved(Exception):
+    """This node's files changed again after their digest was published: not planned from them yet."""
+
+
+class ClusterNode:
+    def __init__(self, states: UnitStates, base: FullView, load_full: Callable[[], FullView],
+                 plan_full: Callable[[Loaded, Loaded], list[Action]]) -> None:
+        self.states, self.base = states, base
+        self.load_full, self.plan_full = load_full, plan_full
+        self.membership = states.membership
+        self.node, self.store, self.keys = self.membership.node, self.membership.store, self.states.keys
+        self.leader = ChangeLeader(self.store, self.keys, self.node, self.membership.record.version)
+        self.daemon: Daemon | None = None
+        self._prepared: dict[str, Prepared] = {}  # plan id -> what this node prepared for it
+        self._busy: set[tuple[str, int]] = set()  # (plan id, phase) submitted or done here
+        self._committed: set[str] = set()  # plans done (or ended) that this node has taken as current
+        self._refused: set[tuple[str, int]] = set()  # steps that failed here: tried again on new files
+        self.acted_on_later: set[str] = set()  # joined mid-plan: units its later steps act on (`start`)
+        self.fenced: set[str] = set()  # self_fence: units stopped when the lease was lost, until it is back
+        self._wake = asyncio.Event()
+        self._phases: tuple[tuple[str, int], tuple[PlanPhase, ...]] | None = None  # (digest, base) -> phases
+        self._others_seen: set[str] = set()  # other nodes' config digests this node re-read its files for
+        self._tasks: list[asyncio.Task[None]] = []
+        self.log = structlog.get_logger().bind(node=self.node)
+
+    @property
+    def digest(self) -> str:
+        return self.membership.record.config_digest
+
+    async def start(self, daemon: Daemon) -> None:
+        """Join (an error if the store does not answer) and publish this node's units."""
+        assert daemon.supervisor is not None
+        self.daemon = daemon
+        await self.states.start(daemon.supervisor)
+        self.membership.on_join = self._on_join(self.membership.on_join)
+        self.membership.on_lease_lost = self._lease_lost
+        plan, _ = await self.leader.planner.read()
+        if plan is not None and plan.state is not PlanState.RUNNING:
+            self._committed.add(plan.id)  # ended before this daemon joined: its config is the files'
+        elif plan is not None:
+            self.acted_on_later = await self._acted_on_later(plan) & set(daemon.supervisor.units)
+
+    async def _acted_on_later(self, plan: ClusterPlan) -> set[str]:
+        """This node's units that the plan in progress still stops or starts: a daemon that comes
+        back mid-plan neither retires nor starts them (its files are already the new ones); the
+        plan's steps do, in their order."""
+        acked = await self.store.get(self.leader.planner.ack_key(plan, plan.phase, self.node)) is not None
+        phases = plan.phases[plan.phase + (1 if acked else 0):]
+        return {u for p in phases for a in p.steps.get(self.node, ()) for u in a.units}
+
+    def _on_join(self, publish: Callable[[], None]) -> Callable[[], None]:
+        """After a rejoin: units published again (UnitStates), and a look at the store (the watch
+        may have missed what changed meanwhile)."""
+        def joined() -> None:
+            publish()
+            self._wake.set()
+        return joined
+
+    def follow(self) -> None:
+        """Follow the store's plans from now on (once the daemon's start is queued)."""
+        self._tasks = [asyncio.create_task(self._follow_loop()), asyncio.create_task(self._wake_loop())]
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.states.close()
+
+    async def config_changed(self, new: Loaded) -> ReloadOutcome:
+        """A reload's files checked out: publish their digest; the leader plans the change."""
+        digest = config_digest(new.watch_paths)
+        self._busy -= self._refused  # a step that failed here is tried again with these files
+        self._refused.clear()
+        if digest != self.digest:
+            try:
+                await self.membership.publish_digest(digest)
+            except StoreError as e:  # said when the node joins again; nothing changes here meanwhile
+                return ReloadOutcome(ReloadResult.REJECTED, errors=[f"the store is out of reach ({e}): config "
+                                                                    f"{digest[:12]} is published when it is back; "
+                                                                    "nothing changes here meanwhile"])
+            self.log.info("cluster.config_published", digest=digest[:12])
+        return ReloadOutcome(ReloadResult.APPLIED, [f"config {digest[:12]} published to cluster "
+                                                    f"{self.membership.config.name}: the leader plans the change "
+                                                    "across nodes once every node that takes part has these files"])
+
+    # -- following the store
+    async def _follow_loop(self) -> None:
+        while True:
+            try:
+                async with self.store.watch(self.keys.prefix) as events:
+                    await self._look()
+                    async for event in events:
+                        if not event.kv.key.removeprefix(self.keys.prefix).startswith(IGNORED):
+                            await self._look()
+            except StoreError as e:
+                self.log.warning("cluster.follow_lost", error=str(e), kept="what runs; nothing new starts")
+            except Exception:
+                self.log.exception("cluster.look_failed")
+            await asyncio.sleep(RETRY)
+
+    async def _wake_loop(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            try:
+                await self._look()
+            except StoreError as e:
+                self.log.warning("cluster.look_failed", error=str(e))
+
+    async def _look(self) -> None:
+        await self._read_files_if_others_changed()
+        try:
+            look = await self.leader.look(self.digest, self._phases_for_files)
+        except FilesMoved:
+            return
+        if look.did not in ("not the leader", "no change"):
+            self.log.info("cluster.leader_look", did=look.did)
+        plan, _ = await self.leader.planner.read()
+        if plan is not None:
+            await self._take_part(plan)
+        if self.fenced and self.membership.lease_held and (plan is None or plan.state is not PlanState.RUNNING):
+            self._submit("unfence", self._unfence)
+
+    async def _read_files_if_others_changed(self) -> None:
+        """Another node reports files this one does not: read ours again (a `synsup reload` or a
+        SIGHUP on one node is a reload on all, also without file watching). Once per new digest."""
+        others = set((await member_digests(self.store, self.keys)).values()) - {self.digest}
+        if others - self._others_seen and self.daemon is not None:
+            self.log.info("cluster.other_files_seen", digests=sorted(d[:12] for d in others))
+            self.daemon.reloads.request()
+        self._others_seen |= others
+
+    async def _phases_for_files(self) -> tuple[PlanPhase, ...]:
+        """The change from the applied config to the files here, cut by node (planned once per
+        digest and base: the leader looks again on every change in the store while it waits)."""
+        key = (self.digest, id(self.base))
+        if self._phases is None or self._phases[0] != key:
+            new = await asyncio.to_thread(self.load_full)
+            if config_digest(new.loaded.watch_paths) != self.digest:
+                raise FilesMoved()  # changed again since published: planned once their reload publishes them
+            actions = self.plan_full(self.base.loaded, new.loaded)
+            self._phases = (key, cluster_phases(actions, self.base.node_of, new.node_of))
+        return self._phases[1]
+
+    async def _take_part(self, plan: ClusterPlan) -> None:
+        if plan.state is PlanState.DONE and plan.id not in self._committed:
+            self._committed.add(plan.id)
+            self._submit("cluster commit", lambda: self._commit(plan))
+            return
+        step = (plan.id, plan.phase)
+        if plan.state is not PlanState.RUNNING or self.node not in plan.current.steps or step in self._busy:
+            return
+        self._busy.add(step)
+        if await self.store.get(self.leader.planner.ack_key(plan, plan.phase, self.node)) is None:
+            self._submit("cluster phase", lambda: self._run_phase(plan))
+
+    def _submit(self, name: str, work: Callable[[], Awaitable[None]]) -> None:
+        """Queued behind (and never beside) the daemon's other operations; refused while it stops."""
+        assert self.daemon is not None
+        try:
+            future = self.daemon.operations.submit(name, work)
+        except Exception as e:
+            self.log.info("cluster.step_refused", operation=name, reason=str(e) or type(e).__name__)
+            return
+        future.add_done_callback(lambda f: f.cancelled() or f.exception())  # logged by the operation
+
+    # -- this node's steps
+    async def _run_phase(self, plan: ClusterPlan) -> None:
+        phase = plan.current
+        self.log.info("cluster.phase", plan=plan.id, phase=phase.name, steps=[a.describe() for a in phase.steps[self.node]])
+        prepared = self._prepared.get(plan.id) or await self._prepare(plan)
+        if prepared is None:
+            return
+        if phase.name != PREPARE:
+            try:
+                await self._apply(prepared, list(phase.steps[self.node]))
+            except (PartialReload, TimeoutError) as e:
+                return await self._refuse(plan, str(e) or "a stopped unit's ports stayed open")
+        await self.leader.planner.acknowledge(plan, self.node)
+        await self.store.delete(self._note_key)
+        self.log.info("cluster.acknowledged", plan=plan.id, phase=phase.name)
+        if self.daemon is not None:
+            self.daemon.settle()
+
+    async def _prepare(self, plan: ClusterPlan) -> Prepared | None:
+        """This node's files, checked and copied: the config its steps of the plan apply."""
+        d = self.daemon
+        assert d is not None and d.reloads.reloader is not None and d.supervisor is not None
+        new = await asyncio.to_thread(d.reloads.reloader)
+        digest = config_digest(new.watch_paths)
+        if new.errors or digest != plan.config_digest:
+            why = (f"its config files do not check out: {new.errors[0].format()}" if new.errors else
+                   f"its config files ({digest[:12]}) are not the plan's ({plan.config_digest[:12]})")
+            await self._refuse(plan, why)
+            return None
+        snapshot, specs = d.running.candidate(new, {n: u.spec for n, u in d.supervisor.units.items()})
+        self._prepared[plan.id] = prepared = Prepared(new, snapshot, specs, must_become_ready(d.supervisor, specs))
+        return prepared
+
+    async def _apply(self, prepared: Prepared, steps: list[Action]) -> None:
+        d = self.daemon
+        assert d is not None and d.supervisor is not None
+        await apply_steps(d.supervisor, d.running, prepared, steps, self.acted_on_later | self.fenced,
+                          self.states.report_remote)
+
+    async def _commit(self, plan: ClusterPlan) -> None:
+        """The plan is done: the new config is this node's current one (nodes without steps too)."""
+        d = self.daemon
+        assert d is not None and d.supervisor is not None
+        prepared = self._prepared.pop(plan.id, None) or await self._prepare(plan)
+        if prepared is None:
+            return
+        await finish_change(d.supervisor, prepared.specs)
+        d.current = prepared.new
+        d.running.applied(prepared.snapshot, True, (u.spec for u in d.supervisor.units.values()))
+        full = await asyncio.to_thread(self.load_full)
+        if config_digest(full.loaded.watch_paths) == plan.config_digest:
+            self.base = full
+        self.log.info("cluster.change_done", plan=plan.id, generation=d.running.generation)
+        d.settle()
+
+    # -- self_fence
+    def _lease_lost(self) -> None:
+        if self.membership.config.self_fence:
+            self._submit("self fence", self._fence)
+
+    async def _fence(self) -> None:
+        """The lease is lost (`self_fence: true`): the processes that hold the shard map stop and stay
+        stopped until the node is back in the cluster."""
+        if self.daemon is not None and self.daemon.supervisor is not None and not self.membership.lease_held:
+            self.fenced |= await fence(self.daemon.supervisor)
+            self.log.warning("cluster.fenced", units=sorted(self.fenced), reason="lease lost (self_fence)")
+
+    async def _unfence(self) -> None:
+        if self.daemon is not None and self.daemon.supervisor is not None and self.fenced:
+            unfence(self.daemon.supervisor, self.fenced)
+            self.log.info("cluster.unfenced", units=sorted(self.fenced))
+            self.fenced = set()
+
+    @property
+    def _note_key(self) -> str:
+        return f"{self.keys.prefix}notes/{self.node}"
+
+    async def _refuse(self, plan: ClusterPlan, reason: str) -> None:
+        """Not acknowledged: the plan waits for this node; why is in notes/<node> for status."""
+        self.log.error("cluster.step_failed", plan=plan.id, phase=plan.current.name, reason=reason)
+        self._refused.add((plan.id, plan.phase))
+        note = {"plan": plan.id, "phase": plan.phase, "reason": reason, "at": time.time()}
+        await self.store.put(self._note_key, json.dumps(note).encode())
