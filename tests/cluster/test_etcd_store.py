@@ -24,11 +24,6 @@ from synsup.supervisor.cluster_config import read_cluster_config
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(scope="module")
-def etcd() -> Iterator[EtcdServer]:
-    yield from running_etcd()
-
-
 @pytest.fixture
 def prefix() -> str:
     """Keys of this test only (the etcd is shared by the module's tests)."""

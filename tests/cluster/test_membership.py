@@ -9,35 +9,23 @@ import json
 import os
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
 import yaml
-from etcd_server import EtcdServer, running_etcd
+from etcd_server import EtcdServer
 from helpers import Deployment, free_ports, processes_with, wait_for
 
 from synsup.supervisor.cluster.cluster_status import read_cluster_status
 from synsup.supervisor.cluster.etcd_gateway import EtcdGateway
 from synsup.supervisor.cluster.membership import MemberRecord, Membership
 from synsup.supervisor.cluster.store import StoreUnreachable
-from synsup.supervisor.cluster_config import ClusterConfig, Node, StoreConfig
+from synsup.supervisor.cluster_config import ClusterConfig
 from synsup.supervisor.errors import SynsupError
 
 pytestmark = pytest.mark.integration
 TTL = 2
-
-
-@pytest.fixture(scope="module")
-def etcd() -> Iterator[EtcdServer]:
-    yield from running_etcd()
-
-
-@pytest.fixture
-def cluster(etcd: EtcdServer) -> ClusterConfig:
-    """Two nodes, keys under a prefix of this test's own, a lease of 2 s."""
-    store = StoreConfig((etcd.url,), f"/test/{uuid.uuid4().hex}/", TTL)
-    return ClusterConfig("cluster.yaml", "test", store, {"a": Node("a", "10.0.0.1"), "b": Node("b", "10.0.0.2")}, {})
 
 
 class Partitionable(EtcdGateway):

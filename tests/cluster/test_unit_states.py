@@ -10,39 +10,24 @@ import contextlib
 import inspect
 import json
 import time
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from etcd_server import EtcdServer, running_etcd
 
 from synsup.supervisor.cluster.cluster_status import read_cluster_status
 from synsup.supervisor.cluster.etcd_gateway import EtcdGateway
 from synsup.supervisor.cluster.membership import MemberRecord, Membership
 from synsup.supervisor.cluster.store import StoreUnreachable, WatchEvent
 from synsup.supervisor.cluster.unit_states import UnitStates
-from synsup.supervisor.cluster_config import ClusterConfig, StoreConfig
-from synsup.supervisor.cluster_config import Node as NodeConfig
+from synsup.supervisor.cluster_config import ClusterConfig
 from synsup.supervisor.engine.unit_state import UnitState
 from synsup.supervisor.spec import UnitSpec
 
 pytestmark = pytest.mark.integration
 TTL = 2
 S = UnitState
-
-
-@pytest.fixture(scope="module")
-def etcd() -> Iterator[EtcdServer]:
-    yield from running_etcd()
-
-
-@pytest.fixture
-def cluster(etcd: EtcdServer) -> ClusterConfig:
-    store = StoreConfig((etcd.url,), f"/test/{uuid.uuid4().hex}/", TTL)
-    nodes = {"a": NodeConfig("a", "10.0.0.1"), "b": NodeConfig("b", "10.0.0.2")}
-    return ClusterConfig("cluster.yaml", "test", store, nodes, {})
 
 
 @dataclass
