@@ -168,12 +168,8 @@ class Daemon:
             await asyncio.sleep(1.0)
 
     async def _log_upkeep(self) -> None:
-        """Units write their logs themselves, so no write tells the daemon a log has grown: it
-        looks every few seconds (a stat per unit) and rotates by copy-truncate."""
-        while True:
-            await asyncio.sleep(LOG_UPKEEP_INTERVAL)
-            if self.supervisor is not None:
-                self.supervisor.upkeep_logs()
+        if self.supervisor is not None:
+            await self.supervisor.keep_logs(LOG_UPKEEP_INTERVAL)
 
     async def _initial_start(self) -> None:
         sup = self.supervisor

@@ -197,6 +197,12 @@ class Supervisor:
         for unit in self.units.values():
             unit.output.upkeep()
 
+    async def keep_logs(self, interval: float) -> None:
+        """Units write their logs themselves: rotate them by copy-truncate (runs until cancelled)."""
+        while True:
+            await asyncio.sleep(interval)
+            self.upkeep_logs()
+
     def reopen_logs(self) -> None:
         for unit in self.units.values():
             unit.output.reopen()
