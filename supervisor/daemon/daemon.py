@@ -46,7 +46,7 @@ if TYPE_CHECKING:  # the cluster package is imported only with --cluster (cli/cl
     from ..cluster.membership import Membership
 
 STOP_MARGIN = 10.0  # seconds beyond the units' own stop timeouts before the daemon gives up waiting
-LOG_UPKEEP_INTERVAL = 5.0  # seconds between two looks at the unit logs' sizes (units write them)
+LOG_UPKEEP_INTERVAL = 5.0  # seconds from a unit log's change to a look at its size (units write them)
 
 
 def _raise_fd_limit() -> None:

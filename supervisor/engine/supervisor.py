@@ -12,6 +12,7 @@ from ..spec import UnitSpec, steps_of
 from .adopted import AdoptedChild
 from .clock import Clock
 from .health import Timing
+from .log_watch import LogWatch
 from .process import Spawner
 from .restart_policy import RestartPolicy
 from .unit import Unit
@@ -45,6 +46,7 @@ class Supervisor:
         self._listeners: list[Callable[[Unit], None]] = []
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._group: asyncio.TaskGroup | None = None
+        self._log_watch: LogWatch | None = None  # while `keep_logs` runs
         self.log = structlog.get_logger()
         for spec in specs:
             self._add(spec)
@@ -59,6 +61,7 @@ class Supervisor:
                     output=UnitOutput.for_unit(self.log_dir, spec.name, self.log_max_bytes, self.log_backups),
                     notify_path=notify_path, policy=self.policy(), timing=self.timing,
                     on_change=self._unit_changed, unpaused=self.unpaused)
+        unit.output.on_open = self._log_opened
         self.units[spec.name] = unit
         return unit
 
@@ -85,6 +88,8 @@ class Supervisor:
         if task is not None:
             task.cancel()
         unit.output.close()
+        if self._log_watch is not None:
+            self._log_watch.forget(unit.output)
         self._wire()
 
     def steps(self) -> list[list[Unit]]:
@@ -192,16 +197,22 @@ class Supervisor:
             taken.append(name)
         return taken
 
-    def upkeep_logs(self) -> None:
-        """Rotate unit logs past their size (copy-truncate); notice logs moved away."""
-        for unit in self.units.values():
-            unit.output.upkeep()
-
     async def keep_logs(self, interval: float) -> None:
-        """Units write their logs themselves: rotate them by copy-truncate (runs until cancelled)."""
-        while True:
-            await asyncio.sleep(interval)
-            self.upkeep_logs()
+        """Units write their logs themselves: rotate them by copy-truncate, a log looked at only
+        `interval` after it changed (`log_watch`); runs until cancelled."""
+        watch = self._log_watch = LogWatch(interval)
+        try:
+            for unit in self.units.values():
+                if unit.output.written_by_process:
+                    watch.watch(unit.output)
+            await asyncio.Event().wait()
+        finally:
+            self._log_watch = None
+            watch.close()
+
+    def _log_opened(self, output: UnitOutput) -> None:
+        if self._log_watch is not None:
+            self._log_watch.watch(output)
 
     def reopen_logs(self) -> None:
         for unit in self.units.values():

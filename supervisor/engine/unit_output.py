@@ -3,7 +3,8 @@
 A unit's process writes its log file itself (its stdout and stderr are opened on the file with
 O_APPEND), so its output does not depend on the daemon staying alive: a daemon that dies, or
 re-executes, loses nothing, and a later one reads the last lines back from the file. The
-daemon rotates the file by copy-truncate (`upkeep`), which the unit's open descriptor survives.
+daemon rotates the file by copy-truncate (`upkeep`, when `log_watch` says it changed), which
+the unit's open descriptor survives.
 synsup's own lines (`[synsup] started pid ...`) are appended by the daemon; when they cannot be
 written (disk full, read-only, directory deleted) they are counted and dropped and the file is
 tried again a little later. Output written through `write` (a spawner that pipes, the tests')
@@ -17,6 +18,7 @@ import os
 import shutil
 import stat
 import time
+from collections.abc import Callable
 
 from ..path_trust import open_dir_nofollow
 from ..spec import NAME_RULE, valid_name
@@ -70,6 +72,7 @@ class UnitOutput:
         self._run_start = 0  # where the running process's output begins in the file
         self._child_file: tuple[int, int] | None = None  # (dev, inode) the running process writes
         self.moved = False
+        self.on_open: Callable[[UnitOutput], None] | None = None  # a process writes the file from now on
 
     @classmethod
     def for_unit(cls, log_dir: str, name: str, max_bytes: int = MAX_BYTES, keep: int = KEEP_FILES) -> UnitOutput:
@@ -174,6 +177,8 @@ class UnitOutput:
         os.set_blocking(fd, True)
         st = os.fstat(fd)
         self._run_start, self._child_file, self.moved = st.st_size, (st.st_dev, st.st_ino), False
+        if self.on_open is not None:
+            self.on_open(self)
         return fd
 
     def adopted(self) -> None:
@@ -182,10 +187,17 @@ class UnitOutput:
             st = os.stat(self.path, follow_symlinks=False)
             self._run_start, self._child_file = max(0, st.st_size - TAIL_BYTES), (st.st_dev, st.st_ino)
         except OSError:
-            pass
+            return
+        if self.on_open is not None:
+            self.on_open(self)
+
+    @property
+    def written_by_process(self) -> bool:
+        """A process of the unit has had the file open (it may be writing it)."""
+        return self._child_file is not None
 
     def upkeep(self) -> None:
-        """Now and then (the daemon's): copy-truncate the file once it is past max_bytes, and
+        """After the file changed (`log_watch`): copy-truncate the file once it is past max_bytes, and
         notice a file the running process no longer writes to (renamed away, deleted)."""
         try:
             st: os.stat_result | None = os.stat(self.path, follow_symlinks=False)
