@@ -11,7 +11,7 @@ import json
 import socket
 from typing import TYPE_CHECKING, Any
 
-from ... import __version__
+from ... import version
 from ..cluster_config import ClusterConfig, read_cluster_config
 from ..errors import SynsupError
 from ..source import Loaded, Placement, Source
@@ -124,5 +124,5 @@ def membership(joined: tuple[ClusterConfig, str], loaded: Loaded) -> Membership:
     from ..cluster.etcd_gateway import EtcdGateway
     from ..cluster.membership import MemberRecord, Membership, config_digest
     cluster, node = joined
-    record = MemberRecord(node, cluster.nodes[node].address, __version__, config_digest(loaded.watch_paths), 0.0)
+    record = MemberRecord(node, cluster.nodes[node].address, version(), config_digest(loaded.watch_paths), 0.0)
     return Membership(cluster, node, record, EtcdGateway.from_config(cluster.store))
