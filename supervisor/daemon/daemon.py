@@ -259,7 +259,7 @@ class Daemon:
 
     @staticmethod
     def _on_sigchld() -> None:
-        REAPER.reap()
+        REAPER.reap_soon()
         CHILD_STOPS.collect()  # a unit without probes that stopped (SIGSTOP) or continued
 
     def reopen_logs(self) -> None:

@@ -23,8 +23,12 @@ S = UnitState
 
 
 def settled(unit: Unit) -> bool:
-    """Ready, or stopped by the admin (an intended state)."""
-    return unit.state is S.READY or (unit.held and unit.state is S.STOPPED)
+    """Ready with its process alive, or stopped by the admin (an intended state). A ready unit
+    whose process just exited is not (the daemon is degraded at once, without a look at every
+    other unit on the way to the respawn)."""
+    if unit.state is S.READY:
+        return unit.child is None or not unit.child.exited
+    return unit.held and unit.state is S.STOPPED
 
 
 class Supervisor:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 from collections.abc import Awaitable, Callable
 
 import structlog
@@ -241,7 +242,7 @@ class Unit(HealthChecks):
         while self.wanted:
             self.retry_at = None
             self.set_state(S.WAITING)
-            if await self._race(self._dependencies_ready()) == "stop":
+            if not self._dependencies_met() and await self._race(self._dependencies_ready()) == "stop":
                 break
             ready_for = await self._run_once()
             if not self.wanted:
@@ -301,6 +302,10 @@ class Unit(HealthChecks):
         self.policy.reset()
         self.log.info("unit.retrying", after=retry)
         return True
+
+    def _dependencies_met(self) -> bool:
+        """Every dependency ready or held now: no wait (a crash restart goes straight to its fork)."""
+        return all(d.held or d.ready_event.is_set() for d in self.dependencies)
 
     async def _dependencies_ready(self) -> None:
         for dependency in self.dependencies:
@@ -381,8 +386,9 @@ class Unit(HealthChecks):
         return None if ready_at is None else self.clock.monotonic() - ready_at
 
     def _record_exit(self, child: Child, returncode: int | None) -> None:
+        sigkill = returncode == -signal.SIGKILL  # only then may it be the OOM killer's (a /proc read)
         status = ExitStatus.from_returncode(returncode, self.clock.time(), child.killed_after,
-                                            self._oom is not None and self._oom.rose())
+                                            sigkill and self._oom is not None and self._oom.rose())
         self.last_exit = status
         self.output.note(f"pid {child.pid} {status.describe()}")
         if self.wanted:
