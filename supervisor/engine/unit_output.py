@@ -60,7 +60,7 @@ class UnitOutput:
     def __init__(self, path: str, max_bytes: int = MAX_BYTES, keep: int = KEEP_FILES) -> None:
         self.path = path
         self.max_bytes, self.keep = max_bytes, keep
-        self.tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
+        self.tail: collections.deque[str] | None = None  # output that came through `write` (a pipe)
         self.dropped = 0  # bytes not written to the log file
         self.drop_reason: str | None = None
         self.refusal: str | None = None  # why the log file must not be written (a planted symlink ...)
@@ -87,6 +87,8 @@ class UnitOutput:
         self._append(data)
         lines = (self._partial + data.decode(errors="replace")).split("\n")
         self._partial = lines.pop()[-4096:]
+        if self.tail is None:  # made on the first write: units that write their own file have none
+            self.tail = collections.deque(maxlen=TAIL_LINES)
         self.tail.extend(line.rstrip("\r") for line in lines)
 
     def _append(self, data: bytes) -> None:
@@ -155,7 +157,7 @@ class UnitOutput:
 
     def new_run(self) -> None:
         """A new process: the in-memory tail (where its error is looked for) starts empty."""
-        self.tail.clear()
+        self.tail = None
         self._partial = ""
         try:
             self._run_start = os.stat(self.path, follow_symlinks=False).st_size
@@ -226,7 +228,7 @@ class UnitOutput:
         self._run_start = self._size = 0
 
     def last(self, n: int = 10) -> list[str]:
-        lines = list(self.tail) + ([self._partial] if self._partial else [])
+        lines = list(self.tail or ()) + ([self._partial] if self._partial else [])
         return lines[-n:] if lines else self._file_tail(n)
 
     def _file_tail(self, n: int) -> list[str]:
