@@ -25,6 +25,8 @@ REAP_AFTER = 0.05  # seconds from a SIGCHLD to the look at every child: once for
 class Leader(Protocol):
     def kill_leftovers(self) -> None: ...
 
+    def kill_escaped(self) -> None: ...
+
 
 class Reaper:
     def __init__(self) -> None:
@@ -35,6 +37,7 @@ class Reaper:
         self.session = os.getsid(0)
         self._classified: dict[int, bool] = {}  # session leaders among our children: from a unit?
         self._pending: asyncio.TimerHandle | None = None
+        self.escaped_due: set[Leader] = set()  # exited leaders whose look for escaped descendants is due
         self.reaped = 0
 
     def reap_soon(self) -> None:
@@ -86,6 +89,8 @@ class Reaper:
         if self._pending is not None:
             self._pending.cancel()
             self._pending = None
+        for exited in list(self.escaped_due):
+            exited.kill_escaped()
         for child in list(self.leaders.values()):
             child.kill_leftovers()
         for pid in list(self.leaders) + list(self.leftovers):
