@@ -12,8 +12,6 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-import yaml
-
 from .errors import SynsupError
 
 DEFAULT_TTL = 30
@@ -99,6 +97,7 @@ def read_cluster_config(path: str) -> ClusterConfig:
 
 
 def _parse(path: str) -> tuple[Any, dict[str, int]]:
+    import yaml  # only with --cluster: the daemon of a source without YAML carries none
     try:
         with open(path, encoding="utf-8") as f:
             text = f.read()
@@ -119,6 +118,7 @@ def _parse(path: str) -> tuple[Any, dict[str, int]]:
 def _key_lines(r: _Reader, node: Any, prefix: str, lines: dict[str, int]) -> None:
     """The line of every mapping key as a dotted path; a key written twice is an error (YAML
     would silently keep the last one: a process placed twice)."""
+    import yaml
     if not isinstance(node, yaml.MappingNode):
         return
     for key_node, value_node in node.value:

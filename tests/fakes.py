@@ -49,6 +49,9 @@ class FakeChild(Child):
     async def wait(self) -> int:
         return await asyncio.shield(self._exit)
 
+    def exit_waiter(self) -> asyncio.Future[int]:
+        return asyncio.shield(self._exit)
+
     def signal_group(self, sig: int) -> None:
         if sig == signal.SIGCONT:
             return  # a running child does not notice

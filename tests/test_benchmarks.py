@@ -69,3 +69,24 @@ def test_cluster_prints_the_persister_change_on_one_host_and_on_three():
     out = run_bench("cluster.py", "--repeat", "1")
     assert re.search(rf"^\| one host \| {NUMBER} \| - \| {NUMBER} \|$", out, re.MULTILINE), out
     assert re.search(rf"^\| three hosts \(etcd\) \| {NUMBER} \| {NUMBER} \| {NUMBER} \|$", out, re.MULTILINE), out
+
+
+def test_crashes_kill_each_stable_unit_once_even_when_pids_wrap_around(monkeypatch):
+    """A benchmark run on this machine (pid_max 32768) ended in TimeoutError: after the pids
+    wrapped, the replacement child had the lowest pid, so it was killed again and again until
+    its unit was in a crash loop (failed, no new child within 60 s)."""
+    sys.path.insert(0, BENCH)
+    try:
+        import outside
+    finally:
+        sys.path.remove(BENCH)
+    alive, replacements, killed = {32000, 32001, 32002}, iter(range(100, 200)), []
+
+    def kill(pid, sig):
+        killed.append(pid)
+        alive.discard(pid)
+        alive.add(next(replacements))  # the supervisor's new child: a low pid after the wrap
+    monkeypatch.setattr(outside, "children", lambda pid: set(alive))
+    monkeypatch.setattr(outside.os, "kill", kill)
+    assert len(outside.crash_to_new_child(1, 3)) == 3
+    assert killed == [32000, 32001, 32002]

@@ -29,8 +29,6 @@ import psutil
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(HERE)), "tests"))
 
-from helpers import free_ports  # noqa: E402
-
 from synsup.supervisor.daemon.daemon_log import configure  # noqa: E402
 from synsup.supervisor.engine.restart_policy import RestartPolicy  # noqa: E402
 from synsup.supervisor.engine.supervisor import Supervisor  # noqa: E402
@@ -38,6 +36,13 @@ from synsup.supervisor.engine.unit_state import UnitState  # noqa: E402
 from synsup.supervisor.spec import HttpProbe, UnitSpec  # noqa: E402
 
 UNIT_PY = os.path.join(HERE, "unit.py")
+
+
+def free_ports(n: int) -> list[int]:
+    """`n` free loopback ports (tests/helpers.py, imported only here: the benchmark daemon
+    imports this module, and its RSS is measured without pytest in it)."""
+    from helpers import free_ports as free
+    return free(n)
 
 
 def unit_argv(python_units: bool = False) -> tuple[str, ...]:

@@ -41,11 +41,14 @@ def spawn_span(pid: int, count: int, timeout: float = 300.0) -> tuple[float, flo
 
 def crash_to_new_child(pid: int, crashes: int, timeout: float = 60.0) -> list[float]:
     """Seconds from SIGKILL of a child to a child the supervisor had not before, `crashes` times,
-    each time another child."""
+    each time another of the children it had at the start (each a unit stable for as long as the
+    caller waited; a replacement is never killed again: with pids wrapping around, the lowest
+    pid was once a replacement, killed again and again until its unit was in a crash loop)."""
     took, killed = [], set()
+    stable = children(pid)
     for _ in range(crashes):
         before = children(pid)
-        victim = min(before - killed)
+        victim = min((stable & before) - killed)
         killed.add(victim)
         crashed = time.perf_counter()
         os.kill(victim, signal.SIGKILL)

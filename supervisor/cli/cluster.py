@@ -11,7 +11,7 @@ import json
 import socket
 from typing import TYPE_CHECKING, Any
 
-from ... import __version__
+from ... import version
 from ..cluster_config import ClusterConfig, read_cluster_config
 from ..engine.environment import with_environment
 from ..errors import SynsupError
@@ -208,6 +208,6 @@ def node_in_cluster(joined: tuple[ClusterConfig, str], loaded: Loaded, args: arg
         full = with_environment(whole.load(args), variables)
         placement = whole.placement(args, full, cluster) if not full.errors else Placement()
         return FullView(full, {unit: n for n, units in reversed(placement.units.items()) for unit in units})
-    record = MemberRecord(node, cluster.nodes[node].address, __version__, config_digest(loaded.watch_paths), 0.0)
+    record = MemberRecord(node, cluster.nodes[node].address, version(), config_digest(loaded.watch_paths), 0.0)
     states = UnitStates(Membership(cluster, node, record, EtcdGateway.from_config(cluster.store)))
     return ClusterNode(states, load_full(), load_full, whole.plan)

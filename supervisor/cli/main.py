@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Callable
 
-from ... import __version__
+from ... import version
 from ..daemon.scrape_targets import FORMATS
 from ..errors import SynsupError
 from ..source import Source
@@ -48,9 +48,17 @@ class SourceOptionClash(Exception):
     """A source's option and one of the CLI's own share a flag or a destination (a bug of the source)."""
 
 
+class _PrintVersion(argparse.Action):
+    """--version, the version looked up only when asked (importlib.metadata costs the daemon MBs)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: object) -> None:
+        print(f"synsup {version()}")
+        parser.exit()
+
+
 def build_parser(source: Source) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="synsup", description="Process supervisor for Synapse deployments with workers.")
-    parser.add_argument("--version", action="version", version=f"synsup {__version__}")
+    parser.add_argument("--version", action=_PrintVersion, nargs=0, help="show the version and exit")
     _state_options(parser, top=True)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, text in COMMANDS.items():

@@ -10,8 +10,10 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
 
-import watchfiles
+if TYPE_CHECKING:
+    from watchfiles import Change
 
 
 def watch_targets(paths: list[str]) -> tuple[set[str], set[str]]:
@@ -33,10 +35,11 @@ def _relevant(path: str, files: set[str], dirs: set[str]) -> bool:
     return path in files or path in dirs or (os.path.dirname(path) in dirs and path.endswith(".yaml"))
 
 
-Batch = set[tuple[watchfiles.Change, str]]
+Batch = set[tuple["Change", str]]
 
 
 async def _pump(roots: list[str], queue: asyncio.Queue[Batch | Exception]) -> None:
+    import watchfiles  # imported only when there are files to watch: its Rust extension costs MB of RSS
     try:
         async for changes in watchfiles.awatch(*roots, debounce=200, step=50, recursive=False,
                                                ignore_permission_denied=True):

@@ -47,7 +47,7 @@ if TYPE_CHECKING:  # the cluster package is imported only with --cluster (cli/cl
     from .cluster_node import ClusterNode
 
 STOP_MARGIN = 10.0  # seconds beyond the units' own stop timeouts before the daemon gives up waiting
-LOG_UPKEEP_INTERVAL = 5.0  # seconds between two looks at the unit logs' sizes (units write them)
+LOG_UPKEEP_INTERVAL = 5.0  # seconds from a unit log's change to a look at its size (units write them)
 
 
 def _raise_fd_limit() -> None:
@@ -179,12 +179,8 @@ class Daemon:
             await asyncio.sleep(1.0)
 
     async def _log_upkeep(self) -> None:
-        """Units write their logs themselves, so no write tells the daemon a log has grown: it
-        looks every few seconds (a stat per unit) and rotates by copy-truncate."""
-        while True:
-            await asyncio.sleep(LOG_UPKEEP_INTERVAL)
-            if self.supervisor is not None:
-                self.supervisor.upkeep_logs()
+        if self.supervisor is not None:
+            await self.supervisor.keep_logs(LOG_UPKEEP_INTERVAL)
 
     async def _initial_start(self) -> None:
         sup = self.supervisor
@@ -285,7 +281,7 @@ class Daemon:
 
     @staticmethod
     def _on_sigchld() -> None:
-        REAPER.reap()
+        REAPER.reap_soon()
         CHILD_STOPS.collect()  # a unit without probes that stopped (SIGSTOP) or continued
 
     def reopen_logs(self) -> None:

@@ -7,11 +7,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
-from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from prometheus_client.samples import Sample
-
-from ... import __version__
+from ... import version as synsup_version
 from ..engine.resources import ResourceSampler
 from ..engine.tallies import ProbeTally, UnitTally, exit_reason
 from ..engine.unit_state import UnitState
@@ -19,7 +15,9 @@ from ..protocol import ReloadResult
 from .metric_text import header, label_text, number
 from .scrape_targets import instance_of
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # prometheus_client is imported only with --metrics (Exposition): a few MB of RSS
+    from prometheus_client.core import Metric
+
     from ..engine.supervisor import Supervisor
     from ..engine.unit import Unit
     from ..source import Loaded
@@ -117,8 +115,8 @@ def info_series(info: dict[str, str], units: list[Unit]) -> list[dict[str, str]]
             by_version.setdefault((unit.spec.code_name, unit.spec.version), []).append(unit.spec.name)
     apps = [code for code, _ in by_version]
     if all(apps.count(code) == 1 for code in apps):
-        return [{"version": __version__, **extra}]
-    return [{"version": __version__, **extra, f"{code.lower()}_version": version, "units": ",".join(names)}
+        return [{"version": synsup_version(), **extra}]
+    return [{"version": synsup_version(), **extra, f"{code.lower()}_version": version, "units": ",".join(names)}
             for (code, version), names in sorted(by_version.items()) if apps.count(code) > 1]
 
 
@@ -227,6 +225,8 @@ class DaemonFamilies:
         yield from self._daemon(self.daemon.supervisor)
 
     def _daemon(self, sup: Supervisor | None) -> Iterator[Metric]:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+        from prometheus_client.samples import Sample
         reloads = CounterMetricFamily("synsup_reloads", "Reloads by result", labels=["result"])
         for result, count in self.tallies.reloads.items():
             reloads.add_metric([result], count)
@@ -252,6 +252,8 @@ class Exposition:
     the scrape-time families, then the daemon's own (prometheus_client's generate_latest)."""
 
     def __init__(self, daemon: DaemonView, tallies: Tallies, sampler: ResourceSampler) -> None:
+        from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry
+        self.content_type = CONTENT_TYPE_LATEST
         self.daemon = daemon
         self.labels = UnitLabels()
         self._events = UnitEventFamilies(tallies, self.labels)
@@ -272,5 +274,6 @@ class Exposition:
             self._units_key = key
             self.labels.forget()
             self._events.changed()
+        from prometheus_client import generate_latest
         text = self._events.render(units) + self._now.render(units)
         return text.encode() + generate_latest(self._registry)

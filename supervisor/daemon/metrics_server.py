@@ -11,7 +11,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import structlog
-from prometheus_client import CONTENT_TYPE_LATEST
 
 from ..errors import SynsupError
 
@@ -142,6 +141,3 @@ class MetricsServer:
                 os.unlink(self.address.path)
             except FileNotFoundError:
                 pass
-
-
-METRICS_CONTENT_TYPE = CONTENT_TYPE_LATEST

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ... import __version__
+from ... import version
 from ..engine.unit import Unit
 
 
@@ -37,4 +37,4 @@ def unit_status(unit: Unit, now: float) -> dict[str, Any]:
 
 
 def daemon_status(pid: int, state: str, extra: dict[str, Any]) -> dict[str, Any]:
-    return {"pid": pid, "version": __version__, "state": state, **extra}
+    return {"pid": pid, "version": version(), "state": state, **extra}

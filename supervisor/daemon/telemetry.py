@@ -13,7 +13,7 @@ from ..engine.unit_state import UnitState
 from ..protocol import ReloadOutcome, ReloadResult
 from .failure_hooks import FailureHooks
 from .metrics import Exposition, Tallies
-from .metrics_server import METRICS_CONTENT_TYPE, MetricsAddress, MetricsServer
+from .metrics_server import MetricsAddress, MetricsServer
 from .scrape_targets import targets_json
 
 if TYPE_CHECKING:
@@ -54,7 +54,7 @@ class Telemetry:
             if daemon.supervisor is not None:
                 daemon.supervisor.add_listener(exposition.changed)
             self.server = MetricsServer(self.metrics, {
-                "/metrics": lambda: (exposition.render(), METRICS_CONTENT_TYPE),
+                "/metrics": lambda: (exposition.render(), exposition.content_type),
                 "/targets": lambda: (targets_json(daemon.current.specs).encode(), "application/json"),
             })
             await self.server.start()

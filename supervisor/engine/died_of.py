@@ -46,13 +46,12 @@ def died_of(lines: list[str]) -> str:
 def _oom_kill_count(path: str) -> int | None:
     """The `oom_kill N` line of /proc/vmstat, a cgroup v2 memory.events or a v1 memory.oom_control."""
     try:
-        with open(path) as f:
-            for line in f:
-                if line.startswith("oom_kill "):
-                    return int(line.split()[1])
-    except (OSError, ValueError, IndexError):
-        pass
-    return None
+        with open(path, "rb") as f:
+            text = b"\n" + f.read()
+        at = text.index(b"\noom_kill ") + 10  # one search, not a Python loop over /proc/vmstat's lines
+        return int(text[at:].split(b"\n", 1)[0])
+    except (OSError, ValueError):
+        return None
 
 
 def _cgroup_counters(pid: int) -> list[str]:

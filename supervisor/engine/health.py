@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from ..spec import UnitSpec
 from .child_stops import CHILD_STOPS
 from .clock import Clock
+from .flag import Flag
 from .peer_checks import PeerChecks
 from .probes import Prober
 from .tallies import ProbeTally
@@ -36,11 +37,11 @@ class HealthChecks:
     timing: Timing
     health: str | None
     error: str | None
-    unpaused: asyncio.Event
+    unpaused: Flag
     probe_tally: ProbeTally
     _prober: Prober
-    _notify_ready: asyncio.Event
-    _stopped: asyncio.Event
+    _notify_ready: Flag
+    _stopped: Flag
     _sends_ready: bool | None
     peers: PeerChecks
 

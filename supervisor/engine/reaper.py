@@ -8,6 +8,7 @@ session leader seen alive with a unit's mark, or a leftover the daemon killed.""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 from typing import Any, Protocol
@@ -18,10 +19,13 @@ import structlog
 from ..owner_mark import unit_of
 
 log = structlog.get_logger()
+REAP_AFTER = 0.05  # seconds from a SIGCHLD to the look at every child: once for a burst, after any respawn
 
 
 class Leader(Protocol):
     def kill_leftovers(self) -> None: ...
+
+    def kill_escaped(self) -> None: ...
 
 
 class Reaper:
@@ -32,7 +36,19 @@ class Reaper:
         self.token: str | None = None
         self.session = os.getsid(0)
         self._classified: dict[int, bool] = {}  # session leaders among our children: from a unit?
+        self._pending: asyncio.TimerHandle | None = None
+        self.escaped_due: set[Leader] = set()  # exited leaders whose look for escaped descendants is due
         self.reaped = 0
+
+    def reap_soon(self) -> None:
+        """On SIGCHLD: reap a moment later, once for a burst of signals. A unit's own exit is
+        handled by its Child (pidfd) at once; its respawn never waits for this look at every child."""
+        if self._pending is None:
+            self._pending = asyncio.get_running_loop().call_later(REAP_AFTER, self._reap_now)
+
+    def _reap_now(self) -> None:
+        self._pending = None
+        self.reap()
 
     def reap(self) -> None:
         """On SIGCHLD: collect every exited child that is ours to collect."""
@@ -70,6 +86,11 @@ class Reaper:
 
     def kill_all(self) -> None:
         """Last resort at daemon exit: every leader's group and every leftover, SIGKILLed and reaped."""
+        if self._pending is not None:
+            self._pending.cancel()
+            self._pending = None
+        for exited in list(self.escaped_due):
+            exited.kill_escaped()
         for child in list(self.leaders.values()):
             child.kill_leftovers()
         for pid in list(self.leaders) + list(self.leftovers):

@@ -11,7 +11,9 @@ import structlog
 from ..spec import UnitSpec, steps_of
 from .adopted import AdoptedChild
 from .clock import Clock
+from .flag import Flag
 from .health import Timing
+from .log_watch import LogWatch
 from .process import Spawner, stop_child
 from .restart_policy import RestartPolicy
 from .unit import Unit
@@ -22,8 +24,12 @@ S = UnitState
 
 
 def settled(unit: Unit) -> bool:
-    """Ready, or stopped by the admin (an intended state)."""
-    return unit.state is S.READY or (unit.held and unit.state is S.STOPPED)
+    """Ready with its process alive, or stopped by the admin (an intended state). A ready unit
+    whose process just exited is not (the daemon is degraded at once, without a look at every
+    other unit on the way to the respawn)."""
+    if unit.state is S.READY:
+        return unit.child is None or not unit.child.exited
+    return unit.held and unit.state is S.STOPPED
 
 
 class Supervisor:
@@ -38,14 +44,15 @@ class Supervisor:
         self.policy = policy
         self.log_dir, self.notify_dir = log_dir, notify_dir
         self.units: dict[str, Unit] = {}
-        self.unpaused = asyncio.Event()  # cleared by `synsup pause`
+        self.unpaused = Flag()  # cleared by `synsup pause`
         self.unpaused.set()
         self._notify_index = 0
-        self._changed = asyncio.Event()
+        self._changed = Flag()
         self._listeners: list[Callable[[Unit], None]] = []
         self._before_stop: Callable[[Unit], Awaitable[None]] | None = None
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._group: asyncio.TaskGroup | None = None
+        self._log_watch: LogWatch | None = None  # while `keep_logs` runs
         self.log = structlog.get_logger()
         for spec in specs:
             self._add(spec)
@@ -61,6 +68,7 @@ class Supervisor:
                     notify_path=notify_path, policy=self.policy(), timing=self.timing,
                     on_change=self._unit_changed, unpaused=self.unpaused)
         unit.before_stop = self._before_stop
+        unit.output.on_open = self._log_opened
         self.units[spec.name] = unit
         return unit
 
@@ -87,6 +95,8 @@ class Supervisor:
         if task is not None:
             task.cancel()
         unit.output.close()
+        if self._log_watch is not None:
+            self._log_watch.forget(unit.output)
         self._wire()
 
     def steps(self) -> list[list[Unit]]:
@@ -108,7 +118,7 @@ class Supervisor:
 
     def _unit_changed(self, unit: Unit) -> None:
         self._changed.set()
-        self._changed = asyncio.Event()
+        self._changed = Flag()
         for listener in list(self._listeners):
             listener(unit)
 
@@ -214,10 +224,22 @@ class Supervisor:
             taken.append(name)
         return taken
 
-    def upkeep_logs(self) -> None:
-        """Rotate unit logs past their size (copy-truncate); notice logs moved away."""
-        for unit in self.units.values():
-            unit.output.upkeep()
+    async def keep_logs(self, interval: float) -> None:
+        """Units write their logs themselves: rotate them by copy-truncate, a log looked at only
+        `interval` after it changed (`log_watch`); runs until cancelled."""
+        watch = self._log_watch = LogWatch(interval)
+        try:
+            for unit in self.units.values():
+                if unit.output.written_by_process:
+                    watch.watch(unit.output)
+            await asyncio.Event().wait()
+        finally:
+            self._log_watch = None
+            watch.close()
+
+    def _log_opened(self, output: UnitOutput) -> None:
+        if self._log_watch is not None:
+            self._log_watch.watch(output)
 
     def reopen_logs(self) -> None:
         for unit in self.units.values():

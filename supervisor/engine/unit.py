@@ -9,6 +9,7 @@ import asyncio
 import os
 import signal
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import structlog
 
@@ -17,6 +18,7 @@ from .child_stops import CHILD_STOPS
 from .clock import Clock
 from .died_of import OomWatch, died_of
 from .environment import exec_refusal, unit_environment
+from .flag import Flag
 from .health import HealthChecks, Timing
 from .installed_code import InstalledCode
 from .notify_socket import NotifySocket
@@ -37,7 +39,7 @@ ERROR_CLEARED_AFTER = 60.0  # seconds ready after which a unit's error is histor
 class Unit(HealthChecks):
     def __init__(self, spec: UnitSpec, *, clock: Clock, spawner: Spawner, output: UnitOutput,
                  notify_path: str | None, policy: RestartPolicy, timing: Timing,
-                 on_change: Callable[[Unit], None], unpaused: asyncio.Event | None = None) -> None:
+                 on_change: Callable[[Unit], None], unpaused: Flag | None = None) -> None:
         self.spec = spec
         self.clock, self.spawner, self.output = clock, spawner, output
         self.policy, self.timing, self._on_change = policy, timing, on_change
@@ -58,31 +60,31 @@ class Unit(HealthChecks):
         self.retry_soon: float | None = None  # ...for a cause that passes by itself: seconds to the next try
         self.health: str | None = None
         self.dependencies: list[Unit] = []
-        self.ready_event = asyncio.Event()
+        self.ready_event = Flag()
         self.wanted = False
         self.before_stop: Callable[[Unit], Awaitable[None]] | None = None  # awaited before a ready unit stops
-        self._held = asyncio.Event()  # stopped by the admin: no automatic start until `synsup start UNIT`
+        self._held = Flag()  # stopped by the admin: no automatic start until `synsup start UNIT`
         self.waiting_for_resume = False  # exited while paused: nothing happens until `synsup resume`
         self._adopted: Child | None = None  # a process an earlier daemon started, to supervise first
         if unpaused is None:
-            unpaused = asyncio.Event()
+            unpaused = Flag()
             unpaused.set()
         self.unpaused = unpaused  # cleared while synsup is paused: no automatic restarts
-        self._stop = asyncio.Event()
-        self._start_requested = asyncio.Event()
-        self._idle = asyncio.Event()
+        self._stop = Flag()
+        self._start_requested = Flag()
+        self._idle = Flag()
         self._idle.set()
-        self._notify_ready = asyncio.Event()
+        self._notify_ready = Flag()
         self._sends_ready: bool | None = None  # learned: does this unit send READY=1?
         self._notify: NotifySocket | None = None
         self._prober = Prober(())
         self.peers = PeerChecks(clock, timing.peer_interval or 0.0, timing.peer_timeout, lambda: on_change(self))
         self._oom: OomWatch | None = None  # the kernel's OOM kill counters at the last spawn
-        self._stopped = asyncio.Event()  # its process is stopped (SIGSTOP), learnt from SIGCHLD
+        self._stopped = Flag()  # its process is stopped (SIGSTOP), learnt from SIGCHLD
         self.probe_tally = ProbeTally()  # liveness check times and failures, for metrics
         self.installed = InstalledCode()  # new code installed under the running spec?
         self._reported = False  # spec.reported: the last readiness reported (`report`)
-        self._report_changed = asyncio.Event()
+        self._report_changed = Flag()
         self.log = structlog.get_logger().bind(unit=spec.name)
 
     @property
@@ -168,7 +170,7 @@ class Unit(HealthChecks):
         if ready != self._reported:
             self._reported = ready
             self._report_changed.set()
-            self._report_changed = asyncio.Event()
+            self._report_changed = Flag()
 
     @property
     def held(self) -> bool:
@@ -186,7 +188,7 @@ class Unit(HealthChecks):
         """What a dependent waits for: this unit ready, or held by the admin."""
         if self.held:
             return
-        ready, held = asyncio.ensure_future(self.ready_event.wait()), asyncio.ensure_future(self._held.wait())
+        ready, held = self.ready_event.waiter(), self._held.waiter()
         try:
             await asyncio.wait({ready, held}, return_when=asyncio.FIRST_COMPLETED)
         finally:
@@ -259,7 +261,7 @@ class Unit(HealthChecks):
         while self.wanted:
             self.retry_at = None
             self.set_state(S.WAITING)
-            if await self._race(self._dependencies_ready()) == "stop":
+            if not self._dependencies_met() and await self._race(self._dependencies_ready()) == "stop":
                 break
             ready_for = await self._run_once()
             if not self.wanted:
@@ -320,6 +322,10 @@ class Unit(HealthChecks):
         self.log.info("unit.retrying", after=retry)
         return True
 
+    def _dependencies_met(self) -> bool:
+        """Every dependency ready or held now: no wait (a crash restart goes straight to its fork)."""
+        return all(d.held or d.ready_event.is_set() for d in self.dependencies)
+
     async def _dependencies_ready(self) -> None:
         for dependency in self.dependencies:
             await dependency.ready_or_held()
@@ -364,7 +370,7 @@ class Unit(HealthChecks):
         self.output.note(f"started pid {child.pid}")
         self.log.info("unit.spawned", pid=child.pid)
         self._on_change(self)
-        exited = asyncio.ensure_future(child.wait())
+        exited = child.exit_waiter()
         try:
             ready_for = await self._supervise_child(child, exited)
         finally:
@@ -378,7 +384,7 @@ class Unit(HealthChecks):
         self._notify_ready.set()  # it said READY=1 to the daemon that started it
         self.log.info("unit.adopted", pid=child.pid)
         self._on_change(self)
-        exited = asyncio.ensure_future(child.wait())
+        exited = child.exit_waiter()
         ready_for = await self._supervise_child(child, exited)
         self._record_exit(child, await exited)
         return ready_for
@@ -460,8 +466,10 @@ class Unit(HealthChecks):
                     timeout: float | None = None) -> str:
         """Run `work` until it is done, the child exits, a stop is asked for, or time runs out."""
         work_task = asyncio.ensure_future(work)
-        stop_task = asyncio.ensure_future(self._stop.wait())
-        waiting = {work_task, stop_task} | ({exited} if exited is not None else set())
+        stop_task = self._stop.waiter()  # a bare future: no task per race
+        waiting: set[asyncio.Future[Any]] = {work_task, stop_task}
+        if exited is not None:
+            waiting.add(exited)
         try:
             done, _ = await asyncio.wait(waiting, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
         finally:

@@ -3,7 +3,8 @@
 A unit's process writes its log file itself (its stdout and stderr are opened on the file with
 O_APPEND), so its output does not depend on the daemon staying alive: a daemon that dies, or
 re-executes, loses nothing, and a later one reads the last lines back from the file. The
-daemon rotates the file by copy-truncate (`upkeep`), which the unit's open descriptor survives.
+daemon rotates the file by copy-truncate (`upkeep`, when `log_watch` says it changed), which
+the unit's open descriptor survives.
 synsup's own lines (`[synsup] started pid ...`) are appended by the daemon; when they cannot be
 written (disk full, read-only, directory deleted) they are counted and dropped and the file is
 tried again a little later. Output written through `write` (a spawner that pipes, the tests')
@@ -17,6 +18,7 @@ import os
 import shutil
 import stat
 import time
+from collections.abc import Callable
 
 from ..path_trust import open_dir_nofollow
 from ..spec import NAME_RULE, valid_name
@@ -58,7 +60,7 @@ class UnitOutput:
     def __init__(self, path: str, max_bytes: int = MAX_BYTES, keep: int = KEEP_FILES) -> None:
         self.path = path
         self.max_bytes, self.keep = max_bytes, keep
-        self.tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
+        self.tail: collections.deque[str] | None = None  # output that came through `write` (a pipe)
         self.dropped = 0  # bytes not written to the log file
         self.drop_reason: str | None = None
         self.refusal: str | None = None  # why the log file must not be written (a planted symlink ...)
@@ -70,6 +72,7 @@ class UnitOutput:
         self._run_start = 0  # where the running process's output begins in the file
         self._child_file: tuple[int, int] | None = None  # (dev, inode) the running process writes
         self.moved = False
+        self.on_open: Callable[[UnitOutput], None] | None = None  # a process writes the file from now on
 
     @classmethod
     def for_unit(cls, log_dir: str, name: str, max_bytes: int = MAX_BYTES, keep: int = KEEP_FILES) -> UnitOutput:
@@ -84,6 +87,8 @@ class UnitOutput:
         self._append(data)
         lines = (self._partial + data.decode(errors="replace")).split("\n")
         self._partial = lines.pop()[-4096:]
+        if self.tail is None:  # made on the first write: units that write their own file have none
+            self.tail = collections.deque(maxlen=TAIL_LINES)
         self.tail.extend(line.rstrip("\r") for line in lines)
 
     def _append(self, data: bytes) -> None:
@@ -152,7 +157,7 @@ class UnitOutput:
 
     def new_run(self) -> None:
         """A new process: the in-memory tail (where its error is looked for) starts empty."""
-        self.tail.clear()
+        self.tail = None
         self._partial = ""
         try:
             self._run_start = os.stat(self.path, follow_symlinks=False).st_size
@@ -174,6 +179,8 @@ class UnitOutput:
         os.set_blocking(fd, True)
         st = os.fstat(fd)
         self._run_start, self._child_file, self.moved = st.st_size, (st.st_dev, st.st_ino), False
+        if self.on_open is not None:
+            self.on_open(self)
         return fd
 
     def adopted(self) -> None:
@@ -182,10 +189,17 @@ class UnitOutput:
             st = os.stat(self.path, follow_symlinks=False)
             self._run_start, self._child_file = max(0, st.st_size - TAIL_BYTES), (st.st_dev, st.st_ino)
         except OSError:
-            pass
+            return
+        if self.on_open is not None:
+            self.on_open(self)
+
+    @property
+    def written_by_process(self) -> bool:
+        """A process of the unit has had the file open (it may be writing it)."""
+        return self._child_file is not None
 
     def upkeep(self) -> None:
-        """Now and then (the daemon's): copy-truncate the file once it is past max_bytes, and
+        """After the file changed (`log_watch`): copy-truncate the file once it is past max_bytes, and
         notice a file the running process no longer writes to (renamed away, deleted)."""
         try:
             st: os.stat_result | None = os.stat(self.path, follow_symlinks=False)
@@ -214,7 +228,7 @@ class UnitOutput:
         self._run_start = self._size = 0
 
     def last(self, n: int = 10) -> list[str]:
-        lines = list(self.tail) + ([self._partial] if self._partial else [])
+        lines = list(self.tail or ()) + ([self._partial] if self._partial else [])
         return lines[-n:] if lines else self._file_tail(n)
 
     def _file_tail(self, n: int) -> list[str]:

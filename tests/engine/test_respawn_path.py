@@ -4,12 +4,23 @@ of crash -> new child with 500 units: Daemon.settle scanned all of them on every
 
 from __future__ import annotations
 
+import asyncio
+import subprocess
+import time
 from types import SimpleNamespace
 
+from fakes import run_supervisor, until
+
 from synsup.supervisor.daemon.daemon import Daemon
+from synsup.supervisor.engine import process, reaper
+from synsup.supervisor.engine.health import Timing
+from synsup.supervisor.engine.unit_output import UnitOutput
 from synsup.supervisor.engine.unit_state import UnitState
 from synsup.supervisor.source import Loaded
+from synsup.supervisor.spec import UnitSpec
 from synsup.supervisor.statedir import StateDir
+
+S = UnitState
 
 
 class EveryUnitLookedAt(Exception):
@@ -26,3 +37,87 @@ def test_a_unit_going_down_settles_degraded_without_scanning_the_others(tmp_path
     down = SimpleNamespace(state=UnitState.BACKOFF, held=False)
     daemon.settle(down)  # type: ignore[arg-type]
     assert daemon.lifecycle.phase.value == "degraded"
+
+
+def test_a_ready_unit_whose_process_exited_settles_degraded_without_scanning_the_others(tmp_path):
+    """py-spy of crash -> new child with 500 units: the exit's change still saw the unit `ready`
+    (its state changes after), so the daemon looked at all 500 before the fork."""
+    daemon = Daemon(Loaded([]), StateDir(str(tmp_path / "s")), str(tmp_path / "logs"))
+    daemon.supervisor = SimpleNamespace(all_ready=refuse_scans)  # type: ignore[assignment]
+    exited = SimpleNamespace(state=UnitState.READY, held=False, child=SimpleNamespace(exited=True))
+    daemon.settle(exited)  # type: ignore[arg-type]
+    assert daemon.lifecycle.phase.value == "degraded"
+
+
+def test_sigchld_looks_at_every_child_once_a_burst_after_the_respawn(monkeypatch):
+    """A unit's exit comes by its pidfd; the SIGCHLD of the same exit made the reaper read every
+    child's /proc entry before the unit's task could fork its successor."""
+    looks = []
+    monkeypatch.setattr(reaper, "direct_children", lambda: looks.append(1) or [])
+
+    async def burst():
+        for _ in range(3):
+            Daemon._on_sigchld()
+        assert looks == [], "no look at the children on the way to a respawn"
+        deadline = time.monotonic() + 10
+        while not looks and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(reaper.REAP_AFTER * 2)
+        assert looks == [1], "one look for the burst"
+    asyncio.run(burst())
+
+
+def test_a_crash_restart_with_its_dependencies_ready_waits_for_nothing(tmp_path):
+    """The respawn raced a wait for dependencies that were ready all along (two tasks and a few
+    turns of the loop between an exit and the fork)."""
+    async def scenario(sup, clock, spawner):
+        a, b = sup.units["a"], sup.units["b"]
+        sup.start_all()
+        await until(lambda: a.state is S.READY and b.state is S.READY)
+        waits = []
+        a.ready_or_held = lambda: waits.append(1) or asyncio.sleep(0)  # type: ignore[method-assign]
+        clock.advance(61)
+        first = b.child
+        first.exit(1)
+        await until(lambda: b.child is not first and b.state is S.READY)
+        assert b.restarts == 1 and waits == []
+        await sup.stop_all()
+    specs = [UnitSpec(name="a", argv=("fake", "a"), notify=False),
+             UnitSpec(name="b", argv=("fake", "b"), dependencies=("a",), step=1, notify=False)]
+    run_supervisor(scenario, specs, tmp_path, Timing(liveness_interval=None, notify_grace=0.0))
+
+
+def test_descendants_that_left_the_group_are_looked_for_after_the_exit_not_before_the_respawn(tmp_path, monkeypatch):
+    """py-spy and strace of crash -> new child with 500 units: reading every child's /proc entry
+    for escaped descendants took 0.4 ms between the exit and the next fork."""
+    looks = []
+    monkeypatch.setattr(process, "direct_children", lambda: looks.append("look") or [])
+
+    async def main():
+        output = UnitOutput(str(tmp_path / "u.log"))
+        popen = subprocess.Popen(["true"], start_new_session=True)
+        child = process.Child(popen, "u", output)
+        await child.wait()
+        assert looks == [], "the exit is handed on before any look at the other children"
+        assert child in process.REAPER.escaped_due
+        deadline = time.monotonic() + 10
+        while not looks and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        assert looks == ["look"] and child not in process.REAPER.escaped_due
+        output.close()
+    asyncio.run(main())
+
+
+def test_a_daemon_stopping_at_once_still_looks_for_escaped_descendants(tmp_path, monkeypatch):
+    looks = []
+    monkeypatch.setattr(process.REAPER, "escaped_due", set())  # not those of earlier tests' loops
+    monkeypatch.setattr(process, "direct_children", lambda: looks.append("look") or [])
+
+    async def main():
+        output = UnitOutput(str(tmp_path / "u.log"))
+        child = process.Child(subprocess.Popen(["true"], start_new_session=True), "u", output)
+        await child.wait()
+        process.REAPER.kill_all()  # the daemon's last step, before the scheduled look
+        assert looks == ["look"] and not process.REAPER.escaped_due
+        output.close()
+    asyncio.run(main())
