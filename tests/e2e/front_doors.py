@@ -81,8 +81,9 @@ class HAProxyFrontDoor(FrontDoor):
         text = routes_text(config, workers, python, "--format", "haproxy", "--routes", self.routes,
                            "--listen", f"127.0.0.1:{self.port}", "--admin-socket", socket)
         path = os.path.join(directory, "haproxy.cfg")
-        with open(path, "w") as f:
-            f.write(text)
+        with open(path, "w") as f:  # and an access log on its stderr (haproxy.log), to see what failed
+            f.write(text.replace("\nglobal\n", "\nglobal\n    log stderr format raw local0\n", 1)
+                    .replace("\ndefaults\n", "\ndefaults\n    log global\n    option httplog\n", 1))
         self._run([program("haproxy"), "-db", "-f", path])
         until(lambda: os.path.exists(socket), "HAProxy's admin socket")
         self.start_args = ["--routes", self.routes, "--proxy", f"haproxy:{socket}"]

@@ -103,6 +103,9 @@ def through_the_proxy(fronted, label: str, prefix: str, change) -> SteadyClient:
     print(f"\n{door.kind} {label}: {steady.requests} requests, {len(steady.failures)} failed, longest stall "
           f"{steady.sender.stall_between(began, ended):.2f} s, change {ended - began:.1f} s, "
           f"lost {len(lost)}, duplicated {len(duplicated)}" + "".join(f"\n  {e}" for e in steady.errors[:5]))
+    if steady.failures and door.kind == "haproxy":
+        with open(os.path.join(door.directory, "haproxy.log")) as f:
+            print("".join(line for line in f if " 50" in line)[-3000:])
     assert (lost, duplicated) == ([], []), "every message exactly once"
     return steady
 
