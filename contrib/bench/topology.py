@@ -136,7 +136,7 @@ def restarted(bench: Bench) -> tuple[str, float, float]:
     done = bench.synsup("restart", "generic1")
     if done.returncode != 0:
         raise SystemExit(f"synsup restart generic1 failed:\n{done.stdout}{done.stderr}")
-    return "synsup restart generic1", began, time.time()
+    return "synsup restart generic1: took", began, time.time()
 
 
 def killed(bench: Bench) -> tuple[str, float, float]:
@@ -147,7 +147,7 @@ def killed(bench: Bench) -> tuple[str, float, float]:
     wait(lambda: (units := bench.status()["units"]) and all(u["state"] == "ready" for u in units) and any(
         u["name"] == "generic1" and u["pid"] not in (None, pid) and u.get("proxy") in (None, "ready", "absent")
         for u in units))
-    return "kill -9 generic1", began, time.time()
+    return "kill -9 generic1: kill -> back and ready", began, time.time()
 
 
 def run(bench: Bench, rate: float) -> None:
@@ -161,19 +161,20 @@ def run(bench: Bench, rate: float) -> None:
     time.sleep(3)  # also lets the message waiting at all-ready go through before the next change
     changes.append(killed(bench))
     time.sleep(3)
-    changes.append(change(bench, "add persister3", lambda: add_persister3(bench), units + 1))
+    changes.append(change(bench, "add persister3: edit -> all ready", lambda: add_persister3(bench), units + 1))
     time.sleep(3)
-    changes.append(change(bench, "remove persister3", lambda: remove_persister3(bench), units))
+    changes.append(change(bench, "remove persister3: edit -> all ready", lambda: remove_persister3(bench), units))
     time.sleep(3)
     steady.finish()
     report(steady, changes)
 
 
-def report(steady: SteadyClient, changes: list[tuple[str, float, float]], span: str = "edit -> all ready") -> None:
-    """Each change's duration, failed requests, longest stall and outage; then lost and duplicated messages."""
+def report(steady: SteadyClient, changes: list[tuple[str, float, float]]) -> None:
+    """Each change's duration, failed requests, longest stall and outage; then lost and duplicated messages.
+    A change's label says what its duration spans ("add persister3: edit -> all ready")."""
     sender = steady.sender
     for label, began, ended in changes:
-        print(f"{label}: {span} {ended - began:.1f} s, "
+        print(f"{label} {ended - began:.1f} s, "
               f"failed client requests {steady.failed_between(began, ended)}, "
               f"longest stall {sender.stall_between(began, ended):.1f} s, "
               f"client could not send for {sender.outage_between(began, ended):.1f} s")

@@ -31,7 +31,7 @@ def timed(bench: Bench, label: str, *args: str) -> tuple[str, float, float]:
     ended = time.time()
     if done.returncode != 0:
         raise SystemExit(f"{label} failed:\n{done.stdout}{done.stderr}")
-    return label, began, ended
+    return f"{label}: total", began, ended
 
 
 def run(bench: Bench, rate: float, old: str, new: str) -> None:
@@ -50,7 +50,7 @@ def run(bench: Bench, rate: float, old: str, new: str) -> None:
                          "--timeout", "900"))
     time.sleep(3)
     steady.finish()
-    report(steady, changes, span="total")
+    report(steady, changes)
 
 
 def main() -> None:

@@ -47,7 +47,7 @@ class SteadySender(threading.Thread):
                     self.sent.append(text)
                     self.spans.append((began, time.time()))
                     return
-                self._failed(f"PUT {status} {reply}")
+                self._failed(f"PUT {status} {str(reply)[:100]}")
             except (OSError, ValueError) as e:  # refused, reset, timed out, or a reply that is not JSON
                 self._failed(f"PUT {e}")
             time.sleep(delay)
@@ -96,7 +96,7 @@ class Syncer(threading.Thread):
                 if status == 200:
                     since = f"&since={urllib.parse.quote(reply['next_batch'])}"
                     continue
-                error = f"GET /sync {status} {reply}"
+                error = f"GET /sync {status} {str(reply)[:100]}"
             except (OSError, ValueError, KeyError) as e:
                 error = f"GET /sync {e}"
             self.failures.append(time.time())
