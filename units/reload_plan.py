@@ -104,11 +104,10 @@ def plan_events(b: _Builder) -> None:
     # every other process (a dropped persister included, now a plain worker) holds the old shard
     # map, and a persister of the new set refuses an event of a room that is not its own (a 500):
     # they stop before the new set starts and start with it, so no event goes by the old map
-    others = _synapse_units(b.new, set(new_set))
+    others = [n for n in _synapse_units(b.new, set(new_set)) if n not in b.touched or n in b.down]
     b.stop(others, "event persisters changed: the others stop before the new set starts (no event goes by "
                    "the old shard map)")
-    b.start([*new_set, *(n for n in others if n != "main")],
-            "event persisters changed: start the new set and the others together")
+    b.start([*new_set, *others], "event persisters changed: start the new set and the others together")
 
 
 def plan_writers(b: _Builder) -> None:
