@@ -52,14 +52,6 @@ class _Builder:
             self.actions.append(Action("restart", (name,), reason))
             self.touched.add(name)
 
-    def restart_together(self, names, reason: str) -> None:
-        """One restart of all of them: stopped together, started together, waited for together."""
-        names = [n for n in names if n in self.new.specs and (n not in self.touched or n in self.down)]
-        if names:
-            self.actions.append(Action("restart", tuple(names), reason))
-            self.touched.update(names)
-            self.down.difference_update(names)
-
     def roll(self, names, reason: str) -> None:
         for name in names:
             self.rolling.setdefault(name, reason)
@@ -109,11 +101,13 @@ def plan_events(b: _Builder) -> None:
     b.stop(old_set, "event persisters changed: stop the old set together (event persistence pauses until "
                     "the new set is ready)")
     b.restart("main", "event persisters changed: main takes the new shard map")
-    b.start(new_set, "event persisters changed: start the new set together")
     # every other process (a dropped persister included, now a plain worker) holds the old shard
-    # map: restart them all at once, so the window with two maps is one restart long
-    b.restart_together(_synapse_units(b.new, set(new_set)),
-                       "event persisters changed: the others take the new shard map together")
+    # map, and a persister of the new set refuses an event of a room that is not its own (a 500):
+    # they stop before the new set starts and start with it, so no event goes by the old map
+    others = [n for n in _synapse_units(b.new, set(new_set)) if n not in b.touched or n in b.down]
+    b.stop(others, "event persisters changed: the others stop before the new set starts (no event goes by "
+                   "the old shard map)")
+    b.start([*new_set, *others], "event persisters changed: start the new set and the others together")
 
 
 def plan_writers(b: _Builder) -> None:

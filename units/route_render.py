@@ -54,8 +54,12 @@ def haproxy(table: RouteTable, listen: str, admin_socket: str, sources: list[str
 
 # a request caught by a restart or a crash is tried again on another server of its backend (else
 # main, the backup): a refused connection always (nothing was sent), an empty answer or a timeout
-# only for what may be sent twice (POST is not; Matrix's PUT .../send/{txnId} is idempotent)
-RETRIES = ["    retries 3", "    option redispatch 1", "    retry-on conn-failure empty-response response-timeout"]
+# only for what may be sent twice (POST is not; Matrix's PUT .../send/{txnId} is idempotent). A
+# request is read whole before it is sent (HAProxy retries only a request it holds whole), and a
+# server that refuses a connection is down at once (a hash would choose the dead one again).
+RETRIES = ["    retries 3", "    option redispatch 1", "    retry-on conn-failure empty-response response-timeout",
+           "    option http-buffer-request"]
+SERVER_OPTIONS = "check inter 2s observe layer4 error-limit 1 on-error mark-down"  # proxy_doors' `add server` too
 
 
 def _haproxy_global(admin_socket: str) -> list[str]:
@@ -102,9 +106,9 @@ HAPROXY_BALANCE = {"roundrobin": ["balance roundrobin"], "single": ["balance fir
 def _haproxy_backend(name: str, balance: str, servers: tuple[Server, ...], backup: Server | None) -> list[str]:
     lines = [f"backend {name}"] + [f"    {line}" for line in HAPROXY_BALANCE[balance]]
     lines.append(f"    option httpchk GET {HEALTH}")
-    lines += [f"    server {s.name} {address_of(s, 'unix@')} check inter 2s" for s in servers]
+    lines += [f"    server {s.name} {address_of(s, 'unix@')} {SERVER_OPTIONS}" for s in servers]
     if backup:
-        lines.append(f"    server {backup.name} {address_of(backup, 'unix@')} check inter 2s backup")
+        lines.append(f"    server {backup.name} {address_of(backup, 'unix@')} {SERVER_OPTIONS} backup")
     return lines + [""]
 
 

@@ -18,6 +18,8 @@ from .haproxy_runtime import HAProxyRuntime, Slot
 
 KINDS = ("haproxy", "nginx")
 NGINX_RELOAD = "nginx -s reload"
+# as units/route_render.py writes them: down at the first refused connection (a crash's requests go elsewhere)
+SERVER_OPTIONS = "check inter 2s observe layer4 error-limit 1 on-error mark-down"
 
 
 def parse_proxy(value: str) -> tuple[str, str]:
@@ -99,7 +101,7 @@ class HAProxyDoor:
 
     async def _add(self, s: ProxyServer) -> None:
         """A dynamic server starts in maintenance: the front door sets it ready once its unit is."""
-        await self.runtime.changed(f"add server {s.backend}/{s.name} {s.address} check inter 2s"
+        await self.runtime.changed(f"add server {s.backend}/{s.name} {s.address} {SERVER_OPTIONS}"
                                    + (" backup" if s.backup else ""))
         await self.runtime.command(f"enable health {s.backend}/{s.name}")
 

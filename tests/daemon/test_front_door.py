@@ -220,6 +220,7 @@ def test_topology_change_adds_readdresses_and_removes_servers_at_runtime(short_d
     run_daemon(short_dir, api, scenario, layout=moved)
     commands = [c for c, _ in api.log]
     assert "set server client/worker addr 127.0.0.1 port 9000" in commands
-    assert "add server sync/worker 127.0.0.1:9000 check inter 2s" in commands
+    assert "add server sync/worker 127.0.0.1:9000 check inter 2s observe layer4 error-limit 1 on-error mark-down" \
+           in commands
     assert commands.index("set server client/old state maint") < commands.index("del server client/old")
     assert "del server sync/main" in commands and set(api.servers) == {(s.backend, s.name) for s in moved.servers}

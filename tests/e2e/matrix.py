@@ -32,7 +32,11 @@ class Client:
                 return response.status, json.loads(response.read() or b"{}")
         except urllib.error.HTTPError as e:
             try:
-                return e.code, json.loads(e.read() or b"{}")
+                body = e.read()
+                try:
+                    return e.code, json.loads(body or b"{}")
+                except ValueError:  # a proxy's own error page
+                    return e.code, {"error": body.decode(errors="replace").strip()[:200]}
             finally:
                 e.close()
 

@@ -9,7 +9,7 @@ import subprocess
 import sys
 
 import pytest
-from helpers import REPO
+from helpers import REPO, binary
 
 from e2e.conftest import _missing, skip_or_fail
 
@@ -41,15 +41,24 @@ def test_vs_synctl_prints_the_comparison_and_the_timeline():
     assert re.search(r"^  main +spawned \+ *\d+\.\d+ s +ready \+ *\d+\.\d+ s$", out, re.MULTILINE), out
 
 
-def test_topology_prints_each_change_and_the_messages():
-    out = run_bench("topology.py", "--rate", "2")
-    assert re.search(r"^add persister3: edit -> all ready \d+\.\d+ s", out, re.MULTILINE), out
-    assert re.search(r"^remove persister3: edit -> all ready \d+\.\d+ s", out, re.MULTILINE), out
+FIGURES = r" \d+\.\d+ s, failed client requests \d+, longest stall \d+\.\d+ s"
+
+
+def test_topology_through_haproxy_prints_each_change_and_the_messages():
+    binary("haproxy")
+    out = run_bench("topology.py", "--rate", "2", "--proxy", "haproxy")
+    assert "proxy haproxy" in out.splitlines()[0], out
+    for change in (r"synsup restart generic1: took", r"kill -9 generic1: kill -> back and ready",
+                   r"add persister3: edit -> all ready", r"remove persister3: edit -> all ready"):
+        assert re.search(rf"^{change}{FIGURES}", out, re.MULTILINE), out
     assert re.search(r"^messages sent \d+, failed client requests \d+, lost \d+, duplicated \d+$", out,
                      re.MULTILINE), out
 
 
-def test_upgrade_prints_restart_and_upgrade():
-    out = run_bench("upgrade.py", "--rate", "2")
-    assert re.search(r"^synsup restart \(everything, in order\): total \d+\.\d+ s", out, re.MULTILINE), out
-    assert re.search(r"^synsup upgrade \S+ -> \S+: total \d+\.\d+ s", out, re.MULTILINE), out
+def test_upgrade_through_nginx_prints_restart_and_upgrade():
+    binary("nginx")
+    out = run_bench("upgrade.py", "--rate", "2", "--proxy", "nginx")
+    assert "proxy nginx" in out.splitlines()[0], out
+    assert re.search(rf"^synsup restart \(everything, in order\): total{FIGURES}", out, re.MULTILINE), out
+    assert re.search(rf"^synsup restart --rolling: total{FIGURES}", out, re.MULTILINE), out
+    assert re.search(rf"^synsup upgrade \S+ -> \S+: total{FIGURES}", out, re.MULTILINE), out

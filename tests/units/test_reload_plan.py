@@ -53,15 +53,14 @@ CASES = [
      lambda s, w: s["database"]["args"].update(host="10.0.0.5"), [("restart", ("postgres",))] + ROLLING_ALL),
     ("redis section", lambda s, w: s["redis"].update(password="pw"), [("restart", ("redis",))] + ROLLING_ALL),
     ("event persister added", add_persister3,
-     [("stop", ("persister1", "persister2")), ("restart", ("main",)),
-      ("start", ("persister1", "persister2", "persister3")),
-      ("restart", ("generic1", "pusher1", "sender1"))]),
+     [("stop", ("persister1", "persister2")), ("restart", ("main",)), ("stop", ("generic1", "pusher1", "sender1")),
+      ("start", ("persister1", "persister2", "persister3", "generic1", "pusher1", "sender1"))]),
     ("event persister dropped runs on as a plain worker", drop_persister2,
-     [("stop", ("persister1", "persister2")), ("restart", ("main",)), ("start", ("persister1",)),
-      ("restart", ("generic1", "persister2", "pusher1", "sender1"))]),
+     [("stop", ("persister1", "persister2")), ("restart", ("main",)), ("stop", ("generic1", "pusher1", "sender1")),
+      ("start", ("persister1", "generic1", "persister2", "pusher1", "sender1"))]),
     ("event persisters reordered", lambda s, w: s["stream_writers"].update(events=["persister2", "persister1"]),
-     [("stop", ("persister1", "persister2")), ("restart", ("main",)), ("start", ("persister1", "persister2")),
-      ("restart", ("generic1", "pusher1", "sender1"))]),
+     [("stop", ("persister1", "persister2")), ("restart", ("main",)), ("stop", ("generic1", "pusher1", "sender1")),
+      ("start", ("persister1", "persister2", "generic1", "pusher1", "sender1"))]),
     ("federation sender added",
      lambda s, w: (w.update(sender2=worker("sender2")), s.update(federation_sender_instances=["sender1", "sender2"])),
      [("stop", ("sender1",)), ("restart", ("main",)), ("start", ("sender1", "sender2"))]),
@@ -121,6 +120,28 @@ def test_old_persisters_all_stop_before_any_new_one_starts(tmp_path):
     assert stops and max(stops) < first_start
     started = [u for a in actions if a.verb in ("start", "restart") for u in a.units]
     assert len(started) == len(set(started)), "a unit started twice"
+
+
+@pytest.mark.parametrize("change", [add_persister3, drop_persister2])
+def test_no_process_with_the_old_shard_map_runs_once_the_new_persisters_start(tmp_path, change):
+    """Regression (issue 19): the others were restarted after the new set had started, so a
+    generic worker still holding the old map forwarded an event to a persister that is no longer
+    the room's writer, which refused it (Synapse's should_handle assertion: a 500 to the client,
+    even through HAProxy)."""
+    shared, workers = modern_deployment()
+    old = snapshot(str(tmp_path), shared, workers)
+    change(shared, workers)
+    new = snapshot(str(tmp_path), shared, workers)
+    running = set(old.specs) - {"redis", "postgres"}
+    restarted: set[str] = set()
+    for action in plan(old, new):
+        if "persister1" in action.units and action.verb in ("start", "restart"):
+            assert running - restarted == set(), f"{sorted(running - restarted)} run the old map"
+        if action.verb == "stop":
+            running -= set(action.units)
+        else:
+            restarted |= set(action.units)
+            running |= set(action.units)
 
 
 @pytest.mark.parametrize("option,unit", [("pusher_instances", "pusher"), ("federation_sender_instances", "sender")])

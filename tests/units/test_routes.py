@@ -89,7 +89,8 @@ def test_routes_file_assigns_categories_and_the_rest_goes_to_main(tmp_path):
     text = haproxy(table, "127.0.0.1:8080", "127.0.0.1:9999", ["homeserver.yaml"])
     event_sending = text.split("backend event_sending\n")[1].split("\n\n")[0]
     assert "balance hash var(txn.synsup_room)" in event_sending
-    assert "server main 127.0.0.1:8008 check inter 2s backup" in event_sending
+    assert "server main 127.0.0.1:8008 check inter 2s observe layer4 error-limit 1 on-error mark-down backup" \
+           in event_sending
 
 
 @pytest.mark.parametrize("text,line,fragment", [
@@ -234,6 +235,15 @@ def test_haproxy_retries_what_is_safe_on_another_server(tmp_path):
     assert "retry-on conn-failure empty-response response-timeout" in text
     assert "option redispatch 1" in text and "retries 3" in text  # every retry goes to another server
     assert "http-request disable-l7-retry if METH_POST" in text  # a POST is sent once
+
+
+def test_haproxy_retries_a_put_cut_by_a_crash_on_another_server(tmp_path):
+    """Regression (issue 19, found with real Synapse): a kill -9 failed the PUT .../send in flight
+    (502, not retried: its body was still on its way when HAProxy sent the headers) and the sync
+    in flight (503: its 3 retries all went to the dead server, which the hash still chose)."""
+    text = haproxy(route_table(deployment(tmp_path), TABLE), "127.0.0.1:8080", "127.0.0.1:9999", [])
+    assert "    option http-buffer-request" in text  # a request is whole before it is sent: retryable
+    assert "    server generic1 127.0.0.1:8081 check inter 2s observe layer4 error-limit 1 on-error mark-down" in text
 
 
 def test_haproxy_servers_are_named_after_their_units(tmp_path):
