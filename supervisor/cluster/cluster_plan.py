@@ -7,9 +7,9 @@ acknowledgement present. Nothing times out into progress: a phase waits for its 
 
 The phases are the reload planner's actions in their order, each cut by node: for a persister
 change, prepare (every node that runs an affected unit) -> stop the old persisters on every
-node -> restart main -> start the new set -> restart the others. A phase starts only once every
-node acknowledged the one before, so no process with the new map starts while one with the old
-map runs. Pure coordination: no processes, no daemon; any Store (etcd, or in memory for tests)."""
+node -> restart main -> stop the others -> start the new set and the others. A phase starts
+only once every node acknowledged the one before, so no process with the new map starts while
+one with the old map runs. Pure coordination: no processes, no daemon; any Store (etcd, or in memory for tests)."""
 
 from __future__ import annotations
 
