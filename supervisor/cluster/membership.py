@@ -102,6 +102,7 @@ class Membership:
         self._task: asyncio.Task[None] | None = None
         self.on_join: Callable[[], None] = lambda: None  # after each (re)join: a new lease, keys to write again
         self.on_lease_lost: Callable[[], None] = lambda: None  # once per loss: the lease has surely ended
+        self.may_lead: Callable[[], bool] = lambda: True  # False: never claims the leader key (resign)
         self._renewed = 0.0  # monotonic time of the last renewal the store answered
         self._lost = False  # on_lease_lost was called for the lease held now
         self.log = structlog.get_logger().bind(node=node, cluster=config.name)
@@ -148,8 +149,16 @@ class Membership:
         self.on_join()
         await self._claim_leader()
 
+    async def resign(self) -> None:
+        """Give the leader key up if this node holds it (it may not lead now, `may_lead`): the next
+        keepalive of another daemon takes it."""
+        kv = await self.store.get(self.keys.leader)
+        if kv is not None and kv.lease == self.lease:
+            await self.store.delete(self.keys.leader)
+            self.log.info("cluster.resigned")
+
     async def _claim_leader(self) -> None:
-        if await self.store.create(self.keys.leader, self.node.encode(), self.lease):
+        if self.may_lead() and await self.store.create(self.keys.leader, self.node.encode(), self.lease):
             self.log.info("cluster.leader")
 
     async def _keep_alive(self) -> None:

@@ -294,3 +294,32 @@ def test_synsup_reload_on_one_node_makes_every_node_read_its_files(cluster: Clus
                                                         and "persister3" in [u["name"] for u in r["units"]]),
                             timeout=30, what="the change made on every node after one `synsup reload` on a")
     assert maps_overlapping(process_runs(cluster.d.events())) == []
+
+
+def test_a_node_back_with_new_files_while_no_plan_runs_holds_its_synapse_processes_until_the_leaders_plan(
+        cluster: Cluster) -> None:
+    """c stopped, the new files put on c only, c started again: it starts as the applied config
+    says (its Synapse processes held: its files are not the cluster's), never beside b's old-map
+    persisters; once a and b have the files too, the leader's plan brings c along."""
+    cluster.start_all()
+    assert cluster.run("c", "stop").returncode == 0
+    cluster.add_persister_on_b()
+    cluster.write_files("c")
+    back = cluster.start("c")
+    output = back.communicate(timeout=60)[0]
+    print(output)
+    assert back.returncode == 0 and "held (not started): persister3, generic1, pusher1, sender1" in output
+    code, report = wait_for(lambda: cluster.status_when(lambda code, r: r["config"]["old_files_on"] == ["a", "b"]),
+                            timeout=20, what="status --cluster saying a and b have the applied files, c others")
+    print(cluster.table())
+    assert {u["name"]: u["state"] for u in report["units"] if u["node"] == "c"} == {
+        "generic1": "stopped", "sender1": "stopped", "pusher1": "stopped"}, "held until the plan"
+    assert maps_overlapping(process_runs(cluster.d.events())) == []
+    cluster.write_files("a")
+    cluster.write_files("b")
+    wait_for(lambda: cluster.status_when(lambda code, r: code == 0 and r["plan"] is None and all_ready(r)
+                                         and "persister3" in [u["name"] for u in r["units"]]),
+             timeout=60, what="the change made by the leader's plan, c's processes started by it")
+    runs = process_runs(cluster.d.events())
+    assert maps_overlapping(runs) == []
+    assert {r["map"] for r in runs if r["exit"] is None} == {("persister1", "persister2", "persister3")}
