@@ -60,6 +60,7 @@ class ClusterNode:
         self._busy: set[tuple[str, int]] = set()  # (plan id, phase) submitted or done here
         self._committed: set[str] = set()  # plans done (or ended) that this node has taken as current
         self._refused: set[tuple[str, int]] = set()  # steps that failed here: tried again on new files
+        self._unacked: dict[tuple[str, int], ClusterPlan] = {}  # steps done here whose ack the store did not take
         self.acted_on_later: set[str] = set()  # joined mid-plan: units its later steps act on (`start`)
         self.fenced: set[str] = set()  # self_fence: units stopped when the lease was lost, until it is back
         self.base_applied = True  # `base` is the applied config: this node may plan from it (lead)
@@ -224,7 +225,11 @@ class ClusterNode:
             self._submit("cluster commit", lambda: self._commit(plan))
             return
         step = (plan.id, plan.phase)
-        if plan.state is not PlanState.RUNNING or self.node not in plan.current.steps or step in self._busy:
+        if plan.state is not PlanState.RUNNING or self.node not in plan.current.steps:
+            return
+        if step in self._unacked:
+            return await self._acknowledge(plan)
+        if step in self._busy:
             return
         self._busy.add(step)
         if await self.store.get(self.leader.planner.ack_key(plan, plan.phase, self.node)) is None:
@@ -252,11 +257,22 @@ class ClusterNode:
                 await self._apply(prepared, list(phase.steps[self.node]))
             except (PartialReload, TimeoutError) as e:
                 return await self._refuse(plan, str(e) or "a stopped unit's ports stayed open")
-        await self.leader.planner.acknowledge(plan, self.node)
-        await self.store.delete(self._note_key)
-        self.log.info("cluster.acknowledged", plan=plan.id, phase=phase.name)
+        await self._acknowledge(plan)
         if self.daemon is not None:
             self.daemon.settle()
+
+    async def _acknowledge(self, plan: ClusterPlan) -> None:
+        """The step is done here: say so. A store without quorum (or out of reach) cannot take it:
+        kept, and written on the next look once the store answers, so the plan goes on."""
+        try:
+            await self.leader.planner.acknowledge(plan, self.node)
+            await self.store.delete(self._note_key)
+        except StoreError as e:
+            self._unacked[(plan.id, plan.phase)] = plan
+            self.log.warning("cluster.ack_deferred", plan=plan.id, phase=plan.current.name, error=str(e))
+            return
+        self._unacked.pop((plan.id, plan.phase), None)
+        self.log.info("cluster.acknowledged", plan=plan.id, phase=plan.current.name)
 
     async def _prepare(self, plan: ClusterPlan) -> Prepared | None:
         """This node's files, checked and copied: the config its steps of the plan apply."""
