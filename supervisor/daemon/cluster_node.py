@@ -30,6 +30,7 @@ from ..cluster.unit_states import UnitStates
 from ..plans import Action
 from ..protocol import ReloadOutcome, ReloadResult
 from ..source import Loaded
+from .cluster_requests import UnitRequests
 from .cluster_steps import FullView, Prepared, apply_steps
 from .plan_executor import PartialReload, finish_change, must_become_ready
 from .self_fence import fence, unfence
@@ -65,6 +66,7 @@ class ClusterNode:
         self.fenced: set[str] = set()  # self_fence: units stopped when the lease was lost, until it is back
         self.base_applied = True  # `base` is the applied config: this node may plan from it (lead)
         self._wake = asyncio.Event()
+        self.requests = UnitRequests(self)  # restart/stop/start UNIT given on any node
         self._phases: tuple[tuple[str, int], tuple[PlanPhase, ...]] | None = None  # (digest, base) -> phases
         self._others_seen: set[str] = set()  # other nodes' config digests this node re-read its files for
         self._tasks: list[asyncio.Task[None]] = []
@@ -185,6 +187,7 @@ class ClusterNode:
                 self.log.warning("cluster.look_failed", error=str(e))
 
     async def _look(self) -> None:
+        await self.requests.serve()
         await self._read_files_if_others_changed()
         try:
             look = await self.leader.look(self.digest, self._phases_for_files)

@@ -323,3 +323,22 @@ def test_a_node_back_with_new_files_while_no_plan_runs_holds_its_synapse_process
     runs = process_runs(cluster.d.events())
     assert maps_overlapping(runs) == []
     assert {r["map"] for r in runs if r["exit"] is None} == {("persister1", "persister2", "persister3")}
+
+
+def test_restart_stop_and_start_given_on_one_node_act_on_the_node_that_runs_the_unit(cluster: Cluster) -> None:
+    cluster.start_all()
+    before = {u["name"]: u["pid"] for u in cluster.local("c")["units"]}
+    restarted = cluster.run("a", "restart", "generic1")  # generic1 runs on c
+    print(f"(on a) $ synsup restart generic1  (exit {restarted.returncode})\n{restarted.stdout}{restarted.stderr}")
+    assert restarted.returncode == 0, restarted.stderr
+    after = {u["name"]: u for u in cluster.local("c")["units"]}
+    assert after["generic1"]["state"] == "ready" and after["generic1"]["pid"] != before["generic1"]
+    assert after["pusher1"]["pid"] == before["pusher1"], "only the unit named"
+    stopped = cluster.run("b", "stop", "generic1")
+    assert stopped.returncode == 0, stopped.stderr
+    assert {u["name"]: (u["state"], u["held"]) for u in cluster.local("c")["units"]}["generic1"] == ("stopped", True)
+    wait_for(lambda: cluster.status_when(lambda code, r: [u["state"] for u in r["units"] if u["name"] == "generic1"]
+                                         == ["stopped"]), timeout=10, what="status --cluster showing generic1 stopped")
+    started = cluster.run("a", "start", "generic1")
+    assert started.returncode == 0, started.stderr
+    assert {u["name"]: u["state"] for u in cluster.local("c")["units"]}["generic1"] == "ready"
