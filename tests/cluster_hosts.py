@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 import yaml
-from etcd_server import EtcdServer
+from etcd_server import EtcdCluster, EtcdServer
 from helpers import REPO, Deployment, free_ports, listener, wait_for, worker, write_deployment
 from network_namespaces import Network
 
@@ -26,7 +26,7 @@ PLACEMENT = {"a": ["main", "redis"], "b": ["persister1", "persister2"], "c": ["g
 class Cluster:
     """The deployment's files (shared by every node), cluster.yaml, and a synsup per node."""
 
-    def __init__(self, deployment: Deployment, hosts: Network, etcd: EtcdServer) -> None:
+    def __init__(self, deployment: Deployment, hosts: Network, etcd: EtcdServer | EtcdCluster) -> None:
         self.d, self.hosts = deployment, hosts
         self.files: dict[str, tuple[str, str]] = {}  # node -> its own copy of the config files
         self._spread_over(hosts.addresses)
@@ -34,7 +34,7 @@ class Cluster:
             self.write_files(node)
         self.file = os.path.join(deployment.root, "cluster.yaml")
         placement = {unit: node for node, units in PLACEMENT.items() for unit in units}
-        self.document = {"name": "three", "store": {"endpoints": [etcd.url], "ttl": TTL,
+        self.document = {"name": "three", "store": {"endpoints": etcd.urls, "ttl": TTL,
                                                     "prefix": f"/test/{uuid.uuid4().hex}"},
                          "nodes": {n: {"address": a} for n, a in hosts.addresses.items()}, "placement": placement}
         self.write_cluster_file()

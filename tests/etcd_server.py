@@ -1,5 +1,7 @@
 """A real etcd for the store tests: Debian's etcd-server, one member on loopback ports below
 32768, its data on tmpfs (/dev/shm) when there is one; stopped and its data removed afterwards.
+`EtcdCluster`: three members on one address, for the quorum cases (members stopped and started
+again one by one).
 Skipped off CI when etcd is not installed (helpers.binary fails under CI=true)."""
 
 from __future__ import annotations
@@ -37,6 +39,10 @@ class EtcdServer:
              "--initial-cluster", f"test={peer}", "--initial-cluster-state", "new",
              "--logger", "zap", "--log-outputs", "stderr", "--log-level", "warn", *options],
             stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+
+    @property
+    def urls(self) -> list[str]:
+        return [self.url]
 
     def healthy(self) -> bool:
         if self.process.poll() is not None:
@@ -97,3 +103,70 @@ def certificates(directory: str) -> dict[str, str]:
                         "-CAcreateserial", "-out", paths[cert], "-days", "1", "-extfile", extfile],
                        check=True, capture_output=True)
     return paths
+
+
+class EtcdCluster:
+    """`size` etcd members on `host`, each with its own ports and data dir (one tmp dir)."""
+
+    def __init__(self, etcd: str, host: str = "127.0.0.1", size: int = 3) -> None:
+        self.etcd, self.host = etcd, host
+        ports = free_ports(2 * size)
+        self.names = [f"m{i}" for i in range(size)]
+        self.client = {n: f"http://{host}:{ports[2 * i]}" for i, n in enumerate(self.names)}
+        self.peer = {n: f"http://{host}:{ports[2 * i + 1]}" for i, n in enumerate(self.names)}
+        tmpfs = "/dev/shm" if os.access("/dev/shm", os.W_OK) else None
+        self.data = tempfile.mkdtemp(prefix="synsup-etcd-", dir=tmpfs)
+        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        for name in self.names:
+            self.start_member(name)
+
+    @property
+    def urls(self) -> list[str]:
+        return [self.client[n] for n in self.names]
+
+    def start_member(self, name: str) -> None:
+        """Started (again: its data dir keeps its membership)."""
+        initial = ",".join(f"{n}={self.peer[n]}" for n in self.names)
+        with open(os.path.join(self.data, f"{name}.log"), "ab") as log:
+            self.processes[name] = subprocess.Popen(
+                [self.etcd, "--name", name, "--data-dir", os.path.join(self.data, name),
+                 "--listen-client-urls", self.client[name], "--advertise-client-urls", self.client[name],
+                 "--listen-peer-urls", self.peer[name], "--initial-advertise-peer-urls", self.peer[name],
+                 "--initial-cluster", initial, "--initial-cluster-state", "new", "--initial-cluster-token",
+                 os.path.basename(self.data), "--logger", "zap", "--log-outputs", "stderr", "--log-level", "warn"],
+                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+    def stop_member(self, name: str) -> None:
+        process = self.processes[name]
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+    def healthy(self) -> bool:
+        """Every running member answers /health with true (a quorum and a leader)."""
+        def answers(url: str) -> bool:
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=1) as answer:
+                    return bool(json.load(answer).get("health") == "true")
+            except OSError:
+                return False
+        return all(answers(self.client[n]) for n, p in self.processes.items() if p.poll() is None)
+
+    def stop(self) -> None:
+        for name in self.names:
+            self.stop_member(name)
+        shutil.rmtree(self.data, ignore_errors=True)
+
+
+def running_etcd_cluster(host: str = "127.0.0.1") -> Iterator[EtcdCluster]:
+    """For a fixture: `yield from running_etcd_cluster(host)`."""
+    cluster = EtcdCluster(binary("etcd"), host)
+    try:
+        wait_for(cluster.healthy, 30, "the three etcd members to answer /health")
+        yield cluster
+    finally:
+        cluster.stop()

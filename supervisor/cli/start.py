@@ -257,6 +257,10 @@ def _progress(out, live: bool, units: dict, unit: dict, printed: set[str]) -> in
     if all(u["state"] == "ready" for u in units.values()):
         _line(out, live, f"all {len(units)} units ready")
         return 0
+    if all(u["state"] == "ready" or (u.get("held") and u["state"] == "stopped") for u in units.values()):
+        held = [u["name"] for u in units.values() if u["state"] != "ready"]  # e.g. until the cluster's plan
+        _line(out, live, f"{len(units) - len(held)} units ready, held (not started): {', '.join(held)}")
+        return 0
     return None
 
 

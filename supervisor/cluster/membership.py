@@ -102,8 +102,10 @@ class Membership:
         self._task: asyncio.Task[None] | None = None
         self.on_join: Callable[[], None] = lambda: None  # after each (re)join: a new lease, keys to write again
         self.on_lease_lost: Callable[[], None] = lambda: None  # once per loss: the lease has surely ended
+        self.may_lead: Callable[[], bool] = lambda: True  # False: never claims the leader key (resign)
         self._renewed = 0.0  # monotonic time of the last renewal the store answered
         self._lost = False  # on_lease_lost was called for the lease held now
+        self._unanswered = False  # the last renewal failed: the store did not answer
         self.log = structlog.get_logger().bind(node=node, cluster=config.name)
 
     async def start(self) -> None:
@@ -141,15 +143,23 @@ class Membership:
 
     async def _join(self) -> None:
         self.lease = (await self.store.grant(self.config.store.ttl)).id
-        self._renewed, self._lost = time.monotonic(), False
+        self._renewed, self._lost, self._unanswered = time.monotonic(), False, False
         self.record = MemberRecord(**{**asdict(self.record), "joined": time.time()})
         await self.store.put(self.keys.member(self.node), self.record.encode(), self.lease)
         self.log.info("cluster.joined", lease=self.lease, ttl=self.config.store.ttl)
         self.on_join()
         await self._claim_leader()
 
+    async def resign(self) -> None:
+        """Give the leader key up if this node holds it (it may not lead now, `may_lead`): the next
+        keepalive of another daemon takes it."""
+        kv = await self.store.get(self.keys.leader)
+        if kv is not None and kv.lease == self.lease:
+            await self.store.delete(self.keys.leader)
+            self.log.info("cluster.resigned")
+
     async def _claim_leader(self) -> None:
-        if await self.store.create(self.keys.leader, self.node.encode(), self.lease):
+        if self.may_lead() and await self.store.create(self.keys.leader, self.node.encode(), self.lease):
             self.log.info("cluster.leader")
 
     async def _keep_alive(self) -> None:
@@ -160,16 +170,27 @@ class Membership:
             try:
                 if await self.store.keepalive(self.lease) > 0:
                     self._renewed = time.monotonic()
+                    self._store_back()
                     await self._claim_leader()
                 else:
                     self._lease_lost()
                     await self._join()
             except StoreError as e:
+                self._unanswered = True
                 self.log.warning("cluster.store_unreachable", error=str(e))
                 if time.monotonic() - self._renewed >= self.config.store.ttl:
                     self._lease_lost()  # the store cannot say so: a TTL since the last renewal, it has ended
             except Exception:  # a malformed answer: renew again next period rather than drop out
                 self.log.exception("cluster.keepalive_failed")
+
+    def _store_back(self) -> None:
+        """The store answers again and the lease outlived the outage (etcd renews leases when its
+        quorum returns): as after a rejoin, what this node writes is written again and what it
+        follows read again (a watch kept open meanwhile saw nothing of what failed to be written)."""
+        if self._unanswered:
+            self._unanswered, self._lost = False, False
+            self.log.info("cluster.store_back", lease=self.lease)
+            self.on_join()
 
     def _lease_lost(self) -> None:
         if not self._lost:

@@ -30,11 +30,14 @@ from ..cluster.unit_states import UnitStates
 from ..plans import Action
 from ..protocol import ReloadOutcome, ReloadResult
 from ..source import Loaded
+from .cluster_requests import UnitRequests
 from .cluster_steps import FullView, Prepared, apply_steps
 from .plan_executor import PartialReload, finish_change, must_become_ready
 from .self_fence import fence, unfence
+from .unit_code import UnitCode
 
 if TYPE_CHECKING:
+    from ..engine.supervisor import Supervisor
     from .daemon import Daemon
 
 RETRY = 1.0  # seconds before a lost watch is opened again
@@ -58,9 +61,12 @@ class ClusterNode:
         self._busy: set[tuple[str, int]] = set()  # (plan id, phase) submitted or done here
         self._committed: set[str] = set()  # plans done (or ended) that this node has taken as current
         self._refused: set[tuple[str, int]] = set()  # steps that failed here: tried again on new files
+        self._unacked: dict[tuple[str, int], ClusterPlan] = {}  # steps done here whose ack the store did not take
         self.acted_on_later: set[str] = set()  # joined mid-plan: units its later steps act on (`start`)
         self.fenced: set[str] = set()  # self_fence: units stopped when the lease was lost, until it is back
+        self.base_applied = True  # `base` is the applied config: this node may plan from it (lead)
         self._wake = asyncio.Event()
+        self.requests = UnitRequests(self)  # restart/stop/start UNIT given on any node
         self._phases: tuple[tuple[str, int], tuple[PlanPhase, ...]] | None = None  # (digest, base) -> phases
         self._others_seen: set[str] = set()  # other nodes' config digests this node re-read its files for
         self._tasks: list[asyncio.Task[None]] = []
@@ -78,10 +84,32 @@ class ClusterNode:
         self.membership.on_join = self._on_join(self.membership.on_join)
         self.membership.on_lease_lost = self._lease_lost
         plan, _ = await self.leader.planner.read()
-        if plan is not None and plan.state is not PlanState.RUNNING:
-            self._committed.add(plan.id)  # ended before this daemon joined: its config is the files'
-        elif plan is not None:
+        if plan is not None and plan.state is PlanState.RUNNING:
             self.acted_on_later = await self._acted_on_later(plan) & set(daemon.supervisor.units)
+            return
+        if plan is not None:
+            self._committed.add(plan.id)  # ended before this daemon joined
+        self.acted_on_later = await self._held_until_applied(daemon.supervisor)
+
+    async def _held_until_applied(self, sup: Supervisor) -> set[str]:
+        """Back with files other than the applied ones while no plan runs: the node runs as the
+        cluster's applied config says, not as its files do. Its Synapse processes that still run
+        are adopted (never retired for the new files), the others (and the stand-ins of remote
+        units no node runs yet: they are in the new files only) are held: nothing with the new
+        shard map starts beside another node's old-map processes. The leader's plan brings them
+        along (its steps start them, the commit the rest); meanwhile this node does not lead (its
+        files are no base to plan the change from)."""
+        kv = await self.store.get(self.keys.applied)
+        if kv is None or kv.value.decode() == self.digest:
+            return set()
+        self.base_applied = False
+        self.membership.may_lead = lambda: self.base_applied
+        await self.membership.resign()
+        known = await self._placed_elsewhere()
+        held = {n for n, u in sup.units.items() if UnitCode.runs_code(u.spec) or (u.spec.reported and n not in known)}
+        self.log.warning("cluster.files_not_applied", files=self.digest[:12], applied=kv.value.decode()[:12],
+                         held_until_the_plan=sorted(held))
+        return held
 
     async def _acted_on_later(self, plan: ClusterPlan) -> set[str]:
         """This node's units that the plan in progress still stops or starts: a daemon that comes
@@ -90,6 +118,14 @@ class ClusterNode:
         acked = await self.store.get(self.leader.planner.ack_key(plan, plan.phase, self.node)) is not None
         phases = plan.phases[plan.phase + (1 if acked else 0):]
         return {u for p in phases for a in p.steps.get(self.node, ()) for u in a.units}
+
+    async def _placed_elsewhere(self) -> set[str]:
+        """The units the other nodes publish (placed/<node>): what the applied config runs there."""
+        names: set[str] = set()
+        for kv in await self.store.get_prefix(self.keys.placed):
+            if kv.key.removeprefix(self.keys.placed) != self.node:
+                names |= {str(n) for n in json.loads(kv.value)}
+        return names
 
     def _on_join(self, publish: Callable[[], None]) -> Callable[[], None]:
         """After a rejoin: units published again (UnitStates), and a look at the store (the watch
@@ -151,6 +187,7 @@ class ClusterNode:
                 self.log.warning("cluster.look_failed", error=str(e))
 
     async def _look(self) -> None:
+        await self.requests.serve()
         await self._read_files_if_others_changed()
         try:
             look = await self.leader.look(self.digest, self._phases_for_files)
@@ -191,7 +228,11 @@ class ClusterNode:
             self._submit("cluster commit", lambda: self._commit(plan))
             return
         step = (plan.id, plan.phase)
-        if plan.state is not PlanState.RUNNING or self.node not in plan.current.steps or step in self._busy:
+        if plan.state is not PlanState.RUNNING or self.node not in plan.current.steps:
+            return
+        if step in self._unacked:
+            return await self._acknowledge(plan)
+        if step in self._busy:
             return
         self._busy.add(step)
         if await self.store.get(self.leader.planner.ack_key(plan, plan.phase, self.node)) is None:
@@ -219,11 +260,22 @@ class ClusterNode:
                 await self._apply(prepared, list(phase.steps[self.node]))
             except (PartialReload, TimeoutError) as e:
                 return await self._refuse(plan, str(e) or "a stopped unit's ports stayed open")
-        await self.leader.planner.acknowledge(plan, self.node)
-        await self.store.delete(self._note_key)
-        self.log.info("cluster.acknowledged", plan=plan.id, phase=phase.name)
+        await self._acknowledge(plan)
         if self.daemon is not None:
             self.daemon.settle()
+
+    async def _acknowledge(self, plan: ClusterPlan) -> None:
+        """The step is done here: say so. A store without quorum (or out of reach) cannot take it:
+        kept, and written on the next look once the store answers, so the plan goes on."""
+        try:
+            await self.leader.planner.acknowledge(plan, self.node)
+            await self.store.delete(self._note_key)
+        except StoreError as e:
+            self._unacked[(plan.id, plan.phase)] = plan
+            self.log.warning("cluster.ack_deferred", plan=plan.id, phase=plan.current.name, error=str(e))
+            return
+        self._unacked.pop((plan.id, plan.phase), None)
+        self.log.info("cluster.acknowledged", plan=plan.id, phase=plan.current.name)
 
     async def _prepare(self, plan: ClusterPlan) -> Prepared | None:
         """This node's files, checked and copied: the config its steps of the plan apply."""
@@ -258,7 +310,9 @@ class ClusterNode:
         d.running.applied(prepared.snapshot, True, (u.spec for u in d.supervisor.units.values()))
         full = await asyncio.to_thread(self.load_full)
         if config_digest(full.loaded.watch_paths) == plan.config_digest:
-            self.base = full
+            self.base, self.base_applied = full, True
+        unfence(d.supervisor, self.acted_on_later)  # held since the start, and no step of the plan started them
+        self.acted_on_later = set()
         self.log.info("cluster.change_done", plan=plan.id, generation=d.running.generation)
         d.settle()
 

@@ -42,8 +42,11 @@ async def apply_steps(sup: Supervisor, running: RunningConfig, prepared: Prepare
                       held_for_plan: set[str], report_remote: Callable[[], None]) -> None:
     """Raise PartialReload (a unit did not become ready) or TimeoutError (ports stayed open)."""
     for spec in prepared.specs:  # a remote unit the new config needs here: its stand-in first
-        if spec.reported and spec.name not in sup.units:
-            sup.set_spec(spec).start()
+        unit = sup.units.get(spec.name)
+        if spec.reported and (unit is None or (unit.held and spec.name in held_for_plan)):
+            unit = sup.set_spec(spec)
+            unit.held = False
+            unit.start()
     report_remote()  # the stand-ins just added learn what the store says
     for name in {u for a in steps for u in a.units if u in sup.units and u in held_for_plan}:
         sup.units[name].held = False  # held since the daemon came back mid-plan (or fenced): its step is now

@@ -33,6 +33,10 @@ class Requests:
     async def handle(self, raw: dict[str, Any], send: Send) -> None:
         sup = self.d.supervisor
         assert sup is not None
+        if self.d.cluster is not None and isinstance(raw, dict) and \
+                (reply := await self.d.cluster.requests.forwarded(raw)) is not None:
+            await send(reply)  # units another node runs: carried out there (--cluster)
+            return
         try:
             request = parse_request(raw, list(sup.units))
         except RequestError as e:

@@ -296,3 +296,51 @@ def test_synsup_reload_on_one_node_makes_every_node_read_its_files(cluster: Clus
                                                         and "persister3" in [u["name"] for u in r["units"]]),
                             timeout=30, what="the change made on every node after one `synsup reload` on a")
     assert maps_overlapping(process_runs(cluster.d.events())) == []
+
+
+def test_a_node_back_with_new_files_while_no_plan_runs_holds_its_synapse_processes_until_the_leaders_plan(
+        cluster: Cluster) -> None:
+    """c stopped, the new files put on c only, c started again: it starts as the applied config
+    says (its Synapse processes held: its files are not the cluster's), never beside b's old-map
+    persisters; once a and b have the files too, the leader's plan brings c along."""
+    cluster.start_all()
+    assert cluster.run("c", "stop").returncode == 0
+    cluster.add_persister_on_b()
+    cluster.write_files("c")
+    back = cluster.start("c")
+    output = back.communicate(timeout=60)[0]
+    print(output)
+    assert back.returncode == 0 and "held (not started): persister3, generic1, pusher1, sender1" in output
+    code, report = wait_for(lambda: cluster.status_when(lambda code, r: r["config"]["old_files_on"] == ["a", "b"]),
+                            timeout=20, what="status --cluster saying a and b have the applied files, c others")
+    print(cluster.table())
+    assert {u["name"]: u["state"] for u in report["units"] if u["node"] == "c"} == {
+        "generic1": "stopped", "sender1": "stopped", "pusher1": "stopped"}, "held until the plan"
+    assert maps_overlapping(process_runs(cluster.d.events())) == []
+    cluster.write_files("a")
+    cluster.write_files("b")
+    wait_for(lambda: cluster.status_when(lambda code, r: code == 0 and r["plan"] is None and all_ready(r)
+                                         and "persister3" in [u["name"] for u in r["units"]]),
+             timeout=60, what="the change made by the leader's plan, c's processes started by it")
+    runs = process_runs(cluster.d.events())
+    assert maps_overlapping(runs) == []
+    assert {r["map"] for r in runs if r["exit"] is None} == {("persister1", "persister2", "persister3")}
+
+
+def test_restart_stop_and_start_given_on_one_node_act_on_the_node_that_runs_the_unit(cluster: Cluster) -> None:
+    cluster.start_all()
+    before = {u["name"]: u["pid"] for u in cluster.local("c")["units"]}
+    restarted = cluster.run("a", "restart", "generic1")  # generic1 runs on c
+    print(f"(on a) $ synsup restart generic1  (exit {restarted.returncode})\n{restarted.stdout}{restarted.stderr}")
+    assert restarted.returncode == 0, restarted.stderr
+    after = {u["name"]: u for u in cluster.local("c")["units"]}
+    assert after["generic1"]["state"] == "ready" and after["generic1"]["pid"] != before["generic1"]
+    assert after["pusher1"]["pid"] == before["pusher1"], "only the unit named"
+    stopped = cluster.run("b", "stop", "generic1")
+    assert stopped.returncode == 0, stopped.stderr
+    assert {u["name"]: (u["state"], u["held"]) for u in cluster.local("c")["units"]}["generic1"] == ("stopped", True)
+    wait_for(lambda: cluster.status_when(lambda code, r: [u["state"] for u in r["units"] if u["name"] == "generic1"]
+                                         == ["stopped"]), timeout=10, what="status --cluster showing generic1 stopped")
+    started = cluster.run("a", "start", "generic1")
+    assert started.returncode == 0, started.stderr
+    assert {u["name"]: u["state"] for u in cluster.local("c")["units"]}["generic1"] == "ready"
