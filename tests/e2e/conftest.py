@@ -15,7 +15,7 @@ from datetime import datetime
 import psutil
 import pytest
 import yaml
-from helpers import REPO, free_ports
+from helpers import REPO, free_ports, wait_for
 
 sys.path.insert(0, os.path.join(REPO, "contrib", "demo"))
 import deployment as demo
@@ -34,6 +34,11 @@ def _missing() -> str | None:
     except Exception as e:
         return f"PostgreSQL role synsup on 127.0.0.1 unusable ({str(e).strip()}); run contrib/postgres.sh synsup synsup"
     return None
+
+
+def all_ready(real: RealDeployment) -> bool:
+    units = real.status()["units"]
+    return bool(units) and all(u["state"] == "ready" for u in units)
 
 
 class RealDeployment:
@@ -71,6 +76,20 @@ class RealDeployment:
     def write_worker(self, name: str, doc: dict | str) -> None:
         with open(os.path.join(self.workers_dir, f"{name}.yaml"), "w") as f:
             f.write(doc if isinstance(doc, str) else yaml.safe_dump(doc, sort_keys=False))
+
+    def add_persister3(self) -> None:
+        """A third event persister, by editing the files as an admin would; back once all are ready."""
+        shared = self.shared()
+        shared["instance_map"]["persister3"] = {"host": "127.0.0.1", "port": self.ports["persister3"]}
+        shared["stream_writers"]["events"].append("persister3")
+        self.write_shared(shared)  # rejected alone (persister3 is no process yet), applied with the worker file
+        self.write_worker("persister3", {
+            "worker_app": "synapse.app.generic_worker", "worker_name": "persister3",
+            "worker_log_config": shared["log_config"],
+            "worker_listeners": [{"type": "http", "port": self.ports["persister3"], "bind_addresses": ["127.0.0.1"],
+                                  "resources": [{"names": ["replication"]}]}]})
+        wait_for(lambda: "persister3" in self.pids() and all_ready(self) and
+                 self.status()["daemon"]["reload_error"] is None, timeout=300, what="persister3 added, all ready")
 
     def daemon_events(self, since: float) -> list[dict]:
         """synsup's own log (JSON lines): unit.spawned / unit.stopped with their times."""

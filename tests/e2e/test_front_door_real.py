@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import pytest
 from helpers import binary, wait_for
 
-from e2e.conftest import RealDeployment, real_deployment
+from e2e.conftest import RealDeployment, all_ready, real_deployment
 from e2e.front_doors import KINDS, FrontDoor, front_door
 from e2e.matrix import Client
 from e2e.steady_client import SteadyClient
@@ -82,11 +82,6 @@ def proxy_states(real) -> dict[str, str]:
     return {u["name"]: u.get("proxy") for u in real.status()["units"]}
 
 
-def all_ready(real) -> bool:
-    units = real.status()["units"]
-    return bool(units) and all(u["state"] == "ready" for u in units)
-
-
 def through_the_proxy(fronted, label: str, prefix: str, change) -> SteadyClient:
     """Run `change()` while a steady client sends and syncs; print and check its figures."""
     door = fronted.door
@@ -144,19 +139,7 @@ def test_2_kill_9_of_a_generic_worker(fronted):
 def test_3_persister_added_by_a_config_change(fronted):
     real = fronted.real
 
-    def add_persister3() -> None:
-        shared = real.shared()
-        shared["instance_map"]["persister3"] = {"host": "127.0.0.1", "port": real.ports["persister3"]}
-        shared["stream_writers"]["events"].append("persister3")
-        real.write_shared(shared)  # rejected alone (persister3 is no process yet), applied with the worker file
-        real.write_worker("persister3", {
-            "worker_app": "synapse.app.generic_worker", "worker_name": "persister3",
-            "worker_log_config": shared["log_config"],
-            "worker_listeners": [{"type": "http", "port": real.ports["persister3"], "bind_addresses": ["127.0.0.1"],
-                                  "resources": [{"names": ["replication"]}]}]})
-        wait_for(lambda: "persister3" in real.pids() and all_ready(real) and
-                 real.status()["daemon"]["reload_error"] is None, timeout=300, what="persister3 added, all ready")
-    steady = through_the_proxy(fronted, "persister3 added (reload)", "p", add_persister3)
+    steady = through_the_proxy(fronted, "persister3 added (reload)", "p", real.add_persister3)
     if drains(fronted):
         assert steady.failures == [], steady.errors[:5]
 

@@ -14,15 +14,11 @@ import pytest
 import yaml
 from helpers import wait_for
 
+from e2e.conftest import all_ready
 from e2e.matrix import Client
 
 pytestmark = pytest.mark.e2e
 MESSAGES = 200
-
-
-def all_ready(real) -> bool:
-    units = real.status()["units"]
-    return bool(units) and all(u["state"] == "ready" for u in units)
 
 
 class Sender(threading.Thread):
@@ -132,17 +128,7 @@ def test_4_add_an_event_persister_while_sending(real, client):
     sender.start()
     wait_for(lambda: sender.sent >= 10, timeout=60, what="10 messages sent")
     edited = time.time()
-    shared = real.shared()
-    shared["instance_map"]["persister3"] = {"host": "127.0.0.1", "port": real.ports["persister3"]}
-    shared["stream_writers"]["events"].append("persister3")
-    real.write_shared(shared)  # rejected alone (persister3 is no process yet), applied with the worker file
-    real.write_worker("persister3", {
-        "worker_app": "synapse.app.generic_worker", "worker_name": "persister3",
-        "worker_log_config": shared["log_config"],
-        "worker_listeners": [{"type": "http", "port": real.ports["persister3"], "bind_addresses": ["127.0.0.1"],
-                              "resources": [{"names": ["replication"]}]}]})
-    wait_for(lambda: "persister3" in real.pids() and all_ready(real) and
-             real.status()["daemon"]["reload_error"] is None, timeout=300, what="persister3 added, all ready")
+    real.add_persister3()
     real.persister_change_seconds = time.time() - edited
     sender.finish()
     print(f"\npersister change, edit to all-ready: {real.persister_change_seconds:.2f} s")
