@@ -91,3 +91,11 @@ def test_cluster_is_a_layer_of_its_own() -> None:
     gateway = "synsup.supervisor.cluster.etcd_gateway"
     assert layer_of(gateway) == "cluster" and layer_of("synsup.supervisor.cluster_config") == "shared"
     assert "cluster" not in ALLOWED["units"] | ALLOWED["engine"] | ALLOWED["shared"]
+
+
+def test_no_two_test_files_share_a_name() -> None:
+    """Tests read as a map (issue 17): a file name says which module or concern it pins, once."""
+    by_name: dict[str, list[str]] = {}
+    for path in sorted((ROOT / "tests").rglob("test_*.py")):
+        by_name.setdefault(path.name, []).append(str(path.relative_to(ROOT)))
+    assert [paths for paths in by_name.values() if len(paths) > 1] == []
