@@ -19,8 +19,9 @@ def test_a_request_is_answered_by_the_owning_node_and_its_key_removed() -> None:
     async def body() -> tuple[dict, list, list]:
         store = MemoryStore()
         asking = asyncio.create_task(ask(store, KEYS, "c", "restart", ["generic1"]))
-        while not (seen := await pending(store, KEYS, "c")):
-            await asyncio.sleep(0.01)
+        async with asyncio.timeout(10):  # the request key appears, or the test fails
+            while not (seen := await pending(store, KEYS, "c")):
+                await asyncio.sleep(0.01)
         assert await pending(store, KEYS, "b") == []
         key, request = seen[0]
         await answer(store, key, {"ok": True, "units": [{"name": "generic1", "state": "ready"}]})
