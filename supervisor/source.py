@@ -75,6 +75,7 @@ class Source(Protocol):
     config loaded into unit specs, what a change of it requires, and how its code is upgraded."""
 
     module: str  # `python -m MODULE run ...` runs the daemon in the background
+    description: str  # what `synsup --help` says synsup is, with this source
 
     def add_arguments(self, parser: argparse.ArgumentParser, command: str) -> None: ...
 

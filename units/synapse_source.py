@@ -27,6 +27,7 @@ from .warning_codes import WARNING_CODES
 
 class SynapseSource:
     module = "synsup"
+    description = "Process supervisor for Synapse deployments with workers."
 
     def add_arguments(self, parser: argparse.ArgumentParser, command: str) -> None:
         if command == "upgrade":

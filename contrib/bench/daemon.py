@@ -18,6 +18,7 @@ from synsup.supervisor.source import Loaded, Placement, Routes  # noqa: E402
 
 class BenchSource:
     module = "daemon"
+    description = "synsup over benchmark units."
 
     def add_arguments(self, parser: argparse.ArgumentParser, command: str) -> None:
         parser.add_argument("--bench-units", type=int, default=500,

@@ -57,7 +57,7 @@ class _PrintVersion(argparse.Action):
 
 
 def build_parser(source: Source) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="synsup", description="Process supervisor for Synapse deployments with workers.")
+    parser = argparse.ArgumentParser(prog="synsup", description=source.description)
     parser.add_argument("--version", action=_PrintVersion, nargs=0, help="show the version and exit")
     _state_options(parser, top=True)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -107,7 +107,7 @@ def _command_options(name: str, p: argparse.ArgumentParser) -> None:
                        help="rotated files kept per log (default 3)")
         p.add_argument("--env-file", metavar="PATH",
                        help="KEY=VALUE lines (# comments, optional quotes) every unit gets, read at start, "
-                            "as systemd's EnvironmentFile= (e.g. /etc/default/matrix-synapse)")
+                            "as systemd's EnvironmentFile= (e.g. a file in /etc/default)")
         p.add_argument("--log-format", choices=("console", "json", "journal"),
                        help="daemon log format (default: console on a TTY, journal under journald, else json)")
         p.add_argument("--no-watch", action="store_true",

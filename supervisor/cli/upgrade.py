@@ -20,7 +20,7 @@ def upgrade(args: argparse.Namespace) -> int:
         python = os.path.abspath(args.python)
         if not os.access(python, os.X_OK) or os.path.isdir(python):
             raise SynsupError(f"--python {args.python}: no such interpreter; pass the python of the "
-                              "virtualenv the new code is installed in (e.g. /opt/venvs/synapse-new/bin/python)")
+                              "virtualenv the new code is installed in (e.g. /opt/venvs/new/bin/python)")
     request = Request("upgrade", dry_run=args.dry_run, python=python,
                       allow_downtime=bool(options.get("allow_downtime")))
     state = state_of(args)

@@ -41,7 +41,7 @@ class NodeSource:
 
     def __init__(self, source: Source, cluster: ClusterConfig, node: str) -> None:
         self.source, self.cluster, self.node = source, cluster, node
-        self.module = source.module
+        self.module, self.description = source.module, source.description
 
     def on_node(self, loaded: Loaded, placement: Placement) -> Loaded:
         if loaded.errors or placement.errors:

@@ -14,6 +14,7 @@ class OptionSource:
     """A source adding one option (to every config command)."""
 
     module = "x"
+    description = "a source with one option"
 
     def __init__(self, *flags: str, **kwargs) -> None:
         self.flags, self.kwargs = flags, kwargs

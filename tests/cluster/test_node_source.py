@@ -42,6 +42,7 @@ def test_a_node_without_remote_dependencies_gets_no_stand_in() -> None:
 
 class ScriptedSource:
     module = "synsup"
+    description = "a scripted source"
 
     def __init__(self, placement: Placement, actions: list[Action]) -> None:
         self.placement_result, self.actions = placement, actions
