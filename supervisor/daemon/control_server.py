@@ -31,6 +31,10 @@ MAX_REQUEST = 64 * 1024
 ACCEPT_TIMEOUT = 10.0  # seconds a client waits for the daemon to take its request
 TAKEN = {"ok": True, "taken": True}
 
+
+def reply_line(reply: dict[str, Any]) -> bytes:
+    return (json.dumps(reply) + "\n").encode()
+
 log = structlog.get_logger()
 
 
@@ -109,13 +113,13 @@ class ControlServer:
         async def send(reply: dict[str, Any]) -> None:
             nonlocal answered
             answered = answered or reply is not TAKEN
-            writer.write((json.dumps(reply) + "\n").encode())
+            writer.write(reply_line(reply))
             await writer.drain()
 
         self.connections += 1
         try:
             if self.connections > self.max_connections:
-                writer.write(b'{"ok": false, "error": "synsup is busy: too many control connections; try again"}\n')
+                writer.write(reply_line(refusal("synsup is busy: too many control connections; try again")))
                 return
             request = await self._read_request(reader)
             uid = peer_uid(writer.get_extra_info("socket"))
@@ -132,7 +136,7 @@ class ControlServer:
             pass
         except asyncio.CancelledError:
             if not answered:  # the daemon is stopping under the request: say so, not a bare hang-up
-                writer.write(b'{"ok": false, "error": "synsup is stopping"}\n')
+                writer.write(reply_line(refusal("synsup is stopping")))
         finally:
             self.connections -= 1
             writer.close()

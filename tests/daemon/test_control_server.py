@@ -36,3 +36,14 @@ def test_every_request_the_protocol_knows_has_a_route_in_the_daemon():
     from synsup.supervisor.daemon.handlers import Requests
     from synsup.supervisor.protocol import FIELDS
     assert set(Requests(daemon=None).routes) == set(FIELDS)  # type: ignore[arg-type]
+
+
+def test_every_refusal_is_made_by_protocol_refusal():
+    """One shape for "no" (issue 17): no module writes an `{"ok": false}` reply by hand."""
+    import pathlib
+    import re
+    supervisor = pathlib.Path(__file__).resolve().parents[2] / "supervisor"
+    by_hand = re.compile(r"""["']ok["']\s*:\s*(false|False)""")
+    found = [f"{p.relative_to(supervisor)}:{n}" for p in sorted(supervisor.rglob("*.py")) if p.name != "protocol.py"
+             for n, line in enumerate(p.read_text().splitlines(), 1) if by_hand.search(line)]
+    assert found == []
