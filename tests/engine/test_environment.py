@@ -70,3 +70,11 @@ def test_a_unit_the_kernel_would_refuse_fails_at_once_naming_the_variable_and_is
         assert "shrink or remove SYNAPSE_BLOB (120013 bytes)" in unit.error and "SYNAPSE_SMALL" not in unit.error
         await sup.stop_all()
     run_supervisor(scenario, [spec], tmp_path, Timing(liveness_interval=None, notify_grace=0.0))
+
+
+def test_the_prefixes_a_unit_keeps_are_its_specs_and_the_engine_keeps_no_applications():
+    """Issue 17: the engine hard-codes no SYNAPSE_ prefix (the Synapse source's specs ask for it)."""
+    base = {"PATH": "/bin", "SYNAPSE_CACHE_FACTOR": "2", "BENCH_X": "1"}
+    assert environment.unit_environment((), None, base) == {"PATH": "/bin"}
+    assert environment.unit_environment((), None, base, keep=("SYNAPSE_",)) == {"PATH": "/bin",
+                                                                                "SYNAPSE_CACHE_FACTOR": "2"}
