@@ -4,6 +4,7 @@ function or class named after it (`Class.method` as a method of that class)."""
 from __future__ import annotations
 
 import ast
+import fnmatch
 import pathlib
 import re
 
@@ -56,4 +57,26 @@ def test_every_file_and_name_the_table_gives_exists() -> None:
                 missing.append(file)
             elif name and name not in defined_names(path):
                 missing.append(f"{file} {name}")
+    assert missing == []
+
+
+def layout_tree() -> str:
+    text = (ROOT / "docs" / "design.md").read_text()
+    return text.split("## Layout", 1)[1].split("```\n", 1)[1].split("```", 1)[0]
+
+
+def test_the_layout_tree_names_every_module() -> None:
+    """The Layout tree is the map of every module (a pattern such as rules_*.py counts for all it matches)."""
+    named = set(re.findall(r"[a-z_*]+\.py", layout_tree()))
+    modules = sorted(p for d in ("supervisor", "units") for p in (ROOT / d).rglob("*.py") if p.name != "__init__.py")
+    unnamed = [str(p.relative_to(ROOT)) for p in modules if not any(fnmatch.fnmatch(p.name, n) for n in named)]
+    assert unnamed == [], "add a line for each to docs/design.md's Layout tree"
+
+
+def test_every_path_the_document_names_exists() -> None:
+    """Paths in backticks (from the repository root, or from supervisor/ or units/) exist."""
+    text = (ROOT / "docs" / "design.md").read_text()
+    paths = {p for p in re.findall(r"`([\w./-]+\.(?:py|sh|md|c))`", text) if "/" in p}
+    bases = (ROOT, ROOT / "supervisor", ROOT / "units")
+    missing = sorted(p for p in paths if not any((base / p).exists() for base in bases))
     assert missing == []
