@@ -1,5 +1,5 @@
 """Reload requests (file changes, SIGHUP, `synsup reload`): queued as operations, merged,
-checked, applied. `Reloads` owns the config generation and the last reload's result."""
+checked, applied. `Reloads` owns the last reload's result; the config generation is RunningConfig's."""
 
 from __future__ import annotations
 
