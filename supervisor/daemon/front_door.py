@@ -49,6 +49,10 @@ class Proxy(Protocol):
 
     async def apply(self, layout: ProxyLayout) -> None: ...
 
+    async def route(self, layout: ProxyLayout) -> None: ...
+
+    async def restarted(self) -> bool: ...
+
     def serves(self, name: str) -> bool: ...
 
     async def set_state(self, name: str, state: ProxyState) -> None: ...
@@ -146,7 +150,7 @@ class FrontDoor:
         checked = loop.time()
         while True:
             try:
-                async with asyncio.timeout(max(0.0, checked + RECHECK - loop.time()) if self.error else None):
+                async with asyncio.timeout(max(0.0, checked + RECHECK - loop.time())):
                     name = await self._pending.get()
                 if name is None:
                     self._closed.set()
@@ -154,23 +158,36 @@ class FrontDoor:
                 await (self._lay_out() if name == "" else self._apply(name))
             except TimeoutError:
                 pass
-            if self.error and loop.time() >= checked + RECHECK:
-                await self._recheck()
+            if loop.time() >= checked + RECHECK:
+                if self.error or await self._restarted():
+                    await self._recheck()
                 checked = loop.time()
 
-    async def _recheck(self) -> None:
-        """Check the proxy and give it the layout and every unit's state (at start, after an error)."""
+    async def _restarted(self) -> bool:
+        """A proxy restarted while held healthy has lost what it was told: it is told all again."""
         try:
-            await self.proxy.check(await self._layout())
+            restarted = await self.proxy.restarted()
+        except ProxyError as e:
+            self._failed(str(e))
+            return False
+        if restarted:
+            self.log.warning("proxy.restarted", told="everything again")
+        return restarted
+
+    async def _recheck(self) -> None:
+        """Check the proxy and give it the layout and every unit's state (at start, after an error or a restart)."""
+        try:
+            layout = await self._layout()
+            await self.proxy.check(layout)
+            if layout is not None:
+                await self.proxy.apply(layout)
         except ProxyError as e:
             self._failed(str(e))
             return
         finally:
             self.checked = True
         self._recovered()
-        self.applied.clear()
-        for name in list(self.wanted):
-            await self._apply(name)
+        await self._tell_all(layout)
 
     async def _layout(self) -> ProxyLayout | None:
         if self._daemon is None or self.layout_of is None:
@@ -187,15 +204,28 @@ class FrontDoor:
             return
         try:
             layout = await self._layout()
-            if layout is not None:
-                await self.proxy.apply(layout)
-                self.log.info("proxy.laid_out", servers=len(layout.servers))
+            if layout is None:
+                return
+            await self.proxy.apply(layout)
         except ProxyError as e:
             self._failed(str(e))
             return
-        self.applied.clear()  # servers added start in maint: every state is told again
+        await self._tell_all(layout)
+        if self.error is None:
+            self.log.info("proxy.laid_out", servers=len(layout.servers))
+
+    async def _tell_all(self, layout: ProxyLayout | None) -> None:
+        """Every unit's state, then the routes: a server added (in maint) is ready before a route
+        sends to it, and a server is removed only once no route sends to it."""
+        self.applied.clear()
         for name in list(self.wanted):
             await self._apply(name)
+        if layout is None or self.error:
+            return
+        try:
+            await self.proxy.route(layout)
+        except ProxyError as e:
+            self._failed(str(e))
 
     async def _apply(self, name: str) -> None:
         state = self.wanted.get(name)
