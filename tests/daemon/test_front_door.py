@@ -297,3 +297,20 @@ def test_typing_writer_move_is_a_server_and_a_map_entry_at_runtime_never_a_reloa
     assert [c for c in back if c in removal] == removal and [c for c in back if "map" in c] == removal[:1]
     assert not any("reload" in c for c in there + back)
 
+
+
+def test_haproxy_restarted_while_healthy_is_told_everything_again(short_dir, monkeypatch):
+    """Issue 19: a restarted HAProxy (another pid in `show info`) lost the servers, states and map
+    synsup gave it; the next look (every RECHECK s) finds it and tells it all again, no failed command needed."""
+    monkeypatch.setattr("synsup.supervisor.daemon.front_door.RECHECK", 0.2)
+    api = FakeRuntimeApi(os.path.join(short_dir, "api.sock"), [("main", "main"), ("client", "worker"),
+                                                                 ("client", "main")], backends=("typing", "sync"))
+
+    async def scenario(d, door, spawner):
+        await until(lambda: ("typing", "worker") in api.servers and api.maps == TYPING_BY_WORKER.routes)
+        api.pid, api.maps = 101, {}  # restarted from its file: no dynamic server, an empty map
+        del api.servers[("typing", "worker")]
+        await until(lambda: ("typing", "worker") in api.servers and api.maps == TYPING_BY_WORKER.routes)
+        await until(lambda: api.servers[("typing", "worker")]["admin"] == 0)  # ready again
+
+    run_daemon(short_dir, api, scenario, layout=TYPING_BY_WORKER)
