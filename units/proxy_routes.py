@@ -46,5 +46,6 @@ def proxy_layout(args: argparse.Namespace, loaded: Loaded, sources: list[str]) -
         return ProxyLayout(errors=table.errors)
     servers = [ProxyServer(backend, s.name, address_of(s, "unix@"), s is backup)
                for backend, _, listed, backup in backends(table) for s in (*listed, *([backup] if backup else []))]
+    persisters = [p.name for p in deployment.processes if "events" in p.streams and p.name != "main"]
     return ProxyLayout(servers, nginx(table, getattr(args, "proxy_listen", "127.0.0.1:8080"), sources),
-                       route_map(table), ROUTE_MAP)
+                       route_map(table), ROUTE_MAP, persisters)

@@ -24,7 +24,10 @@ if TYPE_CHECKING:
 
 DRAIN_TIMEOUT = 10.0  # seconds a stop waits for the requests a drained server holds
 DRAIN_POLL = 0.1  # seconds between two looks at a drained server's requests
-RECHECK = 5.0  # seconds between two tries at a proxy that does not answer
+RECHECK = 5.0  # seconds between two looks at the proxy (one that does not answer, or restarted)
+# seconds a drain waits while an event persister is down (a persister change): the requests a
+# server holds then wait on persistence, which resumes only after the stop (HAProxy retries them)
+PAUSED_DRAIN = 1.0
 
 
 class ProxyError(Exception):
@@ -74,6 +77,7 @@ class FrontDoor:
         self._closed = asyncio.Event()
         self._daemon: Daemon | None = None
         self._laid_out: Loaded | None = None  # the config whose layout the proxy has
+        self._persisters: frozenset[str] = frozenset()  # from the layout
         self.log = structlog.get_logger().bind(proxy=proxy.kind, target=proxy.target)
 
     def attach(self, daemon: Daemon) -> None:
@@ -113,7 +117,7 @@ class FrontDoor:
             return
         self._draining.add(name)
         self._want(name, ProxyState.DRAIN)
-        deadline = asyncio.get_running_loop().time() + self.drain_timeout
+        deadline = asyncio.get_running_loop().time() + self._drain_bound(name)
         try:  # no command is cut off by the deadline: the wait between two is
             async with asyncio.timeout_at(deadline):
                 await self._until(lambda: self.applied.get(name) is ProxyState.DRAIN or self.error is not None)
@@ -124,6 +128,15 @@ class FrontDoor:
             self._failed(str(e))
         finally:
             self._draining.discard(name)
+
+    def _drain_bound(self, name: str) -> float:
+        """--drain-timeout; PAUSED_DRAIN while event persistence pauses (a persister is not ready)."""
+        units = self._daemon.supervisor.units if self._daemon and self._daemon.supervisor else {}
+        paused = sorted(p for p in self._persisters if p in units and p != name and units[p].state is not UnitState.READY)
+        if paused:
+            self.log.info("proxy.drain_short", unit=name, persisters_down=paused, at_most=PAUSED_DRAIN)
+            return min(self.drain_timeout, PAUSED_DRAIN)
+        return self.drain_timeout
 
     def _stopping(self) -> bool:
         return self._daemon is not None and self._daemon.lifecycle.stopping
@@ -196,7 +209,7 @@ class FrontDoor:
         layout = await asyncio.to_thread(self.layout_of, loaded)
         if layout.errors:
             raise ProxyError(layout.errors[0].format())
-        self._laid_out = loaded
+        self._laid_out, self._persisters = loaded, frozenset(layout.persisters)
         return layout
 
     async def _lay_out(self) -> None:

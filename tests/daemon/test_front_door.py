@@ -137,14 +137,14 @@ class FakeRuntimeApi:
         return [c for c, _ in self.log if not c.startswith("show ")]
 
 
-def run_daemon(short_dir, api: FakeRuntimeApi, scenario, layout=LAYOUT, drain_timeout=5.0) -> Daemon:
+def run_daemon(short_dir, api: FakeRuntimeApi, scenario, layout=LAYOUT, drain_timeout=5.0, specs=SPECS) -> Daemon:
     """`layout`: a ProxyLayout, or a list whose last one is the current config's."""
     async def main():
         await api.start()
         spawner, stop = FakeSpawner(), asyncio.Event()
         door = FrontDoor(HAProxyDoor(api.path), drain_timeout,
                          lambda loaded: layout[-1] if isinstance(layout, list) else layout)
-        d = Daemon(Loaded(SPECS), StateDir(os.path.join(short_dir, "s")), os.path.join(short_dir, "logs"),
+        d = Daemon(Loaded(specs), StateDir(os.path.join(short_dir, "s")), os.path.join(short_dir, "logs"),
                    timing=TIMING, spawner=spawner, stop_trigger=stop.wait, front_door=door)
         run = asyncio.ensure_future(d.run())
         try:
@@ -278,7 +278,7 @@ def test_typing_writer_move_is_a_server_and_a_map_entry_at_runtime_never_a_reloa
     seen = {}
 
     async def scenario(d, door, spawner):
-        assert api.maps == TYPING_BY_MAIN.routes  # the map filled at start
+        await until(lambda: api.maps == TYPING_BY_MAIN.routes)  # the map filled at start
         api.log.clear()
         relaid_out(d, door, layouts, TYPING_BY_WORKER)
         await until(lambda: api.maps["typing"] == "typing")
@@ -314,3 +314,30 @@ def test_haproxy_restarted_while_healthy_is_told_everything_again(short_dir, mon
         await until(lambda: api.servers[("typing", "worker")]["admin"] == 0)  # ready again
 
     run_daemon(short_dir, api, scenario, layout=TYPING_BY_WORKER)
+
+
+def test_drain_while_event_persistence_pauses_is_short(short_dir, monkeypatch):
+    """Issue 19 (persister change: 16 s of stall behind HAProxy, 12 s direct): while an event
+    persister is down, the requests a worker holds wait on persistence, which comes back only
+    after that worker stops; its drain waits PAUSED_DRAIN, not --drain-timeout, and HAProxy
+    retries the requests the stop cuts."""
+    monkeypatch.setattr("synsup.supervisor.daemon.front_door.PAUSED_DRAIN", 0.3)
+    specs = [*SPECS, UnitSpec(name="persister", argv=("fake", "persister"), dependencies=("main",), notify=False)]
+    api = FakeRuntimeApi(os.path.join(short_dir, "api.sock"), [("main", "main"), ("client", "worker"),
+                                                                 ("client", "main")])
+    took = {}
+
+    async def restart_timed(d, label):
+        began = asyncio.get_running_loop().time()
+        await d.supervisor.restart(["worker"])
+        took[label] = asyncio.get_running_loop().time() - began
+
+    async def scenario(d, door, spawner):
+        api.sessions[("client", "worker")] = 1_000_000  # never end
+        await restart_timed(d, "persisting")
+        await d.supervisor.hold(["persister"])
+        await restart_timed(d, "paused")
+
+    run_daemon(short_dir, api, scenario, drain_timeout=1.5, specs=specs,
+               layout=ProxyLayout(LAYOUT.servers, persisters=["persister"]))
+    assert took["persisting"] >= 1.5 and took["paused"] < 1.2, took
