@@ -3,6 +3,7 @@ text, the patterns' source (the installed Synapse, or the v1.66 table), and --di
 
 from __future__ import annotations
 
+import argparse
 import os
 import re
 import subprocess
@@ -12,7 +13,9 @@ import pytest
 import yaml
 from helpers import FAKE_SYNAPSE, binary, listener, modern_deployment, worker, write_deployment
 
+from synsup.supervisor.source import Loaded
 from synsup.units.loader import load_deployment
+from synsup.units.proxy_routes import proxy_layout
 from synsup.units.route_diff import route_changes, routes_in
 from synsup.units.route_render import haproxy, nginx, route_map, summary
 from synsup.units.route_source import RoutePatterns, from_synapse, patterns_of
@@ -278,3 +281,19 @@ def test_nginx_retries_idempotent_failures_and_falls_back_to_main_as_backup(tmp_
     text = nginx(route_table(deployment(tmp_path), TABLE), "127.0.0.1:8080", [])
     assert "proxy_next_upstream error timeout http_502 http_503 http_504;" in text
     assert "server 127.0.0.1:8008 backup;  # main" in text  # client reads: generic1, else main
+
+
+def test_proxy_layout_gives_the_route_map_and_the_persisters(tmp_path):
+    """What `start --proxy haproxy:` keeps HAProxy equal to: typing moving to generic1 is one map
+    entry and one server more; the event persisters (a drain is short while one is down)."""
+    def layout(directory, *writers):
+        d = deployment(directory, *with_typing_writers(*writers))
+        args = argparse.Namespace(routes=None, proxy_listen="127.0.0.1:8080")
+        return proxy_layout(args, Loaded([], model=argparse.Namespace(deployment=d)), [])
+
+    by_main, by_worker = layout(tmp_path / "a", "main"), layout(tmp_path / "b", "generic1")
+    assert by_main.route_map == "/dev/null" and by_main.persisters == ["persister1", "persister2"]
+    assert {k for k in by_main.routes if by_main.routes[k] != by_worker.routes[k]} == {"typing"}
+    assert by_worker.routes["typing"] == "typing" and by_main.routes["typing"] == "main"
+    added = {(s.backend, s.name) for s in by_worker.servers} - {(s.backend, s.name) for s in by_main.servers}
+    assert added == {("typing", "generic1")}
