@@ -52,10 +52,14 @@ class ProxyServer:
 @dataclass
 class ProxyLayout:
     """What `--proxy` keeps the proxy equal to (`synsup start --proxy`): every backend's servers,
-    the nginx routes file's text, or the errors that stop it."""
+    HAProxy's route map (category -> backend, in the map named `route_map`), the nginx routes
+    file's text, the event persisters (while one is down, a drain is short), or the errors that stop it."""
 
     servers: list[ProxyServer] = field(default_factory=list)
     nginx: str = ""
+    routes: dict[str, str] = field(default_factory=dict)
+    route_map: str = ""
+    persisters: list[str] = field(default_factory=list)  # units whose stop pauses event persistence
     errors: Sequence[Finding] = field(default_factory=list)
 
 

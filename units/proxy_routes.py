@@ -9,7 +9,7 @@ from synsup.supervisor.source import Loaded, ProxyLayout, ProxyServer, Routes
 
 from .check import check_deployment
 from .route_diff import read_previous, route_changes, routes_in
-from .route_render import address_of, backends, haproxy, nginx, summary
+from .route_render import ROUTE_MAP, address_of, backends, haproxy, nginx, route_map, summary
 from .route_source import patterns_of
 from .routes import RouteTable, route_table
 
@@ -39,11 +39,13 @@ def _diff(table: RouteTable, previous_file: str) -> Routes:
 
 def proxy_layout(args: argparse.Namespace, loaded: Loaded, sources: list[str]) -> ProxyLayout:
     """What `start --proxy` keeps the proxy equal to: each backend's servers named after their
-    units, and the nginx file (listening on --proxy-listen)."""
+    units, HAProxy's route map, and the nginx file (listening on --proxy-listen)."""
     deployment = loaded.model.deployment
     table = route_table(deployment, patterns_of(deployment), getattr(args, "routes", None))
     if table.errors:
         return ProxyLayout(errors=table.errors)
     servers = [ProxyServer(backend, s.name, address_of(s, "unix@"), s is backup)
                for backend, _, listed, backup in backends(table) for s in (*listed, *([backup] if backup else []))]
-    return ProxyLayout(servers, nginx(table, getattr(args, "proxy_listen", "127.0.0.1:8080"), sources))
+    persisters = [p.name for p in deployment.processes if "events" in p.streams and p.name != "main"]
+    return ProxyLayout(servers, nginx(table, getattr(args, "proxy_listen", "127.0.0.1:8080"), sources),
+                       route_map(table), ROUTE_MAP, persisters)

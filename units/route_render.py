@@ -47,7 +47,7 @@ def _header(table: RouteTable, dialect: str, sources: list[str]) -> list[str]:
 
 def haproxy(table: RouteTable, listen: str, admin_socket: str, sources: list[str]) -> str:
     lines = _header(table, "haproxy", sources) + _haproxy_global(admin_socket) + _haproxy_frontend(table, listen)
-    for backend in backends(table):
+    for backend in every_backend(table):
         lines += _haproxy_backend(*backend)
     return "\n".join(lines) + "\n"
 
@@ -76,12 +76,28 @@ def _haproxy_frontend(table: RouteTable, listen: str) -> list[str]:
              "    http-request set-var(txn.synsup_user) req.hdr(authorization),word(2,' '),field(2,'_') "
              "if { req.hdr(authorization) -m found }",
              "    http-request set-var(txn.synsup_room) path",
-             "    http-request set-var(txn.synsup_room) path,regsub('^.*/rooms/',''),field(1,'/') if { path_sub /rooms/ }"]
-    for route in table.routes:
-        lines += _haproxy_rules(route, backend_of(table, route))
-    if table.main_federation:
-        lines.append("    use_backend main_federation if { path_beg /_matrix/federation/ /_matrix/key/ }")
+             "    http-request set-var(txn.synsup_room) path,regsub('^.*/rooms/',''),field(1,'/') if { path_sub /rooms/ }",
+             f"    # each category goes to the backend {ROUTE_MAP} names (synsup keeps that map equal to the",
+             "    # deployment at runtime), else to the one written here; `none`: on to the next rule"]
+    defaults = route_map(table)
+    for category in CATEGORIES:
+        lines += _haproxy_rules(category.name, table.patterns.get(category.name, ()), defaults[category.name])
+    federation = _lookup("main_federation", defaults["main_federation"])
+    lines += [f"    acl main_federation_unrouted {federation} -m str {UNROUTED}",
+              f"    use_backend %[{federation}] if {{ path_beg /_matrix/federation/ /_matrix/key/ }} "
+              "!main_federation_unrouted"]
     return lines + ["    default_backend main", ""]
+
+
+ROUTE_MAP = "/dev/null"  # a file every system has, empty: the map starts empty and the defaults route
+UNROUTED = "none"  # a category no process takes: its requests go on to the next rule, at last to main
+
+
+def route_map(table: RouteTable) -> dict[str, str]:
+    """Each category's backend (and main's federation listener's), as the HAProxy map holds it."""
+    routed = {r.category: backend_of(table, r) for r in table.routes}
+    found = {c.name: routed.get(c.name, UNROUTED) for c in CATEGORIES}
+    return found | {"main_federation": "main_federation" if table.main_federation else UNROUTED}
 
 
 def backend_of(table: RouteTable, route: Route) -> str:
@@ -89,16 +105,25 @@ def backend_of(table: RouteTable, route: Route) -> str:
     return "main" if route.servers == (table.main,) and route.backup is None else route.category
 
 
-def _haproxy_rules(route: Route, backend: str) -> list[str]:
-    lines = []
-    for method in dict.fromkeys(m for m, _ in route.patterns):
-        acl = f"{route.category}_{'any' if method == ANY else method.lower()}"
-        lines += [f"    acl {acl} path_reg '{regex}'" for m, regex in route.patterns if m == method]
-        lines.append(f"    use_backend {backend} if {acl}" + ("" if method == ANY else f" METH_{method}"))
+def _lookup(key: str, default: str) -> str:
+    return f"str({key}),map({ROUTE_MAP},{default})"
+
+
+def _haproxy_rules(category: str, patterns: tuple[tuple[str, str], ...], default: str) -> list[str]:
+    if not patterns:
+        return []
+    lines = [f"    acl {category}_unrouted {_lookup(category, default)} -m str {UNROUTED}"]
+    for method in dict.fromkeys(m for m, _ in patterns):
+        acl = f"{category}_{'any' if method == ANY else method.lower()}"
+        lines += [f"    acl {acl} path_reg '{regex}'" for m, regex in patterns if m == method]
+        lines.append(f"    use_backend %[{_lookup(category, default)}] if {acl}"
+                     + ("" if method == ANY else f" METH_{method}") + f" !{category}_unrouted")
     return lines
 
 
-HAPROXY_BALANCE = {"roundrobin": ["balance roundrobin"], "single": ["balance first"], "source": ["balance source"],
+# every one a dynamic algorithm: `add server` refuses a backend balanced by a map-based hash
+HAPROXY_BALANCE = {"roundrobin": ["balance roundrobin"], "single": ["balance first"],
+                   "source": ["balance source", "hash-type consistent"],
                    "user": ["balance hash var(txn.synsup_user)", "hash-type consistent"],
                    "room": ["balance hash var(txn.synsup_room)", "hash-type consistent"]}
 
@@ -110,6 +135,14 @@ def _haproxy_backend(name: str, balance: str, servers: tuple[Server, ...], backu
     if backup:
         lines.append(f"    server {backup.name} {address_of(backup, 'unix@')} {SERVER_OPTIONS} backup")
     return lines + [""]
+
+
+def every_backend(table: RouteTable) -> list[tuple[str, str, tuple[Server, ...], Server | None]]:
+    """Every backend a route may need, empty while none does: a route that moves needs no new one."""
+    have = {b[0]: b for b in backends(table)}
+    names = ["main", "main_federation", *(c.name for c in CATEGORIES)]
+    balance = {"main": "roundrobin", "main_federation": "roundrobin"} | {c.name: c.balance for c in CATEGORIES}
+    return [have.get(name, (name, balance[name], (), None)) for name in names]
 
 
 def backends(table: RouteTable) -> list[tuple[str, str, tuple[Server, ...], Server | None]]:

@@ -42,6 +42,7 @@ class RouteTable:
     main: Server  # everything no route takes
     main_federation: Server | None = None  # main's federation listener, where it is another one
     routes: list[Route] = field(default_factory=list)
+    patterns: dict[str, tuple[tuple[str, str], ...]] = field(default_factory=dict)  # every category's, routed or not
     origin: str = ""
     errors: list[Finding] = field(default_factory=list)
 
@@ -60,7 +61,7 @@ def route_table(d: Deployment, patterns: RoutePatterns, routes_file: str | None 
     main = server_for(d.main, "client")
     if main is None:
         return RouteTable(Server("main"), errors=[error(d.main.at("listeners"), NO_MAIN_LISTENER)])
-    table = RouteTable(main, _main_federation(d, main), origin=patterns.origin)
+    table = RouteTable(main, _main_federation(d, main), patterns=dict(patterns.patterns), origin=patterns.origin)
     assigned = _assigned(d, routes_file, table.errors)
     for category in CATEGORIES:
         rows = patterns.patterns.get(category.name, ())

@@ -24,7 +24,10 @@ if TYPE_CHECKING:
 
 DRAIN_TIMEOUT = 10.0  # seconds a stop waits for the requests a drained server holds
 DRAIN_POLL = 0.1  # seconds between two looks at a drained server's requests
-RECHECK = 5.0  # seconds between two tries at a proxy that does not answer
+RECHECK = 5.0  # seconds between two looks at the proxy (one that does not answer, or restarted)
+# seconds a drain waits while an event persister is down (a persister change): the requests a
+# server holds then wait on persistence, which resumes only after the stop (HAProxy retries them)
+PAUSED_DRAIN = 1.0
 
 
 class ProxyError(Exception):
@@ -49,6 +52,10 @@ class Proxy(Protocol):
 
     async def apply(self, layout: ProxyLayout) -> None: ...
 
+    async def route(self, layout: ProxyLayout) -> None: ...
+
+    async def restarted(self) -> bool: ...
+
     def serves(self, name: str) -> bool: ...
 
     async def set_state(self, name: str, state: ProxyState) -> None: ...
@@ -70,6 +77,7 @@ class FrontDoor:
         self._closed = asyncio.Event()
         self._daemon: Daemon | None = None
         self._laid_out: Loaded | None = None  # the config whose layout the proxy has
+        self._persisters: frozenset[str] = frozenset()  # from the layout
         self.log = structlog.get_logger().bind(proxy=proxy.kind, target=proxy.target)
 
     def attach(self, daemon: Daemon) -> None:
@@ -109,7 +117,7 @@ class FrontDoor:
             return
         self._draining.add(name)
         self._want(name, ProxyState.DRAIN)
-        deadline = asyncio.get_running_loop().time() + self.drain_timeout
+        deadline = asyncio.get_running_loop().time() + self._drain_bound(name)
         try:  # no command is cut off by the deadline: the wait between two is
             async with asyncio.timeout_at(deadline):
                 await self._until(lambda: self.applied.get(name) is ProxyState.DRAIN or self.error is not None)
@@ -120,6 +128,15 @@ class FrontDoor:
             self._failed(str(e))
         finally:
             self._draining.discard(name)
+
+    def _drain_bound(self, name: str) -> float:
+        """--drain-timeout; PAUSED_DRAIN while event persistence pauses (a persister is not ready)."""
+        units = self._daemon.supervisor.units if self._daemon and self._daemon.supervisor else {}
+        paused = sorted(p for p in self._persisters if p in units and p != name and units[p].state is not UnitState.READY)
+        if paused:
+            self.log.info("proxy.drain_short", unit=name, persisters_down=paused, at_most=PAUSED_DRAIN)
+            return min(self.drain_timeout, PAUSED_DRAIN)
+        return self.drain_timeout
 
     def _stopping(self) -> bool:
         return self._daemon is not None and self._daemon.lifecycle.stopping
@@ -146,7 +163,7 @@ class FrontDoor:
         checked = loop.time()
         while True:
             try:
-                async with asyncio.timeout(max(0.0, checked + RECHECK - loop.time()) if self.error else None):
+                async with asyncio.timeout(max(0.0, checked + RECHECK - loop.time())):
                     name = await self._pending.get()
                 if name is None:
                     self._closed.set()
@@ -154,23 +171,36 @@ class FrontDoor:
                 await (self._lay_out() if name == "" else self._apply(name))
             except TimeoutError:
                 pass
-            if self.error and loop.time() >= checked + RECHECK:
-                await self._recheck()
+            if loop.time() >= checked + RECHECK:
+                if self.error or await self._restarted():
+                    await self._recheck()
                 checked = loop.time()
 
-    async def _recheck(self) -> None:
-        """Check the proxy and give it the layout and every unit's state (at start, after an error)."""
+    async def _restarted(self) -> bool:
+        """A proxy restarted while held healthy has lost what it was told: it is told all again."""
         try:
-            await self.proxy.check(await self._layout())
+            restarted = await self.proxy.restarted()
+        except ProxyError as e:
+            self._failed(str(e))
+            return False
+        if restarted:
+            self.log.warning("proxy.restarted", told="everything again")
+        return restarted
+
+    async def _recheck(self) -> None:
+        """Check the proxy and give it the layout and every unit's state (at start, after an error or a restart)."""
+        try:
+            layout = await self._layout()
+            await self.proxy.check(layout)
+            if layout is not None:
+                await self.proxy.apply(layout)
         except ProxyError as e:
             self._failed(str(e))
             return
         finally:
             self.checked = True
         self._recovered()
-        self.applied.clear()
-        for name in list(self.wanted):
-            await self._apply(name)
+        await self._tell_all(layout)
 
     async def _layout(self) -> ProxyLayout | None:
         if self._daemon is None or self.layout_of is None:
@@ -179,7 +209,7 @@ class FrontDoor:
         layout = await asyncio.to_thread(self.layout_of, loaded)
         if layout.errors:
             raise ProxyError(layout.errors[0].format())
-        self._laid_out = loaded
+        self._laid_out, self._persisters = loaded, frozenset(layout.persisters)
         return layout
 
     async def _lay_out(self) -> None:
@@ -187,15 +217,28 @@ class FrontDoor:
             return
         try:
             layout = await self._layout()
-            if layout is not None:
-                await self.proxy.apply(layout)
-                self.log.info("proxy.laid_out", servers=len(layout.servers))
+            if layout is None:
+                return
+            await self.proxy.apply(layout)
         except ProxyError as e:
             self._failed(str(e))
             return
-        self.applied.clear()  # servers added start in maint: every state is told again
+        await self._tell_all(layout)
+        if self.error is None:
+            self.log.info("proxy.laid_out", servers=len(layout.servers))
+
+    async def _tell_all(self, layout: ProxyLayout | None) -> None:
+        """Every unit's state, then the routes: a server added (in maint) is ready before a route
+        sends to it, and a server is removed only once no route sends to it."""
+        self.applied.clear()
         for name in list(self.wanted):
             await self._apply(name)
+        if layout is None or self.error:
+            return
+        try:
+            await self.proxy.route(layout)
+        except ProxyError as e:
+            self._failed(str(e))
 
     async def _apply(self, name: str) -> None:
         state = self.wanted.get(name)

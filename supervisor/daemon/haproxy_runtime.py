@@ -1,7 +1,8 @@
 """HAProxy's runtime API (the `stats socket ... level admin` of its config): one command a
 connection, its answer read to the end. What the front door asks of it: which servers each
 backend has (`show servers state`), the sessions a server holds (`show stat`), and the commands
-that change a server (`set server`, `add server`, `del server`)."""
+that change a server (`set server`, `add server`, `del server`) and the route map (`show map`,
+`add map`, `set map`, `del map`)."""
 
 from __future__ import annotations
 
@@ -70,11 +71,27 @@ class HAProxyRuntime:
         if answer and not answer.startswith("New server registered") and answer != "Server deleted.":
             raise RuntimeApiError(f"HAProxy at {self.address} refused `{line}`: {answer.splitlines()[0]}")
 
-    async def identify(self) -> None:
-        """RuntimeApiError unless HAProxy answers with its name (a foreign socket answers otherwise)."""
-        info = await self.command("show info")
-        if not any(line.strip() == "Name: HAProxy" for line in info.splitlines()):
+    async def identify(self) -> str:
+        """Which HAProxy process answers (its pid and start time: another after a restart or a reload);
+        RuntimeApiError unless HAProxy answers with its name (a foreign socket answers otherwise)."""
+        info = dict(line.partition(": ")[::2] for line in (await self.command("show info")).splitlines())
+        if info.get("Name") != "HAProxy":
             raise RuntimeApiError(f"{self.address} is not HAProxy's runtime API (`show info` says no HAProxy)")
+        return f"pid {info.get('Pid', '?')} started {info.get('Start_time_sec', '?')}"
+
+    async def backends(self) -> set[str]:
+        return {line.strip() for line in (await self.command("show backend")).splitlines()
+                if line.strip() and not line.startswith("#")}
+
+    async def maps(self) -> set[str]:
+        """The files of HAProxy's maps (`show map`: `ID (FILE) description`)."""
+        return {line.split("(", 1)[1].split(")", 1)[0] for line in (await self.command("show map")).splitlines()
+                if not line.startswith("#") and "(" in line}
+
+    async def map_entries(self, name: str) -> dict[str, str]:
+        """`show map FILE`: one `ADDRESS KEY VALUE` line an entry."""
+        rows = [line.split() for line in (await self.command(f"show map {name}")).splitlines()]
+        return {row[1]: row[2] for row in rows if len(row) == 3}
 
     async def slots(self) -> list[Slot]:
         """Every server of every backend, from `show servers state`."""

@@ -49,21 +49,29 @@ class HAProxyDoor:
         self.target = target
         self.runtime = runtime or HAProxyRuntime(target)
         self.slots: dict[str, list[Slot]] = {}  # unit -> its server lines
+        self.instance = ""  # which HAProxy process was last checked (`restarted` compares)
 
     def _fix(self) -> str:
         return f"run HAProxy with the config `synsup routes --format haproxy --admin-socket {self.target}` prints"
 
     async def check(self, layout: ProxyLayout | None) -> None:
+        """HAProxy answers and has what the layout needs: its backends and the route map."""
         try:
-            await self.runtime.identify()
+            self.instance = await self.runtime.identify()
             await self._read_slots()
+            backends, maps = await self.runtime.backends(), await self.runtime.maps()
         except ProxyError as e:
             raise ProxyError(f"{e}; {self._fix()}") from None
-        if layout is not None:
-            missing = sorted({s.backend for s in layout.servers} - {s.backend for ss in self.slots.values() for s in ss})
-            if missing:
-                raise ProxyError(f"HAProxy at {self.target} has no backend {', '.join(missing)}; {self._fix()}")
-            await self.apply(layout)
+        missing = sorted({s.backend for s in layout.servers} - backends) if layout else []
+        if missing:
+            raise ProxyError(f"HAProxy at {self.target} has no backend {', '.join(missing)}; {self._fix()}")
+        if layout and layout.routes and layout.route_map not in maps:
+            raise ProxyError(f"HAProxy at {self.target} has no map {layout.route_map} (its config routes without "
+                             f"synsup's map); {self._fix()}")
+
+    async def restarted(self) -> bool:
+        """Another HAProxy answers than the one last checked (restarted or reloaded: it lost what synsup told it)."""
+        return await self.runtime.identify() != self.instance
 
     async def _read_slots(self) -> None:
         found: dict[str, list[Slot]] = defaultdict(list)
@@ -85,18 +93,31 @@ class HAProxyDoor:
         return sum(held.get((s.backend, s.server), 0) for s in self.slots.get(name, []))
 
     async def apply(self, layout: ProxyLayout) -> None:
-        """Servers added, re-addressed and removed at runtime until HAProxy matches the layout."""
+        """Servers added and re-addressed at runtime (`route` removes those the layout no longer has)."""
         have = {(s.backend, s.server): s for ss in self.slots.values() for s in ss}
-        want = {(s.backend, s.name): s for s in layout.servers}
-        for key, server in want.items():
-            if key not in have:
+        for server in layout.servers:
+            slot = have.get((server.backend, server.name))
+            if slot is None:
                 await self._add(server)
-            elif have[key].address and have[key].address != server.address and not server.address.startswith("unix@"):
+            elif slot.address and slot.address != server.address and not server.address.startswith("unix@"):
                 host, _, port = server.address.rpartition(":")
-                await self.runtime.changed(f"set server {key[0]}/{key[1]} addr {host} port {port}")
-        for backend, server_name in have.keys() - want.keys():
-            await self.runtime.changed(f"set server {backend}/{server_name} state maint")
-            await self.runtime.changed(f"del server {backend}/{server_name}")
+                await self.runtime.changed(f"set server {server.backend}/{server.name} addr {host} port {port}")
+        await self._read_slots()
+
+    async def route(self, layout: ProxyLayout) -> None:
+        """The route map made equal to the layout's, then the servers no route sends to any more removed."""
+        if layout.routes:
+            have = await self.runtime.map_entries(layout.route_map)
+            for key, backend in layout.routes.items():
+                if have.get(key) != backend:
+                    verb = "set" if key in have else "add"
+                    await self.runtime.changed(f"{verb} map {layout.route_map} {key} {backend}")
+            for key in have.keys() - layout.routes.keys():
+                await self.runtime.changed(f"del map {layout.route_map} {key}")
+        wanted = {(s.backend, s.name) for s in layout.servers}
+        for slot in [s for ss in self.slots.values() for s in ss if (s.backend, s.server) not in wanted]:
+            await self.runtime.changed(f"set server {slot.backend}/{slot.server} state maint")
+            await self.runtime.changed(f"del server {slot.backend}/{slot.server}")
         await self._read_slots()
 
     async def _add(self, s: ProxyServer) -> None:
@@ -119,8 +140,6 @@ class NginxDoor:
     async def check(self, layout: ProxyLayout | None) -> None:
         if not os.path.isdir(os.path.dirname(os.path.abspath(self.target))):
             raise ProxyError(f"{self.target}: its directory does not exist; create it and include it in nginx's http {{}}")
-        if layout is not None:
-            await self.apply(layout)
 
     def serves(self, name: str) -> bool:
         return name in self.names
@@ -130,6 +149,12 @@ class NginxDoor:
 
     async def in_flight(self, name: str) -> int:
         return 0
+
+    async def restarted(self) -> bool:
+        return False  # nginx reads the routes file whenever it starts
+
+    async def route(self, layout: ProxyLayout) -> None:
+        pass  # the routes file `apply` wrote holds them
 
     async def apply(self, layout: ProxyLayout) -> None:
         self.names = {s.name for s in layout.servers}

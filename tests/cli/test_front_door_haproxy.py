@@ -8,7 +8,9 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import pathlib
 import signal
+import socket as socket_module
 import subprocess
 import sys
 import threading
@@ -67,10 +69,41 @@ class SteadyClient:
             thread.join(timeout=15)
 
 
+class RunningHAProxy:
+    """Debian's HAProxy run in the foreground with `config`; its runtime API on `socket`."""
+
+    def __init__(self, config: str, socket: str, log: str) -> None:
+        self.config, self.socket, self.log = config, socket, log
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        with open(self.log, "ab") as log:
+            self.process = subprocess.Popen([binary("haproxy"), "-db", "-f", self.config], stdout=log, stderr=log)
+        wait_for(lambda: self.command("show info") is not None, what="HAProxy's admin socket")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            self.process.wait(timeout=20)
+
+    def command(self, line: str) -> str | None:
+        try:
+            with socket_module.socket(socket_module.AF_UNIX) as s:
+                s.settimeout(5)
+                s.connect(self.socket)
+                s.sendall(line.encode() + b"\n")
+                return b"".join(iter(lambda: s.recv(65536), b"")).decode()
+        except OSError:
+            return None
+
+    def pid(self) -> str:
+        return next(line for line in (self.command("show info") or "").splitlines() if line.startswith("Pid: "))
+
+
 @pytest.fixture
 def behind_haproxy(deployment, short_dir):
-    """The deployment started with --proxy, behind a running HAProxy: (deployment, HAProxy's port)."""
-    haproxy = binary("haproxy")
+    """The deployment started with --proxy, behind a running HAProxy: (deployment, HAProxy's port, HAProxy)."""
+    binary("haproxy")
     for name in ("main", "generic1"):
         deployment.behave(name, answer_delay=ANSWER_DELAY)
     port, socket = free_ports(1)[0], os.path.join(short_dir, "admin.sock")
@@ -81,18 +114,16 @@ def behind_haproxy(deployment, short_dir):
     config = os.path.join(short_dir, "haproxy.cfg")
     with open(config, "w") as f:
         f.write(routes.stdout)
-    with open(os.path.join(short_dir, "haproxy.log"), "wb") as log:
-        proxy = subprocess.Popen([haproxy, "-db", "-f", config], stdout=log, stderr=log)
+    proxy = RunningHAProxy(config, socket, os.path.join(short_dir, "haproxy.log"))
     try:
-        wait_for(lambda: os.path.exists(socket), what="HAProxy's admin socket")
+        proxy.start()
         done = deployment.synsup("start", "--proxy", f"haproxy:{socket}", "--drain-timeout", "5", config=True)
         assert done.returncode == 0, done.stdout + done.stderr
         wait_for(lambda: proxy_states(deployment).get("generic1") == "ready", what="generic1 ready in HAProxy")
-        yield deployment, port
+        yield deployment, port, proxy
     finally:
         deployment.synsup("stop", timeout=120)
-        proxy.send_signal(signal.SIGTERM)
-        proxy.wait(timeout=20)
+        proxy.stop()
 
 
 def proxy_states(deployment) -> dict[str, str]:
@@ -100,7 +131,7 @@ def proxy_states(deployment) -> dict[str, str]:
 
 
 def test_restart_through_haproxy_fails_no_request(behind_haproxy):
-    deployment, port = behind_haproxy
+    deployment, port, _ = behind_haproxy
     with SteadyClient(port) as client:
         time.sleep(1)  # a steady stream before the restart
         began = time.monotonic()
@@ -118,7 +149,7 @@ def test_restart_through_haproxy_fails_no_request(behind_haproxy):
 
 
 def test_kill_9_through_haproxy_fails_at_most_the_requests_in_flight(behind_haproxy):
-    deployment, port = behind_haproxy
+    deployment, port, _ = behind_haproxy
     pid = deployment.pids()["generic1"]
     with SteadyClient(port) as client:
         time.sleep(1)
@@ -134,14 +165,14 @@ def test_kill_9_through_haproxy_fails_at_most_the_requests_in_flight(behind_hapr
 
 
 def test_status_text_shows_the_proxy(behind_haproxy):
-    deployment, _ = behind_haproxy
+    deployment, _, _ = behind_haproxy
     text = deployment.synsup("status").stdout
     assert "haproxy" in text and "PROXY" in text, text
     assert json.loads(deployment.synsup("status", "--json").stdout)["daemon"]["proxy"]["error"] is None
 
 
 def test_worker_added_by_reload_joins_haproxy_without_a_haproxy_reload(behind_haproxy):
-    deployment, port = behind_haproxy
+    deployment, port, _ = behind_haproxy
     deployment.workers["generic2"] = worker("generic2", listener(free_ports(1)[0], "client"))
     deployment.write()
     assert deployment.synsup("reload").returncode == 0
@@ -151,10 +182,10 @@ def test_worker_added_by_reload_joins_haproxy_without_a_haproxy_reload(behind_ha
     assert deployment.status()["daemon"]["proxy"]["ok"] is True
 
 
-def answer_of(port: int, path: str) -> str | None:
+def answer_of(port: int, path: str, method: str = "GET") -> str | None:
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
     try:
-        connection.request("GET", path)
+        connection.request(method, path, body=b"{}" if method != "GET" else None)
         return connection.getresponse().getheader("X-Fake-Synapse")
     except OSError:
         return None
@@ -177,3 +208,42 @@ def test_bad_proxy_option_refuses_the_start_before_anything_runs(deployment):
     assert done.returncode == 1 and done.stderr.strip().splitlines() == [
         "synsup: error: --proxy traefik:/x: expected haproxy:/path/to/admin.sock or "
         "nginx:/path/to/conf.d/synapse-routes.conf"], done.stderr
+
+
+TYPING = "/_matrix/client/v3/rooms/!r:example.org/typing/@u:example.org"
+
+
+def typing_moves_to_a_new_worker(deployment) -> None:
+    """A reload that adds generic2 and makes it the typing writer (main wrote typing before)."""
+    client, replication = free_ports(2)
+    deployment.workers["generic2"] = worker("generic2", listener(client, "client"), listener(replication, "replication"))
+    deployment.shared["instance_map"]["generic2"] = {"host": "127.0.0.1", "port": replication}
+    deployment.shared["stream_writers"]["typing"] = ["generic2"]
+    deployment.write()
+    done = deployment.synsup("reload")
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_typing_writer_moving_to_a_worker_reaches_it_through_haproxy_without_a_haproxy_reload(behind_haproxy):
+    """Issue 19: the typing endpoints follow their writer at runtime (a server added, the route map
+    changed): the same HAProxy process, its config untouched, sends /typing to the new writer."""
+    deployment, port, proxy = behind_haproxy
+    pid, config = proxy.pid(), pathlib.Path(proxy.config).read_text()
+    assert answer_of(port, TYPING, "PUT") == "main"
+    typing_moves_to_a_new_worker(deployment)
+    wait_for(lambda: answer_of(port, TYPING, "PUT") == "generic2", what="HAProxy sending /typing to generic2")
+    assert proxy.pid() == pid and proxy.process.poll() is None and pathlib.Path(proxy.config).read_text() == config
+    assert "typing typing" in proxy.command("show map /dev/null")
+    assert deployment.status()["daemon"]["proxy"]["ok"] is True
+
+
+def test_haproxy_restarted_under_the_daemon_is_told_everything_again(behind_haproxy):
+    """Issue 19: a HAProxy restarted while synsup holds it healthy starts from its file (typing to
+    main, no generic2); synsup sees another process answer and gives it the servers and map again."""
+    deployment, port, proxy = behind_haproxy
+    typing_moves_to_a_new_worker(deployment)
+    wait_for(lambda: answer_of(port, TYPING, "PUT") == "generic2", what="HAProxy sending /typing to generic2")
+    proxy.stop()
+    proxy.start()
+    wait_for(lambda: answer_of(port, TYPING, "PUT") == "generic2", timeout=15, what="the restarted HAProxy told again")
+    assert deployment.status()["daemon"]["proxy"]["ok"] is True

@@ -25,6 +25,11 @@ SPECS = [UnitSpec(name="main", argv=("fake", "main"), notify=False),
          UnitSpec(name="worker", argv=("fake", "worker"), dependencies=("main",), step=1, notify=False)]
 LAYOUT = ProxyLayout([ProxyServer("main", "main", "127.0.0.1:8008"), ProxyServer("client", "worker", "127.0.0.1:8081"),
                       ProxyServer("client", "main", "127.0.0.1:8008", backup=True)])
+SERVER = "check inter 2s observe layer4 error-limit 1 on-error mark-down"
+TYPING_BY_MAIN = ProxyLayout(LAYOUT.servers, routes={"typing": "main", "client": "client", "sync": "none"},
+                             route_map="/dev/null")
+TYPING_BY_WORKER = ProxyLayout([*LAYOUT.servers, ProxyServer("typing", "worker", "127.0.0.1:8081")],
+                               routes={"typing": "typing", "client": "client", "sync": "none"}, route_map="/dev/null")
 
 
 @pytest.fixture(autouse=True)
@@ -45,9 +50,12 @@ def told(door: FrontDoor, state: str, unit: str = "worker"):
 class FakeRuntimeApi:
     """HAProxy's runtime API as far as the front door uses it; `log` holds (command, worker_exited)."""
 
-    def __init__(self, path: str, servers: list[tuple[str, str]], answers: str = "Name: HAProxy\n") -> None:
-        self.path, self.info = path, answers
+    def __init__(self, path: str, servers: list[tuple[str, str]], answers: str = "Name: HAProxy\n",
+                 backends: tuple[str, ...] = (), route_map: str = "/dev/null") -> None:
+        self.path, self.info, self.pid = path, answers, 100
         self.servers = {key: {"admin": 0, "addr": "127.0.0.1:1"} for key in servers}
+        self.backends = list(dict.fromkeys([be for be, _ in servers] + list(backends)))
+        self.route_map, self.maps = route_map, {}
         self.sessions: dict[tuple[str, str], int] = {}
         self.log: list[tuple[str, bool]] = []
         self.worker_exited = lambda: False
@@ -73,7 +81,15 @@ class FakeRuntimeApi:
     def _reply(self, line: str) -> str:
         words = line.split()
         if line == "show info":
-            return self.info
+            return self.info + f"Pid: {self.pid}\nStart_time_sec: 1796124242\n"
+        if line == "show backend":
+            return "# name\n" + "".join(f"{be}\n" for be in self.backends)
+        if words[:2] == ["show", "map"]:
+            if len(words) == 2:
+                return f"# id (file) description\n5 ({self.route_map}) pattern loaded from file\n"
+            return "".join(f"0x{i} {key} {value}\n" for i, (key, value) in enumerate(self.maps.items()))
+        if words[1:3] == ["map", "/dev/null"]:
+            return self._map(words[0], words[3:])
         if line == "show servers state":
             rows = [f"1 {be} 1 {sv} {v['addr'].split(':')[0]} 2 {v['admin']} 1 1 0 0 0 0 0 0 0 0 - {v['addr'].split(':')[1]}"
                     for (be, sv), v in self.servers.items()]
@@ -86,6 +102,8 @@ class FakeRuntimeApi:
         if words[:2] == ["set", "server"] and words[3] == "state":
             be, sv = words[2].split("/")
             self.servers[(be, sv)]["admin"] = {"ready": 0, "drain": 8, "maint": 1}[words[4]]
+        if words[:2] == ["set", "server"] and words[3] == "addr":
+            self.servers[tuple(words[2].split("/"))]["addr"] = f"{words[4]}:{words[6]}"
         if words[:2] == ["add", "server"]:
             be, sv = words[2].split("/")
             self.servers[(be, sv)] = {"admin": 1, "addr": words[3]}
@@ -93,6 +111,15 @@ class FakeRuntimeApi:
         if words[:2] == ["del", "server"]:
             del self.servers[tuple(words[2].split("/"))]
             return "Server deleted.\n"
+        return ""
+
+    def _map(self, verb: str, args: list[str]) -> str:
+        if verb != "add" and args[0] not in self.maps:
+            return "Key not found.\n"
+        if verb == "del":
+            del self.maps[args[0]]
+        else:
+            self.maps[args[0]] = args[1]
         return ""
 
     def _held(self, backend: str, server: str) -> int:
@@ -105,13 +132,19 @@ class FakeRuntimeApi:
     def changes(self, server: str = "worker") -> list[str]:
         return [c for c, _ in self.log if c.startswith(("set server", "add server", "del server")) and f"/{server} " in c]
 
+    def commands(self) -> list[str]:
+        """What changed HAProxy, in order."""
+        return [c for c, _ in self.log if not c.startswith("show ")]
 
-def run_daemon(short_dir, api: FakeRuntimeApi, scenario, layout=LAYOUT, drain_timeout=5.0) -> Daemon:
+
+def run_daemon(short_dir, api: FakeRuntimeApi, scenario, layout=LAYOUT, drain_timeout=5.0, specs=SPECS) -> Daemon:
+    """`layout`: a ProxyLayout, or a list whose last one is the current config's."""
     async def main():
         await api.start()
         spawner, stop = FakeSpawner(), asyncio.Event()
-        door = FrontDoor(HAProxyDoor(api.path), drain_timeout, lambda loaded: layout)
-        d = Daemon(Loaded(SPECS), StateDir(os.path.join(short_dir, "s")), os.path.join(short_dir, "logs"),
+        door = FrontDoor(HAProxyDoor(api.path), drain_timeout,
+                         lambda loaded: layout[-1] if isinstance(layout, list) else layout)
+        d = Daemon(Loaded(specs), StateDir(os.path.join(short_dir, "s")), os.path.join(short_dir, "logs"),
                    timing=TIMING, spawner=spawner, stop_trigger=stop.wait, front_door=door)
         run = asyncio.ensure_future(d.run())
         try:
@@ -179,17 +212,19 @@ def test_drain_is_bounded_by_the_drain_timeout(short_dir):
 
 
 @pytest.mark.parametrize("problem, said", [
-    ("missing", "cannot reach"), ("foreign", "is not HAProxy's runtime API"), ("backends", "has no backend client")])
+    ("missing", "cannot reach"), ("foreign", "is not HAProxy's runtime API"), ("backends", "has no backend client"),
+    ("map", "has no map /dev/null")])
 def test_bad_socket_is_one_warning_with_the_fix_and_units_run_on(short_dir, problem, said):
     path = os.path.join(short_dir, "api.sock")
     api = FakeRuntimeApi(path if problem != "missing" else os.path.join(short_dir, "other.sock"),
                          [("main", "main")] + ([] if problem == "backends" else [("client", "worker")]),
-                         answers="Name: something else\n" if problem == "foreign" else "Name: HAProxy\n")
+                         answers="Name: something else\n" if problem == "foreign" else "Name: HAProxy\n",
+                         route_map="/etc/haproxy/other.map" if problem == "map" else "/dev/null")
     seen = {}
 
     async def main():
         await api.start()
-        door, stop = FrontDoor(HAProxyDoor(path), 1.0, lambda loaded: LAYOUT), asyncio.Event()
+        door, stop = FrontDoor(HAProxyDoor(path), 1.0, lambda loaded: TYPING_BY_MAIN), asyncio.Event()
         d = Daemon(Loaded(SPECS), StateDir(os.path.join(short_dir, "s")), os.path.join(short_dir, "logs"),
                    timing=TIMING, spawner=FakeSpawner(), stop_trigger=stop.wait, front_door=door)
         run = asyncio.ensure_future(d.run())
@@ -224,3 +259,85 @@ def test_topology_change_adds_readdresses_and_removes_servers_at_runtime(short_d
            in commands
     assert commands.index("set server client/old state maint") < commands.index("del server client/old")
     assert "del server sync/main" in commands and set(api.servers) == {(s.backend, s.name) for s in moved.servers}
+
+
+def relaid_out(d: Daemon, door: FrontDoor, layouts: list[ProxyLayout], layout: ProxyLayout) -> None:
+    """A reload that changed the topology: the daemon runs a new config whose layout is `layout`."""
+    layouts.append(layout)
+    d.current = Loaded(SPECS)
+    door.phase_changed()
+
+
+def test_typing_writer_move_is_a_server_and_a_map_entry_at_runtime_never_a_reload(short_dir):
+    """Issue 19: typing moving from main to a worker (and back) is told to HAProxy at runtime: the
+    server is added and ready before the map sends typing to its backend, and the map leaves it
+    before it is removed."""
+    api = FakeRuntimeApi(os.path.join(short_dir, "api.sock"), [("main", "main"), ("client", "worker"),
+                                                                 ("client", "main")], backends=("typing", "sync"))
+    layouts = [TYPING_BY_MAIN]
+    seen = {}
+
+    async def scenario(d, door, spawner):
+        await until(lambda: api.maps == TYPING_BY_MAIN.routes)  # the map filled at start
+        api.log.clear()
+        relaid_out(d, door, layouts, TYPING_BY_WORKER)
+        await until(lambda: api.maps["typing"] == "typing")
+        seen["there"] = api.commands()
+        api.log.clear()
+        relaid_out(d, door, layouts, TYPING_BY_MAIN)
+        await until(lambda: ("typing", "worker") not in api.servers)
+        seen["back"] = api.commands()
+
+    run_daemon(short_dir, api, scenario, layout=layouts)
+    there, back = seen["there"], seen["back"]
+    assert there[:2] == [f"add server typing/worker 127.0.0.1:8081 {SERVER}", "enable health typing/worker"]
+    assert there.index("set server typing/worker state ready") < there.index("set map /dev/null typing typing")
+    assert [c for c in there if "map" in c] == ["set map /dev/null typing typing"]
+    removal = ["set map /dev/null typing main", "set server typing/worker state maint", "del server typing/worker"]
+    assert [c for c in back if c in removal] == removal and [c for c in back if "map" in c] == removal[:1]
+    assert not any("reload" in c for c in there + back)
+
+
+
+def test_haproxy_restarted_while_healthy_is_told_everything_again(short_dir, monkeypatch):
+    """Issue 19: a restarted HAProxy (another pid in `show info`) lost the servers, states and map
+    synsup gave it; the next look (every RECHECK s) finds it and tells it all again, no failed command needed."""
+    monkeypatch.setattr("synsup.supervisor.daemon.front_door.RECHECK", 0.2)
+    api = FakeRuntimeApi(os.path.join(short_dir, "api.sock"), [("main", "main"), ("client", "worker"),
+                                                                 ("client", "main")], backends=("typing", "sync"))
+
+    async def scenario(d, door, spawner):
+        await until(lambda: ("typing", "worker") in api.servers and api.maps == TYPING_BY_WORKER.routes)
+        api.pid, api.maps = 101, {}  # restarted from its file: no dynamic server, an empty map
+        del api.servers[("typing", "worker")]
+        await until(lambda: ("typing", "worker") in api.servers and api.maps == TYPING_BY_WORKER.routes)
+        await until(lambda: api.servers[("typing", "worker")]["admin"] == 0)  # ready again
+
+    run_daemon(short_dir, api, scenario, layout=TYPING_BY_WORKER)
+
+
+def test_drain_while_event_persistence_pauses_is_short(short_dir, monkeypatch):
+    """Issue 19 (persister change: 16 s of stall behind HAProxy, 12 s direct): while an event
+    persister is down, the requests a worker holds wait on persistence, which comes back only
+    after that worker stops; its drain waits PAUSED_DRAIN, not --drain-timeout, and HAProxy
+    retries the requests the stop cuts."""
+    monkeypatch.setattr("synsup.supervisor.daemon.front_door.PAUSED_DRAIN", 0.3)
+    specs = [*SPECS, UnitSpec(name="persister", argv=("fake", "persister"), dependencies=("main",), notify=False)]
+    api = FakeRuntimeApi(os.path.join(short_dir, "api.sock"), [("main", "main"), ("client", "worker"),
+                                                                 ("client", "main")])
+    took = {}
+
+    async def restart_timed(d, label):
+        began = asyncio.get_running_loop().time()
+        await d.supervisor.restart(["worker"])
+        took[label] = asyncio.get_running_loop().time() - began
+
+    async def scenario(d, door, spawner):
+        api.sessions[("client", "worker")] = 1_000_000  # never end
+        await restart_timed(d, "persisting")
+        await d.supervisor.hold(["persister"])
+        await restart_timed(d, "paused")
+
+    run_daemon(short_dir, api, scenario, drain_timeout=1.5, specs=specs,
+               layout=ProxyLayout(LAYOUT.servers, persisters=["persister"]))
+    assert took["persisting"] >= 1.5 and took["paused"] < 1.2, took

@@ -3,7 +3,9 @@ text, the patterns' source (the installed Synapse, or the v1.66 table), and --di
 
 from __future__ import annotations
 
+import argparse
 import os
+import re
 import subprocess
 import sys
 
@@ -11,11 +13,13 @@ import pytest
 import yaml
 from helpers import FAKE_SYNAPSE, binary, listener, modern_deployment, worker, write_deployment
 
+from synsup.supervisor.source import Loaded
 from synsup.units.loader import load_deployment
+from synsup.units.proxy_routes import proxy_layout
 from synsup.units.route_diff import route_changes, routes_in
-from synsup.units.route_render import haproxy, nginx, summary
+from synsup.units.route_render import haproxy, nginx, route_map, summary
 from synsup.units.route_source import RoutePatterns, from_synapse, patterns_of
-from synsup.units.route_table import TABLE_V166, TABLE_VALID_FOR
+from synsup.units.route_table import CATEGORIES, TABLE_V166, TABLE_VALID_FOR
 from synsup.units.routes import route_table
 
 TABLE = RoutePatterns({**TABLE_V166, "media": (("*", "^/_matrix/media/"),)}, "test table")
@@ -52,7 +56,8 @@ def test_without_routes_file_client_workers_take_sync_and_client_reads_federatio
     assert got["typing"] == got["to_device"] == ["main"]  # no writer configured: main writes them
     assert "event_sending" not in got and table.main.name == "main" and table.main.port == 8008
     text = haproxy(table, "127.0.0.1:8080", "127.0.0.1:9999", [])
-    assert "use_backend main if typing_any" in text and "backend typing" not in text  # main's one backend
+    assert "use_backend %[str(typing),map(/dev/null,main)] if typing_any !typing_unrouted" in text  # main's backend
+    assert "use_backend %[str(event_sending),map(/dev/null,none)] if event_sending_any !event_sending_unrouted" in text
 
 
 def test_stream_writer_routes_move_with_the_writer(tmp_path):
@@ -63,6 +68,25 @@ def test_stream_writer_routes_move_with_the_writer(tmp_path):
     assert len(changes) == 1, changes
     assert changes[0].startswith("typing: generic2 127.0.0.1:8082 (round robin; 1 pattern ")
     assert " -> generic1 127.0.0.1:8081 (round robin; 1 pattern " in changes[0]
+
+
+def skeleton(config: str) -> list[str]:
+    """A HAProxy file without its servers, comments and the map's defaults: what a reload would change."""
+    return [re.sub(r"map\(/dev/null,[^)]*\)", "map(/dev/null)", line) for line in config.splitlines()
+            if not line.startswith(("#", "    server "))]
+
+
+def test_haproxy_routes_through_a_map_so_a_writer_move_changes_no_rule_and_no_backend(tmp_path):
+    """Issue 19: a category that gets a backend of its own (typing from main to a worker) is a map
+    entry and a server at runtime: the file's rules and backends stay as they are."""
+    by_main = route_table(deployment(tmp_path / "a", *with_typing_writers("main")), TABLE)
+    by_worker = route_table(deployment(tmp_path / "b", *with_typing_writers("generic1")), TABLE)
+    assert route_map(by_main)["typing"] == "main" and route_map(by_worker)["typing"] == "typing"
+    assert route_map(by_main)["event_sending"] == "none" and route_map(by_main)["sync"] == "sync"
+    texts = [haproxy(table, "127.0.0.1:8080", "127.0.0.1:9999", []) for table in (by_main, by_worker)]
+    assert skeleton(texts[0]) == skeleton(texts[1])
+    assert all(f"backend {c.name}\n" in text for c in CATEGORIES for text in texts)  # empty until one is routed
+    assert "use_backend %[str(typing),map(/dev/null,typing)] if typing_any !typing_unrouted" in texts[1]
 
 
 def test_writer_without_client_listener_is_an_error_naming_the_fix(tmp_path):
@@ -115,7 +139,8 @@ def test_unreadable_routes_file_is_one_error_naming_it(tmp_path):
 def test_get_only_patterns_route_only_get(tmp_path):
     patterns = RoutePatterns({"delayed_events": (("GET", "^/_matrix/client/unstable/x/delayed_events/([^/]+)$"),)}, "t")
     table = route_table(deployment(tmp_path), patterns, write_routes(tmp_path, "delayed_events: generic1\n"))
-    assert "use_backend delayed_events if delayed_events_get METH_GET" in haproxy(table, "127.0.0.1:8080", "x", [])
+    assert "use_backend %[str(delayed_events),map(/dev/null,delayed_events)] if delayed_events_get METH_GET " \
+           "!delayed_events_unrouted" in haproxy(table, "127.0.0.1:8080", "x", [])
     entry = '"~^GET:/_matrix/client/unstable/x/delayed_events/([^/]+)$" synapse_delayed_events;'
     assert entry in nginx(table, "127.0.0.1:8080", [])
 
@@ -149,7 +174,8 @@ def test_main_federation_listener_of_its_own_takes_federation_paths(tmp_path):
     shared["listeners"] = [listener(8008, "client"), listener(8448, "federation"), listener(9093, "replication")]
     table = route_table(deployment(tmp_path, shared, workers), TABLE)
     assert table.main_federation is not None and table.main_federation.port == 8448
-    assert "use_backend main_federation if { path_beg /_matrix/federation/ /_matrix/key/ }" in \
+    assert "use_backend %[str(main_federation),map(/dev/null,main_federation)] if " \
+           "{ path_beg /_matrix/federation/ /_matrix/key/ } !main_federation_unrouted" in \
         haproxy(table, "127.0.0.1:8080", "127.0.0.1:9999", [])
 
 
@@ -255,3 +281,19 @@ def test_nginx_retries_idempotent_failures_and_falls_back_to_main_as_backup(tmp_
     text = nginx(route_table(deployment(tmp_path), TABLE), "127.0.0.1:8080", [])
     assert "proxy_next_upstream error timeout http_502 http_503 http_504;" in text
     assert "server 127.0.0.1:8008 backup;  # main" in text  # client reads: generic1, else main
+
+
+def test_proxy_layout_gives_the_route_map_and_the_persisters(tmp_path):
+    """What `start --proxy haproxy:` keeps HAProxy equal to: typing moving to generic1 is one map
+    entry and one server more; the event persisters (a drain is short while one is down)."""
+    def layout(directory, *writers):
+        d = deployment(directory, *with_typing_writers(*writers))
+        args = argparse.Namespace(routes=None, proxy_listen="127.0.0.1:8080")
+        return proxy_layout(args, Loaded([], model=argparse.Namespace(deployment=d)), [])
+
+    by_main, by_worker = layout(tmp_path / "a", "main"), layout(tmp_path / "b", "generic1")
+    assert by_main.route_map == "/dev/null" and by_main.persisters == ["persister1", "persister2"]
+    assert {k for k in by_main.routes if by_main.routes[k] != by_worker.routes[k]} == {"typing"}
+    assert by_worker.routes["typing"] == "typing" and by_main.routes["typing"] == "main"
+    added = {(s.backend, s.name) for s in by_worker.servers} - {(s.backend, s.name) for s in by_main.servers}
+    assert added == {("typing", "generic1")}
