@@ -9,6 +9,7 @@ refuses is a warning in the log and in status, never a reason to stop or delay a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
@@ -28,6 +29,7 @@ RECHECK = 5.0  # seconds between two looks at the proxy (one that does not answe
 # seconds a drain waits while an event persister is down (a persister change): the requests a
 # server holds then wait on persistence, which resumes only after the stop (HAProxy retries them)
 PAUSED_DRAIN = 1.0
+TOLD_WAIT = 2.0  # seconds a reply waits for the proxy to be told what just changed
 
 
 class ProxyError(Exception):
@@ -145,6 +147,16 @@ class FrontDoor:
         while not condition():
             self._changed.clear()
             await self._changed.wait()
+
+    async def told(self, timeout: float = TOLD_WAIT) -> None:
+        """Until the proxy has been told every state wanted now (at most `timeout`, and not while it
+        is unavailable), so that a reply to a restart shows the proxy as it is."""
+        def caught_up() -> bool:
+            return self.error is not None or all(
+                self.applied.get(n) is s for n, s in self.wanted.items() if self.proxy.serves(n))
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                await self._until(caught_up)
 
     async def _until_idle(self, name: str, deadline: float) -> None:
         loop = asyncio.get_running_loop()

@@ -89,6 +89,8 @@ class Requests:
             await send(refusal(str(e)))
             return
         self.d.settle()
+        if self.d.front_door is not None:
+            await self.d.front_door.told()
         await send({**self.d.status(names or None), **extra})
 
     async def _stop_units(self, request: Request, send: Send) -> None:

@@ -341,3 +341,20 @@ def test_drain_while_event_persistence_pauses_is_short(short_dir, monkeypatch):
     run_daemon(short_dir, api, scenario, drain_timeout=1.5, specs=specs,
                layout=ProxyLayout(LAYOUT.servers, persisters=["persister"]))
     assert took["persisting"] >= 1.5 and took["paused"] < 1.2, took
+
+
+def test_a_restart_answers_once_the_proxy_has_been_told_the_unit_is_ready(short_dir):
+    """The reply to `synsup restart` shows the proxy as it is: `ready`, not the `maint` of a moment ago."""
+    from synsup.supervisor.daemon.handlers import Requests
+
+    api = FakeRuntimeApi(os.path.join(short_dir, "api.sock"), [("main", "main"), ("client", "worker")])
+    replies: list[dict] = []
+
+    async def scenario(d, door, spawner):
+        async def send(reply: dict) -> None:
+            replies.append(reply)
+        await Requests(d).handle({"cmd": "restart", "units": ["worker"]}, send)
+
+    run_daemon(short_dir, api, scenario)
+    (unit,) = [u for u in replies[-1]["units"] if u["name"] == "worker"]
+    assert (unit["state"], unit["proxy"]) == ("ready", "ready")
