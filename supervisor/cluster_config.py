@@ -5,7 +5,6 @@ line naming the file, the key (with its line) and the fix. Pure: no store, no Sy
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import re
 from dataclasses import dataclass, field
@@ -13,13 +12,13 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from .errors import SynsupError
+from .loopback import is_loopback  # an address that means a different host on each node
 
 DEFAULT_TTL = 30
 TTL_RANGE = (2, 3600)  # etcd's own minimum lease TTL is about 2 s with its default timing
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 TOP_KEYS = ("name", "store", "nodes", "placement", "self_fence")
 STORE_KEYS = ("endpoints", "prefix", "ttl", "tls", "username", "password")
-LOOPBACK_NAMES = ("localhost", "localhost.localdomain", "ip6-localhost")
 
 
 class ClusterConfigError(SynsupError):
@@ -165,16 +164,6 @@ def _addresses_distinct(r: _Reader, nodes: dict[str, Node]) -> None:
         if node.address in seen:
             raise r.fail(key, f"{node.address} is node {seen[node.address]}'s address too; give each node its own")
         seen[node.address] = node.name
-
-
-def is_loopback(host: str) -> bool:
-    """127.0.0.0/8, ::1, localhost: an address that means a different host on each node."""
-    if host.lower() in LOOPBACK_NAMES:
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def _placement(r: _Reader, value: Any, nodes: dict[str, Node]) -> dict[str, str]:

@@ -26,7 +26,7 @@ FIELDS: dict[str, frozenset[str]] = {
     "reopen_logs": frozenset(),
     "resume": frozenset(),
     "upgrade": frozenset({"python", "dry_run", "allow_downtime"}),
-    "reexec": frozenset(),
+    "reexec": frozenset({"trial_timeout"}),
 }
 
 
@@ -44,6 +44,9 @@ def validate(request: dict[str, Any], unit_names: list[str]) -> str:
     python = request.get("python")
     if python is not None and (not isinstance(python, str) or not python.startswith("/")):
         raise RequestError(f"{command}: `python` must be an absolute path to an interpreter")
+    timeout = request.get("trial_timeout")
+    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0):
+        raise RequestError(f"{command}: `trial_timeout` must be a number of seconds above 0")
     units = request.get("units")
     if units is not None:
         if not isinstance(units, list) or not all(isinstance(u, str) for u in units):
@@ -65,6 +68,7 @@ class Request:
     python: str | None = None
     allow_downtime: bool = False
     rolling: bool = False
+    trial_timeout: float | None = None  # reexec: seconds the new image's trial may take
 
     def as_json(self) -> dict[str, Any]:
         """The request line: `cmd` and every field that is not its default."""
@@ -82,7 +86,8 @@ def parse_request(raw: Any, unit_names: list[str]) -> Request:
         raise RequestError("a request is a JSON object")
     command = validate(raw, unit_names)
     return Request(command, tuple(raw.get("units") or ()), raw.get("force", False), raw.get("dry_run", False),
-                   raw.get("python"), raw.get("allow_downtime", False), raw.get("rolling", False))
+                   raw.get("python"), raw.get("allow_downtime", False), raw.get("rolling", False),
+                   raw.get("trial_timeout"))
 
 
 def refusal(error: str) -> dict[str, Any]:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from synsup.supervisor.loopback import reach_host
+
 from .model import Deployment, Finding, Listener, Process, warning
 from .roles import group_of
 
@@ -21,12 +23,7 @@ def is_metrics_listener(listener: Listener) -> bool:
 
 def _scrape_address(listener: Listener) -> str:
     """HOST:PORT that reaches the listener from this machine (a wildcard bind means loopback)."""
-    addresses = set(listener.addresses)
-    if addresses & {"127.0.0.1", "0.0.0.0", "localhost"}:
-        return f"127.0.0.1:{listener.port}"
-    if addresses & {"::1", "::"}:
-        return f"[::1]:{listener.port}"
-    host = listener.addresses[0]
+    host = reach_host(listener.addresses)
     return f"[{host}]:{listener.port}" if ":" in host else f"{host}:{listener.port}"
 
 

@@ -8,7 +8,8 @@ from __future__ import annotations
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 
-from synsup.supervisor.cluster_config import ClusterConfig, is_loopback
+from synsup.supervisor.cluster_config import ClusterConfig
+from synsup.supervisor.loopback import is_loopback
 from synsup.supervisor.source import Placement
 from synsup.supervisor.spec import UnitSpec
 

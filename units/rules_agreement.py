@@ -6,9 +6,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from synsup.supervisor.loopback import is_loopback
+
 from .model import Deployment, Finding, Process, error, warning
 from .roles import DUTY_OPTIONS, as_names
-from .rules_replication import LOOPBACK, replication_listeners
+from .rules_replication import replication_listeners
 from .yamldoc import where
 
 SECRET_KEYS = ("worker_replication_secret", "worker_replication_secret_path")
@@ -84,7 +86,7 @@ def network_hosts(d: Deployment) -> list[str]:
     instance_map = d.shared.get("instance_map")
     entries = instance_map.values() if isinstance(instance_map, dict) else []
     return [str(e["host"]) for e in entries if isinstance(e, dict) and e.get("path") is None
-            and e.get("host") is not None and str(e["host"]) not in LOOPBACK]
+            and e.get("host") is not None and not is_loopback(str(e["host"]))]
 
 
 def secret_over_network(d: Deployment) -> Iterator[Finding]:
@@ -115,7 +117,7 @@ def exposed_replication(d: Deployment) -> Iterator[Finding]:
         return
     for p in d.processes:
         for listener in replication_listeners(p):
-            if listener.path is None and not set(listener.addresses) <= LOOPBACK:
+            if listener.path is None and not all(is_loopback(a) for a in listener.addresses):
                 yield warning(listener.at, f"{p.name}: replication listener on "
                               f"{'/'.join(listener.addresses)} without `worker_replication_secret`; "
                               "bind it to 127.0.0.1 or set a secret", "exposed-replication")

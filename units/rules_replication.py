@@ -6,13 +6,12 @@ import os
 from collections.abc import Iterator
 from typing import Any
 
+from synsup.supervisor.loopback import reach_host, same_host
 from synsup.supervisor.spec import address
 
 from .model import MAIN_ALIASES, MAIN_INSTANCE, WILDCARDS, Deployment, Finding, Listener, Process, error
 from .roles import DUTY_OPTIONS, MAIN_WRITER_STREAMS, SINGLE_WRITER_STREAMS, STREAMS, as_names
 from .yamldoc import Where, where
-
-LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1"})
 
 
 def replication_listeners(p: Process) -> list[Listener]:
@@ -20,10 +19,9 @@ def replication_listeners(p: Process) -> list[Listener]:
 
 
 def _host_matches(host: str, listener: Listener) -> bool:
-    addresses = set(listener.addresses)
-    if addresses & WILDCARDS or host in addresses:
+    if set(listener.addresses) & WILDCARDS:
         return True
-    return host in LOOPBACK and bool(addresses & LOOPBACK)
+    return any(same_host(host, bound) for bound in listener.addresses)
 
 
 def endpoint_matches(entry: dict, p: Process) -> bool:
@@ -126,7 +124,7 @@ def _suggested_main_entry(d: Deployment) -> str:
     for listener in replication_listeners(d.main):
         if listener.path:
             return f"`instance_map: {{main: {{path: {listener.path}}}}}`"
-        host = "127.0.0.1" if set(listener.addresses) & (WILDCARDS | LOOPBACK) else listener.addresses[0]
+        host = reach_host(listener.addresses)
         return f"`instance_map: {{main: {{host: {host}, port: {listener.port}}}}}`"
     return ("an http listener with the `replication` resource to main's `listeners`, and "
             "`instance_map: {main: {host: 127.0.0.1, port: <that port>}}`")

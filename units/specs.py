@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
+from synsup.supervisor.loopback import reach_host
 from synsup.supervisor.spec import HttpProbe, RedisProbe, TcpProbe, UnitSpec, address
 
 from .metrics_listeners import metrics_targets, target_labels
@@ -30,14 +31,7 @@ def probe_for(listener: Listener) -> HttpProbe | None:
         return None
     if listener.path:
         return HttpProbe(path=listener.path, tls=listener.tls)
-    return HttpProbe(host=_connect_address(listener.addresses), port=listener.port, tls=listener.tls)
-
-
-def _connect_address(addresses: tuple[str, ...]) -> str:
-    for candidates, target in ((("127.0.0.1", "0.0.0.0", "localhost"), "127.0.0.1"), (("::1", "::"), "::1")):
-        if any(a in candidates for a in addresses):
-            return target
-    return addresses[0]
+    return HttpProbe(host=reach_host(listener.addresses), port=listener.port, tls=listener.tls)
 
 
 def listens_of(p: Process) -> tuple[str, ...]:

@@ -221,8 +221,11 @@ def reexec(args: argparse.Namespace) -> int:
     state = state_of(args)
     with ControlClient(state.socket) as client:
         before = client.request(Request("status"))["daemon"]
-    with ControlClient(state.socket, timeout=REEXEC_WAIT) as client:
-        client.request(Request("reexec"))  # ControlError (one line) if refused
+    trial = args.trial_timeout
+    if not 0 < trial <= 3600:
+        raise SynsupError(f"--trial-timeout {trial:g}: give a number of seconds above 0 (at most 3600)")
+    with ControlClient(state.socket, timeout=REEXEC_WAIT + trial) as client:
+        client.request(Request("reexec", trial_timeout=trial))  # ControlError (one line) if refused
     after = _new_image(state, before["image_started_at"], time.monotonic() + REEXEC_WAIT)
     if after is None:
         raise SynsupError(f"the daemon (pid {before['pid']}) did not answer within {REEXEC_WAIT:g}s after "

@@ -160,6 +160,9 @@ def _command_options(name: str, p: argparse.ArgumentParser) -> None:
     if name == "upgrade":
         p.add_argument("--dry-run", action="store_true", help="print the plan (versions, migration, restart "
                        "order); change nothing")
+    if name == "reexec":
+        p.add_argument("--trial-timeout", type=float, default=60.0, metavar="SECONDS",
+                       help="the new version is tried first (`--version`); refused if it takes longer (default 60)")
     if name in ("restart", "reload", "upgrade"):
         p.add_argument("--timeout", type=float, default=600.0, metavar="SECONDS",
                        help="give up waiting after this long (default 600); the operation goes on")

@@ -75,6 +75,7 @@ class FailureHooks:
             bound.error("hook.spawn_failed", error=str(e))
             return
         self._pgids.add(proc.pid)
+        REAPER.waited.add(proc.pid)  # proc.wait() takes its exit status, never the reaper
         try:
             async with asyncio.timeout(self.time_limit):
                 await _exit_of(proc.pid)  # its end, not EOF on the pipe (which what it started may hold)
@@ -85,6 +86,7 @@ class FailureHooks:
             self._pgids.discard(proc.pid)
             await asyncio.to_thread(self._kill_escaped, env[VARIABLE].rsplit("/", 1)[1])
             code = proc.wait()
+            REAPER.waited.discard(proc.pid)
         assert proc.stdout is not None
         with proc.stdout:
             self._log_output(bound, await asyncio.to_thread(_read_output, proc.stdout.fileno()))

@@ -143,7 +143,7 @@ class Requests:
             await send(refusal(str(e)))
 
     async def _cmd_reexec(self, request: Request, send: Send) -> None:
-        await reexec(self.d, send)
+        await reexec(self.d, send, request.trial_timeout)
 
     async def _cmd_upgrade(self, request: Request, send: Send) -> None:
         async def progress(line: str) -> None:

@@ -2,9 +2,10 @@
 do), after `pip install -U synsup`. Same pid, so systemd sees no restart; the units are its
 children still and are adopted by the new image (engine/adopted.py); the listening control
 socket is passed across exec as an inherited fd named in $SYNSUP_REEXEC, with what else the new
-image needs (units held by the admin, pause). The new code is tried first (`python -m synsup
---version` in a subprocess): a new version that does not come up is never exec'd, and an exec
-that fails leaves the old image running."""
+image needs (units held by the admin, pause). The new code is tried first: the same interpreter,
+its options and the same script or `-m` module as the exec will run, with `--version` (which
+imports the daemon's code), in a subprocess given `--trial-timeout`; a new version that fails or
+hangs is never exec'd, and an exec that fails leaves the old image running."""
 
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
     from .daemon import Daemon
 
 ENV = "SYNSUP_REEXEC"
-TRY_TIMEOUT = 60.0
+TRY_TIMEOUT = 60.0  # seconds the trial of the new image may take (`reexec --trial-timeout`)
 
 log = structlog.get_logger()
 
@@ -50,16 +51,26 @@ def inherited() -> Inherited | None:
         return None
 
 
-def new_image_fails() -> str | None:
+def trial_argv(orig_argv: list[str], argv: list[str]) -> list[str]:
+    """What the exec will run up to its command (the interpreter, its options, the script or
+    `-m MODULE`), with `--version`."""
+    prefix = orig_argv[:len(orig_argv) - len(argv) + 1]
+    return (prefix if len(argv) < len(orig_argv) else [sys.executable, "-m", "synsup"]) + ["--version"]
+
+
+def new_image_fails(timeout: float = TRY_TIMEOUT) -> str | None:
     """Why the installed synsup would not come up (None if it does): run it once first."""
+    argv = trial_argv(sys.orig_argv, sys.argv)
+    shown = " ".join(argv)
     try:
-        done = subprocess.run([sys.executable, "-m", "synsup", "--version"], capture_output=True, text=True,
-                              timeout=TRY_TIMEOUT, stdin=subprocess.DEVNULL)
-    except (OSError, subprocess.TimeoutExpired) as e:
-        return f"cannot run {sys.executable} -m synsup: {e}"
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        return f"`{shown}` did not come up within {timeout:g} s"
+    except OSError as e:
+        return f"cannot run `{shown}`: {e}"
     if done.returncode != 0:
         tail = " | ".join((done.stderr or done.stdout).strip().splitlines()[-3:])
-        return f"`{sys.executable} -m synsup --version` exited with code {done.returncode}: {tail}"
+        return f"`{shown}` exited with code {done.returncode}: {tail}"
     return None
 
 
@@ -79,14 +90,14 @@ def exec_in_place(passed: Inherited) -> OSError:
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-async def reexec(daemon: Daemon, send: Send) -> None:
+async def reexec(daemon: Daemon, send: Send, trial_timeout: float | None = None) -> None:
     """The `reexec` request: refused while an operation runs; the new code tried first; the
     records written for the new image to adopt from; the reply sent; then the exec."""
     busy = daemon.operations.current or ("stop" if daemon.lifecycle.stopping else None)
     if busy:
         await send(refusal(f"still running: {busy}; try again when it is done"))
         return
-    why = await asyncio.to_thread(new_image_fails)
+    why = await asyncio.to_thread(new_image_fails, trial_timeout or TRY_TIMEOUT)
     if why is not None:
         await send(refusal(f"the installed synsup does not come up ({why}); the running one "
                            "goes on unchanged"))

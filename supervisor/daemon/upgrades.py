@@ -142,12 +142,22 @@ async def run_command(command: Command, marker: dict[str, str] | None = None,
     `marker` goes into its environment and `spawned` hears its pid, so that a `synsup stop`
     after the daemon died finds it."""
     try:
-        proc = await asyncio.create_subprocess_exec(*command.argv, stdin=asyncio.subprocess.DEVNULL,
-                                                    env={**os.environ, **(marker or {})},
-                                                    stdout=asyncio.subprocess.PIPE,
-                                                    stderr=asyncio.subprocess.STDOUT, start_new_session=True)
+        with REAPER.spawning():  # asyncio waits for it: the reaper must not take its exit status
+            proc = await asyncio.create_subprocess_exec(*command.argv, stdin=asyncio.subprocess.DEVNULL,
+                                                        env={**os.environ, **(marker or {})},
+                                                        stdout=asyncio.subprocess.PIPE,
+                                                        stderr=asyncio.subprocess.STDOUT, start_new_session=True)
+            REAPER.waited.add(proc.pid)
     except OSError as e:
         return f"cannot run {command.argv[0]}: {e.strerror or e}"
+    try:
+        return await _outcome(proc, command, spawned)
+    finally:
+        REAPER.waited.discard(proc.pid)
+
+
+async def _outcome(proc: asyncio.subprocess.Process, command: Command,
+                   spawned: Callable[[int], None] | None) -> str:
     if spawned is not None:
         spawned(proc.pid)
     try:

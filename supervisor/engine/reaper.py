@@ -1,22 +1,24 @@
 """Every child the daemon gains, it reaps. The daemon is a child subreaper: descendants of its
 units whose parents exit are reparented to it, and each one that exits is a zombie until it is
 waited for. Exit statuses that others wait for are never stolen: a unit's leader (its `Child`
-reaps it after its pidfd fires), and what the daemon runs itself (hooks, commands, validation:
-subprocess and asyncio wait for those). A zombie child is reaped when it came from a unit: not a
-session leader and not in the daemon's own session (units run in sessions of their own), or a
-session leader seen alive with a unit's mark, or a leftover the daemon killed."""
+reaps it after its pidfd fires: `leaders`), and what the daemon runs itself (hooks, commands,
+validation: subprocess and asyncio wait for those). What the daemon runs in a session of its own
+is in `waited` from its fork on (`spawning()` covers the fork until then); what it runs in its
+own session cannot be a unit's (a process can only leave a session for a new one), so it is
+left alone. Every other zombie child is reaped: whatever a unit's descendants did (setsid,
+double forks), and leftovers the daemon killed."""
 
 from __future__ import annotations
 
 import asyncio
 import os
 import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, Protocol
 
 import psutil
 import structlog
-
-from ..owner_mark import unit_of
 
 log = structlog.get_logger()
 REAP_AFTER = 0.05  # seconds from a SIGCHLD to the look at every child: once for a burst, after any respawn
@@ -35,7 +37,8 @@ class Reaper:
         self.waited: set[int] = set()  # our own children that someone else waits for
         self.token: str | None = None
         self.session = os.getsid(0)
-        self._classified: dict[int, bool] = {}  # session leaders among our children: from a unit?
+        self._spawning = 0  # own spawns in a session of their own, forked but not yet in `waited`
+        self._deferred = False  # a session leader's zombie left for after them
         self._pending: asyncio.TimerHandle | None = None
         self.escaped_due: set[Leader] = set()  # exited leaders whose look for escaped descendants is due
         self.reaped = 0
@@ -50,29 +53,40 @@ class Reaper:
         self._pending = None
         self.reap()
 
+    @contextmanager
+    def spawning(self) -> Iterator[None]:
+        """Around an own spawn in a session of its own until its pid is in `waited`: a session
+        leader's zombie meanwhile may be that spawn, and is left for the look after it."""
+        self._spawning += 1
+        try:
+            yield
+        finally:
+            self._spawning -= 1
+            if not self._spawning and self._deferred:
+                self._deferred = False
+                self.reap_soon()
+
     def reap(self) -> None:
         """On SIGCHLD: collect every exited child that is ours to collect."""
         children = direct_children()
         for pid in children:
             if pid not in self.leaders and pid not in self.waited:
                 self._look_at(pid)
-        self._classified = {p: v for p, v in self._classified.items() if p in children}
         for pid in list(self.leftovers):
             if pid not in children or self._collect(pid):
                 self.leftovers.discard(pid)
 
     def _look_at(self, pid: int) -> None:
         stat = _stat(pid)
-        if stat is None:
+        if stat is None or stat[0] != "Z":
             return
-        state, session = stat
-        if state != "Z":
-            if session == pid and pid not in self._classified:
-                self._classified[pid] = _carries_unit_mark(pid, self.token)
+        session = stat[1]
+        if session == self.session and pid not in self.leftovers:
+            return  # run by the daemon itself (in a thread: subprocess waits for it)
+        if session == pid and self._spawning:
+            self._deferred = True
             return
-        from_unit = session not in (pid, self.session) or self._classified.get(pid, False)
-        if from_unit or pid in self.leftovers:
-            self._collect(pid)
+        self._collect(pid)
 
     def _collect(self, pid: int) -> bool:
         try:
@@ -121,13 +135,6 @@ def _stat(pid: int) -> tuple[str, int] | None:
         return fields[0].decode(), int(fields[3])
     except (OSError, IndexError, ValueError):
         return None
-
-
-def _carries_unit_mark(pid: int, token: str | None) -> bool:
-    try:
-        return unit_of(psutil.Process(pid).environ(), token) is not None
-    except (psutil.Error, OSError):
-        return False
 
 
 def direct_children() -> list[int]:

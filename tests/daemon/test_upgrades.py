@@ -15,10 +15,10 @@ pytestmark = pytest.mark.integration
 OLD, NEW = "1.163.0", "1.164.0"
 
 
-def new_python(directory: str, schema: int = 95, compat: int = 90, reject: str = "") -> str:
-    path = os.path.join(directory, f"python-{schema}-{compat}{'-' + reject if reject else ''}")
+def new_python(directory: str, schema: int = 95, compat: int = 90, reject: str = "", version: str = NEW) -> str:
+    path = os.path.join(directory, f"python-{version}-{schema}-{compat}{'-' + reject if reject else ''}")
     with open(path, "w") as f:
-        f.write(f"#!/bin/sh\nexport SYNAPSE_FAKE_VERSION={NEW} SYNAPSE_FAKE_SCHEMA={schema} "
+        f.write(f"#!/bin/sh\nexport SYNAPSE_FAKE_VERSION={version} SYNAPSE_FAKE_SCHEMA={schema} "
                 f"SYNAPSE_FAKE_COMPAT={compat} SYNAPSE_FAKE_REJECT_KEYS={reject}\nexec {sys.executable} \"$@\"\n")
     os.chmod(path, os.stat(path).st_mode | stat.S_IXUSR)
     return path
@@ -221,6 +221,22 @@ def test_the_next_start_after_an_upgrade_refuses_the_old_code(on_old, short_dir)
     done = on_old.synsup("start", "--force-python", config=True)  # a knowing downgrade
     assert done.returncode == 0, done.stdout + done.stderr
     assert set(versions(on_old).values()) == {OLD}
+
+
+def test_start_refuses_a_newer_release_whose_code_is_older_than_the_database_schema(on_old, short_dir):
+    """Issue 20 audit: a start on another --python whose Synapse release is newer than what ran,
+    but whose code is older than the database's schema allows (compat), is refused in one line."""
+    upgraded = new_python(short_dir, schema=96, compat=95)
+    done = on_old.synsup("upgrade", "--python", upgraded, "--allow-downtime")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert schema(on_old) == {"current_version": 96, "compat_version": 95}
+    assert on_old.synsup("stop", timeout=120).returncode == 0
+    newer_but_behind = new_python(short_dir, schema=94, compat=90, version="1.165.0")
+    refused = on_old.synsup("start", "--python", newer_but_behind, config=True)
+    assert refused.returncode == 1 and refused.stderr.count("\n") == 1, refused.stdout + refused.stderr
+    assert "the database needs schema version 95 or later, Synapse 1.165.0 has 94" in refused.stderr
+    assert f"--python {upgraded}" in refused.stderr and "--force-python" in refused.stderr
+    assert on_old.synsup("status").returncode == 3 and schema(on_old)["current_version"] == 96  # nothing ran
 
 
 def test_a_partial_upgrade_survives_a_daemon_restart_until_rolled_back(on_old, short_dir):

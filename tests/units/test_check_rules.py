@@ -464,6 +464,27 @@ def test_no_replication_secret_over_the_network_is_a_warning(tmp_path):
     assert not [f for f in result.warnings if f.code == "exposed-replication"]  # one finding, not two
 
 
+@pytest.mark.parametrize("host, over_network", [
+    ("127.0.1.1", False),  # Debian's /etc/hosts puts the host name there
+    ("127.5.6.7", False), ("::1", False), ("::ffff:127.0.0.1", False), ("localhost", False),
+    ("10.1.2.3", True), ("::ffff:10.1.2.3", True), ("synapse.example.org", True),
+])
+def test_no_replication_secret_warning_regression_loopback_is_all_of_127_8(tmp_path, host, over_network):
+    """Issue 20 audit: loopback was a fixed set (localhost, 127.0.0.1, ::1), so an instance_map
+    host of 127.0.1.1 was taken for the network."""
+    shared, workers = modern_deployment()
+    del shared["worker_replication_secret"]
+    shared["instance_map"]["persister1"]["host"] = host
+    workers["persister1"]["worker_listeners"][0]["bind_addresses"] = [host]
+    result = check(tmp_path, shared, workers)
+    warnings = [f for f in result.warnings if f.code == "no-replication-secret"]
+    assert bool(warnings) == over_network, [f.message for f in result.warnings]
+    if over_network:
+        assert host in warnings[0].message
+    else:
+        assert not [f for f in result.warnings if f.code == "exposed-replication"]
+
+
 @pytest.mark.parametrize("secret, reason", [("a secret", "space"), ("sécret", "ASCII")])
 def test_replication_secret_synapse_cannot_send(tmp_path, secret, reason):
     """Issue 22: Synapse loads it, then every replication call fails (`Bearer SECRET`, ASCII)."""

@@ -16,6 +16,9 @@ Behaviour comes from $SYNAPSE_FAKE_CONTROL/<instance>.json, read at start:
   {"spam": 4096}              write this many bytes of output every 10 ms once ready
   {"helpers": 40}             once ready, start this many short-lived double-forked helpers
                               (`sh -c "sleep 0.01 &"`), one every 20 ms; records "helpers" after
+  {"setsid_helpers": 60}      once ready, every 50 ms for good, fork a child that forks a grandchild
+                              and exits; the grandchild (reparented to synsup) calls setsid() and
+                              double-forks, then exits; records "setsid_helpers" after that many
   {"replication_secret": "x"} check replication requests against this secret instead of the config's
                               (a process started with another secret)
 `metrics` listeners (with enable_metrics) answer any path with a Prometheus exposition.
@@ -174,6 +177,25 @@ class Fake:
             await asyncio.sleep(0.02)
         self.record("helpers", count=count)
 
+    async def setsid_helpers(self, count):
+        forked = 0
+        while True:
+            child = os.fork()
+            if child == 0:
+                try:
+                    if os.fork() == 0:  # the grandchild: reparented to synsup once its parent exits
+                        os.setsid()  # a session (and group) of its own, as its leader
+                        if os.fork() == 0:
+                            os._exit(0)
+                        os._exit(0)
+                finally:
+                    os._exit(0)
+            os.waitpid(child, 0)
+            forked += 1
+            if forked == count:
+                self.record("setsid_helpers", count=count)
+            await asyncio.sleep(0.05)
+
     async def run(self):
         b = self.behaviour
         self.record("start", version=synapse.__version__,
@@ -203,6 +225,8 @@ class Fake:
             asyncio.get_running_loop().create_task(self.spam(int(b["spam"])))
         if b.get("helpers"):
             asyncio.get_running_loop().create_task(self.helpers(int(b["helpers"])))
+        if b.get("setsid_helpers"):
+            asyncio.get_running_loop().create_task(self.setsid_helpers(int(b["setsid_helpers"])))
         self.record("ready")  # before READY=1: once synsup hears it, the record must be there
         self.notify(f"READY=1\nMAINPID={os.getpid()}")
         print(f"fake synapse {self.name} ready", file=sys.stderr, flush=True)
