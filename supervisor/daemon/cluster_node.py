@@ -114,10 +114,16 @@ class ClusterNode:
     async def _acted_on_later(self, plan: ClusterPlan) -> set[str]:
         """This node's units that the plan in progress still stops or starts: a daemon that comes
         back mid-plan neither retires nor starts them (its files are already the new ones); the
-        plan's steps do, in their order."""
+        plan's steps do, in their order. With them, the units other nodes start in the phases to
+        come: their stand-ins here are held too (the daemon's start waits for every unit it does
+        not hold, and this node's steps queue behind it: a step due before that start would wait
+        for ever); this node's next step, or the commit, starts them."""
         acked = await self.store.get(self.leader.planner.ack_key(plan, plan.phase, self.node)) is not None
         phases = plan.phases[plan.phase + (1 if acked else 0):]
-        return {u for p in phases for a in p.steps.get(self.node, ()) for u in a.units}
+        ours = {u for p in phases for a in p.steps.get(self.node, ()) for u in a.units}
+        started = {u for p in plan.phases[plan.phase:] for n, actions in p.steps.items() if n != self.node
+                   for a in actions if a.verb == "start" for u in a.units}
+        return ours | started
 
     async def _placed_elsewhere(self) -> set[str]:
         """The units the other nodes publish (placed/<node>): what the applied config runs there."""
