@@ -89,8 +89,8 @@ class World:
     runs: list[Run] = field(default_factory=list)
     fails: set[str] = field(default_factory=set)  # units that never become ready
 
-    def alive(self, name: str) -> Run | None:
-        return next((r for r in self.runs if r.name == name and r.exit is None), None)
+    def alive(self, name: str, host: str | None = None) -> Run | None:
+        return next((r for r in self.runs if r.name == name and r.exit is None and host in (None, r.host)), None)
 
     def start(self, name: str, host: str, files: str) -> bool:
         if self.alive(name) is None:
@@ -193,7 +193,12 @@ class ModelDaemon:
 
     # -- joining
     async def boot(self) -> None:
-        """As Daemon.run: join first (a store that does not answer ends the start), then the units."""
+        """As Daemon.run: join first (a store that does not answer ends the start), then the units.
+        A process an earlier daemon left whose unit these files do not run here is stopped first
+        (`start` refuses to start beside it; `start --replace` stops it)."""
+        for run in [r for r in self.world.runs if r.host == self.name and r.exit is None]:
+            if run.name not in self.units or self.units[run.name].reported:
+                self.world.stop(run.name)
         await self.membership._join()
         own = [u for u in self.units if self._own(u)]  # UnitStates: placed/<node>, kept when it is down
         await self.host.store.put(f"{CONFIG.store.prefix}placed/{self.name}", json.dumps(own).encode())
@@ -207,7 +212,7 @@ class ModelDaemon:
             sup = SimpleNamespace(units={n: SimpleNamespace(spec=s) for n, s in self.units.items()})
             later = await self.node._held_until_applied(sup)  # type: ignore[arg-type]
         self.node.acted_on_later = later
-        adopted = {u for u in later if self._own(u) and self.world.alive(u) is not None}
+        adopted = {u for u in later if self._own(u) and self.world.alive(u, self.name) is not None}
         self.held = later - adopted  # Daemon._initial_start: not running, started by the plan's step
         self.queue.append(("start", self._start))
 
@@ -224,12 +229,13 @@ class ModelDaemon:
 
     async def _start(self) -> bool:
         """The daemon's start: what it does not hold starts once its dependencies are up (or held);
-        done once every unit it does not hold is up (Supervisor.wait_settled)."""
+        done once every unit of its own it does not hold is up (Supervisor.wait_settled; stand-ins
+        are another node's business)."""
         for unit in self.units:
-            if self._own(unit) and unit not in self.held and self.world.alive(unit) is None and all(
+            if self._own(unit) and unit not in self.held and self.world.alive(unit, self.name) is None and all(
                     d in self.held or self.ready(d) for d in dependencies(self.host.files, unit)):
                 self.world.start(unit, self.name, self.host.files)
-        return all(u in self.held or self.ready(u) for u in self.units)
+        return all(u in self.held or self.ready(u) for u in self.units if self._own(u))
 
     # -- each round
     async def round(self) -> None:
@@ -251,7 +257,7 @@ class ModelDaemon:
             if await self.host.store.keepalive(self.membership.lease) > 0:
                 self.renewed = now
                 self.membership._lost = False
-                await self.membership._claim_leader()
+                await self.membership.claim_leader()
             else:
                 self.membership._lease_lost()
                 await self.membership._join()
@@ -261,15 +267,23 @@ class ModelDaemon:
                 self.membership._lease_lost()
 
     async def _look(self) -> None:
-        look = await self.node.leader.look(self.node.digest, self._phases_for_files)
-        self.host.looks.append(look.did)
+        await self.node._lead_without_base()
+        if self.membership.may_lead():
+            self.host.looks.append((await self.node.leader.look(self.node.digest, self._phases_for_files)).did)
         plan, _ = await self.node.leader.planner.read()
         if plan is not None:
             await self._take_part(plan)
 
     async def _phases_for_files(self) -> tuple[PlanPhase, ...]:
-        actions = CHANGE if (self.base, self.host.files) == ("old", "new") else []
-        return cluster_phases(actions, PLACEMENT[self.base], PLACEMENT[self.host.files])
+        """ClusterNode._phases_for_files: from the applied files (the base this daemon started
+        with), or without them (every node came back with new files) from what the nodes published."""
+        files = self.host.files
+        if self.node.base_applied:
+            actions, old_node_of = (CHANGE if (self.base, files) == ("old", "new") else []), PLACEMENT[self.base]
+        else:
+            specs = [s for h in HOSTS for s in node_units(files, h).values() if not s.reported]
+            actions, old_node_of = await self.node._actions_without_base(FullView(Loaded(specs), PLACEMENT[files]))
+        return cluster_phases(actions, old_node_of, PLACEMENT[files])
 
     async def _take_part(self, plan: ClusterPlan) -> None:
         """ClusterNode._take_part."""
@@ -424,6 +438,21 @@ class Model:
                 if not spec.reported and (run is None or run.map != (MAPS[host.files] if unit != "redis" else "")):
                     return False
         return True
+
+    async def restart_everywhere(self, processes_too: bool) -> None:
+        """Every daemon stopped (killed: its processes keep running; or `synsup stop`: they stop too),
+        the new files put on every host, and every daemon started again at once."""
+        for name, host in self.hosts.items():
+            self.kill(name)
+            host.files = "new"
+        if processes_too:
+            for run in [r for r in self.world.runs if r.exit is None]:
+                self.world.stop(run.name)
+        await self.boot()
+
+    def proposals(self) -> list[str]:
+        """Who proposed a plan, each time one did."""
+        return [h.name for h in self.hosts.values() for did in h.looks if did.startswith("proposed plan")]
 
     async def change(self, hosts: Sequence[str] = HOSTS) -> None:
         """New files on these hosts, each published as a reload does (ClusterNode.config_changed)."""
