@@ -344,3 +344,30 @@ def test_restart_stop_and_start_given_on_one_node_act_on_the_node_that_runs_the_
     started = cluster.run("a", "start", "generic1")
     assert started.returncode == 0, started.stderr
     assert {u["name"]: u["state"] for u in cluster.local("c")["units"]}["generic1"] == "ready"
+
+
+def test_pause_resume_and_restart_given_on_one_node_act_on_every_node_or_on_the_node_named(cluster: Cluster) -> None:
+    cluster.start_all()
+    paused = cluster.run("b", "pause")
+    assert paused.returncode == 0, paused.stderr
+    assert [cluster.local(n)["daemon"]["paused"] for n in PLACEMENT] == [True, True, True], "pause on b: every node"
+    assert cluster.run("c", "resume", "--node", "a").returncode == 0
+    assert [cluster.local(n)["daemon"]["paused"] for n in PLACEMENT] == [False, True, True], "--node a: a only"
+    assert cluster.run("a", "resume").returncode == 0
+    assert [cluster.local(n)["daemon"]["paused"] for n in PLACEMENT] == [False, False, False]
+    pids = {n: {u["name"]: u["pid"] for u in cluster.local(n)["units"]} for n in PLACEMENT}
+    only_c = cluster.run("a", "restart", "--node", "c")
+    print(f"(on a) $ synsup restart --node c  (exit {only_c.returncode})\n{only_c.stdout}{only_c.stderr}")
+    assert only_c.returncode == 0, only_c.stderr
+    after = {n: {u["name"]: u["pid"] for u in cluster.local(n)["units"]} for n in PLACEMENT}
+    assert after["a"] == pids["a"] and after["b"] == pids["b"], "--node c: nothing restarts on a or b"
+    assert all(after["c"][u] != pids["c"][u] for u in ("generic1", "pusher1", "sender1"))
+    refused = cluster.run("a", "restart", "main", "--node", "c")
+    assert refused.returncode != 0 and "--node c: main runs on node a, not c" in refused.stderr
+    every = cluster.run("c", "restart", "persister1", "generic1")  # b's and c's units, given on c
+    assert every.returncode == 0, every.stderr
+    again = {n: {u["name"]: u["pid"] for u in cluster.local(n)["units"]} for n in PLACEMENT}
+    assert again["b"]["persister1"] != after["b"]["persister1"] and again["b"]["persister2"] == after["b"]["persister2"]
+    assert again["c"]["generic1"] != after["c"]["generic1"] and again["c"]["pusher1"] == after["c"]["pusher1"]
+    wait_for(lambda: cluster.status_when(lambda code, r: code == 0 and all_ready(r)), timeout=30,
+             what="every unit of every node ready again")
