@@ -475,18 +475,20 @@ def leader_of(model: Model) -> str:
     return kv.value.decode() if kv is not None else "a"
 
 
-async def strike(model: Model, fault: str, plan: ClusterPlan) -> str:
-    """Strike `fault` now; the node it struck (or "store"). Recoveries are scheduled on the clock."""
-    node = leader_of(model) if fault == "kill the leader" else target(model, plan)
+async def strike(model: Model, fault: str, plan: ClusterPlan, node: str | None = None,
+                 down_for: float | None = None) -> str:
+    """Strike `fault` now (on `node`, else the one `target` picks), for `down_for` seconds (else the
+    case's own); the node it struck (or "store"). Recoveries are scheduled on the clock."""
+    node = node or (leader_of(model) if fault == "kill the leader" else target(model, plan))
     if fault in ("kill a daemon", "stop one past its lease", "kill the leader"):
         model.kill(node)
-        model.later(2 if fault == "kill a daemon" else TTL + 3, lambda: model.boot(node))
+        model.later(down_for or (2 if fault == "kill a daemon" else TTL + 3), lambda: model.boot(node))
     elif fault == "cut a node off":
         model.hosts[node].store.cut = True
-        model.later(2 * TTL, lambda: setattr(model.hosts[node].store, "cut", False))
+        model.later(down_for or 2 * TTL, lambda: setattr(model.hosts[node].store, "cut", False))
     elif fault == "store loses quorum":
         model.store.quorum(False)
-        model.later(2 * TTL, lambda: model.store.quorum(True))
+        model.later(down_for or 2 * TTL, lambda: model.store.quorum(True))
         return "store"
     elif fault == "a new persister fails to get ready":
         model.world.fails.add("persister3")
@@ -495,7 +497,8 @@ async def strike(model: Model, fault: str, plan: ClusterPlan) -> str:
     return node
 
 
-async def persister_change(fault: str | None = None, at: int = 0, seconds: float = 20 * TTL) -> Outcome:
+async def persister_change(fault: str | None = None, at: int = 0, seconds: float = 20 * TTL,
+                           node: str | None = None, down_for: float | None = None) -> Outcome:
     """The persister change with `fault` struck when the plan enters phase `at`: how it ends."""
     model = Model()
     await model.boot()
@@ -507,7 +510,7 @@ async def persister_change(fault: str | None = None, at: int = 0, seconds: float
     async def at_phase(plan: ClusterPlan | None) -> None:
         if fault is not None and not struck and plan is not None and plan.state is PlanState.RUNNING \
                 and plan.phase == at:
-            struck.append(f"{plan.current.name.split(':')[0]} ({await strike(model, fault, plan)})")
+            struck.append(f"{plan.current.name.split(':')[0]} ({await strike(model, fault, plan, node, down_for)})")
     done = await model.run_until(model.all_ready, seconds, at_phase)
     return Outcome(fault or "none", struck[0] if struck else "-", "done" if done else await _why_not(model),
                    model.world.overlaps(), model.clock[0] - began, model.store.requests - requests)
@@ -520,6 +523,10 @@ async def _why_not(model: Model) -> str:
     if plan is not None:
         return f"stuck: phase {plan['phase']} waits for {', '.join(plan['waiting_for'])} with no reason"
     done = await model.plan()
+    down = sorted(u for h in model.hosts.values() for u, spec in node_units(h.files, h.name).items()
+                  if not spec.reported and model.world.alive(u, h.name) is None)
+    if done is not None and done.state is PlanState.DONE and all(h.daemon for h in model.hosts.values()):
+        return f"done; degraded: {', '.join(down)} not ready (restarted at the same map by its node)"
     return f"stuck: no plan runs (last: {done.state.value if done else 'none'}), not every unit ready"
 
 
