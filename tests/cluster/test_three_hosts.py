@@ -371,3 +371,43 @@ def test_pause_resume_and_restart_given_on_one_node_act_on_every_node_or_on_the_
     assert again["c"]["generic1"] != after["c"]["generic1"] and again["c"]["pusher1"] == after["c"]["pusher1"]
     wait_for(lambda: cluster.status_when(lambda code, r: code == 0 and all_ready(r)), timeout=30,
              what="every unit of every node ready again")
+
+
+def test_a_daemon_killed_before_it_acknowledged_prepare_rejoins_and_the_plan_finishes(cluster: Cluster) -> None:
+    """c's daemon, frozen once it published the new files and killed while the plan waits for its
+    prepare, then started again: its start held the stand-in of persister3 (b starts it only in a
+    later phase) instead of waiting for it, so its prepare step ran and the plan finished. Before,
+    that start waited for ever and the plan with it, no reason given (tests/cluster/test_rejoin_mid_plan.py
+    has every phase over the in-memory cluster)."""
+    cluster.write_cluster_file(store={**cluster.document["store"], "ttl": 20})  # c's key outlives a and b publishing
+    for nodes in (["a"], ["b", "c"]):  # a first: it leads (a frozen leader would hold the key, no plan proposed)
+        started = [cluster.start(node) for node in nodes]
+        assert [p.communicate(timeout=120) and p.returncode for p in started] == [0] * len(nodes)
+    code, report = wait_for(lambda: cluster.status_when(lambda code, r: code == 0 and all_ready(r)), timeout=20,
+                            what="every unit of every node ready")
+    assert report["leader"] == "a"
+    cluster.add_persister_on_b()
+    cluster.write_files("c")
+    wait_for(lambda: cluster.status_when(lambda code, r: len({n["config_digest"] for n in r["nodes"]}) == 2),
+             timeout=20, what="c publishing its new files")
+    c_daemon = cluster.local("c")["daemon"]["pid"]
+    os.kill(c_daemon, signal.SIGSTOP)
+    try:
+        cluster.write_files("a")
+        cluster.write_files("b")
+        wait_for(lambda: cluster.status_when(lambda code, r: plan_phase(r) == "prepare"
+                                             and r["plan"]["waiting_for"] == ["c"]),
+                 timeout=30, what="the plan proposed, its prepare waiting for c")
+    finally:
+        os.kill(c_daemon, signal.SIGKILL)
+    returning = cluster.start("c")
+    output = returning.communicate(timeout=120)[0]
+    print(output)
+    assert returning.returncode == 0, output
+    wait_for(lambda: cluster.status_when(lambda code, r: code == 0 and r["plan"] is None and all_ready(r)
+                                         and "persister3" in [u["name"] for u in r["units"]]),
+             timeout=60, what="the plan done once c's daemon is back, every unit ready")
+    print(cluster.table())
+    runs = process_runs(cluster.d.events())
+    assert maps_overlapping(runs) == []
+    assert {r["map"] for r in runs if r["exit"] is None} == {("persister1", "persister2", "persister3")}
