@@ -411,3 +411,32 @@ def test_a_daemon_killed_before_it_acknowledged_prepare_rejoins_and_the_plan_fin
     runs = process_runs(cluster.d.events())
     assert maps_overlapping(runs) == []
     assert {r["map"] for r in runs if r["exit"] is None} == {("persister1", "persister2", "persister3")}
+
+
+def test_every_daemon_killed_and_started_again_at_once_with_new_files_one_leads_and_the_others_follow(
+        cluster: Cluster) -> None:
+    """Every node's daemon killed (its processes run on), the new files (persister3 on b) put on
+    every host, every daemon started again at once: no node has the applied files to plan from,
+    so exactly one takes the leader key and its plan stops every Synapse process everywhere
+    before the new set starts; done, every process on the new map, none beside an old-map writer."""
+    cluster.start_all()
+    for node in PLACEMENT:
+        os.kill(cluster.local(node)["daemon"]["pid"], signal.SIGKILL)
+    cluster.add_persister_on_b()
+    for node in PLACEMENT:
+        cluster.write_files(node)
+    wait_for(lambda: cluster.status_when(lambda code, r: not any(n["up"] for n in r["nodes"]) and not r["leader"]),
+             timeout=20, what="every lease of the killed daemons ended (no key of theirs left to lead with)")
+    started = [cluster.start(node) for node in PLACEMENT]
+    outputs = [p.communicate(timeout=120)[0] for p in started]
+    print("\n".join(outputs))
+    assert [p.returncode for p in started] == [0, 0, 0], outputs
+    code, done = wait_for(lambda: cluster.status_when(lambda code, r: code == 0 and r["plan"] is None and all_ready(r)
+                                                      and "persister3" in [u["name"] for u in r["units"]]),
+                          timeout=90, what="the change made by one leader's plan, every unit ready")
+    print(cluster.table())
+    runs = process_runs(cluster.d.events())
+    assert maps_overlapping(runs) == []
+    assert {r["map"] for r in runs if r["exit"] is None} == {("persister1", "persister2", "persister3")}
+    proposed = {n for n in PLACEMENT if "proposed plan" in open(os.path.join(cluster.state_dir(n), "daemon.log")).read()}
+    assert len(proposed) == 1, proposed
