@@ -18,13 +18,13 @@ class RequestError(Exception):
 FIELDS: dict[str, frozenset[str]] = {
     "status": frozenset({"units"}),
     "watch": frozenset(),
-    "stop": frozenset({"units", "force"}),
-    "start": frozenset({"units"}),
-    "restart": frozenset({"units", "rolling"}),
+    "stop": frozenset({"units", "force", "node"}),
+    "start": frozenset({"units", "node"}),
+    "restart": frozenset({"units", "rolling", "node"}),
     "reload": frozenset({"dry_run"}),
-    "pause": frozenset(),
+    "pause": frozenset({"node"}),
     "reopen_logs": frozenset(),
-    "resume": frozenset(),
+    "resume": frozenset({"node"}),
     "upgrade": frozenset({"python", "dry_run", "allow_downtime"}),
     "reexec": frozenset({"trial_timeout"}),
 }
@@ -41,6 +41,9 @@ def validate(request: dict[str, Any], unit_names: list[str]) -> str:
     for flag in ("force", "dry_run", "allow_downtime", "rolling"):
         if not isinstance(request.get(flag, False), bool):
             raise RequestError(f"{command}: `{flag}` must be true or false")
+    node = request.get("node")
+    if node is not None and not isinstance(node, str):
+        raise RequestError(f"{command}: `node` must be a node's name")
     python = request.get("python")
     if python is not None and (not isinstance(python, str) or not python.startswith("/")):
         raise RequestError(f"{command}: `python` must be an absolute path to an interpreter")
@@ -69,6 +72,7 @@ class Request:
     allow_downtime: bool = False
     rolling: bool = False
     trial_timeout: float | None = None  # reexec: seconds the new image's trial may take
+    node: str | None = None  # --node N (--cluster): only on that node
 
     def as_json(self) -> dict[str, Any]:
         """The request line: `cmd` and every field that is not its default."""
@@ -87,7 +91,7 @@ def parse_request(raw: Any, unit_names: list[str]) -> Request:
     command = validate(raw, unit_names)
     return Request(command, tuple(raw.get("units") or ()), raw.get("force", False), raw.get("dry_run", False),
                    raw.get("python"), raw.get("allow_downtime", False), raw.get("rolling", False),
-                   raw.get("trial_timeout"))
+                   raw.get("trial_timeout"), raw.get("node"))
 
 
 def refusal(error: str) -> dict[str, Any]:

@@ -90,3 +90,12 @@ def test_crashes_kill_each_stable_unit_once_even_when_pids_wrap_around(monkeypat
     monkeypatch.setattr(outside.os, "kill", kill)
     assert len(outside.crash_to_new_child(1, 3)) == 3
     assert killed == [32000, 32001, 32002]
+
+
+def test_cluster_chaos_prints_the_matrix_as_markdown():
+    out = run_bench("cluster_chaos.py", "--markdown", "--phases", "1")
+    rows = re.findall(r"^\| (.+?) \| (.+?) \| (.+?) \| (yes|NO.*?) \| .+ \|$", out, re.MULTILINE)
+    assert [r[0] for r in rows] == ["kill a daemon", "stop one past its lease", "kill the leader", "cut a node off",
+                                    "store loses quorum", "a new persister fails to get ready"], out
+    assert all(held == "yes" for *_, held in rows), out
+    assert re.search(r"^6 cases: 5 done, 1 blocked with a reason, 0 neither; invariant held in 6", out, re.MULTILINE), out

@@ -79,8 +79,8 @@ def status_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def status(args: argparse.Namespace) -> int:
-    """Exit 0: every node up, a leader, every unit ready; 1: degraded; 2: a plan waits for a node that
-    is down; 3: the store does not answer."""
+    """Exit 0: every node up, on the leader's synsup version, a leader, every unit ready; 1: degraded;
+    2: a plan waits for a node that is down; 3: the store does not answer."""
     from ..cluster.cluster_status import read_cluster_status
     from ..cluster.etcd_gateway import EtcdGateway
     cluster = read_cluster_config(args.cluster)
@@ -96,7 +96,7 @@ def status(args: argparse.Namespace) -> int:
     if report["plan"] and report["plan"]["blocked"]:
         return 2
     healthy = report["leader"] and all(n["up"] for n in report["nodes"]) and commands.all_ready(report["units"]) \
-        and not report["config"]["old_files_on"]
+        and not report["config"]["old_files_on"] and all(n.get("takes_part") is not False for n in report["nodes"])
     return 0 if healthy else 1
 
 
@@ -108,6 +108,7 @@ def cluster_table(report: dict[str, Any]) -> str:
         lines.append(f"  {n['name']:<16} {'up' if n['up'] else 'down':<6} {n['address'] or '-':<24} "
                      f"{n['version'] or '-':<10} {age:<8} {(n['config_digest'] or '-')[:12]}"
                      + ("" if n["in_cluster_yaml"] else "  (not in cluster.yaml)"))
+    lines += [f"  versions: {n['name']} {n['why_not']}" for n in report["nodes"] if n.get("why_not")]
     behind = report.get("config", {}).get("old_files_on")
     if behind:
         lines.append(f"  config: {', '.join(behind)} still have the applied (old) config files: the change "

@@ -102,7 +102,7 @@ def _status_without_daemon(state: StateDir, as_json: bool) -> int:
 
 def stop(args: argparse.Namespace) -> int:
     if args.units:
-        return unit_command(args, Request("stop", tuple(args.units), force=args.force))
+        return unit_command(args, Request("stop", tuple(args.units), force=args.force, node=args.node))
     state = state_of(args)
     try:
         client = ControlClient(state.socket, timeout=STOP_ANSWER_WAIT)
@@ -165,7 +165,7 @@ def _running_operation(state: StateDir) -> str:
 
 
 def restart(args: argparse.Namespace) -> int:
-    reply = _long_request(args, Request("restart", tuple(args.units), rolling=args.rolling))
+    reply = _long_request(args, Request("restart", tuple(args.units), rolling=args.rolling, node=args.node))
     print(status_table(reply, time.time()))
     if reply.get("halted_at"):
         raise SynsupError(f"restart --rolling halted at {reply['halted_at'][0]}: it did not become ready; "
@@ -206,9 +206,12 @@ def resume(args: argparse.Namespace) -> int:
     return _switch(args, "resume", "resumed: automatic restarts and reloads again")
 
 
+NODE_ANSWER_WAIT = 130.0  # --cluster: every node answers (each within 120 s) or is named
+
+
 def _switch(args: argparse.Namespace, command: str, done: str) -> int:
-    with ControlClient(state_of(args).socket) as client:
-        client.request(Request(command))
+    with ControlClient(state_of(args).socket, timeout=NODE_ANSWER_WAIT) as client:
+        client.request(Request(command, node=args.node))
     print(done)
     return 0
 

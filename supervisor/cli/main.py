@@ -151,6 +151,9 @@ def _command_options(name: str, p: argparse.ArgumentParser) -> None:
     if name == "start":
         p.add_argument("units", nargs="*", metavar="UNIT", help="with the daemon running: start these units "
                        "(stopped by `synsup stop UNIT`)")
+    if name in ("restart", "stop", "pause", "resume"):  # start has --node already (this node, or the one to act on)
+        p.add_argument("--node", metavar="NAME", help="--cluster: only on this node (default: the node that "
+                       "runs each unit named, or every node)")
     if name == "completion":
         p.add_argument("shell", choices=("bash", "zsh"))
     if name == "cluster":

@@ -47,7 +47,7 @@ def start(args: argparse.Namespace, source: Source, argv: list[str]) -> int:
         if not _answers(state_of(args)):
             raise SynsupError(f"no daemon runs to start {', '.join(units)} in; start the deployment "
                               "first (`synsup start -c ... -a ...`)")
-        return unit_command(args, Request("start", tuple(units)))
+        return unit_command(args, Request("start", tuple(units), node=args.node))
     state = state_of(args)  # a state dir that is not ours is the first thing to say
     variables = read_env_file(args.env_file) if args.env_file else {}
     loaded = with_environment(source.load(args), variables)

@@ -93,6 +93,17 @@ def cluster_phases(actions: list[Action], old_node_of: Mapping[str, str],
     return (PlanPhase(PREPARE, {n: () for n in involved}), *phases)
 
 
+def restart_everywhere(placed: Mapping[str, str], new_node_of: Mapping[str, str], reads_config: set[str]) -> list[Action]:
+    """The change when no node has the applied config's files any more (every node came back with
+    new ones): it cannot be planned unit by unit from them. Every process the nodes last published
+    (`placed`: unit -> node) that reads the shared config, or that the new config drops, stops on
+    every node; then the new config's processes start together (each after its dependencies)."""
+    why = "no node has the applied config's files: every Synapse process starts again on the new ones"
+    stop = tuple(sorted(u for u in placed if u in reads_config or u not in new_node_of))
+    start = tuple(sorted(u for u in new_node_of if u in reads_config))
+    return [a for a in (Action("stop", stop, why), Action("start", start, why)) if a.units]
+
+
 def _by_node(action: Action, node_of: Mapping[str, str]) -> dict[str, tuple[Action, ...]]:
     nodes: dict[str, list[str]] = {}
     for unit in action.units:

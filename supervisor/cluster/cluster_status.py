@@ -24,7 +24,8 @@ async def read_cluster_status(config: ClusterConfig, store: Store) -> dict[str, 
     names = [*config.nodes, *(n for n in members if n not in config.nodes)]
     units = await _units(store, keys, names)
     return {"cluster": config.name, "leader": leader.value.decode() if leader else None,
-            "nodes": [_node(config, name, members.get(name)) for name in names], "units": units,
+            "nodes": [_node(config, name, members.get(name), _version_of(members, leader)) for name in names],
+            "units": units,
             "config": await _config(store, keys), "plan": await _plan(store, keys, set(members))}
 
 
@@ -84,11 +85,21 @@ def _list(kv: KeyValue) -> list[Any]:
     return value if isinstance(value, list) else []
 
 
-def _node(config: ClusterConfig, name: str, record: dict[str, Any] | None) -> dict[str, Any]:
+def _version_of(members: dict[str, dict[str, Any]], leader: KeyValue | None) -> str | None:
+    """The synsup version the leader runs: the one every node must run to take part in a change."""
+    record = members.get(leader.value.decode()) if leader is not None else None
+    return str(record["version"]) if record and record.get("version") else None
+
+
+def _node(config: ClusterConfig, name: str, record: dict[str, Any] | None, leaders: str | None) -> dict[str, Any]:
     known = config.nodes.get(name)
     joined = record.get("joined") if record else None
+    version = (record or {}).get("version")
+    takes_part = None if record is None else leaders is None or version == leaders
     return {"name": name, "up": record is not None,
             "address": (record or {}).get("address") or (known.address if known else None),
-            "config_digest": (record or {}).get("config_digest"), "version": (record or {}).get("version"),
+            "config_digest": (record or {}).get("config_digest"), "version": version,
             "joined_seconds_ago": round(time.time() - joined, 1) if isinstance(joined, (int, float)) else None,
-            "in_cluster_yaml": known is not None}
+            "in_cluster_yaml": known is not None, "takes_part": takes_part,
+            "why_not": None if takes_part in (None, True) else
+            f"runs synsup {version}, the leader {leaders}: takes no part in changes until it runs {leaders}"}

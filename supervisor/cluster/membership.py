@@ -148,7 +148,7 @@ class Membership:
         await self.store.put(self.keys.member(self.node), self.record.encode(), self.lease)
         self.log.info("cluster.joined", lease=self.lease, ttl=self.config.store.ttl)
         self.on_join()
-        await self._claim_leader()
+        await self.claim_leader()
 
     async def resign(self) -> None:
         """Give the leader key up if this node holds it (it may not lead now, `may_lead`): the next
@@ -158,7 +158,7 @@ class Membership:
             await self.store.delete(self.keys.leader)
             self.log.info("cluster.resigned")
 
-    async def _claim_leader(self) -> None:
+    async def claim_leader(self) -> None:
         if self.may_lead() and await self.store.create(self.keys.leader, self.node.encode(), self.lease):
             self.log.info("cluster.leader")
 
@@ -171,7 +171,7 @@ class Membership:
                 if await self.store.keepalive(self.lease) > 0:
                     self._renewed = time.monotonic()
                     self._store_back()
-                    await self._claim_leader()
+                    await self.claim_leader()
                 else:
                     self._lease_lost()
                     await self._join()

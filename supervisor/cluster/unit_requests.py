@@ -1,21 +1,24 @@
-"""`synsup restart|stop|start UNIT` given on one node for a unit another node runs (issue 18):
-the request is a key, requests/<node>/<id>, which the owning node's daemon sees (it follows the
-cluster's prefix), carries out as an operation of its own and answers in the same key (state
-done, with its reply); the asking daemon waits for that answer, then deletes the key."""
+"""`synsup restart [UNIT...]`, `stop UNIT`, `start UNIT`, `pause`, `resume` given on one node act
+on the node that runs each unit, or on every node (issue 18; `--node N`: that node only). Which
+node gets what is `route`; each request is a key, requests/<node>/<id>, which that node's daemon
+sees (it follows the cluster's prefix), carries out as it would a request given there, and
+answers in the same key (state done, with its reply); the asking daemon waits for that answer,
+then deletes the key."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..errors import SynsupError
 from .membership import Keys
 from .store import Store
 
-VERBS = ("restart", "stop", "start")
+VERBS = ("restart", "stop", "start", "pause", "resume")
+WITHOUT_UNITS = ("restart", "pause", "resume")  # given without units: every node (stop: the daemon; start: none)
 ANSWER_WAIT = 120.0  # seconds the asking daemon waits for the owning node's answer
 ANSWER_POLL = 0.1  # one read of one key: works with any store (and in memory, without a watch)
 
@@ -24,11 +27,32 @@ def requests_of(keys: Keys, node: str) -> str:
     return f"{keys.prefix}requests/{node}/"
 
 
+def route(units: Sequence[str], node_of: Mapping[str, str], nodes: Sequence[str], here: str,
+          only: str | None) -> dict[str, list[str]]:
+    """node -> the units named that it runs ([]: none named, every unit of its own), for a request
+    given on node `here`; `only` (--node N) keeps that node, and refuses a unit another runs. A
+    unit no node runs goes to `here`, which says what is wrong with it."""
+    if only is not None and only not in nodes:
+        raise SynsupError(f"--node {only}: not a node of the cluster (its nodes: {', '.join(nodes)})")
+    if not units:
+        return {n: [] for n in nodes if only in (None, n)}
+    by_node: dict[str, list[str]] = {}
+    for unit in units:
+        by_node.setdefault(node_of.get(unit, here), []).append(unit)
+    for node, named in by_node.items():
+        if only is not None and node != only:
+            raise SynsupError(f"--node {only}: {', '.join(named)} {'runs' if len(named) == 1 else 'run'} on "
+                              f"node {node}, not {only}")
+    return by_node
+
+
 async def ask(store: Store, keys: Keys, node: str, verb: str, units: Sequence[str],
-              timeout: float = ANSWER_WAIT) -> dict[str, Any]:
-    """The owning node's reply; SynsupError when it does not answer within `timeout`."""
+              timeout: float = ANSWER_WAIT, options: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The node's reply; SynsupError when it does not answer within `timeout`. `options`: the
+    request's other fields (rolling, force)."""
     key = f"{requests_of(keys, node)}{uuid.uuid4().hex[:12]}"
-    await store.put(key, json.dumps({"verb": verb, "units": list(units), "state": "pending"}).encode())
+    request = {"verb": verb, "units": list(units), **({"options": dict(options)} if options else {}), "state": "pending"}
+    await store.put(key, json.dumps(request).encode())
     try:
         async with asyncio.timeout(timeout):
             while (answer := await _answer(store, key)) is None:

@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from ..cluster.change_leader import ChangeLeader, member_digests
-from ..cluster.cluster_plan import PREPARE, ClusterPlan, PlanPhase, PlanState, cluster_phases
+from ..cluster.change_leader import ChangeLeader, Look, member_digests
+from ..cluster.cluster_plan import PREPARE, ClusterPlan, PlanPhase, PlanState, cluster_phases, restart_everywhere
 from ..cluster.membership import config_digest
 from ..cluster.store import StoreError
 from ..cluster.unit_states import UnitStates
@@ -65,6 +65,7 @@ class ClusterNode:
         self.acted_on_later: set[str] = set()  # joined mid-plan: units its later steps act on (`start`)
         self.fenced: set[str] = set()  # self_fence: units stopped when the lease was lost, until it is back
         self.base_applied = True  # `base` is the applied config: this node may plan from it (lead)
+        self.applied_nowhere = False  # no up node reports the applied files: one without them leads
         self._wake = asyncio.Event()
         self.requests = UnitRequests(self)  # restart/stop/start UNIT given on any node
         self._phases: tuple[tuple[str, int], tuple[PlanPhase, ...]] | None = None  # (digest, base) -> phases
@@ -103,9 +104,9 @@ class ClusterNode:
         if kv is None or kv.value.decode() == self.digest:
             return set()
         self.base_applied = False
-        self.membership.may_lead = lambda: self.base_applied
+        self.membership.may_lead = lambda: self.base_applied or self.applied_nowhere
         await self.membership.resign()
-        known = await self._placed_elsewhere()
+        known = {u for u, n in (await self._placed()).items() if n != self.node}
         held = {n for n, u in sup.units.items() if UnitCode.runs_code(u.spec) or (u.spec.reported and n not in known)}
         self.log.warning("cluster.files_not_applied", files=self.digest[:12], applied=kv.value.decode()[:12],
                          held_until_the_plan=sorted(held))
@@ -114,18 +115,45 @@ class ClusterNode:
     async def _acted_on_later(self, plan: ClusterPlan) -> set[str]:
         """This node's units that the plan in progress still stops or starts: a daemon that comes
         back mid-plan neither retires nor starts them (its files are already the new ones); the
-        plan's steps do, in their order."""
+        plan's steps do, in their order. With them, the units other nodes start in the phases to
+        come: their stand-ins here are held too (the daemon's start waits for every unit it does
+        not hold, and this node's steps queue behind it: a step due before that start would wait
+        for ever); this node's next step, or the commit, starts them."""
         acked = await self.store.get(self.leader.planner.ack_key(plan, plan.phase, self.node)) is not None
         phases = plan.phases[plan.phase + (1 if acked else 0):]
-        return {u for p in phases for a in p.steps.get(self.node, ()) for u in a.units}
+        ours = {u for p in phases for a in p.steps.get(self.node, ()) for u in a.units}
+        started = {u for p in plan.phases[plan.phase:] for n, actions in p.steps.items() if n != self.node
+                   for a in actions if a.verb == "start" for u in a.units}
+        return ours | started
 
-    async def _placed_elsewhere(self) -> set[str]:
-        """The units the other nodes publish (placed/<node>): what the applied config runs there."""
-        names: set[str] = set()
+    async def _placed(self) -> dict[str, str]:
+        """unit -> node as every node last published it (placed/<node>): what the applied config runs."""
+        node_of: dict[str, str] = {}
         for kv in await self.store.get_prefix(self.keys.placed):
-            if kv.key.removeprefix(self.keys.placed) != self.node:
-                names |= {str(n) for n in json.loads(kv.value)}
-        return names
+            node_of |= {str(u): kv.key.removeprefix(self.keys.placed) for u in json.loads(kv.value)}
+        return node_of
+
+    async def _lead_without_base(self) -> None:
+        """Back with files other than the applied ones, this node leads only once no up node
+        reports the applied files (every node came back with new ones: then one of them must lead,
+        with the plan `_actions_without_base` makes; the leader key is created once)."""
+        if self.base_applied:
+            return
+        kv = await self.store.get(self.keys.applied)
+        nowhere = kv is not None and kv.value.decode() not in (await member_digests(self.store, self.keys)).values()
+        if nowhere and not self.applied_nowhere:
+            self.log.warning("cluster.applied_files_nowhere", applied=kv.value.decode()[:12] if kv else None,
+                             action="this node may lead: every Synapse process restarts on the new files")
+            self.applied_nowhere = True
+            await self.membership.claim_leader()
+        self.applied_nowhere = nowhere
+
+    async def _actions_without_base(self, new: FullView) -> tuple[list[Action], dict[str, str]]:
+        """The change from what the nodes published to `new`, for a leader without the applied
+        files (restart_everywhere), and which node ran each unit."""
+        placed = await self._placed()
+        synapse = {s.name for s in new.loaded.specs if UnitCode.runs_code(s)}
+        return restart_everywhere(placed, new.node_of, synapse), placed
 
     def _on_join(self, publish: Callable[[], None]) -> Callable[[], None]:
         """After a rejoin: units published again (UnitStates), and a look at the store (the watch
@@ -189,8 +217,10 @@ class ClusterNode:
     async def _look(self) -> None:
         await self.requests.serve()
         await self._read_files_if_others_changed()
+        await self._lead_without_base()
         try:
-            look = await self.leader.look(self.digest, self._phases_for_files)
+            look = await self.leader.look(self.digest, self._phases_for_files) if self.membership.may_lead() \
+                else Look("not the leader")  # a key an earlier daemon of this node left: not for these files
         except FilesMoved:
             return
         if look.did not in ("not the leader", "no change"):
@@ -218,8 +248,9 @@ class ClusterNode:
             new = await asyncio.to_thread(self.load_full)
             if config_digest(new.loaded.watch_paths) != self.digest:
                 raise FilesMoved()  # changed again since published: planned once their reload publishes them
-            actions = self.plan_full(self.base.loaded, new.loaded)
-            self._phases = (key, cluster_phases(actions, self.base.node_of, new.node_of))
+            actions, old_node_of = (self.plan_full(self.base.loaded, new.loaded), self.base.node_of) \
+                if self.base_applied else await self._actions_without_base(new)
+            self._phases = (key, cluster_phases(actions, old_node_of, new.node_of))
         return self._phases[1]
 
     async def _take_part(self, plan: ClusterPlan) -> None:

@@ -1,73 +1,100 @@
-"""Cluster-wide `synsup restart|stop|start UNIT` (issue 18), the daemon's side: given on any
-node, a request naming units another node runs is forwarded through the store
-(cluster/unit_requests.py) and answered with that node's reply; the requests for this node's
-units are carried out here, each as an operation of the daemon's queue, then answered."""
+"""Cluster-wide `synsup restart [UNIT...]`, `stop UNIT`, `start UNIT`, `pause`, `resume` (issue 18),
+the daemon's side: given on any node, a request that names units other nodes run, or names none
+(every node), is sent through the store (cluster/unit_requests.py) to each node concerned, one
+after the other in cluster.yaml's order, and answered with their replies together; `--node N`
+sends it to N only. Each node carries out the requests for it as it would the same request
+given there (the same handler), then answers."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import asyncio
 from typing import TYPE_CHECKING, Any
 
-from ..cluster.unit_requests import VERBS, answer, ask, pending
+from ..cluster.unit_requests import VERBS, WITHOUT_UNITS, answer, ask, pending, route
 from ..errors import SynsupError
-from ..protocol import refusal
+from ..protocol import RequestError, parse_request, refusal
+from .handlers import Requests
 
 if TYPE_CHECKING:
     from .cluster_node import ClusterNode
+
+OPTIONS = ("rolling", "force")  # the fields a request carries to the node that serves it
 
 
 class UnitRequests:
     def __init__(self, node: ClusterNode) -> None:
         self.node = node
-        self._serving: set[str] = set()  # request keys submitted here
+        self._serving: set[str] = set()  # request keys taken here
+        self._tasks: set[asyncio.Task[None]] = set()
 
-    def remote(self, raw: dict[str, Any]) -> tuple[dict[str, list[str]], list[str]]:
-        """(node -> the named units it runs, the named units this node runs) for a restart/stop/start."""
-        d = self.node.daemon
-        if raw.get("cmd") not in VERBS or d is None or d.supervisor is None:
-            return {}, []
+    def targets(self, raw: dict[str, Any]) -> dict[str, list[str]] | None:
+        """node -> the units named it runs ([]: all of its own); None: this node alone, handled here
+        (a request for its units only, or not one of the verbs that act across nodes)."""
+        d, verb, units = self.node.daemon, raw.get("cmd"), raw.get("units") or []
+        if verb not in VERBS or d is None or d.supervisor is None or not isinstance(units, list):
+            return None
+        if not units and verb not in WITHOUT_UNITS:
+            return None
+        here = self.node.node
         local = {n for n, u in d.supervisor.units.items() if not u.spec.reported}
-        node_of = self.node.base.node_of
-        elsewhere: dict[str, list[str]] = {}
-        for name in raw.get("units") or ():
-            if name not in local and node_of.get(name, self.node.node) != self.node.node:
-                elsewhere.setdefault(node_of[name], []).append(name)
-        return elsewhere, [n for n in raw.get("units") or () if n in local]
+        node_of = {**self.node.base.node_of, **{n: here for n in local}}
+        nodes = list(self.node.membership.config.nodes)
+        only = raw.get("node") if isinstance(raw.get("node"), str) else None
+        targets = route(units, node_of, nodes, here, only)
+        return None if list(targets) == [here] else targets
 
     async def forwarded(self, raw: dict[str, Any]) -> dict[str, Any] | None:
-        """The reply to a request for units other nodes run; None when it names none (handled here)."""
-        elsewhere, here = self.remote(raw)
-        if not elsewhere:
-            return None
-        if here:
-            return refusal(f"{', '.join(here)} run here, {', '.join(n for u in elsewhere.values() for n in u)} on "
-                           "other nodes: give them in separate commands")
+        """The reply to a request other nodes (or every node) carry out; None: handled here."""
         try:
-            replies = [await ask(self.node.store, self.node.keys, node, raw["cmd"], units)
-                       for node, units in sorted(elsewhere.items())]
-        except SynsupError as e:  # that node does not answer, or the store does not
+            targets = self.targets(raw)
+        except SynsupError as e:
             return refusal(str(e))
-        if len(replies) == 1:
-            return replies[0]
-        failed = [r for r in replies if not r.get("ok", True)]
-        return failed[0] if failed else {**replies[0], "units": [u for r in replies for u in r.get("units", [])]}
+        if targets is None:
+            return None
+        order = [n for n in self.node.membership.config.nodes if n in targets]
+        options = {k: raw[k] for k in OPTIONS if raw.get(k)}
+        replies = []
+        for node in order:
+            try:
+                reply = await ask(self.node.store, self.node.keys, node, raw["cmd"], targets[node], options=options)
+            except SynsupError as e:  # that node does not answer, or the store does not
+                return refusal(str(e))
+            if not reply.get("ok", True):
+                return refusal(f"node {node}: {reply.get('error', 'refused')}")
+            replies.append(reply)
+        return together(replies, order)
 
     async def serve(self) -> None:
-        """This node's pending requests, each submitted once as an operation."""
+        """This node's pending requests, each carried out once (as given here), then answered."""
         for key, request in await pending(self.node.store, self.node.keys, self.node.node):
             if key not in self._serving:
                 self._serving.add(key)
-                self.node._submit(f"{request['verb']} {' '.join(request['units'])} (asked through the cluster)",
-                                  self._carry_out(key, request))
+                task = asyncio.create_task(self._carry_out(key, request))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
 
-    def _carry_out(self, key: str, request: dict[str, Any]) -> Callable[[], Awaitable[None]]:
-        async def work() -> None:
-            d = self.node.daemon
-            assert d is not None and d.supervisor is not None
-            sup = d.supervisor
-            names = [n for n in request["units"] if n in sup.units]
-            act = {"restart": sup.restart, "stop": sup.hold, "start": sup.start_units}[request["verb"]]
-            await act(names)
-            d.settle()
-            await answer(self.node.store, key, d.status(names))
-        return work
+    async def _carry_out(self, key: str, request: dict[str, Any]) -> None:
+        d = self.node.daemon
+        assert d is not None and d.supervisor is not None
+        raw = {"cmd": request["verb"], **({"units": request["units"]} if request["units"] else {}),
+               **{k: v for k, v in (request.get("options") or {}).items() if k in OPTIONS}}
+        replies: list[dict[str, Any]] = []
+
+        async def keep(reply: dict[str, Any]) -> None:
+            replies.append(reply)
+        try:
+            parsed = parse_request(raw, list(d.supervisor.units))
+            await Requests(d).routes[parsed.cmd](parsed, keep)
+        except RequestError as e:
+            replies.append(refusal(str(e)))
+        await answer(self.node.store, key, replies[-1] if replies else refusal("no reply"))
+
+
+def together(replies: list[dict[str, Any]], nodes: list[str]) -> dict[str, Any]:
+    """One reply for the asker: the first node's (its daemon's fields), with every node's units (each
+    marked with its node) and warnings."""
+    if len(replies) == 1:
+        return replies[0]
+    units = [{**u, "node": node} for node, r in zip(nodes, replies) for u in r.get("units", [])]
+    warnings = [w for r in replies for w in r.get("warnings") or []]
+    return {**replies[0], "units": units, **({"warnings": warnings} if warnings else {})}

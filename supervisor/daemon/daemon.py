@@ -201,7 +201,9 @@ class Daemon:
             sup.units[name].held = True
         self.running.prune(u.spec for u in sup.units.values())  # the copies nothing reads any more
         sup.start_all()
-        await sup.wait_settled(sup.units.values())
+        # a stand-in is another node's business: waited for here, it would keep this node's plan
+        # steps (queued behind the start) from the phase that starts its unit (issue 18)
+        await sup.wait_settled(u for u in sup.units.values() if not u.spec.reported)
         self.settle()
         self.log.info("daemon.ready", units=len(sup.units), all_ready=sup.all_ready())
         self.notifier.send(READY=1, STATUS=self.status_line())

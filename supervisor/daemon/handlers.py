@@ -35,12 +35,15 @@ class Requests:
         assert sup is not None
         if self.d.cluster is not None and isinstance(raw, dict) and \
                 (reply := await self.d.cluster.requests.forwarded(raw)) is not None:
-            await send(reply)  # units another node runs: carried out there (--cluster)
+            await send(reply)  # units another node runs, or every node: carried out there (--cluster)
             return
         try:
             request = parse_request(raw, list(sup.units))
         except RequestError as e:
             await send(refusal(str(e)))
+            return
+        if request.node is not None and self.d.cluster is None:
+            await send(refusal(f"--node {request.node}: this daemon is no node of a cluster (started without --cluster)"))
             return
         await self.routes[request.cmd](request, send)
 

@@ -21,6 +21,7 @@ from synsup.supervisor.cluster.cluster_plan import (
     PlanState,
     cluster_phases,
     plan_status,
+    restart_everywhere,
 )
 from synsup.supervisor.cluster.membership import Keys
 from synsup.supervisor.plans import Action
@@ -205,3 +206,15 @@ def test_status_cluster_shows_the_plan_blocked_on_a_down_node() -> None:
                                "reason": "node c is down", "blocked": True}
     assert later["plan"] == {"id": blocked["plan"]["id"], "waiting_for": ["b"], "reason": "", "blocked": False,
                              "phase": "stop persister1, persister2: stream_writers.events changed"}
+
+
+def test_without_the_applied_files_anywhere_every_synapse_process_stops_everywhere_then_the_new_set_starts() -> None:
+    placed = {**OLD, "pusher1": "c"}  # what the nodes last published; pusher1 is gone from the new files
+    actions = restart_everywhere(placed, NEW, {u for u in NEW if u != "redis"})
+    assert [(a.verb, a.units) for a in actions] == [
+        ("stop", ("generic1", "main", "persister1", "persister2", "pusher1", "sender1")),
+        ("start", ("generic1", "main", "persister1", "persister2", "sender1"))]
+    phases = cluster_phases(actions, placed, NEW)
+    assert [p.nodes for p in phases] == [["a", "b", "c"], ["a", "b", "c"], ["a", "b", "c"]]
+    assert phases[1].steps["b"][0].units == ("persister1", "persister2"), "stopped where they ran"
+    assert phases[2].steps["c"][0].units == ("generic1", "persister2", "sender1"), "started where they run now"

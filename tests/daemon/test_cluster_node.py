@@ -60,6 +60,20 @@ def test_a_daemon_back_mid_plan_leaves_to_the_plan_what_its_remaining_steps_act_
     assert run(at_start) == set(), "every step of b done: nothing is left to the plan"
 
 
+def test_a_daemon_back_mid_plan_also_holds_the_stand_ins_of_units_other_nodes_start_later() -> None:
+    """Its start waits for every unit it does not hold and its steps queue behind that start: a
+    stand-in for a persister another node starts in a later phase would keep it from ever
+    acknowledging the phase in progress (the prepare deadlock, tests/cluster/test_rejoin_mid_plan.py)."""
+    phases = (*PHASES[:3], PlanPhase("start", {"a": (Action("start", ("persister4",), "new map"),),
+                                               "b": (Action("start", ("persister1", "persister3"), "new map"),)}))
+
+    async def at(phase: int) -> set[str]:
+        return await node_b(MemoryStore())._acted_on_later(ClusterPlan(phases, "new", phase=phase))
+    assert run(lambda: at(0)) == {"persister1", "persister3", "persister4"}
+    assert run(lambda: at(3)) == {"persister1", "persister3", "persister4"}, "started in the phase in progress"
+    assert "main" not in run(lambda: at(1)), "a unit another node restarts: its stand-in is followed as it is"
+
+
 def test_ports_closed_waits_for_a_stopped_units_port_and_gives_up_after_its_deadline() -> None:
     listening = socket.create_server(("127.0.0.1", 0))
     port = listening.getsockname()[1]
