@@ -195,23 +195,24 @@ def units(args: argparse.Namespace) -> int:
 
 
 def reopen_logs(args: argparse.Namespace) -> int:
-    return _switch(args, "reopen_logs", "reopened the unit logs and daemon.log")
+    return _switch(args, "reopen_logs", "reopened the unit logs and daemon.log", node=None)
 
 
 def pause(args: argparse.Namespace) -> int:
-    return _switch(args, "pause", "paused: no automatic restarts and no reloads until `synsup resume`")
+    return _switch(args, "pause", "paused: no automatic restarts and no reloads until `synsup resume`", args.node)
 
 
 def resume(args: argparse.Namespace) -> int:
-    return _switch(args, "resume", "resumed: automatic restarts and reloads again")
+    return _switch(args, "resume", "resumed: automatic restarts and reloads again", args.node)
 
 
 NODE_ANSWER_WAIT = 130.0  # --cluster: every node answers (each within 120 s) or is named
 
 
-def _switch(args: argparse.Namespace, command: str, done: str) -> int:
+def _switch(args: argparse.Namespace, command: str, done: str, node: str | None) -> int:
+    """`node`: --node N (pause/resume under --cluster); reopen-logs is this daemon's only."""
     with ControlClient(state_of(args).socket, timeout=NODE_ANSWER_WAIT) as client:
-        client.request(Request(command, node=args.node))
+        client.request(Request(command, node=node))
     print(done)
     return 0
 
