@@ -99,3 +99,19 @@ def test_no_two_test_files_share_a_name() -> None:
     for path in sorted((ROOT / "tests").rglob("test_*.py")):
         by_name.setdefault(path.name, []).append(str(path.relative_to(ROOT)))
     assert [paths for paths in by_name.values() if len(paths) > 1] == []
+
+
+def _stem(path: pathlib.Path) -> str:
+    """A module's name as a newcomer reads it: plurals and singulars alike (tallies ~ tally)."""
+    words = path.stem.split("_")
+    return "_".join(w[:-3] + "y" if w.endswith("ies") else w[:-1] if w.endswith("s") else w for w in words)
+
+
+def test_no_two_modules_differ_only_by_a_plural() -> None:
+    """`upgrade.py` beside `upgrades.py`, `unit_state.py` beside `unit_states.py`: one name a
+    newcomer confuses; each module is named after what it holds (issue 17)."""
+    seen: dict[str, list[str]] = {}
+    for path in sources():
+        if path.name != "__init__.py":
+            seen.setdefault(_stem(path), []).append(str(path.relative_to(ROOT)))
+    assert [paths for paths in seen.values() if len(paths) > 1] == []

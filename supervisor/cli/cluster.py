@@ -197,7 +197,7 @@ def node_in_cluster(joined: tuple[ClusterConfig, str], loaded: Loaded, args: arg
     from ..cluster.etcd_gateway import EtcdGateway
     from ..cluster.membership import MemberRecord, Membership, config_digest
     from ..cluster.node_source import NodeSource
-    from ..cluster.unit_states import UnitStates
+    from ..cluster.published_states import UnitStates
     from ..daemon.cluster_node import ClusterNode
     from ..daemon.cluster_steps import FullView
     assert isinstance(source, NodeSource)

@@ -20,7 +20,7 @@ from ..daemon.records import adoptable
 from ..daemon.systemd import SystemdNotifier
 from ..daemon.telemetry import Telemetry
 from ..daemon.unit_code import CodeRecord
-from ..daemon.upgrades import Upgrader
+from ..daemon.upgrade_operation import Upgrader
 from ..engine.environment import read_env_file, with_environment
 from ..engine.log_dir import prepare_log_dir
 from ..engine.preflight import addresses_in_use

@@ -25,8 +25,8 @@ import structlog
 from ..cluster.change_leader import ChangeLeader, member_digests
 from ..cluster.cluster_plan import PREPARE, ClusterPlan, PlanPhase, PlanState, cluster_phases
 from ..cluster.membership import config_digest
+from ..cluster.published_states import UnitStates
 from ..cluster.store import StoreError
-from ..cluster.unit_states import UnitStates
 from ..plans import Action
 from ..protocol import ReloadOutcome, ReloadResult
 from ..source import Loaded

@@ -41,7 +41,7 @@ from .reloads import Reloads
 from .running_config import RunningConfig
 from .status_report import daemon_status, unit_status
 from .telemetry import Telemetry
-from .upgrades import Upgrader, Upgrades
+from .upgrade_operation import Upgrader, Upgrades
 
 if TYPE_CHECKING:  # the cluster package is imported only with --cluster (cli/cluster.py builds it)
     from .cluster_node import ClusterNode

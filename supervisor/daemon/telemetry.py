@@ -12,9 +12,10 @@ from ..engine.resources import ResourceSampler
 from ..engine.unit_state import UnitState
 from ..protocol import ReloadOutcome, ReloadResult
 from .failure_hooks import FailureHooks
-from .metrics import Exposition, Tallies
+from .metrics import Exposition
 from .metrics_server import MetricsAddress, MetricsServer
 from .scrape_targets import targets_json
+from .tallies import Tallies
 
 if TYPE_CHECKING:
     from ..engine.unit import Unit

@@ -27,9 +27,9 @@ from .preflight import Refusal, preflight
 from .probes import Prober
 from .process import Child, ExitStatus, Spawner, stop_child
 from .restart_policy import RestartPolicy
-from .tallies import ProbeTally
 from .unit_output import UnitOutput
 from .unit_state import UnitState, check_transition
+from .unit_tally import ProbeTally
 
 S = UnitState
 TAIL_FOR_ERRORS = 40  # output lines searched for the exception a unit died of
