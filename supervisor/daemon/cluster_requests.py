@@ -57,7 +57,7 @@ class UnitRequests:
         for key, request in await pending(self.node.store, self.node.keys, self.node.node):
             if key not in self._serving:
                 self._serving.add(key)
-                self.node._submit(f"{request['verb']} {' '.join(request['units'])} (asked through the cluster)",
+                self.node.submit(f"{request['verb']} {' '.join(request['units'])} (asked through the cluster)",
                                   self._carry_out(key, request))
 
     def _carry_out(self, key: str, request: dict[str, Any]) -> Callable[[], Awaitable[None]]:

@@ -284,6 +284,13 @@ class Daemon:
         REAPER.reap_soon()
         CHILD_STOPS.collect()  # a unit without probes that stopped (SIGSTOP) or continued
 
+    def hand_over(self) -> None:
+        """Before `reexec`'s exec in place: units.json written for the new image to adopt
+        from; the failure hooks' commands let go."""
+        assert self.supervisor is not None
+        self.records.write_units(self.supervisor)
+        self.telemetry.hooks.close()
+
     def reopen_logs(self) -> None:
         """After a rename-style logrotate: unit logs and daemon.log are opened at their paths anew."""
         if self.supervisor is not None:
@@ -325,7 +332,7 @@ class Daemon:
         if self.front_door is not None:
             for unit in units:
                 unit["proxy"] = self.front_door.unit_state(unit["name"])
-        extra = {**self.running.status(), "reload_error": self.reloads.rejected,
+        extra = {**self.running.status(self.reloads.generation), "reload_error": self.reloads.rejected,
                  "image_started_at": self.image_started_at, "paused": self.paused,
                  "last_reload": self.reloads.last, "last_upgrade": self.upgrades.last, **self.operations.status(),
                  "proxy": self.front_door.status() if self.front_door else None}

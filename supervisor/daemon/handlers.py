@@ -6,21 +6,73 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..engine.unit import Unit
 from ..protocol import Request, RequestError, parse_request, refusal
 from .control_server import Send
 from .operations import Stopping
-from .reexec import reexec
+from .reexec import ReexecView, reexec
 from .status_report import unit_status
 
 if TYPE_CHECKING:
-    from .daemon import Daemon
+    from .upgrade_operation import Progress
+
+
+class _Forwarder(Protocol):
+    async def forwarded(self, raw: dict[str, Any]) -> dict[str, Any] | None: ...
+
+
+class _Cluster(Protocol):
+    @property
+    def requests(self) -> _Forwarder: ...
+
+
+class _Reloads(Protocol):
+    async def dry_run(self) -> dict[str, Any]: ...
+
+    async def request_and_wait(self) -> dict[str, Any]: ...
+
+
+class _Upgrades(Protocol):
+    async def request(self, python: str | None, allow_downtime: bool, dry_run: bool,
+                      progress: Progress) -> dict[str, Any]: ...
+
+
+class RequestsView(ReexecView, Protocol):
+    """What the request handlers use of the daemon: its status and phase, its queue, the
+    daemon's own verbs (pause, resume, stop, reopen logs), reloads, upgrades; reexec's view."""
+
+    @property
+    def cluster(self) -> _Cluster | None: ...
+
+    @property
+    def reloads(self) -> _Reloads: ...
+
+    @property
+    def upgrades(self) -> _Upgrades: ...
+
+    def status(self, names: list[str] | None = None) -> dict[str, Any]: ...
+
+    def has_stopped(self) -> bool: ...
+
+    def settle(self) -> None: ...
+
+    def pause(self) -> None: ...
+
+    def resume(self) -> None: ...
+
+    def reopen_logs(self) -> None: ...
+
+    def stop_order(self) -> list[str]: ...
+
+    def request_stop(self) -> None: ...
+
+    async def stopped(self) -> None: ...
 
 
 class Requests:
-    def __init__(self, daemon: Daemon) -> None:
+    def __init__(self, daemon: RequestsView) -> None:
         self.d = daemon
         # command -> its handler: every route in one table (protocol.FIELDS lists the same commands)
         self.routes: dict[str, Callable[[Request, Send], Awaitable[None]]] = {

@@ -1,12 +1,13 @@
 """Reload requests (file changes, SIGHUP, `synsup reload`): queued as operations, merged,
-checked, applied. `Reloads` owns the last reload's result; the config generation is RunningConfig's."""
+checked, applied. `Reloads` owns the config generation and the last reload's result: whatever
+makes a new config run (a reload, an upgrade, a cluster plan) says so through `Reloads.applied`."""
 
 from __future__ import annotations
 
 import asyncio
 import time
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import structlog
 
@@ -18,26 +19,69 @@ from .operations import Phase
 from .plan_executor import PartialReload, apply_actions
 
 if TYPE_CHECKING:
+    from ..engine.supervisor import Supervisor
     from ..engine.unit import Unit
-    from .daemon import Daemon
+    from .config_snapshot import ConfigSnapshot
+    from .operations import Lifecycle, Operations
+    from .running_config import RunningConfig
+    from .systemd import SystemdNotifier
 
 log = structlog.get_logger()
 
 
+class _ClusterChange(Protocol):
+    async def config_changed(self, new: Loaded) -> ReloadOutcome: ...
+
+
+class _ReloadCounter(Protocol):
+    def reload_done(self, outcome: ReloadOutcome) -> None: ...
+
+
+class ReloadsView(Protocol):
+    """What Reloads uses of the daemon: its config (replaced when one is applied), its units,
+    its queue and phase, and whom it tells."""
+
+    current: Loaded
+
+    @property
+    def supervisor(self) -> Supervisor | None: ...
+
+    @property
+    def running(self) -> RunningConfig: ...
+
+    @property
+    def paused(self) -> bool: ...
+
+    @property
+    def operations(self) -> Operations: ...
+
+    @property
+    def lifecycle(self) -> Lifecycle: ...
+
+    @property
+    def notifier(self) -> SystemdNotifier: ...
+
+    @property
+    def cluster(self) -> _ClusterChange | None: ...
+
+    @property
+    def telemetry(self) -> _ReloadCounter: ...
+
+    def settle(self) -> None: ...
+
+    def status_line(self) -> str: ...
+
+
 class Reloads:
-    def __init__(self, daemon: Daemon, reloader: Callable[[], Loaded] | None,
+    def __init__(self, daemon: ReloadsView, reloader: Callable[[], Loaded] | None,
                  planner: Callable[[Loaded, Loaded], list[Action]] | None, settle: float = 1.0) -> None:
         self.daemon = daemon
         self.reloader, self.planner = reloader, planner
         self.settle = settle  # a changed file must be unchanged this long before it is read
         self.last: dict[str, Any] | None = None  # the last reload's result, for status
+        self.generation = 1  # of the accepted config the units run: one more each change applied
         self._watch_restart = asyncio.Event()
         self.missed = False  # a change came while paused
-
-    @property
-    def generation(self) -> int:
-        """Of the accepted config the units run (owned by RunningConfig)."""
-        return self.daemon.running.generation
 
     @property
     def rejected(self) -> list[str] | None:
@@ -129,12 +173,25 @@ class Reloads:
         if set(new.watch_paths) != set(d.current.watch_paths):
             self._watch_restart.set()
         changed = bool(actions) or new.specs != d.current.specs
-        d.current = new
-        d.running.applied(snapshot, changed, (u.spec for u in d.supervisor.units.values()))
+        self.applied(new, snapshot, changed)
         if not changed:  # e.g. `synsup reload` after the watcher applied the change already
             return ReloadOutcome(ReloadResult.APPLIED, [self._already_applied()], generation=self.generation)
         return self._record(ReloadOutcome(ReloadResult.APPLIED, described or ["no changes"],
                                           generation=self.generation))
+
+    def applied(self, new: Loaded, snapshot: ConfigSnapshot | None, changed: bool = True,
+                reloader: Callable[[], Loaded] | None = None) -> None:
+        """A new config runs now (a reload, an upgrade, a cluster plan): the daemon's current
+        one, the last accepted copies, one generation more if anything changed; an upgrade
+        brings the reloader of its new code."""
+        d = self.daemon
+        assert d.supervisor is not None
+        d.current = new
+        if reloader is not None:
+            self.reloader = reloader
+        d.running.applied(snapshot, (u.spec for u in d.supervisor.units.values()))
+        if changed:
+            self.generation += 1
 
     def _already_applied(self) -> str:
         last = self.last if self.last and self.last.get("result") == "applied" else None

@@ -10,7 +10,7 @@ import dataclasses
 import os
 import time
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import structlog
 
@@ -25,7 +25,12 @@ from .plan_executor import PartialReload, apply_actions
 from .unit_code import main_code
 
 if TYPE_CHECKING:
-    from .daemon import Daemon
+    from ..engine.supervisor import Supervisor
+    from .config_snapshot import ConfigSnapshot
+    from .operations import Lifecycle, Operations
+    from .records import Records
+    from .running_config import RunningConfig
+    from .systemd import SystemdNotifier
 
 log = structlog.get_logger()
 Upgrader = Callable[[Loaded, str | None, bool], UpgradePlan]  # (current, python, allow_downtime)
@@ -33,8 +38,52 @@ Progress = Callable[[str], Awaitable[None]]
 OUTPUT_TAIL = 5  # lines of a failed command's output in the error
 
 
+class _Applies(Protocol):
+    def applied(self, new: Loaded, snapshot: ConfigSnapshot | None, changed: bool = True,
+                reloader: Callable[[], Loaded] | None = None) -> None: ...
+
+
+class UpgradesView(Protocol):
+    """What Upgrades uses of the daemon: its config and units, its queue and phase, its
+    records (a migration's pid), whom it tells, and Reloads to say a new config runs."""
+
+    @property
+    def current(self) -> Loaded: ...
+
+    @property
+    def supervisor(self) -> Supervisor | None: ...
+
+    @property
+    def running(self) -> RunningConfig: ...
+
+    @property
+    def reloads(self) -> _Applies: ...
+
+    @property
+    def records(self) -> Records: ...
+
+    @property
+    def token(self) -> str: ...
+
+    @property
+    def paused(self) -> bool: ...
+
+    @property
+    def operations(self) -> Operations: ...
+
+    @property
+    def lifecycle(self) -> Lifecycle: ...
+
+    @property
+    def notifier(self) -> SystemdNotifier: ...
+
+    def settle(self) -> None: ...
+
+    def status_line(self) -> str: ...
+
+
 class Upgrades:
-    def __init__(self, daemon: Daemon, upgrader: Upgrader | None) -> None:
+    def __init__(self, daemon: UpgradesView, upgrader: Upgrader | None) -> None:
         self.daemon, self.upgrader = daemon, upgrader
         self.last: dict[str, Any] | None = None  # the last upgrade's result, for status
         self._commands: set[int] = set()  # pids of the commands running now
@@ -96,10 +145,7 @@ class Upgrades:
             back = "it runs the old code again" if plan.rollback else "it stays stopped"
             return self._record(plan, "partial", unit=partial.unit, error=partial.error, actions=partial.done,
                                 note=f"{back}; the units not yet restarted kept the old code")
-        d.current = plan.loaded
-        if plan.reloader is not None:
-            d.reloads.reloader = plan.reloader
-        d.running.applied(snapshot, True, (u.spec for u in sup.units.values()))
+        d.reloads.applied(plan.loaded, snapshot, reloader=plan.reloader)
         d.running.upgraded(new := main_code(specs))
         moved = new.python != main_code(before.values()).python  # the unit file's --python must follow
         return self._record(plan, "upgraded", actions=[a.describe() for a in plan.actions],
