@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..cluster.unit_requests import VERBS, answer, ask, pending
 from ..errors import SynsupError
-from ..protocol import refusal
+from ..protocol import Refusal
 
 if TYPE_CHECKING:
     from .cluster_node import ClusterNode
@@ -34,19 +34,20 @@ class UnitRequests:
                 elsewhere.setdefault(node_of[name], []).append(name)
         return elsewhere, [n for n in raw.get("units") or () if n in local]
 
-    async def forwarded(self, raw: dict[str, Any]) -> dict[str, Any] | None:
-        """The reply to a request for units other nodes run; None when it names none (handled here)."""
+    async def forwarded(self, raw: dict[str, Any]) -> Refusal | dict[str, Any] | None:
+        """The reply to a request for units other nodes run (as the owning daemon answered it);
+        None when it names none (handled here)."""
         elsewhere, here = self.remote(raw)
         if not elsewhere:
             return None
         if here:
-            return refusal(f"{', '.join(here)} run here, {', '.join(n for u in elsewhere.values() for n in u)} on "
+            return Refusal(f"{', '.join(here)} run here, {', '.join(n for u in elsewhere.values() for n in u)} on "
                            "other nodes: give them in separate commands")
         try:
             replies = [await ask(self.node.store, self.node.keys, node, raw["cmd"], units)
                        for node, units in sorted(elsewhere.items())]
         except SynsupError as e:  # that node does not answer, or the store does not
-            return refusal(str(e))
+            return Refusal(str(e))
         if len(replies) == 1:
             return replies[0]
         failed = [r for r in replies if not r.get("ok", True)]

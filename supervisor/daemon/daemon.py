@@ -28,6 +28,7 @@ from ..engine.unit_state import UnitState
 from ..owner_mark import VARIABLE, owner_token
 from ..plans import Action
 from ..process_records import process_record
+from ..protocol import StatusReply, UnitReport
 from ..source import Loaded
 from ..statedir import StateDir
 from . import reexec, systemd
@@ -322,21 +323,25 @@ class Daemon:
             self.records.changed(self.supervisor)
 
     # -- requests
-    def status(self, names: list[str] | None = None) -> dict[str, Any]:
+    def status_reply(self, names: list[str] | None = None) -> StatusReply:
+        """The daemon and its units (those named, else all), as `status` answers."""
         sup = self.supervisor
         assert sup is not None
-        now = time.time()
-        units = [{**unit_status(u, now), **self.running.unit_fields(u.spec)}
-                 for n, u in sup.units.items() if not names or n in names]
-        self.telemetry.annotate(units, sup.units)
-        if self.front_door is not None:
-            for unit in units:
-                unit["proxy"] = self.front_door.unit_state(unit["name"])
+        now, door = time.time(), self.front_door
+        chosen = [u for n, u in sup.units.items() if not names or n in names]
+        usage = self.telemetry.usage(chosen)
+        units = [UnitReport(**unit_status(u, now).as_json(), **self.running.unit_fields(u.spec),
+                            **usage[u.spec.name], proxy=door.unit_state(u.spec.name) if door else None)
+                 for u in chosen]
         extra = {**self.running.status(self.reloads.generation), "reload_error": self.reloads.rejected,
                  "image_started_at": self.image_started_at, "paused": self.paused,
                  "last_reload": self.reloads.last, "last_upgrade": self.upgrades.last, **self.operations.status(),
-                 "proxy": self.front_door.status() if self.front_door else None}
-        return {"ok": True, "daemon": daemon_status(os.getpid(), self.lifecycle.phase.value, extra), "units": units}
+                 "proxy": door.status() if door else None}
+        return StatusReply(daemon_status(os.getpid(), self.lifecycle.phase.value, extra), units)
+
+    def status(self, names: list[str] | None = None) -> dict[str, Any]:
+        """The status reply's JSON."""
+        return self.status_reply(names).as_json()
 
     def pause(self) -> None:
         """No automatic restarts and no reloads until resume() (`synsup pause`)."""

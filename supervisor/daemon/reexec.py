@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import structlog
 
-from ..protocol import refusal
+from ..protocol import ReexecReply, Refusal
 from .control_server import Send
 
 if TYPE_CHECKING:
@@ -106,17 +106,17 @@ async def reexec(daemon: ReexecView, send: Send) -> None:
     records written for the new image to adopt from; the reply sent; then the exec."""
     busy = daemon.operations.current or ("stop" if daemon.lifecycle.stopping else None)
     if busy:
-        await send(refusal(f"still running: {busy}; try again when it is done"))
+        await send(Refusal(f"still running: {busy}; try again when it is done"))
         return
     why = await asyncio.to_thread(new_image_fails)
     if why is not None:
-        await send(refusal(f"the installed synsup does not come up ({why}); the running one "
+        await send(Refusal(f"the installed synsup does not come up ({why}); the running one "
                            "goes on unchanged"))
         return
     sup, control_fd = daemon.supervisor, daemon.control_fd
     assert sup is not None and control_fd is not None
     daemon.hand_over()
     held = tuple(name for name, unit in sup.units.items() if unit.held)
-    await send({"ok": True, "reexec": True, "pid": os.getpid()})
+    await send(ReexecReply(os.getpid()))
     failed = exec_in_place(Inherited(control_fd, held, daemon.paused))
     log.error("daemon.reexec_failed", error=str(failed))

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import structlog
 
 from ..plans import Action
-from ..protocol import ReloadOutcome, ReloadResult, refusal
+from ..protocol import Refusal, ReloadOutcome, ReloadResult
 from ..source import Loaded
 from .config_watch import config_changes
 from .operations import Phase
@@ -115,26 +115,26 @@ class Reloads:
             self.missed = False
             self.request()
 
-    async def dry_run(self) -> dict[str, Any]:
+    async def dry_run(self) -> ReloadOutcome | Refusal:
         """The plan the current files would produce, applied to nothing."""
         d = self.daemon
         if self.reloader is None or self.planner is None:
-            return refusal("this daemon cannot reload")
+            return Refusal("this daemon cannot reload")
         new = await asyncio.to_thread(self.reloader)
         if new.errors:
-            return ReloadOutcome(ReloadResult.REJECTED, errors=[f.format() for f in new.errors], dry_run=True).as_json()
+            return ReloadOutcome(ReloadResult.REJECTED, errors=[f.format() for f in new.errors], dry_run=True)
         units = d.supervisor.units if d.supervisor is not None else {}
         actions = priced(self.planner(d.current, new), units)
-        return ReloadOutcome(ReloadResult.PLAN, actions or ["no changes"], dry_run=True).as_json()
+        return ReloadOutcome(ReloadResult.PLAN, actions or ["no changes"], dry_run=True)
 
-    async def request_and_wait(self) -> dict[str, Any]:
+    async def request_and_wait(self) -> ReloadOutcome | Refusal:
         if not self.enabled:
-            return ReloadOutcome(ReloadResult.REJECTED, errors=["this daemon cannot reload"]).as_json()
+            return ReloadOutcome(ReloadResult.REJECTED, errors=["this daemon cannot reload"])
         if self.daemon.paused:
-            return refusal("synsup is paused: no reloads until `synsup resume`")
+            return Refusal("synsup is paused: no reloads until `synsup resume`")
         future = self.daemon.operations.submit("reload", self._reload_once, merge=True)
         outcome: ReloadOutcome = await future
-        return outcome.as_json()
+        return outcome
 
     async def _reload_once(self) -> ReloadOutcome:
         d = self.daemon

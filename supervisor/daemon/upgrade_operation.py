@@ -17,7 +17,7 @@ import structlog
 from ..engine.process import REAPER
 from ..owner_mark import VARIABLE, command_mark, new_nonce
 from ..plans import Command, UpgradePlan
-from ..protocol import refusal
+from ..protocol import Refusal, UpgradePlanReply, UpgradeResult
 from ..source import Loaded
 from ..spec import UnitSpec
 from .operations import Phase
@@ -89,16 +89,15 @@ class Upgrades:
         self._commands: set[int] = set()  # pids of the commands running now
 
     async def request(self, python: str | None, allow_downtime: bool, dry_run: bool,
-                      progress: Progress) -> dict[str, Any]:
+                      progress: Progress) -> UpgradeResult | UpgradePlanReply | Refusal:
         if self.upgrader is None:
-            return refusal("this daemon cannot upgrade")
+            return Refusal("this daemon cannot upgrade")
         if dry_run:
             plan = await self._plan(python, allow_downtime)
-            return {"ok": True, "dry_run": True, "result": "rejected" if plan.errors else "plan",
-                    "errors": plan.errors, **plan.describe()}
+            return UpgradePlanReply("rejected" if plan.errors else "plan", plan.errors, **plan.describe())
         if self.daemon.paused:
-            return refusal("synsup is paused: no upgrades until `synsup resume`")
-        result: dict[str, Any] = await self.daemon.operations.submit(
+            return Refusal("synsup is paused: no upgrades until `synsup resume`")
+        result: UpgradeResult = await self.daemon.operations.submit(
             "upgrade", lambda: self._upgrade(python, allow_downtime, progress))
         return result
 
@@ -112,7 +111,7 @@ class Upgrades:
         current = dataclasses.replace(self.daemon.current, specs=running)
         return await asyncio.to_thread(self.upgrader, current, python, allow_downtime)
 
-    async def _upgrade(self, python: str | None, allow_downtime: bool, progress: Progress) -> dict[str, Any]:
+    async def _upgrade(self, python: str | None, allow_downtime: bool, progress: Progress) -> UpgradeResult:
         d = self.daemon
         d.lifecycle.move(Phase.UPGRADING)
         d.notifier.send(STATUS="upgrading")
@@ -125,7 +124,7 @@ class Upgrades:
             d.settle()
             d.notifier.send(STATUS=d.status_line())
 
-    async def _execute(self, plan: UpgradePlan, progress: Progress) -> dict[str, Any]:
+    async def _execute(self, plan: UpgradePlan, progress: Progress) -> UpgradeResult:
         if plan.errors:
             return self._record(plan, "rejected", error="; ".join(plan.errors), errors=plan.errors)
         for command in plan.commands:
@@ -175,11 +174,12 @@ class Upgrades:
         self._commands.add(pid)
         self.daemon.records.track("migration", pid, self.daemon.supervisor)
 
-    def _record(self, plan: UpgradePlan, result: str, **fields: Any) -> dict[str, Any]:
-        self.last = {"at": time.time(), "result": result, "code_name": plan.code_name, "from_version": plan.from_version,
-                     "to_version": plan.to_version, "summary": plan.summary, **fields}
+    def _record(self, plan: UpgradePlan, result: str, **fields: Any) -> UpgradeResult:
+        outcome = UpgradeResult(time.time(), result, plan.code_name, plan.from_version, plan.to_version,
+                                plan.summary, **fields)
+        self.last = outcome.record()
         (log.info if result == "upgraded" else log.error)("upgrade.done", **self.last)
-        return {"ok": True, **self.last}
+        return outcome
 
 
 async def run_command(command: Command, marker: dict[str, str] | None = None,
