@@ -15,16 +15,12 @@ from ..plans import Action
 from ..protocol import Refusal, ReloadOutcome, ReloadResult
 from ..source import Loaded
 from .config_watch import config_changes
-from .operations import Phase
+from .operations import OperationView, Phase
 from .plan_executor import PartialReload, apply_actions
 
 if TYPE_CHECKING:
-    from ..engine.supervisor import Supervisor
     from ..engine.unit import Unit
     from .config_snapshot import ConfigSnapshot
-    from .operations import Lifecycle, Operations
-    from .running_config import RunningConfig
-    from .systemd import SystemdNotifier
 
 log = structlog.get_logger()
 
@@ -37,39 +33,17 @@ class _ReloadCounter(Protocol):
     def reload_done(self, outcome: ReloadOutcome) -> None: ...
 
 
-class ReloadsView(Protocol):
-    """What Reloads uses of the daemon: its config (replaced when one is applied), its units,
-    its queue and phase, and whom it tells."""
+class ReloadsView(OperationView, Protocol):
+    """What Reloads uses of the daemon: an operation's view, its config (replaced when one is
+    applied), the cluster a change goes through (--cluster), the telemetry that counts it."""
 
     current: Loaded
-
-    @property
-    def supervisor(self) -> Supervisor | None: ...
-
-    @property
-    def running(self) -> RunningConfig: ...
-
-    @property
-    def paused(self) -> bool: ...
-
-    @property
-    def operations(self) -> Operations: ...
-
-    @property
-    def lifecycle(self) -> Lifecycle: ...
-
-    @property
-    def notifier(self) -> SystemdNotifier: ...
 
     @property
     def cluster(self) -> _ClusterChange | None: ...
 
     @property
     def telemetry(self) -> _ReloadCounter: ...
-
-    def settle(self) -> None: ...
-
-    def status_line(self) -> str: ...
 
 
 class Reloads:

@@ -20,17 +20,13 @@ from ..plans import Command, UpgradePlan
 from ..protocol import Refusal, UpgradePlanReply, UpgradeResult
 from ..source import Loaded
 from ..spec import UnitSpec
-from .operations import Phase
+from .operations import OperationView, Phase
 from .plan_executor import PartialReload, apply_actions
 from .unit_code import main_code
 
 if TYPE_CHECKING:
-    from ..engine.supervisor import Supervisor
     from .config_snapshot import ConfigSnapshot
-    from .operations import Lifecycle, Operations
     from .records import Records
-    from .running_config import RunningConfig
-    from .systemd import SystemdNotifier
 
 log = structlog.get_logger()
 Upgrader = Callable[[Loaded, str | None, bool], UpgradePlan]  # (current, python, allow_downtime)
@@ -43,18 +39,12 @@ class _Applies(Protocol):
                 reloader: Callable[[], Loaded] | None = None) -> None: ...
 
 
-class UpgradesView(Protocol):
-    """What Upgrades uses of the daemon: its config and units, its queue and phase, its
-    records (a migration's pid), whom it tells, and Reloads to say a new config runs."""
+class UpgradesView(OperationView, Protocol):
+    """What Upgrades uses of the daemon: an operation's view, its config, its records and
+    owner token (a migration's pid, marked), and Reloads to say a new config runs."""
 
     @property
     def current(self) -> Loaded: ...
-
-    @property
-    def supervisor(self) -> Supervisor | None: ...
-
-    @property
-    def running(self) -> RunningConfig: ...
 
     @property
     def reloads(self) -> _Applies: ...
@@ -64,22 +54,6 @@ class UpgradesView(Protocol):
 
     @property
     def token(self) -> str: ...
-
-    @property
-    def paused(self) -> bool: ...
-
-    @property
-    def operations(self) -> Operations: ...
-
-    @property
-    def lifecycle(self) -> Lifecycle: ...
-
-    @property
-    def notifier(self) -> SystemdNotifier: ...
-
-    def settle(self) -> None: ...
-
-    def status_line(self) -> str: ...
 
 
 class Upgrades:
