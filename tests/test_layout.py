@@ -99,3 +99,50 @@ def test_no_two_test_files_share_a_name() -> None:
     for path in sorted((ROOT / "tests").rglob("test_*.py")):
         by_name.setdefault(path.name, []).append(str(path.relative_to(ROOT)))
     assert [paths for paths in by_name.values() if len(paths) > 1] == []
+
+
+def _stem(path: pathlib.Path) -> str:
+    """A module's name as a newcomer reads it: plurals and singulars alike (tallies ~ tally)."""
+    words = path.stem.split("_")
+    return "_".join(w[:-3] + "y" if w.endswith("ies") else w[:-1] if w.endswith("s") else w for w in words)
+
+
+def test_no_two_modules_differ_only_by_a_plural() -> None:
+    """`upgrade.py` beside `upgrades.py`, `unit_state.py` beside `unit_states.py`: one name a
+    newcomer confuses; each module is named after what it holds (issue 17)."""
+    seen: dict[str, list[str]] = {}
+    for path in sources():
+        if path.name != "__init__.py":
+            seen.setdefault(_stem(path), []).append(str(path.relative_to(ROOT)))
+    assert [paths for paths in seen.values() if len(paths) > 1] == []
+
+
+NARROW = ("handlers.py", "reloads.py", "upgrade_operation.py", "reexec.py")
+
+
+@pytest.mark.parametrize("name", NARROW)
+def test_daemon_parts_see_a_narrow_view(name: str) -> None:
+    """Requests, Reloads, Upgrades and reexec see the daemon through a typing.Protocol of what
+    each uses (as metrics.py's DaemonView), never the whole Daemon class (issue 17)."""
+    path = ROOT / "supervisor" / "daemon" / name
+    assert [t for _, t in imported_modules(path) if t.endswith(".daemon.Daemon")] == []
+    assert "(Protocol)" in path.read_text()
+
+
+def _own_private_names(tree: ast.AST) -> set[str]:
+    return {n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute) and n.attr.startswith("_")
+            and isinstance(n.value, ast.Name) and n.value.id in ("self", "cls")} | \
+           {n.name for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))}
+
+
+def test_nobody_reads_a_private_field_of_another_class() -> None:
+    """`other._field` only where the module defines `_field` itself (a class's own, e.g. in a
+    classmethod); the standard library's argparse internals and os._exit excepted (issue 17)."""
+    found = []
+    for path in sources():
+        tree = ast.parse(path.read_text(), str(path))
+        own = _own_private_names(tree) | {"_actions", "_SubParsersAction", "_exit"}
+        found += [f"{path.relative_to(ROOT)}:{n.lineno}: .{n.attr}" for n in ast.walk(tree)
+                  if isinstance(n, ast.Attribute) and n.attr.startswith("_") and not n.attr.startswith("__")
+                  and not (isinstance(n.value, ast.Name) and n.value.id in ("self", "cls")) and n.attr not in own]
+    assert found == []

@@ -14,7 +14,7 @@ from .model import Deployment, Finding, Listener, Process, error
 from .roles import as_names, writers_of
 from .route_source import RoutePatterns
 from .route_table import ASSIGNABLE, BY_NAME, CATEGORIES, DEFAULT_CLIENT, DEFAULT_FEDERATION
-from .specs import probe_for
+from .unit_specs import probe_for
 from .yamldoc import ConfigFileError, Where, YamlList, YamlMap, load_mapping, where
 
 NO_MAIN_LISTENER = "main has no http listener with the client resource; add one: the proxy sends it what no worker takes"

@@ -20,7 +20,7 @@ from .proxy_routes import proxy_layout, proxy_routes
 from .reload_plan import plan, snapshot_of
 from .route_source import RoutePatterns
 from .routes import route_table
-from .specs import unit_specs
+from .unit_specs import unit_specs
 from .upgrade_prepare import prepare_upgrade, start_refusal
 from .warning_codes import WARNING_CODES
 

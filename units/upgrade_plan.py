@@ -9,7 +9,7 @@ from synsup.supervisor.plans import Action, Command, UpgradePlan
 from synsup.supervisor.spec import UnitSpec
 
 from .schema import CodeSchema, DatabaseSchema, migration_command
-from .specs import STEP_MAIN, STEP_WRITERS
+from .unit_specs import STEP_MAIN, STEP_WRITERS
 
 SYNAPSE_KINDS = ("main", "worker")
 

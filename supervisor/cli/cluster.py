@@ -15,6 +15,7 @@ from ... import version
 from ..cluster_config import ClusterConfig, read_cluster_config
 from ..engine.environment import with_environment
 from ..errors import SynsupError
+from ..protocol import UnitStatus
 from ..source import Loaded, Placement, Source
 from . import commands
 from .render import duration, print_findings, print_plan
@@ -95,7 +96,8 @@ def status(args: argparse.Namespace) -> int:
     print(json.dumps(report, indent=2) if args.json else cluster_table(report))
     if report["plan"] and report["plan"]["blocked"]:
         return 2
-    healthy = report["leader"] and all(n["up"] for n in report["nodes"]) and commands.all_ready(report["units"]) \
+    units = [UnitStatus(u["name"], state=u["state"]) for u in report["units"]]  # as published: name, node, state, pid
+    healthy = report["leader"] and all(n["up"] for n in report["nodes"]) and commands.all_ready(units) \
         and not report["config"]["old_files_on"] and all(n.get("takes_part") is not False for n in report["nodes"])
     return 0 if healthy else 1
 
@@ -198,7 +200,7 @@ def node_in_cluster(joined: tuple[ClusterConfig, str], loaded: Loaded, args: arg
     from ..cluster.etcd_gateway import EtcdGateway
     from ..cluster.membership import MemberRecord, Membership, config_digest
     from ..cluster.node_source import NodeSource
-    from ..cluster.unit_states import UnitStates
+    from ..cluster.published_states import UnitStates
     from ..daemon.cluster_node import ClusterNode
     from ..daemon.cluster_steps import FullView
     assert isinstance(source, NodeSource)

@@ -8,13 +8,24 @@ import os
 import signal
 import sys
 import time
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, TypeVar
 
 from ..daemon.control_server import ControlClient, ControlError, ControlTimeout, DaemonNotAnswering
 from ..daemon.scrape_targets import targets_json
 from ..errors import NotRunning, SynsupError
 from ..process_records import running_daemon
-from ..protocol import Request
+from ..protocol import (
+    DaemonStatus,
+    OperationReply,
+    ReexecReply,
+    ReloadOutcome,
+    ReloadResult,
+    Request,
+    StatusReply,
+    StopReply,
+    UnitStatus,
+)
 from ..source import Loaded
 from ..spec import NAME_RULE, steps_of, valid_name
 from ..statedir import StateDir, default_state_dir
@@ -22,6 +33,7 @@ from . import follow_logs
 from .leftovers import leftover_records, orphan_rows, stop_leftovers, wait_gone
 from .render import print_findings, print_plan, status_table, use_colour
 
+R = TypeVar("R")
 STOP_ANSWER_WAIT = 10.0  # a live daemon says "stopping" at once; the stop itself may take long
 
 
@@ -61,25 +73,25 @@ def check(loaded: Loaded, as_json: bool, extra: dict[str, Any] | None = None) ->
     return 0
 
 
-def all_ready(units: list[dict[str, Any]]) -> bool:
+def all_ready(units: Sequence[UnitStatus]) -> bool:
     """Exit 0 material: every unit ready (not degraded), but for those stopped by the admin (intended)."""
-    return all((u["state"] == "ready" and not u.get("degraded")) or (u.get("held") and u["state"] == "stopped")
-               for u in units)
+    return all((u.state == "ready" and not u.degraded) or (u.held and u.state == "stopped") for u in units)
 
 
 def status(args: argparse.Namespace) -> int:
     state = state_of(args)
     try:
         with ControlClient(state.socket) as client:
-            reply = client.request(Request("status", tuple(args.units)))
+            reply = client.ask(Request("status", tuple(args.units)), StatusReply)
     except NotRunning:
         return _status_without_daemon(state, args.json)
     if args.json:
-        reply.pop("ok", None)
-        print(json.dumps(reply, indent=2))
+        printed = reply.as_json()
+        printed.pop("ok")
+        print(json.dumps(printed, indent=2))
     else:
         print(status_table(reply, time.time(), use_colour(sys.stdout)))
-    return 0 if all_ready(reply["units"]) else 1
+    return 0 if all_ready(reply.units) else 1
 
 
 def _status_without_daemon(state: StateDir, as_json: bool) -> int:
@@ -111,16 +123,15 @@ def stop(args: argparse.Namespace) -> int:
     pid = running_daemon(state)
     with client:
         client.send(Request("stop"))
-        replies = client.replies()
+        replies = client.answers()
         try:
             first = next(replies, None)
         except (ControlTimeout, DaemonNotAnswering):
             raise ControlError(f"the daemon{f' (pid {pid})' if pid else ''} did not answer `stop` within "
                                f"{STOP_ANSWER_WAIT:g}s: it is hung or stopped (SIGSTOP); see {state.daemon_log}") from None
         client.sock.settimeout(None)  # answering: the stop takes as long as the units' stop timeouts
-        for reply in [first] if first else []:
-            if reply.get("stopping"):
-                print(f"stopping: {', then '.join(reply.get('order') or ['every unit'])} ...")
+        if isinstance(first, StopReply):
+            print(f"stopping: {', then '.join(first.order or ['every unit'])} ...")
         for _ in replies:
             pass
     if pid is not None:
@@ -144,12 +155,12 @@ def _stop_without_daemon(state: StateDir) -> int:
     return 0
 
 
-def _long_request(args: argparse.Namespace, request: Request) -> dict[str, Any]:
-    """A request that may wait behind other operations: its reply."""
+def _long_request(args: argparse.Namespace, request: Request, kind: type[R]) -> R:
+    """A request that may wait behind other operations: its reply, a `kind`."""
     state = state_of(args)
     try:
         with ControlClient(state.socket, timeout=args.timeout) as client:
-            return client.request(request)
+            return client.ask(request, kind)
     except ControlTimeout:
         raise SynsupError(f"still running: {_running_operation(state)} (gave up waiting after "
                           f"{args.timeout:g}s; see `synsup status`)") from None
@@ -158,39 +169,40 @@ def _long_request(args: argparse.Namespace, request: Request) -> dict[str, Any]:
 def _running_operation(state: StateDir) -> str:
     try:
         with ControlClient(state.socket, timeout=10) as client:
-            operation = client.request(Request("status"))["daemon"].get("operation") or {}
+            operation = client.ask(Request("status"), StatusReply).daemon.operation or {}
     except ControlError:
         return "an operation"
     return str(operation.get("name") or "an operation")
 
 
 def restart(args: argparse.Namespace) -> int:
-    reply = _long_request(args, Request("restart", tuple(args.units), rolling=args.rolling, node=args.node))
+    reply = _long_request(args, Request("restart", tuple(args.units), rolling=args.rolling, node=args.node),
+                          OperationReply)
     print(status_table(reply, time.time()))
-    if reply.get("halted_at"):
-        raise SynsupError(f"restart --rolling halted at {reply['halted_at'][0]}: it did not become ready; "
+    if reply.halted_at:
+        raise SynsupError(f"restart --rolling halted at {reply.halted_at[0]}: it did not become ready; "
                           "the units after it were not restarted (see `synsup status`)")
-    return 0 if all_ready(reply["units"]) else 1
+    return 0 if all_ready(reply.units) else 1
 
 
 def unit_command(args: argparse.Namespace, request: Request) -> int:
     """stop/start UNIT... with the daemon running: the warnings, then the units' status."""
     args.timeout = getattr(args, "timeout", 600.0)
-    reply = _long_request(args, request)
-    for warning in reply.get("warnings") or []:
+    reply = _long_request(args, request, OperationReply)
+    for warning in reply.warnings or []:
         print(f"synsup: warning: {warning}", file=sys.stderr)
     print(status_table(reply, time.time()))
     wanted = "stopped" if request.cmd == "stop" else "ready"
-    return 0 if all(u["state"] == wanted for u in reply["units"]) else 1
+    return 0 if all(u.state == wanted for u in reply.units) else 1
 
 
 def units(args: argparse.Namespace) -> int:
     try:
         with ControlClient(state_of(args).socket, timeout=2) as client:
-            reply = client.request(Request("status"))
+            reply = client.ask(Request("status"), StatusReply)
     except (NotRunning, ControlError):
         return 0  # completion: nothing to offer
-    print("\n".join(u["name"] for u in reply["units"]))
+    print("\n".join(u.name for u in reply.units))
     return 0
 
 
@@ -224,27 +236,27 @@ def reexec(args: argparse.Namespace) -> int:
     """The daemon re-executes itself in place: same pid, every unit kept."""
     state = state_of(args)
     with ControlClient(state.socket) as client:
-        before = client.request(Request("status"))["daemon"]
+        before = client.ask(Request("status"), StatusReply).daemon
     trial = args.trial_timeout
     if not 0 < trial <= 3600:
         raise SynsupError(f"--trial-timeout {trial:g}: give a number of seconds above 0 (at most 3600)")
     with ControlClient(state.socket, timeout=REEXEC_WAIT + trial) as client:
-        client.request(Request("reexec", trial_timeout=trial))  # ControlError (one line) if refused
-    after = _new_image(state, before["image_started_at"], time.monotonic() + REEXEC_WAIT)
+        client.ask(Request("reexec", trial_timeout=trial), ReexecReply)  # ControlError (one line) if refused
+    after = _new_image(state, before.image_started_at, time.monotonic() + REEXEC_WAIT)
     if after is None:
-        raise SynsupError(f"the daemon (pid {before['pid']}) did not answer within {REEXEC_WAIT:g}s after "
+        raise SynsupError(f"the daemon (pid {before.pid}) did not answer within {REEXEC_WAIT:g}s after "
                           f"re-executing itself; see {state.daemon_log}")
-    print(f"re-executed in place: pid {after['pid']}, synsup {before['version']} -> {after['version']}")
+    print(f"re-executed in place: pid {after.pid}, synsup {before.version} -> {after.version}")
     return 0
 
 
-def _new_image(state: StateDir, old_image: float, deadline: float) -> dict[str, Any] | None:
+def _new_image(state: StateDir, old_image: float | None, deadline: float) -> DaemonStatus | None:
     """The daemon's status once a new image answers (None at the deadline)."""
     while time.monotonic() < deadline:
         try:
             with ControlClient(state.socket, timeout=5) as client:
-                daemon: dict[str, Any] = client.request(Request("status"))["daemon"]
-            if daemon.get("image_started_at") != old_image:
+                daemon = client.ask(Request("status"), StatusReply).daemon
+            if daemon.image_started_at != old_image:
                 return daemon
         except (NotRunning, ControlError, OSError):
             pass
@@ -253,17 +265,17 @@ def _new_image(state: StateDir, old_image: float, deadline: float) -> dict[str, 
 
 
 def reload(args: argparse.Namespace) -> int:
-    reply = _long_request(args, Request("reload", dry_run=args.dry_run))
-    for line in reply.get("errors") or []:
+    reply = _long_request(args, Request("reload", dry_run=args.dry_run), ReloadOutcome)
+    for line in reply.errors:
         print(line, file=sys.stderr)
-    for action in reply.get("actions") or []:
+    for action in reply.actions:
         print(action)
-    if reply.get("dry_run"):
-        return 1 if reply.get("errors") else 0
-    if reply.get("result") == "partial":
-        raise SynsupError(f"reload partial: {reply.get('unit')} did not become ready: {reply.get('error')}; "
+    if reply.dry_run:
+        return 1 if reply.errors else 0
+    if reply.result is ReloadResult.PARTIAL:
+        raise SynsupError(f"reload partial: {reply.unit} did not become ready: {reply.error}; "
                           "it runs its last good config again, the units not yet restarted kept theirs")
-    return 0 if reply.get("applied") is True else 1
+    return 0 if reply.result is ReloadResult.APPLIED else 1
 
 
 def log_dir_of(state: StateDir, given: str | None) -> str:

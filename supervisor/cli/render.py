@@ -8,6 +8,7 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
+from ..protocol import DaemonStatus, StatusReply, UnitReport, UnitStatus
 from ..source import Finding
 from ..spec import UnitSpec, steps_of
 
@@ -67,28 +68,26 @@ def _paint(cell: str, width: int, state: str, colour: bool) -> str:
     return f"\x1b[{code}m{padded}\x1b[0m" if colour and code else padded
 
 
-def status_table(reply: dict[str, Any], now: float, colour: bool = False) -> str:
-    daemon = reply.get("daemon") or {}
-    header = (("PAUSED: no automatic restarts, no reloads (synsup resume)\n" if daemon.get("paused") else "")
-              + f"synsup {daemon.get('version', '')} pid {daemon.get('pid')} {daemon.get('state')}, "
-              f"config generation {daemon.get('config_generation')}")
+def status_table(reply: StatusReply, now: float, colour: bool = False) -> str:
+    daemon, units = reply.daemon, reply.units
+    header = (("PAUSED: no automatic restarts, no reloads (synsup resume)\n" if daemon.paused else "")
+              + f"synsup {daemon.version} pid {daemon.pid} {daemon.state}, "
+              f"config generation {daemon.config_generation}")
     rows: list[tuple[str, ...]] = [("UNIT", "STATE", "VERSION", "PID", "UPTIME", "RESTARTS", "RSS", "CPU%",
                                     "HEALTH", "LAST ERROR")]
     long_errors = []
-    for u in reply.get("units", []):
-        error = u.get("error") or ""
+    for u in units:
+        error = u.error or ""
         if len(error) > ERROR_WIDTH:
-            long_errors.append(f"{u['name']}: {error}")
+            long_errors.append(f"{u.name}: {error}")
             error = "(below)"
-        rows.append((u["name"], _state_cell(u, now), u.get("version") or "-", str(u["pid"] or "-"),
-                     duration(u.get("uptime")),
-                     str(u["restarts"]), size(u.get("rss_bytes")), percent(u.get("cpu_percent")),
-                     _short(_health(u), 30), error))
-    if daemon.get("proxy"):  # --proxy: each unit's server state in the proxy, after STATE
-        rows = [(*r[:2], p, *r[2:]) for r, p in zip(rows, ["PROXY"] + [u.get("proxy") or "-" for u in reply["units"]])]
+        rows.append((u.name, _state_cell(u, now), u.version or "-", str(u.pid or "-"), duration(u.uptime),
+                     str(u.restarts), size(u.rss_bytes), percent(u.cpu_percent), _short(_health(u), 30), error))
+    if daemon.proxy:  # --proxy: each unit's server state in the proxy, after STATE
+        rows = [(*r[:2], p, *r[2:]) for r, p in zip(rows, ["PROXY"] + [u.proxy or "-" for u in units])]
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
     lines = [header]
-    states = [""] + ["degraded" if u.get("degraded") else str(u["state"]) for u in reply.get("units", [])]
+    states = [""] + ["degraded" if u.degraded else str(u.state) for u in units]
     for row, state in zip(rows, states):
         cells = [_paint(cell, w, state, colour) if i == 1 else cell.ljust(w)
                  for i, (cell, w) in enumerate(zip(row, widths))]
@@ -96,32 +95,32 @@ def status_table(reply: dict[str, Any], now: float, colour: bool = False) -> str
     if long_errors:
         lines.append("last errors:")
         lines.extend(f"  {e}" for e in long_errors)
-    lines.extend(_degraded(reply.get("units", [])))
+    lines.extend(_degraded(units))
     lines.extend(_config_on_disk(daemon))
-    lines.extend(_proxy_note(daemon.get("proxy")))
-    lines.extend(_daemon_notes(daemon, reply.get("units", []), now))
+    lines.extend(_proxy_note(daemon.proxy))
+    lines.extend(_daemon_notes(daemon, units, now))
     return "\n".join(line.rstrip() for line in lines)
 
 
-def _config_on_disk(daemon: dict[str, Any]) -> list[str]:
+def _config_on_disk(daemon: DaemonStatus) -> list[str]:
     """The files on disk, when synsup rejected them: the units keep the last accepted config."""
-    on_disk = daemon.get("config_on_disk") or {}
-    errors = on_disk.get("errors") or daemon.get("reload_error") or []
+    on_disk = daemon.config_on_disk or {}
+    errors = on_disk.get("errors") or daemon.reload_error or []
     if not errors:
         return []
     at = time.strftime("%H:%M", time.localtime(on_disk.get("at") or time.time()))
-    generation = on_disk.get("units_run_generation", daemon.get("config_generation"))
+    generation = on_disk.get("units_run_generation", daemon.config_generation)
     return [f"config on disk rejected at {at}: {errors[0]}; units run generation {generation}",
             "last reload rejected:", *(f"  {e}" for e in errors)]
 
 
-def _health(unit: dict[str, Any]) -> str:
-    return "degraded (below)" if unit.get("degraded") else unit.get("health") or "-"
+def _health(unit: UnitStatus) -> str:
+    return "degraded (below)" if unit.degraded else unit.health or "-"
 
 
-def _degraded(units: list[dict[str, Any]]) -> list[str]:
+def _degraded(units: list[UnitReport]) -> list[str]:
     """Units that answer their own checks while their peers' requests to them fail: why, in full."""
-    lines = [f"  {u['name']}: {u['degraded']}" for u in units if u.get("degraded")]
+    lines = [f"  {u.name}: {u.degraded}" for u in units if u.degraded]
     return ["degraded (ready, but its peers cannot reach it as configured):", *lines] if lines else []
 
 
@@ -133,35 +132,35 @@ def _proxy_note(proxy: dict[str, Any] | None) -> list[str]:
     return [f"warning: proxy {proxy['kind']} at {proxy['target']}: {proxy.get('error')}; units are supervised without it"]
 
 
-def _state_cell(unit: dict[str, Any], now: float) -> str:
-    state = str(unit["state"])
-    if unit.get("degraded") and state == "ready":
+def _state_cell(unit: UnitStatus, now: float) -> str:
+    state = str(unit.state)
+    if unit.degraded and state == "ready":
         return "ready (degraded)"
-    if unit.get("held"):
+    if unit.held:
         return f"{state} (by admin)"
     if state == "exited":
         return "exited (paused)"
-    if unit.get("waiting_for"):
-        return f"{state} (for {unit['waiting_for']})"
-    if unit.get("retry_at"):
-        return f"{state} (retry in {duration(max(0.0, unit['retry_at'] - now))})"
+    if unit.waiting_for:
+        return f"{state} (for {unit.waiting_for})"
+    if unit.retry_at:
+        return f"{state} (retry in {duration(max(0.0, unit.retry_at - now))})"
     return state
 
 
-def _daemon_notes(daemon: dict[str, Any], units: list[dict[str, Any]], now: float) -> list[str]:
+def _daemon_notes(daemon: DaemonStatus, units: list[UnitReport], now: float) -> list[str]:
     notes = []
-    operation = daemon.get("operation")
+    operation = daemon.operation
     if operation:
         notes.append(f"running: {operation['name']} (for {duration(now - (operation.get('started_at') or now))})"
-                     + (f"; queued: {', '.join(daemon['queued'])}" if daemon.get("queued") else ""))
-    notes.extend(_upgrade_note(daemon.get("last_upgrade") or {}))
-    notes.extend(_partial_upgrade_note(daemon.get("partial_upgrade")))
-    last = daemon.get("last_reload") or {}
+                     + (f"; queued: {', '.join(daemon.queued)}" if daemon.queued else ""))
+    notes.extend(_upgrade_note(daemon.last_upgrade or {}))
+    notes.extend(_partial_upgrade_note(daemon.partial_upgrade))
+    last = daemon.last_reload or {}
     if last.get("result") == "partial":
         notes.append(f"last reload partial: {last.get('unit')} did not become ready ({last.get('error')}); "
                      "it runs its last good config, units not yet restarted kept theirs")
-    notes.extend(f"{u['name']}: {u['log']}" for u in units if u.get("log"))
-    notes.extend(f"{u['name']}: {u['installed']}" for u in units if u.get("installed"))
+    notes.extend(f"{u.name}: {u.log}" for u in units if u.log)
+    notes.extend(f"{u.name}: {u.installed}" for u in units if u.installed)
     return notes
 
 

@@ -20,7 +20,7 @@ from ..daemon.records import adoptable
 from ..daemon.systemd import SystemdNotifier
 from ..daemon.telemetry import Telemetry
 from ..daemon.unit_code import CodeRecord
-from ..daemon.upgrades import Upgrader
+from ..daemon.upgrade_operation import Upgrader
 from ..engine.environment import read_env_file, with_environment
 from ..engine.log_dir import prepare_log_dir
 from ..engine.preflight import addresses_in_use
@@ -28,7 +28,7 @@ from ..engine.probes import check
 from ..errors import NotRunning, SynsupError
 from ..owner_mark import read_token
 from ..process_records import process_record, running_daemon
-from ..protocol import Request
+from ..protocol import Request, StatusReply, UnitChange, UnitStatus
 from ..source import Loaded, Source
 from ..spec import UnitSpec
 from ..statedir import StateDir
@@ -192,7 +192,7 @@ def _warn_about_proxy(state: StateDir) -> None:
     """--proxy: a proxy the daemon cannot use is said here too (the units are supervised without it)."""
     try:
         with ControlClient(state.socket, timeout=5) as client:
-            proxy = client.request(Request("status"))["daemon"].get("proxy")
+            proxy = client.ask(Request("status"), StatusReply).daemon.proxy
     except (NotRunning, OSError):
         return
     if proxy and proxy.get("error"):
@@ -220,11 +220,11 @@ def _tail(path: str, n: int = 10) -> str:
 def follow_start(client: ControlClient, out) -> int:
     """Print each unit as it becomes ready; 0 once all are, 1 naming a unit that failed."""
     client.send(Request("watch"))
-    replies = client.replies()
+    replies = client.answers()
     first = next(replies, None)
-    if first is None:
+    if not isinstance(first, StatusReply):
         raise SynsupError("the daemon stopped during the start; see its log")
-    units = {u["name"]: u for u in first["units"]}
+    units: dict[str, UnitStatus] = {u.name: u for u in first.units}
     printed: set[str] = set()
     live = out.isatty()
     for unit in list(units.values()):
@@ -232,33 +232,33 @@ def follow_start(client: ControlClient, out) -> int:
         if result is not None:
             return result
     for reply in replies:
-        if "unit" in reply:
-            result = _progress(out, live, units, reply["unit"], printed)
+        if isinstance(reply, UnitChange):
+            result = _progress(out, live, units, reply.unit, printed)
             if result is not None:
                 return result
     raise SynsupError("the daemon stopped during the start; see its log")
 
 
-def _progress(out, live: bool, units: dict, unit: dict, printed: set[str]) -> int | None:
+def _progress(out, live: bool, units: dict[str, UnitStatus], unit: UnitStatus, printed: set[str]) -> int | None:
     """Print what changed; 0 when all are ready, 1 when one failed, None to go on."""
-    units[unit["name"]] = unit
-    if unit["state"] == "ready" and unit["name"] not in printed:
-        _line(out, live, f"ready  {unit['name']:<24} ({unit.get('uptime') or 0:.2f}s)")
-        printed.add(unit["name"])
-    if unit["state"] == "failed":
-        _line(out, live, f"synsup: unit {unit['name']} failed: {unit['error']}", sys.stderr)
+    units[unit.name] = unit
+    if unit.state == "ready" and unit.name not in printed:
+        _line(out, live, f"ready  {unit.name:<24} ({unit.uptime or 0:.2f}s)")
+        printed.add(unit.name)
+    if unit.state == "failed":
+        _line(out, live, f"synsup: unit {unit.name} failed: {unit.error}", sys.stderr)
         print("the rest keeps running; see `synsup status` and `synsup logs UNIT`", file=sys.stderr)
         return 1
     if live:
-        ready = sum(u["state"] == "ready" for u in units.values())
-        busy = [u["name"] for u in units.values() if u["state"] in ("starting", "waiting", "backoff")]
+        ready = sum(u.state == "ready" for u in units.values())
+        busy = [u.name for u in units.values() if u.state in ("starting", "waiting", "backoff")]
         out.write(f"\r[{ready}/{len(units)} ready] {', '.join(busy[:3])}\x1b[K")
         out.flush()
-    if all(u["state"] == "ready" for u in units.values()):
+    if all(u.state == "ready" for u in units.values()):
         _line(out, live, f"all {len(units)} units ready")
         return 0
-    if all(u["state"] == "ready" or (u.get("held") and u["state"] == "stopped") for u in units.values()):
-        held = [u["name"] for u in units.values() if u["state"] != "ready"]  # e.g. until the cluster's plan
+    if all(u.state == "ready" or (u.held and u.state == "stopped") for u in units.values()):
+        held = [u.name for u in units.values() if u.state != "ready"]  # e.g. until the cluster's plan
         _line(out, live, f"{len(units) - len(held)} units ready, held (not started): {', '.join(held)}")
         return 0
     return None

@@ -9,7 +9,7 @@ import time
 from typing import TextIO
 
 from ..daemon.control_server import ControlClient
-from ..protocol import Request
+from ..protocol import Request, StatusReply
 from .commands import state_of
 from .render import status_table
 
@@ -23,7 +23,7 @@ def top(args: argparse.Namespace, out: TextIO | None = None, rounds: int | None 
     done = 0
     while rounds is None or done < rounds:
         with ControlClient(state.socket) as client:
-            reply = client.request(Request("status"))
+            reply = client.ask(Request("status"), StatusReply)
         out.write((CLEAR if live else "") + status_table(reply, time.time()) + "\n" + ("" if live else "\n"))
         out.flush()
         done += 1

@@ -5,11 +5,10 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import Any
 
 from ..daemon.control_server import ControlClient, ControlTimeout
 from ..errors import SynsupError
-from ..protocol import Request
+from ..protocol import Request, UpgradePlanReply, UpgradeProgress, UpgradeResult
 from .commands import state_of
 
 
@@ -27,49 +26,48 @@ def upgrade(args: argparse.Namespace) -> int:
     try:
         with ControlClient(state.socket, timeout=args.timeout) as client:
             client.send(request)
-            for reply in client.replies():
-                if "progress" in reply:
-                    print(reply["progress"], flush=True)
-                    continue
-                return outcome(reply)
+            for reply in client.answers():
+                if isinstance(reply, UpgradeProgress):
+                    print(reply.line, flush=True)
+                elif isinstance(reply, (UpgradeResult, UpgradePlanReply)):
+                    return outcome(reply)
     except ControlTimeout:
         raise SynsupError(f"the upgrade is still running (gave up waiting after {args.timeout:g}s; "
                           "see `synsup status`)") from None
     raise SynsupError("the daemon closed the connection during the upgrade; see `synsup status`")
 
 
-def outcome(reply: dict[str, Any]) -> int:
-    if reply.get("dry_run"):
+def outcome(reply: UpgradeResult | UpgradePlanReply) -> int:
+    if isinstance(reply, UpgradePlanReply):
         return _print_plan(reply)
-    result = reply.get("result")
-    if result == "upgraded":
-        print(f"upgraded: {reply.get('code_name') or 'code'} {reply.get('from_version')} -> {reply.get('to_version')}")
-        if reply.get("python"):
+    if reply.result == "upgraded":
+        print(f"upgraded: {reply.code_name or 'code'} {reply.from_version} -> {reply.to_version}")
+        if reply.python:
             print(f"the next `synsup start` must run this code too: update --python in the unit file "
-                  f"(ExecStart in synsup.service) to --python {reply['python']}")
+                  f"(ExecStart in synsup.service) to --python {reply.python}")
         return 0
-    if result == "rejected":
-        for line in reply.get("errors") or []:
+    if reply.result == "rejected":
+        for line in reply.errors:
             print(line, file=sys.stderr)
         raise SynsupError("upgrade refused; nothing changed")
-    if result == "failed":
-        raise SynsupError(f"upgrade failed before any restart: {reply.get('error')}; the processes keep "
+    if reply.result == "failed":
+        raise SynsupError(f"upgrade failed before any restart: {reply.error}; the processes keep "
                           "running the old code")
-    done = "; ".join(reply.get("actions") or []) or "nothing"
-    raise SynsupError(f"upgrade halted at {reply.get('unit')}: it did not become ready: {reply.get('error')}; "
-                      f"{reply.get('note')} (done: {done})")
+    done = "; ".join(reply.actions) or "nothing"
+    raise SynsupError(f"upgrade halted at {reply.unit}: it did not become ready: {reply.error}; "
+                      f"{reply.note} (done: {done})")
 
 
-def _print_plan(reply: dict[str, Any]) -> int:
-    for line in reply.get("summary") or []:
+def _print_plan(reply: UpgradePlanReply) -> int:
+    for line in reply.summary:
         print(line)
-    for line in reply.get("errors") or []:
+    for line in reply.errors:
         print(line, file=sys.stderr)
-    if reply.get("errors"):
+    if reply.errors:
         raise SynsupError("the upgrade would be refused; nothing changed")
-    for command in reply.get("commands") or []:
+    for command in reply.commands:
         print(f"run      {command}")
-    for action in reply.get("actions") or []:
+    for action in reply.actions:
         print(action)
     print("(dry run: nothing changed)")
     return 0

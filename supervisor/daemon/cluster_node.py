@@ -25,8 +25,8 @@ import structlog
 from ..cluster.change_leader import ChangeLeader, Look, member_digests
 from ..cluster.cluster_plan import PREPARE, ClusterPlan, PlanPhase, PlanState, cluster_phases, restart_everywhere
 from ..cluster.membership import config_digest
+from ..cluster.published_states import UnitStates
 from ..cluster.store import StoreError
-from ..cluster.unit_states import UnitStates
 from ..plans import Action
 from ..protocol import ReloadOutcome, ReloadResult
 from ..source import Loaded
@@ -229,7 +229,7 @@ class ClusterNode:
         if plan is not None:
             await self._take_part(plan)
         if self.fenced and self.membership.lease_held and (plan is None or plan.state is not PlanState.RUNNING):
-            self._submit("unfence", self._unfence)
+            self.submit("unfence", self._unfence)
 
     async def _read_files_if_others_changed(self) -> None:
         """Another node reports files this one does not: read ours again (a `synsup reload` or a
@@ -256,7 +256,7 @@ class ClusterNode:
     async def _take_part(self, plan: ClusterPlan) -> None:
         if plan.state is PlanState.DONE and plan.id not in self._committed:
             self._committed.add(plan.id)
-            self._submit("cluster commit", lambda: self._commit(plan))
+            self.submit("cluster commit", lambda: self._commit(plan))
             return
         step = (plan.id, plan.phase)
         if plan.state is not PlanState.RUNNING or self.node not in plan.current.steps:
@@ -267,9 +267,9 @@ class ClusterNode:
             return
         self._busy.add(step)
         if await self.store.get(self.leader.planner.ack_key(plan, plan.phase, self.node)) is None:
-            self._submit("cluster phase", lambda: self._run_phase(plan))
+            self.submit("cluster phase", lambda: self._run_phase(plan))
 
-    def _submit(self, name: str, work: Callable[[], Awaitable[None]]) -> None:
+    def submit(self, name: str, work: Callable[[], Awaitable[None]]) -> None:
         """Queued behind (and never beside) the daemon's other operations; refused while it stops."""
         assert self.daemon is not None
         try:
@@ -337,20 +337,19 @@ class ClusterNode:
         if prepared is None:
             return
         await finish_change(d.supervisor, prepared.specs)
-        d.current = prepared.new
-        d.running.applied(prepared.snapshot, True, (u.spec for u in d.supervisor.units.values()))
+        d.reloads.applied(prepared.new, prepared.snapshot)
         full = await asyncio.to_thread(self.load_full)
         if config_digest(full.loaded.watch_paths) == plan.config_digest:
             self.base, self.base_applied = full, True
         unfence(d.supervisor, self.acted_on_later)  # held since the start, and no step of the plan started them
         self.acted_on_later = set()
-        self.log.info("cluster.change_done", plan=plan.id, generation=d.running.generation)
+        self.log.info("cluster.change_done", plan=plan.id, generation=d.reloads.generation)
         d.settle()
 
     # -- self_fence
     def _lease_lost(self) -> None:
         if self.membership.config.self_fence:
-            self._submit("self fence", self._fence)
+            self.submit("self fence", self._fence)
 
     async def _fence(self) -> None:
         """The lease is lost (`self_fence: true`): the processes that hold the shard map stop and stay

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..cluster.unit_requests import VERBS, WITHOUT_UNITS, answer, ask, pending, route
 from ..errors import SynsupError
-from ..protocol import RequestError, parse_request, refusal
+from ..protocol import Refusal, Reply, RequestError, parse_request
 from .handlers import Requests
 
 if TYPE_CHECKING:
@@ -43,12 +43,12 @@ class UnitRequests:
         targets = route(units, node_of, nodes, here, only)
         return None if list(targets) == [here] else targets
 
-    async def forwarded(self, raw: dict[str, Any]) -> dict[str, Any] | None:
+    async def forwarded(self, raw: dict[str, Any]) -> Refusal | dict[str, Any] | None:
         """The reply to a request other nodes (or every node) carry out; None: handled here."""
         try:
             targets = self.targets(raw)
         except SynsupError as e:
-            return refusal(str(e))
+            return Refusal(str(e))
         if targets is None:
             return None
         order = [n for n in self.node.membership.config.nodes if n in targets]
@@ -58,9 +58,9 @@ class UnitRequests:
             try:
                 reply = await ask(self.node.store, self.node.keys, node, raw["cmd"], targets[node], options=options)
             except SynsupError as e:  # that node does not answer, or the store does not
-                return refusal(str(e))
+                return Refusal(str(e))
             if not reply.get("ok", True):
-                return refusal(f"node {node}: {reply.get('error', 'refused')}")
+                return Refusal(f"node {node}: {reply.get('error', 'refused')}")
             replies.append(reply)
         return together(replies, order)
 
@@ -80,14 +80,14 @@ class UnitRequests:
                **{k: v for k, v in (request.get("options") or {}).items() if k in OPTIONS}}
         replies: list[dict[str, Any]] = []
 
-        async def keep(reply: dict[str, Any]) -> None:
-            replies.append(reply)
+        async def keep(reply: Reply | dict[str, Any]) -> None:
+            replies.append(reply if isinstance(reply, dict) else reply.as_json())
         try:
             parsed = parse_request(raw, list(d.supervisor.units))
             await Requests(d).routes[parsed.cmd](parsed, keep)
         except RequestError as e:
-            replies.append(refusal(str(e)))
-        await answer(self.node.store, key, replies[-1] if replies else refusal("no reply"))
+            replies.append(Refusal(str(e)).as_json())
+        await answer(self.node.store, key, replies[-1] if replies else Refusal("no reply").as_json())
 
 
 def together(replies: list[dict[str, Any]], nodes: list[str]) -> dict[str, Any]:

@@ -15,14 +15,15 @@ import os
 import socket
 import struct
 from collections.abc import Awaitable, Callable, Iterator
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
 
 from ..errors import NotRunning, SynsupError
-from ..protocol import Request, refusal
+from ..protocol import Refusal, Reply, Request, read_reply
 
-Send = Callable[[dict[str, Any]], Awaitable[None]]
+R = TypeVar("R")
+Send = Callable[[Reply | dict[str, Any]], Awaitable[None]]  # a dict: a reply passed on as it came (--cluster)
 Handler = Callable[[dict[str, Any], Send], Awaitable[None]]
 
 MAX_CONNECTIONS = 256
@@ -32,8 +33,8 @@ ACCEPT_TIMEOUT = 10.0  # seconds a client waits for the daemon to take its reque
 TAKEN = {"ok": True, "taken": True}
 
 
-def reply_line(reply: dict[str, Any]) -> bytes:
-    return (json.dumps(reply) + "\n").encode()
+def reply_line(reply: Reply | dict[str, Any]) -> bytes:
+    return (json.dumps(reply if isinstance(reply, dict) else reply.as_json()) + "\n").encode()
 
 log = structlog.get_logger()
 
@@ -110,7 +111,7 @@ class ControlServer:
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         answered = False
 
-        async def send(reply: dict[str, Any]) -> None:
+        async def send(reply: Reply | dict[str, Any]) -> None:
             nonlocal answered
             answered = answered or reply is not TAKEN
             writer.write(reply_line(reply))
@@ -119,15 +120,15 @@ class ControlServer:
         self.connections += 1
         try:
             if self.connections > self.max_connections:
-                writer.write(reply_line(refusal("synsup is busy: too many control connections; try again")))
+                writer.write(reply_line(Refusal("synsup is busy: too many control connections; try again")))
                 return
             request = await self._read_request(reader)
             uid = peer_uid(writer.get_extra_info("socket"))
             if not allowed(uid):
-                await send(refusal(f"uid {uid} may not control this synsup daemon "
+                await send(Refusal(f"uid {uid} may not control this synsup daemon "
                                    f"(only uid {os.getuid()} and root); run as that user"))
             elif isinstance(request, str):
-                await send(refusal(request))
+                await send(Refusal(request))
             elif not await self._take(request, reader, writer, send):
                 return
             else:
@@ -136,7 +137,7 @@ class ControlServer:
             pass
         except asyncio.CancelledError:
             if not answered:  # the daemon is stopping under the request: say so, not a bare hang-up
-                writer.write(reply_line(refusal("synsup is stopping")))
+                writer.write(reply_line(Refusal("synsup is stopping")))
         finally:
             self.connections -= 1
             writer.close()
@@ -174,7 +175,7 @@ class ControlServer:
             raise
         except Exception as e:  # a bug in one request never takes the daemon down
             log.exception("control.request_failed", request=str(request)[:200])
-            await send(refusal(f"internal error: {type(e).__name__}: {e}"))
+            await send(Refusal(f"internal error: {type(e).__name__}: {e}"))
 
     def close(self) -> None:
         if self._server is not None:
@@ -207,6 +208,7 @@ class ControlClient:
             self.sock.close()
             raise ControlError(f"{path}: cannot connect: {e.strerror or e}") from None
         self._file = self.sock.makefile("rb")
+        self.cmd = ""  # of the request sent: how its replies are read
 
     def not_answering(self) -> DaemonNotAnswering:
         return DaemonNotAnswering(
@@ -217,6 +219,7 @@ class ControlClient:
     def send(self, request: Request | dict[str, Any]) -> None:
         """A request (a raw dict only where a test sends what no client would)."""
         payload = request.as_json() if isinstance(request, Request) else request
+        self.cmd = str(payload.get("cmd"))
         self.sock.settimeout(self.accept_timeout)
         try:
             self.sock.sendall((json.dumps({**payload, "ack": True}) + "\n").encode())
@@ -253,6 +256,20 @@ class ControlClient:
             if reply.get("ok") is False:
                 raise ControlError(str(reply.get("error") or "the daemon refused the request"))
             yield reply
+
+    def answers(self) -> Iterator[Reply]:
+        """The replies, each as the dataclass the daemon built (protocol.read_reply)."""
+        for reply in self.replies():
+            yield read_reply(self.cmd, reply)
+
+    def ask(self, request: Request, kind: type[R]) -> R:
+        """The one reply to `request`, which must be a `kind`."""
+        self.send(request)
+        for reply in self.answers():
+            if not isinstance(reply, kind):
+                raise ControlError(f"the daemon's answer to {request.cmd} is no {kind.__name__}")
+            return reply
+        raise ControlError("the daemon closed the connection without answering")
 
     def request(self, request: Request | dict[str, Any]) -> dict[str, Any]:
         self.send(request)

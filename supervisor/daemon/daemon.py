@@ -24,10 +24,10 @@ from ..engine.process import REAPER, Spawner, become_subreaper
 from ..engine.supervisor import Supervisor, settled
 from ..engine.unit import Unit
 from ..engine.unit_output import KEEP_FILES, MAX_BYTES
-from ..engine.unit_state import UnitState
 from ..owner_mark import VARIABLE, owner_token
 from ..plans import Action
 from ..process_records import process_record
+from ..protocol import StatusReply
 from ..source import Loaded
 from ..statedir import StateDir
 from . import reexec, systemd
@@ -39,9 +39,9 @@ from .operations import Lifecycle, Operations, Phase
 from .records import Records, adoptable, stale_adopted
 from .reloads import Reloads
 from .running_config import RunningConfig
-from .status_report import daemon_status, unit_status
+from .status_report import status_line, status_reply
 from .telemetry import Telemetry
-from .upgrades import Upgrader, Upgrades
+from .upgrade_operation import Upgrader, Upgrades
 
 if TYPE_CHECKING:  # the cluster package is imported only with --cluster (cli/cluster.py builds it)
     from .cluster_node import ClusterNode
@@ -78,8 +78,8 @@ class Daemon:
         self.lifecycle = Lifecycle(front_door.phase_changed if front_door else None)
         self.operations = Operations()
         self.running = RunningConfig(state)  # which config and which code each unit runs with
-        self.reloads = Reloads(self, reloader, planner, settle)
-        self.upgrades = Upgrades(self, upgrader)
+        self.reloads: Reloads = Reloads(self, reloader, planner, settle)
+        self.upgrades: Upgrades = Upgrades(self, upgrader)
         self.records = Records(state)
         self.telemetry = telemetry or Telemetry()  # metrics, resource columns, failure hooks
         self.supervisor: Supervisor | None = None
@@ -247,14 +247,8 @@ class Daemon:
         return tasks
 
     def _slow_start_pending(self) -> str | None:
-        """During the start, a unit whose spec says its start may take long (Synapse's main,
-        migrating the database) has not come up yet: what systemd is told while it gets more time."""
-        units = self.supervisor.units.values() if self.supervisor else ()
-        slow = [u for u in units if u.spec.slow_start and
-                u.state in (UnitState.WAITING, UnitState.STARTING, UnitState.BACKOFF)]
-        if self.lifecycle.phase is not Phase.STARTING or not slow:
-            return None
-        return f"starting {slow[0].spec.name} ({slow[0].spec.slow_start})"
+        starting = self.lifecycle.phase is Phase.STARTING
+        return systemd.slow_start_pending(self.supervisor.units.values() if self.supervisor else (), starting)
 
     def _install_signals(self) -> None:
         loop = asyncio.get_running_loop()
@@ -272,19 +266,19 @@ class Daemon:
         return self._stopped.is_set()
 
     def stop_order(self) -> list[str]:
-        """The steps in the order `stop` takes them, each by its name ("workers") or its units."""
-        steps = self.supervisor.steps() if self.supervisor else []
-        order = []
-        for step in reversed(steps):
-            run = [u.spec for u in step if u.spec.argv is not None]
-            if run:
-                order.append(run[0].step_name or ", ".join(s.name for s in run))
-        return order
+        return self.supervisor.stop_order() if self.supervisor else []
 
     @staticmethod
     def _on_sigchld() -> None:
         REAPER.reap_soon()
         CHILD_STOPS.collect()  # a unit without probes that stopped (SIGSTOP) or continued
+
+    def hand_over(self) -> None:
+        """Before `reexec`'s exec in place: units.json written for the new image to adopt
+        from; the failure hooks' commands let go."""
+        assert self.supervisor is not None
+        self.records.write_units(self.supervisor)
+        self.telemetry.hooks.close()
 
     def reopen_logs(self) -> None:
         """After a rename-style logrotate: unit logs and daemon.log are opened at their paths anew."""
@@ -298,15 +292,8 @@ class Daemon:
         self.log.info("daemon.logs_reopened")
 
     def status_line(self) -> str:
-        units = list(self.supervisor.units.values()) if self.supervisor else []
-        ready = sum(u.state is UnitState.READY for u in units)
-        others = [f"{u.spec.name} in {u.state.value}" for u in units
-                  if u.state not in (UnitState.READY, UnitState.WAITING)]
-        line = f"{ready}/{len(units)} ready"
-        slow = next((u for u in units if u.spec.slow_start and u.state is UnitState.STARTING), None)
-        if slow is not None:
-            line = f"starting {slow.spec.name} ({slow.spec.slow_start}); {line}"
-        return line + ("; " + ", ".join(others[:3]) if others and ready < len(units) else "")
+        """systemd's STATUS=: how many units are ready, the first few that are not."""
+        return status_line(list(self.supervisor.units.values()) if self.supervisor else [])
 
     def _unit_changed(self, unit: Unit) -> None:
         if self.notifier.address:
@@ -317,21 +304,13 @@ class Daemon:
             self.records.changed(self.supervisor)
 
     # -- requests
+    def status_reply(self, names: list[str] | None = None) -> StatusReply:
+        """The daemon and its units (those named, else all), as `status` answers."""
+        return status_reply(self, names)
+
     def status(self, names: list[str] | None = None) -> dict[str, Any]:
-        sup = self.supervisor
-        assert sup is not None
-        now = time.time()
-        units = [{**unit_status(u, now), **self.running.unit_fields(u.spec)}
-                 for n, u in sup.units.items() if not names or n in names]
-        self.telemetry.annotate(units, sup.units)
-        if self.front_door is not None:
-            for unit in units:
-                unit["proxy"] = self.front_door.unit_state(unit["name"])
-        extra = {**self.running.status(), "reload_error": self.reloads.rejected,
-                 "image_started_at": self.image_started_at, "paused": self.paused,
-                 "last_reload": self.reloads.last, "last_upgrade": self.upgrades.last, **self.operations.status(),
-                 "proxy": self.front_door.status() if self.front_door else None}
-        return {"ok": True, "daemon": daemon_status(os.getpid(), self.lifecycle.phase.value, extra), "units": units}
+        """The status reply's JSON."""
+        return self.status_reply(names).as_json()
 
     def pause(self) -> None:
         """No automatic restarts and no reloads until resume() (`synsup pause`)."""

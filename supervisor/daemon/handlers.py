@@ -6,21 +6,95 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..engine.unit import Unit
-from ..protocol import Request, RequestError, parse_request, refusal
+from ..protocol import (
+    OperationReply,
+    Refusal,
+    ReloadOutcome,
+    ReopenedReply,
+    Request,
+    RequestError,
+    StatusReply,
+    StoppedReply,
+    StopReply,
+    UnitChange,
+    UpgradePlanReply,
+    UpgradeProgress,
+    UpgradeResult,
+    parse_request,
+)
 from .control_server import Send
 from .operations import Stopping
-from .reexec import reexec
+from .reexec import ReexecView, reexec
 from .status_report import unit_status
 
 if TYPE_CHECKING:
-    from .daemon import Daemon
+    from .upgrade_operation import Progress
+
+
+class _Forwarder(Protocol):
+    async def forwarded(self, raw: dict[str, Any]) -> Refusal | dict[str, Any] | None: ...
+
+
+class _Cluster(Protocol):
+    @property
+    def requests(self) -> _Forwarder: ...
+
+
+class _Reloads(Protocol):
+    async def dry_run(self) -> ReloadOutcome | Refusal: ...
+
+    async def request_and_wait(self) -> ReloadOutcome | Refusal: ...
+
+
+class _Upgrades(Protocol):
+    async def request(self, python: str | None, allow_downtime: bool, dry_run: bool,
+                      progress: Progress) -> UpgradeResult | UpgradePlanReply | Refusal: ...
+
+
+class _FrontDoor(Protocol):
+    async def told(self) -> None: ...
+
+
+class RequestsView(ReexecView, Protocol):
+    """What the request handlers use of the daemon: its status and phase, its queue, the
+    daemon's own verbs (pause, resume, stop, reopen logs), reloads, upgrades; reexec's view."""
+
+    @property
+    def cluster(self) -> _Cluster | None: ...
+
+    @property
+    def reloads(self) -> _Reloads: ...
+
+    @property
+    def front_door(self) -> _FrontDoor | None: ...
+
+    @property
+    def upgrades(self) -> _Upgrades: ...
+
+    def status_reply(self, names: list[str] | None = None) -> StatusReply: ...
+
+    def has_stopped(self) -> bool: ...
+
+    def settle(self) -> None: ...
+
+    def pause(self) -> None: ...
+
+    def resume(self) -> None: ...
+
+    def reopen_logs(self) -> None: ...
+
+    def stop_order(self) -> list[str]: ...
+
+    def request_stop(self) -> None: ...
+
+    async def stopped(self) -> None: ...
 
 
 class Requests:
-    def __init__(self, daemon: Daemon) -> None:
+    def __init__(self, daemon: RequestsView) -> None:
         self.d = daemon
         # command -> its handler: every route in one table (protocol.FIELDS lists the same commands)
         self.routes: dict[str, Callable[[Request, Send], Awaitable[None]]] = {
@@ -40,15 +114,15 @@ class Requests:
         try:
             request = parse_request(raw, list(sup.units))
         except RequestError as e:
-            await send(refusal(str(e)))
+            await send(Refusal(str(e)))
             return
         if request.node is not None and self.d.cluster is None:
-            await send(refusal(f"--node {request.node}: this daemon is no node of a cluster (started without --cluster)"))
+            await send(Refusal(f"--node {request.node}: this daemon is no node of a cluster (started without --cluster)"))
             return
         await self.routes[request.cmd](request, send)
 
     async def _cmd_status(self, request: Request, send: Send) -> None:
-        await send(self.d.status(list(request.units) or None))
+        await send(self.d.status_reply(list(request.units) or None))
 
     async def _cmd_watch(self, request: Request, send: Send) -> None:
         """The status, then every unit change, until the client hangs up or the daemon stops."""
@@ -57,26 +131,25 @@ class Requests:
         queue: asyncio.Queue[Unit] = asyncio.Queue()
         sup.add_listener(queue.put_nowait)
         try:
-            await send(self.d.status())
+            await send(self.d.status_reply())
             while not self.d.has_stopped():
                 unit = await queue.get()
-                await send({"ok": True, "unit": unit_status(unit, time.time()),
-                            "daemon_state": self.d.lifecycle.phase.value,
-                            "operation": self.d.operations.status()["operation"]})
+                await send(UnitChange(unit_status(unit, time.time()), self.d.lifecycle.phase.value,
+                                      self.d.operations.status()["operation"]))
         finally:
             sup.remove_listener(queue.put_nowait)
 
     async def _cmd_reopen_logs(self, request: Request, send: Send) -> None:
         self.d.reopen_logs()
-        await send({"ok": True, "reopened": True})
+        await send(ReopenedReply())
 
     async def _cmd_pause(self, request: Request, send: Send) -> None:
         self.d.pause()
-        await send(self.d.status())
+        await send(self.d.status_reply())
 
     async def _cmd_resume(self, request: Request, send: Send) -> None:
         self.d.resume()
-        await send(self.d.status())
+        await send(self.d.status_reply())
 
     async def _cmd_start(self, request: Request, send: Send) -> None:
         assert self.d.supervisor is not None
@@ -84,31 +157,32 @@ class Requests:
         await self._queued(send, "start " + " ".join(names), lambda: sup.start_units(names), names)
 
     async def _queued(self, send: Send, name: str, work: Callable[[], Awaitable[Any]], names: list[str],
-                      **extra: Any) -> None:
+                      warnings: list[str] | None = None, halted_at: list[str] | None = None) -> None:
         """Run `work` as an operation; answer with the status of `names` when it is done."""
         try:
             await self.d.operations.submit(name, work)
         except Stopping as e:
-            await send(refusal(str(e)))
+            await send(Refusal(str(e)))
             return
         self.d.settle()
         if self.d.front_door is not None:
             await self.d.front_door.told()
-        await send({**self.d.status(names or None), **extra})
+        status = self.d.status_reply(names or None)
+        await send(OperationReply(status.daemon, status.units, warnings, halted_at))
 
     async def _stop_units(self, request: Request, send: Send) -> None:
         assert self.d.supervisor is not None
         sup, names = self.d.supervisor, list(request.units)
         external = [n for n in names if sup.units[n].spec.argv is None]
         if external:
-            await send(refusal(f"{', '.join(external)}: not run by synsup (only probed); "
+            await send(Refusal(f"{', '.join(external)}: not run by synsup (only probed); "
                         "stop it where it runs"))
             return
         needed = {n: [d for d in sup.dependents(n) if d not in names] for n in names}
         needed = {n: deps for n, deps in needed.items() if deps}
         if needed and not request.force:
             listed = "; ".join(f"{n} is needed by {', '.join(deps)}" for n, deps in needed.items())
-            await send(refusal(f"{listed}: they cannot work without it; stop them too, "
+            await send(Refusal(f"{listed}: they cannot work without it; stop them too, "
                         "or use --force to stop it anyway"))
             return
         warnings = sharded_group_warnings(sup.units, names)
@@ -118,10 +192,10 @@ class Requests:
         if request.units:
             await self._stop_units(request, send)
             return
-        await send({"ok": True, "stopping": True, "order": self.d.stop_order()})
+        await send(StopReply(self.d.stop_order()))
         self.d.request_stop()
         await self.d.stopped()
-        await send({"ok": True, "stopped": True})
+        await send(StoppedReply())
 
     async def _cmd_restart(self, request: Request, send: Send) -> None:
         assert self.d.supervisor is not None
@@ -143,7 +217,7 @@ class Requests:
         try:
             await send(await self.d.reloads.request_and_wait())
         except Stopping as e:
-            await send(refusal(str(e)))
+            await send(Refusal(str(e)))
 
     async def _cmd_reexec(self, request: Request, send: Send) -> None:
         await reexec(self.d, send, request.trial_timeout)
@@ -151,7 +225,7 @@ class Requests:
     async def _cmd_upgrade(self, request: Request, send: Send) -> None:
         async def progress(line: str) -> None:
             try:
-                await send({"ok": True, "progress": line})
+                await send(UpgradeProgress(line))
             except ConnectionError:  # the client went away: the upgrade goes on
                 pass
 
@@ -159,7 +233,7 @@ class Requests:
             await send(await self.d.upgrades.request(request.python, request.allow_downtime,
                                                    request.dry_run, progress))
         except Stopping as e:
-            await send(refusal(str(e)))
+            await send(Refusal(str(e)))
 
 
 def sharded_group_warnings(units: Mapping[str, Unit], names: list[str]) -> list[str]:

@@ -3,17 +3,16 @@ and the units' process trees when scraped, and nothing in between."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 from ... import version as synsup_version
 from ..engine.resources import ResourceSampler
-from ..engine.tallies import ProbeTally, UnitTally, exit_reason
 from ..engine.unit_state import UnitState
-from ..protocol import ReloadResult
-from .metric_text import header, label_text, number
+from ..engine.unit_tally import ProbeTally, UnitTally
 from .scrape_targets import instance_of
+from .tallies import Tallies
 
 if TYPE_CHECKING:  # prometheus_client is imported only with --metrics (Exposition): a few MB of RSS
     from prometheus_client.core import Metric
@@ -23,7 +22,6 @@ if TYPE_CHECKING:  # prometheus_client is imported only with --metrics (Expositi
     from ..source import Loaded
 
 UNIT_LABELS = ["unit", "app", "group", "instance"]  # instance: as the unit's scrape target, to join its own series
-RELOAD_RESULTS = tuple(r.value for r in ReloadResult if r is not ReloadResult.PLAN)  # a dry run is no reload
 EXIT_REASONS = ("exit_code", "signal", "unhealthy", "start_timeout", "stopped")
 
 
@@ -58,31 +56,28 @@ class DaemonView(Protocol):
     def operations(self) -> _Operations: ...
 
 
-@dataclass
-class Tallies:
-    """Event counts: per unit (fed by the supervisor's change listener) and of reloads."""
+# -- Prometheus text lines for the per-unit families, written directly: prometheus_client's
+# generate_latest checks and escapes every sample again at every scrape (about 15 us a sample,
+# 5,500 samples for 500 units). Labels come out sorted, as generate_latest writes them, so a
+# scraper sees the same text.
 
-    units: dict[str, UnitTally] = field(default_factory=dict)
-    reloads: dict[str, int] = field(default_factory=lambda: dict.fromkeys(RELOAD_RESULTS, 0))
-    last_reload: float = 0.0
+def escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
 
-    def unit_changed(self, unit: Unit) -> None:
-        t = self.units.setdefault(unit.spec.name, UnitTally())
-        if unit.restarts > t.seen_restarts:
-            t.restarts_total += unit.restarts - t.seen_restarts
-        t.seen_restarts = unit.restarts
-        if unit.last_exit is not None and unit.last_exit is not t.seen_exit:
-            t.seen_exit = unit.last_exit
-            t.exits[exit_reason(unit.state, unit.last_exit, unit.error, unit.wanted)] += 1
-        if unit.state is UnitState.READY and unit.pid is not None and unit.pid != t.seen_ready_pid:
-            t.seen_ready_pid = unit.pid
-            if unit.started_at is not None:
-                t.start_seconds.observe(max(0.0, unit.clock.time() - unit.started_at))
 
-    def reload_done(self, result: str, at: float) -> None:
-        self.reloads[result] = self.reloads.get(result, 0) + 1
-        if result != "rejected":
-            self.last_reload = at
+def label_text(labels: dict[str, str]) -> str:
+    return "{" + ",".join(f'{k}="{escape(v)}"' for k, v in sorted(labels.items())) + "}"
+
+
+def number(value: float) -> str:
+    value = float(value)
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    return "NaN" if math.isnan(value) else repr(value)
+
+
+def header(name: str, help_text: str, kind: str) -> str:
+    return f"# HELP {name} {help_text}\n# TYPE {name} {kind}\n"
 
 
 UNIT_EVENT_FAMILIES = (

@@ -12,9 +12,14 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import structlog
+
+if TYPE_CHECKING:
+    from ..engine.supervisor import Supervisor
+    from .running_config import RunningConfig
+    from .systemd import SystemdNotifier
 
 log = structlog.get_logger()
 
@@ -152,3 +157,30 @@ class Operations:
             "operation": {"name": current.name, "started_at": current.started_at} if current else None,
             "queued": [op.name for op in self._queue],
         }
+
+
+class OperationView(Protocol):
+    """What an operation that changes the running config (a reload, an upgrade) uses of the
+    daemon: its units and their config, the queue, the phase it moves, systemd it tells."""
+
+    @property
+    def supervisor(self) -> Supervisor | None: ...
+
+    @property
+    def running(self) -> RunningConfig: ...
+
+    @property
+    def paused(self) -> bool: ...
+
+    @property
+    def operations(self) -> Operations: ...
+
+    @property
+    def lifecycle(self) -> Lifecycle: ...
+
+    @property
+    def notifier(self) -> SystemdNotifier: ...
+
+    def settle(self) -> None: ...
+
+    def status_line(self) -> str: ...

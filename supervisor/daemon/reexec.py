@@ -15,20 +15,42 @@ import os
 import subprocess
 import sys
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import structlog
 
-from ..protocol import refusal
+from ..protocol import ReexecReply, Refusal
 from .control_server import Send
 
 if TYPE_CHECKING:
-    from .daemon import Daemon
+    from ..engine.supervisor import Supervisor
+    from .operations import Lifecycle, Operations
 
 ENV = "SYNSUP_REEXEC"
 TRY_TIMEOUT = 60.0  # seconds the trial of the new image may take (`reexec --trial-timeout`)
 
 log = structlog.get_logger()
+
+
+class ReexecView(Protocol):
+    """What `reexec` uses of the daemon: whether it is busy, what the new image takes over."""
+
+    @property
+    def supervisor(self) -> Supervisor | None: ...
+
+    @property
+    def operations(self) -> Operations: ...
+
+    @property
+    def lifecycle(self) -> Lifecycle: ...
+
+    @property
+    def control_fd(self) -> int | None: ...
+
+    @property
+    def paused(self) -> bool: ...
+
+    def hand_over(self) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -90,23 +112,22 @@ def exec_in_place(passed: Inherited) -> OSError:
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-async def reexec(daemon: Daemon, send: Send, trial_timeout: float | None = None) -> None:
+async def reexec(daemon: ReexecView, send: Send, trial_timeout: float | None = None) -> None:
     """The `reexec` request: refused while an operation runs; the new code tried first; the
     records written for the new image to adopt from; the reply sent; then the exec."""
     busy = daemon.operations.current or ("stop" if daemon.lifecycle.stopping else None)
     if busy:
-        await send(refusal(f"still running: {busy}; try again when it is done"))
+        await send(Refusal(f"still running: {busy}; try again when it is done"))
         return
     why = await asyncio.to_thread(new_image_fails, trial_timeout or TRY_TIMEOUT)
     if why is not None:
-        await send(refusal(f"the installed synsup does not come up ({why}); the running one "
+        await send(Refusal(f"the installed synsup does not come up ({why}); the running one "
                            "goes on unchanged"))
         return
     sup, control_fd = daemon.supervisor, daemon.control_fd
     assert sup is not None and control_fd is not None
-    daemon.records.write_units(sup)
-    daemon.telemetry.hooks.close()
+    daemon.hand_over()
     held = tuple(name for name, unit in sup.units.items() if unit.held)
-    await send({"ok": True, "reexec": True, "pid": os.getpid()})
+    await send(ReexecReply(os.getpid()))
     failed = exec_in_place(Inherited(control_fd, held, daemon.paused))
-    daemon.log.error("daemon.reexec_failed", error=str(failed))
+    log.error("daemon.reexec_failed", error=str(failed))

@@ -1,43 +1,61 @@
 """Reload requests (file changes, SIGHUP, `synsup reload`): queued as operations, merged,
-checked, applied. `Reloads` owns the last reload's result; the config generation is RunningConfig's."""
+checked, applied. `Reloads` owns the config generation and the last reload's result: whatever
+makes a new config run (a reload, an upgrade, a cluster plan) says so through `Reloads.applied`."""
 
 from __future__ import annotations
 
 import asyncio
 import time
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import structlog
 
 from ..plans import Action
-from ..protocol import ReloadOutcome, ReloadResult, refusal
+from ..protocol import Refusal, ReloadOutcome, ReloadResult
 from ..source import Loaded
 from .config_watch import config_changes
-from .operations import Phase
+from .operations import OperationView, Phase
 from .plan_executor import PartialReload, apply_actions
 
 if TYPE_CHECKING:
     from ..engine.unit import Unit
-    from .daemon import Daemon
+    from .config_snapshot import ConfigSnapshot
 
 log = structlog.get_logger()
 
 
+class _ClusterChange(Protocol):
+    async def config_changed(self, new: Loaded) -> ReloadOutcome: ...
+
+
+class _ReloadCounter(Protocol):
+    def reload_done(self, outcome: ReloadOutcome) -> None: ...
+
+
+class ReloadsView(OperationView, Protocol):
+    """What Reloads uses of the daemon: an operation's view, its config (replaced when one is
+    applied), the cluster a change goes through (--cluster), the telemetry that counts it."""
+
+    current: Loaded
+
+    @property
+    def cluster(self) -> _ClusterChange | None: ...
+
+    @property
+    def telemetry(self) -> _ReloadCounter: ...
+
+
 class Reloads:
-    def __init__(self, daemon: Daemon, reloader: Callable[[], Loaded] | None,
+    def __init__(self, daemon: ReloadsView, reloader: Callable[[], Loaded] | None,
                  planner: Callable[[Loaded, Loaded], list[Action]] | None, settle: float = 1.0) -> None:
         self.daemon = daemon
         self.reloader, self.planner = reloader, planner
         self.settle = settle  # a changed file must be unchanged this long before it is read
         self.last: dict[str, Any] | None = None  # the last reload's result, for status
+        self.generation = 1  # of the accepted config the units run: one more each change applied
         self._watch_restart = asyncio.Event()
         self.missed = False  # a change came while paused
-
-    @property
-    def generation(self) -> int:
-        """Of the accepted config the units run (owned by RunningConfig)."""
-        return self.daemon.running.generation
 
     @property
     def rejected(self) -> list[str] | None:
@@ -71,26 +89,26 @@ class Reloads:
             self.missed = False
             self.request()
 
-    async def dry_run(self) -> dict[str, Any]:
+    async def dry_run(self) -> ReloadOutcome | Refusal:
         """The plan the current files would produce, applied to nothing."""
         d = self.daemon
         if self.reloader is None or self.planner is None:
-            return refusal("this daemon cannot reload")
+            return Refusal("this daemon cannot reload")
         new = await asyncio.to_thread(self.reloader)
         if new.errors:
-            return ReloadOutcome(ReloadResult.REJECTED, errors=[f.format() for f in new.errors], dry_run=True).as_json()
+            return ReloadOutcome(ReloadResult.REJECTED, errors=[f.format() for f in new.errors], dry_run=True)
         units = d.supervisor.units if d.supervisor is not None else {}
         actions = priced(self.planner(d.current, new), units)
-        return ReloadOutcome(ReloadResult.PLAN, actions or ["no changes"], dry_run=True).as_json()
+        return ReloadOutcome(ReloadResult.PLAN, actions or ["no changes"], dry_run=True)
 
-    async def request_and_wait(self) -> dict[str, Any]:
+    async def request_and_wait(self) -> ReloadOutcome | Refusal:
         if not self.enabled:
-            return ReloadOutcome(ReloadResult.REJECTED, errors=["this daemon cannot reload"]).as_json()
+            return ReloadOutcome(ReloadResult.REJECTED, errors=["this daemon cannot reload"])
         if self.daemon.paused:
-            return refusal("synsup is paused: no reloads until `synsup resume`")
+            return Refusal("synsup is paused: no reloads until `synsup resume`")
         future = self.daemon.operations.submit("reload", self._reload_once, merge=True)
         outcome: ReloadOutcome = await future
-        return outcome.as_json()
+        return outcome
 
     async def _reload_once(self) -> ReloadOutcome:
         d = self.daemon
@@ -129,12 +147,25 @@ class Reloads:
         if set(new.watch_paths) != set(d.current.watch_paths):
             self._watch_restart.set()
         changed = bool(actions) or new.specs != d.current.specs
-        d.current = new
-        d.running.applied(snapshot, changed, (u.spec for u in d.supervisor.units.values()))
+        self.applied(new, snapshot, changed)
         if not changed:  # e.g. `synsup reload` after the watcher applied the change already
             return ReloadOutcome(ReloadResult.APPLIED, [self._already_applied()], generation=self.generation)
         return self._record(ReloadOutcome(ReloadResult.APPLIED, described or ["no changes"],
                                           generation=self.generation))
+
+    def applied(self, new: Loaded, snapshot: ConfigSnapshot | None, changed: bool = True,
+                reloader: Callable[[], Loaded] | None = None) -> None:
+        """A new config runs now (a reload, an upgrade, a cluster plan): the daemon's current
+        one, the last accepted copies, one generation more if anything changed; an upgrade
+        brings the reloader of its new code."""
+        d = self.daemon
+        assert d.supervisor is not None
+        d.current = new
+        if reloader is not None:
+            self.reloader = reloader
+        d.running.applied(snapshot, (u.spec for u in d.supervisor.units.values()))
+        if changed:
+            self.generation += 1
 
     def _already_applied(self) -> str:
         last = self.last if self.last and self.last.get("result") == "applied" else None

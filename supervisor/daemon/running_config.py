@@ -37,7 +37,6 @@ class Rejection:
 class RunningConfig:
     def __init__(self, state: StateDir) -> None:
         self.state = state
-        self.generation = 1  # of the accepted config the units run
         self.accepted: ConfigSnapshot | None = None
         self.rejected: Rejection | None = None
         self.code = CodeRecord.read(state)
@@ -58,12 +57,10 @@ class RunningConfig:
         snapshot = self._copy(loaded)
         return snapshot, [keep_code(s, running.get(s.name)) for s in self._specs_of(snapshot, loaded)]
 
-    def applied(self, snapshot: ConfigSnapshot | None, changed: bool, running: Iterable[UnitSpec]) -> None:
-        """The candidate runs now: it is the last accepted config."""
+    def applied(self, snapshot: ConfigSnapshot | None, running: Iterable[UnitSpec]) -> None:
+        """The candidate runs now: it is the last accepted config (Reloads.applied counts it)."""
         if snapshot is not None:
             self.accepted = snapshot
-        if changed:
-            self.generation += 1
         self.prune(running)
 
     def reject(self, errors: list[str]) -> None:
@@ -116,13 +113,14 @@ class RunningConfig:
             log.error("config.code_record_failed", error=str(e))
 
     # -- status
-    def status(self) -> dict[str, Any]:
+    def status(self, generation: int) -> dict[str, Any]:
+        """`generation`: of the config the units run (Reloads owns it)."""
         on_disk = None
         if self.rejected is not None:
             on_disk = {"state": "rejected", "at": self.rejected.at, "errors": self.rejected.errors,
-                       "units_run_generation": self.generation}
+                       "units_run_generation": generation}
         partial = self.code.partial
-        return {"config_generation": self.generation, "config_on_disk": on_disk,
+        return {"config_generation": generation, "config_on_disk": on_disk,
                 "partial_upgrade": partial.as_json() if partial else None,
                 "installed_code": self.code.installed.as_json() if self.code.installed else None}
 

@@ -7,7 +7,13 @@ import asyncio
 import os
 import socket
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING
+
+from ..engine.unit_state import UnitState
+
+if TYPE_CHECKING:
+    from ..engine.unit import Unit
 
 DEFAULT_TIMEOUT_START = 90.0  # systemd's DefaultTimeoutStartSec
 EXTENSION = 60.0
@@ -50,6 +56,16 @@ async def extend_start(notifier: SystemdNotifier, timeout: float, slow_start: Ca
     while status := slow_start():
         notifier.send(EXTEND_TIMEOUT_USEC=int(EXTENSION * 1e6), STATUS=status)
         await asyncio.sleep(EXTENSION / 2)
+
+
+def slow_start_pending(units: Iterable[Unit], starting: bool) -> str | None:
+    """During the start, a unit whose spec says its start may take long (Synapse's main,
+    migrating the database) has not come up yet: what systemd is told while it gets more time."""
+    slow = [u for u in units if u.spec.slow_start and
+            u.state in (UnitState.WAITING, UnitState.STARTING, UnitState.BACKOFF)]
+    if not starting or not slow:
+        return None
+    return f"starting {slow[0].spec.name} ({slow[0].spec.slow_start})"
 
 
 class SystemdNotifier:

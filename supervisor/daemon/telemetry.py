@@ -6,15 +6,17 @@ from __future__ import annotations
 import argparse
 import os
 import time
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from ..engine.resources import ResourceSampler
 from ..engine.unit_state import UnitState
 from ..protocol import ReloadOutcome, ReloadResult
 from .failure_hooks import FailureHooks
-from .metrics import Exposition, Tallies
+from .metrics import Exposition
 from .metrics_server import MetricsAddress, MetricsServer
 from .scrape_targets import targets_json
+from .tallies import Tallies
 
 if TYPE_CHECKING:
     from ..engine.unit import Unit
@@ -93,15 +95,16 @@ class Telemetry:
             errors = outcome.errors or ([outcome.error] if outcome.error else [])
             self.hooks.fire(f"reload_{result}", None, "; ".join(errors)[:4000])
 
-    def annotate(self, units: list[dict[str, Any]], by_name: dict[str, Unit]) -> None:
-        """Add rss_bytes and cpu_percent (None without a process) to `status` unit entries."""
-        for entry in units:
-            unit = by_name.get(entry["name"])
-            usage = self.sampler.usage(unit.pid) if unit is not None and unit.pid else None
-            entry["rss_bytes"] = usage.rss_bytes if usage else None
-            entry["cpu_percent"] = round(self.sampler.cpu_percent(unit.pid, usage), 1) \
-                if usage and unit is not None and unit.pid else None
+    def usage(self, units: Iterable[Unit]) -> dict[str, dict[str, Any]]:
+        """rss_bytes and cpu_percent (None without a process) of each unit, for `status`."""
+        out = {}
+        for unit in units:
+            usage = self.sampler.usage(unit.pid) if unit.pid else None
+            out[unit.spec.name] = {"rss_bytes": usage.rss_bytes if usage else None,
+                                   "cpu_percent": round(self.sampler.cpu_percent(unit.pid, usage), 1)
+                                   if usage and unit.pid else None}
         self.sampler.prune()  # else only a scrape would forget the pids of restarted units
+        return out
 
     def close(self) -> None:
         if self.server is not None:

@@ -13,7 +13,7 @@ from .clock import Clock
 from .flag import Flag
 from .peer_checks import PeerChecks
 from .probes import Prober
-from .tallies import ProbeTally
+from .unit_tally import ProbeTally
 
 
 @dataclass

@@ -16,6 +16,7 @@ from collections.abc import Awaitable
 from ..spec import HttpProbe, Probe, RedisProbe, TcpProbe
 from .listener_owner import foreign_listeners
 from .preflight import not_listening_yet
+from .probe_connection import ProbeConnection
 
 
 class ProbeFailed(Exception):
@@ -28,122 +29,11 @@ class _Stale(Exception):
     """A kept-alive connection the peer had closed: try again on a fresh one."""
 
 
-_TLS: ssl.SSLContext | None = None
-
-
-def _tls() -> ssl.SSLContext:
-    global _TLS
-    if _TLS is None:
-        _TLS = ssl.create_default_context()
-        _TLS.check_hostname = False
-        _TLS.verify_mode = ssl.CERT_NONE  # a loopback health check of our own child
-    return _TLS
-
-
-class _Connection:
-    """One socket to a probe's address: a bare non-blocking socket (about 60 % of the CPU of
-    asyncio's transports per probe), or asyncio streams when the probe speaks TLS."""
-
-    def __init__(self, sock: socket.socket | None = None,
-                 streams: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None) -> None:
-        self.sock, self.streams = sock, streams
-        self._reply: asyncio.Future[None] | None = None  # a check waiting for the peer's bytes
-        self._watched = False  # the socket stays in the loop's epoll set while the connection is kept
-
-    @classmethod
-    async def open(cls, probe: HttpProbe | RedisProbe) -> _Connection:
-        if probe.tls:
-            if probe.path:
-                streams = await asyncio.open_unix_connection(probe.path, ssl=_tls(), server_hostname="localhost")
-            else:
-                streams = await asyncio.open_connection(probe.host, probe.port, ssl=_tls())
-            return cls(streams=streams)
-        loop = asyncio.get_running_loop()
-        family = socket.AF_UNIX if probe.path else (socket.AF_INET6 if ":" in (probe.host or "") else socket.AF_INET)
-        sock = socket.socket(family, socket.SOCK_STREAM | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC)
-        try:
-            await loop.sock_connect(sock, probe.path or (probe.host, probe.port))
-        except BaseException:
-            sock.close()
-            raise
-        return cls(sock=sock)
-
-    async def send(self, data: bytes) -> None:
-        if self.streams is not None:
-            self.streams[1].write(data)
-            await self.streams[1].drain()
-        else:
-            assert self.sock is not None
-            await asyncio.get_running_loop().sock_sendall(self.sock, data)
-
-    async def recv(self) -> bytes:
-        """The next bytes the peer sends; b"" when it closed."""
-        if self.streams is not None:
-            return await self.streams[0].read(4096)
-        assert self.sock is not None
-        while True:
-            await self._readable()
-            try:
-                return self.sock.recv(4096)
-            except BlockingIOError:
-                pass  # woken by the readiness of the reply read before (one epoll round behind)
-
-    async def _readable(self) -> None:
-        """Wait for the reply before reading (saves the EAGAIN read that sock_recv makes first).
-        The socket is added to the loop once per connection, not once per check: two epoll_ctl
-        calls and a KeyError inside asyncio's add_reader were a fifth of a settled probe's CPU."""
-        assert self.sock is not None
-        loop = asyncio.get_running_loop()
-        if not self._watched:
-            loop.add_reader(self.sock.fileno(), self._on_readable)
-            self._watched = True
-        self._reply = loop.create_future()
-        try:
-            await self._reply
-        finally:
-            self._reply = None
-
-    def _on_readable(self) -> None:
-        if self._reply is not None:
-            if not self._reply.done():
-                self._reply.set_result(None)
-            return
-        assert self.sock is not None
-        try:  # between checks: a wake-up of the reply just read, or the peer closed the connection
-            self.sock.recv(1, socket.MSG_PEEK)
-        except BlockingIOError:
-            return
-        except OSError:
-            pass
-        self._unwatch()  # closed (or talking unasked): the next check finds it so and opens another
-
-    def _unwatch(self) -> None:
-        if self._watched and self.sock is not None:
-            asyncio.get_running_loop().remove_reader(self.sock.fileno())
-            self._watched = False
-
-    def close(self) -> None:
-        if self.streams is not None:
-            self.streams[1].close()
-        elif self.sock is not None:
-            self._unwatch()
-            self.sock.close()
-
-    def to_this_host(self) -> bool:
-        """Whether the peer is this machine: a UNIX socket, or the same address at both ends."""
-        if self.streams is not None:
-            peer, own = self.streams[1].get_extra_info("peername"), self.streams[1].get_extra_info("sockname")
-        else:
-            assert self.sock is not None
-            peer, own = self.sock.getpeername(), self.sock.getsockname()
-        return not isinstance(peer, tuple) or peer[0] == own[0]
-
-
 def _text(line: bytes) -> str:
     return line.decode(errors="replace").strip()
 
 
-async def _http_on(conn: _Connection, probe: HttpProbe) -> tuple[bytes, bool]:
+async def _http_on(conn: ProbeConnection, probe: HttpProbe) -> tuple[bytes, bool]:
     """One HTTP/1.1 request on an open connection: (status line, whether to keep it open)."""
     extra = "".join(f"{name}: {value}\r\n" for name, value in probe.headers)
     await conn.send(f"GET {probe.url_path} HTTP/1.1\r\nHost: {probe.host or 'localhost'}\r\n{extra}\r\n".encode())
@@ -193,7 +83,7 @@ def _resp(data: bytes, count: int) -> list[bytes] | None:
 
 
 async def _redis_replies(probe: RedisProbe, commands: list[bytes]) -> list[bytes]:
-    conn = await _Connection.open(probe)
+    conn = await ProbeConnection.open(probe)
     try:
         await conn.send(b"".join(commands))
         data = b""
@@ -262,7 +152,7 @@ class Prober:
 
     def __init__(self, probes: tuple[Probe, ...]) -> None:
         self.probes = probes
-        self._kept: dict[HttpProbe, _Connection] = {}
+        self._kept: dict[HttpProbe, ProbeConnection] = {}
         self.last_seconds = 0.0  # how long the last check_all took
         self.owner_pid: int | None = None  # the unit's process: the one that must be answering
         self._confirmed: int | None = None  # the pid whose HTTP listeners were confirmed as its own
@@ -320,11 +210,11 @@ class Prober:
             except (_Stale, OSError):
                 pass  # closed by the peer since the last check: one more try on a new one
         try:
-            await self._request(probe, await _Connection.open(probe))
+            await self._request(probe, await ProbeConnection.open(probe))
         except _Stale:
             raise ProbeFailed(f"{probe.describe()} closed the connection without answering") from None
 
-    async def _request(self, probe: HttpProbe, conn: _Connection) -> None:
+    async def _request(self, probe: HttpProbe, conn: ProbeConnection) -> None:
         try:
             _, keep = await _http_on(conn, probe)
         except BaseException:
@@ -344,7 +234,7 @@ class Prober:
 async def http_request(probe: HttpProbe) -> bool:
     """One request on a fresh connection, headers included; ProbeFailed unless answered 200.
     Whether the peer was this machine (its listener can be looked up in our socket tables)."""
-    conn = await _Connection.open(probe)
+    conn = await ProbeConnection.open(probe)
     try:
         local = conn.to_this_host()
         try:

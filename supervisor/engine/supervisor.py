@@ -102,6 +102,15 @@ class Supervisor:
     def steps(self) -> list[list[Unit]]:
         return [[self.units[n] for n in step] for step in steps_of([u.spec for u in self.units.values()])]
 
+    def stop_order(self) -> list[str]:
+        """The steps in the order `stop_all` takes them, each by its name ("workers") or its units."""
+        order = []
+        for step in reversed(self.steps()):
+            run = [u.spec for u in step if u.spec.argv is not None]
+            if run:
+                order.append(run[0].step_name or ", ".join(s.name for s in run))
+        return order
+
     def set_before_stop(self, hook: Callable[[Unit], Awaitable[None]]) -> None:
         """Awaited before every stop of a ready unit, whoever asks for it (units added later too)."""
         self._before_stop = hook

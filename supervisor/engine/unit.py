@@ -1,4 +1,5 @@
-"""One unit: its state machine and the task that keeps its process alive.
+"""One unit: its state machine and the task that keeps its process alive (a process run:
+unit_process.py; a unit not run here: unit_elsewhere.py; readiness and liveness: health.py).
 
 Whatever goes wrong inside a unit's task stays in that unit: an unexpected exception marks it
 `failed` with the error, and its process group is SIGKILLed when the task ends for any reason."""
@@ -7,36 +8,33 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import structlog
 
 from ..spec import UnitSpec
-from .child_stops import CHILD_STOPS
 from .clock import Clock
-from .died_of import OomWatch, died_of
-from .environment import exec_refusal, unit_environment
+from .died_of import OomWatch
 from .flag import Flag
-from .health import HealthChecks, Timing
+from .health import Timing
 from .installed_code import InstalledCode
 from .notify_socket import NotifySocket
 from .peer_checks import PeerChecks
-from .preflight import Refusal, preflight
 from .probes import Prober
-from .process import Child, ExitStatus, Spawner, stop_child
+from .process import Child, ExitStatus, Spawner
 from .restart_policy import RestartPolicy
-from .tallies import ProbeTally
+from .unit_elsewhere import Elsewhere
 from .unit_output import UnitOutput
+from .unit_process import ProcessRun
 from .unit_state import UnitState, check_transition
+from .unit_tally import ProbeTally
 
 S = UnitState
-TAIL_FOR_ERRORS = 40  # output lines searched for the exception a unit died of
 ERROR_CLEARED_AFTER = 60.0  # seconds ready after which a unit's error is history (last_error)
 
 
-class Unit(HealthChecks):
+class Unit(ProcessRun, Elsewhere):
     def __init__(self, spec: UnitSpec, *, clock: Clock, spawner: Spawner, output: UnitOutput,
                  notify_path: str | None, policy: RestartPolicy, timing: Timing,
                  on_change: Callable[[Unit], None], unpaused: Flag | None = None) -> None:
@@ -164,13 +162,6 @@ class Unit(HealthChecks):
             except ProcessLookupError:
                 pass
             self.log.info("unit.signalled", pid=self.pid, signal=sig)
-
-    def report(self, ready: bool) -> None:
-        """A unit with `spec.reported` (run elsewhere, e.g. by another node's daemon) is ready or not."""
-        if ready != self._reported:
-            self._reported = ready
-            self._report_changed.set()
-            self._report_changed = Flag()
 
     @property
     def held(self) -> bool:
@@ -345,122 +336,6 @@ class Unit(HealthChecks):
             return await (self._watch_external() if self.spec.argv is None else self._spawn_and_supervise())
         finally:
             self._prober.close()
-
-    async def _spawn_and_supervise(self) -> float | None:
-        env = self._environment()
-        refusal = preflight(self.spec, self.output) or self._exec_refusal(env)
-        self.retry_soon = refusal.retry_after if refusal is not None else None
-        self.refused = refusal is not None and self.retry_soon is None
-        if refusal is not None:
-            self.error = refusal.reason
-            self.log.error("unit.refused", error=refusal.reason)
-            return None
-        self.installed.at_spawn(self.spec)
-        self.output.new_run()
-        try:
-            self.child = child = await self.spawner.spawn(self.spec, env, self.output)
-        except OSError as e:
-            self.error = f"cannot start {(self.spec.argv or ('?',))[0]}: {e.strerror or e}"
-            self.log.error("unit.spawn_failed", error=self.error)
-            return None
-        self.started_at = self.clock.time()
-        self._oom = OomWatch(child.pid)
-        self._prober.owner_pid = child.pid  # probes must reach this process, not another on its address
-        self._watch_stops(child.pid)
-        self.output.note(f"started pid {child.pid}")
-        self.log.info("unit.spawned", pid=child.pid)
-        self._on_change(self)
-        exited = child.exit_waiter()
-        try:
-            ready_for = await self._supervise_child(child, exited)
-        finally:
-            CHILD_STOPS.unwatch(child.pid)
-        self._record_exit(child, await exited)
-        return ready_for
-
-    async def _supervise_adopted(self, child: Child) -> float | None:
-        self._adopted = None
-        self._prober.owner_pid = child.pid
-        self._notify_ready.set()  # it said READY=1 to the daemon that started it
-        self.log.info("unit.adopted", pid=child.pid)
-        self._on_change(self)
-        exited = child.exit_waiter()
-        ready_for = await self._supervise_child(child, exited)
-        self._record_exit(child, await exited)
-        return ready_for
-
-    async def _supervise_child(self, child: Child, exited: asyncio.Future[int | None]) -> float | None:
-        outcome = await self._race(self._readiness(), exited, self.spec.start_timeout)
-        ready_at = None
-        if outcome == "done":
-            ready_at = self.clock.monotonic()
-            self.set_state(S.READY)
-            outcome = await self._race(self._liveness(), exited)
-            if outcome == "done":
-                self.set_state(S.UNHEALTHY)
-                await stop_child(child, exited, self.spec.stop_timeout)
-        elif outcome == "timeout":
-            self.error = f"not ready within {self.spec.start_timeout:g}s ({self.health or 'no answer'})"
-            self.log.warning("unit.start_timeout", pid=child.pid)
-            await stop_child(child, exited, self.spec.stop_timeout)
-        if outcome == "stop":
-            self.set_state(S.STOPPING)
-            await stop_child(child, exited, self.spec.stop_timeout)
-        return None if ready_at is None else self.clock.monotonic() - ready_at
-
-    def _record_exit(self, child: Child, returncode: int | None) -> None:
-        oom = self._oom.evidence() if self._oom is not None and returncode == -signal.SIGKILL else None
-        status = ExitStatus.from_returncode(returncode, self.clock.time(), child.killed_after, oom)
-        self.last_exit = status
-        self.output.note(f"pid {child.pid} {status.describe()}")
-        if self.wanted:
-            if self.state is not S.UNHEALTHY and not (self.error and self.error.startswith("not ready")):
-                self.error = f"{status.describe()}: {self._died_of()}".rstrip(": ")
-            self.log.warning("unit.exited", pid=child.pid, status=status.describe())
-        else:
-            self.set_state(S.STOPPED)
-        self._on_change(self)
-
-    def _died_of(self) -> str:
-        """The exception the process died of: what the admin needs, not the closing banner."""
-        return died_of(self.output.last(TAIL_FOR_ERRORS))
-
-    async def _watch_external(self) -> float | None:
-        """A service someone else runs: ready when it answers; never started or stopped."""
-        outcome = await self._race(self._until_healthy(), None, self.spec.start_timeout)
-        if outcome != "done":
-            if outcome == "timeout":
-                self.error = f"not answering within {self.spec.start_timeout:g}s ({self.health})"
-            return None
-        self.set_state(S.READY)
-        while await self._race(self._liveness()) == "done":
-            self.set_state(S.UNHEALTHY)
-            if await self._race(self._until_healthy()) == "stop":
-                break
-            self.set_state(S.READY)
-        return None
-
-    async def _follow_reports(self) -> None:
-        """Ready while reported ready, unhealthy while not; no probe and no start timeout (its own
-        daemon judges it), until stopped."""
-        while await self._race(self._until_reported(True)) == "done":
-            self.set_state(S.READY)
-            if await self._race(self._until_reported(False)) != "done":
-                break
-            self.set_state(S.UNHEALTHY)
-
-    async def _until_reported(self, ready: bool) -> None:
-        while self._reported != ready:
-            await self._report_changed.wait()
-
-    def _exec_refusal(self, env: dict[str, str]) -> Refusal | None:
-        """The kernel would refuse this exec ("Argument list too long"): failed at once, by name."""
-        why = exec_refusal(self.spec.name, self.spec.argv or (), env)
-        return Refusal(why) if why is not None else None
-
-    def _environment(self) -> dict[str, str]:
-        return unit_environment(self.spec.env, self._notify.path if self._notify is not None else None,
-                                keep=self.spec.keep_env)
 
     async def _race(self, work: Awaitable[object], exited: asyncio.Future[int | None] | None = None,
                     timeout: float | None = None) -> str:

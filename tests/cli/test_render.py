@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from synsup.supervisor.cli.render import status_table, use_colour
+from synsup.supervisor.cli import render
+from synsup.supervisor.cli.render import use_colour
+from synsup.supervisor.protocol import StatusReply
+
+
+def status_table(reply, now, colour=False):
+    """The table of a reply line's object, read as the CLI reads it (protocol.StatusReply)."""
+    return render.status_table(StatusReply.from_json(reply), now, colour)
 
 REPLY = {"daemon": {"version": "x", "pid": 1, "state": "degraded", "config_generation": 1, "paused": True},
          "units": [{"name": "main", "state": "ready", "pid": 2, "restarts": 0, "uptime": 5},

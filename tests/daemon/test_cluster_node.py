@@ -12,7 +12,7 @@ from memory_store import MemoryStore
 
 from synsup.supervisor.cluster.cluster_plan import PREPARE, ClusterPlan, Planner, PlanPhase
 from synsup.supervisor.cluster.membership import MemberRecord, Membership
-from synsup.supervisor.cluster.unit_states import UnitStates
+from synsup.supervisor.cluster.published_states import UnitStates
 from synsup.supervisor.cluster_config import ClusterConfig, Node, StoreConfig
 from synsup.supervisor.daemon.cluster_node import ClusterNode
 from synsup.supervisor.daemon.cluster_steps import FullView, ports_closed

@@ -351,8 +351,8 @@ def test_a_restart_answers_once_the_proxy_has_been_told_the_unit_is_ready(short_
     replies: list[dict] = []
 
     async def scenario(d, door, spawner):
-        async def send(reply: dict) -> None:
-            replies.append(reply)
+        async def send(reply) -> None:
+            replies.append(reply if isinstance(reply, dict) else reply.as_json())
         await Requests(d).handle({"cmd": "restart", "units": ["worker"]}, send)
 
     run_daemon(short_dir, api, scenario)

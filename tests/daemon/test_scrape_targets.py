@@ -11,7 +11,7 @@ from helpers import FAKE_SYNAPSE, REPO, modern_deployment, write_deployment
 
 from synsup.supervisor.daemon.scrape_targets import target_groups
 from synsup.units.check import check_deployment
-from synsup.units.specs import unit_specs
+from synsup.units.unit_specs import unit_specs
 
 
 def metrics_deployment():

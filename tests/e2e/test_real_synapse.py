@@ -78,7 +78,7 @@ def test_1b_synsups_replication_request_is_answered_by_real_synapse_as_by_a_peer
     from synsup.supervisor.engine.clock import Clock
     from synsup.supervisor.engine.peer_checks import PeerChecks
     from synsup.units.loader import load_deployment
-    from synsup.units.specs import unit_specs
+    from synsup.units.unit_specs import unit_specs
 
     specs = {s.name: s for s in unit_specs(load_deployment([real.config], real.workers_dir, sys.executable).deployment)}
     pids = real.pids()

@@ -11,7 +11,7 @@ from helpers import FAKE_SYNAPSE, modern_deployment, write_deployment
 from synsup.supervisor.engine.installed_code import InstalledCode
 from synsup.supervisor.spec import UnitSpec
 from synsup.units.check import check_deployment
-from synsup.units.specs import unit_specs
+from synsup.units.unit_specs import unit_specs
 
 
 def install(site, version):

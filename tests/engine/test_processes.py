@@ -16,7 +16,7 @@ from synsup.supervisor.engine.supervisor import Supervisor
 from synsup.supervisor.engine.unit import Timing
 from synsup.supervisor.engine.unit_state import UnitState
 from synsup.units.loader import load_deployment
-from synsup.units.specs import unit_specs
+from synsup.units.unit_specs import unit_specs
 
 pytestmark = pytest.mark.integration
 S = UnitState

@@ -33,7 +33,7 @@ def test_a_thousand_restarts_seen_by_status_leave_the_sampler_cache_bounded(tmp_
             child = await spawner.next_child()  # a new pid each time
             await until(lambda: unit.state is UnitState.READY)
             clock.advance(100)
-            telemetry.annotate([{"name": "u"}], sup.units)  # `synsup status` / `top`
+            telemetry.usage([unit])  # `synsup status` / `top`
             sizes.append(sampler_entries(telemetry))
             child.exit(1)
         telemetry.close()

@@ -199,6 +199,7 @@ def test_a_held_dependency_does_not_keep_its_dependents_waiting(tmp_path):
 def test_a_unit_that_exits_while_paused_shows_exited_paused_not_backoff(tmp_path):
     from synsup.supervisor.cli.render import status_table
     from synsup.supervisor.daemon.status_report import unit_status
+    from synsup.supervisor.protocol import StatusReply
 
     async def scenario(sup, clock, spawner):
         unit = sup.units["a"]
@@ -210,9 +211,10 @@ def test_a_unit_that_exits_while_paused_shows_exited_paused_not_backoff(tmp_path
         await until(lambda: unit.waiting_for_resume)
         assert unit.state is S.EXITED and unit.settled and len(spawner.children) == 1
         status = unit_status(unit, clock.time())
-        table = status_table({"daemon": {"paused": True}, "units": [status]}, clock.time())
+        table = status_table(StatusReply.from_json({"daemon": {"paused": True}, "units": [status.as_json()]}),
+                             clock.time())
         assert "exited (paused)" in table and "backoff" not in table
-        assert status["error"] == "exited with code 1"
+        assert status.error == "exited with code 1"
         sup.unpaused.set()
         await spawner.next_child()
         await until(lambda: unit.state is S.READY)
@@ -303,8 +305,8 @@ def test_an_error_is_cleared_once_the_unit_has_been_ready_a_while_and_kept_as_la
         assert unit.error == "exited with code 3"  # just back: the failure is still news
         clock.advance(61)
         status = unit_status(unit, clock.time())
-        assert status["error"] is None and unit.error is None
-        assert status["last_error"] == "exited with code 3" and status["last_error_at"] == failed_at
+        assert status.error is None and unit.error is None
+        assert status.last_error == "exited with code 3" and status.last_error_at == failed_at
         await sup.stop_all()
     run(scenario, [spec("a")], tmp_path)
 

@@ -9,7 +9,7 @@ from helpers import modern_deployment, write_deployment
 
 from synsup.supervisor.spec import valid_name
 from synsup.units.check import check_deployment
-from synsup.units.specs import unit_specs
+from synsup.units.unit_specs import unit_specs
 
 ODD_VALUES = [None, 0, -1, 70000, True, "", "x", "127.0.0.1", [], [None], [1, "a"], {}, {"a": 1},
               {"host": 5, "port": "x"}, [{"port": "x"}], [{"type": "http"}], [{"names": 3}], 1.5]

@@ -19,7 +19,7 @@ from synsup.supervisor.cluster_config import read_cluster_config
 from synsup.supervisor.source import Placement
 from synsup.units.loader import load_deployment
 from synsup.units.placement import place
-from synsup.units.specs import unit_specs
+from synsup.units.unit_specs import unit_specs
 
 A, B, C = "10.0.0.1", "10.0.0.2", "10.0.0.3"
 

@@ -10,7 +10,7 @@ from helpers import listener, modern_deployment, worker, write_deployment
 
 from synsup.units.loader import load_deployment
 from synsup.units.reload_plan import plan, snapshot_of
-from synsup.units.specs import unit_specs
+from synsup.units.unit_specs import unit_specs
 
 ROLLING_ALL = [("restart", ("main",)), ("restart", ("persister1",)), ("restart", ("persister2",)),
                ("restart", ("generic1",)), ("restart", ("pusher1",)), ("restart", ("sender1",))]

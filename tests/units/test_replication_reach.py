@@ -7,7 +7,7 @@ from helpers import legacy_deployment, modern_deployment, write_deployment
 
 from synsup.units.loader import load_deployment
 from synsup.units.replication_reach import REPLICATION_CHECK_PATH
-from synsup.units.specs import unit_specs
+from synsup.units.unit_specs import unit_specs
 
 
 def _specs(tmp_path, shared, workers):

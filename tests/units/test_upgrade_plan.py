@@ -7,7 +7,7 @@ from helpers import modern_deployment
 
 from synsup.units.loader import load_deployment
 from synsup.units.schema import CodeSchema, DatabaseSchema
-from synsup.units.specs import unit_specs
+from synsup.units.unit_specs import unit_specs
 from synsup.units.upgrade_plan import needs_migration, plan_upgrade, rolling_blocker
 
 

@@ -9,7 +9,7 @@ from helpers import legacy_deployment, modern_deployment, write_deployment
 
 from synsup.supervisor.spec import HttpProbe, RedisProbe, TcpProbe, steps_of
 from synsup.units.loader import load_deployment
-from synsup.units.specs import unit_specs
+from synsup.units.unit_specs import unit_specs
 
 
 def specs_for(tmp_path, shared, workers, **kw):

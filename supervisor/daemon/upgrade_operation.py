@@ -10,22 +10,23 @@ import dataclasses
 import os
 import time
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import structlog
 
 from ..engine.process import REAPER
 from ..owner_mark import VARIABLE, command_mark, new_nonce
 from ..plans import Command, UpgradePlan
-from ..protocol import refusal
+from ..protocol import Refusal, UpgradePlanReply, UpgradeResult
 from ..source import Loaded
 from ..spec import UnitSpec
-from .operations import Phase
+from .operations import OperationView, Phase
 from .plan_executor import PartialReload, apply_actions
 from .unit_code import main_code
 
 if TYPE_CHECKING:
-    from .daemon import Daemon
+    from .config_snapshot import ConfigSnapshot
+    from .records import Records
 
 log = structlog.get_logger()
 Upgrader = Callable[[Loaded, str | None, bool], UpgradePlan]  # (current, python, allow_downtime)
@@ -33,23 +34,44 @@ Progress = Callable[[str], Awaitable[None]]
 OUTPUT_TAIL = 5  # lines of a failed command's output in the error
 
 
+class _Applies(Protocol):
+    def applied(self, new: Loaded, snapshot: ConfigSnapshot | None, changed: bool = True,
+                reloader: Callable[[], Loaded] | None = None) -> None: ...
+
+
+class UpgradesView(OperationView, Protocol):
+    """What Upgrades uses of the daemon: an operation's view, its config, its records and
+    owner token (a migration's pid, marked), and Reloads to say a new config runs."""
+
+    @property
+    def current(self) -> Loaded: ...
+
+    @property
+    def reloads(self) -> _Applies: ...
+
+    @property
+    def records(self) -> Records: ...
+
+    @property
+    def token(self) -> str: ...
+
+
 class Upgrades:
-    def __init__(self, daemon: Daemon, upgrader: Upgrader | None) -> None:
+    def __init__(self, daemon: UpgradesView, upgrader: Upgrader | None) -> None:
         self.daemon, self.upgrader = daemon, upgrader
         self.last: dict[str, Any] | None = None  # the last upgrade's result, for status
         self._commands: set[int] = set()  # pids of the commands running now
 
     async def request(self, python: str | None, allow_downtime: bool, dry_run: bool,
-                      progress: Progress) -> dict[str, Any]:
+                      progress: Progress) -> UpgradeResult | UpgradePlanReply | Refusal:
         if self.upgrader is None:
-            return refusal("this daemon cannot upgrade")
+            return Refusal("this daemon cannot upgrade")
         if dry_run:
             plan = await self._plan(python, allow_downtime)
-            return {"ok": True, "dry_run": True, "result": "rejected" if plan.errors else "plan",
-                    "errors": plan.errors, **plan.describe()}
+            return UpgradePlanReply("rejected" if plan.errors else "plan", plan.errors, **plan.describe())
         if self.daemon.paused:
-            return refusal("synsup is paused: no upgrades until `synsup resume`")
-        result: dict[str, Any] = await self.daemon.operations.submit(
+            return Refusal("synsup is paused: no upgrades until `synsup resume`")
+        result: UpgradeResult = await self.daemon.operations.submit(
             "upgrade", lambda: self._upgrade(python, allow_downtime, progress))
         return result
 
@@ -63,7 +85,7 @@ class Upgrades:
         current = dataclasses.replace(self.daemon.current, specs=running)
         return await asyncio.to_thread(self.upgrader, current, python, allow_downtime)
 
-    async def _upgrade(self, python: str | None, allow_downtime: bool, progress: Progress) -> dict[str, Any]:
+    async def _upgrade(self, python: str | None, allow_downtime: bool, progress: Progress) -> UpgradeResult:
         d = self.daemon
         d.lifecycle.move(Phase.UPGRADING)
         d.notifier.send(STATUS="upgrading")
@@ -76,7 +98,7 @@ class Upgrades:
             d.settle()
             d.notifier.send(STATUS=d.status_line())
 
-    async def _execute(self, plan: UpgradePlan, progress: Progress) -> dict[str, Any]:
+    async def _execute(self, plan: UpgradePlan, progress: Progress) -> UpgradeResult:
         if plan.errors:
             return self._record(plan, "rejected", error="; ".join(plan.errors), errors=plan.errors)
         for command in plan.commands:
@@ -96,10 +118,7 @@ class Upgrades:
             back = "it runs the old code again" if plan.rollback else "it stays stopped"
             return self._record(plan, "partial", unit=partial.unit, error=partial.error, actions=partial.done,
                                 note=f"{back}; the units not yet restarted kept the old code")
-        d.current = plan.loaded
-        if plan.reloader is not None:
-            d.reloads.reloader = plan.reloader
-        d.running.applied(snapshot, True, (u.spec for u in sup.units.values()))
+        d.reloads.applied(plan.loaded, snapshot, reloader=plan.reloader)
         d.running.upgraded(new := main_code(specs))
         moved = new.python != main_code(before.values()).python  # the unit file's --python must follow
         return self._record(plan, "upgraded", actions=[a.describe() for a in plan.actions],
@@ -129,11 +148,12 @@ class Upgrades:
         self._commands.add(pid)
         self.daemon.records.track("migration", pid, self.daemon.supervisor)
 
-    def _record(self, plan: UpgradePlan, result: str, **fields: Any) -> dict[str, Any]:
-        self.last = {"at": time.time(), "result": result, "code_name": plan.code_name, "from_version": plan.from_version,
-                     "to_version": plan.to_version, "summary": plan.summary, **fields}
+    def _record(self, plan: UpgradePlan, result: str, **fields: Any) -> UpgradeResult:
+        outcome = UpgradeResult(time.time(), result, plan.code_name, plan.from_version, plan.to_version,
+                                plan.summary, **fields)
+        self.last = outcome.record()
         (log.info if result == "upgraded" else log.error)("upgrade.done", **self.last)
-        return {"ok": True, **self.last}
+        return outcome
 
 
 async def run_command(command: Command, marker: dict[str, str] | None = None,

@@ -1,4 +1,4 @@
-"""Unit states in the store (supervisor/cluster/unit_states.py) against a real etcd: each daemon
+"""Unit states in the store (supervisor/cluster/published_states.py) against a real etcd: each daemon
 publishes its own units (name, node, state, pid) as one key, units/<node>, under its node's lease,
 in batches; it follows the other nodes' keys and reports each stand-in (a unit of another node
 one of its units depends on) ready while that node says so. In process, with scripted units."""
@@ -19,8 +19,8 @@ import pytest
 from synsup.supervisor.cluster.cluster_status import read_cluster_status
 from synsup.supervisor.cluster.etcd_gateway import EtcdGateway
 from synsup.supervisor.cluster.membership import MemberRecord, Membership
+from synsup.supervisor.cluster.published_states import UnitStates
 from synsup.supervisor.cluster.store import StoreUnreachable, WatchEvent
-from synsup.supervisor.cluster.unit_states import UnitStates
 from synsup.supervisor.cluster_config import ClusterConfig
 from synsup.supervisor.engine.unit_state import UnitState
 from synsup.supervisor.spec import UnitSpec

@@ -1,0 +1,140 @@
+"""One run of a unit's process: spawned (its clean environment; an exec the kernel would refuse
+is refused first), supervised until it exits (ready, then alive), the exit recorded with what it
+died of. A part of Unit (as health.py), kept apart so that the state machine reads on its own."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Awaitable, Callable
+
+import structlog
+
+from .child_stops import CHILD_STOPS
+from .died_of import OomWatch, died_of
+from .environment import exec_refusal, unit_environment
+from .health import HealthChecks
+from .installed_code import InstalledCode
+from .notify_socket import NotifySocket
+from .preflight import Refusal, preflight
+from .process import Child, ExitStatus, Spawner, stop_child
+from .unit_output import UnitOutput
+from .unit_state import UnitState
+
+S = UnitState
+TAIL_FOR_ERRORS = 40  # output lines searched for the exception a unit died of
+
+
+class ProcessRun(HealthChecks):
+    """Mixed into Unit: the attributes below are the Unit's."""
+
+    spawner: Spawner
+    output: UnitOutput
+    installed: InstalledCode
+    state: UnitState
+    child: Child | None
+    started_at: float | None
+    last_exit: ExitStatus | None
+    wanted: bool
+    refused: bool
+    retry_soon: float | None
+    log: structlog.typing.FilteringBoundLogger
+    _adopted: Child | None
+    _notify: NotifySocket | None
+    _oom: OomWatch | None
+    _on_change: Callable[..., None]
+
+    def set_state(self, new: UnitState, error: str | None = None, **fields: object) -> None:
+        raise NotImplementedError
+
+    async def _race(self, work: Awaitable[object], exited: asyncio.Future[int | None] | None = None,
+                    timeout: float | None = None) -> str:
+        raise NotImplementedError
+
+    async def _spawn_and_supervise(self) -> float | None:
+        env = self._environment()
+        refusal = preflight(self.spec, self.output) or self._exec_refusal(env)
+        self.retry_soon = refusal.retry_after if refusal is not None else None
+        self.refused = refusal is not None and self.retry_soon is None
+        if refusal is not None:
+            self.error = refusal.reason
+            self.log.error("unit.refused", error=refusal.reason)
+            return None
+        self.installed.at_spawn(self.spec)
+        self.output.new_run()
+        try:
+            self.child = child = await self.spawner.spawn(self.spec, env, self.output)
+        except OSError as e:
+            self.error = f"cannot start {(self.spec.argv or ('?',))[0]}: {e.strerror or e}"
+            self.log.error("unit.spawn_failed", error=self.error)
+            return None
+        self.started_at = self.clock.time()
+        self._oom = OomWatch(child.pid)
+        self._prober.owner_pid = child.pid  # probes must reach this process, not another on its address
+        self._watch_stops(child.pid)
+        self.output.note(f"started pid {child.pid}")
+        self.log.info("unit.spawned", pid=child.pid)
+        self._on_change(self)
+        exited = child.exit_waiter()
+        try:
+            ready_for = await self._supervise_child(child, exited)
+        finally:
+            CHILD_STOPS.unwatch(child.pid)
+        self._record_exit(child, await exited)
+        return ready_for
+
+    async def _supervise_adopted(self, child: Child) -> float | None:
+        self._adopted = None
+        self._prober.owner_pid = child.pid
+        self._notify_ready.set()  # it said READY=1 to the daemon that started it
+        self.log.info("unit.adopted", pid=child.pid)
+        self._on_change(self)
+        exited = child.exit_waiter()
+        ready_for = await self._supervise_child(child, exited)
+        self._record_exit(child, await exited)
+        return ready_for
+
+    async def _supervise_child(self, child: Child, exited: asyncio.Future[int | None]) -> float | None:
+        outcome = await self._race(self._readiness(), exited, self.spec.start_timeout)
+        ready_at = None
+        if outcome == "done":
+            ready_at = self.clock.monotonic()
+            self.set_state(S.READY)
+            outcome = await self._race(self._liveness(), exited)
+            if outcome == "done":
+                self.set_state(S.UNHEALTHY)
+                await stop_child(child, exited, self.spec.stop_timeout)
+        elif outcome == "timeout":
+            self.error = f"not ready within {self.spec.start_timeout:g}s ({self.health or 'no answer'})"
+            self.log.warning("unit.start_timeout", pid=child.pid)
+            await stop_child(child, exited, self.spec.stop_timeout)
+        if outcome == "stop":
+            self.set_state(S.STOPPING)
+            await stop_child(child, exited, self.spec.stop_timeout)
+        return None if ready_at is None else self.clock.monotonic() - ready_at
+
+    def _record_exit(self, child: Child, returncode: int | None) -> None:
+        oom = self._oom.evidence() if self._oom is not None and returncode == -signal.SIGKILL else None
+        status = ExitStatus.from_returncode(returncode, self.clock.time(), child.killed_after, oom)
+        self.last_exit = status
+        self.output.note(f"pid {child.pid} {status.describe()}")
+        if self.wanted:
+            if self.state is not S.UNHEALTHY and not (self.error and self.error.startswith("not ready")):
+                self.error = f"{status.describe()}: {self._died_of()}".rstrip(": ")
+            self.log.warning("unit.exited", pid=child.pid, status=status.describe())
+        else:
+            self.set_state(S.STOPPED)
+        self._on_change(self)
+
+    def _died_of(self) -> str:
+        """The exception the process died of: what the admin needs, not the closing banner."""
+        return died_of(self.output.last(TAIL_FOR_ERRORS))
+
+    def _exec_refusal(self, env: dict[str, str]) -> Refusal | None:
+        """The kernel would refuse this exec ("Argument list too long"): failed at once, by name."""
+        why = exec_refusal(self.spec.name, self.spec.argv or (), env)
+        return Refusal(why) if why is not None else None
+
+    def _environment(self) -> dict[str, str]:
+        return unit_environment(self.spec.env, self._notify.path if self._notify is not None else None,
+                                keep=self.spec.keep_env)
