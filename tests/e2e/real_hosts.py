@@ -9,17 +9,15 @@ invariant: real Synapse keeps no events log as the fake one does."""
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import uuid
-from datetime import datetime
 from typing import Any
 
 from cluster_hosts import Cluster
 from helpers import free_ports
 
-from e2e.conftest import demo
+from e2e.conftest import daemon_log, demo
 from e2e.own_postgres import ROLE, OwnPostgres
 
 NODES = {"a": ["main", "redis"], "b": ["persister1", "persister2"], "c": ["generic1", "sender1"]}
@@ -77,19 +75,6 @@ def unit_runs(cluster: Cluster) -> list[dict[str, Any]]:
             elif e["event"] in ("unit.stopped", "unit.exited") and e.get("unit") in running:
                 running.pop(e["unit"])["exit"] = e["t"]
     return sorted(runs, key=lambda r: r["start"])
-
-
-def daemon_log(path: str) -> list[dict[str, Any]]:
-    events = []
-    with open(path) as f:
-        for line in f:
-            try:
-                event = json.loads(line)
-            except ValueError:
-                continue
-            event["t"] = datetime.fromisoformat(event["timestamp"]).timestamp()
-            events.append(event)
-    return events
 
 
 def overlaps(runs: list[dict[str, Any]], changed_at: float, moved: str, old_node: str) -> list[str]:
