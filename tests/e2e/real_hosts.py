@@ -15,7 +15,9 @@ import uuid
 from typing import Any
 
 from cluster_hosts import Cluster
+from etcd_server import EtcdServer
 from helpers import free_ports
+from network_namespaces import Network
 
 from e2e.conftest import daemon_log, demo
 from e2e.own_postgres import ROLE, OwnPostgres
@@ -49,7 +51,7 @@ class RealFiles:
         return {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
 
 
-def real_cluster(root: str, hosts: Any, etcd: Any, postgres: OwnPostgres) -> Cluster:
+def real_cluster(root: str, hosts: Network, etcd: EtcdServer, postgres: OwnPostgres) -> Cluster:
     return Cluster(RealFiles(root, postgres), hosts, etcd, NODES, BY_CONFIG)
 
 
