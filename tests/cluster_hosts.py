@@ -12,28 +12,44 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import yaml
 from etcd_server import EtcdCluster, EtcdServer
-from helpers import REPO, Deployment, free_ports, listener, wait_for, worker, write_deployment
+from helpers import REPO, free_ports, listener, wait_for, worker, write_deployment
 from network_namespaces import Network
 
 TTL = 3
 PLACEMENT = {"a": ["main", "redis"], "b": ["persister1", "persister2"], "c": ["generic1", "sender1", "pusher1"]}
 
 
+class DeploymentFiles(Protocol):
+    """What Cluster needs of a deployment: helpers.Deployment (fake Synapse) or the real one of
+    tests/e2e/real_hosts.py."""
+
+    root: str
+    shared: dict[str, Any]
+    workers: dict[str, dict[str, Any]]
+
+    def write(self) -> None: ...
+
+    def env(self) -> dict[str, str]: ...
+
+
 class Cluster:
     """The deployment's files (shared by every node), cluster.yaml, and a synsup per node."""
 
-    def __init__(self, deployment: Deployment, hosts: Network, etcd: EtcdServer | EtcdCluster) -> None:
-        self.d, self.hosts = deployment, hosts
+    def __init__(self, deployment: DeploymentFiles, hosts: Network, etcd: EtcdServer | EtcdCluster,
+                 nodes: dict[str, list[str]] = PLACEMENT, placed_by_config: tuple[str, ...] = ()) -> None:
+        """`nodes`: node -> the processes it runs; those in `placed_by_config` are left out of
+        cluster.yaml's placement (their instance_map host places them)."""
+        self.d, self.hosts, self.nodes = deployment, hosts, nodes
         self.files: dict[str, tuple[str, str]] = {}  # node -> its own copy of the config files
         self._spread_over(hosts.addresses)
-        for node in PLACEMENT:
+        for node in nodes:
             self.write_files(node)
         self.file = os.path.join(deployment.root, "cluster.yaml")
-        placement = {unit: node for node, units in PLACEMENT.items() for unit in units}
+        placement = {unit: node for node, units in nodes.items() for unit in units if unit not in placed_by_config}
         self.document = {"name": "three", "store": {"endpoints": etcd.urls, "ttl": TTL,
                                                     "prefix": f"/test/{uuid.uuid4().hex}"},
                          "nodes": {n: {"address": a} for n, a in hosts.addresses.items()}, "placement": placement}
@@ -99,9 +115,9 @@ class Cluster:
         done = self.run(None, "status", "--cluster", self.file)
         return f"$ synsup status --cluster cluster.yaml  (exit {done.returncode})\n{done.stdout}{done.stderr}"
 
-    def start_all(self, *extra: str) -> None:
-        started = [self.start(node, *extra) for node in PLACEMENT]  # together: b waits for a's main, c for b
-        outputs = [p.communicate(timeout=120)[0] for p in started]
+    def start_all(self, *extra: str, timeout: float = 120) -> None:
+        started = [self.start(node, *extra) for node in self.nodes]  # together: b waits for a's main, c for b
+        outputs = [p.communicate(timeout=timeout)[0] for p in started]
         assert [p.returncode for p in started] == [0, 0, 0], outputs
         wait_for(lambda: self.status_when(lambda code, r: code == 0 and all_ready(r)), timeout=20,
                  what="every unit of every node ready in status --cluster (exit 0)")
@@ -110,7 +126,7 @@ class Cluster:
         return json.loads(self.run(node, "status", "--json").stdout)
 
     def stop(self) -> None:
-        for node in PLACEMENT:
+        for node in self.nodes:
             self.run(node, "stop")
 
 

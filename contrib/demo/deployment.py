@@ -127,7 +127,7 @@ def write(directory: str, python: str, database: dict, ports: dict | None = None
 
 def _admin(sql: str, role: dict) -> None:
     import psycopg2  # from matrix-synapse[postgres]
-    connection = psycopg2.connect(host="127.0.0.1", dbname="postgres", **role)
+    connection = psycopg2.connect(**{"host": "127.0.0.1", "dbname": "postgres", **role})  # role may name host, port
     connection.autocommit = True
     with connection.cursor() as cursor:
         cursor.execute(sql)
@@ -135,7 +135,8 @@ def _admin(sql: str, role: dict) -> None:
 
 
 def create_database(name: str, role: dict) -> None:
-    """A database as Synapse wants it (UTF8, C locale), owned by `role` ({user, password})."""
+    """A database as Synapse wants it (UTF8, C locale), owned by `role` ({user, password}, and
+    host and port when not the machine's cluster on 127.0.0.1)."""
     _admin(f"CREATE DATABASE {name} ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0", role)
 
 

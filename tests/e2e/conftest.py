@@ -93,17 +93,7 @@ class RealDeployment:
 
     def daemon_events(self, since: float) -> list[dict]:
         """synsup's own log (JSON lines): unit.spawned / unit.stopped with their times."""
-        events = []
-        with open(os.path.join(self.state_dir, "daemon.log")) as f:
-            for line in f:
-                try:
-                    event = json.loads(line)
-                except ValueError:
-                    continue
-                event["t"] = datetime.fromisoformat(event["timestamp"]).timestamp()
-                if event["t"] >= since:
-                    events.append(event)
-        return events
+        return [e for e in daemon_log(os.path.join(self.state_dir, "daemon.log")) if e["t"] >= since]
 
     def leftovers(self) -> list[psutil.Process]:
         """Synapse processes of this deployment and its redis-server, if any still run."""
@@ -117,6 +107,20 @@ class RealDeployment:
             except (psutil.NoSuchProcess, psutil.AccessDenied):
                 pass
         return found
+
+
+def daemon_log(path: str) -> list[dict]:
+    """A daemon.log's events (JSON lines), each with its time as `t` (seconds since the epoch)."""
+    events = []
+    with open(path) as f:
+        for line in f:
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue
+            event["t"] = datetime.fromisoformat(event["timestamp"]).timestamp()
+            events.append(event)
+    return events
 
 
 def skip_or_fail(missing: str | None) -> None:
