@@ -14,6 +14,7 @@ from memory_store import MemoryStore
 from synsup.supervisor.cluster.membership import Keys
 from synsup.supervisor.cluster.unit_requests import answer, pending
 from synsup.supervisor.daemon.cluster_requests import UnitRequests
+from synsup.supervisor.protocol import Refusal
 from synsup.supervisor.spec import UnitSpec
 
 KEYS = Keys("/c/")
@@ -71,7 +72,7 @@ def test_units_go_to_the_node_that_runs_each_and_node_limits_to_one() -> None:
     reply, seen = ask({"cmd": "restart", "node": "c"})
     assert [(n, r["units"]) for n, r in seen] == [("c", [])]
     reply, seen = ask({"cmd": "stop", "units": ["main"], "node": "c"})
-    assert seen == [] and reply == {"ok": False, "error": "--node c: main runs on node a, not c"}
+    assert seen == [] and reply == Refusal("--node c: main runs on node a, not c")
 
 
 def test_a_request_for_this_nodes_units_only_is_handled_here_and_a_nodes_refusal_is_named() -> None:
@@ -79,4 +80,4 @@ def test_a_request_for_this_nodes_units_only_is_handled_here_and_a_nodes_refusal
     assert ask({"cmd": "restart", "node": "a"}) == (None, [])
     assert ask({"cmd": "stop"}) == (None, []), "stop without units stops this daemon"
     reply, _ = ask({"cmd": "stop", "units": ["persister1"]}, refuse="b")
-    assert reply == {"ok": False, "error": "node b: persister1 is needed by generic1"}
+    assert reply == Refusal("node b: persister1 is needed by generic1")
