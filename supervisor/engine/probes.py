@@ -9,13 +9,18 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
-import ssl
+import sys
 import time
 from collections.abc import Awaitable
+from typing import TYPE_CHECKING
 
 from ..spec import HttpProbe, Probe, RedisProbe, TcpProbe
+from ..tls import asyncio_tls
 from .listener_owner import foreign_listeners
 from .preflight import not_listening_yet
+
+if TYPE_CHECKING:
+    import ssl
 
 
 class ProbeFailed(Exception):
@@ -32,8 +37,10 @@ _TLS: ssl.SSLContext | None = None
 
 
 def _tls() -> ssl.SSLContext:
+    """The context of TLS probes, ssl imported by the first (tls.py: not before)."""
     global _TLS
     if _TLS is None:
+        ssl = asyncio_tls()
         _TLS = ssl.create_default_context()
         _TLS.check_hostname = False
         _TLS.verify_mode = ssl.CERT_NONE  # a loopback health check of our own child
@@ -240,6 +247,14 @@ async def _connect(probe: TcpProbe) -> None:
         await loop.sock_connect(sock, probe.path or (probe.host, probe.port))
 
 
+def failure_reason(e: OSError | ValueError) -> str:
+    """An errno in words; an SSL error in its own (its errno is OpenSSL's code, not the OS's)."""
+    ssl = sys.modules.get("ssl")
+    if isinstance(e, OSError) and e.errno and not (ssl is not None and isinstance(e, ssl.SSLError)):
+        return os.strerror(e.errno)
+    return str(e)
+
+
 async def _verdict(probe: Probe, timeout: float, work: Awaitable[None]) -> str | None:
     """Run a probe's work under its timeout: None when healthy, else one line saying why not."""
     try:
@@ -249,9 +264,8 @@ async def _verdict(probe: Probe, timeout: float, work: Awaitable[None]) -> str |
         return str(e)
     except TimeoutError:
         return f"{probe.describe()} did not answer within {timeout:g}s"
-    except (OSError, ssl.SSLError, ValueError) as e:
-        reason = os.strerror(e.errno) if isinstance(e, OSError) and e.errno else str(e)
-        return f"{probe.describe()}: {reason}"
+    except (OSError, ValueError) as e:  # ssl.SSLError is an OSError
+        return f"{probe.describe()}: {failure_reason(e)}"
     return None
 
 
