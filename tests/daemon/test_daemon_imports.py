@@ -16,6 +16,8 @@ ONLY_WHEN_USED = {
     "watchfiles": "a source that names files to watch",
     "yaml": "--cluster (the generic daemon reads no YAML; a Synapse source does)",
     "importlib.metadata": "--version, status, /metrics",
+    "ssl": "a TLS probe, an etcd on https (OpenSSL's libraries: tls.py)",
+    "hashlib": "digests of config files (OpenSSL's libcrypto; tokens come from os.urandom)",
 }
 
 
