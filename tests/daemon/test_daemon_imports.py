@@ -17,6 +17,8 @@ ONLY_WHEN_USED = {
     "yaml": "--cluster (the generic daemon reads no YAML; a Synapse source does)",
     "importlib.metadata": "the version of an install without a dist-info directory",
     "ssl": "a TLS probe, an etcd on https (OpenSSL's libraries: tls.py)",
+    "tempfile": "--proxy nginx (its file written beside; random with it)",
+    "synsup.supervisor.cluster_config": "--cluster (cluster.yaml; ipaddress, urllib.parse)",
     "hashlib": "digests of config files (OpenSSL's libcrypto; tokens come from os.urandom)",
 }
 
