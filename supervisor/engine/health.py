@@ -32,11 +32,12 @@ class Timing:
 class HealthChecks:
     """Mixed into Unit: the attributes below are the Unit's."""
 
+    __slots__ = ("health", "_sends_ready")  # and Unit's own: no per-unit __dict__
+
     spec: UnitSpec
     clock: Clock
     timing: Timing
     health: str | None
-    error: str | None
     unpaused: Flag
     probe_tally: ProbeTally
     _prober: Prober
@@ -47,6 +48,14 @@ class HealthChecks:
 
     @property
     def pid(self) -> int | None:
+        raise NotImplementedError
+
+    @property
+    def error(self) -> str | None:
+        raise NotImplementedError
+
+    @error.setter
+    def error(self, error: str | None) -> None:
         raise NotImplementedError
 
     async def _readiness(self) -> None:

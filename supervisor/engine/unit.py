@@ -37,6 +37,15 @@ ERROR_CLEARED_AFTER = 60.0  # seconds ready after which a unit's error is histor
 
 
 class Unit(HealthChecks):
+    # 500 units: no per-unit __dict__ (about 1.5 KB each)
+    __slots__ = ("spec", "clock", "spawner", "output", "policy", "timing", "_on_change", "notify_path",
+                 "state", "since", "last_start_seconds", "child", "started_at", "restarts", "failed_attempts",
+                 "retry_at", "last_exit", "_error", "last_error", "last_error_at", "refused", "retry_soon",
+                 "dependencies", "ready_event", "wanted", "before_stop", "_held",
+                 "waiting_for_resume", "_adopted", "unpaused", "_stop", "_start_requested", "_idle",
+                 "_notify_ready", "_notify", "_prober", "peers", "_oom",
+                 "_stopped", "probe_tally", "installed", "_reported", "_report_changed", "log")
+
     def __init__(self, spec: UnitSpec, *, clock: Clock, spawner: Spawner, output: UnitOutput,
                  notify_path: str | None, policy: RestartPolicy, timing: Timing,
                  on_change: Callable[[Unit], None], unpaused: Flag | None = None) -> None:

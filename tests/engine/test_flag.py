@@ -39,7 +39,7 @@ def test_a_ready_unit_holds_no_asyncio_event_and_two_tasks():
         await until(lambda: unit.state is UnitState.READY)
         for _ in range(3):
             await asyncio.sleep(0)
-        assert not [name for name, value in vars(unit).items() if isinstance(value, asyncio.Event)]
+        assert not [name for name in type(unit).__slots__ if isinstance(getattr(unit, name, None), asyncio.Event)]
         tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
         assert sorted(t.get_coro().__qualname__ for t in tasks) == ["HealthChecks._liveness", "Unit.supervise"]
         await sup.stop_all()
