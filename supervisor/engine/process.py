@@ -44,6 +44,15 @@ def become_subreaper() -> bool:
         return False
 
 
+def return_free_heap() -> bool:
+    """Give the C heap's free pages back to the kernel (glibc's malloc_trim): a start of many
+    units leaves freed peaks (spawns, log lines, status replies) counted in the daemon's RSS."""
+    try:
+        return bool(ctypes.CDLL(None).malloc_trim(0))
+    except (OSError, AttributeError):  # not glibc
+        return False
+
+
 @dataclass(frozen=True)
 class ExitStatus:
     code: int | None
