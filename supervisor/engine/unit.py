@@ -43,8 +43,8 @@ class Unit(HealthChecks):
                  "retry_at", "last_exit", "_error", "last_error", "last_error_at", "refused", "retry_soon",
                  "dependencies", "ready_event", "wanted", "before_stop", "_held",
                  "waiting_for_resume", "_adopted", "unpaused", "_stop", "_start_requested", "_idle",
-                 "_notify_ready", "_notify", "_prober", "peers", "_oom",
-                 "_stopped", "probe_tally", "installed", "_reported", "_report_changed", "log")
+                 "_notify_ready", "_notify", "_prober", "_oom",
+                 "_stopped", "installed", "_reported", "_report_changed", "log")
 
     def __init__(self, spec: UnitSpec, *, clock: Clock, spawner: Spawner, output: UnitOutput,
                  notify_path: str | None, policy: RestartPolicy, timing: Timing,
@@ -87,10 +87,10 @@ class Unit(HealthChecks):
         self._sends_ready: bool | None = None  # learned: does this unit send READY=1?
         self._notify: NotifySocket | None = None
         self._prober = Prober(())
-        self.peers = PeerChecks(clock, timing.peer_interval or 0.0, timing.peer_timeout, lambda: on_change(self))
+        self._peers: PeerChecks | None = None  # made when first asked for (HealthChecks.peers)
         self._oom: OomWatch | None = None  # the kernel's OOM kill counters at the last spawn
         self._stopped = Flag()  # its process is stopped (SIGSTOP), learnt from SIGCHLD
-        self.probe_tally = ProbeTally()  # liveness check times and failures, for metrics
+        self._probe_tally: ProbeTally | None = None  # made at the first check (HealthChecks.probe_tally)
         self.installed = InstalledCode()  # new code installed under the running spec?
         self._reported = False  # spec.reported: the last readiness reported (`report`)
         self._report_changed = Flag()
