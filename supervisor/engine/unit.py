@@ -356,21 +356,8 @@ class Unit(HealthChecks):
             self._prober.close()
 
     async def _spawn_and_supervise(self) -> float | None:
-        env = self._environment()
-        refusal = preflight(self.spec, self.output) or self._exec_refusal(env)
-        self.retry_soon = refusal.retry_after if refusal is not None else None
-        self.refused = refusal is not None and self.retry_soon is None
-        if refusal is not None:
-            self.error = refusal.reason
-            self.log.error("unit.refused", error=refusal.reason)
-            return None
-        self.installed.at_spawn(self.spec)
-        self.output.new_run()
-        try:
-            self.child = child = await self.spawner.spawn(self.spec, env, self.output)
-        except OSError as e:
-            self.error = f"cannot start {(self.spec.argv or ('?',))[0]}: {e.strerror or e}"
-            self.log.error("unit.spawn_failed", error=self.error)
+        child = await self._spawn()
+        if child is None:
             return None
         self.started_at = self.clock.time()
         self._oom = OomWatch(child.pid)
@@ -386,6 +373,27 @@ class Unit(HealthChecks):
             CHILD_STOPS.unwatch(child.pid)
         self._record_exit(child, await exited)
         return ready_for
+
+    async def _spawn(self) -> Child | None:
+        """The new process, or None when refused or the exec failed. Its environment lives only
+        here, not in the frame that supervises the process for as long as it runs."""
+        env = self._environment()
+        refusal = preflight(self.spec, self.output) or self._exec_refusal(env)
+        self.retry_soon = refusal.retry_after if refusal is not None else None
+        self.refused = refusal is not None and self.retry_soon is None
+        if refusal is not None:
+            self.error = refusal.reason
+            self.log.error("unit.refused", error=refusal.reason)
+            return None
+        self.installed.at_spawn(self.spec)
+        self.output.new_run()
+        try:
+            self.child = await self.spawner.spawn(self.spec, env, self.output)
+        except OSError as e:
+            self.error = f"cannot start {(self.spec.argv or ('?',))[0]}: {e.strerror or e}"
+            self.log.error("unit.spawn_failed", error=self.error)
+            return None
+        return self.child
 
     async def _supervise_adopted(self, child: Child) -> float | None:
         self._adopted = None
