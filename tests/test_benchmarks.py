@@ -10,7 +10,7 @@ import subprocess
 import sys
 
 import pytest
-from helpers import REPO, wait_for
+from helpers import REPO, free_ports, wait_for
 
 pytestmark = pytest.mark.integration
 BENCH = os.path.join(REPO, "contrib", "bench")
@@ -90,3 +90,12 @@ def test_crashes_kill_each_stable_unit_once_even_when_pids_wrap_around(monkeypat
     monkeypatch.setattr(outside.os, "kill", kill)
     assert len(outside.crash_to_new_child(1, 3)) == 3
     assert killed == [32000, 32001, 32002]
+
+
+def test_vs_synctl_without_postgresql_says_how_to_get_it_in_one_line():
+    (port,) = free_ports(1)  # nothing listens there: PostgreSQL "down"
+    done = subprocess.run([sys.executable, os.path.join(BENCH, "vs_synctl.py"), "--runs", "1"], capture_output=True,
+                          text=True, cwd="/", timeout=120, env={**os.environ, "PGPORT": str(port)})
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert done.stderr.strip().endswith("bash contrib/postgres.sh synsup synsup"), done.stderr
