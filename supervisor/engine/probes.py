@@ -274,6 +274,9 @@ class Prober:
     TCP connection each time). A kept connection that turns out closed is retried once on a
     fresh one; only a fresh connection's failure counts."""
 
+    # one per unit: no __dict__
+    __slots__ = ("probes", "_kept", "last_seconds", "owner_pid", "_confirmed", "_listening")
+
     def __init__(self, probes: tuple[Probe, ...]) -> None:
         self.probes = probes
         self._kept: dict[HttpProbe, _Connection] = {}

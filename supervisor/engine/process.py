@@ -101,6 +101,10 @@ def _unit_marked(pid: int, token: str | None) -> str | None:
 class Child:
     """A running unit process: the leader of its own process group."""
 
+    # one per unit: no __dict__
+    __slots__ = ("pid", "name", "token", "_popen", "_output", "killed_after", "_loop", "_exited", "_pidfd",
+                 "_out")
+
     def __init__(self, popen: subprocess.Popen[bytes], name: str, output: UnitOutput, token: str | None = None) -> None:
         self.pid = popen.pid
         self.name, self.token = name, token
