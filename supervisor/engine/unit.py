@@ -34,6 +34,7 @@ from .unit_state import UnitState, check_transition
 S = UnitState
 TAIL_FOR_ERRORS = 40  # output lines searched for the exception a unit died of
 ERROR_CLEARED_AFTER = 60.0  # seconds ready after which a unit's error is history (last_error)
+STATE_EVENTS = {state: f"unit.{state.value}" for state in UnitState}  # one string each, not one a change
 
 
 class Unit(HealthChecks):
@@ -130,7 +131,7 @@ class Unit(HealthChecks):
                 self.last_start_seconds = max(0.0, self.since - self.started_at)
         else:
             self.ready_event.clear()
-        self.log.info(f"unit.{new.value}", pid=self.pid, **({"error": error} if error else {}), **fields)
+        self.log.info(STATE_EVENTS[new], pid=self.pid, **({"error": error} if error else {}), **fields)
         self._on_change(self)
 
     # -- commands
