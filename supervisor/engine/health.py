@@ -117,6 +117,11 @@ class HealthChecks:
         """Why the unit's peers cannot reach it as configured, while it is ready; else None."""
         return self._peers.degraded if self._peers is not None else None
 
+    def _stops_only(self) -> bool:
+        """No probes and no peer checks: only a stop (SIGSTOP, learnt from SIGCHLD) starts its checks."""
+        return not self.spec.probes and self.spec.argv is not None and self.timing.liveness_interval is not None \
+            and not (self.spec.peer_checks and self.timing.peer_interval is not None)
+
     async def _liveness(self) -> None:
         """Returns once the unit failed its checks `failure_threshold` times in a row; its peer
         checks run meanwhile (and the unit is no longer degraded once it is not ready)."""

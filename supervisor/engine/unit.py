@@ -413,7 +413,7 @@ class Unit(HealthChecks):
         if outcome == "done":
             ready_at = self.clock.monotonic()
             self.set_state(S.READY)
-            outcome = await self._race(self._liveness(), exited)
+            outcome = await self._stay_alive(exited)
             if outcome == "done":
                 self.set_state(S.UNHEALTHY)
                 await stop_child(child, exited, self.spec.stop_timeout)
@@ -425,6 +425,15 @@ class Unit(HealthChecks):
             self.set_state(S.STOPPING)
             await stop_child(child, exited, self.spec.stop_timeout)
         return None if ready_at is None else self.clock.monotonic() - ready_at
+
+    async def _stay_alive(self, exited: asyncio.Future[int | None]) -> str:
+        """The liveness race of a ready process. One that only a stop (SIGSTOP) can make
+        unhealthy waits on a bare future until it is stopped: no task per running unit."""
+        if self._stops_only():
+            outcome = await self._race(self._stopped.waiter(), exited)
+            if outcome != "done":
+                return outcome
+        return await self._race(self._liveness(), exited)
 
     def _record_exit(self, child: Child, returncode: int | None) -> None:
         oom = self._oom.evidence() if self._oom is not None and returncode == -signal.SIGKILL else None
