@@ -14,7 +14,6 @@ mark of their own kind (`hook`); neither is ever a unit's."""
 from __future__ import annotations
 
 import os
-import secrets
 import stat
 from collections.abc import Iterable, Mapping
 from typing import Any, NamedTuple
@@ -64,10 +63,10 @@ def owner_token(state: StateDir) -> str:
     token = read_token(state)
     if token is not None:
         return token
-    tmp = os.path.join(state.path, f".{TOKEN_FILE}.{secrets.token_hex(4)}")
+    tmp = os.path.join(state.path, f".{TOKEN_FILE}.{os.urandom(4).hex()}")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     try:
-        os.write(fd, secrets.token_hex(16).encode() + b"\n")
+        os.write(fd, os.urandom(16).hex().encode() + b"\n")
     finally:
         os.close(fd)
     try:
@@ -92,7 +91,7 @@ def command_mark(token: str, name: str, nonce: str) -> str:
 
 
 def new_nonce() -> str:
-    return secrets.token_hex(8)
+    return os.urandom(8).hex()
 
 
 def hook_mark(token: str, run: int) -> str:

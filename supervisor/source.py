@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from .cluster_config import ClusterConfig
 from .plans import Action, UpgradePlan
 from .spec import UnitSpec
+
+if TYPE_CHECKING:  # cluster.yaml is read only with --cluster (ipaddress, urllib.parse: 0.5 MB of RSS)
+    from .cluster_config import ClusterConfig
 
 
 class Finding(Protocol):

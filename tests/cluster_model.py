@@ -27,8 +27,8 @@ from memory_store import MemoryStore
 from synsup.supervisor.cluster.cluster_plan import ClusterPlan, PlanPhase, PlanState, cluster_phases
 from synsup.supervisor.cluster.cluster_status import read_cluster_status
 from synsup.supervisor.cluster.membership import MemberRecord, Membership
-from synsup.supervisor.cluster.store import StoreUnreachable
 from synsup.supervisor.cluster.published_states import UnitStates
+from synsup.supervisor.cluster.store import StoreUnreachable
 from synsup.supervisor.cluster_config import ClusterConfig, Node, StoreConfig
 from synsup.supervisor.daemon.cluster_node import ClusterNode
 from synsup.supervisor.daemon.cluster_steps import FullView

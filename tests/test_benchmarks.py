@@ -10,7 +10,7 @@ import subprocess
 import sys
 
 import pytest
-from helpers import REPO, wait_for
+from helpers import REPO, free_ports, wait_for
 
 pytestmark = pytest.mark.integration
 BENCH = os.path.join(REPO, "contrib", "bench")
@@ -99,3 +99,12 @@ def test_cluster_chaos_prints_the_matrix_as_markdown():
                                     "store loses quorum", "a new persister fails to get ready"], out
     assert all(held == "yes" for *_, held in rows), out
     assert re.search(r"^6 cases: 5 done, 1 blocked with a reason, 0 neither; invariant held in 6", out, re.MULTILINE), out
+
+
+def test_vs_synctl_without_postgresql_says_how_to_get_it_in_one_line():
+    (port,) = free_ports(1)  # nothing listens there: PostgreSQL "down"
+    done = subprocess.run([sys.executable, os.path.join(BENCH, "vs_synctl.py"), "--runs", "1"], capture_output=True,
+                          text=True, cwd="/", timeout=120, env={**os.environ, "PGPORT": str(port)})
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert done.stderr.strip().endswith("bash contrib/postgres.sh synsup synsup"), done.stderr

@@ -29,13 +29,14 @@ import psutil
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(HERE)), "tests"))
 
+import bench_units  # noqa: E402
+from bench_units import UNIT, unit_argv, unit_spec  # noqa: E402  (imported from here by the others)
+
 from synsup.supervisor.daemon.daemon_log import configure  # noqa: E402
 from synsup.supervisor.engine.restart_policy import RestartPolicy  # noqa: E402
 from synsup.supervisor.engine.supervisor import Supervisor  # noqa: E402
 from synsup.supervisor.engine.unit_state import UnitState  # noqa: E402
-from synsup.supervisor.spec import HttpProbe, UnitSpec  # noqa: E402
-
-UNIT_PY = os.path.join(HERE, "unit.py")
+from synsup.supervisor.spec import UnitSpec  # noqa: E402
 
 
 def free_ports(n: int) -> list[int]:
@@ -43,27 +44,6 @@ def free_ports(n: int) -> list[int]:
     imports this module, and its RSS is measured without pytest in it)."""
     from helpers import free_ports as free
     return free(n)
-
-
-def unit_argv(python_units: bool = False) -> tuple[str, ...]:
-    """The C unit (built here with cc) unless asked for the Python one or there is no compiler."""
-    binary = os.path.join(HERE, ".build", "unit")
-    if not python_units and (os.path.exists(binary) or shutil.which("cc")):
-        if not os.path.exists(binary) or os.path.getmtime(binary) < os.path.getmtime(os.path.join(HERE, "unit.c")):
-            os.makedirs(os.path.dirname(binary), exist_ok=True)
-            subprocess.run(["cc", "-O2", "-o", binary, os.path.join(HERE, "unit.c")], check=True)
-        return (binary,)
-    return (sys.executable, "-S", UNIT_PY)
-
-
-UNIT = unit_argv(os.environ.get("BENCH_PYTHON_UNITS") == "1")
-
-
-def unit_spec(name: str, step: int = 0, deps: tuple = (), delay: float = 0.0, port: int = 0) -> UnitSpec:
-    env = (("UNIT_READY_DELAY", str(delay)), ("UNIT_PORT", str(port)))
-    probes = (HttpProbe(host="127.0.0.1", port=port),) if port else ()
-    return UnitSpec(name=name, argv=UNIT, env=env, dependencies=deps, step=step,
-                    probes=probes, stop_timeout=5)
 
 
 class Recorder:
@@ -227,9 +207,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.python_units:
         os.environ["BENCH_PYTHON_UNITS"] = "1"  # for the daemon processes too
-        global UNIT
-        UNIT = unit_argv(True)
-    print(f"units: {' '.join(UNIT)}")
+        bench_units.UNIT = unit_argv(True)  # what unit_spec runs
+    print(f"units: {' '.join(bench_units.UNIT)}")
     crashes, idle = (10, 15.0) if args.quick else (50, 60.0)
     crashes, idle = args.crashes or crashes, args.idle or idle
     configure("json", stream=open(os.devnull, "w"))

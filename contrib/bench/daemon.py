@@ -8,7 +8,7 @@ import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
-from bench import unit_spec  # noqa: E402
+from bench_units import unit_spec  # noqa: E402  (not bench: the harness is not measured)
 
 from synsup.supervisor.cli.main import main  # noqa: E402
 from synsup.supervisor.errors import SynsupError  # noqa: E402

@@ -40,6 +40,17 @@ from helpers import free_ports  # noqa: E402
 DB = {"user": "synsup", "password": "synsup"}
 
 
+def create_database(name: str) -> None:
+    """The benchmark's database, or one line saying how to get PostgreSQL (not a traceback)."""
+    import psycopg2  # from matrix-synapse[postgres]
+    try:
+        demo.create_database(name, DB)
+    except psycopg2.OperationalError as e:
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise SystemExit(f"vs_synctl.py: PostgreSQL does not let role {DB['user']} in on 127.0.0.1 ({reason}); "
+                         f"start it and make the role: bash contrib/postgres.sh {DB['user']} {DB['password']}") from None
+
+
 def healthy(ports: list[int]) -> bool:
     for port in ports:
         try:
@@ -148,7 +159,7 @@ def main() -> None:
     http_names = ["main", "replication", "persister1", "persister2", "generic1",
                   *(f"generic{n + 2}" for n in range(EXTRA_GENERIC))]
     ports = dict(zip([*http_names, "redis"], free_ports(len(http_names) + 1)))
-    demo.create_database(database, DB)
+    create_database(database)
     try:
         config, workers = write_deployment(os.path.join(root, "d"), sys.executable, {**DB, "database": database},
                                            ports)

@@ -12,7 +12,6 @@ import socket
 from typing import TYPE_CHECKING, Any
 
 from ... import version
-from ..cluster_config import ClusterConfig, read_cluster_config
 from ..engine.environment import with_environment
 from ..errors import SynsupError
 from ..protocol import UnitStatus
@@ -21,6 +20,7 @@ from . import commands
 from .render import duration, print_findings, print_plan
 
 if TYPE_CHECKING:
+    from ..cluster_config import ClusterConfig
     from ..daemon.cluster_node import ClusterNode
 
 
@@ -29,6 +29,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "node runs which process (multi-host)")
     parser.add_argument("--node", metavar="NAME", help="which node of --cluster this is (default: the host name; "
                         "`check`: every node)")
+
+
+def _cluster_file(path: str) -> ClusterConfig:
+    """cluster.yaml, its reader imported only with --cluster (ipaddress, urllib.parse: 0.5 MB of a daemon)."""
+    from ..cluster_config import read_cluster_config
+    return read_cluster_config(path)
 
 
 def this_node(args: argparse.Namespace, cluster: ClusterConfig) -> str:
@@ -42,7 +48,7 @@ def this_node(args: argparse.Namespace, cluster: ClusterConfig) -> str:
 
 
 def check(args: argparse.Namespace, source: Source) -> int:
-    cluster = read_cluster_config(args.cluster)
+    cluster = _cluster_file(args.cluster)
     node = this_node(args, cluster) if args.node else None
     loaded = source.load(args)
     if loaded.errors:
@@ -84,7 +90,7 @@ def status(args: argparse.Namespace) -> int:
     2: a plan waits for a node that is down; 3: the store does not answer."""
     from ..cluster.cluster_status import read_cluster_status
     from ..cluster.etcd_gateway import EtcdGateway
-    cluster = read_cluster_config(args.cluster)
+    cluster = _cluster_file(args.cluster)
 
     async def read() -> dict[str, Any]:
         store = EtcdGateway.from_config(cluster.store)
@@ -151,7 +157,7 @@ def admin(args: argparse.Namespace) -> int:
     from ..cluster import cluster_admin
     from ..cluster.etcd_gateway import EtcdGateway
     from ..cluster.membership import Keys
-    cluster = read_cluster_config(args.cluster)
+    cluster = _cluster_file(args.cluster)
     keys = Keys(cluster.store.prefix)
 
     async def act() -> str:
@@ -173,7 +179,7 @@ def joining(args: argparse.Namespace, source: Source, loaded: Loaded) -> tuple[C
     (the daemon never starts half-joined); None without --cluster."""
     if not getattr(args, "cluster", None):
         return None
-    cluster = read_cluster_config(args.cluster)
+    cluster = _cluster_file(args.cluster)
     node = this_node(args, cluster)
     placement = source.placement(args, loaded, cluster)
     print_findings([*placement.errors, *placement.warnings])

@@ -9,8 +9,8 @@ import os
 import subprocess
 import sys
 import time
+from typing import TYPE_CHECKING
 
-from ..cluster_config import ClusterConfig
 from ..daemon import reexec
 from ..daemon.control_server import ControlClient
 from ..daemon.daemon import Daemon
@@ -37,6 +37,9 @@ from .commands import state_of, unit_command
 from .leftovers import leftover_records, orphan_rows, stop_leftovers
 from .render import print_findings
 from .start_code import code_refusal
+
+if TYPE_CHECKING:
+    from ..cluster_config import ClusterConfig
 
 SOCKET_WAIT = 30.0
 

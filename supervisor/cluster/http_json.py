@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from ..tls import asyncio_tls
+
 MAX_HEAD = 64 * 1024
 
 
@@ -74,6 +76,8 @@ async def stream(endpoint: Endpoint, path: str, body: dict[str, Any],
 
 async def _send(endpoint: Endpoint, path: str, body: dict[str, Any],
                 headers: dict[str, str]) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    if endpoint.tls is not None:
+        asyncio_tls()  # asyncio was imported without ssl (tls.py)
     reader, writer = await asyncio.open_connection(endpoint.host, endpoint.port, ssl=endpoint.tls,
                                                    server_hostname=endpoint.host if endpoint.tls else None)
     data = json.dumps(body).encode()

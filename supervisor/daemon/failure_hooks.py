@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import secrets
 import select
 import signal
 import socket
@@ -44,7 +43,7 @@ class FailureHooks:
         self._running: set[asyncio.Task] = set()
         self._pgids: set[int] = set()
         self.runs = 0
-        self._token = secrets.token_hex(16)  # marks this daemon's hook runs, to find what they leave
+        self._token = os.urandom(16).hex()  # marks this daemon's hook runs, to find what they leave
 
     def fire(self, event: str, unit: str | None, error: str | None) -> bool:
         """Run every command for this event, unless it fired for the unit less than a minute ago."""

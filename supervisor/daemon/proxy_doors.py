@@ -7,7 +7,6 @@ import argparse
 import asyncio
 import os
 import shlex
-import tempfile
 from collections import defaultdict
 from collections.abc import Callable
 
@@ -177,6 +176,7 @@ def _read(path: str) -> str | None:
 
 
 def _write_keeping_backup(path: str, text: str) -> None:
+    import tempfile  # only --proxy nginx writes files: not in every daemon (with random, shutil: 1 MB)
     temporary = ""
     try:
         fd, temporary = tempfile.mkstemp(prefix=".synsup-", dir=os.path.dirname(os.path.abspath(path)))

@@ -74,6 +74,9 @@ class OomWatch:
     """What the kernel says of a unit's SIGKILL: its log naming the process (when synsup may
     read it), else its OOM kill counters, read at the spawn, risen by the exit."""
 
+    # one per unit: no __dict__
+    __slots__ = ("pid", "files", "before", "log", "seq", "losses")
+
     def __init__(self, pid: int, kernel_log: KernelLog | None = None) -> None:
         kernel_log = kernel_log or kernel_log_module.KERNEL_LOG
         self.pid = pid

@@ -32,6 +32,9 @@ def installed_version(pattern: str) -> str:
 
 
 class InstalledCode:
+    # one per unit: no __dict__
+    __slots__ = ("_spec", "_stamp", "changed")
+
     def __init__(self) -> None:
         self._spec: UnitSpec | None = None
         self._stamp: Stamp | None = None

@@ -20,6 +20,9 @@ def parse(datagram: bytes) -> dict[str, str]:
 class NotifySocket:
     """A datagram socket a child sends its notify messages to; calls `on_message` with the fields."""
 
+    # one per unit: no __dict__
+    __slots__ = ("path", "_on_message", "_sock")
+
     def __init__(self, path: str, on_message: Callable[[dict[str, str]], None]) -> None:
         self.path = path
         self._on_message = on_message

@@ -7,15 +7,13 @@ a success clears it. Nothing is restarted: the fix is in the config."""
 from __future__ import annotations
 
 import asyncio
-import os
-import ssl
 import time
 from collections.abc import Callable
 
 from ..spec import PeerCheck
 from .clock import Clock
 from .listener_owner import ROUNDS, SocketTables, tree_sockets
-from .probes import ProbeFailed, http_request
+from .probes import ProbeFailed, failure_reason, http_request
 
 
 class PeerChecks:
@@ -60,8 +58,8 @@ class PeerChecks:
             return (str(e.status) if e.status else "", answered)
         except TimeoutError:
             return "unreachable", f"no answer within {self.timeout:g}s"
-        except (OSError, ssl.SSLError, ValueError) as e:
-            return "unreachable", os.strerror(e.errno) if isinstance(e, OSError) and e.errno else str(e)
+        except (OSError, ValueError) as e:  # ssl.SSLError is an OSError
+            return "unreachable", failure_reason(e)
         if local and pid is not None and (why := await _answered_by_another(check, pid)):
             return "foreign", why
         return None, ""

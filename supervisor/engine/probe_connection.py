@@ -5,16 +5,22 @@ from __future__ import annotations
 
 import asyncio
 import socket
-import ssl
+from typing import TYPE_CHECKING
 
 from ..spec import HttpProbe, RedisProbe
+from ..tls import asyncio_tls
+
+if TYPE_CHECKING:
+    import ssl
 
 _TLS: ssl.SSLContext | None = None
 
 
 def _tls() -> ssl.SSLContext:
+    """The context of TLS probes, ssl imported by the first (tls.py: not before)."""
     global _TLS
     if _TLS is None:
+        ssl = asyncio_tls()
         _TLS = ssl.create_default_context()
         _TLS.check_hostname = False
         _TLS.verify_mode = ssl.CERT_NONE  # a loopback health check of our own child

@@ -9,14 +9,18 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
-import ssl
+import sys
 import time
 from collections.abc import Awaitable
+from typing import TYPE_CHECKING
 
 from ..spec import HttpProbe, Probe, RedisProbe, TcpProbe
 from .listener_owner import foreign_listeners
 from .preflight import not_listening_yet
 from .probe_connection import ProbeConnection
+
+if TYPE_CHECKING:
+    pass
 
 
 class ProbeFailed(Exception):
@@ -130,6 +134,14 @@ async def _connect(probe: TcpProbe) -> None:
         await loop.sock_connect(sock, probe.path or (probe.host, probe.port))
 
 
+def failure_reason(e: OSError | ValueError) -> str:
+    """An errno in words; an SSL error in its own (its errno is OpenSSL's code, not the OS's)."""
+    ssl = sys.modules.get("ssl")
+    if isinstance(e, OSError) and e.errno and not (ssl is not None and isinstance(e, ssl.SSLError)):
+        return os.strerror(e.errno)
+    return str(e)
+
+
 async def _verdict(probe: Probe, timeout: float, work: Awaitable[None]) -> str | None:
     """Run a probe's work under its timeout: None when healthy, else one line saying why not."""
     try:
@@ -139,9 +151,8 @@ async def _verdict(probe: Probe, timeout: float, work: Awaitable[None]) -> str |
         return str(e)
     except TimeoutError:
         return f"{probe.describe()} did not answer within {timeout:g}s"
-    except (OSError, ssl.SSLError, ValueError) as e:
-        reason = os.strerror(e.errno) if isinstance(e, OSError) and e.errno else str(e)
-        return f"{probe.describe()}: {reason}"
+    except (OSError, ValueError) as e:  # ssl.SSLError is an OSError
+        return f"{probe.describe()}: {failure_reason(e)}"
     return None
 
 
@@ -149,6 +160,9 @@ class Prober:
     """A unit's probes, keeping HTTP connections alive between checks (half the CPU of a new
     TCP connection each time). A kept connection that turns out closed is retried once on a
     fresh one; only a fresh connection's failure counts."""
+
+    # one per unit: no __dict__
+    __slots__ = ("probes", "_kept", "last_seconds", "owner_pid", "_confirmed", "_listening")
 
     def __init__(self, probes: tuple[Probe, ...]) -> None:
         self.probes = probes

@@ -44,6 +44,15 @@ def become_subreaper() -> bool:
         return False
 
 
+def return_free_heap() -> bool:
+    """Give the C heap's free pages back to the kernel (glibc's malloc_trim): a start of many
+    units leaves freed peaks (spawns, log lines, status replies) counted in the daemon's RSS."""
+    try:
+        return bool(ctypes.CDLL(None).malloc_trim(0))
+    except (OSError, AttributeError):  # not glibc
+        return False
+
+
 @dataclass(frozen=True)
 class ExitStatus:
     code: int | None
@@ -91,6 +100,10 @@ def _unit_marked(pid: int, token: str | None) -> str | None:
 
 class Child:
     """A running unit process: the leader of its own process group."""
+
+    # one per unit: no __dict__
+    __slots__ = ("pid", "name", "token", "_popen", "_output", "killed_after", "_loop", "_exited", "_pidfd",
+                 "_out")
 
     def __init__(self, popen: subprocess.Popen[bytes], name: str, output: UnitOutput, token: str | None = None) -> None:
         self.pid = popen.pid

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 
-@dataclass
+@dataclass(slots=True)  # one per unit: no __dict__
 class RestartPolicy:
     stable_after: float = 60.0  # ready this long: restart at once
     reset_after: float = 600.0  # ready this long: backoff starts again from the base

@@ -7,9 +7,9 @@ Whatever goes wrong inside a unit's task stays in that unit: an unexpected excep
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 import structlog
 
@@ -32,9 +32,12 @@ from .unit_tally import ProbeTally
 
 S = UnitState
 ERROR_CLEARED_AFTER = 60.0  # seconds ready after which a unit's error is history (last_error)
+STATE_EVENTS = {state: f"unit.{state.value}" for state in UnitState}  # one string each, not one a change
 
 
 class Unit(ProcessRun, Elsewhere):
+    __slots__ = ()  # every field is in HealthChecks.__slots__ (health.py)
+
     def __init__(self, spec: UnitSpec, *, clock: Clock, spawner: Spawner, output: UnitOutput,
                  notify_path: str | None, policy: RestartPolicy, timing: Timing,
                  on_change: Callable[[Unit], None], unpaused: Flag | None = None) -> None:
@@ -76,10 +79,10 @@ class Unit(ProcessRun, Elsewhere):
         self._sends_ready: bool | None = None  # learned: does this unit send READY=1?
         self._notify: NotifySocket | None = None
         self._prober = Prober(())
-        self.peers = PeerChecks(clock, timing.peer_interval or 0.0, timing.peer_timeout, lambda: on_change(self))
+        self._peers: PeerChecks | None = None  # made when first asked for (HealthChecks.peers)
         self._oom: OomWatch | None = None  # the kernel's OOM kill counters at the last spawn
         self._stopped = Flag()  # its process is stopped (SIGSTOP), learnt from SIGCHLD
-        self.probe_tally = ProbeTally()  # liveness check times and failures, for metrics
+        self._probe_tally: ProbeTally | None = None  # made at the first check (HealthChecks.probe_tally)
         self.installed = InstalledCode()  # new code installed under the running spec?
         self._reported = False  # spec.reported: the last readiness reported (`report`)
         self._report_changed = Flag()
@@ -119,7 +122,7 @@ class Unit(ProcessRun, Elsewhere):
                 self.last_start_seconds = max(0.0, self.since - self.started_at)
         else:
             self.ready_event.clear()
-        self.log.info(f"unit.{new.value}", pid=self.pid, **({"error": error} if error else {}), **fields)
+        self.log.info(STATE_EVENTS[new], pid=self.pid, **({"error": error} if error else {}), **fields)
         self._on_change(self)
 
     # -- commands
@@ -339,22 +342,38 @@ class Unit(ProcessRun, Elsewhere):
 
     async def _race(self, work: Awaitable[object], exited: asyncio.Future[int | None] | None = None,
                     timeout: float | None = None) -> str:
-        """Run `work` until it is done, the child exits, a stop is asked for, or time runs out."""
+        """Run `work` until it is done, the child exits, a stop is asked for, or time runs out.
+        One future, woken by whichever comes first: asyncio.wait holds a coroutine, two sets and a
+        closure per future for as long as each of hundreds of units waits."""
         work_task = asyncio.ensure_future(work)
         stop_task = self._stop.waiter()  # a bare future: no task per race
-        waiting: set[asyncio.Future[Any]] = {work_task, stop_task}
-        if exited is not None:
-            waiting.add(exited)
+        racers = (stop_task, work_task) if exited is None else (stop_task, exited, work_task)
+        loop = asyncio.get_running_loop()
+        first: asyncio.Future[None] = loop.create_future()
+        wake = functools.partial(_wake, first)
+        for racer in racers:
+            racer.add_done_callback(wake)
+        timer = loop.call_later(timeout, _wake, first, None) if timeout is not None else None
         try:
-            done, _ = await asyncio.wait(waiting, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+            await first
+            stopped, ended, done = stop_task.done(), exited is not None and exited.done(), work_task.done()
         finally:
+            if timer is not None:
+                timer.cancel()
+            for racer in racers:
+                racer.remove_done_callback(wake)
             work_task.cancel()
             stop_task.cancel()
-        if stop_task in done:
+        if stopped:
             return "stop"
-        if exited is not None and exited in done:
+        if ended:
             return "exited"
-        if work_task in done:
+        if done:
             work_task.result()
             return "done"
         return "timeout"
+
+
+def _wake(first: asyncio.Future[None], _: object) -> None:
+    if not first.done():
+        first.set_result(None)

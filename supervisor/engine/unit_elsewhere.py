@@ -15,7 +15,9 @@ S = UnitState
 
 
 class Elsewhere(HealthChecks):
-    """Mixed into Unit: the attributes below are the Unit's."""
+    """Mixed into Unit: the attributes below are the Unit's (its __slots__)."""
+
+    __slots__ = ()
 
     _reported: bool
     _report_changed: Flag

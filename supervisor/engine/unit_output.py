@@ -57,6 +57,10 @@ def rotate_files(path: str, keep: int) -> None:
 
 
 class UnitOutput:
+    # one per unit: no __dict__
+    __slots__ = ("path", "max_bytes", "keep", "tail", "dropped", "drop_reason", "refusal", "_bad_name", "_fd",
+                 "_size", "_retry_at", "_partial", "_run_start", "_child_file", "moved", "on_open")
+
     def __init__(self, path: str, max_bytes: int = MAX_BYTES, keep: int = KEEP_FILES) -> None:
         self.path = path
         self.max_bytes, self.keep = max_bytes, keep

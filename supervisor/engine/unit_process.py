@@ -13,6 +13,7 @@ import structlog
 from .child_stops import CHILD_STOPS
 from .died_of import OomWatch, died_of
 from .environment import exec_refusal, unit_environment
+from .flag import Flag
 from .health import HealthChecks
 from .installed_code import InstalledCode
 from .notify_socket import NotifySocket
@@ -26,7 +27,9 @@ TAIL_FOR_ERRORS = 40  # output lines searched for the exception a unit died of
 
 
 class ProcessRun(HealthChecks):
-    """Mixed into Unit: the attributes below are the Unit's."""
+    """Mixed into Unit: the attributes below are the Unit's (its __slots__)."""
+
+    __slots__ = ()
 
     spawner: Spawner
     output: UnitOutput
@@ -42,6 +45,7 @@ class ProcessRun(HealthChecks):
     _adopted: Child | None
     _notify: NotifySocket | None
     _oom: OomWatch | None
+    _stopped: Flag
     _on_change: Callable[..., None]
 
     def set_state(self, new: UnitState, error: str | None = None, **fields: object) -> None:
@@ -52,21 +56,8 @@ class ProcessRun(HealthChecks):
         raise NotImplementedError
 
     async def _spawn_and_supervise(self) -> float | None:
-        env = self._environment()
-        refusal = preflight(self.spec, self.output) or self._exec_refusal(env)
-        self.retry_soon = refusal.retry_after if refusal is not None else None
-        self.refused = refusal is not None and self.retry_soon is None
-        if refusal is not None:
-            self.error = refusal.reason
-            self.log.error("unit.refused", error=refusal.reason)
-            return None
-        self.installed.at_spawn(self.spec)
-        self.output.new_run()
-        try:
-            self.child = child = await self.spawner.spawn(self.spec, env, self.output)
-        except OSError as e:
-            self.error = f"cannot start {(self.spec.argv or ('?',))[0]}: {e.strerror or e}"
-            self.log.error("unit.spawn_failed", error=self.error)
+        child = await self._spawn()
+        if child is None:
             return None
         self.started_at = self.clock.time()
         self._oom = OomWatch(child.pid)
@@ -82,6 +73,27 @@ class ProcessRun(HealthChecks):
             CHILD_STOPS.unwatch(child.pid)
         self._record_exit(child, await exited)
         return ready_for
+
+    async def _spawn(self) -> Child | None:
+        """The new process, or None when refused or the exec failed. Its environment lives only
+        here, not in the frame that supervises the process for as long as it runs."""
+        env = self._environment()
+        refusal = preflight(self.spec, self.output) or self._exec_refusal(env)
+        self.retry_soon = refusal.retry_after if refusal is not None else None
+        self.refused = refusal is not None and self.retry_soon is None
+        if refusal is not None:
+            self.error = refusal.reason
+            self.log.error("unit.refused", error=refusal.reason)
+            return None
+        self.installed.at_spawn(self.spec)
+        self.output.new_run()
+        try:
+            self.child = await self.spawner.spawn(self.spec, env, self.output)
+        except OSError as e:
+            self.error = f"cannot start {(self.spec.argv or ('?',))[0]}: {e.strerror or e}"
+            self.log.error("unit.spawn_failed", error=self.error)
+            return None
+        return self.child
 
     async def _supervise_adopted(self, child: Child) -> float | None:
         self._adopted = None
@@ -100,7 +112,7 @@ class ProcessRun(HealthChecks):
         if outcome == "done":
             ready_at = self.clock.monotonic()
             self.set_state(S.READY)
-            outcome = await self._race(self._liveness(), exited)
+            outcome = await self._stay_alive(exited)
             if outcome == "done":
                 self.set_state(S.UNHEALTHY)
                 await stop_child(child, exited, self.spec.stop_timeout)
@@ -112,6 +124,15 @@ class ProcessRun(HealthChecks):
             self.set_state(S.STOPPING)
             await stop_child(child, exited, self.spec.stop_timeout)
         return None if ready_at is None else self.clock.monotonic() - ready_at
+
+    async def _stay_alive(self, exited: asyncio.Future[int | None]) -> str:
+        """The liveness race of a ready process. One that only a stop (SIGSTOP) can make
+        unhealthy waits on a bare future until it is stopped: no task per running unit."""
+        if self._stops_only():
+            outcome = await self._race(self._stopped.waiter(), exited)
+            if outcome != "done":
+                return outcome
+        return await self._race(self._liveness(), exited)
 
     def _record_exit(self, child: Child, returncode: int | None) -> None:
         oom = self._oom.evidence() if self._oom is not None and returncode == -signal.SIGKILL else None

@@ -15,7 +15,11 @@ ONLY_WHEN_USED = {
     "prometheus_client": "--metrics",
     "watchfiles": "a source that names files to watch",
     "yaml": "--cluster (the generic daemon reads no YAML; a Synapse source does)",
-    "importlib.metadata": "--version, status, /metrics",
+    "importlib.metadata": "the version of an install without a dist-info directory",
+    "ssl": "a TLS probe, an etcd on https (OpenSSL's libraries: tls.py)",
+    "tempfile": "--proxy nginx (its file written beside; random with it)",
+    "synsup.supervisor.cluster_config": "--cluster (cluster.yaml; ipaddress, urllib.parse)",
+    "hashlib": "digests of config files (OpenSSL's libcrypto; tokens come from os.urandom)",
 }
 
 
@@ -30,3 +34,12 @@ def test_the_daemon_imports_what_only_options_and_rare_commands_use_when_they_ar
 def test_the_version_is_still_found_when_asked():
     done = subprocess.run([sys.executable, "-m", "synsup", "--version"], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0 and done.stdout.strip() == f"synsup {version()}", done.stdout + done.stderr
+
+
+def test_the_version_is_read_without_importlib_metadata_and_is_the_same():
+    program = ("import sys\nimport synsup\nprint(synsup.version(), 'importlib.metadata' in sys.modules)\n"
+               "import importlib.metadata\nprint(importlib.metadata.version('synsup'))")
+    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    ours, theirs = done.stdout.splitlines()
+    assert ours == f"{theirs} False"

@@ -431,3 +431,30 @@ def test_before_stop_runs_first_for_a_ready_unit_and_a_failing_hook_never_keeps_
 
     run(scenario, [spec("a")], tmp_path)
     assert seen == [("a", S.READY, True), ("a", S.READY, True)]  # before each stop, with the process running
+
+
+def awaited_chain(task: asyncio.Task) -> list[str]:
+    """What a task waits on, outermost first: coroutine names, then the future at the end."""
+    chain, awaited = [], task.get_coro()
+    while awaited is not None:
+        chain.append(getattr(awaited, "__qualname__", type(awaited).__name__))
+        awaited = getattr(awaited, "cr_await", None)
+    return chain
+
+
+def test_a_ready_unit_races_its_exit_on_one_future_not_asyncio_wait():
+    """500 waiting units held 500 asyncio.wait coroutines, two sets each and a closure per
+    future (0.6 MB); the race is one future woken by whichever comes first."""
+    async def scenario(sup, clock, spawner):
+        unit = sup.units["a"]
+        sup.start_all()
+        await until(lambda: unit.state is S.READY)
+        supervise = next(t for t in asyncio.all_tasks() if t.get_name() == "unit:a")
+        chain = awaited_chain(supervise)
+        assert chain[-2:] == ["Unit._race", "FutureIter"], chain  # awaiting a bare future
+        unit.child.exit(0)  # the exit wins the race: restarted
+        await until(lambda: unit.restarts == 1 and unit.state is S.READY)
+        await sup.stop_all()
+        assert unit.state is S.STOPPED
+    spec = UnitSpec(name="a", argv=("fake", "a"), notify=False)
+    run_supervisor(scenario, [spec], "/nonexistent", Timing(notify_grace=0.0))
