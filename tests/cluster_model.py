@@ -303,7 +303,8 @@ class ModelDaemon:
             self.queue.append(("phase", lambda: self._run_phase(plan)))
 
     async def work(self) -> None:
-        """The operation at the head of the queue: done (removed), or still waiting (the start)."""
+        """The operations at the head of the queue, each done (removed), until one still waits (the
+        start) or none is left: every pass removes one or returns, so the loop ends."""
         while self.queue:
             _, operation = self.queue[0]
             if await operation() is False:

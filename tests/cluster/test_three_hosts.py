@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -428,7 +429,16 @@ def test_every_daemon_killed_and_started_again_at_once_with_new_files_one_leads_
     wait_for(lambda: cluster.status_when(lambda code, r: not any(n["up"] for n in r["nodes"]) and not r["leader"]),
              timeout=20, what="every lease of the killed daemons ended (no key of theirs left to lead with)")
     started = [cluster.start(node) for node in PLACEMENT]
-    outputs = [p.communicate(timeout=120)[0] for p in started]
+    try:
+        outputs = [p.communicate(timeout=180)[0] for p in started]
+    except subprocess.TimeoutExpired:
+        logs = {n: open(os.path.join(cluster.state_dir(n), "daemon.log")).read()[-3000:] for n in PLACEMENT}
+        raise AssertionError(f"a start did not end within 180 s; daemon logs (tails): {logs}") from None
+    finally:
+        for p in started:  # nothing left running when the test fails
+            if p.poll() is None:
+                p.kill()
+                p.communicate()
     print("\n".join(outputs))
     assert [p.returncode for p in started] == [0, 0, 0], outputs
     code, done = wait_for(lambda: cluster.status_when(lambda code, r: code == 0 and r["plan"] is None and all_ready(r)

@@ -6,6 +6,7 @@ only; the replies come back as one, each unit marked with its node; a node's ref
 from __future__ import annotations
 
 import asyncio
+import time
 from types import SimpleNamespace
 from typing import Any
 
@@ -31,8 +32,10 @@ def asking_on_a(store: MemoryStore) -> UnitRequests:
 
 
 async def other_nodes(store: MemoryStore, seen: list[tuple[str, dict[str, Any]]], refuse: str = "") -> None:
-    """Every node answers its requests (a too: the asking node's own part goes the same way)."""
-    while True:
+    """Every node answers its requests (a too: the asking node's own part goes the same way), for
+    at most a minute (the test cancels it long before)."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
         for node in "abc":
             for key, request in await pending(store, KEYS, node):
                 seen.append((node, request))
