@@ -283,7 +283,8 @@ class ModelDaemon:
         else:
             specs = [s for h in HOSTS for s in node_units(files, h).values() if not s.reported]
             actions, old_node_of = await self.node._actions_without_base(FullView(Loaded(specs), PLACEMENT[files]))
-        return cluster_phases(actions, old_node_of, PLACEMENT[files])
+        return cluster_phases(actions, old_node_of, PLACEMENT[files],
+                              {u: dependencies(files, u) for u in PLACEMENT[files]})
 
     async def _take_part(self, plan: ClusterPlan) -> None:
         """ClusterNode._take_part."""

@@ -9,13 +9,16 @@ The phases are the reload planner's actions in their order, each cut by node: fo
 change, prepare (every node that runs an affected unit) -> stop the old persisters on every
 node -> restart main -> stop the others -> start the new set and the others. A phase starts
 only once every node acknowledged the one before, so no process with the new map starts while
-one with the old map runs. Pure coordination: no processes, no daemon; any Store (etcd, or in memory for tests)."""
+one with the old map runs. Restarts (main, then the stream writers, then the others, as on one
+host) keep that order across nodes: a unit restarts only in a phase after the one that restarted
+what it depends on on another node (that node has acknowledged it ready again). Pure
+coordination: no processes, no daemon; any Store (etcd, or in memory for tests)."""
 
 from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field, replace
 from enum import Enum
 from typing import Any
@@ -76,21 +79,61 @@ class ClusterPlan:
         return cls(phases, raw["config_digest"], raw["id"], raw["phase"], PlanState(raw["state"]))
 
 
-def cluster_phases(actions: list[Action], old_node_of: Mapping[str, str],
-                   new_node_of: Mapping[str, str]) -> tuple[PlanPhase, ...]:
+def cluster_phases(actions: list[Action], old_node_of: Mapping[str, str], new_node_of: Mapping[str, str],
+                   depends_on: Mapping[str, Collection[str]] | None = None) -> tuple[PlanPhase, ...]:
     """prepare, then each action cut by node (a stop on the node that ran the unit, anything else on
-    the node that runs it now); consecutive restarts are one phase (each node restarts its own in
-    order)."""
+    the node that runs it now). Consecutive restarts (the reload planner's, in its order: main, the
+    stream writers, the others) share phases as far as their order allows (`restart_phases`):
+    `depends_on` is unit -> the units it needs (the new config's dependencies); None: each restart
+    needs every one before it."""
     phases: list[PlanPhase] = []
-    for action in actions:
-        steps = _by_node(action, old_node_of if action.verb == "stop" else new_node_of)
-        if phases and action.verb == "restart" and phases[-1].name == "restart":
-            merged = {n: phases[-1].steps.get(n, ()) + steps.get(n, ()) for n in phases[-1].steps.keys() | steps.keys()}
-            phases[-1] = PlanPhase("restart", merged)
-        else:
-            phases.append(PlanPhase(action.verb if action.verb == "restart" else action.describe(), steps))
+    run: list[Action] = []  # consecutive restarts, not yet cut into phases
+    for action in [*actions, None]:
+        if action is not None and action.verb == "restart":
+            run.append(action)
+            continue
+        phases += restart_phases(run, new_node_of, depends_on)
+        run = []
+        if action is not None:
+            phases.append(PlanPhase(action.describe(), _by_node(action, old_node_of if action.verb == "stop"
+                                                                 else new_node_of)))
     involved = {n for p in phases for n in p.steps}
     return (PlanPhase(PREPARE, {n: () for n in involved}), *phases)
+
+
+def restart_phases(restarts: list[Action], node_of: Mapping[str, str],
+                   depends_on: Mapping[str, Collection[str]] | None) -> list[PlanPhase]:
+    """Restarts in as few phases as the single-host order allows across nodes: a node's restart of
+    units that need (directly or through others) a unit restarted before it on another node goes in
+    a later phase than that one, so it begins only once that node acknowledged it ready; a node's
+    own restarts keep their order (one phase each node goes through in order, as on one host)."""
+    parts = [(n, step) for action in restarts for n, (step,) in _by_node(action, node_of).items()]
+    levels: list[int] = []
+    for i, (node, step) in enumerate(parts):
+        needs = None if depends_on is None else _needs(step.units, depends_on)
+        level = 0
+        for j, (other, before) in enumerate(parts[:i]):
+            if other == node:
+                level = max(level, levels[j])
+            elif needs is None or needs & set(before.units):
+                level = max(level, levels[j] + 1)
+        levels.append(level)
+    phases: list[dict[str, tuple[Action, ...]]] = [{} for _ in range(max(levels, default=-1) + 1)]
+    for (node, step), level in zip(parts, levels):
+        phases[level][node] = phases[level].get(node, ()) + (step,)
+    return [PlanPhase("restart", steps) for steps in phases]
+
+
+def _needs(units: Collection[str], depends_on: Mapping[str, Collection[str]]) -> set[str]:
+    """Every unit `units` depend on, directly or through others."""
+    found: set[str] = set()
+    todo = [d for u in units for d in depends_on.get(u, ())]
+    while todo:
+        unit = todo.pop()
+        if unit not in found:
+            found.add(unit)
+            todo += depends_on.get(unit, ())
+    return found
 
 
 def restart_everywhere(placed: Mapping[str, str], new_node_of: Mapping[str, str], reads_config: set[str]) -> list[Action]:

@@ -250,7 +250,8 @@ class ClusterNode:
                 raise FilesMoved()  # changed again since published: planned once their reload publishes them
             actions, old_node_of = (self.plan_full(self.base.loaded, new.loaded), self.base.node_of) \
                 if self.base_applied else await self._actions_without_base(new)
-            self._phases = (key, cluster_phases(actions, old_node_of, new.node_of))
+            needs = {s.name: s.dependencies for s in new.loaded.specs}
+            self._phases = (key, cluster_phases(actions, old_node_of, new.node_of, needs))
         return self._phases[1]
 
     async def _take_part(self, plan: ClusterPlan) -> None:

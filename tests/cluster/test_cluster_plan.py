@@ -56,6 +56,42 @@ def test_a_persister_change_is_prepare_stop_old_everywhere_main_start_new_then_t
     assert [p.nodes for p in phases] == [["a", "b", "c"], ["b"], ["a"], ["b", "c"], ["c"]]
 
 
+NEEDS = {"main": ("redis",), "persister1": ("main",), "persister2": ("main",),  # units/unit_specs.py's
+         "generic1": ("main", "persister1", "persister2"), "sender1": ("main", "persister1", "persister2")}
+ROLL = [Action("restart", (u,), "shared config changed") for u in
+        ("redis", "main", "persister1", "persister2", "generic1", "sender1")]  # the planner's step order
+
+
+def steps_of(phases: tuple[Any, ...]) -> list[tuple[str, dict[str, list[str]]]]:
+    return [(p.name, {n: [u for a in s for u in a.units] for n, s in p.steps.items()}) for p in phases[1:]]
+
+
+def test_restarts_across_nodes_keep_the_single_host_order_main_before_what_needs_it_on_other_nodes() -> None:
+    """main on a, persisters on b, workers on c, a change that restarts them all: b restarts its
+    persisters only once a acknowledged main ready again, c its workers once b acknowledged the
+    persisters; a node's own chain (Redis then main on a) stays one phase, in order."""
+    phases = cluster_phases(ROLL, OLD, OLD, NEEDS)
+    assert steps_of(phases) == [("restart", {"a": ["redis", "main"]}),
+                                ("restart", {"b": ["persister1", "persister2"]}),
+                                ("restart", {"c": ["generic1", "sender1"]})]
+    assert cluster_phases(ROLL, OLD, OLD) == phases, "without dependencies: each restart needs those before it"
+
+
+def test_restarts_with_no_dependency_across_nodes_share_a_phase() -> None:
+    """persister2 on c: both persisters need only main, so they restart together after it; the
+    workers need both, so they come after; nothing on one node waits for its own node."""
+    phases = cluster_phases(ROLL, NEW, NEW, NEEDS)
+    assert steps_of(phases) == [("restart", {"a": ["redis", "main"]}),
+                                ("restart", {"b": ["persister1"], "c": ["persister2"]}),
+                                ("restart", {"c": ["generic1", "sender1"]})]
+    on_one = {u: "a" for u in NEW}
+    assert steps_of(cluster_phases(ROLL, on_one, on_one, NEEDS)) == [
+        ("restart", {"a": ["redis", "main", "persister1", "persister2", "generic1", "sender1"]})], "one host: one phase"
+    only_workers = [a for a in ROLL if a.units[0] in ("generic1", "sender1")]
+    assert steps_of(cluster_phases(only_workers, NEW, NEW, NEEDS)) == [
+        ("restart", {"c": ["generic1", "sender1"]})], "what they need is not restarted: nothing to wait for"
+
+
 def test_a_plan_reads_back_as_written() -> None:
     plan = ClusterPlan(cluster_phases(PERSISTER_CHANGE, OLD, NEW), "digest")
     assert ClusterPlan.decode(plan.next().encode()) == plan.next()

@@ -45,7 +45,50 @@ def test_every_step_is_on_the_node_of_its_unit_in_the_planners_order(change: lis
     assert sorted(done) == sorted(wanted), "each unit's step once, on its node"
     order = [a.verb for a in change]
     merged = [v for i, v in enumerate(order) if not (v == "restart" and i and order[i - 1] == "restart")]
-    assert [p.name.split()[0] for p in phases[1:]] == merged, "the planner's order, consecutive restarts as one phase"
+    names = [p.name.split()[0] for p in phases[1:]]
+    assert [v for i, v in enumerate(names) if not (v == "restart" and i and names[i - 1] == "restart")] == merged, \
+        "the planner's order, consecutive restarts in as many phases as their order needs"
+    for node in {n for p in phases for n in p.steps}:
+        ran = [(a.verb, u) for p in phases[1:] for a in p.steps.get(node, ()) for u in a.units]
+        assert ran == [(a.verb, u) for a in change for u in a.units if (old if a.verb == "stop" else new)[u] == node], \
+            f"node {node}: its steps in the planner's order"
+
+
+# what units/unit_specs.py gives: main needs Redis, a writer main, any other worker main and the writers
+NEEDS = {"main": ("redis",), **{p: ("main",) for p in UNITS if p.startswith("persister")},
+         "generic1": ("main", "persister1", "persister2", "persister3"), "sender1": ("main", "persister1")}
+restarts = st.lists(st.sampled_from(("redis", *UNITS)), min_size=1, max_size=7, unique=True).map(
+    lambda units: [Action("restart", (u,), "changed") for u in sorted(units, key=("redis", *UNITS).index)])
+
+
+@PROPERTY
+@given(restarts, st.fixed_dictionaries({u: st.sampled_from(NODES) for u in ("redis", *UNITS)}))
+def test_no_unit_restarts_before_or_beside_a_dependency_restarted_on_another_node(
+        change: list[Action], placed: dict[str, str]) -> None:
+    phases = cluster_phases(change, placed, placed, NEEDS)
+    phase_of = {u: i for i, p in enumerate(phases) for a in p.steps.values() for step in a for u in step.units}
+    assert set(phase_of) == {a.units[0] for a in change}, "each restart once"
+    for unit, i in phase_of.items():
+        for needed in NEEDS.get(unit, ()):
+            if needed in phase_of and placed[needed] != placed[unit]:
+                assert phase_of[needed] < i, f"{unit} ({placed[unit]}) restarts in phase {i}, beside or before " \
+                                             f"{needed} ({placed[needed]}, phase {phase_of[needed]}) that it needs"
+    for i in range(2, len(phases)):  # no phase for nothing: each has a unit that needs one of the phase before
+        assert any(placed[v] != placed[u] and v in _needs(u) for u in _units(phases[i]) for v in _units(phases[i - 1])), \
+            f"phase {i} could be one with phase {i - 1}: the plan is longer than its order needs"
+
+
+def _units(phase: Any) -> set[str]:
+    return {u for actions in phase.steps.values() for a in actions for u in a.units}
+
+
+def _needs(unit: str) -> set[str]:
+    found, todo = set(), list(NEEDS.get(unit, ()))
+    while todo:
+        if (u := todo.pop()) not in found:
+            found.add(u)
+            todo += NEEDS.get(u, ())
+    return found
 
 
 moves = st.lists(st.one_of(st.tuples(st.just("ack"), st.sampled_from(NODES)),
