@@ -198,6 +198,40 @@ def on_node(args: argparse.Namespace, source: Source, joined: tuple[ClusterConfi
     return viewed, viewed.on_node(loaded, source.placement(args, loaded, cluster))
 
 
+def moved_away(args: argparse.Namespace, source: Source, joined: tuple[ClusterConfig, str], loaded: Loaded,
+               left: list[str]) -> tuple[dict[str, str], set[str]]:
+    """`start --cluster`: of `left` (units an earlier daemon of this node left running that this
+    node does not run now), those the cluster places on another node (unit -> node), and of these
+    the ones the plan in progress still stops here (its stop step does: left to it)."""
+    from ..cluster.cluster_plan import Planner, still_stops
+    from ..cluster.etcd_gateway import EtcdGateway
+    from ..cluster.membership import Keys
+    from ..cluster.store import StoreError
+    cluster, node = joined
+    placement = source.placement(args, loaded, cluster)
+    where = {u: n for n, units in placement.units.items() for u in units}
+    moved = {u: where[u] for u in left if where.get(u) not in (None, node)}
+    if not moved:
+        return {}, set()
+
+    async def read() -> set[str]:
+        store = EtcdGateway.from_config(cluster.store)
+        try:
+            planner = Planner(store, Keys(cluster.store.prefix))
+            plan, _ = await planner.read()
+            if plan is None:
+                return set()
+            acked = await store.get(planner.ack_key(plan, plan.phase, node)) is not None
+            return still_stops(plan, node, acked)
+        finally:
+            await store.close()
+    try:
+        return moved, asyncio.run(read()) & set(moved)
+    except StoreError as e:
+        raise SynsupError(f"{cluster.file}: store: {e}: cannot tell whether the plan in progress stops "
+                          f"{', '.join(sorted(moved))} here (now placed on another node); nothing started") from None
+
+
 def node_in_cluster(joined: tuple[ClusterConfig, str], loaded: Loaded, args: argparse.Namespace,
                     source: Source, variables: dict[str, str]) -> ClusterNode:
     """What the daemon starts first and closes last: this node registered in the store, its

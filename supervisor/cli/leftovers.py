@@ -12,6 +12,8 @@ from typing import Any
 
 import psutil
 
+from ..engine.preflight import tcp_listening
+from ..errors import SynsupError
 from ..owner_mark import Marked, find_ours, nonces_of, read_token, recorded_of
 from ..process_records import same_process
 from ..statedir import StateDir
@@ -74,14 +76,16 @@ def wait_gone(pids: list[int], timeout: float) -> list[int]:
     return alive
 
 
-def stop_leftovers(state: StateDir, say: Any = print) -> list[str]:
-    """Stop every leftover unit, last step first: SIGCONT+SIGTERM to its group, SIGKILL after
-    its stop timeout; then what escaped the groups. Returns the names stopped."""
+def stop_leftovers(state: StateDir, say: Any = print, only: set[str] | None = None) -> list[str]:
+    """Stop every leftover unit (`only`: these units), last step first: SIGCONT+SIGTERM to its
+    group, SIGKILL after its stop timeout; then what escaped the groups. Returns the names stopped."""
     records = leftover_records(state)
-    escaped = escaped_processes(state, records)  # before the leaders go: their descent is seen now
-    steps = sorted({r.get("step", 0) for r in records.values()}, reverse=True)
+    chosen = records if only is None else {n: r for n, r in records.items() if n in only}
+    escaped = {pid: m for pid, m in escaped_processes(state, records).items()  # before the leaders go: their
+               if only is None or m.unit in only}  # descent is seen now
+    steps = sorted({r.get("step", 0) for r in chosen.values()}, reverse=True)
     for step in steps:
-        group = {n: r for n, r in records.items() if r.get("step", 0) == step}
+        group = {n: r for n, r in chosen.items() if r.get("step", 0) == step}
         listed = ", ".join(f"{n} (pid {r['pid']})" for n, r in sorted(group.items()))
         say(f"stopping {listed}")
         for record in group.values():
@@ -92,8 +96,45 @@ def stop_leftovers(state: StateDir, say: Any = print) -> list[str]:
             _signal_group(pid, signal.SIGKILL)
         wait_gone([r["pid"] for r in group.values()], 5.0)
     _kill_escaped(escaped)
-    state.remove(state.units_file)
-    return sorted(records) + sorted({m.unit for m in escaped.values()} - set(records))
+    if only is None:
+        state.remove(state.units_file)
+    else:  # the others stay recorded: the daemon about to start adopts them
+        written = state.read_json(state.units_file)
+        if isinstance(written, dict):
+            state.write_json(state.units_file, {n: r for n, r in written.items() if n not in chosen})
+    return sorted(chosen) + sorted({m.unit for m in escaped.values()} - set(chosen))
+
+
+def listening(pid: int) -> tuple[str, ...]:
+    """HOST:PORT of every TCP socket the process (and its descendants) listens on, in this network
+    namespace (IPv4; an IPv6 one as [HOST]:PORT)."""
+    try:
+        root = psutil.Process(pid)
+        found = set()
+        for proc in [root, *root.children(recursive=True)]:
+            for c in proc.net_connections(kind="inet"):
+                if c.status == psutil.CONN_LISTEN and c.laddr:
+                    found.add(f"[{c.laddr.ip}]:{c.laddr.port}" if ":" in c.laddr.ip else f"{c.laddr.ip}:{c.laddr.port}")
+        return tuple(sorted(found))
+    except psutil.Error:
+        return ()
+
+
+def retire_moved(state: StateDir, moved: dict[str, str], say: Any = print, ports_wait: float = 10.0) -> None:
+    """`start --cluster`: stop what an earlier daemon of this node left of units the cluster now
+    places on another node (`moved`: unit -> that node), wait until they exited and their ports are
+    closed, and say so (`retired: persister2 (now placed on c)`); the others stay to be adopted."""
+    records = leftover_records(state)
+    ports = {int(a.rsplit(":", 1)[1]) for n in moved if n in records for a in listening(int(records[n]["pid"]))}
+    stop_leftovers(state, lambda line: None, set(moved))
+    deadline = time.monotonic() + ports_wait
+    while (still := sorted(p for p in ports if tcp_listening(p))) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if still:
+        raise SynsupError(f"port(s) {', '.join(map(str, still))} of {', '.join(sorted(moved))} still in use "
+                          f"{ports_wait:g}s after it was stopped; nothing started")
+    for name, node in sorted(moved.items()):
+        say(f"retired: {name} (now placed on {node})")
 
 
 def _kill_escaped(escaped: dict[int, Marked]) -> None:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import functools
 import os
 import subprocess
 import sys
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..daemon import reexec
 from ..daemon.control_server import ControlClient
@@ -34,7 +35,7 @@ from ..spec import UnitSpec
 from ..statedir import StateDir
 from . import cluster
 from .commands import state_of, unit_command
-from .leftovers import leftover_records, orphan_rows, stop_leftovers
+from .leftovers import leftover_records, listening, orphan_rows, retire_moved, stop_leftovers
 from .render import print_findings
 from .start_code import code_refusal
 
@@ -62,6 +63,7 @@ def start(args: argparse.Namespace, source: Source, argv: list[str]) -> int:
         return 1
     telemetry = Telemetry.from_args(args)  # a bad --metrics is an error before anything starts
     joined = cluster.joining(args, source, loaded)  # a bad --cluster too
+    whole_source, whole = source, loaded
     if joined:  # from here on every load and plan is this node's
         source, loaded = cluster.on_node(args, source, joined, loaded)
     front_door_of(args, functools.partial(source.proxy_layout, args))  # and a bad --proxy
@@ -80,6 +82,8 @@ def start(args: argparse.Namespace, source: Source, argv: list[str]) -> int:
     else:
         code = CodeRecord.read(state)  # a partial upgrade's units run the new code: adopted as such
         adopt = adoptable(state, [code.put_on(s) for s in loaded.specs], read_token(state))
+        if joined:
+            loaded, adopt = _moved_away(args, state, whole_source, joined, whole, loaded, adopt)
     leftovers = [r for r in orphan_rows(leftover_records(state), state) if r["name"] not in adopt]
     if leftovers:
         names = ", ".join(f"{r['name']} (pid {r['pid']})" for r in leftovers)
@@ -97,6 +101,33 @@ def start(args: argparse.Namespace, source: Source, argv: list[str]) -> int:
     state.create()
     prepare_log_dir(os.path.abspath(args.log_dir or os.path.join(state.path, "logs")))
     return _start_background(state, source, argv, loaded.specs)
+
+
+def _moved_away(args: argparse.Namespace, state: StateDir, source: Source, joined: tuple[ClusterConfig, str],
+                whole: Loaded, loaded: Loaded, adopt: dict[str, int]) -> tuple[Loaded, dict[str, int]]:
+    """`start --cluster`: what an earlier daemon of this node left running of units the cluster now
+    places on another node (moved while this node's daemon was down) never runs beside the new
+    node's: retired here (`retired: persister2 (now placed on c)`), or, when the plan in progress
+    still stops it here, adopted as it runs (a unit made from its record) for that step to stop."""
+    records = leftover_records(state)
+    moved, to_plan = cluster.moved_away(args, source, joined, whole, [n for n in records if n not in adopt])
+    retire = {n: node for n, node in moved.items() if n not in to_plan}
+    if retire:
+        retire_moved(state, retire)
+    if not to_plan:
+        return loaded, adopt
+    for name in sorted(to_plan):
+        print(f"left to the plan in progress: {name} (now placed on {moved[name]}; the plan stops it here)")
+    kept = [_as_recorded(n, records[n], moved[n]) for n in sorted(to_plan)]
+    return dataclasses.replace(loaded, specs=[*loaded.specs, *kept]), adopt | adoptable(state, kept, read_token(state))
+
+
+def _as_recorded(name: str, record: dict[str, Any], node: str) -> UnitSpec:
+    """A unit for a process an earlier daemon left, as its record says it runs (command, step,
+    stop timeout) and the addresses it listens on: adopted, stopped by the plan's step."""
+    return UnitSpec(name, tuple(record["cmdline"]), step=int(record.get("step") or 0),
+                    stop_timeout=float(record.get("stop_timeout") or 30.0), listens=listening(int(record["pid"])),
+                    describe=f"{name} as an earlier daemon started it (placed on node {node} now)")
 
 
 def _unsupervised(state: StateDir) -> str:

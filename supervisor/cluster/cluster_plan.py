@@ -147,6 +147,15 @@ def restart_everywhere(placed: Mapping[str, str], new_node_of: Mapping[str, str]
     return [a for a in (Action("stop", stop, why), Action("start", start, why)) if a.units]
 
 
+def still_stops(plan: ClusterPlan, node: str, acknowledged: bool) -> set[str]:
+    """The units the plan in progress still stops on `node`: in the phase in progress (unless the
+    node acknowledged it) and in those after it."""
+    if plan.state is not PlanState.RUNNING:
+        return set()
+    phases = plan.phases[plan.phase + (1 if acknowledged else 0):]
+    return {u for p in phases for a in p.steps.get(node, ()) if a.verb == "stop" for u in a.units}
+
+
 def _by_node(action: Action, node_of: Mapping[str, str]) -> dict[str, tuple[Action, ...]]:
     nodes: dict[str, list[str]] = {}
     for unit in action.units:

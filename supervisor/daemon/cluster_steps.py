@@ -51,8 +51,9 @@ async def apply_steps(sup: Supervisor, running: RunningConfig, prepared: Prepare
     for name in {u for a in steps for u in a.units if u in sup.units and u in held_for_plan}:
         sup.units[name].held = False  # held since the daemon came back mid-plan (or fenced): its step is now
     last_good = running.last_good({n: u.spec for n, u in sup.units.items()})
-    await apply_actions(sup, steps, prepared.specs, last_good, finish=False, counts=prepared.counts)
+    # before the step: a stopped unit the new config does not run here is forgotten by it
     stopped = [sup.units[n].spec for a in steps if a.verb == "stop" for n in a.units if n in sup.units]
+    await apply_actions(sup, steps, prepared.specs, last_good, finish=False, counts=prepared.counts)
     await ports_closed(stopped)
 
 
