@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -22,6 +23,7 @@ from synsup.supervisor.cluster.cluster_plan import (
     cluster_phases,
     plan_status,
     restart_everywhere,
+    still_stops,
 )
 from synsup.supervisor.cluster.membership import Keys
 from synsup.supervisor.plans import Action
@@ -90,6 +92,15 @@ def test_restarts_with_no_dependency_across_nodes_share_a_phase() -> None:
     only_workers = [a for a in ROLL if a.units[0] in ("generic1", "sender1")]
     assert steps_of(cluster_phases(only_workers, NEW, NEW, NEEDS)) == [
         ("restart", {"c": ["generic1", "sender1"]})], "what they need is not restarted: nothing to wait for"
+
+
+def test_still_stops_is_what_the_plan_in_progress_stops_on_a_node_from_its_unacknowledged_phase_on() -> None:
+    plan = ClusterPlan(cluster_phases(PERSISTER_CHANGE, OLD, NEW), "digest")
+    assert still_stops(plan, "b", acknowledged=False) == {"persister1", "persister2"}
+    assert still_stops(plan.next(), "b", acknowledged=False) == {"persister1", "persister2"}, "its stop phase"
+    assert still_stops(plan.next(), "b", acknowledged=True) == set(), "b stopped them and said so"
+    assert still_stops(plan, "c", acknowledged=False) == set(), "c stops nothing"
+    assert still_stops(replace(plan, state=PlanState.ABORTED), "b", acknowledged=False) == set()
 
 
 def test_a_plan_reads_back_as_written() -> None:
