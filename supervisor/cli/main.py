@@ -148,6 +148,8 @@ def _command_options(name: str, p: argparse.ArgumentParser) -> None:
         p.add_argument("units", nargs="*", metavar="UNIT", help="only these units; they stay stopped until "
                        "`synsup start UNIT`")
         p.add_argument("--force", action="store_true", help="stop a unit even though others depend on it")
+        p.add_argument("--local", action="store_true", help="--cluster: stop this node only (its units and its "
+                       "daemon), as systemd's ExecStop does; without it `stop` stops every node of the cluster")
     if name == "start":
         p.add_argument("units", nargs="*", metavar="UNIT", help="with the daemon running: start these units "
                        "(stopped by `synsup stop UNIT`)")

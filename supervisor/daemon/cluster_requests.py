@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Any
 
-from ..cluster.unit_requests import VERBS, WITHOUT_UNITS, answer, ask, pending, route
+from ..cluster.unit_requests import HALT, VERBS, WITHOUT_UNITS, answer, ask, pending, route
 from ..errors import SynsupError
 from ..protocol import Refusal, Reply, RequestError, parse_request
 from .handlers import Requests
@@ -18,7 +18,8 @@ from .handlers import Requests
 if TYPE_CHECKING:
     from .cluster_node import ClusterNode
 
-OPTIONS = ("rolling", "force")  # the fields a request carries to the node that serves it
+OPTIONS = ("rolling", "force", "local")  # the fields a request carries to the node that serves it
+ANSWERED_WAIT = 5.0  # seconds a stopping daemon gives its last answers before it leaves the store
 
 
 class UnitRequests:
@@ -73,9 +74,19 @@ class UnitRequests:
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
 
+    async def answered(self) -> None:
+        """The requests in hand answered (a stop asked through the store answers once the daemon
+        has stopped: the store is still open for it)."""
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=ANSWERED_WAIT)
+
     async def _carry_out(self, key: str, request: dict[str, Any]) -> None:
         d = self.node.daemon
         assert d is not None and d.supervisor is not None
+        if request["verb"] == HALT:  # a step of a cluster stop: not a request a client sends
+            stopped = await self.node.stopper.halt(list(request["units"]))
+            await answer(self.node.store, key, {"ok": True, "stopped": stopped})
+            return
         raw = {"cmd": request["verb"], **({"units": request["units"]} if request["units"] else {}),
                **{k: v for k, v in (request.get("options") or {}).items() if k in OPTIONS}}
         replies: list[dict[str, Any]] = []

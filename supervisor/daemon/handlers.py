@@ -38,9 +38,16 @@ class _Forwarder(Protocol):
     async def forwarded(self, raw: dict[str, Any]) -> Refusal | dict[str, Any] | None: ...
 
 
+class _Stopper(Protocol):
+    async def stop(self, request: Request, send: Send) -> None: ...
+
+
 class _Cluster(Protocol):
     @property
     def requests(self) -> _Forwarder: ...
+
+    @property
+    def stopper(self) -> _Stopper: ...
 
 
 class _Reloads(Protocol):
@@ -191,6 +198,9 @@ class Requests:
     async def _cmd_stop(self, request: Request, send: Send) -> None:
         if request.units:
             await self._stop_units(request, send)
+            return
+        if self.d.cluster is not None and not request.local:  # every node (--node N: N), in order
+            await self.d.cluster.stopper.stop(request, send)
             return
         await send(StopReply(self.d.stop_order()))
         self.d.request_stop()
