@@ -29,7 +29,7 @@ FIELDS: dict[str, frozenset[str]] = {
     "pause": frozenset({"node"}),
     "reopen_logs": frozenset(),
     "resume": frozenset({"node"}),
-    "upgrade": frozenset({"python", "dry_run", "allow_downtime"}),
+    "upgrade": frozenset({"python", "dry_run", "allow_downtime", "node"}),
     "reexec": frozenset({"trial_timeout"}),
 }
 

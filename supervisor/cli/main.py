@@ -156,6 +156,9 @@ def _command_options(name: str, p: argparse.ArgumentParser) -> None:
     if name in ("restart", "stop", "pause", "resume"):  # start has --node already (this node, or the one to act on)
         p.add_argument("--node", metavar="NAME", help="--cluster: only on this node (default: the node that "
                        "runs each unit named, or every node)")
+    if name == "upgrade":
+        p.add_argument("--node", metavar="NAME", help="--cluster: upgrade this node (required there: one node at "
+                       "a time, main's node first)")
     if name == "completion":
         p.add_argument("shell", choices=("bash", "zsh"))
     if name == "cluster":

@@ -19,6 +19,7 @@ from .store import Store
 
 VERBS = ("restart", "stop", "start", "pause", "resume")
 HALT = "halt"  # a step of a cluster stop (cluster/cluster_stop.py): stop these units now, ahead of the queue
+UPGRADE = "upgrade"  # `synsup upgrade --node N` given on another node: N's single-host upgrade
 WITHOUT_UNITS = ("restart", "pause", "resume")  # given without units: every node (stop: the daemon; start: none)
 ANSWER_WAIT = 120.0  # seconds the asking daemon waits for the owning node's answer
 ANSWER_POLL = 0.1  # one read of one key: works with any store (and in memory, without a watch)
@@ -92,7 +93,7 @@ async def pending(store: Store, keys: Keys, node: str) -> list[tuple[str, dict[s
             request = json.loads(kv.value)
         except ValueError:
             continue
-        if request.get("state") == "pending" and request.get("verb") in (*VERBS, HALT):
+        if request.get("state") == "pending" and request.get("verb") in (*VERBS, HALT, UPGRADE):
             found.append((kv.key, request))
     return found
 

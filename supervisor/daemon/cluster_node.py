@@ -33,6 +33,7 @@ from ..source import Loaded
 from .cluster_requests import UnitRequests
 from .cluster_shutdown import ClusterStop
 from .cluster_steps import FullView, Prepared, apply_steps
+from .cluster_upgrade import ClusterUpgrade
 from .plan_executor import PartialReload, finish_change, must_become_ready
 from .self_fence import fence, unfence
 from .unit_code import UnitCode
@@ -70,6 +71,7 @@ class ClusterNode:
         self._wake = asyncio.Event()
         self.requests = UnitRequests(self)  # restart/stop/start UNIT given on any node
         self.stopper = ClusterStop(self)  # `synsup stop` given on any node: every node, in order
+        self.upgrader = ClusterUpgrade(self)  # `synsup upgrade`: refused without --node; --node N: on N
         self._phases: tuple[tuple[str, int], tuple[PlanPhase, ...]] | None = None  # (digest, base) -> phases
         self._others_seen: set[str] = set()  # other nodes' config digests this node re-read its files for
         self._tasks: list[asyncio.Task[None]] = []

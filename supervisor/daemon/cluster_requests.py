@@ -10,9 +10,10 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Any
 
-from ..cluster.unit_requests import HALT, VERBS, WITHOUT_UNITS, answer, ask, pending, route
+from ..cluster.unit_requests import HALT, UPGRADE, VERBS, WITHOUT_UNITS, answer, ask, pending, route
 from ..errors import SynsupError
 from ..protocol import Refusal, Reply, RequestError, parse_request
+from .cluster_upgrade import FIELDS as UPGRADE_FIELDS
 from .handlers import Requests
 
 if TYPE_CHECKING:
@@ -89,6 +90,9 @@ class UnitRequests:
             return
         raw = {"cmd": request["verb"], **({"units": request["units"]} if request["units"] else {}),
                **{k: v for k, v in (request.get("options") or {}).items() if k in OPTIONS}}
+        if request["verb"] == UPGRADE:  # --node N: this node's own upgrade, as given here with --node N
+            raw = {"cmd": UPGRADE, "node": self.node.node,
+                   **{k: v for k, v in (request.get("options") or {}).items() if k in UPGRADE_FIELDS}}
         replies: list[dict[str, Any]] = []
 
         async def keep(reply: Reply | dict[str, Any]) -> None:

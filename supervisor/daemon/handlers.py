@@ -42,9 +42,16 @@ class _Stopper(Protocol):
     async def stop(self, request: Request, send: Send) -> None: ...
 
 
+class _ClusterUpgrade(Protocol):
+    async def request(self, request: Request, send: Send) -> bool: ...
+
+
 class _Cluster(Protocol):
     @property
     def requests(self) -> _Forwarder: ...
+
+    @property
+    def upgrader(self) -> _ClusterUpgrade: ...
 
     @property
     def stopper(self) -> _Stopper: ...
@@ -233,6 +240,8 @@ class Requests:
         await reexec(self.d, send, request.trial_timeout)
 
     async def _cmd_upgrade(self, request: Request, send: Send) -> None:
+        if self.d.cluster is not None and await self.d.cluster.upgrader.request(request, send):
+            return  # refused without --node, or carried out on node N
         async def progress(line: str) -> None:
             try:
                 await send(UpgradeProgress(line))
