@@ -75,10 +75,13 @@ class ClusterStop:
     async def _stop_all(self, send: Send) -> None:
         here = self.node.node
         config = self.node.membership.config
-        up = await up_nodes(self.node.store, self.node.keys)
+        try:
+            up = await up_nodes(self.node.store, self.node.keys)
+        except StoreError:  # just answered (the stopping key): each node is asked, and named if it fails
+            up = set(config.nodes)
         missing = {n: "its daemon is down (no lease in the store)" for n in config.nodes if n not in up and n != here}
         steps = stop_steps(self.node.base.loaded.specs, self.node.base.node_of, config.nodes)
-        await send(StopReply([s.describe() for s in steps] + ["every daemon"]))
+        await _tell(send, StopReply([s.describe() for s in steps] + ["every daemon"]))
         self.log.info("cluster.stop", steps=[s.describe() for s in steps], down=sorted(missing))
         stopped: dict[str, list[str]] = {n: [] for n in config.nodes if n not in missing}
         for step in steps:
@@ -89,7 +92,7 @@ class ClusterStop:
             stopped.pop(node, None)
         self.log.info("cluster.stopped", nodes=stopped, not_answering=missing)
         await self._end_here()
-        await send(StoppedReply(stopped, missing))
+        await _tell(send, StoppedReply(stopped, missing))
 
     async def _halt_on(self, node: str, units: list[str], stopped: dict[str, list[str]],
                        missing: dict[str, str]) -> None:
@@ -170,3 +173,11 @@ class ClusterStop:
         await asyncio.gather(*(u.stop() for u in units))
         self.log.info("cluster.halted", units=[u.spec.name for u in units])
         return [u.spec.name for u in units]
+
+
+async def _tell(send: Send, reply: StopReply | StoppedReply) -> None:
+    """A reply to the admin's command; one that went away (Ctrl-C) does not cut the stop mid-way."""
+    try:
+        await send(reply)
+    except ConnectionError:
+        pass
