@@ -157,8 +157,8 @@ def _command_options(name: str, p: argparse.ArgumentParser) -> None:
         p.add_argument("--node", metavar="NAME", help="--cluster: only on this node (default: the node that "
                        "runs each unit named, or every node)")
     if name == "upgrade":
-        p.add_argument("--node", metavar="NAME", help="--cluster: upgrade this node (required there: one node at "
-                       "a time, main's node first)")
+        p.add_argument("--node", metavar="NAME", help="--cluster: upgrade this node only (default: every node, "
+                       "one after the other, main's node first)")
     if name == "completion":
         p.add_argument("shell", choices=("bash", "zsh"))
     if name == "cluster":

@@ -1,8 +1,9 @@
 """`synsup upgrade` on a cluster node (issue 18): never a silent upgrade of one node that leaves
-the cluster on two Synapse versions with nobody told. Without `--node` it is refused with the
-order to run (node by node, main's node first); `--node N` given on any node is N's single-host
-upgrade, carried out there (a request key), `--python` checked on N, the next start of N bound to
-the new code as on one host. Three network namespaces, the fake Synapse ("a new venv" is a wrapper
+the cluster on two Synapse versions with nobody told. Without `--node`: every node prepared (its
+--python, its checks, its version), then upgraded one after the other, main's node first; a node
+down refuses it, a node that fails halts it, naming the nodes on each side. `--node N` given on any
+node is N's single-host upgrade, carried out there (a request key), `--python` checked on N, the
+next start of N bound to the new code as on one host. Three network namespaces, the fake Synapse ("a new venv" is a wrapper
 script: tests/daemon/test_upgrade_operation.py).
 
 Skipped (with the reason) without root, `ip netns` or etcd."""
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 from collections.abc import Iterator
 
 import pytest
@@ -65,14 +67,54 @@ def upgrade(cluster: Cluster, on: str, *args: str) -> tuple[int, str, str]:
     return done.returncode, done.stdout, done.stderr
 
 
-def test_upgrade_without_node_is_refused_naming_the_order_and_changes_nothing(cluster: Cluster, short_dir: str) -> None:
+def test_upgrade_given_on_any_node_prepares_every_node_then_upgrades_them_main_first(
+        cluster: Cluster, short_dir: str) -> None:
     cluster.start_all()
+    python = new_python(short_dir)
     before, db = pids(cluster), schema(cluster)
-    for args in (("--python", new_python(short_dir)), ("--python", new_python(short_dir), "--dry-run")):
-        code, out, err = upgrade(cluster, "c", *args)
-        assert code == 1 and out == "" and err.count("\n") == 1, err
-        assert "run `synsup upgrade --node a`, then `--node b`, then `--node c` (node a runs main" in err
-    assert pids(cluster) == before and schema(cluster) == db and set(versions(cluster).values()) == {OLD}
+    code, out, err = upgrade(cluster, "c", "--python", python, "--dry-run")
+    assert code == 0, err
+    for node in PLACEMENT:
+        assert f"node {node}: Synapse {OLD} (schema 94) -> {NEW}" in out, "every node prepared: its version, its plan"
+    assert out.count("run      migrate the database schema") == 1 and "(on node a)" in out, "main's node migrates"
+    assert "node b: migration: by node a, before this node's turn" in out
+    assert "node c: restart generic1" in out and "(dry run: nothing changed)" in out
+    assert pids(cluster) == before and schema(cluster) == db
+
+    code, out, err = upgrade(cluster, "c", "--python", python)
+    assert code == 0, err
+    lines = [line for line in out.splitlines() if line.startswith("node ")]
+    assert [line.split(":")[0] for line in lines] == ["node a", "node a", "node b", "node b", "node c", "node c"]
+    assert f"upgraded: Synapse {OLD} -> {NEW}" in out and f"--python {python}" in out
+    assert set(versions(cluster).values()) == {NEW} and schema(cluster)["current_version"] == 95
+    starts = [e["name"] for e in cluster.d.events() if e["event"] == "start" and e.get("version") == NEW]
+    assert starts[0] == "main" and set(starts[1:3]) == {"persister1", "persister2"} and len(starts) == 6, starts
+    wait_for(lambda: cluster.status_when(lambda code, r: code == 0), timeout=20, what="every unit ready")
+
+
+def test_upgrade_refused_with_a_node_down_and_halted_by_a_node_that_fails_naming_both_sides(
+        cluster: Cluster, short_dir: str) -> None:
+    cluster.start_all()
+    python = new_python(short_dir)
+    before, db = pids(cluster), schema(cluster)
+    os.kill(cluster.local("c")["daemon"]["pid"], signal.SIGKILL)
+    wait_for(lambda: cluster.status_when(lambda code, r: not r["nodes"][2]["up"]), timeout=20, what="c down")
+    code, out, err = upgrade(cluster, "a", "--python", python)
+    assert code == 1 and err.count("\n") == 1, err
+    assert "node c is down: every node takes part in an upgrade" in err and "nothing changed" in err
+    assert pids(cluster) == before and schema(cluster) == db
+
+    back = cluster.start("c")  # adopts its processes
+    assert back.communicate(timeout=60) and back.returncode == 0
+    cluster.d.behave("generic1", refuse_version=NEW)
+    code, out, err = upgrade(cluster, "b", "--python", python)
+    assert code == 1 and err.count("\n") == 1, err
+    assert err.startswith("synsup: error: node c: upgrade halted at generic1")
+    assert "the upgrade halted at node c: a, b run the new code (see `synsup status --cluster`); once c is " \
+        "fixed: `synsup upgrade --node c`" in err
+    now = versions(cluster)
+    assert {now[u] for u in ("main", "persister1", "persister2")} == {NEW}
+    assert now["generic1"] == OLD, "rolled back on c, as on one host"
 
 
 def test_upgrade_node_by_node_main_first_each_carried_out_on_its_node(cluster: Cluster, short_dir: str) -> None:
