@@ -79,15 +79,17 @@ class ClusterStop:
             up = await up_nodes(self.node.store, self.node.keys)
         except StoreError:  # just answered (the stopping key): each node is asked, and named if it fails
             up = set(config.nodes)
-        missing = {n: "its daemon is down (no lease in the store)" for n in config.nodes if n not in up and n != here}
         steps = stop_steps(self.node.base.loaded.specs, self.node.base.node_of, config.nodes)
+        placed = {n for step in steps for n in step.units}  # a node down that runs nothing leaves nothing running
+        missing = {n: "its daemon is down (no lease in the store)" for n in config.nodes
+                   if n not in up and n != here and n in placed}
         await _tell(send, StopReply([s.describe() for s in steps] + ["every daemon"]))
         self.log.info("cluster.stop", steps=[s.describe() for s in steps], down=sorted(missing))
-        stopped: dict[str, list[str]] = {n: [] for n in config.nodes if n not in missing}
+        stopped: dict[str, list[str]] = {n: [] for n in config.nodes if n not in missing and (n in up or n == here)}
         for step in steps:
             await asyncio.gather(*(self._halt_on(n, units, stopped, missing)
                                    for n, units in step.units.items() if n not in missing))
-        await asyncio.gather(*(self._end(n, missing) for n in config.nodes if n != here and n not in missing))
+        await asyncio.gather(*(self._end(n, missing) for n in config.nodes if n != here and n not in missing and n in up))
         for node in missing:
             stopped.pop(node, None)
         self.log.info("cluster.stopped", nodes=stopped, not_answering=missing)

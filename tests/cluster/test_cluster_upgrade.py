@@ -89,7 +89,8 @@ def test_upgrade_given_on_any_node_prepares_every_node_then_upgrades_them_main_f
     assert set(versions(cluster).values()) == {NEW} and schema(cluster)["current_version"] == 95
     starts = [e["name"] for e in cluster.d.events() if e["event"] == "start" and e.get("version") == NEW]
     assert starts[0] == "main" and set(starts[1:3]) == {"persister1", "persister2"} and len(starts) == 6, starts
-    wait_for(lambda: cluster.status_when(lambda code, r: code == 0), timeout=20, what="every unit ready")
+    code, report = wait_for(lambda: cluster.status_when(lambda code, r: code == 0), timeout=20, what="every unit ready")
+    assert [n["code_versions"] for n in report["nodes"]] == [[NEW]] * 3 and "code: two versions" not in cluster.table()
 
 
 def test_upgrade_refused_with_a_node_down_and_halted_by_a_node_that_fails_naming_both_sides(
@@ -115,6 +116,11 @@ def test_upgrade_refused_with_a_node_down_and_halted_by_a_node_that_fails_naming
     now = versions(cluster)
     assert {now[u] for u in ("main", "persister1", "persister2")} == {NEW}
     assert now["generic1"] == OLD, "rolled back on c, as on one host"
+    wait_for(lambda: cluster.status_when(lambda code, r: [n["code_versions"] for n in r["nodes"]]
+                                         == [[NEW], [NEW], [OLD]]), timeout=10, what="status --cluster: each node's Synapse")
+    table = cluster.table()
+    print(table)
+    assert f"code: two versions run: a {NEW}; b {NEW}; c {OLD}" in table
 
 
 def test_upgrade_node_by_node_main_first_each_carried_out_on_its_node(cluster: Cluster, short_dir: str) -> None:
