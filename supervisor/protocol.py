@@ -22,14 +22,14 @@ class RequestError(Exception):
 FIELDS: dict[str, frozenset[str]] = {
     "status": frozenset({"units"}),
     "watch": frozenset(),
-    "stop": frozenset({"units", "force", "node"}),
+    "stop": frozenset({"units", "force", "node", "local"}),
     "start": frozenset({"units", "node"}),
     "restart": frozenset({"units", "rolling", "node"}),
     "reload": frozenset({"dry_run"}),
     "pause": frozenset({"node"}),
     "reopen_logs": frozenset(),
     "resume": frozenset({"node"}),
-    "upgrade": frozenset({"python", "dry_run", "allow_downtime"}),
+    "upgrade": frozenset({"python", "dry_run", "allow_downtime", "node"}),
     "reexec": frozenset({"trial_timeout"}),
 }
 
@@ -42,7 +42,7 @@ def validate(request: dict[str, Any], unit_names: list[str]) -> str:
     unknown = sorted(set(request) - FIELDS[command] - {"cmd"})
     if unknown:
         raise RequestError(f"{command}: unknown field(s) {', '.join(unknown)}")
-    for flag in ("force", "dry_run", "allow_downtime", "rolling"):
+    for flag in ("force", "dry_run", "allow_downtime", "rolling", "local"):
         if not isinstance(request.get(flag, False), bool):
             raise RequestError(f"{command}: `{flag}` must be true or false")
     node = request.get("node")
@@ -77,6 +77,7 @@ class Request:
     rolling: bool = False
     trial_timeout: float | None = None  # reexec: seconds the new image's trial may take
     node: str | None = None  # --node N (--cluster): only on that node
+    local: bool = False  # stop --local (--cluster): this node only (systemd's ExecStop), not the cluster
 
     def as_json(self) -> dict[str, Any]:
         """The request line: `cmd` and every field that is not its default."""
@@ -95,7 +96,7 @@ def parse_request(raw: Any, unit_names: list[str]) -> Request:
     command = validate(raw, unit_names)
     return Request(command, tuple(raw.get("units") or ()), raw.get("force", False), raw.get("dry_run", False),
                    raw.get("python"), raw.get("allow_downtime", False), raw.get("rolling", False),
-                   raw.get("trial_timeout"), raw.get("node"))
+                   raw.get("trial_timeout"), raw.get("node"), raw.get("local", False))
 
 
 class ReloadResult(enum.Enum):
@@ -299,10 +300,15 @@ class StopReply:
 
 @dataclass(frozen=True)
 class StoppedReply:
-    """`stop`'s second reply: every unit is stopped."""
+    """`stop`'s second reply: every unit is stopped. A cluster stop (--cluster, not --local) says
+    what each node stopped, and which nodes did not answer (node -> why): their processes run on."""
+
+    nodes: dict[str, list[str]] | None = None
+    not_answering: dict[str, str] | None = None
 
     def as_json(self) -> dict[str, Any]:
-        return {"ok": True, "stopped": True}
+        cluster = {"nodes": self.nodes, "not_answering": self.not_answering or {}} if self.nodes is not None else {}
+        return {"ok": True, "stopped": True, **cluster}
 
 
 @dataclass(frozen=True)
@@ -394,7 +400,8 @@ def read_reply(cmd: str, raw: Mapping[str, Any]) -> Reply:
     if cmd in ("status", "pause", "resume", "watch"):
         return StatusReply.from_json(raw)
     if cmd == "stop" and ("stopping" in raw or "stopped" in raw):
-        return StopReply(raw.get("order") or []) if raw.get("stopping") else StoppedReply()
+        return StopReply(raw.get("order") or []) if raw.get("stopping") else \
+            StoppedReply(raw.get("nodes"), raw.get("not_answering"))
     if cmd in ("start", "stop", "restart"):
         return OperationReply.from_json(raw)
     if cmd == "reload":

@@ -126,8 +126,9 @@ class Cluster:
         return json.loads(self.run(node, "status", "--json").stdout)
 
     def stop(self) -> None:
+        """Each node on its own (`stop --local`: as systemd does; a plain `stop` stops the cluster)."""
         for node in self.nodes:
-            self.run(node, "stop")
+            self.run(node, "stop", "--local")
 
 
 def all_ready(report: dict[str, Any]) -> bool:

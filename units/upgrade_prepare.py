@@ -18,10 +18,13 @@ from .upgrade_plan import main_config_args, plan_upgrade
 
 
 def _running(current: Loaded) -> tuple[str, str]:
-    """(python, version) that main runs now."""
-    main = next((s for s in current.specs if s.kind == "main"), None)
-    argv = (main.argv or ("",)) if main else ("",)
-    return argv[0], (main.version if main else "")
+    """(python, version) that main runs now; on a node of a cluster where main runs elsewhere (a
+    stand-in here), what this node's first Synapse process runs."""
+    runs = sorted((s for s in current.specs if s.argv and s.kind in ("main", "worker")),
+                  key=lambda s: (s.kind != "main", s.step))
+    if not runs:
+        return "", ""
+    return (runs[0].argv or ("",))[0], runs[0].version
 
 
 def prepare_upgrade(load: Callable[[argparse.Namespace], Loaded], args: argparse.Namespace, current: Loaded,

@@ -128,6 +128,10 @@ def cluster_table(report: dict[str, Any]) -> str:
     if report["units"]:
         lines.append(f"  {'UNIT':<24} {'NODE':<16} {'STATE':<10} PID")
         lines += [f"  {u['name']:<24} {u['node']:<16} {u['state']:<10} {u['pid'] or '-'}" for u in report["units"]]
+    code = {n["name"]: n.get("code_versions") or [] for n in report["nodes"] if n.get("code_versions")}
+    if len({v for versions in code.values() for v in versions}) > 1:  # an upgrade halted midway
+        lines.append("  code: two versions run: " + "; ".join(f"{n} {', '.join(v)}" for n, v in code.items())
+                     + " (`synsup upgrade --node N` finishes an upgrade that halted)")
     return "\n".join(lines)
 
 

@@ -19,10 +19,12 @@ from ..protocol import (
     DaemonStatus,
     OperationReply,
     ReexecReply,
+    Refusal,
     ReloadOutcome,
     ReloadResult,
     Request,
     StatusReply,
+    StoppedReply,
     StopReply,
     UnitStatus,
 )
@@ -121,23 +123,41 @@ def stop(args: argparse.Namespace) -> int:
     except NotRunning:
         return _stop_without_daemon(state)
     pid = running_daemon(state)
+    last = None
     with client:
-        client.send(Request("stop"))
+        client.send(Request("stop", node=args.node, local=args.local))
         replies = client.answers()
         try:
             first = next(replies, None)
         except (ControlTimeout, DaemonNotAnswering):
             raise ControlError(f"the daemon{f' (pid {pid})' if pid else ''} did not answer `stop` within "
                                f"{STOP_ANSWER_WAIT:g}s: it is hung or stopped (SIGSTOP); see {state.daemon_log}") from None
+        if isinstance(first, Refusal):
+            raise SynsupError(first.error)
         client.sock.settimeout(None)  # answering: the stop takes as long as the units' stop timeouts
         if isinstance(first, StopReply):
-            print(f"stopping: {', then '.join(first.order or ['every unit'])} ...")
-        for _ in replies:
-            pass
+            print(f"stopping: {', then '.join(first.order or ['every unit'])} ...", flush=True)
+        for reply in replies:
+            last = reply
+    if isinstance(last, StoppedReply) and last.nodes is not None:
+        return _cluster_stopped(last, pid if args.node is None else None)
     if pid is not None:
         wait_gone([pid], 30.0)
     print("stopped")
     return 0
+
+
+def _cluster_stopped(reply: StoppedReply, pid: int | None) -> int:
+    """A cluster stop's summary: what each node stopped; the nodes that did not answer (exit 1)."""
+    if pid is not None:  # this node's daemon ended too (None: --node N, another node)
+        wait_gone([pid], 30.0)
+    for node, names in (reply.nodes or {}).items():
+        print(f"node {node}: stopped {', '.join(names) if names else 'its daemon (no unit was running)'}")
+    for node, why in (reply.not_answering or {}).items():
+        print(f"synsup: node {node} did not stop: {why}; its processes run on: `synsup stop --local` on {node} "
+              "stops them", file=sys.stderr)
+    print("stopped" if not reply.not_answering else "stopped, but for " + ", ".join(reply.not_answering))
+    return 1 if reply.not_answering else 0
 
 
 def _stop_without_daemon(state: StateDir) -> int:

@@ -148,12 +148,17 @@ def _command_options(name: str, p: argparse.ArgumentParser) -> None:
         p.add_argument("units", nargs="*", metavar="UNIT", help="only these units; they stay stopped until "
                        "`synsup start UNIT`")
         p.add_argument("--force", action="store_true", help="stop a unit even though others depend on it")
+        p.add_argument("--local", action="store_true", help="--cluster: stop this node only (its units and its "
+                       "daemon), as systemd's ExecStop does; without it `stop` stops every node of the cluster")
     if name == "start":
         p.add_argument("units", nargs="*", metavar="UNIT", help="with the daemon running: start these units "
                        "(stopped by `synsup stop UNIT`)")
     if name in ("restart", "stop", "pause", "resume"):  # start has --node already (this node, or the one to act on)
         p.add_argument("--node", metavar="NAME", help="--cluster: only on this node (default: the node that "
                        "runs each unit named, or every node)")
+    if name == "upgrade":
+        p.add_argument("--node", metavar="NAME", help="--cluster: upgrade this node only (default: every node, "
+                       "one after the other, main's node first)")
     if name == "completion":
         p.add_argument("shell", choices=("bash", "zsh"))
     if name == "cluster":

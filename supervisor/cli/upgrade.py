@@ -17,11 +17,11 @@ def upgrade(args: argparse.Namespace) -> int:
     python = None
     if options.get("python"):
         python = os.path.abspath(args.python)
-        if not os.access(python, os.X_OK) or os.path.isdir(python):
+        if args.node is None and (not os.access(python, os.X_OK) or os.path.isdir(python)):  # --node: checked there
             raise SynsupError(f"--python {args.python}: no such interpreter; pass the python of the "
                               "virtualenv the new code is installed in (e.g. /opt/venvs/new/bin/python)")
     request = Request("upgrade", dry_run=args.dry_run, python=python,
-                      allow_downtime=bool(options.get("allow_downtime")))
+                      allow_downtime=bool(options.get("allow_downtime")), node=args.node)
     state = state_of(args)
     try:
         with ControlClient(state.socket, timeout=args.timeout) as client:

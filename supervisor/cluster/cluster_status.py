@@ -23,8 +23,10 @@ async def read_cluster_status(config: ClusterConfig, store: Store) -> dict[str, 
     leader = await store.get(keys.leader)
     names = [*config.nodes, *(n for n in members if n not in config.nodes)]
     units = await _units(store, keys, names)
+    code = await _code_versions(store, keys)
     return {"cluster": config.name, "leader": leader.value.decode() if leader else None,
-            "nodes": [_node(config, name, members.get(name), _version_of(members, leader)) for name in names],
+            "nodes": [_node(config, name, members.get(name), _version_of(members, leader))
+                      | {"code_versions": code.get(name, [])} for name in names],
             "units": units,
             "config": await _config(store, keys), "plan": await _plan(store, keys, set(members))}
 
@@ -67,6 +69,16 @@ async def _units(store: Store, keys: Keys, nodes: list[str]) -> list[dict[str, A
         else:
             units += [{"name": str(name), "node": node, "state": "unknown", "pid": None} for name in placed.get(node, [])]
     return units
+
+
+async def _code_versions(store: Store, keys: Keys) -> dict[str, list[str]]:
+    """node -> the application versions its units run, as it publishes them (up nodes only)."""
+    found = {}
+    for kv in await store.get_prefix(keys.units):
+        versions = _record(kv).get("code_versions")
+        if isinstance(versions, list):
+            found[kv.key.removeprefix(keys.units)] = [str(v) for v in versions]
+    return found
 
 
 def _record(kv: KeyValue) -> dict[str, Any]:

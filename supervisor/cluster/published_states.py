@@ -1,6 +1,8 @@
 """This node's units in the store, and the other nodes' units as this node needs them.
 
-Published: one key per node, units/<node> = {"node", "units": [{"name", "node", "state", "pid"}]},
+Published: one key per node, units/<node> = {"node", "units": [{"name", "node", "state", "pid"}],
+"code_versions": the versions of the application its units run (status --cluster shows a cluster
+left on two after an upgrade halted)},
 under the node's lease (it vanishes when the daemon is gone), written when a unit changes,
 batched (the changes of BATCH seconds are one write, unchanged content none), and placed/<node>
 (the names, no lease) so that status can list a down node's units. Stand-ins (`spec.reported`)
@@ -59,6 +61,12 @@ def unit_records(node: str, units: Mapping[str, UnitView]) -> list[dict[str, Any
             for u in units.values() if not u.spec.reported]
 
 
+def code_versions(units: Mapping[str, UnitView]) -> list[str]:
+    """The versions of the application code this node's units run (two: an upgrade halted midway)."""
+    return sorted({u.spec.version for u in units.values() if not u.spec.reported and u.spec.code_name
+                   and u.spec.version})
+
+
 def ready_names(kv: KeyValue) -> set[str]:
     try:
         units = json.loads(kv.value)["units"]
@@ -112,7 +120,8 @@ class UnitStates:
     async def publish(self) -> None:
         assert self.units is not None
         records = unit_records(self.node, self.units.units)
-        value = json.dumps({"node": self.node, "units": records}).encode()
+        value = json.dumps({"node": self.node, "units": records,
+                            "code_versions": code_versions(self.units.units)}).encode()
         lease = self.membership.lease
         if (value, lease) != self._written:
             await self.store.put(self.keys.units + self.node, value, lease)

@@ -18,9 +18,16 @@ from .membership import Keys
 from .store import Store
 
 VERBS = ("restart", "stop", "start", "pause", "resume")
+HALT = "halt"  # a step of a cluster stop (cluster/cluster_stop.py): stop these units now, ahead of the queue
+UPGRADE = "upgrade"  # `synsup upgrade --node N` given on another node: N's single-host upgrade
 WITHOUT_UNITS = ("restart", "pause", "resume")  # given without units: every node (stop: the daemon; start: none)
 ANSWER_WAIT = 120.0  # seconds the asking daemon waits for the owning node's answer
 ANSWER_POLL = 0.1  # one read of one key: works with any store (and in memory, without a watch)
+ALIVE_EVERY = 10  # polls between two looks at the asked node's member key (`alive`)
+
+
+class NodeDown(SynsupError):
+    """The asked node went down (its member key is gone) before it answered."""
 
 
 def requests_of(keys: Keys, node: str) -> str:
@@ -47,15 +54,21 @@ def route(units: Sequence[str], node_of: Mapping[str, str], nodes: Sequence[str]
 
 
 async def ask(store: Store, keys: Keys, node: str, verb: str, units: Sequence[str],
-              timeout: float = ANSWER_WAIT, options: Mapping[str, Any] | None = None) -> dict[str, Any]:
+              timeout: float = ANSWER_WAIT, options: Mapping[str, Any] | None = None,
+              watch_member: bool = False) -> dict[str, Any]:
     """The node's reply; SynsupError when it does not answer within `timeout`. `options`: the
-    request's other fields (rolling, force)."""
+    request's other fields (rolling, force, local). `watch_member`: NodeDown as soon as the
+    node's member key is gone (its daemon ended, or its lease expired), not after `timeout`."""
     key = f"{requests_of(keys, node)}{uuid.uuid4().hex[:12]}"
     request = {"verb": verb, "units": list(units), **({"options": dict(options)} if options else {}), "state": "pending"}
     await store.put(key, json.dumps(request).encode())
     try:
         async with asyncio.timeout(timeout):
+            polls = 0
             while (answer := await _answer(store, key)) is None:
+                polls += 1
+                if watch_member and polls % ALIVE_EVERY == 0 and await store.get(keys.member(node)) is None:
+                    raise NodeDown(f"node {node} went down before it answered `{verb}`")
                 await asyncio.sleep(ANSWER_POLL)
             return answer
     except TimeoutError:
@@ -80,7 +93,7 @@ async def pending(store: Store, keys: Keys, node: str) -> list[tuple[str, dict[s
             request = json.loads(kv.value)
         except ValueError:
             continue
-        if request.get("state") == "pending" and request.get("verb") in VERBS:
+        if request.get("state") == "pending" and request.get("verb") in (*VERBS, HALT, UPGRADE):
             found.append((kv.key, request))
     return found
 

@@ -31,7 +31,9 @@ from ..plans import Action
 from ..protocol import ReloadOutcome, ReloadResult
 from ..source import Loaded
 from .cluster_requests import UnitRequests
+from .cluster_shutdown import ClusterStop
 from .cluster_steps import FullView, Prepared, apply_steps
+from .cluster_upgrade import ClusterUpgrade
 from .plan_executor import PartialReload, finish_change, must_become_ready
 from .self_fence import fence, unfence
 from .unit_code import UnitCode
@@ -68,6 +70,8 @@ class ClusterNode:
         self.applied_nowhere = False  # no up node reports the applied files: one without them leads
         self._wake = asyncio.Event()
         self.requests = UnitRequests(self)  # restart/stop/start UNIT given on any node
+        self.stopper = ClusterStop(self)  # `synsup stop` given on any node: every node, in order
+        self.upgrader = ClusterUpgrade(self)  # `synsup upgrade`: refused without --node; --node N: on N
         self._phases: tuple[tuple[str, int], tuple[PlanPhase, ...]] | None = None  # (digest, base) -> phases
         self._others_seen: set[str] = set()  # other nodes' config digests this node re-read its files for
         self._tasks: list[asyncio.Task[None]] = []
@@ -171,6 +175,7 @@ class ClusterNode:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.requests.answered()  # a stop asked through the store is answered before the lease goes
         await self.states.close()
 
     async def config_changed(self, new: Loaded) -> ReloadOutcome:

@@ -10,15 +10,17 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Any
 
-from ..cluster.unit_requests import VERBS, WITHOUT_UNITS, answer, ask, pending, route
+from ..cluster.unit_requests import HALT, UPGRADE, VERBS, WITHOUT_UNITS, answer, ask, pending, route
 from ..errors import SynsupError
 from ..protocol import Refusal, Reply, RequestError, parse_request
+from .cluster_upgrade import FIELDS as UPGRADE_FIELDS
 from .handlers import Requests
 
 if TYPE_CHECKING:
     from .cluster_node import ClusterNode
 
-OPTIONS = ("rolling", "force")  # the fields a request carries to the node that serves it
+OPTIONS = ("rolling", "force", "local")  # the fields a request carries to the node that serves it
+ANSWERED_WAIT = 5.0  # seconds a stopping daemon gives its last answers before it leaves the store
 
 
 class UnitRequests:
@@ -73,11 +75,24 @@ class UnitRequests:
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
 
+    async def answered(self) -> None:
+        """The requests in hand answered (a stop asked through the store answers once the daemon
+        has stopped: the store is still open for it)."""
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=ANSWERED_WAIT)
+
     async def _carry_out(self, key: str, request: dict[str, Any]) -> None:
         d = self.node.daemon
         assert d is not None and d.supervisor is not None
+        if request["verb"] == HALT:  # a step of a cluster stop: not a request a client sends
+            stopped = await self.node.stopper.halt(list(request["units"]))
+            await answer(self.node.store, key, {"ok": True, "stopped": stopped})
+            return
         raw = {"cmd": request["verb"], **({"units": request["units"]} if request["units"] else {}),
                **{k: v for k, v in (request.get("options") or {}).items() if k in OPTIONS}}
+        if request["verb"] == UPGRADE:  # --node N: this node's own upgrade, as given here with --node N
+            raw = {"cmd": UPGRADE, "node": self.node.node,
+                   **{k: v for k, v in (request.get("options") or {}).items() if k in UPGRADE_FIELDS}}
         replies: list[dict[str, Any]] = []
 
         async def keep(reply: Reply | dict[str, Any]) -> None:

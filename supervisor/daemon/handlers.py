@@ -38,9 +38,23 @@ class _Forwarder(Protocol):
     async def forwarded(self, raw: dict[str, Any]) -> Refusal | dict[str, Any] | None: ...
 
 
+class _Stopper(Protocol):
+    async def stop(self, request: Request, send: Send) -> None: ...
+
+
+class _ClusterUpgrade(Protocol):
+    async def request(self, request: Request, send: Send) -> bool: ...
+
+
 class _Cluster(Protocol):
     @property
     def requests(self) -> _Forwarder: ...
+
+    @property
+    def upgrader(self) -> _ClusterUpgrade: ...
+
+    @property
+    def stopper(self) -> _Stopper: ...
 
 
 class _Reloads(Protocol):
@@ -192,6 +206,9 @@ class Requests:
         if request.units:
             await self._stop_units(request, send)
             return
+        if self.d.cluster is not None and not request.local:  # every node (--node N: N), in order
+            await self.d.cluster.stopper.stop(request, send)
+            return
         await send(StopReply(self.d.stop_order()))
         self.d.request_stop()
         await self.d.stopped()
@@ -223,6 +240,8 @@ class Requests:
         await reexec(self.d, send, request.trial_timeout)
 
     async def _cmd_upgrade(self, request: Request, send: Send) -> None:
+        if self.d.cluster is not None and await self.d.cluster.upgrader.request(request, send):
+            return  # refused without --node, or carried out on node N
         async def progress(line: str) -> None:
             try:
                 await send(UpgradeProgress(line))

@@ -305,7 +305,7 @@ def test_a_node_back_with_new_files_while_no_plan_runs_holds_its_synapse_process
     says (its Synapse processes held: its files are not the cluster's), never beside b's old-map
     persisters; once a and b have the files too, the leader's plan brings c along."""
     cluster.start_all()
-    assert cluster.run("c", "stop").returncode == 0
+    assert cluster.run("c", "stop", "--local").returncode == 0
     cluster.add_persister_on_b()
     cluster.write_files("c")
     back = cluster.start("c")

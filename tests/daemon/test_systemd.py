@@ -169,6 +169,7 @@ def test_unit_file_settings(name):
     service = unit["Service"]
     assert service["Type"] == "notify" and service["KillMode"] == "process"  # units outlive a crashed synsup
     assert "synsup stop" in service["ExecStop"] and "$MAINPID" in service["ExecStop"]  # ... and are adopted
+    assert "synsup stop --local " in service["ExecStop"], "--cluster: systemctl stop stops this host, not the cluster"
     assert service["RuntimeDirectoryPreserve"] == "yes"  # with their records
     assert service["Restart"] == "on-failure" and int(service["WatchdogSec"]) >= 10
     assert "start --foreground" in service["ExecStart"] and "reload" in service["ExecReload"]
