@@ -244,6 +244,7 @@ def main() -> int:
         print(f"cluster_show.py: {reason}", file=sys.stderr)
         return 1
     signal.signal(signal.SIGTERM, interrupted)
+    signal.signal(signal.SIGINT, interrupted)  # even when started with SIGINT ignored (a background job)
     net = Network()
     run_dir = tempfile.mkdtemp(prefix="ss", dir="/tmp")  # short: UNIX socket paths
     etcd = deployment = cluster = None
