@@ -155,8 +155,11 @@ class Fake:
         address = os.environ.get("NOTIFY_SOCKET")
         if not address or self.behaviour.get("no_notify"):
             return
-        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
-            s.sendto(message.encode(), address)
+        try:  # as Synapse's sdnotify: a supervisor gone (its socket with it) is no reason to die
+            with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+                s.sendto(message.encode(), address)
+        except OSError as e:
+            print(f"Unable to send notification to systemd: {e}", file=sys.stderr, flush=True)
 
     def grandchild(self, setsid):
         import subprocess
