@@ -191,7 +191,7 @@ def show_all(show: Show, net: Network, etcd: EtcdServer) -> None:
     adopted = {u["name"]: u["pid"] for u in report["units"] if u["node"] == "c"}
     def fate(name: str, pid: int) -> str:
         if c_running.get(name) == pid:
-            return "the one that ran on"
+            return "kept: adopted by the returning daemon, already on the new map, so its step was done"
         return f"not {c_running.get(name)}: adopted by the returning daemon, then started again by the plan's start step"
     show.say("c's processes now: " + ", ".join(f"{name} pid {pid} ({fate(name, pid)})" for name, pid in adopted.items()))
     print("The applied topology:\n")

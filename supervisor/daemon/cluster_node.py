@@ -18,6 +18,7 @@ import asyncio
 import json
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import structlog
@@ -27,6 +28,7 @@ from ..cluster.cluster_plan import PREPARE, ClusterPlan, PlanPhase, PlanState, c
 from ..cluster.membership import config_digest
 from ..cluster.published_states import UnitStates
 from ..cluster.store import StoreError
+from ..engine.unit_state import UnitState
 from ..plans import Action
 from ..protocol import ReloadOutcome, ReloadResult
 from ..source import Loaded
@@ -35,6 +37,7 @@ from .cluster_shutdown import ClusterStop
 from .cluster_steps import FullView, Prepared, apply_steps
 from .cluster_upgrade import ClusterUpgrade
 from .plan_executor import PartialReload, finish_change, must_become_ready
+from .records import runs_spec
 from .self_fence import fence, unfence
 from .unit_code import UnitCode
 
@@ -332,8 +335,26 @@ class ClusterNode:
     async def _apply(self, prepared: Prepared, steps: list[Action]) -> None:
         d = self.daemon
         assert d is not None and d.supervisor is not None
+        steps = self._done_before(prepared, steps)
         await apply_steps(d.supervisor, d.running, prepared, steps, self.acted_on_later | self.fenced,
                           self.states.report_remote)
+
+    def _done_before(self, prepared: Prepared, steps: list[Action]) -> list[Action]:
+        """The steps without the (re)starts an earlier daemon of this node already made: a process
+        it started with the plan's config before it died, adopted by this one and ready, is kept
+        (restarting it would take it down for nothing)."""
+        d = self.daemon
+        assert d is not None and d.supervisor is not None
+        new = {s.name: s for s in prepared.specs}
+        done = {n for n, pid in d.adopted.items()
+                if n in new and (u := d.supervisor.units.get(n)) is not None and u.pid == pid
+                and u.state is UnitState.READY and runs_spec(d.state, n, pid, new[n])}
+        if not done:
+            return steps
+        self.log.info("cluster.step_done_before", units=sorted(done), reason="adopted, already on the plan's config")
+        kept = [replace(a, units=tuple(u for u in a.units if u not in done)) if a.verb in ("start", "restart") else a
+                for a in steps]
+        return [a for a in kept if a.units]
 
     async def _commit(self, plan: ClusterPlan) -> None:
         """The plan is done: the new config is this node's current one (nodes without steps too)."""

@@ -84,6 +84,7 @@ class Daemon:
         self.telemetry = telemetry or Telemetry()  # metrics, resource columns, failure hooks
         self.supervisor: Supervisor | None = None
         self.token = ""  # this state dir's owner token (`owner_mark`), read at run
+        self.adopted: dict[str, int] = {}  # unit -> pid of each process the start took over from an earlier daemon
         self.control_fd: int | None = None  # the listening control socket (passed on by `reexec`)
         self.image_started_at = time.time()  # this image's start (a `reexec` makes a new one)
         self._stop = asyncio.Event()
@@ -197,6 +198,7 @@ class Daemon:
         adopted = sup.adopt({n: pid for n, pid in found.items() if n not in stale}, self.token)
         if adopted:
             self.log.info("daemon.adopted", units=adopted)
+        self.adopted = {n: found[n] for n in adopted}
         for name in later - set(adopted):  # not running: started by the plan's step, not before
             sup.units[name].held = True
         self.running.prune(u.spec for u in sup.units.values())  # the copies nothing reads any more

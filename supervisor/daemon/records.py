@@ -138,6 +138,16 @@ def stale_adopted(state: StateDir, adopted: Iterable[str], specs: Mapping[str, U
     return found
 
 
+def runs_spec(state: StateDir, name: str, pid: int, spec: UnitSpec) -> bool:
+    """The recorded process `pid` of unit `name` was started with the config `spec` reads (its
+    command argument by argument, its config files by content): an earlier daemon already gave
+    it what a step would give it now."""
+    records = state.read_json(state.units_file) or {}
+    record = records.get(name) if isinstance(records, dict) else None
+    return (isinstance(record, dict) and record.get("pid") == pid and spec.argv is not None
+            and not _config_difference(list(record.get("cmdline") or []), list(spec.argv)))
+
+
 def _config_difference(started: list[str], now: list[str]) -> str:
     if len(started) != len(now):
         return f"command {' '.join(started)} -> {' '.join(now)}"

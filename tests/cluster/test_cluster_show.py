@@ -84,6 +84,10 @@ def test_the_show_prints_the_blocked_plan_the_recovery_and_the_abort_and_leaves_
     running_on = re.search(r"^c's processes run on without their daemon: (.*)  \(t=", done.stdout, re.MULTILINE)[1]
     assert re.fullmatch(r"(\w+ pid \d+ \(alive\))(, \w+ pid \d+ \(alive\)){2}", running_on), running_on
 
+    now = re.search(r"^c's processes now: (.*)  \(t=", done.stdout, re.MULTILINE)[1]
+    assert re.fullmatch(r"(\w+ pid \d+ \(kept: [^)]*\))(, \w+ pid \d+ \(kept: [^)]*\)){2}", now), (
+        "c's returning daemon keeps the processes its predecessor started with the new map: " + now)
+
     start_c, *_ = found["3"]
     assert "--node c" in start_c["command"] and start_c["code"] == 0
     [(code, recovered)] = status_json(found["3"])
