@@ -81,6 +81,20 @@ class PeerCheck:
         return found.get(kind) or found.get("", "")
 
 
+@dataclass(frozen=True, slots=True)
+class StartBeside:
+    """Dependencies a unit may start beside instead of after: once their processes are spawned,
+    not once they are ready, when `check` (an argv, fed `input` on stdin) exits 0 at that start
+    (its first output line says why). A check that fails, cannot run or takes over `timeout`
+    keeps the order: after them, as without it. Which units may overlap, and why, is the
+    source's knowledge; the engine only runs the check."""
+
+    units: tuple[str, ...]
+    check: tuple[str, ...]
+    input: bytes = field(default=b"", repr=False)
+    timeout: float = 30.0
+
+
 @dataclass(frozen=True, slots=True)  # no __dict__: a daemon keeps two specs per unit (600 bytes each less)
 class UnitSpec:
     name: str
@@ -115,6 +129,7 @@ class UnitSpec:
     code_version_glob: str = ""  # its package metadata dir, `NAME-VERSION.dist-info`: the installed version
     args_when_copied: tuple[str, ...] = ()  # added to argv when it reads copies of its config files
     reported: bool = False  # external (argv None) and never probed: its readiness is reported (`Unit.report`)
+    start_beside: StartBeside | None = None  # dependencies it may start beside, when a check says so
 
 
 def steps_of(specs: list[UnitSpec]) -> list[list[str]]:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from typing import Any
 
 from synsup.supervisor.loopback import reach_host
-from synsup.supervisor.spec import HttpProbe, RedisProbe, TcpProbe, UnitSpec, address
+from synsup.supervisor.spec import HttpProbe, RedisProbe, StartBeside, TcpProbe, UnitSpec, address
 
 from .metrics_listeners import metrics_targets, target_labels
 from .model import Deployment, Listener, Process, Redis
@@ -24,6 +25,14 @@ POSTGRES_WAIT = 600.0  # an external database may take a while to come up
 LIBPQ_SOCKET_DIR = "/var/run/postgresql"  # libpq's default host on Debian, when `host` is not set
 MAIN_START_TIMEOUT = 300.0  # main may be migrating the database
 WORKER_START_TIMEOUT = 120.0
+# Workers refuse a database whose schema main has not prepared or migrated, so main starts first.
+# When the database already is at the schema of the code that will run (no migration, no delta
+# file pending), they need nothing from main at their start: they reach it over replication and
+# retry (Redis forever, HTTP replication ~60 s). Then the stream writers and the other workers
+# start beside main, as synctl starts them, and each is still waited for until it is ready. The
+# check runs at each start with the install's python; a database it cannot read is main first.
+SCHEMA_CHECK_TIMEOUT = 10.0  # it takes ~0.1 s; a database that does not answer: main first
+SCHEMA_CURRENT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "synapse_programs", "schema_current.py")
 
 
 def probe_for(listener: Listener) -> HttpProbe | None:
@@ -106,6 +115,7 @@ def process_spec(d: Deployment, p: Process, writers: list[str], ready_notify: bo
     else:
         step, deps = STEP_WORKERS, ("main", *writers)
     return UnitSpec(
+        start_beside=None if is_main or not postgres else schema_current_check(d, deps),
         name=p.name,
         argv=(d.python, "-m", module) + _config_args(files),
         env=cache_env(p),
@@ -133,6 +143,13 @@ def process_spec(d: Deployment, p: Process, writers: list[str], ready_notify: bo
         code_version_glob=code.metadata_glob(),
         args_when_copied=_keys_directory(files),
     )
+
+
+def schema_current_check(d: Deployment, units: tuple[str, ...]) -> StartBeside:
+    """A worker may start beside main and the stream writers when the database needs no migration
+    for the Synapse that will run (SCHEMA_CURRENT's reasons)."""
+    database = json.dumps({"database": d.shared.get("database")}, sort_keys=True).encode()
+    return StartBeside(units=units, check=(d.python, SCHEMA_CURRENT), input=database, timeout=SCHEMA_CHECK_TIMEOUT)
 
 
 def describe(p: Process) -> str:

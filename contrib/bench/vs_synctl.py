@@ -3,6 +3,11 @@ three generic workers, as check_speed.py writes it): synsup against `synctl star
 paired runs (synsup, then synctl, on the migrated database), and the timeline of synsup's last
 start from its daemon.log.
 
+The floor: the CPU seconds the Synapse processes spent during a start (read from /proc when all
+are ready) divided by the cores: no start on this machine can be faster. Printed beside each
+run, with the cores the Synapse processes kept busy in each half second of synsup's last start
+(a value well under the core count is CPU left idle, e.g. while main starts alone).
+
 Needs real Synapse in this interpreter and PostgreSQL with role synsup/synsup (as
 contrib/test.sh sets up). Prints figures; asserts nothing.
 
@@ -20,6 +25,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from datetime import datetime
@@ -62,21 +68,75 @@ def healthy(ports: list[int]) -> bool:
     return True
 
 
+CORES = os.cpu_count() or 1
+SAMPLE = 0.5  # seconds per value of the busy-cores line
+
+
+class SynapseCpu(threading.Thread):
+    """The CPU time of the Synapse processes (synapse.app.*) whose command line names `directory`
+    (one deployment's; not Redis, not synsup), sampled every SAMPLE s while a start runs."""
+
+    def __init__(self, directory: str) -> None:
+        super().__init__(daemon=True)
+        self.directory = directory
+        self.seen: dict[tuple[int, int], float] = {}  # (pid, start time) -> CPU seconds
+        self.samples: list[float] = []  # total CPU seconds at each sample
+        self._done = threading.Event()
+
+    def run(self) -> None:
+        while not self._done.wait(SAMPLE):
+            self.samples.append(self.read())
+
+    def read(self) -> float:
+        tick = os.sysconf("SC_CLK_TCK")
+        for pid in (int(p) for p in os.listdir("/proc") if p.isdigit()):
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    cmdline = f.read()
+                if self.directory.encode() not in cmdline or b"synapse.app." not in cmdline:
+                    continue  # not this deployment's Synapse (synsup's own command names the config too)
+                with open(f"/proc/{pid}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            self.seen[(pid, int(fields[19]))] = (int(fields[11]) + int(fields[12])) / tick
+        return sum(self.seen.values())
+
+    def finish(self) -> float:
+        """Stop sampling; the CPU seconds spent so far."""
+        self._done.set()
+        self.join()
+        return self.read()
+
+    def busy_cores(self) -> list[float]:
+        totals = [0.0, *self.samples]
+        return [(b - a) / SAMPLE for a, b in zip(totals, totals[1:])]
+
+
+def floor(cpu: float) -> float:
+    return cpu / CORES
+
+
 def synsup(state: str, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "synsup", *args, "--state-dir", state], cwd=REPO,
                           capture_output=True, text=True)
 
 
-def time_synsup(config: str, workers: str, state: str) -> tuple[float, list[str]]:
-    """(start -> all ready, s; the start's timeline from daemon.log)."""
+def time_synsup(config: str, workers: str, state: str) -> tuple[float, list[str], float]:
+    """(start -> all ready, s; the start's timeline from daemon.log; Synapse's CPU seconds)."""
+    cpu = SynapseCpu(os.path.dirname(config))
     began, wall = time.monotonic(), time.time()
+    cpu.start()
     done = synsup(state, "start", "-c", config, "-a", workers, "--python", sys.executable)
     took = time.monotonic() - began
+    spent = cpu.finish()
     if done.returncode != 0:
         raise SystemExit(done.stdout + done.stderr)
     lines = timeline(os.path.join(state, "daemon.log"), wall)
+    lines.append(f"  cores busy with Synapse, per {SAMPLE:g} s ({CORES} cores): "
+                 + " ".join(f"{c:.1f}" for c in cpu.busy_cores()))
     synsup(state, "stop")
-    return took, lines
+    return took, lines, spent
 
 
 def timeline(daemon_log: str, began: float) -> list[str]:
@@ -87,7 +147,7 @@ def timeline(daemon_log: str, began: float) -> list[str]:
         at = event["t"] - began
         if "unit" in event and event["event"] in ("unit.spawned", "unit.ready"):
             units.setdefault(event["unit"], {}).setdefault(event["event"].split(".")[1], at)
-        elif event["event"].startswith(("daemon.", "config.")):
+        elif event["event"].startswith(("daemon.", "config.", "supervisor.start_beside")):
             daemon.setdefault(event["event"], at)
     lines = [f"  {name:<24} +{at:6.2f} s" for name, at in daemon.items()]
     ordered = sorted(units.items(), key=lambda kv: kv[1].get("ready", 1e9))
@@ -130,12 +190,15 @@ def synctl_copy(directory: str, config: str, workers: str) -> tuple[str, str]:
     return os.path.join(copy, "homeserver.yaml"), os.path.join(copy, "workers")
 
 
-def time_synctl(config: str, workers: str, redis_port: int, http_ports: list[int]) -> tuple[float, float]:
+def time_synctl(config: str, workers: str, redis_port: int, http_ports: list[int]) -> tuple[float, float, float]:
+    """(synctl returned, all /health 200, Synapse's CPU seconds until then)."""
     redis = subprocess.Popen(["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1", "--save", ""],
                              stdout=subprocess.DEVNULL)
     synctl = os.path.join(os.path.dirname(sys.executable), "synctl")
+    cpu = SynapseCpu(os.path.dirname(config))
     try:
         began = time.monotonic()
+        cpu.start()
         subprocess.run([synctl, "start", config, "-a", workers], check=True, capture_output=True,
                        cwd=os.path.dirname(config))
         returned = time.monotonic() - began
@@ -143,8 +206,10 @@ def time_synctl(config: str, workers: str, redis_port: int, http_ports: list[int
             if time.monotonic() - began > 300:
                 raise SystemExit("synctl's deployment did not become healthy within 300 s")
             time.sleep(0.05)
-        return returned, time.monotonic() - began
+        return returned, time.monotonic() - began, cpu.finish()
     finally:
+        if cpu.is_alive():
+            cpu.finish()
         subprocess.run([synctl, "stop", config, "-a", workers], capture_output=True, cwd=os.path.dirname(config))
         redis.send_signal(signal.SIGTERM)
         redis.wait()
@@ -164,7 +229,7 @@ def main() -> None:
         config, workers = write_deployment(os.path.join(root, "d"), sys.executable, {**DB, "database": database},
                                            ports)
         state = os.path.join(root, "s")
-        fresh, fresh_timeline = time_synsup(config, workers, state)
+        fresh, fresh_timeline, _ = time_synsup(config, workers, state)
         copy, copy_workers = synctl_copy(root, config, workers)
         pairs = [(time_synsup(config, workers, state),
                   time_synctl(copy, copy_workers, ports["redis"], [ports[n] for n in http_names]))
@@ -179,13 +244,20 @@ def main() -> None:
 
 def report(fresh: float, pairs: list) -> None:
     print(f"synsup start, empty database (migrations): {fresh:.2f} s to all ready")
-    for (ours, _), (returned, healthy_at) in pairs:
+    for (ours, _, our_cpu), (returned, healthy_at, their_cpu) in pairs:
         print(f"paired run: synsup start -> all ready {ours:.2f} s; synctl start -a returned {returned:.2f} s, "
-              f"all /health 200 {healthy_at:.2f} s; synsup/synctl {ours / healthy_at:.2f}x")
+              f"all /health 200 {healthy_at:.2f} s; synsup/synctl {ours / healthy_at:.2f}x; Synapse CPU "
+              f"{our_cpu:.1f} s (synsup) / {their_cpu:.1f} s (synctl): floor {floor(our_cpu):.2f} s on {CORES} "
+              f"cores = {floor(our_cpu) / healthy_at:.2f}x synctl, synsup {ours / floor(our_cpu):.2f}x the floor")
     ours_median = statistics.median(p[0][0] for p in pairs)
     theirs_median = statistics.median(p[1][1] for p in pairs)
+    floor_median = statistics.median(floor(p[0][2]) for p in pairs)
+    ratios = [p[0][0] / p[1][1] for p in pairs]
     print(f"start -> all ready, migrated database, median of {len(pairs)}: synsup {ours_median:.2f} s, "
-          f"synctl {theirs_median:.2f} s: {ours_median / theirs_median:.2f}x synctl (target <= 0.6x)")
+          f"synctl {theirs_median:.2f} s: {ours_median / theirs_median:.2f}x synctl (target <= 0.6x); "
+          f"paired ratios {min(ratios):.2f}-{max(ratios):.2f}x, median {statistics.median(ratios):.2f}x")
+    print(f"floor (Synapse's CPU seconds during synsup's start / {CORES} cores), median: {floor_median:.2f} s = "
+          f"{floor_median / theirs_median:.2f}x synctl; synsup {ours_median:.2f} s, synctl {theirs_median:.2f} s")
     print("(synctl does not wait for readiness, and not for stream writers before other workers)")
     print("timeline of the last synsup start (seconds since `synsup start`; the config check reused):")
     print("\n".join(pairs[-1][0][1]))

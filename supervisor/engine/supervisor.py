@@ -16,6 +16,7 @@ from .health import Timing
 from .log_watch import LogWatch
 from .process import Spawner, stop_child
 from .restart_policy import RestartPolicy
+from .start_beside import StartBesideChecks
 from .unit import Unit
 from .unit_output import KEEP_FILES, MAX_BYTES, UnitOutput
 from .unit_state import UnitState
@@ -30,6 +31,11 @@ def settled(unit: Unit) -> bool:
     if unit.state is S.READY:
         return unit.child is None or not unit.child.exited
     return unit.held and unit.state is S.STOPPED
+
+
+def _spawned(unit: Unit) -> bool:
+    """Its process runs (starting or ready): a unit may start beside it."""
+    return unit.state in (S.STARTING, S.READY) and unit.child is not None and not unit.child.exited
 
 
 class Supervisor:
@@ -54,6 +60,7 @@ class Supervisor:
         self._group: asyncio.TaskGroup | None = None
         self._log_watch: LogWatch | None = None  # while `keep_logs` runs
         self.log = structlog.get_logger()
+        self.start_checks = StartBesideChecks(self.clock, self._poke)
         for spec in specs:
             self._add(spec)
         self._wire()
@@ -68,6 +75,7 @@ class Supervisor:
                     notify_path=notify_path, policy=self.policy(), timing=self.timing,
                     on_change=self._unit_changed, unpaused=self.unpaused)
         unit.before_stop = self._before_stop
+        unit.start_gate = self._start_gate
         unit.output.on_open = self._log_opened
         self.units[spec.name] = unit
         return unit
@@ -125,15 +133,37 @@ class Supervisor:
         if listener in self._listeners:
             self._listeners.remove(listener)
 
-    def _unit_changed(self, unit: Unit) -> None:
+    def _poke(self) -> None:
+        """Something a `wait_until` predicate reads changed (not a unit)."""
         self._changed.set()
         self._changed = Flag()
+
+    def _unit_changed(self, unit: Unit) -> None:
+        self._poke()
         for listener in list(self._listeners):
             listener(unit)
 
     async def wait_until(self, predicate: Callable[[], bool]) -> None:
         while not predicate():
             await self._changed.wait()
+
+    async def _start_gate(self, unit: Unit) -> None:
+        """Until `unit` (whose spec has `start_beside`) may start: every dependency ready (or
+        held), as always; or, once its check passed for this start, those it may start beside
+        spawned (their processes running, not yet ready) and the others ready."""
+        beside = unit.spec.start_beside
+        assert beside is not None
+        verdict = self.start_checks.verdict(beside)
+
+        def may_start() -> bool:
+            allowed = verdict.done() and not verdict.cancelled() and verdict.exception() is None and verdict.result()
+            return all(d.held or d.ready_event.is_set() or (allowed and d.spec.name in beside.units and _spawned(d))
+                       for d in unit.dependencies)
+
+        await self.wait_until(may_start)
+        if not all(d.held or d.ready_event.is_set() for d in unit.dependencies):
+            self.log.info("unit.starts_beside", unit=unit.spec.name,
+                          beside=[d.spec.name for d in unit.dependencies if not d.ready_event.is_set()])
 
     async def wait_settled(self, units: Iterable[Unit]) -> None:
         units = list(units)
@@ -259,5 +289,6 @@ class Supervisor:
         return all(settled(u) and not u.degraded for u in self.units.values())
 
     def close(self) -> None:
+        self.start_checks.close()
         for unit in self.units.values():
             unit.output.close()

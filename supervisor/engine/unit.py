@@ -64,6 +64,7 @@ class Unit(ProcessRun, Elsewhere):
         self.ready_event = Flag()
         self.wanted = False
         self.before_stop: Callable[[Unit], Awaitable[None]] | None = None  # awaited before a ready unit stops
+        self.start_gate: Callable[[Unit], Awaitable[None]] | None = None  # its wait when spec.start_beside
         self._held = Flag()  # stopped by the admin: no automatic start until `synsup start UNIT`
         self.waiting_for_resume = False  # exited while paused: nothing happens until `synsup resume`
         self._adopted: Child | None = None  # a process an earlier daemon started, to supervise first
@@ -321,6 +322,9 @@ class Unit(ProcessRun, Elsewhere):
         return all(d.held or d.ready_event.is_set() for d in self.dependencies)
 
     async def _dependencies_ready(self) -> None:
+        if self.spec.start_beside is not None and self.start_gate is not None:
+            await self.start_gate(self)  # beside some of them, when the source's check says so
+            return
         for dependency in self.dependencies:
             await dependency.ready_or_held()
 

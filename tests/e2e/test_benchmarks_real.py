@@ -39,6 +39,9 @@ def test_vs_synctl_prints_the_comparison_and_the_timeline():
     out = run_bench("vs_synctl.py", "--runs", "1")
     assert re.search(rf"median of 1: synsup {SECONDS}, synctl {SECONDS}: \d+\.\d+x synctl", out), out
     assert re.search(r"^  main +spawned \+ *\d+\.\d+ s +ready \+ *\d+\.\d+ s$", out, re.MULTILINE), out
+    assert re.search(rf"^floor \(Synapse's CPU seconds during synsup's start / \d+ cores\), median: {SECONDS} = "
+                     r"\d+\.\d+x synctl", out, re.MULTILINE), out
+    assert re.search(r"^  cores busy with Synapse, per 0.5 s \(\d+ cores\):( \d+\.\d)+$", out, re.MULTILINE), out
 
 
 FIGURES = r" \d+\.\d+ s, failed client requests \d+, longest stall \d+\.\d+ s"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 
 import pytest
@@ -160,3 +161,21 @@ def test_sqlite_has_no_postgres_unit(tmp_path):
     config, _ = write_deployment(str(tmp_path), shared, {})
     specs = unit_specs(load_deployment([config], None, "python").deployment)
     assert [s.name for s in specs] == ["redis", "main"] and specs[1].dependencies == ("redis",)
+
+
+def test_writers_and_workers_may_start_beside_main_when_the_schema_check_passes(tmp_path):
+    specs, _, _ = specs_for(tmp_path, *modern_deployment())
+    assert specs["main"].start_beside is None  # main needs its Redis and PostgreSQL ready, always
+    assert specs["persister1"].start_beside.units == ("main",)
+    assert set(specs["generic1"].start_beside.units) == {"main", "persister1", "persister2"}
+    check = specs["generic1"].start_beside
+    assert check.check[0] == "/opt/venv/bin/python" and check.check[1].endswith("schema_current.py")
+    assert json.loads(check.input)["database"]["name"] == "psycopg2"  # on stdin: never on a command line
+    assert "input" not in repr(check)  # the database password stays out of logs and plans
+
+
+def test_without_postgresql_main_stays_first(tmp_path):
+    shared, workers = modern_deployment()
+    shared["database"] = {"name": "sqlite3", "args": {"database": str(tmp_path / "h.db")}}
+    specs, _, _ = specs_for(tmp_path, shared, workers)
+    assert all(s.start_beside is None for s in specs.values())
