@@ -7,7 +7,9 @@ key, resign), a daemon's rules when it joins (ClusterNode._acted_on_later, _held
 its acknowledgements (ClusterNode._acknowledge, _refuse) and status (read_cluster_status). What is
 modelled: processes (a run has a host, an events map, a start and an exit time), the daemon's
 operation queue (its start first: it ends once every unit it does not hold is up, as
-`Daemon._initial_start` waits for them to settle) and its steps (the plan executor).
+`Daemon._initial_start` waits for them to settle; a process it adopted is up only once its
+dependencies are up or held, as `Unit._life` waits for them before it supervises one), its steps
+(the plan executor) and units/<node> (UnitStates: its own units, ready or not, under its lease).
 
 The change: persister2 moves from b to c and persister3 is added on b (old events map p1,p2; new
 p1,p2,p3). Main and Redis on a, the other workers on c. The invariant over the whole run: no
@@ -181,6 +183,8 @@ class ModelDaemon:
         self.node = ClusterNode(UnitStates(self.membership), view, lambda: view, lambda old, new: [])
         self.base = host.files  # the files the daemon started with: what it plans from
         self.held: set[str] = set()
+        self.supervised: set[str] = set()  # own units past their wait for dependencies (Unit._life)
+        self.published: bytes | None = None  # units/<node> as last written
         self.queue: list[tuple[str, Callable[[], Any]]] = []
         self.busy: set[tuple[str, int]] = set()
         self.committed: set[str] = set()
@@ -203,6 +207,7 @@ class ModelDaemon:
         own = [u for u in self.units if self._own(u)]  # UnitStates: placed/<node>, kept when it is down
         await self.host.store.put(f"{CONFIG.store.prefix}placed/{self.name}", json.dumps(own).encode())
         self.joined, self.renewed, self.next_renewal = True, self.host.clock[0], self.host.clock[0] + TTL / 3
+        await self._publish()
         plan, _ = await self.node.leader.planner.read()
         if plan is not None and plan.state is PlanState.RUNNING:
             later = await self.node._acted_on_later(plan) & set(self.units)
@@ -228,14 +233,28 @@ class ModelDaemon:
         return run is not None and unit not in self.world.fails
 
     async def _start(self) -> bool:
-        """The daemon's start: what it does not hold starts once its dependencies are up (or held);
-        done once every unit of its own it does not hold is up (Supervisor.wait_settled; stand-ins
-        are another node's business)."""
+        """The daemon's start: what it does not hold, adopted or not, waits until its dependencies
+        are up (or held), then starts (or is supervised as it runs); done once every unit of its own
+        it does not hold is up (Supervisor.wait_settled; stand-ins are another node's business, but
+        an own unit waiting for one is not settled)."""
         for unit in self.units:
-            if self._own(unit) and unit not in self.held and self.world.alive(unit, self.name) is None and all(
+            if self._own(unit) and unit not in self.held and unit not in self.supervised and all(
                     d in self.held or self.ready(d) for d in dependencies(self.host.files, unit)):
-                self.world.start(unit, self.name, self.host.files)
-        return all(u in self.held or self.ready(u) for u in self.units if self._own(u))
+                self.supervised.add(unit)
+                if self.world.alive(unit, self.name) is None:
+                    self.world.start(unit, self.name, self.host.files)
+        return all(u in self.held or (u in self.supervised and self.ready(u)) for u in self.units if self._own(u))
+
+    async def _publish(self) -> None:
+        """UnitStates.publish: units/<node>, this node's units ready or not, under its lease (written
+        when it changed)."""
+        records = [{"name": u, "node": self.name, "pid": None, "state": "ready" if u in self.supervised
+                    and self.world.alive(u, self.name) is not None and u not in self.world.fails else "stopped",
+                    **({"held": True} if u in self.held else {})} for u in self.units if self._own(u)]
+        value = json.dumps({"node": self.name, "units": records}).encode()
+        if value != self.published:
+            await self.host.store.put(f"{CONFIG.store.prefix}units/{self.name}", value, self.membership.lease)
+            self.published = value
 
     # -- each round
     async def round(self) -> None:
@@ -244,6 +263,7 @@ class ModelDaemon:
         if not self.membership.lease_held:
             return
         try:
+            await self._publish()
             await self._look()
         except StoreUnreachable:
             pass
@@ -326,6 +346,8 @@ class ModelDaemon:
                 if action.verb in ("start", "restart") and not self.world.start(unit, self.name, self.host.files):
                     self.world.stop(unit)
                     return await self.node._refuse(plan, f"{unit} did not become ready (rolled back)")
+                if action.verb in ("start", "restart"):
+                    self.supervised.add(unit)  # apply_actions waited for it: ready
         await self.node._acknowledge(plan)
 
     async def _commit(self, plan: ClusterPlan) -> None:

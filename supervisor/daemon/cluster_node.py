@@ -26,7 +26,7 @@ import structlog
 from ..cluster.change_leader import ChangeLeader, Look, member_digests
 from ..cluster.cluster_plan import PREPARE, ClusterPlan, PlanPhase, PlanState, cluster_phases, restart_everywhere
 from ..cluster.membership import config_digest
-from ..cluster.published_states import UnitStates
+from ..cluster.published_states import UnitStates, ready_names
 from ..cluster.store import StoreError
 from ..engine.unit_state import UnitState
 from ..plans import Action
@@ -103,18 +103,21 @@ class ClusterNode:
         """Back with files other than the applied ones while no plan runs: the node runs as the
         cluster's applied config says, not as its files do. Its Synapse processes that still run
         are adopted (never retired for the new files), the others (and the stand-ins of remote
-        units no node runs yet: they are in the new files only) are held: nothing with the new
-        shard map starts beside another node's old-map processes. The leader's plan brings them
-        along (its steps start them, the commit the rest); meanwhile this node does not lead (its
-        files are no base to plan the change from)."""
+        units no other node publishes ready: new in these files, or held by a node back with them
+        too) are held: nothing with the new shard map starts beside another node's old-map
+        processes, and no adopted process waits for a unit only the plan starts (the daemon's
+        start would wait for it, and this node's plan steps queue behind that start). The leader's
+        plan brings them along (its steps start them, the commit the rest); meanwhile this node
+        does not lead (its files are no base to plan the change from)."""
         kv = await self.store.get(self.keys.applied)
         if kv is None or kv.value.decode() == self.digest:
             return set()
         self.base_applied = False
         self.membership.may_lead = lambda: self.base_applied or self.applied_nowhere
         await self.membership.resign()
-        known = {u for u, n in (await self._placed()).items() if n != self.node}
-        held = {n for n, u in sup.units.items() if UnitCode.runs_code(u.spec) or (u.spec.reported and n not in known)}
+        # not placed/<node>: a node back with the new files too publishes there the units it holds
+        running = await self._ready_elsewhere()
+        held = {n for n, u in sup.units.items() if UnitCode.runs_code(u.spec) or (u.spec.reported and n not in running)}
         self.log.warning("cluster.files_not_applied", files=self.digest[:12], applied=kv.value.decode()[:12],
                          held_until_the_plan=sorted(held))
         return held
@@ -132,6 +135,11 @@ class ClusterNode:
         started = {u for p in plan.phases[plan.phase:] for n, actions in p.steps.items() if n != self.node
                    for a in actions if a.verb == "start" for u in a.units}
         return ours | started
+
+    async def _ready_elsewhere(self) -> set[str]:
+        """The units other nodes publish ready now (units/<node>): what this node's stand-ins follow."""
+        return set().union(*(ready_names(kv) for kv in await self.store.get_prefix(self.keys.units)
+                             if kv.key.removeprefix(self.keys.units) != self.node))
 
     async def _placed(self) -> dict[str, str]:
         """unit -> node as every node last published it (placed/<node>): what the applied config runs."""
