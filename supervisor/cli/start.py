@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import fcntl
 import functools
 import os
 import subprocess
@@ -235,13 +236,14 @@ def fork_daemon(log_fd: int, run: Callable[[], int]) -> ForkedDaemon:
     code = 1
     try:
         os.setsid()
+        log = fcntl.fcntl(log_fd, fcntl.F_DUPFD, 3)  # above 0-2: the caller may have run us with stdin closed
         null = os.open(os.devnull, os.O_RDONLY)
         os.dup2(null, 0)
-        os.close(null)
-        os.dup2(log_fd, 1)
-        os.dup2(log_fd, 2)
-        os.closerange(3, log_fd)  # nothing of whoever ran the command (a pipe a CI job waits on) stays open
-        os.closerange(log_fd + 1, os.sysconf("SC_OPEN_MAX"))
+        os.dup2(log, 1)
+        os.dup2(log, 2)
+        # nothing of whoever ran the command (a pipe a CI job waits on) stays open, nor a second
+        # daemon.log descriptor (a rotated-away log would never be freed)
+        os.closerange(3, os.sysconf("SC_OPEN_MAX"))
         for name in ("NOTIFY_SOCKET", "JOURNAL_STREAM"):
             os.environ.pop(name, None)
         code = run()

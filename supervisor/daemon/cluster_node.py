@@ -354,8 +354,8 @@ class ClusterNode:
         d = self.daemon
         assert d is not None and d.supervisor is not None
         new = {s.name: s for s in prepared.specs}
-        done = {n for n, pid in d.adopted.items()
-                if n in new and (u := d.supervisor.units.get(n)) is not None and u.pid == pid
+        done = {n for n, pid in d.adopted.items()  # only the plan that ran when this daemon came back
+                if n in new and n in self.acted_on_later and (u := d.supervisor.units.get(n)) is not None and u.pid == pid
                 and u.state is UnitState.READY and runs_spec(d.state, n, pid, new[n])}
         if not done:
             return steps

@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable, Iterable
 
 import structlog
 
-from ..spec import UnitSpec, steps_of
+from ..spec import StartBeside, UnitSpec, steps_of
 from .adopted import AdoptedChild
 from .clock import Clock
 from .flag import Flag
@@ -153,6 +153,10 @@ class Supervisor:
         spawned (their processes running, not yet ready) and the others ready."""
         beside = unit.spec.start_beside
         assert beside is not None
+        if not _check_speaks_for(beside, [unit.spec, *(d.spec for d in unit.dependencies if d.spec.name in beside.units)]):
+            self.log.info("unit.not_beside", unit=unit.spec.name, reason="its check runs other code than the units")
+            await self.wait_until(lambda: all(d.held or d.ready_event.is_set() for d in unit.dependencies))
+            return
         verdict = self.start_checks.verdict(beside)
 
         def may_start() -> bool:
@@ -292,3 +296,9 @@ class Supervisor:
         self.start_checks.close()
         for unit in self.units.values():
             unit.output.close()
+
+
+def _check_speaks_for(beside: StartBeside, specs: list[UnitSpec]) -> bool:
+    """The check is run by the program the units run (its first argument is theirs): a verdict of
+    one release's code says nothing of another's (a unit moved to new code by a partial upgrade)."""
+    return all(s.argv and s.argv[0] == beside.check[0] for s in specs)

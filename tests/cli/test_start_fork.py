@@ -44,3 +44,20 @@ def test_the_daemon_is_the_start_command_forked_keeping_none_of_its_callers_file
     with open(f"/proc/{pid}/cmdline") as f:
         assert f.read().split("\0")[3] == "start"  # the command itself, not a new `python -m synsup run`
     assert os.getsid(pid) == pid  # a session of its own
+
+
+def test_a_start_run_with_stdin_closed_still_gives_the_daemon_its_log_on_stdout_and_stderr_only(deployment):
+    """Run with fd 0 closed, the command opens daemon.log as fd 0: the daemon still has /dev/null
+    on 0, daemon.log on 1 and 2, and daemon.log open nowhere else (a rotated-away log is freed)."""
+    done = subprocess.run([sys.executable, "-c", "import os, runpy, sys; os.close(0); sys.argv = sys.argv[1:]; "
+                           "runpy.run_module('synsup', run_name='__main__')", "synsup", "start", "-c", deployment.config,
+                           "-a", deployment.workers_dir, "--state-dir", deployment.state_dir],
+                          env=deployment.env(), capture_output=True, text=True, timeout=120, cwd=REPO, stdin=None)
+    assert done.returncode == 0, done.stdout + done.stderr
+    with open(os.path.join(deployment.state_dir, "daemon.json")) as f:
+        pid = json.load(f)["pid"]
+    log = os.path.realpath(os.path.join(deployment.state_dir, "daemon.log"))
+    fds = {int(fd): os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")}
+    assert fds[0] == os.devnull, fds
+    assert fds[1] == fds[2] == log, fds
+    assert [fd for fd, target in fds.items() if target == log] == [1, 2], fds

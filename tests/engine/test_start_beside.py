@@ -87,3 +87,14 @@ def test_a_check_that_cannot_run_or_hangs_keeps_main_first(fake_env):
 def test_no_migration_lets_a_worker_start_beside_main(fake_env):
     seen = start(fake_env, specs_with(fake_env, check(0, "every delta applied: no migration")))
     assert seen == {"main": "starting", "all_ready": True, "restarts": 0}  # spawned while main was not ready
+
+
+def test_a_check_run_by_other_code_than_main_runs_keeps_main_first(fake_env):
+    """A partial upgrade moved main to the new release's interpreter: a 'no migration' verdict of the
+    old code's check says nothing of what main's new code migrates at its start."""
+    new_code = os.path.join(fake_env.root, "new-python")
+    os.symlink(sys.executable, new_code)
+    specs = [dataclasses.replace(s, argv=(new_code, *s.argv[1:])) if s.name == "main" else s
+             for s in specs_with(fake_env, check(0, "every delta applied: no migration"))]
+    seen = start(fake_env, specs)
+    assert seen == {"main": "ready", "all_ready": True, "restarts": 0}
