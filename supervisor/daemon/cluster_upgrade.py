@@ -16,6 +16,7 @@ the node records the new code in its state dir, so its next start runs it."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 from typing import TYPE_CHECKING, Any
 
@@ -53,6 +54,11 @@ class ClusterUpgrade:
     async def request(self, request: Request, send: Send) -> bool:
         """True: answered here (refused, or carried out by node N); False: this node's own upgrade."""
         here, nodes = self.node.node, list(self.node.membership.config.nodes)
+        if request.allow_downtime and not request.dry_run and request.node in (None, *nodes):
+            refusal = await self._old_code_elsewhere(request.node or (self.order() or [here])[0])
+            if refusal:
+                await send(Refusal(refusal))
+                return True
         if request.node == here:
             if request.python and not (os.access(request.python, os.X_OK) and not os.path.isdir(request.python)):
                 await send(Refusal(f"node {here}: --python {request.python}: no such interpreter on this node; "
@@ -68,6 +74,37 @@ class ClusterUpgrade:
         reply = await self._ask(request.node, self._options(request))
         await send(Refusal(reply) if isinstance(reply, str) else reply)
         return True
+
+    async def _old_code_elsewhere(self, node: str) -> str:
+        """A stopped upgrade (`--allow-downtime`) of `node`: its plan stops that node's processes only,
+        then main migrates at its start; the old code's processes on the other nodes would run on over
+        a schema they cannot handle. Refused (why, and the commands) while any runs; "" when none does."""
+        code = {s.name for s in self.node.base.loaded.specs if UnitCode.runs_code(s)}
+        try:
+            published = await self.node.store.get_prefix(self.node.keys.units)
+        except StoreError as e:
+            return f"the store does not answer ({e}); nothing changed"
+        running: dict[str, list[str]] = {}
+        for kv in published:
+            other = kv.key.removeprefix(self.node.keys.units)
+            try:
+                units = json.loads(kv.value)["units"]
+            except (ValueError, KeyError, TypeError):
+                continue
+            names = sorted(u["name"] for u in units if isinstance(u, dict) and u.get("name") in code
+                           and u.get("state") not in ("stopped", "failed"))
+            if other != node and names:
+                running[other] = names
+        if not running:
+            return ""
+        names = [n for units in running.values() for n in units]
+        main_node = (self.order() or [node])[0]
+        where = "; ".join(f"{n}: " + ", ".join(u) for n, u in sorted(running.items()))
+        return (f"a stopped upgrade (--allow-downtime) migrates the database while no process of the old code runs, "
+                f"on any node; still running: {where}: "
+                f"stop them first (`synsup stop {' '.join(names)}` on any node), then `synsup upgrade --node {main_node} "
+                f"--allow-downtime`, then each other node (`synsup upgrade --node N`) and `synsup start` what you "
+                "stopped; nothing changed")
 
     @staticmethod
     def _options(request: Request, **changed: bool) -> dict[str, Any]:

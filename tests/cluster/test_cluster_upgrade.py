@@ -156,3 +156,27 @@ def test_upgrade_node_by_node_main_first_each_carried_out_on_its_node(cluster: C
     output = back.communicate(timeout=60)[0]
     assert back.returncode == 0, output
     assert {versions(cluster)[u] for u in PLACEMENT["c"]} == {NEW}
+
+
+def test_a_stopped_upgrade_is_refused_while_old_code_runs_on_another_node_naming_what_to_stop(
+        cluster: Cluster, short_dir: str) -> None:
+    """--allow-downtime: main's node stops its own processes and main migrates at its start; the old
+    code's workers on b and c would run on over the new schema. Refused, naming them and the order
+    to follow; nothing changed. Once they are stopped, the stopped upgrade of main's node goes."""
+    cluster.start_all()
+    python = new_python(short_dir)
+    before, db = pids(cluster), schema(cluster)
+    for node, args in (("c", ()), ("a", ("--node", "a"))):
+        code, out, err = upgrade(cluster, node, "--python", python, "--allow-downtime", *args)
+        assert code == 1 and err.count("\n") == 1, err
+        assert "still running: b: persister1, persister2; c: generic1, pusher1, sender1" in err
+        assert "synsup stop persister1 persister2 generic1 pusher1 sender1" in err and "--node a --allow-downtime" in err
+        assert pids(cluster) == before and schema(cluster) == db
+    done = cluster.run("c", "stop", "persister1", "persister2", "generic1", "pusher1", "sender1")
+    assert done.returncode == 0, done.stdout + done.stderr
+    wait_for(lambda: cluster.status_when(lambda code, r: all(u["state"] == "stopped" for u in r["units"]
+                                                             if u["node"] in ("b", "c"))),
+             timeout=30, what="b's and c's processes stopped, as their nodes publish")
+    code, out, err = upgrade(cluster, "c", "--python", python, "--allow-downtime", "--node", "a")
+    assert code == 0, err
+    assert versions(cluster) == {"main": NEW} and schema(cluster)["current_version"] == 95
