@@ -203,34 +203,43 @@ def on_node(args: argparse.Namespace, source: Source, joined: tuple[ClusterConfi
 
 
 def moved_away(args: argparse.Namespace, source: Source, joined: tuple[ClusterConfig, str], loaded: Loaded,
-               left: list[str]) -> tuple[dict[str, str], set[str]]:
+               left: list[str]) -> tuple[dict[str, str], set[str], bool]:
     """`start --cluster`: of `left` (units an earlier daemon of this node left running that this
     node does not run now), those the cluster places on another node (unit -> node), and of these
-    the ones the plan in progress still stops here (its stop step does: left to it)."""
-    from ..cluster.cluster_plan import Planner, still_stops
+    the ones the plan in progress still stops here (its stop step does: left to it), and whether
+    these files are not the cluster's yet (no plan applies them: all are left to the plan that
+    will; a unit is never retired for this node's files alone)."""
+    from ..cluster.cluster_plan import Planner, PlanState, still_stops
     from ..cluster.etcd_gateway import EtcdGateway
-    from ..cluster.membership import Keys
+    from ..cluster.membership import Keys, config_digest
     from ..cluster.store import StoreError
     cluster, node = joined
     placement = source.placement(args, loaded, cluster)
     where = {u: n for n, units in placement.units.items() for u in units}
     moved = {u: where[u] for u in left if where.get(u) not in (None, node)}
     if not moved:
-        return {}, set()
+        return {}, set(), False
 
-    async def read() -> set[str]:
+    async def read() -> tuple[set[str], bool]:
         store = EtcdGateway.from_config(cluster.store)
         try:
-            planner = Planner(store, Keys(cluster.store.prefix))
+            keys = Keys(cluster.store.prefix)
+            planner = Planner(store, keys)
             plan, _ = await planner.read()
+            mine = config_digest(loaded.watch_paths)
+            applied = await store.get(keys.applied)
+            if not (plan is not None and plan.state is PlanState.RUNNING and plan.config_digest == mine) \
+                    and applied is not None and applied.value.decode() != mine:
+                return set(moved), True
             if plan is None:
-                return set()
+                return set(), False
             acked = await store.get(planner.ack_key(plan, plan.phase, node)) is not None
-            return still_stops(plan, node, acked)
+            return still_stops(plan, node, acked), False
         finally:
             await store.close()
     try:
-        return moved, asyncio.run(read()) & set(moved)
+        to_plan, pending = asyncio.run(read())
+        return moved, to_plan & set(moved), pending
     except StoreError as e:
         raise SynsupError(f"{cluster.file}: store: {e}: cannot tell whether the plan in progress stops "
                           f"{', '.join(sorted(moved))} here (now placed on another node); nothing started") from None

@@ -115,24 +115,30 @@ def _moved_away(args: argparse.Namespace, state: StateDir, source: Source, joine
     node's: retired here (`retired: persister2 (now placed on c)`), or, when the plan in progress
     still stops it here, adopted as it runs (a unit made from its record) for that step to stop."""
     records = leftover_records(state)
-    moved, to_plan = cluster.moved_away(args, source, joined, whole, [n for n in records if n not in adopt])
+    moved, to_plan, pending = cluster.moved_away(args, source, joined, whole, [n for n in records if n not in adopt])
     retire = {n: node for n, node in moved.items() if n not in to_plan}
     if retire:
         retire_moved(state, retire)
     if not to_plan:
         return loaded, adopt
     for name in sorted(to_plan):
-        print(f"left to the plan in progress: {name} (now placed on {moved[name]}; the plan stops it here)")
-    kept = [_as_recorded(n, records[n], moved[n]) for n in sorted(to_plan)]
+        print(f"left to the cluster's plan: {name} (placed on {moved[name]} by these files, which the cluster "
+              "has not applied: it runs on here until the plan that applies them stops it)" if pending else
+              f"left to the plan in progress: {name} (now placed on {moved[name]}; the plan stops it here)")
+    code = {s.name: s for s in whole.specs}
+    kept = [_as_recorded(n, records[n], moved[n], code.get(n)) for n in sorted(to_plan)]
     return dataclasses.replace(loaded, specs=[*loaded.specs, *kept]), adopt | adoptable(state, kept, read_token(state))
 
 
-def _as_recorded(name: str, record: dict[str, Any], node: str) -> UnitSpec:
+def _as_recorded(name: str, record: dict[str, Any], node: str, placed: UnitSpec | None) -> UnitSpec:
     """A unit for a process an earlier daemon left, as its record says it runs (command, step,
-    stop timeout) and the addresses it listens on: adopted, stopped by the plan's step."""
+    stop timeout) and the addresses it listens on: adopted, stopped by the plan's step. It runs
+    the application's code as the unit does where it is placed now (held with this node's other
+    such processes while its files are not the cluster's: adopted, never retired for them)."""
     return UnitSpec(name, tuple(record["cmdline"]), step=int(record.get("step") or 0),
                     stop_timeout=float(record.get("stop_timeout") or 30.0), listens=listening(int(record["pid"])),
-                    describe=f"{name} as an earlier daemon started it (placed on node {node} now)")
+                    describe=f"{name} as an earlier daemon started it (placed on node {node} now)",
+                    code_name=placed.code_name if placed else "", version=placed.version if placed else "")
 
 
 def _unsupervised(state: StateDir) -> str:

@@ -209,3 +209,32 @@ def test_a_node_back_while_the_plan_waits_for_it_leaves_the_moved_unit_to_the_pl
     assert stopped["exit"] is not None, "the plan's stop step stopped b's persister2"
     new = [r for r in runs if r["exit"] is None]
     assert len(new) == 1 and new[0]["start"] > stopped["exit"], "c's persister2 started only after b's exited"
+
+
+def test_a_node_alone_with_files_that_move_a_unit_away_keeps_it_running_when_its_daemon_starts_again(
+        cluster: Cluster) -> None:
+    """Only b has files that move persister2 to c (a stale push, a local edit): no plan applies them.
+    b's daemon killed and started again must not retire persister2 for its files alone (the applied
+    shard map still routes its rooms to it): it adopts it, and the same process runs on."""
+    for nodes in (["a"], ["b", "c"]):
+        started = [cluster.start(node) for node in nodes]
+        assert [p.communicate(timeout=120) and p.returncode for p in started] == [0] * len(nodes)
+    wait_for(lambda: cluster.status_when(lambda code, r: code == 0 and all_ready(r)), timeout=20,
+             what="every unit of every node ready")
+    [old] = [r for r in _persister2_runs(cluster) if r["exit"] is None]
+    cluster.d.shared["instance_map"]["persister2"]["host"] = cluster.hosts.addresses["c"]
+    cluster.nodes = {"a": ["main", "redis"], "b": ["persister1"], "c": ["persister2", "generic1", "sender1", "pusher1"]}
+    cluster.write_files("b")
+    wait_for(lambda: cluster.status_when(lambda code, r: len({n["config_digest"] for n in r["nodes"]}) == 2),
+             timeout=20, what="b showing its new files")
+    os.kill(cluster.local("b")["daemon"]["pid"], signal.SIGKILL)
+    back = cluster.start("b")
+    output = back.communicate(timeout=120)[0]
+    print(output)
+    assert back.returncode == 0, output
+    assert "retired" not in output and "left to the cluster's plan: persister2" in output
+    code, report = wait_for(lambda: cluster.status_when(lambda code, r: r["plan"] is None and all(
+        n["up"] for n in r["nodes"])), timeout=30, what="b up again, no plan")
+    assert [r["pid"] for r in _persister2_runs(cluster) if r["exit"] is None] == [old["pid"]], \
+        "b's persister2 runs on, the same process"
+    assert [(u["node"], u["pid"]) for u in report["units"] if u["name"] == "persister2"] == [("b", old["pid"])]
