@@ -26,7 +26,9 @@ def test_the_daemon_is_the_start_command_forked_keeping_none_of_its_callers_file
                               capture_output=True, text=True, timeout=120, cwd=REPO)
         os.close(write_end)
         assert done.returncode == 0, done.stdout + done.stderr
-        readable, _, _ = select.select([read_end], [], [], 0)
+        # EOF once no process holds the write end: the daemon (and what it runs) never would; a
+        # short-lived helper of the command may still be exiting, so within a deadline
+        readable, _, _ = select.select([read_end], [], [], 10)
         assert readable and os.read(read_end, 1) == b"", "the daemon holds a file its caller passed it"
     finally:
         os.close(read_end)
