@@ -109,12 +109,9 @@ def _persister2_runs(cluster: Cluster) -> list[dict[str, Any]]:
     return [r for r in process_runs(cluster.d.events()) if r["name"] == "persister2"]
 
 
-def _move_persister2_while_b_dies(cluster: Cluster) -> dict[str, Any]:
-    """persister2 moved from b to c (its instance_map host edited on every host) and b's daemon
-    killed once the plan waits for its prepare (its processes run on): b's persister2 run. (The
-    leader plans only once every node that takes part shows the new files: b's daemon, frozen
-    once it showed them, dies while the plan waits; a lease of 20 s outlives the freeze.)"""
-    cluster.write_cluster_file(store={**cluster.document["store"], "ttl": 20})
+def _b_alone_with_files_moving_persister2(cluster: Cluster) -> dict[str, Any]:
+    """Every node started (a first: it leads), every unit ready; then only b gets files that move
+    persister2 to c, and shows them: b's persister2 run."""
     for nodes in (["a"], ["b", "c"]):  # a first: it leads
         started = [cluster.start(node) for node in nodes]
         assert [p.communicate(timeout=120) and p.returncode for p in started] == [0] * len(nodes)
@@ -126,6 +123,16 @@ def _move_persister2_while_b_dies(cluster: Cluster) -> dict[str, Any]:
     cluster.write_files("b")
     wait_for(lambda: cluster.status_when(lambda code, r: len({n["config_digest"] for n in r["nodes"]}) == 2),
              timeout=20, what="b showing its new files")
+    return old
+
+
+def _move_persister2_while_b_dies(cluster: Cluster) -> dict[str, Any]:
+    """persister2 moved from b to c (its instance_map host edited on every host) and b's daemon
+    killed once the plan waits for its prepare (its processes run on): b's persister2 run. (The
+    leader plans only once every node that takes part shows the new files: b's daemon, frozen
+    once it showed them, dies while the plan waits; a lease of 20 s outlives the freeze.)"""
+    cluster.write_cluster_file(store={**cluster.document["store"], "ttl": 20})
+    old = _b_alone_with_files_moving_persister2(cluster)
     b_daemon = cluster.local("b")["daemon"]["pid"]
     os.kill(b_daemon, signal.SIGSTOP)
     try:
@@ -216,17 +223,7 @@ def test_a_node_alone_with_files_that_move_a_unit_away_keeps_it_running_when_its
     """Only b has files that move persister2 to c (a stale push, a local edit): no plan applies them.
     b's daemon killed and started again must not retire persister2 for its files alone (the applied
     shard map still routes its rooms to it): it adopts it, and the same process runs on."""
-    for nodes in (["a"], ["b", "c"]):
-        started = [cluster.start(node) for node in nodes]
-        assert [p.communicate(timeout=120) and p.returncode for p in started] == [0] * len(nodes)
-    wait_for(lambda: cluster.status_when(lambda code, r: code == 0 and all_ready(r)), timeout=20,
-             what="every unit of every node ready")
-    [old] = [r for r in _persister2_runs(cluster) if r["exit"] is None]
-    cluster.d.shared["instance_map"]["persister2"]["host"] = cluster.hosts.addresses["c"]
-    cluster.nodes = {"a": ["main", "redis"], "b": ["persister1"], "c": ["persister2", "generic1", "sender1", "pusher1"]}
-    cluster.write_files("b")
-    wait_for(lambda: cluster.status_when(lambda code, r: len({n["config_digest"] for n in r["nodes"]}) == 2),
-             timeout=20, what="b showing its new files")
+    old = _b_alone_with_files_moving_persister2(cluster)
     os.kill(cluster.local("b")["daemon"]["pid"], signal.SIGKILL)
     back = cluster.start("b")
     output = back.communicate(timeout=120)[0]
