@@ -211,3 +211,9 @@ def binary(name: str) -> str:
     if os.environ.get("CI"):
         pytest.fail(f"{name} is missing in CI (contrib/debian-packages.sh installs it)")
     pytest.skip(f"{name} is not installed")
+
+
+def read_text(path: str) -> str:
+    """A file's text, closed at once (an unclosed file is a ResourceWarning, an error in CI)."""
+    with open(path) as f:
+        return f.read()

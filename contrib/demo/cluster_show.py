@@ -156,7 +156,8 @@ def show_all(show: Show, net: Network, etcd: EtcdServer) -> None:
     for node, namespace in net.hosts.items():
         print(f"node {node}: namespace {namespace}, address {net.addresses[node]}, runs {', '.join(PLACEMENT[node])}")
     print(f"bridge {net.bridge} {net.bridge_address}; etcd {etcd.url} (Debian's etcd-server, data on tmpfs)")
-    print(f"$ cat $RUN/d/cluster.yaml\n{open(cluster.file).read().rstrip()}")
+    with open(cluster.file) as f:
+        print(f"$ cat $RUN/d/cluster.yaml\n{f.read().rstrip()}")
     print("```", flush=True)
     show.start(*PLACEMENT)
 

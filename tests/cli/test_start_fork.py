@@ -11,7 +11,7 @@ import socket
 import subprocess
 import sys
 
-from helpers import REPO, wait_for
+from helpers import REPO, read_text, wait_for
 
 
 def test_the_daemon_is_the_start_command_forked_keeping_none_of_its_callers_files(deployment):
@@ -33,7 +33,7 @@ def test_the_daemon_is_the_start_command_forked_keeping_none_of_its_callers_file
     finally:
         os.close(read_end)
     log = os.path.join(deployment.state_dir, "daemon.log")
-    wait_for(lambda: "daemon.ready" in open(log).read(), timeout=30, what="the daemon's READY=1 moment")
+    wait_for(lambda: "daemon.ready" in read_text(log), timeout=30, what="the daemon's READY=1 moment")
     systemd.setblocking(False)
     try:
         assert systemd.recv(4096) is None, "the daemon told the command's systemd socket"

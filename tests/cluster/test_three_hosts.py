@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from cluster_hosts import PLACEMENT, TTL, Cluster, all_ready, maps_overlapping, plan_phase, process_runs
 from etcd_server import EtcdServer, running_etcd
-from helpers import Deployment, alive, processes_with, wait_for
+from helpers import Deployment, alive, processes_with, read_text, wait_for
 from network_namespaces import Network, network
 
 pytestmark = pytest.mark.integration
@@ -414,10 +414,6 @@ def test_a_daemon_killed_before_it_acknowledged_prepare_rejoins_and_the_plan_fin
     assert {r["map"] for r in runs if r["exit"] is None} == {("persister1", "persister2", "persister3")}
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "known defect (issue 18): one cause fixed (a node back with new files now holds the stand-ins of units "
-    "no other node publishes ready; tests/cluster/test_restart_everywhere.py shows it in the model), but run "
-    "after the rest of this file it failed once more in a CI emulation; kept running so that it is seen"))
 def test_every_daemon_killed_and_started_again_at_once_with_new_files_one_leads_and_the_others_follow(
         cluster: Cluster) -> None:
     """Every node's daemon killed (its processes run on), the new files (persister3 on b) put on
@@ -439,7 +435,7 @@ def test_every_daemon_killed_and_started_again_at_once_with_new_files_one_leads_
     try:
         outputs = [p.communicate(timeout=180)[0] for p in started]
     except subprocess.TimeoutExpired:
-        logs = {n: open(os.path.join(cluster.state_dir(n), "daemon.log")).read()[-3000:] for n in PLACEMENT}
+        logs = {n: read_text(os.path.join(cluster.state_dir(n), "daemon.log"))[-3000:] for n in PLACEMENT}
         raise AssertionError(f"a start did not end within 180 s; daemon logs (tails): {logs}") from None
     finally:
         for p in started:  # nothing left running when the test fails
@@ -455,5 +451,5 @@ def test_every_daemon_killed_and_started_again_at_once_with_new_files_one_leads_
     runs = process_runs(cluster.d.events())
     assert maps_overlapping(runs) == []
     assert {r["map"] for r in runs if r["exit"] is None} == {("persister1", "persister2", "persister3")}
-    proposed = {n for n in PLACEMENT if "proposed plan" in open(os.path.join(cluster.state_dir(n), "daemon.log")).read()}
+    proposed = {n for n in PLACEMENT if "proposed plan" in read_text(os.path.join(cluster.state_dir(n), "daemon.log"))}
     assert len(proposed) == 1, proposed
