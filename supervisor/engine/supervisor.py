@@ -153,9 +153,13 @@ class Supervisor:
         spawned (their processes running, not yet ready) and the others ready."""
         beside = unit.spec.start_beside
         assert beside is not None
+
+        def after_them() -> bool:
+            return all(d.held or d.ready_event.is_set() for d in unit.dependencies)
+
         if not _check_speaks_for(beside, [unit.spec, *(d.spec for d in unit.dependencies if d.spec.name in beside.units)]):
             self.log.info("unit.not_beside", unit=unit.spec.name, reason="its check runs other code than the units")
-            await self.wait_until(lambda: all(d.held or d.ready_event.is_set() for d in unit.dependencies))
+            await self.wait_until(after_them)
             return
         verdict = self.start_checks.verdict(beside)
 
@@ -165,7 +169,7 @@ class Supervisor:
                        for d in unit.dependencies)
 
         await self.wait_until(may_start)
-        if not all(d.held or d.ready_event.is_set() for d in unit.dependencies):
+        if not after_them():
             self.log.info("unit.starts_beside", unit=unit.spec.name,
                           beside=[d.spec.name for d in unit.dependencies if not d.ready_event.is_set()])
 
