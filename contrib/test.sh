@@ -14,6 +14,7 @@ fi
 # type checkers follow (no import hook); a module added later needs this line again.
 .venv/bin/pip install -q --disable-pip-version-check --config-settings editable_mode=strict \
     -e '.[test,dev]' 'matrix-synapse[postgres,redis]'
+bash contrib/bytecode.sh .venv/bin/python
 
 # code health first: lint and import order, then types (config in pyproject.toml)
 .venv/bin/ruff check .

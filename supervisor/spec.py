@@ -130,6 +130,7 @@ class UnitSpec:
     args_when_copied: tuple[str, ...] = ()  # added to argv when it reads copies of its config files
     reported: bool = False  # external (argv None) and never probed: its readiness is reported (`Unit.report`)
     start_beside: StartBeside | None = None  # dependencies it may start beside, when a check says so
+    cpu_bound_start: bool = False  # its start computes for seconds (Synapse's imports): one per core at once
 
 
 def steps_of(specs: list[UnitSpec]) -> list[list[str]]:

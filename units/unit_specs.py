@@ -137,6 +137,7 @@ def process_spec(d: Deployment, p: Process, writers: list[str], ready_notify: bo
         code_name="Synapse",
         step_name=STEP_NAMES[step],
         slow_start="database migration may take a while" if is_main else "",
+        cpu_bound_start=True,  # about 2 s of CPU importing Synapse: one start per core at once
         keep_env=("SYNAPSE_",),
         version=code.version or "",
         code_file=code.file,

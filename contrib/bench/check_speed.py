@@ -18,6 +18,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "demo"))
 import deployment as demo  # noqa: E402
+from installed import as_installed  # noqa: E402
 
 EXTRA_GENERIC = 3  # demo: main + 6 workers; 3 more make 10 Synapse processes
 
@@ -52,6 +53,7 @@ def main() -> None:
     parser.add_argument("--python", default=sys.executable)
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
+    as_installed()
     with tempfile.TemporaryDirectory(prefix="checkspeed") as directory:
         config, workers_dir = write_deployment(directory, args.python)
         count = 1 + len([f for f in os.listdir(workers_dir) if f.endswith(".yaml")])

@@ -20,6 +20,7 @@ from collections.abc import Callable
 
 import outside
 from bench import UNIT, bench_daemon, free_ports, wait_all_ready
+from installed import as_installed
 from supervisord_bench import supervisord
 
 Figures = dict[str, float]
@@ -88,6 +89,7 @@ def main() -> None:
     parser.add_argument("--scrapes", type=int, default=10)
     parser.add_argument("--no-supervisord", action="store_true")
     args = parser.parse_args()
+    as_installed()
     print(f"units: {' '.join(UNIT)}, {args.units} of them", flush=True)
     with bench_daemon(args.units) as (daemon, state):
         ours = supervisor_rows(daemon.pid, args.units, args, lambda: wait_all_ready(state, poll=0.1))

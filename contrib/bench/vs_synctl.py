@@ -42,6 +42,7 @@ sys.path.insert(0, HERE)
 import deployment as demo  # noqa: E402
 from check_speed import EXTRA_GENERIC, write_deployment  # noqa: E402
 from helpers import free_ports  # noqa: E402
+from installed import as_installed  # noqa: E402
 
 DB = {"user": "synsup", "password": "synsup"}
 
@@ -219,6 +220,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3, help="paired runs (synsup, then synctl)")
     args = parser.parse_args()
+    as_installed()
     root = tempfile.mkdtemp(prefix="vs", dir="/tmp")
     database = f"synsup_vs_{os.getpid()}"
     http_names = ["main", "replication", "persister1", "persister2", "generic1",

@@ -23,6 +23,7 @@ echo "== virtualenv with synsup and Synapse ($run/venv)"
 # every time (quick when nothing changed): a venv from an older checkout gets today's synsup
 "$run/venv/bin/pip" install -q --disable-pip-version-check -e "$repo" "matrix-synapse[postgres,redis]"
 py="$run/venv/bin/python"
+bash "$repo/contrib/bytecode.sh" "$py"
 synsup="$run/venv/bin/synsup"
 
 echo "== config ($run/homeserver.yaml, $run/workers/)"

@@ -40,8 +40,8 @@ class HealthChecks:
                  "policy", "timing", "_on_change", "notify_path", "state", "since", "last_start_seconds",
                  "child", "started_at", "restarts", "failed_attempts", "retry_at", "last_exit", "_error",
                  "last_error", "last_error_at", "refused", "retry_soon", "dependencies", "ready_event",
-                 "wanted", "before_stop", "start_gate", "_held", "waiting_for_resume", "_adopted", "unpaused", "_stop",
-                 "_start_requested", "_idle", "_notify_ready", "_notify", "_prober", "_oom", "_stopped",
+                 "wanted", "before_stop", "start_gate", "start_cores", "_held", "waiting_for_resume", "_adopted",
+                 "unpaused", "_stop", "_start_requested", "_idle", "_notify_ready", "_notify", "_prober", "_oom", "_stopped",
                  "installed", "_reported", "_report_changed", "log")
 
     spec: UnitSpec

@@ -17,6 +17,7 @@ from .log_watch import LogWatch
 from .process import Spawner, stop_child
 from .restart_policy import RestartPolicy
 from .start_beside import StartBesideChecks
+from .start_cores import StartCores
 from .unit import Unit
 from .unit_output import KEEP_FILES, MAX_BYTES, UnitOutput
 from .unit_state import UnitState
@@ -42,7 +43,7 @@ class Supervisor:
     def __init__(self, specs: list[UnitSpec], *, log_dir: str, notify_dir: str | None,
                  clock: Clock | None = None, spawner: Spawner | None = None,
                  timing: Timing | None = None, policy: Callable[[], RestartPolicy] = RestartPolicy,
-                 log_max_bytes: int = MAX_BYTES, log_backups: int = KEEP_FILES) -> None:
+                 log_max_bytes: int = MAX_BYTES, log_backups: int = KEEP_FILES, cores: int | None = None) -> None:
         self.log_max_bytes, self.log_backups = log_max_bytes, log_backups
         self.clock = clock or Clock()
         self.spawner = spawner or Spawner()
@@ -61,6 +62,7 @@ class Supervisor:
         self._log_watch: LogWatch | None = None  # while `keep_logs` runs
         self.log = structlog.get_logger()
         self.start_checks = StartBesideChecks(self.clock, self._poke)
+        self.start_cores = StartCores(cores)  # turns of the starts that keep a core busy
         for spec in specs:
             self._add(spec)
         self._wire()
@@ -76,6 +78,7 @@ class Supervisor:
                     on_change=self._unit_changed, unpaused=self.unpaused)
         unit.before_stop = self._before_stop
         unit.start_gate = self._start_gate
+        unit.start_cores = self.start_cores
         unit.output.on_open = self._log_opened
         self.units[spec.name] = unit
         return unit
@@ -139,6 +142,7 @@ class Supervisor:
         self._changed = Flag()
 
     def _unit_changed(self, unit: Unit) -> None:
+        self.start_cores.changed(unit)
         self._poke()
         for listener in list(self._listeners):
             listener(unit)
@@ -298,6 +302,7 @@ class Supervisor:
 
     def close(self) -> None:
         self.start_checks.close()
+        self.start_cores.close()
         for unit in self.units.values():
             unit.output.close()
 

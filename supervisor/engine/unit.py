@@ -24,6 +24,7 @@ from .peer_checks import PeerChecks
 from .probes import Prober
 from .process import Child, ExitStatus, Spawner
 from .restart_policy import RestartPolicy
+from .start_cores import StartCores
 from .unit_elsewhere import Elsewhere
 from .unit_output import UnitOutput
 from .unit_process import ProcessRun
@@ -65,6 +66,7 @@ class Unit(ProcessRun, Elsewhere):
         self.wanted = False
         self.before_stop: Callable[[Unit], Awaitable[None]] | None = None  # awaited before a ready unit stops
         self.start_gate: Callable[[Unit], Awaitable[None]] | None = None  # its wait when spec.start_beside
+        self.start_cores: StartCores | None = None  # the turns of spec.cpu_bound_start (start_cores.py)
         self._held = Flag()  # stopped by the admin: no automatic start until `synsup start UNIT`
         self.waiting_for_resume = False  # exited while paused: nothing happens until `synsup resume`
         self._adopted: Child | None = None  # a process an earlier daemon started, to supervise first
@@ -258,6 +260,8 @@ class Unit(ProcessRun, Elsewhere):
             self.set_state(S.WAITING)
             if not self._dependencies_met() and await self._race(self._dependencies_ready()) == "stop":
                 break
+            if not await self._turn_for_a_core():
+                break
             ready_for = await self._run_once()
             if not self.wanted:
                 break
@@ -327,6 +331,18 @@ class Unit(ProcessRun, Elsewhere):
             return
         for dependency in self.dependencies:
             await dependency.ready_or_held()
+
+    async def _turn_for_a_core(self) -> bool:
+        """A start that keeps a core busy for seconds waits for its turn (start_cores.py), saying
+        so in its health; False when stopped meanwhile."""
+        cores = self.start_cores
+        if cores is None or not self.spec.cpu_bound_start or self._adopted is not None or self.spec.argv is None:
+            return True
+        if cores.take(self):
+            return True
+        self.health = f"waiting for a core: {cores.computing()} starts compute on {cores.cores}"
+        self._on_change(self)
+        return await self._race(cores.wait_turn(self)) != "stop"
 
     async def _run_once(self) -> float | None:
         """One process from spawn to exit; seconds it was ready, or None if it never was."""

@@ -83,11 +83,13 @@ def test_cache_factors_become_environment(tmp_path):
 
 def test_what_is_synapse_in_a_spec_comes_from_the_source(tmp_path):
     """Issue 17: the engine and daemon special-case nothing; the specs say what is Synapse's: the
-    SYNAPSE_ variables kept, main's long start, each step's name for `stop`, the code's name."""
+    SYNAPSE_ variables kept, main's long start, the starts that compute for seconds, each step's
+    name for `stop`, the code's name."""
     specs, _, _ = specs_for(tmp_path, *modern_deployment())
     synapse = [s for s in specs.values() if s.code_name]
     assert {s.keep_env for s in synapse} == {("SYNAPSE_",)} and specs["redis"].keep_env == ()
     assert [s.name for s in specs.values() if s.slow_start] == ["main"]
+    assert {s.name for s in specs.values() if s.cpu_bound_start} == {s.name for s in synapse}  # not Redis
     assert {s.code_name for s in synapse} == {"Synapse"}
     assert [specs[n].step_name for n in ("redis", "main", "persister1", "generic1")] == \
         ["Redis", "main", "stream writers", "workers"]

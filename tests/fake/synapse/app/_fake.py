@@ -6,6 +6,7 @@ Behaviour comes from $SYNAPSE_FAKE_CONTROL/<instance>.json, read at start:
                               (log_config, worker_log_config) that says `_fake_refuse` (a broken log config)
   {"refuse_version": "1.2.3"} the same, when it runs as that version
   {"ready_delay": 0.5}        bind and send READY=1 only after this many seconds
+  {"busy": 0.6}               first compute for this many seconds of CPU (as Synapse importing its code)
   {"hang": true}              never bind, never send READY=1
   {"crash_after": 0.5}        exit 1 this long after becoming ready
   {"ignore_term": true}       ignore SIGTERM
@@ -199,6 +200,13 @@ class Fake:
                 self.record("setsid_helpers", count=count)
             await asyncio.sleep(0.05)
 
+    def compute(self, seconds):
+        """Keep a core busy for `seconds` of this process's CPU time, then record when it ended."""
+        until = time.process_time() + seconds
+        while time.process_time() < until:
+            sum(range(1000))
+        self.record("computed")
+
     async def run(self):
         b = self.behaviour
         self.record("start", version=synapse.__version__,
@@ -216,6 +224,8 @@ class Fake:
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGTERM, lambda: None if b.get("ignore_term") else self.stopping.set())
         loop.add_signal_handler(signal.SIGHUP, lambda: self.record("sighup"))
+        if b.get("busy"):
+            self.compute(float(b["busy"]))
         if b.get("hang"):
             await self.stopping.wait()
             self.record("exit", code=0)

@@ -1,0 +1,175 @@
+"""UnitSpec.cpu_bound_start: starts that compute for seconds (Synapse importing its code) take
+turns for the cores, one per core at once; a start that stops computing gives its turn away;
+other units never wait for a turn; a stop while waiting leaves no turn behind. Fake Synapse
+processes that compute (`busy`) before they bind and send READY=1, on a supervisor told it has
+one core."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+from helpers import FAKE_SYNAPSE, Deployment
+
+from synsup.supervisor.engine.start_cores import BUSY_SHARE, cpu_wanted_ns
+from synsup.supervisor.engine.supervisor import Supervisor
+from synsup.supervisor.engine.unit_state import UnitState
+from synsup.units.loader import load_deployment
+from synsup.units.unit_specs import unit_specs
+
+pytestmark = pytest.mark.integration
+NAMES = ("main", "generic1", "persister1")
+
+
+@pytest.fixture
+def fake_env(short_dir, monkeypatch):
+    d = Deployment(os.path.join(short_dir, "d"), os.path.join(short_dir, "s"))
+    monkeypatch.setenv("PYTHONPATH", FAKE_SYNAPSE)
+    monkeypatch.setenv("SYNAPSE_FAKE_CONTROL", d.control)
+    os.makedirs(d.state_dir)
+    yield d
+    d.postgres.close()
+
+
+def specs(d: Deployment, not_cpu_bound: tuple[str, ...] = ()):
+    """main, generic1 and persister1 with no dependencies: only the turns order their starts."""
+    deployment = load_deployment([d.config], d.workers_dir, sys.executable).deployment
+    return [dataclasses.replace(s, dependencies=(), start_beside=None, cpu_bound_start=s.name not in not_cpu_bound)
+            for s in unit_specs(deployment) if s.name in NAMES]
+
+
+def events(d: Deployment, kind: str) -> dict[str, float]:
+    with open(os.path.join(d.control, "events.jsonl")) as f:
+        return {e["name"]: e["t"] for e in map(json.loads, f) if e["event"] == kind}
+
+
+def run(d: Deployment, unit_specs_, work, cores: int = 1) -> dict:
+    """Run `work(sup, seen)` on a supervisor of `cores` cores; `seen`: each unit's health lines."""
+    seen: dict = {"health": {}}
+
+    async def main():
+        sup = Supervisor(unit_specs_, log_dir=d.state_dir, notify_dir=d.state_dir, cores=cores)
+        sup.add_listener(lambda u: u.health and seen["health"].setdefault(u.spec.name, set()).add(u.health))
+        async with asyncio.TaskGroup() as group:
+            sup.spawn_tasks(group)
+            try:
+                await asyncio.wait_for(work(sup, seen), 60)
+            finally:
+                await sup.stop_all()
+                sup.cancel_tasks()
+        seen["turns_left"] = (sup.start_cores.computing(), sup.start_cores.waiting())
+        sup.close()
+    asyncio.run(main())
+    return seen
+
+
+def waited_for_a_core(seen: dict, name: str) -> bool:
+    return any(h.startswith("waiting for a core") for h in seen["health"].get(name, ()))
+
+
+async def all_ready(sup, seen):
+    sup.start_all()
+    await sup.wait_until(sup.all_ready)
+
+
+def test_starts_that_compute_take_turns_one_per_core(fake_env):
+    for name in NAMES:
+        fake_env.behave(name, busy=0.4)
+    seen = run(fake_env, specs(fake_env), all_ready)
+    started, computed = events(fake_env, "start"), events(fake_env, "computed")
+    order = sorted(NAMES, key=started.get)
+    for before, after in zip(order, order[1:]):  # on one core, each computed alone
+        assert started[after] >= computed[before], (order, started, computed)
+    waited = [n for n in NAMES if waited_for_a_core(seen, n)]
+    assert sorted(waited) == sorted(order[1:]), seen["health"]  # status said why they waited
+    assert seen["turns_left"] == (0, 0)
+
+
+def test_on_two_cores_two_compute_at_once(fake_env):
+    for name in NAMES:
+        fake_env.behave(name, busy=0.6)
+    run(fake_env, specs(fake_env), all_ready, cores=2)
+    started, computed = events(fake_env, "start"), events(fake_env, "computed")
+    first, second, third = sorted(NAMES, key=started.get)
+    assert started[second] < computed[first]  # the second core was used at once
+    assert started[third] >= min(computed[first], computed[second])
+
+
+def test_a_start_that_waits_without_computing_gives_its_turn_away(fake_env):
+    """generic1 hangs before binding (as a worker waiting for its database): main, asking for the
+    only core after it, starts at the next look, not at generic1's start timeout (120 s)."""
+    fake_env.behave("generic1", hang=True)
+    fake_env.behave("main", busy=0.2)
+
+    async def work(sup, seen):
+        generic1, main = sup.units["generic1"], sup.units["main"]
+        generic1.start()
+        await sup.wait_until(lambda: generic1.state is UnitState.STARTING and generic1.pid is not None)
+        main.start()
+        await sup.wait_until(lambda: main.state is UnitState.READY)
+        seen["generic1"] = generic1.state
+
+    seen = run(fake_env, specs(fake_env), work)
+    assert seen["generic1"] is UnitState.STARTING  # still not ready: main did not wait for it
+    assert waited_for_a_core(seen, "main")
+
+
+def test_a_unit_without_cpu_bound_start_never_waits_for_a_turn(fake_env):
+    fake_env.behave("generic1", busy=3.0)
+
+    async def work(sup, seen):
+        generic1, main = sup.units["generic1"], sup.units["main"]
+        generic1.start()
+        await sup.wait_until(lambda: generic1.pid is not None)
+        main.start()
+        await sup.wait_until(lambda: main.state is UnitState.READY)
+        seen["generic1"] = generic1.state
+
+    seen = run(fake_env, specs(fake_env, not_cpu_bound=("main",)), work)
+    assert seen["generic1"] is UnitState.STARTING  # still computing when main was ready
+    assert not waited_for_a_core(seen, "main")
+
+
+def test_a_stop_while_waiting_for_a_turn_leaves_no_turn_behind(fake_env):
+    fake_env.behave("generic1", busy=1.0)
+
+    async def work(sup, seen):
+        generic1, main, persister1 = (sup.units[n] for n in ("generic1", "main", "persister1"))
+        generic1.start()
+        await sup.wait_until(lambda: generic1.pid is not None)
+        main.start()
+        await sup.wait_until(lambda: waited_for_a_core(seen, "main"))
+        await main.stop()  # while it waits for its turn
+        await sup.wait_until(lambda: generic1.state is UnitState.READY)
+        persister1.start()
+        await sup.wait_until(lambda: persister1.state is UnitState.READY)
+        seen["main"] = main.state
+
+    seen = run(fake_env, specs(fake_env), work)
+    assert seen["main"] is UnitState.STOPPED
+    assert "main" not in events(fake_env, "start")  # never spawned
+    assert not waited_for_a_core(seen, "persister1")  # its turn came at once: nothing left of main's wait
+    assert seen["turns_left"] == (0, 0)
+
+
+def test_a_start_that_shares_its_core_still_counts_as_computing():
+    """Three processes computing on one CPU each get a third of it, and each wants all of it: the
+    CPU a start wanted (ran or waited to run) keeps its turn when other work crowds its core."""
+    code = "import os, time\nos.sched_setaffinity(0, {min(os.sched_getaffinity(0))})\nwhile True: pass\n"
+    procs = [subprocess.Popen([sys.executable, "-c", code]) for _ in range(3)]
+    try:
+        before, began = [cpu_wanted_ns(p.pid) for p in procs], time.monotonic()
+        time.sleep(0.5)
+        shares = [(cpu_wanted_ns(p.pid) - b) / 1e9 / (time.monotonic() - began) for p, b in zip(procs, before)]
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
+    assert all(share > BUSY_SHARE for share in shares), shares
+    assert cpu_wanted_ns(procs[0].pid) is None  # reaped: gone
