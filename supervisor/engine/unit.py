@@ -341,6 +341,7 @@ class Unit(ProcessRun, Elsewhere):
         if cores.take(self):
             return True
         self.health = f"waiting for a core: {cores.computing()} starts compute on {cores.cores}"
+        self.log.info("unit.waiting_for_core", computing=cores.computing(), cores=cores.cores)
         self._on_change(self)
         return await self._race(cores.wait_turn(self)) != "stop"
 
