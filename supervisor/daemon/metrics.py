@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Protocol
 from ... import version as synsup_version
 from ..engine.resources import ResourceSampler
 from ..engine.unit_state import UnitState
-from ..engine.unit_tally import ProbeTally, UnitTally
+from ..engine.unit_tally import Histogram, ProbeTally, UnitTally
 from .scrape_targets import instance_of
 from .tallies import Tallies
 
@@ -120,6 +120,7 @@ class UnitLabels:
 
     def __init__(self) -> None:
         self._texts: dict[tuple, str] = {}
+        self._heads: dict[tuple, tuple[list[str], str, str]] = {}
 
     def of(self, unit: Unit, **extra: str) -> str:
         spec = unit.spec
@@ -130,15 +131,30 @@ class UnitLabels:
                 {"unit": spec.name, "app": spec.app, "group": spec.group or "", "instance": instance_of(spec), **extra})
         return text
 
+    def histogram_heads(self, unit: Unit, name: str, bounds: tuple[float, ...]) -> tuple[list[str], str, str]:
+        """The heads of a histogram's bucket lines (one per bound and +Inf), _count and _sum."""
+        key = (unit.spec.name, name, bounds)
+        heads = self._heads.get(key)
+        if heads is None:
+            heads = self._heads[key] = (
+                [f"{name}_bucket{self.of(unit, le=le)} " for le in (*map(repr, bounds), "+Inf")],
+                f"{name}_count{self.of(unit)} ", f"{name}_sum{self.of(unit)} ")
+        return heads
+
     def forget(self) -> None:
         self._texts.clear()
+        self._heads.clear()
 
 
-def _histogram(name: str, labels: UnitLabels, unit: Unit, buckets: list[tuple[str, int]], total: float) -> str:
-    lines = [f"{name}_bucket{labels.of(unit, le=le)} {number(count)}\n" for le, count in buckets]
-    count = buckets[-1][1] if buckets else 0
-    return "".join(lines) + f"{name}_count{labels.of(unit)} {number(count)}\n" \
-        f"{name}_sum{labels.of(unit)} {number(total)}\n"
+def _histogram(name: str, labels: UnitLabels, unit: Unit, histogram: Histogram) -> str:
+    """A histogram's lines: each line's head (name and labels) made once per unit, then only
+    the cumulative counts (ints: never inf or NaN) and the sum at each scrape."""
+    buckets, count_head, sum_head = labels.histogram_heads(unit, name, histogram.bounds)
+    lines, running = [], 0
+    for head, count in zip(buckets, histogram.counts):
+        running += count
+        lines.append(f"{head}{float(running)!r}\n")
+    return "".join(lines) + f"{count_head}{float(running)!r}\n{sum_head}{number(histogram.total)}\n"
 
 
 def _families(families: tuple[tuple[str, str, str], ...], per_unit: list[tuple[str, ...]]) -> str:
@@ -177,8 +193,7 @@ class UnitEventFamilies:
         degraded = f"synsup_unit_degraded{of(unit)} {1.0 if unit.degraded else 0.0}\n"
         restarts = f"synsup_unit_restarts_total{of(unit)} {number(t.restarts_total)}\n"
         exits = "".join(f"synsup_unit_exits_total{of(unit, reason=r)} {number(t.exits[r])}\n" for r in EXIT_REASONS)
-        start = _histogram("synsup_unit_start_seconds", self.labels, unit, t.start_seconds.buckets(),
-                           t.start_seconds.total)
+        start = _histogram("synsup_unit_start_seconds", self.labels, unit, t.start_seconds)
         return states, ready, degraded, restarts, exits, start
 
 
@@ -196,8 +211,7 @@ class ScrapeTimeFamilies:
 
     def _probe_lines(self, unit: Unit) -> tuple[str, ...]:
         probes: ProbeTally = getattr(unit, "probe_tally", None) or ProbeTally()
-        seconds = _histogram("synsup_unit_probe_seconds", self.labels, unit, probes.seconds.buckets(),
-                             probes.seconds.total)
+        seconds = _histogram("synsup_unit_probe_seconds", self.labels, unit, probes.seconds)
         return seconds, f"synsup_unit_probe_failures_total{self.labels.of(unit)} {number(probes.failures)}\n"
 
     def _resource_lines(self, unit: Unit) -> tuple[str, ...] | None:

@@ -28,14 +28,6 @@ class Histogram:
         self.counts[bisect.bisect_left(self.bounds, value)] += 1
         self.total += value
 
-    def buckets(self) -> list[tuple[str, int]]:
-        """Cumulative (le, count) pairs as prometheus_client's HistogramMetricFamily wants them."""
-        out, running = [], 0
-        for bound, count in zip((*map(repr, self.bounds), "+Inf"), self.counts):
-            running += count
-            out.append((bound, running))
-        return out
-
 
 class ProbeTally:
     """Liveness checks of one unit: how long each took, how many failed."""
