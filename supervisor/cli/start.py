@@ -7,6 +7,7 @@ import asyncio
 import dataclasses
 import fcntl
 import functools
+import gc
 import os
 import subprocess
 import sys
@@ -160,6 +161,7 @@ def _run_daemon(args: argparse.Namespace, source: Source, state: StateDir, loade
     daemon_log = DaemonLog.of_stderr(state.daemon_log, args.log_max_bytes, args.log_backups)
     configure(args.log_format, daemon_log=daemon_log)
     watch = not args.no_watch and os.environ.get("SYNSUP_WATCH", "1") != "0"
+    gc.collect()  # the command's garbage (its argument parser's cycles): the units' objects fill it, not new memory
     daemon = Daemon(loaded, state, log_dir, reloader=lambda: with_environment(source.load(args), variables),
                     planner=source.plan,
                     notifier=SystemdNotifier.from_environment(), watch=watch, settle=args.watch_settle,
