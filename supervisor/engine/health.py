@@ -29,6 +29,7 @@ class Timing:
     failed_retry: float | None = 300.0  # a failed unit is tried again after this cool-down
     peer_interval: float | None = 30.0  # peer checks (`UnitSpec.peer_checks`) once ready, then this often
     peer_timeout: float = 5.0
+    liveness_slack: float = 0.25  # a liveness check waits up to this much longer, to wake with others
 
 
 class HealthChecks:
@@ -161,6 +162,13 @@ class HealthChecks:
             if self._peers is not None:
                 self._peers.degraded = None
 
+    def _coalesced(self, seconds: float) -> float:
+        """`seconds`, lengthened to end on a multiple of the liveness slack: the checks of hundreds
+        of units wake together, a few per turn of the event loop, not one turn (and one epoll
+        wait) each."""
+        slack = self.timing.liveness_slack
+        return seconds + (-(self.clock.monotonic() + seconds)) % slack if slack > 0 else seconds
+
     async def _probed_liveness(self) -> None:
         interval = self.timing.liveness_interval
         if interval is None or (not self.spec.probes and self.spec.argv is None):
@@ -170,7 +178,7 @@ class HealthChecks:
         while failures < self.timing.failure_threshold:
             if not self.spec.probes and not failures:
                 await self._stopped.wait()  # no timer while it runs: SIGCHLD says when it stops
-            await self.clock.sleep(interval)
+            await self.clock.sleep(self._coalesced(interval))
             why = await self._check_alive()
             self.probe_tally.observe(self._prober.last_seconds, why is not None)
             if why and not self.unpaused.is_set():
