@@ -217,6 +217,7 @@ class Child:
             REAPER.leaders.pop(self.pid, None)
             self._loop.remove_reader(self._pidfd)
             os.close(self._pidfd)
+            self._popen.returncode = -signal.SIGKILL  # the reaper reaps it (leftovers), not Popen
             self._exited.set_result(-signal.SIGKILL)
         self._close_output()
 

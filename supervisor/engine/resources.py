@@ -27,7 +27,7 @@ class Usage:
     open_fds: int
 
 
-def _read(path: str) -> bytes:
+def read_small(path: str) -> bytes:
     """A small /proc file's content: one open, one read, one close (no file object)."""
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
@@ -38,7 +38,7 @@ def _read(path: str) -> bytes:
 
 def _children(pid: int) -> list[int]:
     try:
-        data = _read(f"/proc/{pid}/task/{pid}/children")
+        data = read_small(f"/proc/{pid}/task/{pid}/children")
     except FileNotFoundError:
         return []
     except OSError:  # no CONFIG_PROC_CHILDREN: let psutil scan
@@ -63,7 +63,7 @@ def process_tree(pid: int) -> list[int]:
 def _stat(pid: int) -> tuple[float, int, float] | None:
     """(CPU seconds incl. reaped children, RSS bytes, start time in seconds since boot)."""
     try:
-        fields = _read(f"/proc/{pid}/stat").rsplit(b")", 1)[1].split()
+        fields = read_small(f"/proc/{pid}/stat").rsplit(b")", 1)[1].split()
     except (OSError, IndexError):
         return None
     cpu = sum(int(x) for x in fields[11:15]) / TICKS  # utime stime cutime cstime

@@ -225,9 +225,11 @@ class Unit(ProcessRun, Elsewhere):
                     await self._contained(self._life())
                 finally:
                     self._kill_child()
+                    self._give_back_turn()
                     self._idle.set()
         finally:
             self._kill_child()
+            self._give_back_turn()
             if self._notify:
                 self._notify.close()
 
@@ -242,6 +244,10 @@ class Unit(ProcessRun, Elsewhere):
             self.wanted = False
             self._kill_child()
             self.set_state(S.FAILED, f"internal error: {type(e).__name__}: {e}")
+
+    def _give_back_turn(self) -> None:
+        if self.start_cores is not None:
+            self.start_cores.release(self)
 
     def _kill_child(self) -> None:
         if self.child is not None and not self.child.exited:
@@ -262,6 +268,9 @@ class Unit(ProcessRun, Elsewhere):
                 break
             if not await self._turn_for_a_core():
                 break
+            if self.spec.start_beside is None and not self._dependencies_met():
+                self._give_back_turn()  # a dependency went down while this one waited for a core
+                continue
             ready_for = await self._run_once()
             if not self.wanted:
                 break
@@ -340,10 +349,18 @@ class Unit(ProcessRun, Elsewhere):
             return True
         if cores.take(self):
             return True
-        self.health = f"waiting for a core: {cores.computing()} starts compute on {cores.cores}"
-        self.log.info("unit.waiting_for_core", computing=cores.computing(), cores=cores.cores)
+        busy = [u.spec.name for u in cores.computing()]
+        self.health = f"waiting for a core ({cores.cores}): {', '.join(busy)} starting"
+        self.log.info("unit.waiting_for_core", starting=busy, cores=cores.cores)
         self._on_change(self)
-        return await self._race(cores.wait_turn(self)) != "stop"
+        began = self.clock.monotonic()
+        try:
+            if await self._race(cores.wait_turn(self)) == "stop":
+                return False
+        finally:
+            self.health = None
+        self.log.info("unit.core_free", waited=round(self.clock.monotonic() - began, 3))
+        return True
 
     async def _run_once(self) -> float | None:
         """One process from spawn to exit; seconds it was ready, or None if it never was."""

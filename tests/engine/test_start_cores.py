@@ -17,7 +17,7 @@ import time
 import pytest
 from helpers import FAKE_SYNAPSE, Deployment
 
-from synsup.supervisor.engine.start_cores import BUSY_SHARE, cpu_wanted_ns
+from synsup.supervisor.engine.start_cores import BUSY_SHARE, _cgroup_quota, cpu_wanted_ns
 from synsup.supervisor.engine.supervisor import Supervisor
 from synsup.supervisor.engine.unit_state import UnitState
 from synsup.units.loader import load_deployment
@@ -63,7 +63,7 @@ def run(d: Deployment, unit_specs_, work, cores: int = 1) -> dict:
             finally:
                 await sup.stop_all()
                 sup.cancel_tasks()
-        seen["turns_left"] = (sup.start_cores.computing(), sup.start_cores.waiting())
+        seen["nothing_left"] = sup.start_cores.idle()  # no turn, no waiter, no timer left behind
         sup.close()
     asyncio.run(main())
     return seen
@@ -88,7 +88,7 @@ def test_starts_that_compute_take_turns_one_per_core(fake_env):
         assert started[after] >= computed[before], (order, started, computed)
     waited = [n for n in NAMES if waited_for_a_core(seen, n)]
     assert sorted(waited) == sorted(order[1:]), seen["health"]  # status said why they waited
-    assert seen["turns_left"] == (0, 0)
+    assert seen["nothing_left"]
 
 
 def test_on_two_cores_two_compute_at_once(fake_env):
@@ -155,7 +155,7 @@ def test_a_stop_while_waiting_for_a_turn_leaves_no_turn_behind(fake_env):
     assert seen["main"] is UnitState.STOPPED
     assert "main" not in events(fake_env, "start")  # never spawned
     assert not waited_for_a_core(seen, "persister1")  # its turn came at once: nothing left of main's wait
-    assert seen["turns_left"] == (0, 0)
+    assert seen["nothing_left"]
 
 
 def test_a_start_that_shares_its_core_still_counts_as_computing():
@@ -173,3 +173,67 @@ def test_a_start_that_shares_its_core_still_counts_as_computing():
             p.wait()
     assert all(share > BUSY_SHARE for share in shares), shares
     assert cpu_wanted_ns(procs[0].pid) is None  # reaped: gone
+
+
+def test_a_lone_restart_does_not_wait_for_a_start_that_waits_without_computing(fake_env):
+    """generic1 hangs in starting (holding the only turn, idle); main crashes: its restart takes
+    a turn at once (generic1 judged idle on the spot), and says nothing of waiting for a core."""
+    fake_env.behave("generic1", hang=True)
+
+    async def work(sup, seen):
+        generic1, main = sup.units["generic1"], sup.units["main"]
+        main.start()
+        await sup.wait_until(lambda: main.state is UnitState.READY)
+        generic1.start()
+        await sup.wait_until(lambda: generic1.state is UnitState.STARTING and generic1.pid is not None)
+        seen["health"].clear()
+        first = main.pid
+        os.kill(first, 9)
+        await sup.wait_until(lambda: main.state is UnitState.READY and main.pid != first)
+
+    seen = run(fake_env, specs(fake_env), work)
+    assert not waited_for_a_core(seen, "main"), seen["health"]
+    assert seen["nothing_left"]
+
+
+def test_a_restart_of_main_goes_before_workers_waiting_for_a_core(fake_env):
+    fake_env.behave("generic1", busy=1.0)
+
+    async def work(sup, seen):
+        generic1, main, persister1 = (sup.units[n] for n in ("generic1", "main", "persister1"))
+        generic1.start()
+        await sup.wait_until(lambda: generic1.pid is not None)
+        persister1.start()  # a stream writer: a later step than main's
+        await sup.wait_until(lambda: waited_for_a_core(seen, "persister1"))
+        main.start()
+        await sup.wait_until(lambda: main.state is persister1.state is UnitState.READY)
+
+    run(fake_env, specs(fake_env), work)
+    started = events(fake_env, "start")
+    assert started["generic1"] < started["main"] < started["persister1"], started
+
+
+def test_a_unit_task_cancelled_while_holding_or_waiting_leaves_nothing_behind(fake_env):
+    fake_env.behave("generic1", busy=3.0)
+
+    async def work(sup, seen):
+        generic1, main = sup.units["generic1"], sup.units["main"]
+        generic1.start()
+        await sup.wait_until(lambda: generic1.pid is not None)
+        main.start()
+        await sup.wait_until(lambda: waited_for_a_core(seen, "main"))
+        sup.cancel_tasks()  # as a daemon whose stop timed out
+        await asyncio.sleep(0.05)
+        seen["left_after_cancel"] = sup.start_cores.idle()
+
+    seen = run(fake_env, specs(fake_env), work)
+    assert seen["left_after_cancel"]
+
+
+@pytest.mark.parametrize("cpu_max, cores", [("max 100000", None), ("150000 100000", 1.5), ("200000 100000", 2.0)])
+def test_a_cgroup_cpu_quota_counts_as_fewer_cores(tmp_path, cpu_max, cores):
+    """Docker's --cpus=1.5 or systemd's CPUQuota=150% on a bigger machine: two turns, not one a core."""
+    (tmp_path / "cgroup").write_text("0::/system.slice/synsup.service\n")
+    (tmp_path / "fs/system.slice/synsup.service").mkdir(parents=True)
+    (tmp_path / "fs/system.slice/synsup.service/cpu.max").write_text(cpu_max + "\n")
+    assert _cgroup_quota(str(tmp_path / "cgroup"), str(tmp_path / "fs")) == cores
