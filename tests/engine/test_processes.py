@@ -10,7 +10,7 @@ import time
 
 import psutil
 import pytest
-from helpers import FAKE_SYNAPSE, Deployment
+from helpers import Deployment
 
 from synsup.supervisor.engine.process import return_free_heap
 from synsup.supervisor.engine.restart_policy import RestartPolicy
@@ -22,16 +22,6 @@ from synsup.units.unit_specs import unit_specs
 
 pytestmark = pytest.mark.integration
 S = UnitState
-
-
-@pytest.fixture
-def fake_env(short_dir, monkeypatch):
-    d = Deployment(os.path.join(short_dir, "d"), os.path.join(short_dir, "s"))
-    monkeypatch.setenv("PYTHONPATH", FAKE_SYNAPSE)
-    monkeypatch.setenv("SYNAPSE_FAKE_CONTROL", d.control)
-    os.makedirs(d.state_dir)
-    yield d
-    d.postgres.close()
 
 
 def specs_of(d: Deployment, **overrides):

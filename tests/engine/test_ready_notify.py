@@ -11,23 +11,13 @@ import os
 import sys
 
 import pytest
-from helpers import FAKE_SYNAPSE, Deployment
+from helpers import Deployment
 
 from synsup.supervisor.engine.supervisor import Supervisor
 from synsup.units.loader import load_deployment
 from synsup.units.unit_specs import unit_specs
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def fake_env(short_dir, monkeypatch):
-    d = Deployment(os.path.join(short_dir, "d"), os.path.join(short_dir, "s"))
-    monkeypatch.setenv("PYTHONPATH", FAKE_SYNAPSE)
-    monkeypatch.setenv("SYNAPSE_FAKE_CONTROL", d.control)
-    os.makedirs(d.state_dir)
-    yield d
-    d.postgres.close()
 
 
 def ready_lags(d: Deployment, delays: dict[str, float], ready_notify: bool) -> dict[str, float]:

@@ -11,7 +11,7 @@ import os
 import sys
 
 import pytest
-from helpers import FAKE_SYNAPSE, Deployment
+from helpers import Deployment
 
 from synsup.supervisor.engine.supervisor import Supervisor
 from synsup.supervisor.spec import StartBeside
@@ -23,14 +23,9 @@ MAIN_READY_AFTER = 1.5  # seconds main's fake takes from spawn to READY=1
 
 
 @pytest.fixture
-def fake_env(short_dir, monkeypatch):
-    d = Deployment(os.path.join(short_dir, "d"), os.path.join(short_dir, "s"))
-    monkeypatch.setenv("PYTHONPATH", FAKE_SYNAPSE)
-    monkeypatch.setenv("SYNAPSE_FAKE_CONTROL", d.control)
-    os.makedirs(d.state_dir)
-    d.behave("main", ready_delay=MAIN_READY_AFTER)
-    yield d
-    d.postgres.close()
+def fake_env(fake_env):
+    fake_env.behave("main", ready_delay=MAIN_READY_AFTER)
+    return fake_env
 
 
 def check(exit_code: int, said: str) -> tuple[str, ...]:

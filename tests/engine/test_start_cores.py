@@ -15,7 +15,7 @@ import sys
 import time
 
 import pytest
-from helpers import FAKE_SYNAPSE, Deployment
+from helpers import Deployment
 
 from synsup.supervisor.engine.start_cores import BUSY_SHARE, _cgroup_quota, cpu_wanted_ns
 from synsup.supervisor.engine.supervisor import Supervisor
@@ -25,16 +25,6 @@ from synsup.units.unit_specs import unit_specs
 
 pytestmark = pytest.mark.integration
 NAMES = ("main", "generic1", "persister1")
-
-
-@pytest.fixture
-def fake_env(short_dir, monkeypatch):
-    d = Deployment(os.path.join(short_dir, "d"), os.path.join(short_dir, "s"))
-    monkeypatch.setenv("PYTHONPATH", FAKE_SYNAPSE)
-    monkeypatch.setenv("SYNAPSE_FAKE_CONTROL", d.control)
-    os.makedirs(d.state_dir)
-    yield d
-    d.postgres.close()
 
 
 def specs(d: Deployment, not_cpu_bound: tuple[str, ...] = ()):
@@ -71,6 +61,14 @@ def run(d: Deployment, unit_specs_, work, cores: int = 1) -> dict:
 
 def waited_for_a_core(seen: dict, name: str) -> bool:
     return any(h.startswith("waiting for a core") for h in seen["health"].get(name, ()))
+
+
+async def while_generic1_computes(sup, seen, name: str) -> None:
+    """generic1 started (holding the only core), then `name` asks for one."""
+    generic1 = sup.units["generic1"]
+    generic1.start()
+    await sup.wait_until(lambda: generic1.pid is not None)
+    sup.units[name].start()
 
 
 async def all_ready(sup, seen):
@@ -124,12 +122,9 @@ def test_a_unit_without_cpu_bound_start_never_waits_for_a_turn(fake_env):
     fake_env.behave("generic1", busy=3.0)
 
     async def work(sup, seen):
-        generic1, main = sup.units["generic1"], sup.units["main"]
-        generic1.start()
-        await sup.wait_until(lambda: generic1.pid is not None)
-        main.start()
-        await sup.wait_until(lambda: main.state is UnitState.READY)
-        seen["generic1"] = generic1.state
+        await while_generic1_computes(sup, seen, "main")
+        await sup.wait_until(lambda: sup.units["main"].state is UnitState.READY)
+        seen["generic1"] = sup.units["generic1"].state
 
     seen = run(fake_env, specs(fake_env, not_cpu_bound=("main",)), work)
     assert seen["generic1"] is UnitState.STARTING  # still computing when main was ready
@@ -141,9 +136,7 @@ def test_a_stop_while_waiting_for_a_turn_leaves_no_turn_behind(fake_env):
 
     async def work(sup, seen):
         generic1, main, persister1 = (sup.units[n] for n in ("generic1", "main", "persister1"))
-        generic1.start()
-        await sup.wait_until(lambda: generic1.pid is not None)
-        main.start()
+        await while_generic1_computes(sup, seen, "main")
         await sup.wait_until(lambda: waited_for_a_core(seen, "main"))
         await main.stop()  # while it waits for its turn
         await sup.wait_until(lambda: generic1.state is UnitState.READY)
@@ -200,10 +193,8 @@ def test_a_restart_of_main_goes_before_workers_waiting_for_a_core(fake_env):
     fake_env.behave("generic1", busy=1.0)
 
     async def work(sup, seen):
-        generic1, main, persister1 = (sup.units[n] for n in ("generic1", "main", "persister1"))
-        generic1.start()
-        await sup.wait_until(lambda: generic1.pid is not None)
-        persister1.start()  # a stream writer: a later step than main's
+        main, persister1 = sup.units["main"], sup.units["persister1"]
+        await while_generic1_computes(sup, seen, "persister1")  # a stream writer: a later step than main's
         await sup.wait_until(lambda: waited_for_a_core(seen, "persister1"))
         main.start()
         await sup.wait_until(lambda: main.state is persister1.state is UnitState.READY)
@@ -217,10 +208,7 @@ def test_a_unit_task_cancelled_while_holding_or_waiting_leaves_nothing_behind(fa
     fake_env.behave("generic1", busy=3.0)
 
     async def work(sup, seen):
-        generic1, main = sup.units["generic1"], sup.units["main"]
-        generic1.start()
-        await sup.wait_until(lambda: generic1.pid is not None)
-        main.start()
+        await while_generic1_computes(sup, seen, "main")
         await sup.wait_until(lambda: waited_for_a_core(seen, "main"))
         sup.cancel_tasks()  # as a daemon whose stop timed out
         await asyncio.sleep(0.05)
