@@ -4,6 +4,7 @@ log lines), and whether the kernel's OOM killer was at work while it ran."""
 from __future__ import annotations
 
 import re
+import time
 
 from . import kernel_log as kernel_log_module
 from .kernel_log import KernelLog
@@ -54,10 +55,11 @@ def _oom_kill_count(path: str) -> int | None:
         return None
 
 
-def _cgroup_counters(pid: int) -> list[str]:
-    """The OOM kill counters of the cgroup(s) process `pid` runs in (v2 and v1 memory)."""
+def _cgroup_counters(cgroup_file: str = "/proc/self/cgroup") -> list[str]:
+    """The OOM kill counters of the cgroup(s) a process runs in (v2 and v1 memory), from its
+    /proc/PID/cgroup."""
     try:
-        with open(f"/proc/{pid}/cgroup") as f:
+        with open(cgroup_file) as f:
             entries = [line.rstrip("\n").split(":", 2) for line in f]
     except OSError:
         return []
@@ -70,6 +72,20 @@ def _cgroup_counters(pid: int) -> list[str]:
     return files
 
 
+_OWN_COUNTERS: tuple[float, list[str]] = (-1e9, [])
+OWN_CGROUP_KEPT = 60.0  # seconds the daemon's own cgroup is taken as known (it is moved rarely, if ever)
+
+
+def _own_cgroup_counters() -> list[str]:
+    """The daemon's cgroup counters, which a unit forked just now counts in too (a child starts
+    in its parent's cgroup): read once a minute, not at every spawn."""
+    global _OWN_COUNTERS
+    now = time.monotonic()
+    if now - _OWN_COUNTERS[0] > OWN_CGROUP_KEPT:
+        _OWN_COUNTERS = (now, _cgroup_counters())
+    return _OWN_COUNTERS[1]
+
+
 class OomWatch:
     """What the kernel says of a unit's SIGKILL: its log naming the process (when synsup may
     read it), else its OOM kill counters, read at the spawn, risen by the exit."""
@@ -80,7 +96,7 @@ class OomWatch:
     def __init__(self, pid: int, kernel_log: KernelLog | None = None) -> None:
         kernel_log = kernel_log or kernel_log_module.KERNEL_LOG
         self.pid = pid
-        self.files = [PROC_VMSTAT, *_cgroup_counters(pid)]
+        self.files = [PROC_VMSTAT, *_own_cgroup_counters()]  # read right after its fork
         self.before = [_oom_kill_count(f) for f in self.files]
         self.log = kernel_log
         self.seq = kernel_log.drain() if kernel_log.readable else None
