@@ -3,6 +3,7 @@ benchmark fails the build. (The ones needing real Synapse run in tests/e2e/test_
 
 from __future__ import annotations
 
+import glob
 import os
 import re
 import shutil
@@ -103,8 +104,10 @@ def test_cluster_chaos_prints_the_matrix_as_markdown():
 
 def test_vs_synctl_without_postgresql_says_how_to_get_it_in_one_line():
     (port,) = free_ports(1)  # nothing listens there: PostgreSQL "down"
+    before = set(glob.glob("/tmp/vs*"))
     done = subprocess.run([sys.executable, os.path.join(BENCH, "vs_synctl.py"), "--runs", "1"], capture_output=True,
                           text=True, cwd="/", timeout=120, env={**os.environ, "PGPORT": str(port)})
     assert done.returncode == 1
+    assert set(glob.glob("/tmp/vs*")) <= before  # its temp dir is not left behind
     assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
     assert done.stderr.strip().endswith("bash contrib/postgres.sh synsup synsup"), done.stderr

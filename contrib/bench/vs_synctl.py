@@ -221,12 +221,12 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3, help="paired runs (synsup, then synctl)")
     args = parser.parse_args()
     as_installed()
-    root = tempfile.mkdtemp(prefix="vs", dir="/tmp")
     database = f"synsup_vs_{os.getpid()}"
     http_names = ["main", "replication", "persister1", "persister2", "generic1",
                   *(f"generic{n + 2}" for n in range(EXTRA_GENERIC))]
     ports = dict(zip([*http_names, "redis"], free_ports(len(http_names) + 1)))
-    create_database(database)
+    create_database(database)  # before the temp dir: a refusal here leaves nothing behind
+    root = tempfile.mkdtemp(prefix="vs", dir="/tmp")
     try:
         config, workers = write_deployment(os.path.join(root, "d"), sys.executable, {**DB, "database": database},
                                            ports)
