@@ -60,11 +60,18 @@ def process_tree(pid: int) -> list[int]:
     return pids
 
 
+def stat_fields(pid: int) -> list[bytes] | None:
+    """/proc/PID/stat's fields after the command name (its state first), or None once it is gone."""
+    try:
+        return read_small(f"/proc/{pid}/stat").rsplit(b")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
 def _stat(pid: int) -> tuple[float, int, float] | None:
     """(CPU seconds incl. reaped children, RSS bytes, start time in seconds since boot)."""
-    try:
-        fields = read_small(f"/proc/{pid}/stat").rsplit(b")", 1)[1].split()
-    except (OSError, IndexError):
+    fields = stat_fields(pid)
+    if fields is None:
         return None
     cpu = sum(int(x) for x in fields[11:15]) / TICKS  # utime stime cutime cstime
     return cpu, int(fields[21]) * PAGE, int(fields[19]) / TICKS

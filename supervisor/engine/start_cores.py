@@ -19,7 +19,7 @@ import os
 import time
 from typing import TYPE_CHECKING
 
-from .resources import read_small
+from .resources import TICKS, read_small, stat_fields
 from .unit_state import UnitState
 
 if TYPE_CHECKING:
@@ -77,27 +77,16 @@ def cpu_wanted_ns(pid: int) -> int | None:
     if not found:
         return None
     if total == 0:
-        fields = _stat_fields(pid)
+        fields = stat_fields(pid)
         if fields is None:
             return None
         total = (int(fields[11]) + int(fields[12])) * 1_000_000_000 // TICKS
     return total
 
 
-TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def _stat_fields(pid: int) -> list[bytes] | None:
-    """/proc/PID/stat's fields after the command name (state first), or None once it is gone."""
-    try:
-        return read_small(f"/proc/{pid}/stat").rsplit(b")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-
-
 def running_now(pid: int) -> bool:
     """Whether the process's main thread is on a CPU or waiting for one (state R)."""
-    fields = _stat_fields(pid)
+    fields = stat_fields(pid)
     return fields is not None and fields[0] == b"R"
 
 
