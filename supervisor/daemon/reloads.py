@@ -14,7 +14,7 @@ import structlog
 from ..plans import Action
 from ..protocol import Refusal, ReloadOutcome, ReloadResult
 from ..source import Loaded
-from .config_watch import config_changes
+from .config_watch import config_changes, files_read
 from .operations import OperationView, Phase
 from .plan_executor import PartialReload, apply_actions
 
@@ -56,6 +56,7 @@ class Reloads:
         self.generation = 1  # of the accepted config the units run: one more each change applied
         self._watch_restart = asyncio.Event()
         self.missed = False  # a change came while paused
+        self._read: str | None = None  # digest of the config files the last reload read (files_read)
 
     @property
     def rejected(self) -> list[str] | None:
@@ -123,7 +124,7 @@ class Reloads:
     async def _check_and_apply(self) -> ReloadOutcome:
         d = self.daemon
         assert self.reloader is not None and self.planner is not None and d.supervisor is not None
-        new = await asyncio.to_thread(self.reloader)
+        new = await asyncio.to_thread(self._read_files, list(d.current.watch_paths))
         if new.errors:
             errors = [f.format() for f in new.errors]
             d.running.reject(errors)
@@ -152,6 +153,13 @@ class Reloads:
             return ReloadOutcome(ReloadResult.APPLIED, [self._already_applied()], generation=self.generation)
         return self._record(ReloadOutcome(ReloadResult.APPLIED, described or ["no changes"],
                                           generation=self.generation))
+
+    def _read_files(self, watched: list[str]) -> Loaded:
+        """The reloader's load, and the digest of the watched files taken just before it: a
+        change the watcher reports later that this load read already is not reloaded again."""
+        self._read = files_read(watched)
+        assert self.reloader is not None
+        return self.reloader()
 
     def applied(self, new: Loaded, snapshot: ConfigSnapshot | None, changed: bool = True,
                 reloader: Callable[[], Loaded] | None = None) -> None:
@@ -199,6 +207,11 @@ class Reloads:
 
     async def _watch_paths(self, paths: list[str]) -> None:
         async for changed in config_changes(paths, self.settle):
+            if self._read is not None and await asyncio.to_thread(files_read, paths) == self._read:
+                # e.g. `synsup reload` right after the edit: that reload read these files, and
+                # reading them again would retry a change just rejected or rolled back
+                log.info("reload.files_already_read", files=changed)
+                continue
             log.info("reload.files_changed", files=changed)
             self.request()
 

@@ -10,7 +10,7 @@ import time
 
 import pytest
 import yaml
-from helpers import wait_for
+from helpers import read_text, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -47,6 +47,25 @@ def test_a_unit_failing_mid_plan_halts_rolls_back_and_the_fix_applies(running):
     wait_for(lambda: all(u["state"] == "ready" for u in running.status()["units"]), timeout=30,
              what="all units ready")
     assert daemon(running)["config_generation"] == 2 and daemon(running)["state"] == "running"
+
+
+def test_the_watcher_does_not_retry_a_change_a_reload_already_read(running):
+    """CI stop 27: the watcher's reload of the edit `synsup reload` had just rolled back came
+    after it, restarted main with the broken config again, and applied it once main was fixed."""
+    running.behave("main", refuse=True)
+    running.shared["_fake_tags"] = ["broken"]
+    write_shared(running)
+    assert running.synsup("reload", timeout=120).returncode == 1
+    main = running.unit("main")["pid"]
+    log = os.path.join(running.state_dir, "daemon.log")
+    wait_for(lambda: "reload.files_already_read" in read_text(log), timeout=30,
+             what="the watcher to see the change was read already")
+    assert "reload.files_changed" not in read_text(log)
+    assert running.unit("main")["pid"] == main and daemon(running)["operation"] is None
+    running.behave("main")
+    running.shared["_fake_tags"] = ["fixed"]
+    write_shared(running)  # a new edit is still the watcher's to apply
+    wait_for(lambda: daemon(running)["config_generation"] == 2, timeout=30, what="the fix to be applied")
 
 
 def test_reload_gives_up_waiting_after_its_timeout(running):
