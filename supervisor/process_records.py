@@ -19,6 +19,14 @@ def process_record(pid: int) -> dict[str, Any] | None:
         return None
 
 
+def create_time(pid: int) -> float | None:
+    """The start time psutil gives (what `process_record` keeps), without the command line."""
+    try:
+        return float(psutil.Process(pid).create_time())
+    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+        return None
+
+
 def still_running(record: dict[str, Any]) -> bool:
     """Same pid, same start time, same command (a process may retitle itself, as redis-server
     does, so the program name is compared when the full command line differs)."""

@@ -300,7 +300,7 @@ class Daemon:
 
     def _unit_changed(self, unit: Unit) -> None:
         if self.notifier.address:
-            self.notifier.status(self.status_line())
+            self.notifier.status(self.status_line)
         if self.operations.current is None and not self.lifecycle.stopping:
             self.settle(unit)
         if self.supervisor is not None:
@@ -327,7 +327,7 @@ class Daemon:
         assert self.supervisor is not None
         self.supervisor.unpaused.set()
         self.log.info("daemon.resumed")
-        self.notifier.status(self.status_line())
+        self.notifier.status(self.status_line)
         self.reloads.resume()
 
     @property

@@ -150,6 +150,6 @@ def configure(fmt: str | None = None, stream: Any = sys.stderr, level: int = log
     structlog.configure(
         processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.PrintLoggerFactory(cast(TextIO, SafeStream(stream, daemon_log))),
+        logger_factory=structlog.WriteLoggerFactory(cast(TextIO, SafeStream(stream, daemon_log))),  # one write a line
         cache_logger_on_first_use=False,
     )

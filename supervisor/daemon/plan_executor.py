@@ -99,7 +99,7 @@ async def _apply(sup: Supervisor, action: Action, new: dict[str, UnitSpec]) -> l
         started = [u for u in (sup.set_spec(new[n]) for n in action.units if n in new) if not u.held]
         for unit in started:
             unit.start(reset=True)
-        await sup.wait_until(lambda: all(_outcome_known(u) for u in started))
+        await sup.wait_all(started, _outcome_known)
         return started
     elif action.verb == "signal":
         for unit in units:
@@ -114,7 +114,7 @@ async def _retry_failed(sup: Supervisor, failed: list[Unit]) -> list[Unit]:
     await asyncio.gather(*(u.stop() for u in failed))
     for unit in failed:
         unit.start(reset=True)
-    await sup.wait_until(lambda: all(_outcome_known(u) for u in failed))
+    await sup.wait_all(failed, _outcome_known)
     return failed
 
 

@@ -16,7 +16,7 @@ import structlog
 
 from ..engine.supervisor import Supervisor
 from ..owner_mark import VARIABLE, unit_mark
-from ..process_records import process_record, same_process
+from ..process_records import create_time, process_record, same_process
 from ..spec import UnitSpec
 from ..statedir import StateDir
 
@@ -75,7 +75,7 @@ class Records:
                     continue
                 records[name] = {"pid": unit.pid, "cmdline": list(unit.spec.argv), "step": unit.spec.step,
                                  "stop_timeout": unit.spec.stop_timeout,
-                                 "create_time": (process_record(unit.pid) or {}).get("create_time")}
+                                 "create_time": create_time(unit.pid)}
                 serialised[name] = json.dumps(records[name])
         self._kept, self._serialised = records, serialised  # only a new pid is looked up and serialised
         entries = [*serialised.items(), *((name, json.dumps(r)) for name, r in self._commands.items())]

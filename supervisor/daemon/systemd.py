@@ -77,6 +77,7 @@ class SystemdNotifier:
         self._status: str | None = None  # the STATUS= systemd shows
         self._status_at = float("-inf")
         self._pending: asyncio.TimerHandle | None = None  # a later STATUS= for changes that came too soon
+        self._latest: str | Callable[[], str] | None = None  # what the pending STATUS= will say
         self._sock: socket.socket | None = None
         if address:
             # non-blocking: a stalled systemd must never freeze the event loop
@@ -86,22 +87,31 @@ class SystemdNotifier:
     def from_environment(cls) -> SystemdNotifier:
         return cls(os.environ.get("NOTIFY_SOCKET"))
 
-    def status(self, text: str) -> None:
+    def status(self, text: str | Callable[[], str]) -> None:
         """STATUS=text, only when it differs from what systemd shows, and at most once every
-        `min_status_interval`: a burst of unit changes ends in one line with the latest text."""
+        `min_status_interval`: a burst of unit changes ends in one line with the latest text.
+        `text` may be a function making it: called only when a line is due, not once a change
+        (the daemon's line counts every unit: 500 units on each unit change was on the respawn path)."""
         if self._sock is None:
             return
-        self._cancel_pending()
+        self._latest = text
+        if self._pending is not None:
+            return  # it sends the latest text when it fires
         wait = self._status_at + self.min_status_interval - time.monotonic()
-        if text == self._status:
-            return
         if wait <= 0:
-            self.send(STATUS=text)
+            self._send_latest()
             return
         try:
-            self._pending = asyncio.get_running_loop().call_later(wait, lambda: self.send(STATUS=text))
+            self._pending = asyncio.get_running_loop().call_later(wait, self._send_latest)
         except RuntimeError:
-            self.send(STATUS=text)  # no event loop to send it later from
+            self._send_latest()  # no event loop to send it later from
+
+    def _send_latest(self) -> None:
+        self._pending = None
+        latest, self._latest = self._latest, None
+        text = latest() if callable(latest) else latest
+        if text is not None and text != self._status:
+            self.send(STATUS=text)
 
     def _cancel_pending(self) -> None:
         if self._pending is not None:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import TypeVar
 
 import structlog
 
@@ -23,6 +25,7 @@ from .unit_output import KEEP_FILES, MAX_BYTES, UnitOutput
 from .unit_state import UnitState
 
 S = UnitState
+T = TypeVar("T")
 
 
 def settled(unit: Unit) -> bool:
@@ -51,6 +54,8 @@ class Supervisor:
         self.policy = policy
         self.log_dir, self.notify_dir = log_dir, notify_dir
         self.units: dict[str, Unit] = {}
+        self._order: list[Unit] = []  # the units, for all_ready's look that goes on where it stopped
+        self._unready_at = 0  # where all_ready last found a unit not ready
         self.unpaused = Flag()  # cleared by `synsup pause`
         self.unpaused.set()
         self._notify_index = 0
@@ -84,6 +89,7 @@ class Supervisor:
         return unit
 
     def _wire(self) -> None:
+        self._order = list(self.units.values())
         for unit in self.units.values():
             unit.dependencies = [self.units[d] for d in unit.spec.dependencies if d in self.units]
 
@@ -178,8 +184,21 @@ class Supervisor:
                           beside=[d.spec.name for d in unit.dependencies if not d.ready_event.is_set()])
 
     async def wait_settled(self, units: Iterable[Unit]) -> None:
+        await self.wait_all(units, lambda u: u.settled)
+
+    async def wait_all(self, units: Iterable[Unit], test: Callable[[Unit], bool]) -> None:
+        """Until `test` holds for every one of `units` at once. Each look begins at the unit the
+        last one stopped at (first_not): a start of 500 units looked at every ready one again
+        on each change."""
         units = list(units)
-        await self.wait_until(lambda: all(u.settled for u in units))
+        at = 0
+
+        def every() -> bool:
+            nonlocal at
+            failing = first_not(units, at, test)
+            at = failing or 0
+            return failing is None
+        await self.wait_until(every)
 
     # -- running
     def spawn_tasks(self, group: asyncio.TaskGroup) -> None:
@@ -298,13 +317,33 @@ class Supervisor:
 
     def all_ready(self) -> bool:
         """Every unit ready and not degraded, but for those the admin stopped (an intended state)."""
-        return all(settled(u) and not u.degraded for u in self.units.values())
+        order = self._order
+        if len(order) != len(self.units):
+            order = self._order = list(self.units.values())
+        unready = first_not(order, self._unready_at, _ready_now)
+        self._unready_at = unready or 0
+        return unready is None
 
     def close(self) -> None:
         self.start_checks.close()
         self.start_cores.close()
         for unit in self.units.values():
             unit.output.close()
+
+
+def _ready_now(unit: Unit) -> bool:
+    return settled(unit) and not unit.degraded
+
+
+def first_not(items: Sequence[T], begin: int, test: Callable[[T], bool]) -> int | None:
+    """The index of an item `test` does not hold for, looked for from `begin` on (and then
+    from the first); None when it holds for all. A caller that begins where the last look
+    stopped looks at each item about once while they come true one by one, not once a look."""
+    count = len(items)
+    for index in itertools.chain(range(begin, count), range(min(begin, count))):
+        if not test(items[index]):
+            return index
+    return None
 
 
 def _check_speaks_for(beside: StartBeside, specs: list[UnitSpec]) -> bool:

@@ -133,6 +133,32 @@ def test_status_lines_go_to_systemd_only_when_they_change_and_at_most_once_a_sec
         server.close()
 
 
+def test_a_status_line_made_by_a_function_is_made_once_a_line_not_once_a_change(short_dir):
+    """The daemon's STATUS= counts every unit: it was made on each of a respawn's unit changes."""
+    import asyncio
+    server = NotifyServer(os.path.join(short_dir, "systemd.sock"))
+    made = []
+
+    def line():
+        made.append(1)
+        return f"{len(made)} made"
+
+    async def main():
+        notifier = SystemdNotifier(server.sock.getsockname())
+        for _ in range(100):
+            notifier.status(line)
+        assert len(made) == 1  # the first goes at once; the rest wait for one later line
+        await asyncio.sleep(notifier.min_status_interval * 1.5)
+        assert len(made) == 2
+        notifier.close()
+    try:
+        asyncio.run(main())
+        wait_for(lambda: server.first("STATUS", "2 made"), timeout=5, what="the latest STATUS")
+        assert [f["STATUS"] for _, f in server.messages if "STATUS" in f] == ["1 made", "2 made"]
+    finally:
+        server.close()
+
+
 def test_watchdog_interval_is_half_of_watchdog_usec():
     assert watchdog_interval({"WATCHDOG_USEC": "30000000"}) == 15.0
     assert watchdog_interval({}) is None
