@@ -8,7 +8,6 @@ the iteration (after yielding what changed), and the caller watches the new one.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import os
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
@@ -28,26 +27,25 @@ def watch_targets(paths: list[str]) -> tuple[set[str], set[str]]:
     return files, dirs
 
 
-def files_read(paths: list[str]) -> str:
-    """A digest of what a reload would read of the watched config: each file's path and bytes
-    (the *.yaml files of a watched directory included; a missing or unreadable one counts as
-    such). Two equal digests mean the files did not change in between."""
+def files_read(paths: list[str]) -> tuple[tuple[str, bytes | int], ...]:
+    """What a reload would read of the watched config: each file's path and bytes (the *.yaml
+    files of a watched directory included; a missing or unreadable one as its errno). Two equal
+    answers mean the files did not change in between. Config files are a few KB: kept as they
+    are, not digested (hashlib loads OpenSSL's libcrypto into the daemon)."""
     files, dirs = watch_targets(paths)
     for directory in dirs:
         try:
             files |= {os.path.join(directory, n) for n in os.listdir(directory) if n.endswith(".yaml")}
         except OSError:
             files.add(directory)
-    digest = hashlib.blake2b(digest_size=16)
+    read: list[tuple[str, bytes | int]] = []
     for path in sorted(files):
-        digest.update(path.encode(errors="surrogateescape") + b"\0")
         try:
             with open(path, "rb") as f:
-                digest.update(f.read())
+                read.append((path, f.read()))
         except OSError as e:
-            digest.update(f"unreadable: {e.errno}".encode())
-        digest.update(b"\0")
-    return digest.hexdigest()
+            read.append((path, e.errno or -1))
+    return tuple(read)
 
 
 def _resolved(paths: list[str]) -> dict[str, str]:

@@ -56,7 +56,7 @@ class Reloads:
         self.generation = 1  # of the accepted config the units run: one more each change applied
         self._watch_restart = asyncio.Event()
         self.missed = False  # a change came while paused
-        self._read: str | None = None  # digest of the config files the last reload read (files_read)
+        self._read: tuple[tuple[str, bytes | int], ...] | None = None  # the files the last reload read (files_read)
 
     @property
     def rejected(self) -> list[str] | None:
@@ -155,8 +155,8 @@ class Reloads:
                                           generation=self.generation))
 
     def _read_files(self, watched: list[str]) -> Loaded:
-        """The reloader's load, and the digest of the watched files taken just before it: a
-        change the watcher reports later that this load read already is not reloaded again."""
+        """The reloader's load, and the watched files as read just before it: a change the
+        watcher reports later that this load read already is not reloaded again."""
         self._read = files_read(watched)
         assert self.reloader is not None
         return self.reloader()

@@ -20,7 +20,7 @@ def test_no_paths_wait_without_returning():
 
 
 def test_files_read_changes_with_any_watched_file(tmp_path):
-    """The digest the watcher compares with the last reload's read: a file's bytes, a worker
+    """What the watcher compares with the last reload's read: a file's bytes, a worker
     file added or removed in a watched dir, a file gone; not a non-YAML file beside them."""
     shared, workers = tmp_path / "homeserver.yaml", tmp_path / "workers"
     workers.mkdir()
