@@ -86,6 +86,28 @@ def _own_cgroup_counters() -> list[str]:
     return _OWN_COUNTERS[1]
 
 
+_Baseline = tuple[list[str], list["int | None"], "int | None", int]
+_BASELINE: tuple[float, object, _Baseline] | None = None
+BASELINE_KEPT = 0.05  # seconds one reading of the counters serves as the baseline of every spawn
+
+
+def _baseline(kernel_log: KernelLog) -> _Baseline:
+    """(counter files, their counts, the kernel log's last record, its losses) as of now, or
+    as of at most BASELINE_KEPT ago: a start of 500 units read /proc/vmstat 500 times in half a
+    second. A kill in that moment before a spawn is no kill of its process (the kernel's record
+    names the pid); only the counters, where the kernel log cannot be read, would count it."""
+    global _BASELINE
+    now, key = time.monotonic(), (kernel_log, PROC_VMSTAT)
+    if _BASELINE is not None and _BASELINE[1] == key and now - _BASELINE[0] <= BASELINE_KEPT:
+        return _BASELINE[2]
+    files = [PROC_VMSTAT, *_own_cgroup_counters()]
+    before = [_oom_kill_count(f) for f in files]
+    seq = kernel_log.drain() if kernel_log.readable else None
+    baseline = (files, before, seq, kernel_log.losses)
+    _BASELINE = (now, key, baseline)
+    return baseline
+
+
 class OomWatch:
     """What the kernel says of a unit's SIGKILL: its log naming the process (when synsup may
     read it), else its OOM kill counters, read at the spawn, risen by the exit."""
@@ -96,11 +118,8 @@ class OomWatch:
     def __init__(self, pid: int, kernel_log: KernelLog | None = None) -> None:
         kernel_log = kernel_log or kernel_log_module.KERNEL_LOG
         self.pid = pid
-        self.files = [PROC_VMSTAT, *_own_cgroup_counters()]  # read right after its fork
-        self.before = [_oom_kill_count(f) for f in self.files]
         self.log = kernel_log
-        self.seq = kernel_log.drain() if kernel_log.readable else None
-        self.losses = kernel_log.losses
+        self.files, self.before, self.seq, self.losses = _baseline(kernel_log)  # right after its fork
 
     def evidence(self) -> str | None:
         """Why the kernel says the process was killed for memory, or None when it does not."""

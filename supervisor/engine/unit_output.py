@@ -35,6 +35,31 @@ RETRY_AFTER = 5.0  # seconds before a log file that failed is tried again
 LOG_FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK
 
 
+_LOG_DIRS: dict[str, tuple[int, int, int]] = {}  # log dir -> (its fd, st_dev, st_ino), opened without symlinks
+LOG_DIRS_KEPT = 16
+
+
+def log_dir_fd(directory: str) -> int:
+    """A descriptor of the log dir (the daemon's; never to be closed by the caller), opened one
+    component at a time without following a symlink (open_dir_nofollow), once: later opens
+    only check that the path still leads to that directory (one lstat, not eight system calls
+    on the way to each spawn). A directory removed, replaced or reached through a planted
+    symlink since leads elsewhere, and is opened anew (ELOOP for the symlink)."""
+    st = os.stat(directory, follow_symlinks=False)
+    kept = _LOG_DIRS.get(directory)
+    if kept is not None and stat.S_ISDIR(st.st_mode) and (st.st_dev, st.st_ino) == kept[1:]:
+        return kept[0]
+    fd = open_dir_nofollow(directory)
+    opened = os.fstat(fd)
+    if kept is not None:
+        os.close(kept[0])
+        del _LOG_DIRS[directory]
+    while len(_LOG_DIRS) >= LOG_DIRS_KEPT:
+        os.close(_LOG_DIRS.pop(next(iter(_LOG_DIRS)))[0])
+    _LOG_DIRS[directory] = (fd, opened.st_dev, opened.st_ino)
+    return fd
+
+
 def refusal_of(path: str, st: os.stat_result) -> str | None:
     """Why an opened log file must not be written, or None."""
     if not stat.S_ISREG(st.st_mode):
@@ -125,7 +150,7 @@ class UnitOutput:
             self.refusal = self._bad_name
             raise OSError(errno.EINVAL, self.refusal)
         directory, name = os.path.split(self.path)
-        dir_fd = open_dir_nofollow(directory)  # the resolved dir: a symlink planted since is ELOOP
+        dir_fd = log_dir_fd(directory)  # the resolved dir: a symlink planted since is ELOOP
         try:
             fd = os.open(name, LOG_FLAGS, 0o640, dir_fd=dir_fd)
         except OSError as e:
@@ -134,8 +159,6 @@ class UnitOutput:
             elif e.errno == errno.ENXIO:  # a FIFO nobody reads (or a device socket)
                 self.refusal = f"log file {self.path} is not a regular file; remove it"
             raise
-        finally:
-            os.close(dir_fd)
         self.refusal = refusal_of(self.path, os.fstat(fd))
         if self.refusal is not None:
             os.close(fd)

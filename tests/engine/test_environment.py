@@ -78,3 +78,22 @@ def test_the_prefixes_a_unit_keeps_are_its_specs_and_the_engine_keeps_no_applica
     assert environment.unit_environment((), None, base) == {"PATH": "/bin"}
     assert environment.unit_environment((), None, base, keep=("SYNAPSE_",)) == {"PATH": "/bin",
                                                                                 "SYNAPSE_CACHE_FACTOR": "2"}
+
+
+def test_a_change_of_synsups_own_environment_reaches_the_next_spawn(monkeypatch):
+    """What a unit keeps of synsup's environment is made once and kept while that is unchanged:
+    a variable set, changed or removed since is seen at the next spawn."""
+    from synsup.supervisor.engine.environment import unit_environment
+    monkeypatch.setenv("LANG", "C.UTF-8")
+    monkeypatch.delenv("LC_TIME", raising=False)
+    assert unit_environment((), None)["LANG"] == "C.UTF-8"
+    assert unit_environment((), None) is not unit_environment((), None)  # each spawn its own dict
+    monkeypatch.setenv("LANG", "de_DE.UTF-8")
+    assert unit_environment((), None)["LANG"] == "de_DE.UTF-8"
+    monkeypatch.setenv("LC_TIME", "en_GB.UTF-8")
+    monkeypatch.setenv("SYNAPSE_CACHE_FACTOR", "2")
+    assert unit_environment((), None)["LC_TIME"] == "en_GB.UTF-8"
+    assert "SYNAPSE_CACHE_FACTOR" not in unit_environment((), None)
+    assert unit_environment((), None, keep=("SYNAPSE_",))["SYNAPSE_CACHE_FACTOR"] == "2"
+    monkeypatch.delenv("LC_TIME")
+    assert "LC_TIME" not in unit_environment((), None)

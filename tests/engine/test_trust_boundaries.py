@@ -301,6 +301,24 @@ def test_a_log_dir_replaced_by_a_symlink_later_is_not_followed(short_dir):
     assert os.listdir(elsewhere) == [] and output.dropped
 
 
+def test_a_log_dir_opened_once_is_not_written_after_it_was_replaced(short_dir):
+    """The log dir's descriptor is kept after its first open: a symlink planted in its place
+    later is still not followed, and a dir made anew is written, not the old one moved away."""
+    log_dir = prepare_log_dir(os.path.join(short_dir, "logs"))
+    output = UnitOutput.for_unit(log_dir, "main")
+    os.close(output.open_for_child())
+    moved, elsewhere = log_dir + ".old", os.path.join(short_dir, "elsewhere")
+    os.rename(log_dir, moved)
+    os.mkdir(elsewhere)
+    os.symlink(elsewhere, log_dir)
+    assert output.open_for_child() is None
+    assert os.listdir(elsewhere) == [] and os.listdir(moved) == ["main.log"]
+    os.unlink(log_dir)
+    os.mkdir(log_dir, 0o700)
+    os.close(UnitOutput.for_unit(log_dir, "main").open_for_child())
+    assert os.listdir(log_dir) == ["main.log"]
+
+
 # -- names, in the engine (defence in depth behind `synsup check`)
 def test_units_whose_names_would_leave_the_log_dir_fail_and_the_others_start(short_dir):
     """Rows 4 and 5: a log outside the state dir; a 96-character name killed the daemon."""
