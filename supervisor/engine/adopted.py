@@ -25,6 +25,7 @@ class AdoptedChild(Child):
         self.killed_after: float | None = None
         self._loop = asyncio.get_running_loop()
         self._exited: asyncio.Future[int | None] = self._loop.create_future()
+        self._waiters: list[asyncio.Future[int | None]] = []
         self._pidfd = os.pidfd_open(pid)
         self._loop.add_reader(self._pidfd, self._on_exit)
         self._out = None
@@ -63,7 +64,7 @@ class AdoptedChild(Child):
             self._loop.remove_reader(self._pidfd)
             os.close(self._pidfd)
             REAPER.leaders.pop(self.pid, None)
-            self._exited.set_result(returncode)
+            self._exit_is(returncode)
 
     def force_close(self) -> None:
         if not self._exited.done():

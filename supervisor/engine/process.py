@@ -111,7 +111,7 @@ class Child:
 
     # one per unit: no __dict__
     __slots__ = ("pid", "name", "token", "_popen", "_output", "killed_after", "_loop", "_exited", "_pidfd",
-                 "_out")
+                 "_out", "_waiters")
 
     def __init__(self, popen: subprocess.Popen[bytes], name: str, output: UnitOutput, token: str | None = None) -> None:
         self.pid = popen.pid
@@ -120,6 +120,7 @@ class Child:
         self.killed_after: float | None = None
         self._loop = asyncio.get_running_loop()
         self._exited: asyncio.Future[int | None] = self._loop.create_future()  # None: status unknown (adopted)
+        self._waiters: list[asyncio.Future[int | None]] = []  # exit_waiter's, done with _exited
         self._pidfd = os.pidfd_open(self.pid)
         self._loop.add_reader(self._pidfd, self._on_exit)
         self._out: int | None = None
@@ -137,8 +138,22 @@ class Child:
         return await asyncio.shield(self._exited)
 
     def exit_waiter(self) -> asyncio.Future[int | None]:
-        """A future of the exit code that may be cancelled (not the exit itself): no task."""
-        return asyncio.shield(self._exited)
+        """A future of the exit code that may be cancelled (not the exit itself): no task. It is
+        done in the same turn of the loop as the exit (asyncio.shield's took one turn more, on
+        the way from a crash to its respawn)."""
+        waiter: asyncio.Future[int | None] = self._loop.create_future()
+        if self._exited.done():
+            waiter.set_result(self._exited.result())
+        else:
+            self._waiters.append(waiter)
+        return waiter
+
+    def _exit_is(self, returncode: int | None) -> None:
+        self._exited.set_result(returncode)
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(returncode)
 
     def signal_group(self, sig: int) -> None:
         if self._exited.done():
@@ -182,7 +197,7 @@ class Child:
         REAPER.leaders.pop(self.pid, None)
         returncode = os.waitstatus_to_exitcode(status)
         self._popen.returncode = returncode
-        self._exited.set_result(returncode)
+        self._exit_is(returncode)
         # what left the group is looked for once the unit's next process is forked: reading every
         # child's entry in /proc (0.4 ms with 500 units) is no longer between a crash and its restart
         self._loop.call_later(ESCAPED_AFTER, self.kill_escaped)
@@ -218,7 +233,7 @@ class Child:
             self._loop.remove_reader(self._pidfd)
             os.close(self._pidfd)
             self._popen.returncode = -signal.SIGKILL  # the reaper reaps it (leftovers), not Popen
-            self._exited.set_result(-signal.SIGKILL)
+            self._exit_is(-signal.SIGKILL)
         self._close_output()
 
 

@@ -34,6 +34,7 @@ from .unit_tally import ProbeTally
 S = UnitState
 ERROR_CLEARED_AFTER = 60.0  # seconds ready after which a unit's error is history (last_error)
 STATE_EVENTS = {state: f"unit.{state.value}" for state in UnitState}  # one string each, not one a change
+CRASHED = (S.READY, S.UNHEALTHY)  # a process that ran exited (`starting` again without `waiting`)
 
 
 class Unit(ProcessRun, Elsewhere):
@@ -263,14 +264,16 @@ class Unit(ProcessRun, Elsewhere):
             self._notify = NotifySocket(self.notify_path, self._on_notify)
         while self.wanted:
             self.retry_at = None
-            self.set_state(S.WAITING)
-            if not self._dependencies_met() and await self._race(self._dependencies_ready()) == "stop":
-                break
-            if not await self._turn_for_a_core():
-                break
-            if self.spec.start_beside is None and not self._dependencies_met():
-                self._give_back_turn()  # a dependency went down while this one waited for a core
-                continue
+            if not (self.state in CRASHED and self._dependencies_met() and self._turn_now()):
+                # not a crash restart that may go straight from the exit to its fork
+                self.set_state(S.WAITING)
+                if not self._dependencies_met() and await self._race(self._dependencies_ready()) == "stop":
+                    break
+                if not await self._turn_for_a_core():
+                    break
+                if self.spec.start_beside is None and not self._dependencies_met():
+                    self._give_back_turn()  # a dependency went down while this one waited for a core
+                    continue
             ready_for = await self._run_once()
             if not self.wanted:
                 break
@@ -341,14 +344,20 @@ class Unit(ProcessRun, Elsewhere):
         for dependency in self.dependencies:
             await dependency.ready_or_held()
 
+    def _turn_now(self) -> bool:
+        """No turn for a core needed, or one taken now (start_cores.py)."""
+        cores = self.start_cores
+        if cores is None or not self.spec.cpu_bound_start or self._adopted is not None or self.spec.argv is None:
+            return True
+        return cores.take(self)
+
     async def _turn_for_a_core(self) -> bool:
         """A start that keeps a core busy for seconds waits for its turn (start_cores.py), saying
         so in its health; False when stopped meanwhile."""
         cores = self.start_cores
-        if cores is None or not self.spec.cpu_bound_start or self._adopted is not None or self.spec.argv is None:
+        if self._turn_now():
             return True
-        if cores.take(self):
-            return True
+        assert cores is not None
         busy = [u.spec.name for u in cores.computing()]
         self.health = f"waiting for a core ({cores.cores}): {', '.join(busy)} starting"
         self.log.info("unit.waiting_for_core", starting=busy, cores=cores.cores)

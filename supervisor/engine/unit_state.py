@@ -22,8 +22,10 @@ ALLOWED: dict[UnitState, frozenset[UnitState]] = {
     S.STOPPED: frozenset({S.WAITING, S.FAILED}),
     S.WAITING: frozenset({S.STARTING, S.STOPPED, S.FAILED}),
     S.STARTING: frozenset({S.READY, S.BACKOFF, S.EXITED, S.WAITING, S.FAILED, S.STOPPING, S.STOPPED}),
-    S.READY: frozenset({S.UNHEALTHY, S.BACKOFF, S.EXITED, S.WAITING, S.FAILED, S.STOPPING, S.STOPPED}),
-    S.UNHEALTHY: frozenset({S.READY, S.BACKOFF, S.EXITED, S.WAITING, S.FAILED, S.STOPPING, S.STOPPED}),
+    # -> starting: a crash restart whose dependencies are ready goes from its exit to its fork
+    S.READY: frozenset({S.UNHEALTHY, S.STARTING, S.BACKOFF, S.EXITED, S.WAITING, S.FAILED, S.STOPPING, S.STOPPED}),
+    S.UNHEALTHY: frozenset({S.READY, S.STARTING, S.BACKOFF, S.EXITED, S.WAITING, S.FAILED, S.STOPPING,
+                            S.STOPPED}),
     S.BACKOFF: frozenset({S.WAITING, S.EXITED, S.FAILED, S.STOPPED}),
     S.EXITED: frozenset({S.WAITING, S.BACKOFF, S.FAILED, S.STOPPED}),
     S.FAILED: frozenset({S.WAITING, S.STOPPED}),

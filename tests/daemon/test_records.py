@@ -42,8 +42,7 @@ def test_only_new_pids_are_looked_up_and_serialised(tmp_path, monkeypatch):
     state = StateDir(str(tmp_path))
     sup = fake_supervisor(50)
     looked_up = []
-    monkeypatch.setattr(records_module, "process_record",
-                        lambda pid: looked_up.append(pid) or {"create_time": 1.5})
+    monkeypatch.setattr(records_module, "create_time", lambda pid: looked_up.append(pid) or 1.5)
     records = Records(state)
     records.write_units(sup)
     sup.units["u7"].pid = os.getpid() + 1

@@ -56,6 +56,33 @@ def test_crash_of_a_stable_unit_restarts_at_once(tmp_path):
     run(scenario, [spec("a")], tmp_path)
 
 
+def test_a_crash_restart_goes_from_its_exit_to_its_fork_unless_it_must_wait(tmp_path):
+    """Ready -> starting, no `waiting` between (one state change, its log line and every listener
+    less on the way to the fork); a dependency down, or a crash loop's backoff, still waits."""
+    async def scenario(sup, clock, spawner):
+        a, b = sup.units["a"], sup.units["b"]
+        history = []
+        sup.add_listener(lambda u: history.append((u.spec.name, u.state)) if u is b else None)
+        sup.start_all()
+        await until(lambda: b.state is S.READY)
+        clock.advance(61)
+        history.clear()
+        b_child = b.child
+        b_child.exit(1)
+        await until(lambda: b.state is S.READY and b.pid not in (None, b_child.pid))
+        states = [s for _, s in history]
+        assert S.STARTING in states and S.WAITING not in states and S.BACKOFF not in states
+        history.clear()
+        clock.advance(61)
+        a_child, b_child = a.child, b.child
+        await a.stop()
+        b_child.exit(1)  # its dependency is down: it waits
+        await until(lambda: b.state is S.WAITING)
+        assert a_child.exited and b.pid is None
+        await sup.stop_all()
+    run(scenario, [spec("a"), spec("b", "a")], tmp_path)
+
+
 def test_crashes_soon_after_ready_back_off(tmp_path):
     async def scenario(sup, clock, spawner):
         unit = sup.units["a"]
