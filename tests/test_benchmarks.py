@@ -111,3 +111,8 @@ def test_vs_synctl_without_postgresql_says_how_to_get_it_in_one_line():
     assert set(glob.glob("/tmp/vs*")) <= before  # its temp dir is not left behind
     assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
     assert done.stderr.strip().endswith("bash contrib/postgres.sh synsup synsup"), done.stderr
+
+
+def test_respawn_floor_prints_the_bare_respawners_figure():
+    out = run_bench("respawn_floor.py", "--units", "3", "--crashes", "2")
+    assert re.search(rf"^bare respawner, 3 units: crash -> new child median {NUMBER} ms", out, re.MULTILINE), out
