@@ -23,6 +23,7 @@ from ..owner_mark import VARIABLE, unit_mark, unit_of
 from ..spec import UnitSpec
 from .reaper import REAPER, direct_children
 from .reaper import kill as _kill
+from .spawn import Spawned, inherited_fds_closed_on_exec, spawn
 from .unit_output import UnitOutput
 
 __all__ = ["REAPER", "Child", "ExitStatus", "Spawner", "become_subreaper", "stop_child"]
@@ -113,7 +114,8 @@ class Child:
     __slots__ = ("pid", "name", "token", "_popen", "_output", "killed_after", "_loop", "_exited", "_pidfd",
                  "_out", "_waiters")
 
-    def __init__(self, popen: subprocess.Popen[bytes], name: str, output: UnitOutput, token: str | None = None) -> None:
+    def __init__(self, popen: subprocess.Popen[bytes] | Spawned, name: str, output: UnitOutput,
+                 token: str | None = None) -> None:
         self.pid = popen.pid
         self.name, self.token = name, token
         self._popen, self._output = popen, output
@@ -243,30 +245,41 @@ class Spawner:
     def __init__(self, extra_env: dict[str, str] | None = None) -> None:
         self.extra_env = extra_env or {}
         self.token: str | None = None  # the state dir's owner token (`owner_mark`), set by the daemon
+        inherited_fds_closed_on_exec()  # posix_spawn closes nothing: no inherited fd reaches a unit
 
     async def spawn(self, spec: UnitSpec, env: dict[str, str], output: UnitOutput) -> Child:
         assert spec.argv is not None
         log = output.open_for_child()  # the unit writes its log itself: nothing of it hangs on us
         try:
-            popen = subprocess.Popen(
-                spec.argv,
-                stdin=subprocess.PIPE if spec.stdin is not None else subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL if log is None else log,
-                stderr=subprocess.STDOUT,
-                env=self.environment(spec, env),
-                cwd=spec.cwd,
-                start_new_session=True,
-            )
+            if spec.cwd is None:
+                started: subprocess.Popen[bytes] | Spawned = Spawned(spawn(spec.argv, self.environment(spec, env),
+                                                                           log, spec.stdin))
+            else:
+                started = self._popen(spec, env, log)
         finally:
             if log is not None:
                 os.close(log)
+        return Child(started, spec.name, output, self.token)
+
+    def _popen(self, spec: UnitSpec, env: dict[str, str], log: int | None) -> subprocess.Popen[bytes]:
+        """A unit with a working directory of its own (posix_spawn cannot chdir before Python 3.13)."""
+        assert spec.argv is not None
+        popen = subprocess.Popen(
+            spec.argv,
+            stdin=subprocess.PIPE if spec.stdin is not None else subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL if log is None else log,
+            stderr=subprocess.STDOUT,
+            env=self.environment(spec, env),
+            cwd=spec.cwd,
+            start_new_session=True,
+        )
         if spec.stdin is not None and popen.stdin is not None:
             try:
                 popen.stdin.write(spec.stdin)
                 popen.stdin.close()
             except OSError:
                 pass  # it exited already: its exit says why
-        return Child(popen, spec.name, output, self.token)
+        return popen
 
     def environment(self, spec: UnitSpec, env: dict[str, str]) -> dict[str, str]:
         """The unit's own, its name, and our private mark (nothing of it may come from outside)."""
