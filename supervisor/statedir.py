@@ -13,7 +13,7 @@ from .path_trust import UntrustedPath, check_ancestors, who
 
 FIX = "pass --state-dir DIR (a directory of your own, mode 0700) or set SYNSUP_STATE_DIR"
 SUN_PATH_MAX = 107  # bytes of a UNIX socket path (sun_path is 108, with its NUL)
-LONGEST_SOCKET = os.path.join("notify", "99999.sock")  # the longest socket path below the state dir
+LONGEST_SOCKET = os.path.join("notify", "notify.sock")  # the longest socket path below the state dir
 
 
 class StateDirError(SynsupError):

@@ -38,7 +38,7 @@ class HealthChecks:
     # The fields of a Unit, all its parts' (HealthChecks, unit_process.ProcessRun,
     # unit_elsewhere.Elsewhere, Unit): one layout, no per-unit __dict__ (about 1.5 KB each, 500 units)
     __slots__ = ("health", "_sends_ready", "_peers", "_probe_tally", "spec", "clock", "spawner", "output",
-                 "policy", "timing", "_on_change", "notify_path", "state", "since", "last_start_seconds",
+                 "policy", "timing", "_on_change", "_notify_socket", "state", "since", "last_start_seconds",
                  "child", "started_at", "restarts", "failed_attempts", "retry_at", "last_exit", "_error",
                  "last_error", "last_error_at", "refused", "retry_soon", "dependencies", "ready_event",
                  "wanted", "before_stop", "start_gate", "start_cores", "_held", "waiting_for_resume", "_adopted",

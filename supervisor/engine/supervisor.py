@@ -16,6 +16,7 @@ from .clock import Clock
 from .flag import Flag
 from .health import Timing
 from .log_watch import LogWatch
+from .notify_socket import NotifySocket
 from .process import Spawner, stop_child
 from .restart_policy import RestartPolicy
 from .start_beside import StartBesideChecks
@@ -58,7 +59,7 @@ class Supervisor:
         self._unready_at = 0  # where all_ready last found a unit not ready
         self.unpaused = Flag()  # cleared by `synsup pause`
         self.unpaused.set()
-        self._notify_index = 0
+        self._notify: NotifySocket | None = None  # every unit's, made when the first unit needs it
         self._changed = Flag()
         self._listeners: list[Callable[[Unit], None]] = []
         self._before_stop: Callable[[Unit], Awaitable[None]] | None = None
@@ -74,12 +75,9 @@ class Supervisor:
 
     # -- building
     def _add(self, spec: UnitSpec) -> Unit:
-        # short names: no unit name can push a socket path over the AF_UNIX limit
-        self._notify_index += 1
-        notify_path = os.path.join(self.notify_dir, f"{self._notify_index}.sock") if self.notify_dir else None
         unit = Unit(spec, clock=self.clock, spawner=self.spawner,
                     output=UnitOutput.for_unit(self.log_dir, spec.name, self.log_max_bytes, self.log_backups),
-                    notify_path=notify_path, policy=self.policy(), timing=self.timing,
+                    notify=self._notify_socket, policy=self.policy(), timing=self.timing,
                     on_change=self._unit_changed, unpaused=self.unpaused)
         unit.before_stop = self._before_stop
         unit.start_gate = self._start_gate
@@ -324,7 +322,16 @@ class Supervisor:
         self._unready_at = unready or 0
         return unready is None
 
+    def _notify_socket(self) -> NotifySocket | None:
+        """The notify socket of every unit, at a short path (no AF_UNIX length limit to reach)."""
+        if self._notify is None and self.notify_dir:
+            self._notify = NotifySocket(os.path.join(self.notify_dir, "notify.sock"))
+        return self._notify
+
     def close(self) -> None:
+        if self._notify is not None:
+            self._notify.close()
+            self._notify = None
         self.start_checks.close()
         self.start_cores.close()
         for unit in self.units.values():

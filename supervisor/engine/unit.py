@@ -41,12 +41,12 @@ class Unit(ProcessRun, Elsewhere):
     __slots__ = ()  # every field is in HealthChecks.__slots__ (health.py)
 
     def __init__(self, spec: UnitSpec, *, clock: Clock, spawner: Spawner, output: UnitOutput,
-                 notify_path: str | None, policy: RestartPolicy, timing: Timing,
+                 notify: Callable[[], NotifySocket | None], policy: RestartPolicy, timing: Timing,
                  on_change: Callable[[Unit], None], unpaused: Flag | None = None) -> None:
         self.spec = spec
         self.clock, self.spawner, self.output = clock, spawner, output
         self.policy, self.timing, self._on_change = policy, timing, on_change
-        self.notify_path = notify_path
+        self._notify_socket = notify  # the supervisor's, made at the first unit that needs it
         self.state = S.STOPPED
         self.since = clock.time()
         self.last_start_seconds: float | None = None  # spawn -> ready, the last time it started
@@ -231,8 +231,6 @@ class Unit(ProcessRun, Elsewhere):
         finally:
             self._kill_child()
             self._give_back_turn()
-            if self._notify:
-                self._notify.close()
 
     async def _contained(self, work: Awaitable[None]) -> None:
         """Run `work`; an unexpected exception fails this unit, never the daemon."""
@@ -260,8 +258,8 @@ class Unit(ProcessRun, Elsewhere):
             self._notify_ready.set()
 
     async def _life(self) -> None:
-        if self.spec.notify and self.notify_path and self._notify is None:
-            self._notify = NotifySocket(self.notify_path, self._on_notify)
+        if self.spec.notify and self._notify is None:
+            self._notify = self._notify_socket()
         while self.wanted:
             self.retry_at = None
             if not (self.state in CRASHED and self._dependencies_met() and self._turn_now()):

@@ -63,6 +63,7 @@ class ProcessRun(HealthChecks):
         self._oom = OomWatch(child.pid)
         self._prober.owner_pid = child.pid  # probes must reach this process, not another on its address
         self._watch_stops(child.pid)
+        self._hear(child.pid)
         self.output.note(f"started pid {child.pid}")
         self.log.info("unit.spawned", pid=child.pid)
         self._on_change(self)
@@ -71,6 +72,7 @@ class ProcessRun(HealthChecks):
             ready_for = await self._supervise_child(child, exited)
         finally:
             CHILD_STOPS.unwatch(child.pid)
+            self._unhear(child.pid)
         self._record_exit(child, await exited)
         return ready_for
 
@@ -99,10 +101,14 @@ class ProcessRun(HealthChecks):
         self._adopted = None
         self._prober.owner_pid = child.pid
         self._notify_ready.set()  # it said READY=1 to the daemon that started it
+        self._hear(child.pid)
         self.log.info("unit.adopted", pid=child.pid)
         self._on_change(self)
         exited = child.exit_waiter()
-        ready_for = await self._supervise_child(child, exited)
+        try:
+            ready_for = await self._supervise_child(child, exited)
+        finally:
+            self._unhear(child.pid)
         self._record_exit(child, await exited)
         return ready_for
 
@@ -150,6 +156,18 @@ class ProcessRun(HealthChecks):
     def _died_of(self) -> str:
         """The exception the process died of: what the admin needs, not the closing banner."""
         return died_of(self.output.last(TAIL_FOR_ERRORS))
+
+    def _hear(self, pid: int) -> None:
+        """The notify messages of `pid` (and of its descendants) are this unit's."""
+        if self._notify is not None:
+            self._notify.listen(pid, self._on_notify)
+
+    def _unhear(self, pid: int) -> None:
+        if self._notify is not None:
+            self._notify.forget(pid)
+
+    def _on_notify(self, fields: dict[str, str]) -> None:
+        raise NotImplementedError
 
     def _exec_refusal(self, env: dict[str, str]) -> Refusal | None:
         """The kernel would refuse this exec ("Argument list too long"): failed at once, by name."""

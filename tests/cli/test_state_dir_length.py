@@ -1,4 +1,4 @@
-"""Red team: a state dir path short enough for synsup.sock but too long for notify/N.sock made
+"""Red team: a state dir path short enough for synsup.sock but too long for notify/notify.sock made
 every Synapse unit fail with "internal error: OSError: AF_UNIX path too long" after Redis had
 started; it is a one-line error before anything starts."""
 
