@@ -121,7 +121,7 @@ class HealthChecks:
     async def _check_alive(self) -> str | None:
         """One liveness check: the probes, or for a unit without any, that it is not stopped."""
         if self.spec.probes:
-            return await self._prober.check_all(self.timing.probe_timeout)
+            return await self._prober.settled_check(self.timing.probe_timeout)
         return "stopped (SIGSTOP)" if self._stopped.is_set() else None
 
     @property

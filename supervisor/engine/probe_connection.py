@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from ..spec import HttpProbe, RedisProbe
@@ -36,6 +37,7 @@ class ProbeConnection:
         self.sock, self.streams = sock, streams
         self._reply: asyncio.Future[None] | None = None  # a check waiting for the peer's bytes
         self._watched = False  # the socket stays in the loop's epoll set while the connection is kept
+        self._on_bytes: Callable[[bytes], None] | None = None  # a settled check's reader (expect)
 
     @classmethod
     async def open(cls, probe: HttpProbe | RedisProbe) -> ProbeConnection:
@@ -90,7 +92,26 @@ class ProbeConnection:
         finally:
             self._reply = None
 
+    def expect(self, on_bytes: Callable[[bytes], None] | None) -> None:
+        """Hand each read of the peer's bytes (b"" when it closed) to `on_bytes`, from the loop's
+        readiness callback: no coroutine, no future (Prober.settled_check). None: stop."""
+        self._on_bytes = on_bytes
+        if on_bytes is not None and not self._watched:
+            assert self.sock is not None
+            asyncio.get_running_loop().add_reader(self.sock.fileno(), self._on_readable)
+            self._watched = True
+
     def _on_readable(self) -> None:
+        if self._on_bytes is not None:
+            assert self.sock is not None
+            try:
+                data = self.sock.recv(4096)
+            except BlockingIOError:
+                return
+            except OSError:
+                data = b""
+            self._on_bytes(data)
+            return
         if self._reply is not None:
             if not self._reply.done():
                 self._reply.set_result(None)
@@ -113,6 +134,7 @@ class ProbeConnection:
         if self.streams is not None:
             self.streams[1].close()
         elif self.sock is not None:
+            self._on_bytes = None
             self._unwatch()
             self.sock.close()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 
 from helpers import free_ports
 
@@ -164,3 +165,87 @@ def test_a_kept_connection_joins_the_event_loop_once_not_at_every_check():
             await asyncio.gather(*(w.wait_closed() for w in writers), return_exceptions=True)
             await server.wait_closed()
     asyncio.run(main())
+
+
+def kept_alive_server(replies: list[bytes | None]):
+    """A server answering each request on a connection with the next of `replies` (None: silent
+    from then on), then 200 OK; its writers, to close them."""
+    writers: list = []
+
+    async def handle(reader, writer):
+        writers.append(writer)
+        try:
+            while await reader.readuntil(b"\r\n\r\n"):
+                reply = replies.pop(0) if replies else b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nOK"
+                if reply is None:
+                    await reader.read()
+                    break
+                writer.write(reply)
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        writer.close()
+    return handle, writers
+
+
+def settled(replies: list[bytes | None], scenario) -> None:
+    """`scenario(prober, writers)` against kept_alive_server(replies), after a first check
+    (on check_all) that confirmed the listener and kept the connection."""
+    async def main():
+        handle, writers = kept_alive_server(replies)
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        prober = Prober((HttpProbe(host="127.0.0.1", port=server.sockets[0].getsockname()[1]),))
+        try:
+            assert await prober.check_all(1.0) is None
+            await scenario(prober, writers)
+        finally:
+            prober.close()
+            server.close()
+            for writer in writers:
+                writer.close()
+            await asyncio.gather(*(w.wait_closed() for w in writers), return_exceptions=True)
+            await server.wait_closed()
+    asyncio.run(main())
+
+
+def test_a_settled_check_reuses_the_kept_connection_without_a_coroutine_and_recovers_when_it_is_closed():
+    async def scenario(prober, writers):
+        verdict = prober.settled_check(1.0)
+        assert isinstance(verdict, asyncio.Future), "the kept connection is checked by callbacks"
+        assert await verdict is None
+        assert await prober.settled_check(1.0) is None
+        assert len(writers) == 1 and prober.last_seconds > 0
+        writers[0].close()  # the server drops the kept connection
+        await writers[0].wait_closed()
+        assert await prober.settled_check(1.0) is None
+        assert len(writers) == 2, "a stale connection is replaced, not reported"
+        assert await prober.settled_check(1.0) is None
+        assert len(writers) == 2
+    settled([b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nOK"], scenario)
+
+
+def test_a_settled_check_says_what_a_kept_connection_answered_and_opens_a_fresh_one_next():
+    async def scenario(prober, writers):
+        why = await prober.settled_check(1.0)
+        assert why == f"{prober.probes[0].describe()} answered 'HTTP/1.1 503 Service Unavailable'"
+        assert await prober.settled_check(1.0) is None
+        assert len(writers) == 2, "the failed reply's connection is not kept"
+    settled([b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+             b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n"], scenario)
+
+
+def test_a_settled_check_of_a_silent_process_times_out_and_a_cancelled_one_leaves_no_socket():
+    replies: list[bytes | None] = [b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", None]
+
+    async def scenario(prober, writers):
+        assert await prober.settled_check(0.2) == f"{prober.probes[0].describe()} did not answer within 0.2s"
+        fds = len(os.listdir("/proc/self/fd"))
+        assert await prober.check_all(1.0) is None  # a fresh connection, kept
+        assert len(os.listdir("/proc/self/fd")) == fds + 1
+        replies.append(None)
+        waiting = asyncio.ensure_future(prober.settled_check(5.0))
+        await asyncio.sleep(0.05)
+        waiting.cancel()  # the unit is stopped while its check waits
+        await asyncio.gather(waiting, return_exceptions=True)
+        assert len(os.listdir("/proc/self/fd")) == fds, "the cancelled check's connection is closed"
+    settled(replies, scenario)
