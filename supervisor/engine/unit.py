@@ -27,13 +27,12 @@ from .restart_policy import RestartPolicy
 from .start_cores import StartCores
 from .unit_elsewhere import Elsewhere
 from .unit_output import UnitOutput
-from .unit_process import ProcessRun
-from .unit_state import UnitState, check_transition
+from .unit_process import ExitUnsaid, ProcessRun
+from .unit_state import STATE_EVENTS, UnitState, check_transition
 from .unit_tally import ProbeTally
 
 S = UnitState
 ERROR_CLEARED_AFTER = 60.0  # seconds ready after which a unit's error is history (last_error)
-STATE_EVENTS = {state: f"unit.{state.value}" for state in UnitState}  # one string each, not one a change
 CRASHED = (S.READY, S.UNHEALTHY)  # a process that ran exited (`starting` again without `waiting`)
 
 
@@ -71,6 +70,7 @@ class Unit(ProcessRun, Elsewhere):
         self._held = Flag()  # stopped by the admin: no automatic start until `synsup start UNIT`
         self.waiting_for_resume = False  # exited while paused: nothing happens until `synsup resume`
         self._adopted: Child | None = None  # a process an earlier daemon started, to supervise first
+        self._exit_unsaid: ExitUnsaid | None = None  # an exit said at the next fork (ProcessRun._record_exit)
         if unpaused is None:
             unpaused = Flag()
             unpaused.set()
@@ -112,6 +112,7 @@ class Unit(ProcessRun, Elsewhere):
 
     # -- the one place state changes
     def set_state(self, new: UnitState, error: str | None = None, **fields: object) -> None:
+        self._say_exit()  # an exit held for a crash restart's fork is said before anything after it
         if self.error is None:
             self._error = None  # cleared while ready: it stays history when the unit leaves ready
         if error is not None:
@@ -373,7 +374,8 @@ class Unit(ProcessRun, Elsewhere):
         """One process from spawn to exit; seconds it was ready, or None if it never was."""
         self._notify_ready.clear()
         self.health = None  # the last run's verdict does not describe the new process
-        self.set_state(S.STARTING)
+        if not self._start_quietly():
+            self.set_state(S.STARTING)
         self._prober = Prober(self.spec.probes)
         try:
             if self._adopted is not None:

@@ -20,7 +20,7 @@ from .notify_socket import NotifySocket
 from .preflight import Refusal, preflight
 from .process import Child, ExitStatus, Spawner, stop_child
 from .unit_output import UnitOutput
-from .unit_state import UnitState
+from .unit_state import STATE_EVENTS, UnitState, check_transition
 
 S = UnitState
 TAIL_FOR_ERRORS = 40  # output lines searched for the exception a unit died of
@@ -47,6 +47,10 @@ class ProcessRun(HealthChecks):
     _oom: OomWatch | None
     _stopped: Flag
     _on_change: Callable[..., None]
+    _exit_unsaid: ExitUnsaid | None
+    _error: str | None
+    since: float
+    ready_event: Flag
 
     def set_state(self, new: UnitState, error: str | None = None, **fields: object) -> None:
         raise NotImplementedError
@@ -84,6 +88,7 @@ class ProcessRun(HealthChecks):
         self.retry_soon = refusal.retry_after if refusal is not None else None
         self.refused = refusal is not None and self.retry_soon is None
         if refusal is not None:
+            self._say_exit()
             self.error = refusal.reason
             self.log.error("unit.refused", error=refusal.reason)
             return None
@@ -92,9 +97,11 @@ class ProcessRun(HealthChecks):
         try:
             self.child = await self.spawner.spawn(self.spec, env, self.output)
         except OSError as e:
+            self._say_exit()
             self.error = f"cannot start {(self.spec.argv or ('?',))[0]}: {e.strerror or e}"
             self.log.error("unit.spawn_failed", error=self.error)
             return None
+        self._say_exit()
         return self.child
 
     async def _supervise_adopted(self, child: Child) -> float | None:
@@ -144,14 +151,42 @@ class ProcessRun(HealthChecks):
         oom = self._oom.evidence() if self._oom is not None and returncode == -signal.SIGKILL else None
         status = ExitStatus.from_returncode(returncode, self.clock.time(), child.killed_after, oom)
         self.last_exit = status
-        self.output.note(f"pid {child.pid} {status.describe()}")
-        if self.wanted:
-            if self.state is not S.UNHEALTHY and not (self.error and self.error.startswith("not ready")):
-                self.error = f"{status.describe()}: {self._died_of()}".rstrip(": ")
-            self.log.warning("unit.exited", pid=child.pid, status=status.describe())
-        else:
+        if not self.wanted:
+            self.output.note(f"pid {child.pid} {status.describe()}")
             self.set_state(S.STOPPED)
+            self._on_change(self)
+            return
+        if self.state is not S.UNHEALTHY and not (self.error and self.error.startswith("not ready")):
+            self.error = f"{status.describe()}: {self._died_of()}".rstrip(": ")
+        # its note, its log line and the listeners are told after the next fork when it is
+        # restarted at once (half a millisecond between a crash and its restart), else at the
+        # next change of state (set_state), in the same order as ever
+        self._exit_unsaid = ExitUnsaid(child.pid, status)
+
+    def _say_exit(self) -> None:
+        """The exit held by _record_exit, and the `starting` that followed it quietly, said now."""
+        unsaid, self._exit_unsaid = self._exit_unsaid, None
+        if unsaid is None:
+            return
+        self.output.note(f"pid {unsaid.pid} {unsaid.status.describe()}")
+        self.log.warning("unit.exited", pid=unsaid.pid, status=unsaid.status.describe())
+        if unsaid.starting:
+            self.log.info(STATE_EVENTS[S.STARTING], pid=None)
         self._on_change(self)
+
+    def _start_quietly(self) -> bool:
+        """A crash restart goes to `starting` without a word until its fork (_say_exit); False
+        when this is not one (nothing held since an exit)."""
+        unsaid = self._exit_unsaid
+        if unsaid is None or self.spec.argv is None or self._adopted is not None or self.spec.reported:
+            return False
+        if self.error is None:
+            self._error = None
+        check_transition(self.state, S.STARTING)
+        self.state, self.since = S.STARTING, self.clock.time()
+        self.ready_event.clear()
+        unsaid.starting = True
+        return True
 
     def _died_of(self) -> str:
         """The exception the process died of: what the admin needs, not the closing banner."""
@@ -177,3 +212,13 @@ class ProcessRun(HealthChecks):
     def _environment(self) -> dict[str, str]:
         return unit_environment(self.spec.env, self._notify.path if self._notify is not None else None,
                                 keep=self.spec.keep_env)
+
+
+class ExitUnsaid:
+    """An exit not yet noted, logged nor told to the listeners (ProcessRun._record_exit)."""
+
+    __slots__ = ("pid", "status", "starting")
+
+    def __init__(self, pid: int, status: ExitStatus) -> None:
+        self.pid, self.status = pid, status
+        self.starting = False  # the unit went to `starting` since, not yet said either

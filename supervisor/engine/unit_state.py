@@ -40,3 +40,6 @@ class TransitionError(RuntimeError):
 def check_transition(old: UnitState, new: UnitState) -> None:
     if new is not old and new not in ALLOWED[old]:
         raise TransitionError(f"{old.value} -> {new.value} is not a unit transition")
+
+
+STATE_EVENTS = {state: f"unit.{state.value}" for state in UnitState}  # one string each, not one a change

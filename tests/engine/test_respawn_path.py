@@ -123,3 +123,64 @@ def test_a_daemon_stopping_at_once_still_looks_for_escaped_descendants(tmp_path,
         assert looks == ["look"] and not process.REAPER.escaped_due
         output.close()
     asyncio.run(main())
+
+
+class SaidLog:
+    """A unit's logger that puts each event in the story."""
+
+    def __init__(self, story: list[tuple]) -> None:
+        self.story = story
+
+    def __getattr__(self, level: str):
+        return lambda event, **fields: self.story.append(("log", event))
+
+
+def crash_story(tmp_path, crash_after: float) -> tuple[list[tuple], str]:
+    """b crashes `crash_after` s after it was ready: the daemon log's events, the listeners'
+    calls and the fork, in the order they came; b's unit log."""
+    story: list[tuple] = []
+
+    async def scenario(sup, clock, spawner):
+        b = sup.units["b"]
+        fork = spawner.spawn
+
+        async def forked(spec, env, output):
+            story.append(("fork",))
+            return await fork(spec, env, output)
+        spawner.spawn = forked
+        sup.add_listener(lambda unit: story.append(("change", unit.state.value, unit.last_exit is not None))
+                         if unit is b else None)
+        sup.start_all()
+        await until(lambda: b.state is S.READY)
+        clock.advance(crash_after)
+        story.clear()
+        first = b.child
+        b.log = SaidLog(story)
+        first.exit(1)
+        await until(lambda: b.child is not first)
+        await until(lambda: b.state is S.READY)
+        await sup.stop_all()
+
+    specs = [UnitSpec(name="b", argv=("fake", "b"), notify=False)]
+    run_supervisor(scenario, specs, tmp_path, Timing(liveness_interval=None, notify_grace=0.0))
+    with open(tmp_path / "b.log") as f:
+        return story, f.read()
+
+
+def test_a_crash_restart_forks_first_then_says_the_exit_in_the_order_it_came(tmp_path):
+    """Half a millisecond between a crash and its restart went to the exit's note in the unit
+    log, its log line, the `starting` line and the listeners: said after the fork now."""
+    story, unit_log = crash_story(tmp_path, crash_after=61)
+    assert story[0] == ("fork",), story
+    said = [entry for entry in story if entry[0] == "log"]
+    assert said[:3] == [("log", "unit.exited"), ("log", "unit.starting"), ("log", "unit.spawned")], story
+    changes = [entry for entry in story if entry[0] == "change"]
+    assert changes[0] == ("change", "starting", True), "the listeners learn of the exit with the new run"
+    assert unit_log.index("pid 10000 exited with code 1") < unit_log.index("started pid 10001"), unit_log
+
+
+def test_a_restart_that_backs_off_says_the_exit_before_the_backoff(tmp_path):
+    story, unit_log = crash_story(tmp_path, crash_after=1)
+    assert story.index(("log", "unit.exited")) < story.index(("log", "unit.backoff")) < story.index(("fork",)), story
+    assert ("change", "ready", True) in story[:story.index(("fork",))], "the exit was told before the wait"
+    assert unit_log.index("pid 10000 exited with code 1") < unit_log.index("started pid 10001"), unit_log
