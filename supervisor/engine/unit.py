@@ -113,12 +113,19 @@ class Unit(ProcessRun, Elsewhere):
     # -- the one place state changes
     def set_state(self, new: UnitState, error: str | None = None, **fields: object) -> None:
         self._say_exit()  # an exit held for a crash restart's fork is said before anything after it
+        if not self._enter(new, error):
+            return
+        self.log.info(STATE_EVENTS[new], pid=self.pid, **({"error": error} if error else {}), **fields)
+        self._on_change(self)
+
+    def _enter(self, new: UnitState, error: str | None = None) -> bool:
+        """The change of state itself, unsaid (set_state says it); False when already in it."""
         if self.error is None:
             self._error = None  # cleared while ready: it stays history when the unit leaves ready
         if error is not None:
             self.error = error
         if new is self.state:
-            return
+            return False
         check_transition(self.state, new)
         self.state, self.since = new, self.clock.time()
         if new is S.READY:
@@ -127,8 +134,7 @@ class Unit(ProcessRun, Elsewhere):
                 self.last_start_seconds = max(0.0, self.since - self.started_at)
         else:
             self.ready_event.clear()
-        self.log.info(STATE_EVENTS[new], pid=self.pid, **({"error": error} if error else {}), **fields)
-        self._on_change(self)
+        return True
 
     # -- commands
     def start(self, reset: bool = False) -> None:

@@ -20,7 +20,7 @@ from .notify_socket import NotifySocket
 from .preflight import Refusal, preflight
 from .process import Child, ExitStatus, Spawner, stop_child
 from .unit_output import UnitOutput
-from .unit_state import STATE_EVENTS, UnitState, check_transition
+from .unit_state import STATE_EVENTS, UnitState
 
 S = UnitState
 TAIL_FOR_ERRORS = 40  # output lines searched for the exception a unit died of
@@ -48,11 +48,11 @@ class ProcessRun(HealthChecks):
     _stopped: Flag
     _on_change: Callable[..., None]
     _exit_unsaid: ExitUnsaid | None
-    _error: str | None
-    since: float
-    ready_event: Flag
 
     def set_state(self, new: UnitState, error: str | None = None, **fields: object) -> None:
+        raise NotImplementedError
+
+    def _enter(self, new: UnitState, error: str | None = None) -> bool:
         raise NotImplementedError
 
     async def _race(self, work: Awaitable[object], exited: asyncio.Future[int | None] | None = None,
@@ -180,11 +180,7 @@ class ProcessRun(HealthChecks):
         unsaid = self._exit_unsaid
         if unsaid is None or self.spec.argv is None or self._adopted is not None or self.spec.reported:
             return False
-        if self.error is None:
-            self._error = None
-        check_transition(self.state, S.STARTING)
-        self.state, self.since = S.STARTING, self.clock.time()
-        self.ready_event.clear()
+        self._enter(S.STARTING)
         unsaid.starting = True
         return True
 

@@ -83,39 +83,14 @@ def test_check_all_joins_failures():
 
 
 def test_prober_keeps_the_connection_alive_and_recovers_when_it_is_closed():
-    async def main():
-        connections = []
-
-        async def handle(reader, writer):
-            connections.append(writer)
-            while (await reader.readuntil(b"\r\n\r\n")):
-                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nOK")
-                await writer.drain()
-
-        async def guarded(reader, writer):
-            try:
-                await handle(reader, writer)
-            except (asyncio.IncompleteReadError, ConnectionError):
-                writer.close()
-
-        server = await asyncio.start_server(guarded, "127.0.0.1", 0)
-        prober = Prober((HttpProbe(host="127.0.0.1", port=server.sockets[0].getsockname()[1]),))
-        try:
-            assert await prober.check_all(1.0) is None
-            assert await prober.check_all(1.0) is None
-            assert len(connections) == 1, "the second check reuses the connection"
-            connections[0].close()  # the server drops the kept connection
-            await connections[0].wait_closed()
-            assert await prober.check_all(1.0) is None
-            assert len(connections) == 2, "a stale connection is replaced, not reported"
-        finally:
-            prober.close()
-            server.close()
-            for writer in connections:
-                writer.close()
-            await asyncio.gather(*(w.wait_closed() for w in connections), return_exceptions=True)
-            await server.wait_closed()
-    asyncio.run(main())
+    async def scenario(prober, connections):
+        assert await prober.check_all(1.0) is None
+        assert len(connections) == 1, "the second check reuses the connection"
+        connections[0].close()  # the server drops the kept connection
+        await connections[0].wait_closed()
+        assert await prober.check_all(1.0) is None
+        assert len(connections) == 2, "a stale connection is replaced, not reported"
+    settled([], scenario)
 
 
 def test_tcp_probe_is_healthy_when_it_connects(tmp_path):
