@@ -7,6 +7,7 @@ from typing import Any
 
 import psutil
 
+from .engine.resources import TICKS, stat_fields
 from .statedir import StateDir
 
 
@@ -19,12 +20,14 @@ def process_record(pid: int) -> dict[str, Any] | None:
         return None
 
 
-def create_time(pid: int) -> float | None:
-    """The start time psutil gives (what `process_record` keeps), without the command line."""
-    try:
-        return float(psutil.Process(pid).create_time())
-    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+def create_time(pid: int, boot: float | None = None) -> float | None:
+    """The start time psutil gives (what `process_record` keeps and `same_process` compares),
+    computed as psutil does from one read of /proc/PID/stat: no psutil object, and the boot time
+    (/proc/stat, read by psutil on every call) read once by a caller that asks for many pids."""
+    fields = stat_fields(pid)
+    if fields is None:
         return None
+    return float(fields[19]) / TICKS + (psutil.boot_time() if boot is None else boot)
 
 
 def still_running(record: dict[str, Any]) -> bool:

@@ -304,7 +304,7 @@ class Daemon:
         if self.operations.current is None and not self.lifecycle.stopping:
             self.settle(unit)
         if self.supervisor is not None:
-            self.records.changed(self.supervisor)
+            self.records.changed(self.supervisor, unit.spec.name)
 
     # -- requests
     def status_reply(self, names: list[str] | None = None) -> StatusReply:

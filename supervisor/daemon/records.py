@@ -1,6 +1,13 @@
 """The daemon's records in the state dir: daemon.json (who runs) and units.json (the pids it
 started), so that a later synsup can find processes a dead daemon left behind. A full or
-read-only state dir never stops the daemon: it says so on stderr and goes on supervising."""
+read-only state dir never stops the daemon: it says so on stderr and goes on supervising.
+
+Files are written by one thread of their own, in the order asked: replacing units.json costs
+milliseconds on ext4 (the new file's blocks are flushed at the rename), and the loop must not
+wait for it while a unit crashes. The text is made on the loop (a thread running Python would
+hold the lock the loop needs for up to 5 ms); only the system calls run beside it. A write the
+caller relies on at once (before a fork, before an exec in place, at exit) waits for every
+write queued before it and for its own."""
 
 from __future__ import annotations
 
@@ -9,6 +16,7 @@ import json
 import os
 import sys
 from collections.abc import Iterable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import psutil
@@ -29,10 +37,12 @@ class Records:
         self.state = state
         self._kept: dict[str, dict[str, Any]] = {}
         self._commands: dict[str, dict[str, Any]] = {}  # commands the daemon runs that are no unit
-        self._serialised: dict[str, str] = {}  # name -> its record as JSON, made once per pid
+        self._serialised: dict[str, str] = {}  # name -> '"name": record' as JSON, made once per pid
+        self._stale: set[str] | None = None  # units whose records may have changed (None: all)
         self._pending: asyncio.TimerHandle | None = None
         self._dirty = False
-        self._failing = False
+        self._failing = False  # touched by the writer thread only
+        self._writer: ThreadPoolExecutor | None = None  # one thread: writes land in the order asked
 
     def write_log_dir(self, log_dir: str) -> None:
         self._write(self.state.log_dir_file, {"log_dir": log_dir})
@@ -40,11 +50,17 @@ class Records:
     def write_daemon(self, record: dict[str, Any]) -> None:
         self._write(self.state.daemon_file, record)
 
-    def changed(self, sup: Supervisor) -> None:
-        """Write units.json soon (once for a burst of changes)."""
+    def changed(self, sup: Supervisor, name: str | None = None) -> None:
+        """Write units.json soon (once for a burst of changes): the record of unit `name` looked
+        at again (None: every unit's), the others' kept as they were."""
+        if self._stale is not None:
+            if name is None:
+                self._stale = None
+            else:
+                self._stale.add(name)
         if not self._dirty:
             self._dirty = True
-            self._pending = asyncio.get_running_loop().call_later(WRITE_DELAY, self.write_units, sup)
+            self._pending = asyncio.get_running_loop().call_later(WRITE_DELAY, self._write_units_beside, sup)
 
     def expect(self, name: str, nonce: str, sup: Supervisor | None) -> None:
         """A command (a migration) about to be forked with `nonce` in its mark: in units.json
@@ -65,28 +81,47 @@ class Records:
             self.write_units(sup)
 
     def write_units(self, sup: Supervisor) -> None:
+        """units.json as it is now (every unit looked at), on disk when this returns."""
+        self._stale = None
+        self._submit(self.state.units_file, self._units_text(sup)).result()
+
+    def _write_units_beside(self, sup: Supervisor) -> None:
+        """The burst's write: the loop goes on while the writer thread replaces the file."""
+        self._submit(self.state.units_file, self._units_text(sup))
+
+    def _units_text(self, sup: Supervisor) -> str:
+        """The text of units.json: only the units that changed are looked at, only a new pid is
+        looked up and serialised (a crash among 500 units: one record made, not 500 read)."""
         self._dirty = False
-        records, serialised = {}, {}
-        for name, unit in sup.units.items():
-            if unit.pid and unit.spec.argv:
-                kept = self._kept.get(name)
-                if kept and kept["pid"] == unit.pid:
-                    records[name], serialised[name] = kept, self._serialised[name]
-                    continue
-                records[name] = {"pid": unit.pid, "cmdline": list(unit.spec.argv), "step": unit.spec.step,
-                                 "stop_timeout": unit.spec.stop_timeout,
-                                 "create_time": create_time(unit.pid)}
-                serialised[name] = json.dumps(records[name])
-        self._kept, self._serialised = records, serialised  # only a new pid is looked up and serialised
-        entries = [*serialised.items(), *((name, json.dumps(r)) for name, r in self._commands.items())]
-        text = "{" + ", ".join(f"{json.dumps(name)}: {record}" for name, record in entries) + "}"
-        self._write_text(self.state.units_file, text)
+        stale, self._stale = self._stale, set()
+        if stale is None:
+            stale = set(self._kept) | set(sup.units)
+        boot: float | None = None
+        for name in stale:
+            unit = sup.units.get(name)
+            pid = unit.pid if unit is not None and unit.spec.argv else None
+            kept = self._kept.get(name)
+            if not pid:
+                self._kept.pop(name, None)
+                self._serialised.pop(name, None)
+            elif not kept or kept["pid"] != pid:
+                assert unit is not None and unit.spec.argv
+                if boot is None:
+                    boot = psutil.boot_time()
+                record = {"pid": pid, "cmdline": list(unit.spec.argv), "step": unit.spec.step,
+                          "stop_timeout": unit.spec.stop_timeout, "create_time": create_time(pid, boot)}
+                self._kept[name], self._serialised[name] = record, f"{json.dumps(name)}: {json.dumps(record)}"
+        commands = (f"{json.dumps(name)}: {json.dumps(r)}" for name, r in self._commands.items())
+        return "{" + ", ".join([*self._serialised.values(), *commands]) + "}"
 
     def finish(self, sup: Supervisor) -> None:
         """At exit: keep units.json while any recorded process still lives."""
         if self._pending is not None:
             self._pending.cancel()
         self.write_units(sup)
+        if self._writer is not None:
+            self._writer.shutdown()
+            self._writer = None
         self.state.remove(self.state.daemon_file)
         if not any(same_process(r) for r in self._kept.values()):
             self.state.remove(self.state.units_file)
@@ -94,7 +129,12 @@ class Records:
             log.error("daemon.processes_left", units=sorted(self._kept))
 
     def _write(self, path: str, data: Any) -> None:
-        self._write_text(path, json.dumps(data))
+        self._submit(path, json.dumps(data)).result()
+
+    def _submit(self, path: str, text: str) -> Future[None]:
+        if self._writer is None:
+            self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="synsup-records")
+        return self._writer.submit(self._write_text, path, text)
 
     def _write_text(self, path: str, text: str) -> None:
         try:

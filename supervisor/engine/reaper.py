@@ -67,7 +67,11 @@ class Reaper:
                 self.reap_soon()
 
     def reap(self) -> None:
-        """On SIGCHLD: collect every exited child that is ours to collect."""
+        """On SIGCHLD: collect every exited child that is ours to collect. Most signals are a
+        unit's exit, its leader reaped by its Child already: one system call then says no child
+        is a zombie, and no child list (500 pids with 500 units) is read."""
+        if not self.leftovers and not _zombie_child():
+            return
         children = direct_children()
         for pid in children:
             if pid not in self.leaders and pid not in self.waited:
@@ -125,6 +129,15 @@ def kill(pid: int, sig: int = signal.SIGKILL) -> None:
         os.kill(pid, sig)
     except (ProcessLookupError, PermissionError):
         pass
+
+
+def _zombie_child() -> bool:
+    """Some child of ours has exited and is not reaped yet (none is reaped by asking)."""
+    try:
+        info = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+    except ChildProcessError:
+        return False
+    return info is not None and info.si_pid != 0
 
 
 def _stat(pid: int) -> tuple[str, int] | None:

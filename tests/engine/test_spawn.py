@@ -24,7 +24,7 @@ def only_standard_descriptors(pid: int) -> None:
     deadline = time.monotonic() + 5.0
     while listing() != [0, 1, 2] and time.monotonic() < deadline:
         time.sleep(0.01)
-    assert listing() == [0, 1, 2]
+    assert listing() == [0, 1, 2], {fd: os.readlink(f"/proc/{pid}/fd/{fd}") for fd in listing()}
 
 
 def status_mask(pid: int, field: str) -> int:
