@@ -206,9 +206,15 @@ class UnitOutput:
         os.set_blocking(fd, True)
         st = os.fstat(fd)
         self._run_start, self._child_file, self.moved = st.st_size, (st.st_dev, st.st_ino), False
-        if self.on_open is not None:
-            self.on_open(self)
         return fd
+
+    def watch_from_here(self) -> None:
+        """synsup's own lines of a spawn are written (the last exit, `started pid`): a change of
+        the file from now on is the process's own, and worth a look (`log_watch`). Watched from
+        the open, a start of 500 units that write nothing had 500 logs looked at 5 s later,
+        each for the daemon's own line."""
+        if self.on_open is not None and self._child_file is not None:
+            self.on_open(self)
 
     def adopted(self) -> None:
         """A process an earlier daemon started writes the file: its output is the file's end."""

@@ -69,6 +69,7 @@ class ProcessRun(HealthChecks):
         self._watch_stops(child.pid)
         self._hear(child.pid)
         self.output.note(f"started pid {child.pid}")
+        self.output.watch_from_here()
         self.log.info("unit.spawned", pid=child.pid)
         self._on_change(self)
         exited = child.exit_waiter()
