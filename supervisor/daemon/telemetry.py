@@ -110,3 +110,4 @@ class Telemetry:
         if self.server is not None:
             self.server.close()
         self.hooks.close()
+        self.sampler.close()
