@@ -151,10 +151,12 @@ def idle_usage(pid: int, seconds: float) -> tuple[float, float]:
 
 
 @contextlib.contextmanager
-def bench_daemon(total: int, ports: list[int] | None = None, *options: str) -> Iterator[tuple[subprocess.Popen, str]]:
-    """The synsup daemon (daemon.py run) over `total` units, HTTP-probed on `ports` if given:
-    (the process, its state dir); stopped and removed afterwards."""
-    state = tempfile.mkdtemp(prefix="si", dir="/tmp")
+def bench_daemon(total: int, ports: list[int] | None = None, *options: str,
+                 parent: str = "/tmp") -> Iterator[tuple[subprocess.Popen, str]]:
+    """The synsup daemon (daemon.py run) over `total` units, HTTP-probed on `ports` if given,
+    its state dir (and unit logs) new under `parent`: (the process, its state dir); stopped and
+    removed afterwards."""
+    state = tempfile.mkdtemp(prefix="si", dir=parent)
     args = [sys.executable, os.path.join(HERE, "daemon.py"), "run", "--state-dir", state,
             "--bench-units", str(total), "--log-format", "json", *options]
     if ports:

@@ -42,10 +42,11 @@ def config(directory: str, unit: str, count: int) -> str:
 
 
 @contextlib.contextmanager
-def supervisord(unit: str, count: int) -> Iterator[subprocess.Popen]:
-    """supervisord running `count` programs of `unit`; stopped and removed afterwards."""
+def supervisord(unit: str, count: int, parent: str = "/tmp") -> Iterator[subprocess.Popen]:
+    """supervisord running `count` programs of `unit`, its logs in a new dir under `parent`;
+    stopped and removed afterwards."""
     binary = ensure_venv()
-    directory = tempfile.mkdtemp(prefix="sv", dir="/tmp")
+    directory = tempfile.mkdtemp(prefix="sv", dir=parent)
     daemon = subprocess.Popen([binary, "-c", config(directory, unit, count)],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
