@@ -151,11 +151,11 @@ def idle_usage(pid: int, seconds: float) -> tuple[float, float]:
 
 
 @contextlib.contextmanager
-def bench_daemon(total: int, ports: list[int] | None = None, *options: str,
-                 parent: str = "/tmp") -> Iterator[tuple[subprocess.Popen, str]]:
+def bench_daemon(total: int, ports: list[int] | None = None, *options: str, parent: str = "/tmp",
+                 remove: bool = True) -> Iterator[tuple[subprocess.Popen, str]]:
     """The synsup daemon (daemon.py run) over `total` units, HTTP-probed on `ports` if given,
-    its state dir (and unit logs) new under `parent`: (the process, its state dir); stopped and
-    removed afterwards."""
+    its state dir (and unit logs) new under `parent`: (the process, its state dir); stopped
+    afterwards, and its dir removed unless the caller removes `parent` later."""
     state = tempfile.mkdtemp(prefix="si", dir=parent)
     args = [sys.executable, os.path.join(HERE, "daemon.py"), "run", "--state-dir", state,
             "--bench-units", str(total), "--log-format", "json", *options]
@@ -167,7 +167,8 @@ def bench_daemon(total: int, ports: list[int] | None = None, *options: str,
     finally:
         daemon.send_signal(signal.SIGTERM)
         daemon.wait(120)
-        shutil.rmtree(state, ignore_errors=True)
+        if remove:
+            shutil.rmtree(state, ignore_errors=True)
 
 
 def all_ready(state: str) -> bool:

@@ -42,9 +42,9 @@ def config(directory: str, unit: str, count: int) -> str:
 
 
 @contextlib.contextmanager
-def supervisord(unit: str, count: int, parent: str = "/tmp") -> Iterator[subprocess.Popen]:
+def supervisord(unit: str, count: int, parent: str = "/tmp", remove: bool = True) -> Iterator[subprocess.Popen]:
     """supervisord running `count` programs of `unit`, its logs in a new dir under `parent`;
-    stopped and removed afterwards."""
+    stopped afterwards, and its dir removed unless the caller removes `parent` later."""
     binary = ensure_venv()
     directory = tempfile.mkdtemp(prefix="sv", dir=parent)
     daemon = subprocess.Popen([binary, "-c", config(directory, unit, count)],
@@ -54,7 +54,8 @@ def supervisord(unit: str, count: int, parent: str = "/tmp") -> Iterator[subproc
     finally:
         daemon.send_signal(signal.SIGTERM)
         daemon.wait(120)
-        shutil.rmtree(directory, ignore_errors=True)
+        if remove:
+            shutil.rmtree(directory, ignore_errors=True)
 
 
 def run_all(unit: str, crashes: int, idle: float, count: int = 500) -> dict[str, float]:

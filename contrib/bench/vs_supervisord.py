@@ -5,9 +5,11 @@ from schedstat, RSS from /proc). Prints figures; asserts nothing.
   python contrib/bench/vs_supervisord.py --units 500            # about 5 minutes
   python contrib/bench/vs_supervisord.py --units 3 --idle 1 --crashes 2 --stable 0 --scrapes 2   # smoke
 
---dir is where both daemons' state and log dirs are made (default /tmp): the spawn row
-includes creating 500 log files there, which costs what the file system asks (measured on one
-long-lived machine: 14 us per file in /var/tmp, 0.5-1.3 ms in its /tmp).
+--dir is where both daemons' state and log dirs are made (default /tmp), all kept until the
+end: the spawn row includes creating 500 log files, and on an ext4 without a journal (this
+machine's) a new inode is looked for past every inode freed in the last 30 s
+(ext4's recently_deleted): right after a phase removed its 500 files, the next phase's
+creations cost 0.4-1.3 ms each instead of 15-25 us (perf: find_inode_bit -> recently_deleted).
 
 A crash is answered at once only for a unit that was ready for 60 s (the default restart
 policy; earlier it backs off 1 s): --stable is how long after all-ready the crashes begin.
@@ -17,7 +19,9 @@ Real Synapse against synctl: vs_synctl.py.
 from __future__ import annotations
 
 import argparse
+import shutil
 import statistics
+import tempfile
 import time
 import urllib.request
 from collections.abc import Callable
@@ -41,11 +45,11 @@ def supervisor_rows(pid: int, units: int, args: argparse.Namespace, ready: Calla
     return figures
 
 
-def probed_rows(units: int, args: argparse.Namespace) -> Figures:
+def probed_rows(units: int, args: argparse.Namespace, scratch: str) -> Figures:
     """synsup with an HTTP probe on every unit and --metrics: spawn -> all ready, settled CPU,
     the CPU of one /metrics scrape."""
     metrics, *ports = free_ports(units + 1)
-    with bench_daemon(units, ports, "--metrics", f"127.0.0.1:{metrics}", parent=args.dir) as (daemon, state):
+    with bench_daemon(units, ports, "--metrics", f"127.0.0.1:{metrics}", parent=scratch, remove=False) as (daemon, state):
         _, last = outside.spawn_span(daemon.pid, units)
         figures = {"probed_ready": wait_all_ready(state, poll=0.1) - last}
         time.sleep(2)
@@ -96,13 +100,17 @@ def main() -> None:
     args = parser.parse_args()
     as_installed()
     print(f"units: {' '.join(UNIT)}, {args.units} of them, state and logs under {args.dir}", flush=True)
-    with bench_daemon(args.units, parent=args.dir) as (daemon, state):
-        ours = supervisor_rows(daemon.pid, args.units, args, lambda: wait_all_ready(state, poll=0.1))
-    ours.update(probed_rows(args.units, args))
-    theirs: Figures = {}
-    if not args.no_supervisord:
-        with supervisord(" ".join(UNIT), args.units, args.dir) as sv:
-            theirs = supervisor_rows(sv.pid, args.units, args, time.perf_counter)
+    scratch = tempfile.mkdtemp(prefix="vs", dir=args.dir)
+    try:
+        with bench_daemon(args.units, parent=scratch, remove=False) as (daemon, state):
+            ours = supervisor_rows(daemon.pid, args.units, args, lambda: wait_all_ready(state, poll=0.1))
+        ours.update(probed_rows(args.units, args, scratch))
+        theirs: Figures = {}
+        if not args.no_supervisord:
+            with supervisord(" ".join(UNIT), args.units, scratch, remove=False) as sv:
+                theirs = supervisor_rows(sv.pid, args.units, args, time.perf_counter)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
     print_table(args.units, ours, theirs)
 
 
