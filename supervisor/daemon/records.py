@@ -87,7 +87,7 @@ class Records:
 
     def _write_units_beside(self, sup: Supervisor) -> None:
         """The burst's write: the loop goes on while the writer thread replaces the file."""
-        self._submit(self.state.units_file, self._units_text(sup))
+        self._submit(self.state.units_file, self._units_text(sup)).add_done_callback(_said_if_failed)
 
     def _units_text(self, sup: Supervisor) -> str:
         """The text of units.json: only the units that changed are looked at, only a new pid is
@@ -144,6 +144,12 @@ class Records:
             if not self._failing:  # once per spell of failures, not per unit change
                 print(f"synsup: cannot write {path}: {e.strerror}; supervising on", file=sys.stderr)
             self._failing = True
+
+
+def _said_if_failed(write: Future[None]) -> None:
+    """A write nobody waits for: what it failed of (other than the disk, said already) is logged."""
+    if not write.cancelled() and (error := write.exception()) is not None:
+        log.error("daemon.records_write_failed", error=repr(error))
 
 
 def adoptable(state: StateDir, specs: list[UnitSpec], token: str | None) -> dict[str, int]:

@@ -114,7 +114,7 @@ def exec_in_place(passed: Inherited) -> OSError:
 
 async def reexec(daemon: ReexecView, send: Send, trial_timeout: float | None = None) -> None:
     """The `reexec` request: refused while an operation runs; the new code tried first; the
-    records written for the new image to adopt from; the reply sent; then the exec."""
+    reply sent; the records written for the new image to adopt from; then the exec."""
     busy = daemon.operations.current or ("stop" if daemon.lifecycle.stopping else None)
     if busy:
         await send(Refusal(f"still running: {busy}; try again when it is done"))
@@ -126,8 +126,8 @@ async def reexec(daemon: ReexecView, send: Send, trial_timeout: float | None = N
         return
     sup, control_fd = daemon.supervisor, daemon.control_fd
     assert sup is not None and control_fd is not None
-    daemon.hand_over()
-    held = tuple(name for name, unit in sup.units.items() if unit.held)
     await send(ReexecReply(os.getpid()))
+    daemon.hand_over()  # after the last await: no change of a unit comes between its records and the exec
+    held = tuple(name for name, unit in sup.units.items() if unit.held)
     failed = exec_in_place(Inherited(control_fd, held, daemon.paused))
     log.error("daemon.reexec_failed", error=str(failed))

@@ -129,7 +129,7 @@ class ResourceSampler:
         self._started: dict[int, float] = {}  # root pid -> start time, seconds since boot
         self._seen: set[int] = set()
         self._kept: dict[int, RootFiles] = {}
-        self._keep_at_most: int | None = None  # roots, so that kept files use a quarter of the fd limit at most
+        self._keep_at_most: int | None = None  # roots: kept files take a quarter of the free fds at most
 
     def tree(self, pid: int) -> list[int]:
         return process_tree(pid)
@@ -142,8 +142,8 @@ class ResourceSampler:
         try:
             (cpu, rss, started), children, fds = root.read()
         except (OSError, IndexError, ValueError):
-            self._forget(pid)
-            return None
+            self._forget(pid)  # gone; or its pid is another process's now, which is read anew
+            return self._usage_read_anew(pid)
         self._started[pid] = started
         self._seen.add(pid)
         for child in children:
@@ -175,8 +175,9 @@ class ResourceSampler:
         kept = self._kept.get(pid)
         if kept is not None:
             return kept
-        if self._keep_at_most is None:
-            self._keep_at_most = resource.getrlimit(resource.RLIMIT_NOFILE)[0] // 4 // RootFiles.COUNT
+        if self._keep_at_most is None:  # once per round of reads (prune): the units' own fds change
+            free = resource.getrlimit(resource.RLIMIT_NOFILE)[0] - _open_fds(os.getpid())
+            self._keep_at_most = len(self._kept) + max(0, free // 4 // RootFiles.COUNT)
         if len(self._kept) >= self._keep_at_most:
             return None
         try:
@@ -217,6 +218,7 @@ class ResourceSampler:
         for pid in set(self._kept) - self._seen:
             self._forget(pid)
         self._seen = set()
+        self._keep_at_most = None
 
 
 def _uptime() -> float:

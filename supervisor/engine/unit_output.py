@@ -202,6 +202,7 @@ class UnitOutput:
             fd = self._open_file()
         except OSError as e:
             self._drop(0, e)
+            self._child_file = None  # the process's output goes nowhere: no file of it to watch
             return None
         os.set_blocking(fd, True)
         st = os.fstat(fd)
@@ -215,6 +216,7 @@ class UnitOutput:
         each for the daemon's own line."""
         if self.on_open is not None and self._child_file is not None:
             self.on_open(self)
+            self._look()  # what the process wrote before the watch (a burst at its start) is looked at now
 
     def adopted(self) -> None:
         """A process an earlier daemon started writes the file: its output is the file's end."""
@@ -234,6 +236,9 @@ class UnitOutput:
     def upkeep(self) -> None:
         """After the file changed (`log_watch`): copy-truncate the file once it is past max_bytes, and
         notice a file the running process no longer writes to (renamed away, deleted)."""
+        self._look()
+
+    def _look(self) -> None:
         try:
             st: os.stat_result | None = os.stat(self.path, follow_symlinks=False)
         except OSError:
