@@ -7,7 +7,7 @@ from typing import Any
 
 import psutil
 
-from .engine.resources import TICKS, stat_fields
+from .proc_stat import TICKS, stat_fields
 from .statedir import StateDir
 
 

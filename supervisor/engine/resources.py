@@ -19,8 +19,9 @@ from dataclasses import dataclass
 
 import psutil
 
+from ..proc_stat import TICKS, read_small, stat_fields
+
 MIN_CPU_WINDOW = 1.0  # seconds: CPU% over a shorter window is noise; the last figure stands
-TICKS = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
@@ -29,15 +30,6 @@ class Usage:
     rss_bytes: int
     cpu_seconds: float
     open_fds: int
-
-
-def read_small(path: str) -> bytes:
-    """A small /proc file's content: one open, one read, one close (no file object)."""
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        return os.read(fd, 65536)
-    finally:
-        os.close(fd)
 
 
 def _children(pid: int) -> list[int]:
@@ -62,14 +54,6 @@ def process_tree(pid: int) -> list[int]:
         pids.append(current)
         todo.extend(_children(current))
     return pids
-
-
-def stat_fields(pid: int) -> list[bytes] | None:
-    """/proc/PID/stat's fields after the command name (its state first), or None once it is gone."""
-    try:
-        return read_small(f"/proc/{pid}/stat").rsplit(b")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
 
 
 def _stat(pid: int) -> tuple[float, int, float] | None:

@@ -19,7 +19,7 @@ import os
 import time
 from typing import TYPE_CHECKING
 
-from .resources import TICKS, read_small, stat_fields
+from ..proc_stat import TICKS, read_small, stat_fields
 from .unit_state import UnitState
 
 if TYPE_CHECKING:
