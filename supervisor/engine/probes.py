@@ -190,14 +190,21 @@ class Prober:
         (the coroutine layers and asyncio.timeout were most of the daemon's CPU per settled
         probe, at 50 probes a second for 500 units). The verdicts are check_all's; a kept
         connection found closed is checked again by check_all, on a fresh one."""
+        check = self.start_settled(timeout)
+        return check.verdict if check is not None else self.check_all(timeout)
+
+    def start_settled(self, timeout: float) -> SettledCheck | None:
+        """settled_check's check without a coroutine, its request sent; None when this check
+        needs check_all (not one plain HTTP probe, no kept connection, its listeners not yet
+        confirmed as the process's own, the connection found closed)."""
         probe = self.probes[0]
         if len(self.probes) != 1 or not isinstance(probe, HttpProbe) or self.owner_pid != self._confirmed:
-            return self.check_all(timeout)
+            return None
         conn = self._kept.pop(probe, None)
         if conn is None or conn.sock is None:
             if conn is not None:
                 self._kept[probe] = conn  # TLS: its streams
-            return self.check_all(timeout)
+            return None
         request = self._request_line or _request_bytes(probe)
         self._request_line = request
         started = time.perf_counter()
@@ -207,8 +214,8 @@ class Prober:
             sent = -1
         if sent != len(request):  # closed by the peer, or a full buffer: a fresh connection
             conn.close()
-            return self.check_all(timeout)
-        return _SettledCheck(self, probe, conn, timeout, started).verdict
+            return None
+        return SettledCheck(self, probe, conn, timeout, started)
 
     async def check_all(self, timeout: float) -> str | None:
         started = time.perf_counter()
@@ -290,7 +297,7 @@ class Prober:
         self._kept.clear()
 
 
-class _SettledCheck:
+class SettledCheck:
     """Prober.settled_check's reply: read by the loop's callback, its verdict a future."""
 
     __slots__ = ("prober", "probe", "conn", "timeout", "started", "data", "verdict", "_timer", "_again")

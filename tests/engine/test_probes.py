@@ -7,6 +7,7 @@ import os
 
 from helpers import free_ports
 
+from synsup.supervisor.engine.passing_checks import PassingChecks
 from synsup.supervisor.engine.probes import Prober, check
 from synsup.supervisor.spec import HttpProbe, RedisProbe, TcpProbe
 
@@ -223,4 +224,45 @@ def test_a_settled_check_of_a_silent_process_times_out_and_a_cancelled_one_leave
         waiting.cancel()  # the unit is stopped while its check waits
         await asyncio.gather(waiting, return_exceptions=True)
         assert len(os.listdir("/proc/self/fd")) == fds, "the cancelled check's connection is closed"
+    settled(replies, scenario)
+
+
+def test_passing_checks_run_on_callbacks_until_one_fails_and_say_why():
+    """A ready unit's passing checks wake no task: PassingChecks' future stays pending while
+    they pass, and resolves with the first failure's reason for the unit's task to count."""
+    ok = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
+
+    async def scenario(prober, writers):
+        passed: list[float] = []
+        checks = PassingChecks(prober, 1.0, lambda: 0.01, passed.append)
+        why = await asyncio.wait_for(checks.verdict, 10)
+        assert why == f"{prober.probes[0].describe()} answered 'HTTP/1.1 503 Service Unavailable'"
+        assert len(passed) == 4 and all(seconds > 0 for seconds in passed)
+        assert len(writers) == 1, "every check on the kept connection"
+    settled([ok, ok, ok, ok, ok, b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n"], scenario)
+
+
+def test_passing_checks_hand_a_check_needing_a_coroutine_to_the_task():
+    async def scenario(prober, writers):
+        prober.owner_pid = 12345  # a new process: its listeners are not confirmed yet
+        checks = PassingChecks(prober, 1.0, lambda: 0.01, lambda seconds: None)
+        assert await asyncio.wait_for(checks.verdict, 10) is None
+    settled([], scenario)
+
+
+def test_passing_checks_cancelled_mid_check_leave_no_socket_and_no_timer():
+    replies: list[bytes | None] = [b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", None]
+
+    async def scenario(prober, writers):
+        fds = len(os.listdir("/proc/self/fd"))
+        checks = PassingChecks(prober, 5.0, lambda: 0.01, lambda seconds: None)
+        await asyncio.sleep(0.2)  # the silent server holds the check
+        assert checks._check is not None
+        checks.verdict.cancel()  # the unit stops
+        for _ in range(100):  # the cancellations are told by callbacks, a turn of the loop each
+            if len(os.listdir("/proc/self/fd")) < fds:
+                break
+            await asyncio.sleep(0)
+        assert checks._check is None and checks._timer is None
+        assert len(os.listdir("/proc/self/fd")) < fds, "the kept connection in the check is closed"
     settled(replies, scenario)
