@@ -76,6 +76,16 @@ def _open_fds(pid: int) -> int:
         return 0
 
 
+def _totals(pids: list[int]) -> tuple[float, int, int]:
+    """(CPU seconds, RSS bytes, open files) of the processes of `pids` still there."""
+    cpu, rss, fds = 0.0, 0, 0
+    for member in pids:
+        stat = _stat(member)
+        if stat is not None:
+            cpu, rss, fds = cpu + stat[0], rss + stat[1], fds + _open_fds(member)
+    return cpu, rss, fds
+
+
 class RootFiles:
     """A root process's /proc/PID/stat, its children file and its fd dir, kept open."""
     __slots__ = ("pid", "stat", "children", "fd_dir")
@@ -131,29 +141,18 @@ class ResourceSampler:
         self._started[pid] = started
         self._seen.add(pid)
         for child in children:
-            for member in self.tree(child):
-                stat = _stat(member)
-                if stat is not None:
-                    cpu += stat[0]
-                    rss += stat[1]
-                    fds += _open_fds(member)
+            more = _totals(self.tree(child))
+            cpu, rss, fds = cpu + more[0], rss + more[1], fds + more[2]
         return Usage(rss, cpu, fds)
 
     def _usage_read_anew(self, pid: int) -> Usage | None:
-        rss, cpu, fds, alive = 0, 0.0, 0, False
-        for member in self.tree(pid):
-            stat = _stat(member)
-            if stat is None:
-                continue
-            cpu += stat[0]
-            rss += stat[1]
-            fds += _open_fds(member)
-            if member == pid:
-                alive = True
-                self._started[pid] = stat[2]
-        if alive:
-            self._seen.add(pid)
-        return Usage(rss, cpu, fds) if alive else None
+        root = _stat(pid)
+        if root is None:
+            return None
+        self._started[pid] = root[2]
+        self._seen.add(pid)
+        cpu, rss, fds = _totals([p for p in self.tree(pid) if p != pid])
+        return Usage(rss + root[1], cpu + root[0], fds + _open_fds(pid))
 
     def _root_files(self, pid: int) -> RootFiles | None:
         kept = self._kept.get(pid)
