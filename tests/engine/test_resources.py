@@ -81,7 +81,8 @@ def test_kept_root_files_are_closed_when_no_longer_seen_and_bounded_by_the_fd_li
     try:
         sampler._keep_at_most = 2  # as from a low RLIMIT_NOFILE
         usages = [sampler.usage(p.pid) for p in sleepers]
-        assert all(u is not None and u.rss_bytes > 0 for u in usages), "the third read anew"
+        # not rss: the kernel sums a new process's RSS per CPU in batches; /proc/PID/stat may show 0
+        assert all(u is not None and u.open_fds >= 3 for u in usages), "the third read anew"
         assert len(sampler._kept) == 2
         sampler.prune()
         sampler.usage(sleepers[0].pid)
