@@ -14,6 +14,7 @@ import ctypes
 import os
 import signal
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import psutil
@@ -112,7 +113,7 @@ class Child:
 
     # one per unit: no __dict__
     __slots__ = ("pid", "name", "token", "_popen", "_output", "killed_after", "_loop", "_exited", "_pidfd",
-                 "_out", "_waiters")
+                 "_out", "_waiters", "on_reaped")
 
     def __init__(self, popen: subprocess.Popen[bytes] | Spawned, name: str, output: UnitOutput,
                  token: str | None = None) -> None:
@@ -120,6 +121,9 @@ class Child:
         self.name, self.token = name, token
         self._popen, self._output = popen, output
         self.killed_after: float | None = None
+        # called as soon as the exit is known, before anything waiting on it hears of it: the
+        # unit's successor may be forked right there (ProcessRun._respawn_now)
+        self.on_reaped: Callable[[], None] | None = None
         self._loop = asyncio.get_running_loop()
         self._exited: asyncio.Future[int | None] = self._loop.create_future()  # None: status unknown (adopted)
         self._waiters: list[asyncio.Future[int | None]] = []  # exit_waiter's, done with _exited
@@ -194,6 +198,9 @@ class Child:
             pid, status = self.pid, 255 << 8  # reaped elsewhere: the status is lost
         if pid == 0:
             return
+        hook, self.on_reaped = self.on_reaped, None
+        if hook is not None:
+            hook()
         self._loop.remove_reader(self._pidfd)
         os.close(self._pidfd)
         REAPER.leaders.pop(self.pid, None)
@@ -248,6 +255,10 @@ class Spawner:
         inherited_fds_closed_on_exec()  # posix_spawn closes nothing: no inherited fd reaches a unit
 
     async def spawn(self, spec: UnitSpec, env: dict[str, str], output: UnitOutput) -> Child:
+        return self.spawn_now(spec, env, output)
+
+    def spawn_now(self, spec: UnitSpec, env: dict[str, str], output: UnitOutput) -> Child:
+        """`spawn` without a turn of the loop: from a callback (a crash restart's, ProcessRun._respawn_now)."""
         assert spec.argv is not None
         log = output.open_for_child()  # the unit writes its log itself: nothing of it hangs on us
         try:

@@ -23,7 +23,7 @@ class RestartPolicy:
         """Seconds to wait before the next start, or None to give up (crash loop). A unit that
         crashes within `stable_after` of becoming ready counts like one that never did
         (flapping), so it ends `failed` too instead of backing off forever."""
-        if ready_for is not None and ready_for >= self.stable_after:
+        if ready_for is not None and self.restarts_at_once(ready_for):
             self.failed_starts = 0
             if ready_for >= self.reset_after:
                 self.level = 0
@@ -32,6 +32,10 @@ class RestartPolicy:
         if self.failed_starts >= self.max_failed_starts:
             return None
         return self._next_delay()
+
+    def restarts_at_once(self, ready_for: float) -> bool:
+        """Whether an exit after `ready_for` seconds ready is restarted without a delay (no change)."""
+        return ready_for >= self.stable_after
 
     def _next_delay(self) -> float:
         delay = float(min(self.base * (2 ** self.level), self.cap))

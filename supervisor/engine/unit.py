@@ -26,7 +26,7 @@ from .process import Child, ExitStatus, Spawner
 from .restart_policy import RestartPolicy
 from .start_cores import StartCores
 from .unit_elsewhere import Elsewhere
-from .unit_output import UnitOutput
+from .unit_output import EndedRun, UnitOutput
 from .unit_process import ExitUnsaid, ProcessRun
 from .unit_state import STATE_EVENTS, UnitState, check_transition
 from .unit_tally import ProbeTally
@@ -71,6 +71,9 @@ class Unit(ProcessRun, Elsewhere):
         self.waiting_for_resume = False  # exited while paused: nothing happens until `synsup resume`
         self._adopted: Child | None = None  # a process an earlier daemon started, to supervise first
         self._exit_unsaid: ExitUnsaid | None = None  # an exit said at the next fork (ProcessRun._record_exit)
+        self._prespawned: Child | None = None  # forked at the last exit, for the task to take (_respawn_now)
+        self._ready_at: float | None = None
+        self._ended_run: EndedRun | None = None
         if unpaused is None:
             unpaused = Flag()
             unpaused.set()
@@ -113,6 +116,7 @@ class Unit(ProcessRun, Elsewhere):
     # -- the one place state changes
     def set_state(self, new: UnitState, error: str | None = None, **fields: object) -> None:
         self._say_exit()  # an exit held for a crash restart's fork is said before anything after it
+        self._withdraw_prespawned()  # a restart not at once after all: its early fork is undone
         if not self._enter(new, error):
             return
         self.log.info(STATE_EVENTS[new], pid=self.pid, **({"error": error} if error else {}), **fields)
@@ -256,6 +260,7 @@ class Unit(ProcessRun, Elsewhere):
             self.start_cores.release(self)
 
     def _kill_child(self) -> None:
+        self._withdraw_prespawned()
         if self.child is not None and not self.child.exited:
             self.child.force_close()
 
@@ -378,7 +383,8 @@ class Unit(ProcessRun, Elsewhere):
 
     async def _run_once(self) -> float | None:
         """One process from spawn to exit; seconds it was ready, or None if it never was."""
-        self._notify_ready.clear()
+        if self._prespawned is None:  # else cleared before its fork: a READY=1 since is its own
+            self._notify_ready.clear()
         self.health = None  # the last run's verdict does not describe the new process
         if not self._start_quietly():
             self.set_state(S.STARTING)

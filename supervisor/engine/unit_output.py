@@ -19,6 +19,7 @@ import shutil
 import stat
 import time
 from collections.abc import Callable
+from typing import NamedTuple
 
 from ..path_trust import open_dir_nofollow
 from ..spec import NAME_RULE, valid_name
@@ -79,6 +80,11 @@ def rotate_files(path: str, keep: int) -> None:
         os.replace(path, f"{path}.1")
     else:
         os.unlink(path)
+
+
+class EndedRun(NamedTuple):
+    start: int  # where its output began in the file
+    lines: list[str] | None  # its output that came through `write`, if any
 
 
 class UnitOutput:
@@ -265,19 +271,34 @@ class UnitOutput:
             os.close(fd)
         self._run_start = self._size = 0
 
-    def last(self, n: int = 10) -> list[str]:
-        lines = list(self.tail or ()) + ([self._partial] if self._partial else [])
-        return lines[-n:] if lines else self._file_tail(n)
+    def ended_run(self) -> EndedRun:
+        """Where the running process's output is, taken before its successor's run begins (a crash
+        restart forked before the exit is looked at): `last(n, ended)` reads it afterwards. No
+        system call."""
+        lines = None if self.tail is None else list(self.tail) + ([self._partial] if self._partial else [])
+        return EndedRun(self._run_start, lines)
 
-    def _file_tail(self, n: int) -> list[str]:
-        """The running (or last) process's last lines, read back from the file."""
+    def last(self, n: int = 10, ended: EndedRun | None = None) -> list[str]:
+        """The last lines of the running (or last) process, or of the `ended` run."""
+        if ended is not None:
+            if ended.lines:
+                return ended.lines[-n:]
+            # it ends where the next run began (read to the file's end if that is gone: rotated)
+            return self._file_tail(n, ended.start, self._run_start if self._run_start >= ended.start else None)
+        lines = list(self.tail or ()) + ([self._partial] if self._partial else [])
+        return lines[-n:] if lines else self._file_tail(n, self._run_start)
+
+    def _file_tail(self, n: int, run_start: int, run_end: int | None = None) -> list[str]:
+        """The last lines of a run (from `run_start` to `run_end` or the end), read back from the file."""
         try:
             fd = os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
         except OSError:
             return []
         try:
             size = os.fstat(fd).st_size
-            start = max(self._run_start if self._run_start <= size else 0, size - TAIL_BYTES)
+            if run_end is not None and run_start <= run_end <= size:
+                size = run_end
+            start = max(run_start if run_start <= size else 0, size - TAIL_BYTES)
             data = os.pread(fd, size - start, start)
         except OSError:
             return []

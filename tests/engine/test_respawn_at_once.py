@@ -1,0 +1,136 @@
+"""A ready unit's crash that the task will answer with a restart at once is forked again in the
+exit's own callback (ProcessRun._respawn_now), before the task hears of the exit; the task takes
+that process. What the task decides otherwise (a pause, a stop, a backoff) withdraws it."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+
+import psutil
+import pytest
+
+from synsup.supervisor.engine import process
+from synsup.supervisor.engine.health import Timing
+from synsup.supervisor.engine.process import Spawner
+from synsup.supervisor.engine.restart_policy import RestartPolicy
+from synsup.supervisor.engine.supervisor import Supervisor
+from synsup.supervisor.engine.unit_state import UnitState
+from synsup.supervisor.spec import UnitSpec
+
+pytestmark = pytest.mark.integration
+S = UnitState
+FIRST_RUN = "echo 'ValueError: the first run'; exec sleep 60"
+
+
+class WatchedSpawner(Spawner):
+    """Says in which state of its unit each fork came (READY: from the exit's callback), and may
+    act right after a fork, before the loop runs again."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.forks: list[tuple[UnitState, int]] = []
+        self.after_fork = None
+
+    def spawn_now(self, spec, env, output):
+        unit = self.unit
+        state = unit.state
+        child = super().spawn_now(spec, env, output)
+        self.forks.append((state, child.pid))
+        if self.after_fork is not None:
+            self.after_fork(unit, child)
+        return child
+
+
+def run(tmp_path, scenario, argv=("sh", "-c", FIRST_RUN), stable_after=0.0):
+    spawner = WatchedSpawner()
+
+    async def main():
+        sup = Supervisor([UnitSpec(name="u", argv=argv, notify=False)], log_dir=str(tmp_path), notify_dir=None,
+                         spawner=spawner, timing=Timing(notify_grace=0.0),
+                         policy=lambda: RestartPolicy(stable_after=stable_after))
+        spawner.unit = sup.units["u"]
+        async with asyncio.TaskGroup() as group:
+            sup.spawn_tasks(group)
+            try:
+                sup.start_all()
+                await asyncio.wait_for(scenario(sup.units["u"], spawner), 30)
+            finally:
+                await sup.stop_all()
+                sup.cancel_tasks()
+        sup.close()
+    asyncio.run(main())
+    process.REAPER.reap()
+
+
+async def until(predicate, what: str, timeout: float = 10.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not predicate():
+            await asyncio.sleep(0.005)
+
+
+def test_a_stable_unit_that_crashes_is_forked_again_before_its_task_hears_of_the_exit(tmp_path):
+    async def scenario(unit, spawner):
+        await until(lambda: unit.state is S.READY, "ready")
+        first = unit.pid
+
+        def second_run_writes_at_once(unit, child):  # its first line before the task looks at the exit
+            with open(tmp_path / "u.log", "a") as f:
+                f.write("RuntimeError: the second run\n")
+        spawner.after_fork = second_run_writes_at_once
+        os.kill(first, signal.SIGKILL)
+        await until(lambda: unit.pid not in (None, first) and unit.state is S.READY, "restarted")
+        assert [state for state, _ in spawner.forks] == [S.STARTING, S.READY], "the restart forked in the exit's callback"
+        assert unit.pid == spawner.forks[1][1] and unit.restarts == 1
+        assert unit.last_exit.signal == "SIGKILL"
+        assert "the first run" in unit.error and "second" not in unit.error, unit.error
+        log = (tmp_path / "u.log").read_text()
+        assert log.index(f"pid {first} killed by SIGKILL") < log.index(f"started pid {unit.pid}"), log
+    run(tmp_path, scenario)
+
+
+def test_a_crash_that_backs_off_forks_nothing_early(tmp_path):
+    async def scenario(unit, spawner):
+        await until(lambda: unit.state is S.READY, "ready")
+        os.kill(unit.pid, signal.SIGKILL)
+        await until(lambda: unit.state is S.BACKOFF, "backing off")
+        assert [state for state, _ in spawner.forks] == [S.STARTING] and unit.pid is None
+    run(tmp_path, scenario, stable_after=3600.0)
+
+
+def test_a_pause_between_the_early_fork_and_the_task_withdraws_the_new_process(tmp_path):
+    """The task decides after the fork (a pause came in the same turn of the loop): the process
+    it will not take is killed and reaped, and the unit waits for `resume` with no process."""
+    async def scenario(unit, spawner):
+        await until(lambda: unit.state is S.READY, "ready")
+        spawner.after_fork = lambda unit, child: unit.unpaused.clear()
+        os.kill(unit.pid, signal.SIGKILL)
+        await until(lambda: unit.waiting_for_resume, "waiting for resume")
+        withdrawn = spawner.forks[-1][1]
+        assert spawner.forks[-1][0] is S.READY and unit.state is S.EXITED and unit.pid is None
+        process.REAPER.reap()
+        await until(lambda: not psutil.pid_exists(withdrawn), "the withdrawn process reaped")
+        spawner.after_fork = None
+        unit.unpaused.set()
+        await until(lambda: unit.state is S.READY and unit.pid is not None, "resumed")
+        assert unit.pid != withdrawn and [s for s, _ in spawner.forks] == [S.STARTING, S.READY, S.STARTING]
+    run(tmp_path, scenario)
+
+
+def test_a_stop_asked_right_after_the_early_fork_leaves_no_process(tmp_path):
+    forked = []
+
+    async def scenario(unit, spawner):
+        await until(lambda: unit.state is S.READY, "ready")
+
+        def stop_now(unit, child):
+            forked.append(child.pid)
+            asyncio.ensure_future(unit.stop())
+        spawner.after_fork = stop_now
+        os.kill(unit.pid, signal.SIGKILL)
+        await until(lambda: unit.state is S.STOPPED and forked, "stopped")
+        process.REAPER.reap()
+        await until(lambda: not psutil.pid_exists(forked[0]), "the early fork reaped")
+        assert unit.pid is None
+    run(tmp_path, scenario)
