@@ -116,3 +116,4 @@ def test_vs_synctl_without_postgresql_says_how_to_get_it_in_one_line():
 def test_respawn_floor_prints_the_bare_respawners_figure():
     out = run_bench("respawn_floor.py", "--units", "3", "--crashes", "2")
     assert re.search(rf"^bare respawner, 3 units: crash -> new child median {NUMBER} ms", out, re.MULTILINE), out
+    assert re.search(rf"^bare respawner, 3 units spawned \(first -> last\): {NUMBER} s", out, re.MULTILINE), out
