@@ -280,6 +280,10 @@ class Daemon:
         """Before `reexec`'s exec in place: units.json written for the new image to adopt
         from; the failure hooks' commands let go."""
         assert self.supervisor is not None
+        for unit in self.supervisor.units.values():
+            # a crash restart forked in this turn is in no record: the new image would neither
+            # adopt nor kill it (it starts the unit anew; a half-started process is no adoptee)
+            unit.withdraw_prespawned()
         self.records.write_units(self.supervisor)
         self.telemetry.hooks.close()
 

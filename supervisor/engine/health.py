@@ -45,7 +45,7 @@ class HealthChecks:
                  "wanted", "before_stop", "start_gate", "start_cores", "_held", "waiting_for_resume", "_adopted",
                  "unpaused", "_stop", "_start_requested", "_idle", "_notify_ready", "_notify", "_prober", "_oom", "_stopped",
                  "installed", "_reported", "_report_changed", "log", "_exit_unsaid", "_prespawned", "_ready_at",
-                 "_ended_run")
+                 "_ended_run", "_prespawned_spec")
 
     spec: UnitSpec
     clock: Clock

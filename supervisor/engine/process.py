@@ -198,12 +198,12 @@ class Child:
             pid, status = self.pid, 255 << 8  # reaped elsewhere: the status is lost
         if pid == 0:
             return
+        self._loop.remove_reader(self._pidfd)
+        os.close(self._pidfd)
+        REAPER.leaders.pop(self.pid, None)  # before the hook: its fork may have this pid again
         hook, self.on_reaped = self.on_reaped, None
         if hook is not None:
             hook()
-        self._loop.remove_reader(self._pidfd)
-        os.close(self._pidfd)
-        REAPER.leaders.pop(self.pid, None)
         returncode = os.waitstatus_to_exitcode(status)
         self._popen.returncode = returncode
         self._exit_is(returncode)
@@ -270,7 +270,12 @@ class Spawner:
         finally:
             if log is not None:
                 os.close(log)
-        return Child(started, spec.name, output, self.token)
+        try:
+            return Child(started, spec.name, output, self.token)
+        except BaseException:  # no pidfd for it (EMFILE): a process nobody would supervise
+            _kill(started.pid)
+            REAPER.leftovers.add(started.pid)
+            raise
 
     def _popen(self, spec: UnitSpec, env: dict[str, str], log: int | None) -> subprocess.Popen[bytes]:
         """A unit with a working directory of its own (posix_spawn cannot chdir before Python 3.13)."""

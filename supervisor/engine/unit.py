@@ -72,6 +72,7 @@ class Unit(ProcessRun, Elsewhere):
         self._adopted: Child | None = None  # a process an earlier daemon started, to supervise first
         self._exit_unsaid: ExitUnsaid | None = None  # an exit said at the next fork (ProcessRun._record_exit)
         self._prespawned: Child | None = None  # forked at the last exit, for the task to take (_respawn_now)
+        self._prespawned_spec: UnitSpec | None = None
         self._ready_at: float | None = None
         self._ended_run: EndedRun | None = None
         if unpaused is None:
@@ -116,7 +117,7 @@ class Unit(ProcessRun, Elsewhere):
     # -- the one place state changes
     def set_state(self, new: UnitState, error: str | None = None, **fields: object) -> None:
         self._say_exit()  # an exit held for a crash restart's fork is said before anything after it
-        self._withdraw_prespawned()  # a restart not at once after all: its early fork is undone
+        self.withdraw_prespawned()  # a restart not at once after all: its early fork is undone
         if not self._enter(new, error):
             return
         self.log.info(STATE_EVENTS[new], pid=self.pid, **({"error": error} if error else {}), **fields)
@@ -260,7 +261,8 @@ class Unit(ProcessRun, Elsewhere):
             self.start_cores.release(self)
 
     def _kill_child(self) -> None:
-        self._withdraw_prespawned()
+        self.withdraw_prespawned()
+        self._ended_run = None  # an exit never recorded (an internal error): no later one reads its range
         if self.child is not None and not self.child.exited:
             self.child.force_close()
 

@@ -283,8 +283,9 @@ class UnitOutput:
         if ended is not None:
             if ended.lines:
                 return ended.lines[-n:]
-            # it ends where the next run began (read to the file's end if that is gone: rotated)
-            return self._file_tail(n, ended.start, self._run_start if self._run_start >= ended.start else None)
+            if self._run_start < ended.start:
+                return []  # copy-truncated since: its lines are in the rotated file, among older ones
+            return self._file_tail(n, ended.start, self._run_start)  # it ends where the next run began
         lines = list(self.tail or ()) + ([self._partial] if self._partial else [])
         return lines[-n:] if lines else self._file_tail(n, self._run_start)
 

@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable
 
 import structlog
 
+from ..spec import UnitSpec
 from .child_stops import CHILD_STOPS
 from .died_of import OomWatch, died_of
 from .environment import exec_refusal, unit_environment
@@ -51,6 +52,7 @@ class ProcessRun(HealthChecks):
     _on_change: Callable[..., None]
     _exit_unsaid: ExitUnsaid | None
     _prespawned: Child | None  # forked at its predecessor's exit (_respawn_now), not yet taken by the task
+    _prespawned_spec: UnitSpec | None  # the spec it was forked with
     _ready_at: float | None  # clock.monotonic() when the running process became ready
     _ended_run: EndedRun | None  # the exited process's output, when its successor's run began first
     _stop: Flag
@@ -94,6 +96,8 @@ class ProcessRun(HealthChecks):
     async def _spawn(self) -> Child | None:
         """The new process, or None when refused or the exec failed. Its environment lives only
         here, not in the frame that supervises the process for as long as it runs."""
+        if self._prespawned is not None and self._prespawned_spec is not self.spec:
+            self.withdraw_prespawned()  # given a new spec since (a reload): forked with the old one
         prespawned, self._prespawned = self._prespawned, None
         if prespawned is not None:  # forked at the exit already
             self.retry_soon, self.refused = None, False
@@ -133,7 +137,7 @@ class ProcessRun(HealthChecks):
         and the task takes it (`_spawn`). The way to the task and its bookkeeping of the exit
         (its log's last lines, the kernel's OOM record) were 0.7 ms of the 1.1 ms between a crash
         and its fork, with 500 units. Whatever makes the task do anything else (a stop, a pause,
-        a dependency down, a backoff) withdraws the process (`_withdraw_prespawned`)."""
+        a dependency down, a backoff, a new spec, a re-exec) withdraws the process (`withdraw_prespawned`)."""
         try:
             if not self._restarts_at_once():
                 return
@@ -144,10 +148,12 @@ class ProcessRun(HealthChecks):
             self._notify_ready.clear()  # a READY=1 of the new process from now on counts
             self.installed.at_spawn(self.spec)
             self.output.new_run()
-            child = self._prespawned = self.spawner.spawn_now(self.spec, env, self.output)
+            spec = self.spec
+            child = self._prespawned = self.spawner.spawn_now(spec, env, self.output)
+            self._prespawned_spec = spec
             self._just_forked(child)
-        except OSError:
-            return  # the task tries again and says why it cannot
+        except OSError as e:  # the task tries again, and says why if it cannot either
+            self.log.warning("unit.respawn_now_failed", error=str(e))
         except Exception:  # never in the way of the exit's own handling (process.Child._on_exit)
             self.log.exception("unit.respawn_now_failed")
 
@@ -164,7 +170,7 @@ class ProcessRun(HealthChecks):
                 and self.policy.restarts_at_once(self.clock.monotonic() - ready_at)
                 and self._dependencies_met())
 
-    def _withdraw_prespawned(self) -> None:
+    def withdraw_prespawned(self) -> None:
         """A process forked at its predecessor's exit that the task will not take: killed and reaped."""
         child, self._prespawned = self._prespawned, None
         if child is None:

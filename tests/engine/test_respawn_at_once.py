@@ -5,6 +5,8 @@ that process. What the task decides otherwise (a pause, a stop, a backoff) withd
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import errno
 import os
 import signal
 
@@ -64,6 +66,12 @@ def run(tmp_path, scenario, argv=("sh", "-c", FIRST_RUN), stable_after=0.0):
     process.REAPER.reap()
 
 
+def gone(pid: int) -> bool:
+    """Dead and reaped (the reaper reaps what a unit's process left behind; psutil sees zombies)."""
+    process.REAPER.reap()
+    return not psutil.pid_exists(pid)
+
+
 async def until(predicate, what: str, timeout: float = 10.0) -> None:
     async with asyncio.timeout(timeout):
         while not predicate():
@@ -109,8 +117,7 @@ def test_a_pause_between_the_early_fork_and_the_task_withdraws_the_new_process(t
         await until(lambda: unit.waiting_for_resume, "waiting for resume")
         withdrawn = spawner.forks[-1][1]
         assert spawner.forks[-1][0] is S.READY and unit.state is S.EXITED and unit.pid is None
-        process.REAPER.reap()
-        await until(lambda: not psutil.pid_exists(withdrawn), "the withdrawn process reaped")
+        await until(lambda: gone(withdrawn), "the withdrawn process reaped")
         spawner.after_fork = None
         unit.unpaused.set()
         await until(lambda: unit.state is S.READY and unit.pid is not None, "resumed")
@@ -130,7 +137,108 @@ def test_a_stop_asked_right_after_the_early_fork_leaves_no_process(tmp_path):
         spawner.after_fork = stop_now
         os.kill(unit.pid, signal.SIGKILL)
         await until(lambda: unit.state is S.STOPPED and forked, "stopped")
-        process.REAPER.reap()
-        await until(lambda: not psutil.pid_exists(forked[0]), "the early fork reaped")
+        await until(lambda: gone(forked[0]), "the early fork reaped")
         assert unit.pid is None
     run(tmp_path, scenario)
+
+
+def test_a_reexec_in_the_turns_before_the_task_takes_the_early_fork_leaves_no_process_unrecorded(tmp_path):
+    """hand_over writes units.json for the new image to adopt from; a process forked early and
+    not yet the unit's would be in no record: neither adopted nor killed by the new image."""
+    seen = {}
+
+    async def scenario(unit, spawner):
+        await until(lambda: unit.state is S.READY, "ready")
+
+        def hand_over_next_turn(unit, child):
+            spawner.after_fork = None  # the early fork only
+
+            def hand_over():  # what Daemon.hand_over does before the exec, in the next turn
+                seen["pid"] = child.pid
+                unit.withdraw_prespawned()
+                seen["unit_pid"] = unit.pid
+            asyncio.get_running_loop().call_soon(hand_over)
+        spawner.after_fork = hand_over_next_turn
+        os.kill(unit.pid, signal.SIGKILL)
+        await until(lambda: "pid" in seen, "handed over")
+        await until(lambda: gone(seen["pid"]), "the early fork reaped")
+        await until(lambda: unit.state is S.READY and unit.pid not in (None, seen["pid"]), "started anew")
+    run(tmp_path, scenario)
+
+
+def test_hand_over_withdraws_every_early_fork(tmp_path):
+    from synsup.supervisor.daemon.daemon import Daemon
+    from synsup.supervisor.source import Loaded
+    from synsup.supervisor.statedir import StateDir
+    withdrawn = []
+    daemon = Daemon(Loaded([]), StateDir(str(tmp_path / "s")), str(tmp_path / "logs"))
+
+    class Units:
+        units = {"a": type("U", (), {"withdraw_prespawned": lambda self: withdrawn.append("a")})()}
+    daemon.supervisor = Units()  # type: ignore[assignment]
+    daemon.records.write_units = lambda sup: withdrawn.append("records")  # type: ignore[method-assign]
+    daemon.hand_over()
+    assert withdrawn == ["a", "records"], "withdrawn before units.json is written"
+
+
+def test_a_spec_set_before_the_task_takes_the_early_fork_is_the_one_the_restart_runs(tmp_path):
+    """A reload gives the unit a new spec (Supervisor.set_spec) for its next start: a process
+    forked early with the old one is withdrawn, and the new spec is spawned."""
+    new_argv = ("sh", "-c", "exec sleep 61")
+
+    async def scenario(unit, spawner):
+        await until(lambda: unit.state is S.READY, "ready")
+
+        def reload_next_turn(unit, child):
+            spawner.after_fork = None
+            new = dataclasses.replace(unit.spec, argv=new_argv)
+            asyncio.get_running_loop().call_soon(setattr, unit, "spec", new)
+        spawner.after_fork = reload_next_turn
+        os.kill(unit.pid, signal.SIGKILL)
+        await until(lambda: unit.state is S.READY and unit.pid is not None and unit.spec.argv == new_argv
+                    and psutil.Process(unit.pid).cmdline()[:2] == ["sleep", "61"], "the new spec runs")
+        early = spawner.forks[1][1]
+        await until(lambda: gone(early), "the early fork withdrawn")
+    run(tmp_path, scenario)
+
+
+def test_a_failure_after_the_early_fork_leaves_no_process_behind(tmp_path, monkeypatch):
+    """No pidfd for the new process (EMFILE): it is killed, not left beside the one the task forks."""
+    failed = {}
+
+    async def scenario(unit, spawner):
+        await until(lambda: unit.state is S.READY, "ready")
+        first = unit.pid
+        real = os.pidfd_open
+
+        def no_pidfd(pid, *args):
+            if not failed:
+                failed["pid"] = pid
+                raise OSError(errno.EMFILE, "Too many open files")
+            return real(pid, *args)
+        monkeypatch.setattr(process.os, "pidfd_open", no_pidfd)
+        os.kill(first, signal.SIGKILL)
+        await until(lambda: unit.state is S.READY and unit.pid not in (None, first), "restarted")
+        assert unit.pid != failed["pid"]
+        await until(lambda: gone(failed["pid"]), "the process without a pidfd killed and reaped")
+    run(tmp_path, scenario)
+
+
+def test_the_ended_runs_lines_are_its_own_and_none_once_the_log_was_truncated(tmp_path):
+    from synsup.supervisor.engine.unit_output import UnitOutput
+    output = UnitOutput(str(tmp_path / "u.log"))
+    with open(tmp_path / "u.log", "w") as f:
+        f.write("an earlier run\n")
+    output.new_run()
+    with open(tmp_path / "u.log", "a") as f:
+        f.write("ValueError: the ended run\n")
+    ended = output.ended_run()
+    output.new_run()  # its successor's run begins, and writes at once
+    with open(tmp_path / "u.log", "a") as f:
+        f.write("RuntimeError: the next run\n")
+    assert output.last(40, ended) == ["ValueError: the ended run"]
+    output._copy_truncate()  # rotated before the exit was looked at: its lines are in u.log.1
+    with open(tmp_path / "u.log", "a") as f:
+        f.write("RuntimeError: the next run, after the rotation\n")
+    assert output.last(40, ended) == []
+    output.close()
