@@ -105,7 +105,7 @@ class ProcessRun(HealthChecks):
             self._say_exit()
             return prespawned
         env = self._environment()
-        refusal = preflight(self.spec, self.output) or self._exec_refusal(env)
+        refusal = self._refusal(env)
         self.retry_soon = refusal.retry_after if refusal is not None else None
         self.refused = refusal is not None and self.retry_soon is None
         if refusal is not None:
@@ -113,8 +113,7 @@ class ProcessRun(HealthChecks):
             self.error = refusal.reason
             self.log.error("unit.refused", error=refusal.reason)
             return None
-        self.installed.at_spawn(self.spec)
-        self.output.new_run()
+        self._begin_run()
         try:
             self.child = await self.spawner.spawn(self.spec, env, self.output)
         except OSError as e:
@@ -125,6 +124,15 @@ class ProcessRun(HealthChecks):
         self._just_forked(self.child)
         self._say_exit()
         return self.child
+
+    def _refusal(self, env: dict[str, str]) -> Refusal | None:
+        """Why the process must not be spawned now (its log, its addresses, an exec the kernel refuses)."""
+        return preflight(self.spec, self.output) or self._exec_refusal(env)
+
+    def _begin_run(self) -> None:
+        """Right before the fork: the code it runs and where its output begins are noted."""
+        self.installed.at_spawn(self.spec)
+        self.output.new_run()
 
     def _just_forked(self, child: Child) -> None:
         """Before the loop runs again: its stops (SIGCHLD) and its notify messages (READY=1) are this unit's."""
@@ -141,14 +149,12 @@ class ProcessRun(HealthChecks):
         try:
             if not self._restarts_at_once():
                 return
-            env = self._environment()
-            if preflight(self.spec, self.output) is not None or self._exec_refusal(env) is not None:
+            spec, env = self.spec, self._environment()
+            if self._refusal(env) is not None:
                 return  # the task refuses the start, saying why
             self._ended_run = self.output.ended_run()
             self._notify_ready.clear()  # a READY=1 of the new process from now on counts
-            self.installed.at_spawn(self.spec)
-            self.output.new_run()
-            spec = self.spec
+            self._begin_run()
             child = self._prespawned = self.spawner.spawn_now(spec, env, self.output)
             self._prespawned_spec = spec
             self._just_forked(child)
