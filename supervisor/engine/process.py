@@ -252,10 +252,36 @@ class Spawner:
     def __init__(self, extra_env: dict[str, str] | None = None) -> None:
         self.extra_env = extra_env or {}
         self.token: str | None = None  # the state dir's owner token (`owner_mark`), set by the daemon
+        self._asked: list[_Asked] = []  # spawns asked for in this turn of the loop (`spawn`)
         inherited_fds_closed_on_exec()  # posix_spawn closes nothing: no inherited fd reaches a unit
 
     async def spawn(self, spec: UnitSpec, env: dict[str, str], output: UnitOutput) -> Child:
-        return self.spawn_now(spec, env, output)
+        """Forked with every other spawn asked for in the same turn of the loop, one right after
+        another (`_fork_asked`); each unit's bookkeeping of its fork (logs, listeners) comes after
+        all of them. A start of 500 units forked them between each unit's own work: 1 ms a unit,
+        of which the fork is 0.6. One turn of the loop more for a lone spawn (a crash restart of a
+        stable unit does not come here: ProcessRun._respawn_now)."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Child] = loop.create_future()
+        if not self._asked:
+            loop.call_soon(self._fork_asked)
+        self._asked.append(_Asked(spec, env, output, future))
+        try:
+            return await future
+        except asyncio.CancelledError:
+            if future.done() and not future.cancelled() and future.exception() is None:
+                future.result().force_close()  # forked as its task was cancelled: nobody will supervise it
+            raise
+
+    def _fork_asked(self) -> None:
+        asked, self._asked = self._asked, []
+        for each in asked:
+            if each.future.done():
+                continue  # its task was cancelled meanwhile
+            try:
+                each.future.set_result(self.spawn_now(each.spec, each.env, each.output))
+            except Exception as e:  # that unit's own failure (OSError: no such program), said by its task
+                each.future.set_exception(e)
 
     def spawn_now(self, spec: UnitSpec, env: dict[str, str], output: UnitOutput) -> Child:
         """`spawn` without a turn of the loop: from a callback (a crash restart's, ProcessRun._respawn_now)."""
@@ -304,6 +330,14 @@ class Spawner:
         if self.token:
             full[VARIABLE] = unit_mark(self.token, spec.name)
         return full
+
+
+@dataclass(slots=True)
+class _Asked:
+    spec: UnitSpec
+    env: dict[str, str]
+    output: UnitOutput
+    future: asyncio.Future[Child]
 
 
 async def stop_child(child: Child, exited: asyncio.Future[int | None], timeout: float) -> None:

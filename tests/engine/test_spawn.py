@@ -126,3 +126,85 @@ def test_a_unit_with_a_working_directory_runs_in_it(tmp_path):
 def test_spawned_is_what_child_reads_of_a_popen():
     started = Spawned(123)
     assert (started.pid, started.returncode, started.stdout, started.stdin) == (123, None, None, None)
+
+
+class Recorded(Spawner):
+    """Says when each fork came, among the units' own news (Supervisor listeners)."""
+
+    def __init__(self, events: list[str], fails: str | None = None) -> None:
+        super().__init__()
+        self.events, self.fails = events, fails
+
+    def spawn_now(self, spec, env, output):
+        if spec.name == self.fails:
+            raise FileNotFoundError(2, "No such file or directory", "missing")
+        child = super().spawn_now(spec, env, output)
+        self.events.append(f"fork {spec.name}")
+        return child
+
+
+def test_units_started_together_are_all_forked_before_any_says_it_spawned_and_one_failure_stays_its_own(tmp_path):
+    """A start of many units forks them one right after another, their bookkeeping after
+    (Spawner.spawn): the first fork to the last is the forks alone, not each unit's logs and
+    listeners between them. A unit whose program is missing fails alone."""
+    from synsup.supervisor.engine.supervisor import Supervisor
+    from synsup.supervisor.engine.unit_state import UnitState
+
+    events: list[str] = []
+    names = [f"u{i}" for i in range(6)]
+    specs = [UnitSpec(name=n, argv=("sleep", "30"), notify=False) for n in names]
+
+    async def main():
+        sup = Supervisor(specs, log_dir=str(tmp_path), notify_dir=None, spawner=Recorded(events, fails="u3"))
+        sup.add_listener(lambda u: u.pid is not None and events.append(f"pid {u.spec.name}"))
+        async with asyncio.TaskGroup() as group:
+            sup.spawn_tasks(group)
+            try:
+                sup.start_all()
+                async with asyncio.timeout(10):
+                    while not all(u.pid for n, u in sup.units.items() if n != "u3") or sup.units["u3"].error is None:
+                        await asyncio.sleep(0.005)
+                assert "cannot start sleep" in sup.units["u3"].error or "No such file" in sup.units["u3"].error
+                assert sup.units["u0"].state is not UnitState.FAILED
+            finally:
+                await sup.stop_all()
+                sup.cancel_tasks()
+        sup.close()
+    asyncio.run(main())
+    forks = [i for i, e in enumerate(events) if e.startswith("fork")]
+    said = [i for i, e in enumerate(events) if e.startswith("pid")]
+    assert len(forks) >= 5 and said, events
+    assert max(forks[:5]) < min(said), events
+
+
+def test_a_spawn_cancelled_before_or_right_after_its_fork_leaves_no_process(tmp_path):
+    from synsup.supervisor.engine.process import REAPER
+
+    async def main():
+        spawner = Spawner()
+        spec = UnitSpec(name="u", argv=("sleep", "30"))
+        output = UnitOutput(str(tmp_path / "u.log"))
+        env = {"PATH": os.environ["PATH"]}
+        forked = []
+        real = spawner.spawn_now
+        spawner.spawn_now = lambda *a: forked.append(real(*a)) or forked[-1]
+        queued = asyncio.ensure_future(spawner.spawn(spec, env, output))
+        await asyncio.sleep(0)  # it has asked; the forks come at the loop's next turn
+        queued.cancel()
+        await asyncio.sleep(0.01)
+        assert queued.cancelled() and forked == []  # never forked
+        late = asyncio.ensure_future(spawner.spawn(spec, env, output))
+        await asyncio.sleep(0)
+        spawner._fork_asked()  # forked, its task not yet back
+        late.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await late
+        assert len(forked) == 1 and forked[0].exited
+        pid = forked[0].pid
+        deadline = time.monotonic() + 5
+        while os.path.exists(f"/proc/{pid}") and time.monotonic() < deadline:
+            REAPER.reap()
+            await asyncio.sleep(0.01)
+        assert not os.path.exists(f"/proc/{pid}")
+        output.close()
+    asyncio.run(main())
