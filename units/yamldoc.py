@@ -63,8 +63,14 @@ def where(container: Any, key: Any = None) -> Where:
     return Where(file, getattr(container, "line", None))
 
 
-def _make_loader(file: str) -> type[yaml.SafeLoader]:
-    class Loader(yaml.SafeLoader):
+# libyaml's parser where PyYAML has it: the same nodes and lines in a fraction of the time (ten
+# Synapse config files, each command's start); a file it refuses is read again by PyYAML's own
+# parser, whose errors say more ("found undefined alias 'y'", not "found undefined alias")
+_FastLoader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def _make_loader(file: str, base: type[yaml.SafeLoader]) -> type[yaml.SafeLoader]:
+    class Loader(base):  # type: ignore[valid-type,misc]
         pass
 
     def construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> YamlMap:
@@ -113,7 +119,10 @@ def _read_bytes(path: str) -> bytes:
 def parse_yaml(path: str, data: bytes) -> Any:
     """Parse YAML text; a syntax error becomes a ConfigFileError with its line."""
     try:
-        return yaml.load(data, Loader=_make_loader(path))
+        try:
+            return yaml.load(data, Loader=_make_loader(path, _FastLoader))
+        except yaml.YAMLError:  # said as PyYAML's own parser says it (libyaml's words say less)
+            return yaml.load(data, Loader=_make_loader(path, yaml.SafeLoader))
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         line = mark.line + 1 if mark else None
