@@ -4,7 +4,10 @@ paired runs (synsup, then synctl, on the migrated database), and the timeline of
 start from its daemon.log.
 
 The floor: the CPU seconds the Synapse processes spent during a start (read from /proc when all
-are ready) divided by the cores: no start on this machine can be faster. Printed beside each
+are ready) divided by the cores: no start on this machine can be faster. Beside it, the share of
+the cores the whole machine kept busy (/proc/stat: Synapse, PostgreSQL, synsup's command and
+daemon, the kernel): near 100%, a start is bound by the CPU its processes need, not by how
+synsup orders them. Printed beside each
 run, with the cores the Synapse processes kept busy in each half second of synsup's last start
 (a value well under the core count is CPU left idle, e.g. while main starts alone).
 
@@ -118,18 +121,41 @@ def floor(cpu: float) -> float:
     return cpu / CORES
 
 
+def machine_busy() -> float:
+    """CPU seconds the whole machine has computed since boot (/proc/stat: every state but idle
+    and iowait), all processes and the kernel: with it, how busy a start kept the cores."""
+    with open("/proc/stat") as f:
+        fields = [int(v) for v in f.readline().split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+    counted = sum(fields[:8])  # user nice system idle iowait irq softirq steal (guest is in user)
+    return (counted - idle) / os.sysconf("SC_CLK_TCK")
+
+
+class Busy:
+    """The share of the cores the machine kept busy between its making and `share()`."""
+
+    def __init__(self) -> None:
+        self.began, self.cpu = time.monotonic(), machine_busy()
+
+    def share(self) -> float:
+        return (machine_busy() - self.cpu) / CORES / (time.monotonic() - self.began)
+
+
 def synsup(state: str, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "synsup", *args, "--state-dir", state], cwd=REPO,
                           capture_output=True, text=True)
 
 
-def time_synsup(config: str, workers: str, state: str) -> tuple[float, list[str], float]:
-    """(start -> all ready, s; the start's timeline from daemon.log; Synapse's CPU seconds)."""
+def time_synsup(config: str, workers: str, state: str) -> tuple[float, list[str], float, float]:
+    """(start -> all ready, s; the start's timeline from daemon.log; Synapse's CPU seconds; the
+    share of the cores the whole machine kept busy meanwhile)."""
     cpu = SynapseCpu(os.path.dirname(config))
     began, wall = time.monotonic(), time.time()
+    busy = Busy()
     cpu.start()
     done = synsup(state, "start", "-c", config, "-a", workers, "--python", sys.executable)
     took = time.monotonic() - began
+    machine = busy.share()
     spent = cpu.finish()
     if done.returncode != 0:
         raise SystemExit(done.stdout + done.stderr)
@@ -137,7 +163,7 @@ def time_synsup(config: str, workers: str, state: str) -> tuple[float, list[str]
     lines.append(f"  cores busy with Synapse, per {SAMPLE:g} s ({CORES} cores): "
                  + " ".join(f"{c:.1f}" for c in cpu.busy_cores()))
     synsup(state, "stop")
-    return took, lines, spent
+    return took, lines, spent, machine
 
 
 def timeline(daemon_log: str, began: float) -> list[str]:
@@ -191,14 +217,17 @@ def synctl_copy(directory: str, config: str, workers: str) -> tuple[str, str]:
     return os.path.join(copy, "homeserver.yaml"), os.path.join(copy, "workers")
 
 
-def time_synctl(config: str, workers: str, redis_port: int, http_ports: list[int]) -> tuple[float, float, float]:
-    """(synctl returned, all /health 200, Synapse's CPU seconds until then)."""
+def time_synctl(config: str, workers: str, redis_port: int,
+                http_ports: list[int]) -> tuple[float, float, float, float]:
+    """(synctl returned, all /health 200, Synapse's CPU seconds until then, the share of the
+    cores the machine kept busy)."""
     redis = subprocess.Popen(["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1", "--save", ""],
                              stdout=subprocess.DEVNULL)
     synctl = os.path.join(os.path.dirname(sys.executable), "synctl")
     cpu = SynapseCpu(os.path.dirname(config))
     try:
         began = time.monotonic()
+        busy = Busy()
         cpu.start()
         subprocess.run([synctl, "start", config, "-a", workers], check=True, capture_output=True,
                        cwd=os.path.dirname(config))
@@ -207,7 +236,8 @@ def time_synctl(config: str, workers: str, redis_port: int, http_ports: list[int
             if time.monotonic() - began > 300:
                 raise SystemExit("synctl's deployment did not become healthy within 300 s")
             time.sleep(0.05)
-        return returned, time.monotonic() - began, cpu.finish()
+        healthy_at, machine = time.monotonic() - began, busy.share()
+        return returned, healthy_at, cpu.finish(), machine
     finally:
         if cpu.is_alive():
             cpu.finish()
@@ -231,7 +261,7 @@ def main() -> None:
         config, workers = write_deployment(os.path.join(root, "d"), sys.executable, {**DB, "database": database},
                                            ports)
         state = os.path.join(root, "s")
-        fresh, fresh_timeline, _ = time_synsup(config, workers, state)
+        fresh, fresh_timeline, _, _ = time_synsup(config, workers, state)
         copy, copy_workers = synctl_copy(root, config, workers)
         pairs = [(time_synsup(config, workers, state),
                   time_synctl(copy, copy_workers, ports["redis"], [ports[n] for n in http_names]))
@@ -246,11 +276,12 @@ def main() -> None:
 
 def report(fresh: float, pairs: list) -> None:
     print(f"synsup start, empty database (migrations): {fresh:.2f} s to all ready")
-    for (ours, _, our_cpu), (returned, healthy_at, their_cpu) in pairs:
+    for (ours, _, our_cpu, our_busy), (returned, healthy_at, their_cpu, their_busy) in pairs:
         print(f"paired run: synsup start -> all ready {ours:.2f} s; synctl start -a returned {returned:.2f} s, "
               f"all /health 200 {healthy_at:.2f} s; synsup/synctl {ours / healthy_at:.2f}x; Synapse CPU "
               f"{our_cpu:.1f} s (synsup) / {their_cpu:.1f} s (synctl): floor {floor(our_cpu):.2f} s on {CORES} "
-              f"cores = {floor(our_cpu) / healthy_at:.2f}x synctl, synsup {ours / floor(our_cpu):.2f}x the floor")
+              f"cores = {floor(our_cpu) / healthy_at:.2f}x synctl, synsup {ours / floor(our_cpu):.2f}x the floor; "
+              f"machine busy {100 * our_busy:.0f}% (synsup) / {100 * their_busy:.0f}% (synctl) of {CORES} cores")
     ours_median = statistics.median(p[0][0] for p in pairs)
     theirs_median = statistics.median(p[1][1] for p in pairs)
     floor_median = statistics.median(floor(p[0][2]) for p in pairs)
@@ -260,6 +291,9 @@ def report(fresh: float, pairs: list) -> None:
           f"paired ratios {min(ratios):.2f}-{max(ratios):.2f}x, median {statistics.median(ratios):.2f}x")
     print(f"floor (Synapse's CPU seconds during synsup's start / {CORES} cores), median: {floor_median:.2f} s = "
           f"{floor_median / theirs_median:.2f}x synctl; synsup {ours_median:.2f} s, synctl {theirs_median:.2f} s")
+    busy_median = statistics.median(p[0][3] for p in pairs)
+    print(f"machine busy during synsup's start (every process and the kernel, /proc/stat), median: "
+          f"{100 * busy_median:.0f}% of {CORES} cores")
     print("(synctl does not wait for readiness, and not for stream writers before other workers)")
     print("timeline of the last synsup start (seconds since `synsup start`; the config check reused):")
     print("\n".join(pairs[-1][0][1]))

@@ -42,6 +42,8 @@ def test_vs_synctl_prints_the_comparison_and_the_timeline():
     assert re.search(rf"^floor \(Synapse's CPU seconds during synsup's start / \d+ cores\), median: {SECONDS} = "
                      r"\d+\.\d+x synctl", out, re.MULTILINE), out
     assert re.search(r"^  cores busy with Synapse, per 0.5 s \(\d+ cores\):( \d+\.\d)+$", out, re.MULTILINE), out
+    assert re.search(r"^machine busy during synsup's start \(.*\), median: \d+% of \d+ cores$", out, re.MULTILINE), out
+    assert re.search(r"machine busy \d+% \(synsup\) / \d+% \(synctl\)", out), out
 
 
 FIGURES = r" \d+\.\d+ s, failed client requests \d+, longest stall \d+\.\d+ s"
