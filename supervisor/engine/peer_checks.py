@@ -13,7 +13,8 @@ from collections.abc import Callable
 from ..spec import PeerCheck
 from .clock import Clock
 from .listener_owner import ROUNDS, SocketTables, tree_sockets
-from .probes import ProbeFailed, failure_reason, http_request
+from .probe_connection import ProbeFailed
+from .probes import failure_reason, http_request
 
 
 class PeerChecks:

@@ -17,6 +17,17 @@ if TYPE_CHECKING:
 _TLS: ssl.SSLContext | None = None
 
 
+class ProbeFailed(Exception):
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status  # the HTTP status that failed it, if one did
+
+
+def reply_text(line: bytes) -> str:
+    """A reply's line as the admin reads it in a probe's failure."""
+    return line.decode(errors="replace").strip()
+
+
 def _tls() -> ssl.SSLContext:
     """The context of TLS probes, ssl imported by the first (tls.py: not before)."""
     global _TLS

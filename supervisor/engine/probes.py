@@ -12,29 +12,16 @@ import socket
 import sys
 import time
 from collections.abc import Awaitable
-from typing import TYPE_CHECKING
 
-from ..spec import HttpProbe, Probe, RedisProbe, TcpProbe
+from ..spec import HttpProbe, Probe, TcpProbe
 from .listener_owner import foreign_listeners
 from .preflight import not_listening_yet
-from .probe_connection import ProbeConnection
-
-if TYPE_CHECKING:
-    pass
-
-
-class ProbeFailed(Exception):
-    def __init__(self, message: str, status: int | None = None) -> None:
-        super().__init__(message)
-        self.status = status  # the HTTP status that failed it, if one did
+from .probe_connection import ProbeConnection, ProbeFailed, reply_text
+from .redis_probe import redis_ping
 
 
 class _Stale(Exception):
     """A kept-alive connection the peer had closed: try again on a fresh one."""
-
-
-def _text(line: bytes) -> str:
-    return line.decode(errors="replace").strip()
 
 
 def _request_bytes(probe: HttpProbe) -> bytes:
@@ -65,76 +52,9 @@ def _reply_keeps(probe: HttpProbe, data: bytes) -> bool:
         and length.isdigit() and len(body) == int(length)
     parts = lines[0].split()
     if len(parts) < 2 or parts[1] != b"200":
-        raise ProbeFailed(f"{probe.describe()} answered {_text(lines[0])!r}",
+        raise ProbeFailed(f"{probe.describe()} answered {reply_text(lines[0])!r}",
                           int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else None)
     return keep
-
-
-def _command(*words: str) -> bytes:
-    out = [f"*{len(words)}\r\n"]
-    for word in words:
-        out.append(f"${len(word.encode())}\r\n{word}\r\n")
-    return "".join(out).encode()
-
-
-def _resp(data: bytes, count: int) -> list[bytes] | None:
-    """The first `count` RESP replies in `data` (a line, or a bulk string's content); None
-    while incomplete."""
-    replies: list[bytes] = []
-    pos = 0
-    while len(replies) < count:
-        end = data.find(b"\r\n", pos)
-        if end < 0:
-            return None
-        line, pos = data[pos:end], end + 2
-        if line[:1] == b"$" and line[1:].isdigit():
-            size = int(line[1:])
-            if len(data) < pos + size + 2:
-                return None
-            line, pos = data[pos:pos + size], pos + size + 2
-        replies.append(line)
-    return replies
-
-
-async def _redis_replies(probe: RedisProbe, commands: list[bytes]) -> list[bytes]:
-    conn = await ProbeConnection.open(probe)
-    try:
-        await conn.send(b"".join(commands))
-        data = b""
-        while (replies := _resp(data, len(commands))) is None:
-            chunk = await conn.recv()
-            if not chunk:
-                replies = _resp(data + b"\r\n" * len(commands), len(commands))
-                if replies is None:
-                    raise ProbeFailed(f"{probe.describe()} closed the connection mid-reply")
-                break
-            data += chunk
-    finally:
-        conn.close()
-    return replies
-
-
-def _redis_pid(probe: RedisProbe, info: bytes) -> int:
-    for line in info.splitlines():
-        if line.startswith(b"process_id:") and line[11:].strip().isdigit():
-            return int(line[11:])
-    raise ProbeFailed(f"{probe.describe()} did not say its process_id (INFO server: {_text(info[:80])!r})")
-
-
-async def _redis(probe: RedisProbe, owner_pid: int | None = None) -> None:
-    """PING (after AUTH); with `owner_pid`, also that `INFO server` names that process: the
-    Redis answering is ours, not another one on the same port."""
-    commands = ([_command("AUTH", probe.password)] if probe.password else []) + [_command("PING")]
-    if owner_pid is not None:
-        commands.append(_command("INFO", "server"))
-    replies = await _redis_replies(probe, commands)
-    if probe.password and not replies[0].startswith(b"+OK"):
-        raise ProbeFailed(f"{probe.describe()} refused AUTH: {_text(replies[0])}")
-    pong = replies[1 if probe.password else 0]
-    if not pong.startswith(b"+PONG"):
-        raise ProbeFailed(f"{probe.describe()} answered PING with {_text(pong)!r}")
-    if owner_pid is not None and (pid := _redis_pid(probe, replies[-1])) != owner_pid:
-        raise ProbeFailed(f"{probe.describe()} is answered by another Redis (pid {pid}), not ours (pid {owner_pid})")
 
 
 async def _connect(probe: TcpProbe) -> None:
@@ -258,7 +178,7 @@ class Prober:
         elif isinstance(probe, TcpProbe):
             work = _connect(probe)
         else:
-            work = _redis(probe, self.owner_pid)
+            work = redis_ping(probe, self.owner_pid)
         return work
 
     async def _http(self, probe: HttpProbe) -> None:

@@ -7,9 +7,9 @@ Whatever goes wrong inside a unit's task stays in that unit: an unexpected excep
 from __future__ import annotations
 
 import asyncio
-import functools
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
 
 import structlog
 
@@ -23,6 +23,7 @@ from .notify_socket import NotifySocket
 from .peer_checks import PeerChecks
 from .probes import Prober
 from .process import Child, ExitStatus, Spawner
+from .race import race
 from .restart_policy import RestartPolicy
 from .start_cores import StartCores
 from .unit_elsewhere import Elsewhere
@@ -401,40 +402,7 @@ class Unit(ProcessRun, Elsewhere):
         finally:
             self._prober.close()
 
-    async def _race(self, work: Awaitable[object], exited: asyncio.Future[int | None] | None = None,
-                    timeout: float | None = None) -> str:
-        """Run `work` until it is done, the child exits, a stop is asked for, or time runs out.
-        One future, woken by whichever comes first: asyncio.wait holds a coroutine, two sets and a
-        closure per future for as long as each of hundreds of units waits."""
-        work_task = asyncio.ensure_future(work)
-        stop_task = self._stop.waiter()  # a bare future: no task per race
-        racers = (stop_task, work_task) if exited is None else (stop_task, exited, work_task)
-        loop = asyncio.get_running_loop()
-        first: asyncio.Future[None] = loop.create_future()
-        wake = functools.partial(_wake, first)
-        for racer in racers:
-            racer.add_done_callback(wake)
-        timer = loop.call_later(timeout, _wake, first, None) if timeout is not None else None
-        try:
-            await first
-            stopped, ended, done = stop_task.done(), exited is not None and exited.done(), work_task.done()
-        finally:
-            if timer is not None:
-                timer.cancel()
-            for racer in racers:
-                racer.remove_done_callback(wake)
-            work_task.cancel()
-            stop_task.cancel()
-        if stopped:
-            return "stop"
-        if ended:
-            return "exited"
-        if done:
-            work_task.result()
-            return "done"
-        return "timeout"
-
-
-def _wake(first: asyncio.Future[None], _: object) -> None:
-    if not first.done():
-        first.set_result(None)
+    def _race(self, work: Awaitable[object], exited: asyncio.Future[int | None] | None = None,
+              timeout: float | None = None) -> Coroutine[Any, Any, str]:
+        """`work` raced against this unit's stop, its child's exit and `timeout` (race.py)."""
+        return race(self._stop, work, exited, timeout)

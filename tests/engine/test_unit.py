@@ -478,7 +478,7 @@ def test_a_ready_unit_races_its_exit_on_one_future_not_asyncio_wait():
         await until(lambda: unit.state is S.READY)
         supervise = next(t for t in asyncio.all_tasks() if t.get_name() == "unit:a")
         chain = awaited_chain(supervise)
-        assert chain[-2:] == ["Unit._race", "FutureIter"], chain  # awaiting a bare future
+        assert chain[-2:] == ["race", "FutureIter"], chain  # awaiting a bare future
         unit.child.exit(0)  # the exit wins the race: restarted
         await until(lambda: unit.restarts == 1 and unit.state is S.READY)
         await sup.stop_all()
