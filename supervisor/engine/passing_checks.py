@@ -14,10 +14,11 @@ import asyncio
 from collections.abc import Callable
 
 from .probes import Prober, SettledCheck
+from .timer_groups import timer_groups
 
 
 class PassingChecks:
-    __slots__ = ("prober", "timeout", "delay", "passed", "verdict", "_timer", "_check")
+    __slots__ = ("prober", "timeout", "delay", "passed", "verdict", "_next", "_check")
 
     def __init__(self, prober: Prober, timeout: float, delay: Callable[[], float],
                  passed: Callable[[float], None]) -> None:
@@ -27,35 +28,34 @@ class PassingChecks:
         self.verdict: asyncio.Future[str | None] = loop.create_future()
         self.verdict.add_done_callback(self._abandoned)
         self._check: SettledCheck | None = None
-        self._timer: asyncio.TimerHandle | None = loop.call_later(delay(), self._probe)
+        self._next: int | None = timer_groups().at(loop.time() + delay(), self, self._probe)  # its tick
 
     def _probe(self) -> None:
-        self._timer = None
-        check = self.prober.start_settled(self.timeout)
+        self._next = None
+        check = self.prober.start_settled(self.timeout, self._checked)
         if check is None:
             self.verdict.set_result(None)  # the unit's task checks this one
             return
         self._check = check
-        check.verdict.add_done_callback(self._checked)
 
-    def _checked(self, verdict: asyncio.Future[str | None]) -> None:
+    def _checked(self, why: str | None) -> None:
+        """The check's verdict, told from the loop's callback that read the reply (or its timer)."""
         self._check = None
-        if verdict.cancelled() or self.verdict.done():
+        if self.verdict.done():
             return
-        why = verdict.result()
         if why is not None:
             self.verdict.set_result(why)
             return
         self.passed(self.prober.last_seconds)
-        self._timer = asyncio.get_running_loop().call_later(self.delay(), self._probe)
+        self._next = timer_groups().at(asyncio.get_running_loop().time() + self.delay(), self, self._probe)
 
     def _abandoned(self, verdict: asyncio.Future[str | None]) -> None:
         """The unit's task stopped waiting (the unit stops): no timer, no connection left."""
         if not verdict.cancelled():
             return
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        if self._next is not None:
+            timer_groups().cancel(self._next, self)
+            self._next = None
         if self._check is not None:
-            self._check.verdict.cancel()
+            self._check.abandon()
             self._check = None

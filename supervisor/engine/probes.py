@@ -11,13 +11,14 @@ import os
 import socket
 import sys
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 
 from ..spec import HttpProbe, Probe, TcpProbe
 from .listener_owner import foreign_listeners
 from .preflight import not_listening_yet
 from .probe_connection import ProbeConnection, ProbeFailed, reply_text
 from .redis_probe import redis_ping
+from .timer_groups import timer_groups
 
 
 class _Stale(Exception):
@@ -43,18 +44,31 @@ async def _http_on(conn: ProbeConnection, probe: HttpProbe) -> bool:
 
 def _reply_keeps(probe: HttpProbe, data: bytes) -> bool:
     """Whether a reply whose head is all in `data` leaves the connection to be kept; ProbeFailed
-    unless its status is 200."""
+    unless its status is 200. The two headers that matter are found in the head, not every
+    header parsed (the reply of every settled check: 50 a second with 500 units)."""
     head, _, body = data.partition(b"\r\n\r\n")
-    lines = head.split(b"\r\n")
-    headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(b":") for line in lines[1:])}
-    length = headers.get(b"content-length", b"")
-    keep = lines[0].startswith(b"HTTP/1.1") and headers.get(b"connection", b"").lower() != b"close" \
-        and length.isdigit() and len(body) == int(length)
-    parts = lines[0].split()
+    end = head.find(b"\r\n")
+    status = head if end < 0 else head[:end]
+    parts = status.split()
     if len(parts) < 2 or parts[1] != b"200":
-        raise ProbeFailed(f"{probe.describe()} answered {reply_text(lines[0])!r}",
+        raise ProbeFailed(f"{probe.describe()} answered {reply_text(status)!r}",
                           int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else None)
-    return keep
+    if not status.startswith(b"HTTP/1.1"):
+        return False
+    lowered = head.lower()
+    length = _header(lowered, b"content-length")
+    return length.isdigit() and len(body) == int(length) and _header(lowered, b"connection") != b"close"
+
+
+def _header(lowered_head: bytes, name: bytes) -> bytes:
+    """The value of header `name` (lowercase) in a lowercased reply head; the last one when
+    repeated; b"" when absent."""
+    at = lowered_head.rfind(b"\r\n" + name + b":")
+    if at < 0:
+        return b""
+    start = at + len(name) + 3
+    end = lowered_head.find(b"\r\n", start)
+    return lowered_head[start:end if end >= 0 else len(lowered_head)].strip()
 
 
 async def _connect(probe: TcpProbe) -> None:
@@ -96,7 +110,7 @@ class Prober:
 
     def __init__(self, probes: tuple[Probe, ...]) -> None:
         self.probes = probes
-        self._kept: dict[HttpProbe, ProbeConnection] = {}
+        self._kept: dict[int, ProbeConnection] = {}  # by id(probe): a probe's dataclass hash is its every field's
         self.last_seconds = 0.0  # how long the last check_all took
         self.owner_pid: int | None = None  # the unit's process: the one that must be answering
         self._confirmed: int | None = None  # the pid whose HTTP listeners were confirmed as its own
@@ -111,19 +125,23 @@ class Prober:
         probe, at 50 probes a second for 500 units). The verdicts are check_all's; a kept
         connection found closed is checked again by check_all, on a fresh one."""
         check = self.start_settled(timeout)
-        return check.verdict if check is not None else self.check_all(timeout)
+        if check is None:
+            return self.check_all(timeout)
+        assert check.verdict is not None
+        return check.verdict
 
-    def start_settled(self, timeout: float) -> SettledCheck | None:
+    def start_settled(self, timeout: float, told: Callable[[str | None], None] | None = None) -> SettledCheck | None:
         """settled_check's check without a coroutine, its request sent; None when this check
         needs check_all (not one plain HTTP probe, no kept connection, its listeners not yet
-        confirmed as the process's own, the connection found closed)."""
+        confirmed as the process's own, the connection found closed). Its verdict is the
+        check's future, or with `told`, handed to it straight from the loop's callback."""
         probe = self.probes[0]
         if len(self.probes) != 1 or not isinstance(probe, HttpProbe) or self.owner_pid != self._confirmed:
             return None
-        conn = self._kept.pop(probe, None)
+        conn = self._kept.pop(id(probe), None)
         if conn is None or conn.sock is None:
             if conn is not None:
-                self._kept[probe] = conn  # TLS: its streams
+                self._kept[id(probe)] = conn  # TLS: its streams
             return None
         request = self._request_line or _request_bytes(probe)
         self._request_line = request
@@ -135,7 +153,7 @@ class Prober:
         if sent != len(request):  # closed by the peer, or a full buffer: a fresh connection
             conn.close()
             return None
-        return SettledCheck(self, probe, conn, timeout, started)
+        return SettledCheck(self, probe, conn, timeout, started, told)
 
     async def check_all(self, timeout: float) -> str | None:
         started = time.perf_counter()
@@ -182,7 +200,7 @@ class Prober:
         return work
 
     async def _http(self, probe: HttpProbe) -> None:
-        conn = self._kept.pop(probe, None)
+        conn = self._kept.pop(id(probe), None)
         if conn is not None:
             try:
                 return await self._request(probe, conn)
@@ -206,10 +224,10 @@ class Prober:
 
     def keep(self, probe: HttpProbe, conn: ProbeConnection) -> None:
         """The connection `probe` checks on next time (one at most: another is closed)."""
-        old = self._kept.pop(probe, None)
+        old = self._kept.pop(id(probe), None)
         if old is not None and old is not conn:
             old.close()
-        self._kept[probe] = conn
+        self._kept[id(probe)] = conn
 
     def close(self) -> None:
         for conn in self._kept.values():
@@ -218,18 +236,25 @@ class Prober:
 
 
 class SettledCheck:
-    """Prober.settled_check's reply: read by the loop's callback, its verdict a future."""
+    """Prober.settled_check's reply: read by the loop's callback, its verdict a future, or told
+    to `told` right there (PassingChecks: no future, no callback of the loop's between the
+    reply and the next check's timer)."""
 
-    __slots__ = ("prober", "probe", "conn", "timeout", "started", "data", "verdict", "_timer", "_again")
+    __slots__ = ("prober", "probe", "conn", "timeout", "started", "data", "verdict", "told", "_timeout", "_reading",
+                 "_again")
 
     def __init__(self, prober: Prober, probe: HttpProbe, conn: ProbeConnection, timeout: float,
-                 started: float) -> None:
+                 started: float, told: Callable[[str | None], None] | None = None) -> None:
         self.prober, self.probe, self.conn, self.timeout, self.started = prober, probe, conn, timeout, started
         self.data = b""
         loop = asyncio.get_running_loop()
-        self.verdict: asyncio.Future[str | None] = loop.create_future()
-        self.verdict.add_done_callback(self._abandoned)
-        self._timer = loop.call_at(loop.time() + timeout, self._timed_out)
+        self.told = told
+        self.verdict: asyncio.Future[str | None] | None = None
+        if told is None:
+            self.verdict = loop.create_future()
+            self.verdict.add_done_callback(self._abandoned)
+        self._timeout = timer_groups().at(loop.time() + timeout, self, self._timed_out)
+        self._reading = True  # until _end
         self._again: asyncio.Future[str | None] | None = None
         conn.expect(self._on_bytes)
 
@@ -260,7 +285,8 @@ class SettledCheck:
 
     def _end(self, keep: bool) -> None:
         """The reply is read (or given up on): the connection kept for the next check, or closed."""
-        self._timer.cancel()
+        self._reading = False
+        timer_groups().cancel(self._timeout, self)
         self.conn.expect(None)
         if keep:
             self.prober.keep(self.probe, self.conn)
@@ -269,20 +295,32 @@ class SettledCheck:
 
     def _done(self, why: str | None) -> None:
         self.prober.last_seconds = time.perf_counter() - self.started
-        if not self.verdict.done():
+        told, self.told = self.told, None
+        if told is not None:
+            told(why)
+        elif self.verdict is not None and not self.verdict.done():
             self.verdict.set_result(why)
 
     def _again_done(self, again: asyncio.Future[str | None]) -> None:
-        if not self.verdict.done() and not again.cancelled():
+        if again.cancelled():
+            return
+        told, self.told = self.told, None
+        if told is not None:
+            told(again.result())
+        elif self.verdict is not None and not self.verdict.done():
             self.verdict.set_result(again.result())
 
     def _abandoned(self, verdict: asyncio.Future[str | None]) -> None:
-        """The check's waiter was cancelled (the unit stops): nothing of it stays behind."""
         if verdict.cancelled():
-            if self._again is not None:
-                self._again.cancel()
-            elif not self._timer.cancelled():
-                self._end(keep=False)
+            self.abandon()
+
+    def abandon(self) -> None:
+        """Its waiter is gone (the unit stops): nothing of the check stays behind, nothing is told."""
+        self.told = None
+        if self._again is not None:
+            self._again.cancel()
+        elif self._reading:
+            self._end(keep=False)
 
 
 async def http_request(probe: HttpProbe) -> bool:

@@ -263,6 +263,57 @@ def test_passing_checks_cancelled_mid_check_leave_no_socket_and_no_timer():
             if len(os.listdir("/proc/self/fd")) < fds:
                 break
             await asyncio.sleep(0)
-        assert checks._check is None and checks._timer is None
+        assert checks._check is None and checks._next is None
         assert len(os.listdir("/proc/self/fd")) < fds, "the kept connection in the check is closed"
     settled(replies, scenario)
+
+
+def test_passing_checks_are_told_their_verdicts_without_a_future_through_a_dropped_connection_and_a_timeout():
+    """PassingChecks is told each verdict by the callback that read it (SettledCheck's `told`):
+    a kept connection the server dropped is checked again on a fresh one and still counts as
+    passed; a silent server's check ends at its timeout with the reason."""
+    ok = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
+
+    async def scenario(prober, writers):
+        passed: list[float] = []
+        checks = PassingChecks(prober, 0.3, lambda: 0.01, passed.append)
+        async with asyncio.timeout(10):
+            while len(passed) < 2:
+                await asyncio.sleep(0.005)
+            assert checks._check is None or checks._check.verdict is None, "no future for a told check"
+            writers[0].close()  # the server drops the kept connection between two checks
+            while len(writers) < 2:
+                await asyncio.sleep(0.005)
+            why = await checks.verdict
+        assert len(passed) >= 3, "the check on a fresh connection passed"
+        assert why == f"{prober.probes[0].describe()} did not answer within 0.3s"
+    settled([ok, ok, ok, ok, None], scenario)
+
+
+def test_a_replys_head_says_whether_its_connection_is_kept():
+    from synsup.supervisor.engine.probe_connection import ProbeFailed
+    from synsup.supervisor.engine.probes import _reply_keeps
+
+    probe = HttpProbe(host="127.0.0.1", port=8008)
+    cases = [
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nOK", True),
+        (b"HTTP/1.1 200 OK\r\nServer: Synapse\r\nDate: x\r\ncontent-length: 2\r\n\r\nOK", True),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: Close\r\n\r\nOK", False),
+        (b"HTTP/1.1 200 OK\r\nConnection: keep-alive\r\nContent-Length: 2\r\n\r\nOK", True),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nOK", False),  # more body to come: not reusable as is
+        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nOK", False),
+        (b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nOK", False),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\nContent-Length: 2\r\n\r\nOK", True),  # the last one
+        (b"HTTP/1.1 200 OK\r\nX-Content-Length: 2\r\n\r\nOK", False),  # not the header asked for
+    ]
+    for data, keep in cases:
+        assert _reply_keeps(probe, data) is keep, data
+    for data, status in [(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n", 503),
+                         (b"garbage\r\n\r\n", None), (b"HTTP/1.1 20O OK\r\n\r\n", None)]:
+        try:
+            _reply_keeps(probe, data)
+        except ProbeFailed as e:
+            first = data.split(b"\r\n")[0].decode()
+            assert e.status == status and f"answered {first!r}" in str(e), e
+        else:
+            raise AssertionError(data)
