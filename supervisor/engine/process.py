@@ -253,19 +253,26 @@ class Spawner:
         self.extra_env = extra_env or {}
         self.token: str | None = None  # the state dir's owner token (`owner_mark`), set by the daemon
         self._asked: list[_Asked] = []  # spawns asked for in this turn of the loop (`spawn`)
+        self._asked_loop: asyncio.AbstractEventLoop | None = None  # the loop _fork_asked is due in
         inherited_fds_closed_on_exec()  # posix_spawn closes nothing: no inherited fd reaches a unit
 
-    async def spawn(self, spec: UnitSpec, env: dict[str, str], output: UnitOutput) -> Child:
+    async def spawn(self, spec: UnitSpec, env: dict[str, str], output: UnitOutput,
+                    forked: Callable[[Child], None] | None = None) -> Child:
         """Forked with every other spawn asked for in the same turn of the loop, one right after
         another (`_fork_asked`); each unit's bookkeeping of its fork (logs, listeners) comes after
         all of them. A start of 500 units forked them between each unit's own work: 1 ms a unit,
         of which the fork is 0.6. One turn of the loop more for a lone spawn (a crash restart of a
-        stable unit does not come here: ProcessRun._respawn_now)."""
+        stable unit does not come here: ProcessRun._respawn_now). `forked` is called right after
+        the fork, before any other callback of the loop: what must know the new pid before the
+        loop reads anything (its notify messages, its stops, units.json for a re-exec) is told
+        there, not when the task wakes."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Child] = loop.create_future()
+        if self._asked_loop is not loop:  # a loop closed with a batch never forked: nobody waits for it
+            self._asked, self._asked_loop = [], loop
         if not self._asked:
             loop.call_soon(self._fork_asked)
-        self._asked.append(_Asked(spec, env, output, future))
+        self._asked.append(_Asked(spec, env, output, future, forked))
         try:
             return await future
         except asyncio.CancelledError:
@@ -275,13 +282,32 @@ class Spawner:
 
     def _fork_asked(self) -> None:
         asked, self._asked = self._asked, []
-        for each in asked:
+        for index, each in enumerate(asked):
             if each.future.done():
                 continue  # its task was cancelled meanwhile
             try:
-                each.future.set_result(self.spawn_now(each.spec, each.env, each.output))
+                child = self.spawn_now(each.spec, each.env, each.output)
             except Exception as e:  # that unit's own failure (OSError: no such program), said by its task
                 each.future.set_exception(e)
+                continue
+            except BaseException:
+                # the rest of the batch is forked at the next turn (the loop may go on: a
+                # CancelledError out of a callback is only logged); none waits for ever
+                rest = [a for a in asked[index + 1:] if not a.future.done()]
+                if rest:
+                    if not self._asked:
+                        asyncio.get_running_loop().call_soon(self._fork_asked)
+                    self._asked[:0] = rest
+                each.future.set_exception(RuntimeError(f"spawn of {each.spec.name} interrupted"))
+                raise
+            try:
+                if each.forked is not None:
+                    each.forked(child)
+            except Exception as e:
+                child.force_close()
+                each.future.set_exception(e)
+                continue
+            each.future.set_result(child)
 
     def spawn_now(self, spec: UnitSpec, env: dict[str, str], output: UnitOutput) -> Child:
         """`spawn` without a turn of the loop: from a callback (a crash restart's, ProcessRun._respawn_now)."""
@@ -338,6 +364,7 @@ class _Asked:
     env: dict[str, str]
     output: UnitOutput
     future: asyncio.Future[Child]
+    forked: Callable[[Child], None] | None = None
 
 
 async def stop_child(child: Child, exited: asyncio.Future[int | None], timeout: float) -> None:

@@ -114,16 +114,33 @@ class ProcessRun(HealthChecks):
             self.log.error("unit.refused", error=refusal.reason)
             return None
         self._begin_run()
+        before = self.child
         try:
-            self.child = await self.spawner.spawn(self.spec, env, self.output)
+            if isinstance(self.spawner, Spawner):
+                child = await self.spawner.spawn(self.spec, env, self.output, forked=self._forked)
+            else:  # a test's spawner: no batch, no window between its fork and this task
+                child = await self.spawner.spawn(self.spec, env, self.output)
         except OSError as e:
             self._say_exit()
             self.error = f"cannot start {(self.spec.argv or ('?',))[0]}: {e.strerror or e}"
             self.log.error("unit.spawn_failed", error=self.error)
             return None
-        self._just_forked(self.child)
+        except BaseException:
+            forked = self.child
+            if forked is not None and forked is not before:  # forked, its task cancelled before it woke
+                CHILD_STOPS.unwatch(forked.pid)
+                self._unhear(forked.pid)
+            raise
+        if child is not self.child:
+            self._forked(child)  # a spawner that does not say when it forked (a test's)
         self._say_exit()
-        return self.child
+        return child
+
+    def _forked(self, child: Child) -> None:
+        """Right after the fork, before the loop runs anything else (Spawner.spawn's `forked`):
+        the unit's process from now on (a re-exec records it), its stops and its notify messages."""
+        self.child = child
+        self._just_forked(child)
 
     def _refusal(self, env: dict[str, str]) -> Refusal | None:
         """Why the process must not be spawned now (its log, its addresses, an exec the kernel refuses)."""
