@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import os
 import socket
@@ -217,3 +218,35 @@ def read_text(path: str) -> str:
     """A file's text, closed at once (an unclosed file is a ResourceWarning, an error in CI)."""
     with open(path) as f:
         return f.read()
+
+
+async def supervised(sup: Any, scenario: Callable[[Any], Any], timeout: float = 30.0) -> None:
+    """`scenario(sup)` with every unit of Supervisor `sup` started; every unit stopped, the
+    tasks gone and the supervisor closed after, whatever happened."""
+    async with asyncio.TaskGroup() as group:
+        sup.spawn_tasks(group)
+        try:
+            sup.start_all()
+            await asyncio.wait_for(scenario(sup), timeout)
+        finally:
+            await sup.stop_all()
+            sup.cancel_tasks()
+    sup.close()
+
+
+async def until(predicate: Callable[[], Any], what: str, timeout: float = 10.0) -> None:
+    """Poll `predicate` on the running loop until it holds; fails naming `what` at the deadline."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, what
+        await asyncio.sleep(0.005)
+
+
+def gone(pid: int) -> bool:
+    """Dead and reaped (the daemon's reaper reaps what a unit's process left; psutil sees zombies)."""
+    import psutil
+
+    from synsup.supervisor.engine.process import REAPER
+    REAPER.reap()
+    return not psutil.pid_exists(pid)
+

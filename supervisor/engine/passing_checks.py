@@ -18,7 +18,7 @@ from .timer_groups import timer_groups
 
 
 class PassingChecks:
-    __slots__ = ("prober", "timeout", "delay", "passed", "verdict", "_next", "_check")
+    __slots__ = ("prober", "timeout", "delay", "passed", "verdict", "_groups", "_next", "_check")
 
     def __init__(self, prober: Prober, timeout: float, delay: Callable[[], float],
                  passed: Callable[[float], None]) -> None:
@@ -28,7 +28,8 @@ class PassingChecks:
         self.verdict: asyncio.Future[str | None] = loop.create_future()
         self.verdict.add_done_callback(self._abandoned)
         self._check: SettledCheck | None = None
-        self._next: int | None = timer_groups().at(loop.time() + delay(), self, self._probe)  # its tick
+        self._groups = timer_groups()  # the loop's: one lookup per unit, not per check
+        self._next: int | None = self._groups.at(loop.time() + delay(), self, self._probe)  # its tick
 
     def _probe(self) -> None:
         self._next = None
@@ -47,14 +48,14 @@ class PassingChecks:
             self.verdict.set_result(why)
             return
         self.passed(self.prober.last_seconds)
-        self._next = timer_groups().at(asyncio.get_running_loop().time() + self.delay(), self, self._probe)
+        self._next = self._groups.at(self._groups.loop.time() + self.delay(), self, self._probe)
 
     def _abandoned(self, verdict: asyncio.Future[str | None]) -> None:
         """The unit's task stopped waiting (the unit stops): no timer, no connection left."""
         if not verdict.cancelled():
             return
         if self._next is not None:
-            timer_groups().cancel(self._next, self)
+            self._groups.cancel(self._next, self)
             self._next = None
         if self._check is not None:
             self._check.abandon()

@@ -240,8 +240,8 @@ class SettledCheck:
     to `told` right there (PassingChecks: no future, no callback of the loop's between the
     reply and the next check's timer)."""
 
-    __slots__ = ("prober", "probe", "conn", "timeout", "started", "data", "verdict", "told", "_timeout", "_reading",
-                 "_again")
+    __slots__ = ("prober", "probe", "conn", "timeout", "started", "data", "verdict", "told", "_groups", "_timeout",
+                 "_reading", "_again")
 
     def __init__(self, prober: Prober, probe: HttpProbe, conn: ProbeConnection, timeout: float,
                  started: float, told: Callable[[str | None], None] | None = None) -> None:
@@ -253,7 +253,8 @@ class SettledCheck:
         if told is None:
             self.verdict = loop.create_future()
             self.verdict.add_done_callback(self._abandoned)
-        self._timeout = timer_groups().at(loop.time() + timeout, self, self._timed_out)
+        self._groups = timer_groups()
+        self._timeout = self._groups.at(loop.time() + timeout, self, self._timed_out)
         self._reading = True  # until _end
         self._again: asyncio.Future[str | None] | None = None
         conn.expect(self._on_bytes)
@@ -286,7 +287,7 @@ class SettledCheck:
     def _end(self, keep: bool) -> None:
         """The reply is read (or given up on): the connection kept for the next check, or closed."""
         self._reading = False
-        timer_groups().cancel(self._timeout, self)
+        self._groups.cancel(self._timeout, self)
         self.conn.expect(None)
         if keep:
             self.prober.keep(self.probe, self.conn)

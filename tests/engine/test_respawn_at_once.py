@@ -12,6 +12,7 @@ import signal
 
 import psutil
 import pytest
+from helpers import gone, supervised, until
 
 from synsup.supervisor.engine import process
 from synsup.supervisor.engine.health import Timing
@@ -53,29 +54,9 @@ def run(tmp_path, scenario, argv=("sh", "-c", FIRST_RUN), stable_after=0.0):
                          spawner=spawner, timing=Timing(notify_grace=0.0),
                          policy=lambda: RestartPolicy(stable_after=stable_after))
         spawner.unit = sup.units["u"]
-        async with asyncio.TaskGroup() as group:
-            sup.spawn_tasks(group)
-            try:
-                sup.start_all()
-                await asyncio.wait_for(scenario(sup.units["u"], spawner), 30)
-            finally:
-                await sup.stop_all()
-                sup.cancel_tasks()
-        sup.close()
+        await supervised(sup, lambda sup: scenario(sup.units["u"], spawner))
     asyncio.run(main())
     process.REAPER.reap()
-
-
-def gone(pid: int) -> bool:
-    """Dead and reaped (the reaper reaps what a unit's process left behind; psutil sees zombies)."""
-    process.REAPER.reap()
-    return not psutil.pid_exists(pid)
-
-
-async def until(predicate, what: str, timeout: float = 10.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not predicate():
-            await asyncio.sleep(0.005)
 
 
 def test_a_stable_unit_that_crashes_is_forked_again_before_its_task_hears_of_the_exit(tmp_path):

@@ -13,6 +13,7 @@ import sys
 import time
 
 import psutil
+from helpers import gone, supervised, until
 
 from synsup.supervisor.engine import process
 from synsup.supervisor.engine.child_stops import CHILD_STOPS
@@ -28,33 +29,13 @@ SAY_READY = ("import os, socket, time; "
              "open(os.environ['SAID'], 'w').close(); time.sleep(30)")
 
 
-async def until(predicate, what: str, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, what
-        await asyncio.sleep(0.005)
-
-
-def gone(pid: int) -> bool:
-    process.REAPER.reap()
-    return not psutil.pid_exists(pid)
-
-
 def run(tmp_path, specs, spawner, scenario, notify_dir=None, timing=None, before_start=None):
     async def main():
         sup = Supervisor(specs, log_dir=str(tmp_path), notify_dir=notify_dir, spawner=spawner,
                          timing=timing or Timing(notify_grace=0.0))
         if before_start is not None:
             before_start(sup)
-        async with asyncio.TaskGroup() as group:
-            sup.spawn_tasks(group)
-            try:
-                sup.start_all()
-                await asyncio.wait_for(scenario(sup), 30)
-            finally:
-                await sup.stop_all()
-                sup.cancel_tasks()
-        sup.close()
+        await supervised(sup, scenario)
     asyncio.run(main())
     process.REAPER.reap()
 
